@@ -1,0 +1,274 @@
+"""Administration of users, their addresses and phone numbers.
+
+The console views, the JSON API and the CLI all call these functions; none of
+them repeats a rule.  Invalid input raises Django's ``ValidationError`` with
+a message fit to show to the person who typed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from twostep.accounts.models import EmailAddress, PhoneNumber, Role, User
+from twostep.accounts.validators import normalize_email, normalize_phone, normalize_username
+from twostep.audit.services import Origin, Outcome, record
+from twostep.usersessions.services import end_sessions
+
+
+class UserNotFoundError(LookupError):
+    """No user has that username."""
+
+
+def find_user(username: str) -> User:
+    """Raises UserNotFoundError."""
+    try:
+        return User.objects.get(username=username.strip().lower())
+    except User.DoesNotExist:
+        raise UserNotFoundError(f"no user named {username!r}") from None
+
+
+def check_password_rules(password: str, user: User | None = None) -> None:
+    """Raises ValidationError listing every rule ``password`` breaks."""
+    password_validation.validate_password(password, user)
+
+
+def _check_role(role: str) -> str:
+    if role not in Role.values:
+        raise ValidationError(f"Unknown role {role!r}; choose user or admin.", code="invalid_role")
+    return role
+
+
+@transaction.atomic
+def create_user(
+    username: str,
+    *,
+    password: str | None,
+    origin: Origin,
+    display_name: str = "",
+    role: str = Role.USER,
+    emails: Iterable[str] = (),
+    phones: Iterable[str] = (),
+    must_change_password: bool = False,
+    actor: User | None = None,
+) -> User:
+    """Create a user; the first email and phone given become primary.
+
+    With ``password=None`` the account has no usable password until one is set.
+
+    Raises:
+        ValidationError: invalid username, role, password, email or phone, or
+            the username is taken (code ``username_taken``).
+    """
+    name = normalize_username(username)
+    _check_role(role)
+    clean_emails = _unique(normalize_email(email) for email in emails)
+    clean_phones = _unique(normalize_phone(phone) for phone in phones)
+    if User.objects.filter(username=name).exists():
+        raise ValidationError(f"The username {name!r} is taken.", code="username_taken")
+    user = User(username=name, display_name=display_name.strip(), role=role)
+    if password is None:
+        user.set_unusable_password()
+    else:
+        check_password_rules(password, user)
+        user.set_password(password)
+    user.must_change_password = must_change_password
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError:
+        raise ValidationError(f"The username {name!r} is taken.", code="username_taken") from None
+    for index, email in enumerate(clean_emails):
+        EmailAddress.objects.create(user=user, email=email, is_primary=index == 0)
+    for index, phone in enumerate(clean_phones):
+        PhoneNumber.objects.create(user=user, number=phone, is_primary=index == 0)
+    record("user.created", Outcome.INFO, origin=origin, user=user, actor=actor, detail={"role": role})
+    return user
+
+
+def _unique(values: Iterable[str]) -> list[str]:
+    seen: list[str] = []
+    for value in values:
+        if value not in seen:
+            seen.append(value)
+    return seen
+
+
+def _is_last_admin(user: User) -> bool:
+    return user.is_admin and not User.objects.filter(role=Role.ADMIN, is_active=True).exclude(pk=user.pk).exists()
+
+
+@transaction.atomic
+def update_user(
+    user: User,
+    *,
+    origin: Origin,
+    actor: User | None = None,
+    display_name: str | None = None,
+    role: str | None = None,
+    is_active: bool | None = None,
+) -> User:
+    """Change a user's name, role or active flag.  Deactivation ends their sessions.
+
+    Raises:
+        ValidationError: unknown role, or the change would leave no active administrator.
+    """
+    changes: dict[str, object] = {}
+    if display_name is not None and display_name.strip() != user.display_name:
+        user.display_name = display_name.strip()
+        changes["display_name"] = user.display_name
+    if role is not None and role != user.role:
+        _check_role(role)
+        if _is_last_admin(user):
+            raise ValidationError("This is the last active administrator; make someone else an admin first.")
+        user.role = role
+        changes["role"] = role
+    if is_active is not None and is_active != user.is_active:
+        if not is_active and _is_last_admin(user):
+            raise ValidationError("This is the last active administrator; it cannot be deactivated.")
+        user.is_active = is_active
+        changes["is_active"] = is_active
+    if not changes:
+        return user
+    user.save()
+    if user.is_active is False:
+        end_sessions(user)
+    record("user.updated", Outcome.INFO, origin=origin, user=user, actor=actor, detail=changes)
+    return user
+
+
+def set_active(user: User, active: bool, *, origin: Origin, actor: User | None = None) -> User:
+    """Enable or disable sign-in for ``user``; disabling ends their sessions."""
+    return update_user(user, origin=origin, actor=actor, is_active=active)
+
+
+@transaction.atomic
+def set_password(
+    user: User,
+    password: str,
+    *,
+    origin: Origin,
+    actor: User | None = None,
+    must_change: bool = False,
+    keep_session_key: str | None = None,
+) -> None:
+    """Set a new password and end the user's other sessions.
+
+    ``must_change`` makes the user choose their own at the next sign-in (for
+    passwords an admin chose).  ``keep_session_key`` spares the session of a
+    user who changed their own password.
+
+    Raises:
+        ValidationError: the password breaks a password rule.
+    """
+    check_password_rules(password, user)
+    user.set_password(password)
+    user.must_change_password = must_change
+    user.save(update_fields=["password", "must_change_password"])
+    end_sessions(user, except_key=keep_session_key)
+    kind = "password.reset_by_admin" if actor is not None and actor.pk != user.pk else "password.changed"
+    record(kind, Outcome.INFO, origin=origin, user=user, actor=actor)
+
+
+@transaction.atomic
+def delete_user(user: User, *, origin: Origin, actor: User | None = None) -> None:
+    """Delete ``user`` with their sessions, addresses and factors.
+
+    Raises:
+        ValidationError: ``user`` is the last active administrator.
+    """
+    if _is_last_admin(user):
+        raise ValidationError("This is the last active administrator; it cannot be deleted.")
+    end_sessions(user)
+    record("user.deleted", Outcome.INFO, origin=origin, username=user.username, actor=actor)
+    user.delete()
+
+
+@transaction.atomic
+def add_email(
+    user: User, email: str, *, origin: Origin, actor: User | None = None, primary: bool = False
+) -> EmailAddress:
+    """Raises ValidationError for an invalid or duplicate address."""
+    address = normalize_email(email)
+    if user.email_addresses.filter(email__iexact=address).exists():
+        raise ValidationError(f"{address} is already on this account.", code="duplicate_email")
+    make_primary = primary or not user.email_addresses.exists()
+    if make_primary:
+        user.email_addresses.filter(is_primary=True).update(is_primary=False)
+    created = EmailAddress.objects.create(user=user, email=address, is_primary=make_primary)
+    record("email.added", Outcome.INFO, origin=origin, user=user, actor=actor, detail={"email": address})
+    return created
+
+
+@transaction.atomic
+def remove_email(user: User, address_id: int, *, origin: Origin, actor: User | None = None) -> None:
+    """Remove one address; if it was primary, the oldest remaining becomes primary.
+
+    Raises:
+        ValidationError: the address is not this user's.
+    """
+    address = _owned(user.email_addresses, address_id, "address")
+    address.delete()
+    if address.is_primary:
+        successor = user.email_addresses.order_by("created_at", "pk").first()
+        if successor is not None:
+            successor.is_primary = True
+            successor.save(update_fields=["is_primary"])
+    record("email.removed", Outcome.INFO, origin=origin, user=user, actor=actor, detail={"email": address.email})
+
+
+@transaction.atomic
+def make_primary_email(user: User, address_id: int, *, origin: Origin, actor: User | None = None) -> None:
+    """Raises ValidationError: the address is not this user's."""
+    address = _owned(user.email_addresses, address_id, "address")
+    user.email_addresses.filter(is_primary=True).update(is_primary=False)
+    address.is_primary = True
+    address.save(update_fields=["is_primary"])
+
+
+@transaction.atomic
+def add_phone(
+    user: User, phone: str, *, origin: Origin, actor: User | None = None, primary: bool = False
+) -> PhoneNumber:
+    """Raises ValidationError for an invalid or duplicate number."""
+    number = normalize_phone(phone)
+    if user.phone_numbers.filter(number=number).exists():
+        raise ValidationError(f"{number} is already on this account.", code="duplicate_phone")
+    make_primary = primary or not user.phone_numbers.exists()
+    if make_primary:
+        user.phone_numbers.filter(is_primary=True).update(is_primary=False)
+    created = PhoneNumber.objects.create(user=user, number=number, is_primary=make_primary)
+    record("phone.added", Outcome.INFO, origin=origin, user=user, actor=actor)
+    return created
+
+
+@transaction.atomic
+def remove_phone(user: User, phone_id: int, *, origin: Origin, actor: User | None = None) -> None:
+    """Raises ValidationError: the number is not this user's."""
+    phone = _owned(user.phone_numbers, phone_id, "phone number")
+    phone.delete()
+    if phone.is_primary:
+        successor = user.phone_numbers.order_by("created_at", "pk").first()
+        if successor is not None:
+            successor.is_primary = True
+            successor.save(update_fields=["is_primary"])
+    record("phone.removed", Outcome.INFO, origin=origin, user=user, actor=actor)
+
+
+@transaction.atomic
+def make_primary_phone(user: User, phone_id: int, *, origin: Origin, actor: User | None = None) -> None:
+    """Raises ValidationError: the number is not this user's."""
+    phone = _owned(user.phone_numbers, phone_id, "phone number")
+    user.phone_numbers.filter(is_primary=True).update(is_primary=False)
+    phone.is_primary = True
+    phone.save(update_fields=["is_primary"])
+
+
+def _owned(manager, pk: int, noun: str):  # type: ignore[no-untyped-def]
+    try:
+        return manager.select_for_update().get(pk=pk)
+    except (manager.model.DoesNotExist, ValueError, TypeError):
+        raise ValidationError(f"That {noun} is not on this account.", code="not_found") from None

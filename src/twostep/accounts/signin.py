@@ -1,0 +1,37 @@
+"""The password step of sign-in, shared by the pages and the API."""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+
+from twostep.accounts.models import User
+from twostep.accounts.validators import MAX_PASSWORD_LENGTH
+from twostep.audit.services import Origin, Outcome, record
+
+GENERIC_FAILURE = "Your username or password is incorrect."
+
+
+def check_password_step(username: str, password: str, origin: Origin, request: object = None) -> User | None:
+    """Return the user when ``username`` and ``password`` match an active account, else None.
+
+    Unknown users, wrong passwords and inactive accounts take the same path
+    through the password hasher (Django runs it against a dummy hash for
+    unknown users), so neither the answer nor its timing tells them apart.
+    The auth log records which it was.
+    """
+    typed = username.strip()[:150]
+    if len(password) > MAX_PASSWORD_LENGTH:
+        password = password[: MAX_PASSWORD_LENGTH + 1]
+    user = authenticate(request, username=typed.lower(), password=password)  # type: ignore[arg-type]
+    if isinstance(user, User):
+        record("login.password", Outcome.SUCCESS, origin=origin, user=user, username=typed)
+        return user
+    known = User.objects.filter(username=typed.lower()).only("id", "is_active").first()
+    if known is None:
+        reason = "unknown_user"
+    elif not known.is_active:
+        reason = "inactive_user"
+    else:
+        reason = "credentials"
+    record("login.password", Outcome.FAILURE, origin=origin, user=known, username=typed, reason=reason)
+    return None

@@ -1,0 +1,76 @@
+"""Input rules for usernames, passwords, emails and phone numbers."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}", re.ASCII)
+#: Longer passwords are refused rather than hashed: argon2 on megabytes is a DoS.
+MAX_PASSWORD_LENGTH = 1024
+
+
+def normalize_username(raw: str) -> str:
+    """Lower-case ``raw`` and check it.
+
+    Raises:
+        ValidationError: not 1-64 characters of a-z, 0-9, '.', '_' or '-'
+            starting with a letter or digit.
+    """
+    username = raw.strip().lower()
+    if not USERNAME_RE.fullmatch(username):
+        raise ValidationError(
+            "A username is 1 to 64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit.",
+            code="invalid_username",
+        )
+    return username
+
+
+def normalize_email(raw: str) -> str:
+    """Raises ValidationError for anything that is not one email address."""
+    email = raw.strip()
+    validate_email(email)
+    local, _, domain = email.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def normalize_phone(raw: str) -> str:
+    """Return ``raw`` in E.164 form.
+
+    The number must be written in international form (starting with ``+``),
+    with a country calling code in use and a length possible for that country.
+
+    Raises:
+        ValidationError: not a valid phone number.
+    """
+    text = raw.strip()
+    if not text.startswith("+"):
+        raise ValidationError(
+            f"{raw!r} is not in international form; write it like +15551234567.", code="invalid_phone"
+        )
+    try:
+        parsed = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        raise ValidationError(f"{raw!r} is not a phone number.", code="invalid_phone") from None
+    # "Possible" (right length for a real country code) rather than "valid":
+    # the metadata of valid number ranges lags behind real allocations, and
+    # refusing a working number would lock its owner out of SMS codes.
+    if not phonenumbers.is_possible_number(parsed):
+        raise ValidationError(f"{raw!r} is not a valid phone number.", code="invalid_phone")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+class MaximumLengthValidator:
+    """Refuses passwords longer than MAX_PASSWORD_LENGTH characters."""
+
+    def validate(self, password: str, user: object = None) -> None:
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise ValidationError(
+                f"A password can be at most {MAX_PASSWORD_LENGTH} characters long.", code="password_too_long"
+            )
+
+    def get_help_text(self) -> str:
+        return f"Your password can be at most {MAX_PASSWORD_LENGTH} characters long."

@@ -1,0 +1,156 @@
+"""Sign-in, sign-out, the account page and password changes."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login, logout
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods
+
+from twostep.accounts import services
+from twostep.accounts.forms import ChangePasswordForm, LoginForm, PasswordForm
+from twostep.accounts.models import User
+from twostep.accounts.signin import GENERIC_FAILURE, check_password_step
+from twostep.audit.services import Origin, Outcome, record
+from twostep.core import clock
+from twostep.core.decorators import mark_reauthenticated, signed_in
+from twostep.mfa import login as second_step
+from twostep.mfa.policy import login_authenticators
+from twostep.usersessions.backend import LAST_SEEN_KEY, STARTED_KEY
+
+PENDING_KEY = "twostep_pending"
+NEXT_KEY = "twostep_next"
+
+
+def safe_next(request: HttpRequest, candidate: str | None) -> str:
+    """``candidate`` if it stays on this site, else the account page."""
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return settings.LOGIN_REDIRECT_URL
+
+
+def complete_sign_in(request: HttpRequest, user: User) -> HttpResponse:
+    """Turn the browser's session into a signed-in one (a new session id) and go on."""
+    destination = safe_next(request, request.session.get(NEXT_KEY))
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    now = clock.timestamp()
+    request.session[STARTED_KEY] = now
+    request.session[LAST_SEEN_KEY] = now
+    mark_reauthenticated(request)
+    record("login", Outcome.SUCCESS, origin=Origin.of(request), user=user)
+    if user.must_change_password:
+        return redirect("/account/password")
+    return redirect(destination)
+
+
+@require_http_methods(["GET", "POST"])
+def login_view(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated and request.method == "GET":
+        return redirect(safe_next(request, request.GET.get("next")))
+    form = LoginForm(request.POST or None)
+    error = None
+    if request.method == "POST" and form.is_valid():
+        origin = Origin.of(request)
+        user = check_password_step(form.cleaned_data["username"], form.cleaned_data["password"], origin, request)
+        if user is not None:
+            next_url = safe_next(request, request.POST.get("next") or request.GET.get("next"))
+            second_step.cancel(request.session.get(PENDING_KEY))
+            # A new session id after the password step, and again after the second.
+            request.session.cycle_key()
+            request.session[NEXT_KEY] = next_url
+            authenticators = login_authenticators(user.pk)
+            if not authenticators:
+                return complete_sign_in(request, user)
+            try:
+                _, token = second_step.start(user, authenticators[0], origin)
+            except second_step.SecondStepError:
+                error = "We could not start the second step. Try again in a moment."
+            else:
+                request.session[PENDING_KEY] = token
+                return redirect("/login/verify")
+        else:
+            error = GENERIC_FAILURE
+    elif request.method == "POST":
+        error = GENERIC_FAILURE
+    status = 200
+    return render(
+        request,
+        "accounts/login.html",
+        {"form": form, "error": error, "next": request.GET.get("next", "")},
+        status=status,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def logout_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        second_step.cancel(request.session.get(PENDING_KEY))
+        if request.user.is_authenticated:
+            record("logout", Outcome.INFO, origin=Origin.of(request), user=request.user)
+        logout(request)
+        messages.info(request, "You are signed out.")
+        return redirect(settings.LOGIN_URL)
+    return render(request, "accounts/logout.html")
+
+
+@signed_in
+def account_view(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    return render(
+        request,
+        "accounts/account.html",
+        {
+            "account": user,
+            "emails": user.email_addresses.all(),  # type: ignore[union-attr]
+            "phones": user.phone_numbers.all(),  # type: ignore[union-attr]
+        },
+    )
+
+
+@signed_in
+@require_http_methods(["GET", "POST"])
+def change_password_view(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    form = ChangePasswordForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        if not user.check_password(form.cleaned_data["current_password"]):
+            form.add_error("current_password", "That is not your current password.")
+        else:
+            try:
+                services.set_password(
+                    user,
+                    form.cleaned_data["new_password"],
+                    origin=Origin.of(request),
+                    actor=user,
+                    keep_session_key=request.session.session_key,
+                )
+            except ValidationError as exc:
+                form.add_error("new_password", exc)
+            else:
+                request.session.cycle_key()
+                messages.success(request, "Your password is changed. Your other sessions were signed out.")
+                return redirect(settings.LOGIN_REDIRECT_URL)
+    return render(request, "accounts/change_password.html", {"form": form, "forced": user.must_change_password})
+
+
+@signed_in
+@require_http_methods(["GET", "POST"])
+def reauthenticate_view(request: HttpRequest) -> HttpResponse:
+    """Ask for the password again before a sensitive change."""
+    user: User = request.user  # type: ignore[assignment]
+    form = PasswordForm(request.POST or None)
+    next_url = safe_next(request, request.POST.get("next") or request.GET.get("next"))
+    if request.method == "POST" and form.is_valid():
+        if user.check_password(form.cleaned_data["password"]):
+            mark_reauthenticated(request)
+            record("reauthenticate", Outcome.SUCCESS, origin=Origin.of(request), user=user)
+            return redirect(next_url)
+        record("reauthenticate", Outcome.FAILURE, origin=Origin.of(request), user=user, reason="credentials")
+        form.add_error("password", "That password is incorrect.")
+    return render(request, "accounts/reauthenticate.html", {"form": form, "next": next_url})

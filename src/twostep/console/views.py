@@ -1,0 +1,270 @@
+"""The admin console: users, their addresses and phones, and the 2FA settings."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from twostep.accounts import services
+from twostep.accounts.models import User
+from twostep.audit.services import Origin, Outcome, record
+from twostep.console.forms import (
+    AddEmailForm,
+    AddPhoneForm,
+    CreateUserForm,
+    EditUserForm,
+    ResetPasswordForm,
+    TwoFactorSettingsForm,
+)
+from twostep.core import clock
+from twostep.core.decorators import admin_only
+from twostep.core.runtime import get_settings, set_setting
+from twostep.mfa import services as mfa_services
+from twostep.mfa.models import Authenticator
+from twostep.mfa.policy import forced_off_by_config
+
+
+def _actor(request: HttpRequest) -> User:
+    return request.user  # type: ignore[return-value]
+
+
+def _show_errors(request: HttpRequest, exc: ValidationError) -> None:
+    for message in exc.messages:
+        messages.error(request, message)
+
+
+@admin_only
+def users_view(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()
+    users = User.objects.annotate(
+        factor_count=Count("authenticators", filter=Q(authenticators__confirmed_at__isnull=False))
+    ).order_by("username")
+    if query:
+        users = users.filter(Q(username__icontains=query) | Q(display_name__icontains=query))
+    page = Paginator(users, 50).get_page(request.GET.get("page"))
+    return render(request, "console/users.html", {"page": page, "query": query})
+
+
+@admin_only
+@require_http_methods(["GET", "POST"])
+def create_user_view(request: HttpRequest) -> HttpResponse:
+    form = CreateUserForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            user = services.create_user(
+                data["username"],
+                password=data["password"],
+                display_name=data["display_name"],
+                role=data["role"],
+                emails=data["emails"],
+                phones=data["phones"],
+                must_change_password=True,
+                origin=Origin.of(request),
+                actor=_actor(request),
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"User {user.username} created.")
+            return redirect(f"/admin/users/{user.username}")
+    return render(request, "console/user_new.html", {"form": form})
+
+
+def _user_or_404(username: str) -> User:
+    return get_object_or_404(User, username=username.lower())
+
+
+@admin_only
+@require_http_methods(["GET", "POST"])
+def user_view(request: HttpRequest, username: str) -> HttpResponse:
+    user = _user_or_404(username)
+    form = EditUserForm(
+        request.POST or None,
+        initial={"display_name": user.display_name, "role": user.role, "is_active": user.is_active},
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_user(
+                user,
+                display_name=form.cleaned_data["display_name"],
+                role=form.cleaned_data["role"],
+                is_active=form.cleaned_data["is_active"],
+                origin=Origin.of(request),
+                actor=_actor(request),
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, "Saved.")
+            return redirect(f"/admin/users/{user.username}")
+    factors = Authenticator.objects.filter(user=user, confirmed_at__isnull=False).order_by("method")
+    return render(
+        request,
+        "console/user.html",
+        {
+            "subject": user,
+            "form": form,
+            "emails": user.email_addresses.all(),
+            "phones": user.phone_numbers.all(),
+            "factors": factors,
+            "email_form": AddEmailForm(),
+            "phone_form": AddPhoneForm(),
+            "password_form": ResetPasswordForm(),
+        },
+    )
+
+
+@admin_only
+@require_POST
+def user_password_view(request: HttpRequest, username: str) -> HttpResponse:
+    user = _user_or_404(username)
+    form = ResetPasswordForm(request.POST)
+    if form.is_valid():
+        try:
+            services.set_password(
+                user, form.cleaned_data["password"], must_change=True, origin=Origin.of(request), actor=_actor(request)
+            )
+        except ValidationError as exc:
+            _show_errors(request, exc)
+        else:
+            messages.success(request, f"Password of {user.username} reset; their sessions ended.")
+    else:
+        messages.error(request, "Enter a new password.")
+    return redirect(f"/admin/users/{user.username}")
+
+
+@admin_only
+@require_POST
+def user_delete_view(request: HttpRequest, username: str) -> HttpResponse:
+    user = _user_or_404(username)
+    if request.POST.get("confirm") != user.username:
+        messages.error(request, "Type the username to confirm the deletion.")
+        return redirect(f"/admin/users/{user.username}")
+    try:
+        services.delete_user(user, origin=Origin.of(request), actor=_actor(request))
+    except ValidationError as exc:
+        _show_errors(request, exc)
+        return redirect(f"/admin/users/{user.username}")
+    messages.success(request, f"User {username} deleted.")
+    return redirect("/admin/users")
+
+
+@admin_only
+@require_POST
+def user_reset_2fa_view(request: HttpRequest, username: str) -> HttpResponse:
+    user = _user_or_404(username)
+    removed = mfa_services.reset_two_factor(user, origin=Origin.of(request), actor=_actor(request))
+    messages.success(
+        request, f"Two-factor authentication of {user.username} reset ({removed} factor(s) removed); sessions ended."
+    )
+    return redirect(f"/admin/users/{user.username}")
+
+
+@admin_only
+@require_POST
+def user_unlock_view(request: HttpRequest, username: str) -> HttpResponse:
+    user = _user_or_404(username)
+    mfa_services.unlock_second_step(user, origin=Origin.of(request), actor=_actor(request))
+    messages.success(request, f"Second step of {user.username} unlocked.")
+    return redirect(f"/admin/users/{user.username}")
+
+
+@admin_only
+@require_POST
+def user_emails_view(request: HttpRequest, username: str) -> HttpResponse:
+    user = _user_or_404(username)
+    action = request.POST.get("action", "add")
+    origin, actor = Origin.of(request), _actor(request)
+    try:
+        if action == "add":
+            form = AddEmailForm(request.POST)
+            if not form.is_valid():
+                raise ValidationError("Enter an email address.")
+            services.add_email(
+                user, form.cleaned_data["email"], primary=form.cleaned_data["primary"], origin=origin, actor=actor
+            )
+        elif action == "remove":
+            services.remove_email(user, int(request.POST.get("id", "0")), origin=origin, actor=actor)
+        elif action == "primary":
+            services.make_primary_email(user, int(request.POST.get("id", "0")), origin=origin, actor=actor)
+        else:
+            raise ValidationError("Unknown action.")
+    except (ValidationError, ValueError) as exc:
+        _show_errors(request, exc if isinstance(exc, ValidationError) else ValidationError("Invalid request."))
+    else:
+        messages.success(request, "Email addresses updated.")
+    return redirect(f"/admin/users/{user.username}#emails")
+
+
+@admin_only
+@require_POST
+def user_phones_view(request: HttpRequest, username: str) -> HttpResponse:
+    user = _user_or_404(username)
+    action = request.POST.get("action", "add")
+    origin, actor = Origin.of(request), _actor(request)
+    try:
+        if action == "add":
+            form = AddPhoneForm(request.POST)
+            if not form.is_valid():
+                raise ValidationError("Enter a phone number.")
+            services.add_phone(
+                user, form.cleaned_data["phone"], primary=form.cleaned_data["primary"], origin=origin, actor=actor
+            )
+        elif action == "remove":
+            services.remove_phone(user, int(request.POST.get("id", "0")), origin=origin, actor=actor)
+        elif action == "primary":
+            services.make_primary_phone(user, int(request.POST.get("id", "0")), origin=origin, actor=actor)
+        else:
+            raise ValidationError("Unknown action.")
+    except (ValidationError, ValueError) as exc:
+        _show_errors(request, exc if isinstance(exc, ValidationError) else ValidationError("Invalid request."))
+    else:
+        messages.success(request, "Phone numbers updated.")
+    return redirect(f"/admin/users/{user.username}#phones")
+
+
+@admin_only
+@require_http_methods(["GET", "POST"])
+def authentication_view(request: HttpRequest) -> HttpResponse:
+    current = get_settings("two_factor.enabled", "two_factor.methods")
+    form = TwoFactorSettingsForm(
+        request.POST or None,
+        initial={"enabled": current["two_factor.enabled"], "methods": current["two_factor.methods"]},
+    )
+    affected = None
+    if request.method == "POST" and form.is_valid():
+        enabled, methods = form.cleaned_data["enabled"], list(form.cleaned_data["methods"])
+        affected = mfa_services.affected_by(enabled, methods)
+        if affected and form.cleaned_data["confirm"] != affected:
+            # Show who loses protection before anything changes.
+            form = TwoFactorSettingsForm(initial={"enabled": enabled, "methods": methods})
+        else:
+            set_setting("two_factor.enabled", enabled)
+            set_setting("two_factor.methods", methods)
+            record(
+                "settings.two_factor",
+                Outcome.INFO,
+                origin=Origin.of(request),
+                actor=_actor(request),
+                detail={"enabled": enabled, "methods": methods, "affected_users": affected},
+            )
+            messages.success(request, "Authentication settings saved.")
+            return redirect("/admin/authentication")
+    enrolled = Authenticator.objects.filter(confirmed_at__isnull=False).values("method").annotate(users=Count("user"))
+    return render(
+        request,
+        "console/authentication.html",
+        {
+            "form": form,
+            "affected": affected,
+            "forced_off": forced_off_by_config(),
+            "server_time": clock.now(),
+            "enrolled": {row["method"]: row["users"] for row in enrolled},
+        },
+    )

@@ -1,0 +1,71 @@
+"""Access rules for views: a full session, an administrator, a recent password."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+
+from twostep.core import clock
+
+View = Callable[..., HttpResponse]
+REAUTH_KEY = "twostep_reauth_at"
+
+
+def signed_in(view: View) -> View:
+    """Only a fully signed-in user (both steps) passes; others go to /login.
+
+    A user who must choose a new password is sent to do that first.
+    """
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect(f"{settings.LOGIN_URL}?{urlencode({'next': request.get_full_path()})}")
+        if request.user.must_change_password and request.path != "/account/password":  # type: ignore[union-attr]
+            return redirect("/account/password")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def admin_only(view: View) -> View:
+    """Signed in and an administrator; anyone else signed in gets 403."""
+
+    @signed_in
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_admin:  # type: ignore[union-attr]
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def mark_reauthenticated(request: HttpRequest) -> None:
+    request.session[REAUTH_KEY] = clock.timestamp()
+
+
+def recently_authenticated(request: HttpRequest) -> bool:
+    """True when the password was entered within ``security.reauth_max_age`` seconds."""
+    stamp = request.session.get(REAUTH_KEY)
+    return stamp is not None and clock.timestamp() - float(stamp) <= settings.CONFIG.security.reauth_max_age
+
+
+def fresh_password(view: View) -> View:
+    """Sensitive changes need the password entered within the last few minutes."""
+
+    @signed_in
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not recently_authenticated(request):
+            return redirect(f"/account/reauthenticate?{urlencode({'next': request.get_full_path()})}")
+        return view(request, *args, **kwargs)
+
+    return wrapper

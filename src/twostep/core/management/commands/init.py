@@ -1,0 +1,62 @@
+"""``twostep init``: create the data directory, keys, database and first administrator."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from twostep.accounts import services
+from twostep.accounts.models import Role, User
+from twostep.audit.services import CLI
+from twostep.config.loader import CONFIG_FILE_NAME
+from twostep.core.crypto import new_key, write_keys
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
+class Command(BaseCommand):
+    help = "Initialise the data directory (idempotent: an existing one is left as it is)."
+    requires_system_checks: list[str] = []  # type: ignore[assignment]
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--admin-username", default="admin", help="Name of the first administrator.")
+
+    def handle(self, *args: Any, admin_username: str, **options: Any) -> None:
+        data_dir = Path(settings.DATA_DIR)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        config_file = data_dir / CONFIG_FILE_NAME
+        if not config_file.exists():
+            config_file.write_text(files("twostep.config").joinpath("template.toml").read_text())
+            self.stdout.write(f"Wrote {config_file}")
+        key_file = settings.CONFIG.path(settings.CONFIG.secret_key_file)
+        if not key_file.exists():
+            key = secrets.token_urlsafe(50)
+            _write_private(key_file, key + "\n")
+            settings.SECRET_KEY = key
+            self.stdout.write(f"Wrote {key_file}")
+        keys_file = settings.ENCRYPTION_KEYS_PATH
+        if not keys_file.exists():
+            write_keys(keys_file, [new_key()])
+            self.stdout.write(f"Wrote {keys_file}")
+        call_command("migrate", interactive=False, verbosity=0)
+        if User.objects.filter(role=Role.ADMIN).exists():
+            self.stdout.write(f"twostep is initialised in {data_dir}.")
+            return
+        password = secrets.token_urlsafe(12)
+        services.create_user(admin_username, password=password, role=Role.ADMIN, must_change_password=True, origin=CLI)
+        self.stdout.write(
+            f"Created the administrator {admin_username!r}.\n"
+            f"One-time password (shown only now; you choose a new one at first sign-in): {password}"
+        )

@@ -1,0 +1,83 @@
+"""``twostep serve``: run the production WSGI server after checking the deployment."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import OperationalError
+
+from twostep.core.crypto import KeyFileError, read_keys
+from twostep.core.migrations_state import pending_migrations
+
+
+class Command(BaseCommand):
+    help = "Run twostep's web server (gunicorn, gthread workers)."
+    requires_system_checks: list[str] = []  # type: ignore[assignment]
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        server = settings.CONFIG.server
+        parser.add_argument("--host", default=server.host)
+        parser.add_argument("--port", type=int, default=server.port)
+        parser.add_argument("--workers", type=int, default=server.workers)
+        parser.add_argument("--threads", type=int, default=server.threads)
+        parser.add_argument("--dev", action="store_true", help="Allow debug mode (never in production).")
+
+    def handle(self, *args: Any, host: str, port: int, workers: int, threads: int, dev: bool, **_: Any) -> None:
+        self.check_deployment(dev)
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "twostep.wsgi:application",
+            "--bind",
+            f"{host}:{port}" if ":" not in host else f"[{host}]:{port}",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--access-logfile",
+            "-",
+            "--forwarded-allow-ips",
+            ",".join(settings.CONFIG.server.trusted_proxies) or "127.0.0.1",
+            "--graceful-timeout",
+            "10",
+            "--timeout",
+            "30",
+        ]
+        self.stdout.write(f"twostep serving on http://{host}:{port}")
+        self.stdout.flush()
+        os.execv(sys.executable, command)
+
+    def check_deployment(self, dev: bool) -> None:
+        """Refuse to start a server that would be unsafe or broken.
+
+        Raises:
+            CommandError: debug without --dev, missing keys, or an
+                un-migrated database.
+        """
+        if settings.DEBUG and not dev:
+            raise CommandError("debug is on: refusing to serve in production; set debug = false (or pass --dev).")
+        if not settings.SECRET_KEY:
+            raise CommandError(
+                f"no secret key in {settings.CONFIG.path(settings.CONFIG.secret_key_file)}; run `twostep init`."
+            )
+        try:
+            read_keys(settings.ENCRYPTION_KEYS_PATH)
+        except KeyFileError as exc:
+            raise CommandError(
+                f"{exc}; restore it from a backup (or run `twostep init` on a new installation)."
+            ) from None
+        try:
+            pending = pending_migrations()
+        except OperationalError as exc:
+            raise CommandError(f"cannot reach the database: {exc}") from None
+        if pending:
+            raise CommandError(
+                f"the database is not up to date ({len(pending)} migration(s) pending); run `twostep db upgrade`."
+            )

@@ -1,0 +1,45 @@
+"""Request-wide middleware: client information and response caching rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from twostep.core.client import client_ip, parse_networks
+
+Handler = Callable[[HttpRequest], HttpResponse]
+
+
+class ClientInfoMiddleware:
+    """Sets ``request.client_ip`` and ``request.user_agent`` once, for everything after it."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+        self.trusted = parse_networks(settings.CONFIG.server.trusted_proxies)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        meta = request.META
+        request.client_ip = client_ip(  # type: ignore[attr-defined]
+            meta.get("REMOTE_ADDR", ""),
+            meta.get("HTTP_FORWARDED", ""),
+            meta.get("HTTP_X_FORWARDED_FOR", ""),
+            self.trusted,
+        )
+        request.user_agent = meta.get("HTTP_USER_AGENT", "")[:300]  # type: ignore[attr-defined]
+        return self.get_response(request)
+
+
+class NoStoreMiddleware:
+    """Pages of a sign-in service must never be kept by browsers or proxies."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not request.path.startswith(settings.STATIC_URL):
+            response["Cache-Control"] = "no-store"
+            response["Pragma"] = "no-cache"
+        return response

@@ -1,0 +1,133 @@
+"""Runtime settings: what admins change in the console, stored in the database.
+
+Each setting is declared once here with its type, default and check; the
+console, the API and ``twostep settings show|set`` all go through
+``get_setting`` / ``set_setting``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twostep.core.models import Setting
+
+METHODS = ("totp", "email", "sms")
+
+
+class SettingError(ValueError):
+    """Unknown key, or a value of the wrong type; the message says which."""
+
+
+@dataclass(frozen=True)
+class Definition:
+    key: str
+    default: Any
+    parse: Callable[[str], Any]
+    check: Callable[[Any], Any]
+    help: str
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"true", "yes", "on", "1"}:
+        return True
+    if lowered in {"false", "no", "off", "0"}:
+        return False
+    raise SettingError(f"{text!r} is not true or false")
+
+
+def _check_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SettingError(f"{value!r} is not true or false")
+    return value
+
+
+def _parse_methods(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _check_methods(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise SettingError("must be a list of method names")
+    unknown = sorted(set(value) - set(METHODS))
+    if unknown:
+        raise SettingError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if not value:
+        raise SettingError("at least one method must be allowed")
+    return [method for method in METHODS if method in value]
+
+
+DEFINITIONS: dict[str, Definition] = {
+    d.key: d
+    for d in (
+        Definition(
+            "two_factor.enabled",
+            False,
+            _parse_bool,
+            _check_bool,
+            "Ask users who enrolled a second factor for it at sign-in.",
+        ),
+        Definition(
+            "two_factor.methods",
+            ["totp"],
+            _parse_methods,
+            _check_methods,
+            "Second-factor methods users may enrol: totp, email, sms (comma-separated).",
+        ),
+    )
+}
+
+
+def register_setting(definition: Definition) -> None:
+    """Declare a runtime setting (apps call this from ``AppConfig.ready``)."""
+    DEFINITIONS[definition.key] = definition
+
+
+def _definition(key: str) -> Definition:
+    try:
+        return DEFINITIONS[key]
+    except KeyError:
+        raise SettingError(f"unknown setting {key!r}; known: {', '.join(sorted(DEFINITIONS))}") from None
+
+
+def get_setting(key: str) -> Any:
+    """Return the stored value of ``key``, or its default.
+
+    Raises:
+        SettingError: ``key`` is not a known setting.
+    """
+    definition = _definition(key)
+    row = Setting.objects.filter(key=key).values_list("value", flat=True).first()
+    return definition.default if row is None else row
+
+
+def get_settings(*keys: str) -> dict[str, Any]:
+    """Several settings in one query."""
+    definitions = {key: _definition(key) for key in keys}
+    stored = dict(Setting.objects.filter(key__in=keys).values_list("key", "value"))
+    return {key: stored.get(key, definitions[key].default) for key in keys}
+
+
+def set_setting(key: str, value: Any) -> Any:
+    """Validate and store ``value`` for ``key``; return the stored value.
+
+    Raises:
+        SettingError: unknown key or invalid value.
+    """
+    checked = _definition(key).check(value)
+    Setting.objects.update_or_create(key=key, defaults={"value": checked})
+    return checked
+
+
+def set_setting_from_text(key: str, text: str) -> Any:
+    """Parse ``text`` as typed on a command line, then ``set_setting``."""
+    return set_setting(key, _definition(key).parse(text))
+
+
+def render_value(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return json.dumps(value)

@@ -1,0 +1,1 @@
+"""Factor mathematics in plain Python: no Django, no database, no clock of its own."""

@@ -1,0 +1,79 @@
+"""The second-step methods, looked up by name.
+
+Each method (TOTP, email, SMS) provides a handler with the same small shape;
+the sign-in flow in ``mfa.login`` never branches on the method's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from twostep.audit.services import Origin
+from twostep.mfa.models import Authenticator, PendingLogin
+
+
+class MethodHandler(Protocol):
+    #: The Method value this handler serves ("totp", "email", "sms").
+    method: str
+    #: Optional template included under the code field of /login/verify
+    #: (e.g. a "Send a new code" form); rendered with ``pending`` and
+    #: ``authenticator`` in its context.  None for nothing.
+    verify_template: str | None
+
+    def prompt(self, authenticator: Authenticator) -> str:
+        """The instruction shown on the second-step page."""
+
+    def begin(self, pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
+        """Called when this method is chosen for a pending sign-in (email/SMS send a code).
+
+        Raises:
+            twostep.mfa.login.SecondStepError: the method cannot be used now.
+        """
+
+    def verify(self, pending: PendingLogin, authenticator: Authenticator, code: str, now: datetime) -> str | None:
+        """Check and consume ``code`` atomically; return None on success or a failure reason.
+
+        Runs inside the caller's transaction.  ``code`` is already known to be
+        well formed.
+        """
+
+
+_HANDLERS: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class SecurityPanel:
+    """One method's section of the Security page.
+
+    ``template`` is included with the context returned by ``context(request,
+    user)`` merged into the page's context; panels appear in ``order``.
+    """
+
+    method: str
+    template: str
+    context: Callable[[Any, Any], dict[str, Any]]
+    order: int = 100
+
+
+_PANELS: dict[str, SecurityPanel] = {}
+
+
+def register_panel(panel: SecurityPanel) -> None:
+    _PANELS[panel.method] = panel
+
+
+def panels() -> list[SecurityPanel]:
+    return sorted(_PANELS.values(), key=lambda panel: panel.order)
+
+
+def register(handler: MethodHandler) -> MethodHandler:
+    _HANDLERS[handler.method] = handler
+    return handler
+
+
+def handler_for(method: str) -> MethodHandler:
+    """Raises KeyError for a method no installed handler serves."""
+    return _HANDLERS[method]  # type: ignore[no-any-return]

@@ -1,0 +1,36 @@
+"""Who must pass a second step, and with which methods.
+
+The config file's ``[two_factor] enabled = false`` wins over everything: it
+is the break-glass switch for a locked-out administrator.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from twostep.core.runtime import get_settings
+from twostep.mfa.models import Authenticator
+
+
+def forced_off_by_config() -> bool:
+    """True when the config file or environment switched 2FA off for everyone."""
+    return not settings.CONFIG.two_factor.enabled
+
+
+def two_factor_state() -> tuple[bool, list[str]]:
+    """(is 2FA in force, allowed methods), in one query."""
+    values = get_settings("two_factor.enabled", "two_factor.methods")
+    active = bool(values["two_factor.enabled"]) and not forced_off_by_config()
+    return active, list(values["two_factor.methods"])
+
+
+def login_authenticators(user_id: int) -> list[Authenticator]:
+    """The confirmed, allowed factors a user must use at sign-in; empty when none apply."""
+    active, methods = two_factor_state()
+    if not active:
+        return []
+    return list(
+        Authenticator.objects.filter(user_id=user_id, confirmed_at__isnull=False, method__in=methods).order_by(
+            "confirmed_at"
+        )
+    )

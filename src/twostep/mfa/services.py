@@ -1,0 +1,41 @@
+"""Administrative actions on a user's second factors."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from twostep.accounts.models import User
+from twostep.audit.services import Origin, Outcome, record
+from twostep.mfa import throttle
+from twostep.mfa.models import Authenticator, PendingLogin
+from twostep.usersessions.services import end_sessions
+
+
+def reset_two_factor(user: User, *, origin: Origin, actor: User | None = None) -> int:
+    """Remove every factor of ``user`` (the lost-device path), end their sessions and lift any lock.
+
+    Returns the number of factors removed.
+    """
+    with transaction.atomic():
+        removed = Authenticator.objects.filter(user=user, confirmed_at__isnull=False).count()
+        Authenticator.objects.filter(user=user).delete()
+        PendingLogin.objects.filter(user=user).delete()
+        throttle.unlock(user)
+        end_sessions(user)
+    record("two_factor.reset", Outcome.INFO, origin=origin, user=user, actor=actor, detail={"removed": removed})
+    return removed
+
+
+def unlock_second_step(user: User, *, origin: Origin, actor: User | None = None) -> None:
+    """Lift a second-step lock and clear the failure count."""
+    throttle.unlock(user)
+    record("second_step.unlocked", Outcome.INFO, origin=origin, user=user, actor=actor)
+
+
+def affected_by(enabled: bool, methods: list[str]) -> int:
+    """How many users would lose an active factor if 2FA were set to (enabled, methods)."""
+    confirmed = Authenticator.objects.filter(confirmed_at__isnull=False, user__is_active=True)
+    if not enabled:
+        return confirmed.values("user").distinct().count()
+    kept = confirmed.filter(method__in=methods).values("user")
+    return confirmed.exclude(user__in=kept).values("user").distinct().count()

@@ -1,0 +1,71 @@
+"""One throttling policy for the second step, counted per account across every method.
+
+After ``second_step_delay_after`` consecutive failures each further attempt
+must wait a growing delay; at ``second_step_lock_after`` the second step is
+locked until an admin unlocks it.  The state lives in the user's row, so every
+instance sees it, and increments are single ``UPDATE`` statements, so
+concurrent failures are all counted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import F
+
+from twostep.accounts.models import User
+
+#: Longest wait between attempts once the delay has grown.
+MAX_DELAY = timedelta(minutes=15)
+
+
+class Blocked(Exception):
+    """The account may not try a second step now."""
+
+    def __init__(self, reason: str, retry_after: timedelta | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def delay_after(failures: int) -> timedelta:
+    """The wait imposed after ``failures`` consecutive failures (zero below the threshold)."""
+    threshold = settings.CONFIG.security.second_step_delay_after
+    if failures < threshold:
+        return timedelta(0)
+    return min(MAX_DELAY, timedelta(seconds=2 ** (failures - threshold + 1)))
+
+
+def check(user: User, now: datetime) -> None:
+    """Raises Blocked when the account is locked or must still wait."""
+    if user.second_step_locked_at is not None:
+        raise Blocked("locked")
+    if user.second_step_blocked_until is not None and user.second_step_blocked_until > now:
+        raise Blocked("throttled", user.second_step_blocked_until - now)
+
+
+def register_failure(user_id: int, now: datetime) -> tuple[int, bool]:
+    """Count one failure; return (consecutive failures, whether this locked the account)."""
+    User.objects.filter(pk=user_id).update(second_step_failures=F("second_step_failures") + 1)
+    failures = User.objects.filter(pk=user_id).values_list("second_step_failures", flat=True).get()
+    if failures >= settings.CONFIG.security.second_step_lock_after:
+        locked = User.objects.filter(pk=user_id, second_step_locked_at__isnull=True).update(second_step_locked_at=now)
+        return failures, bool(locked)
+    wait = delay_after(failures)
+    if wait:
+        User.objects.filter(pk=user_id).update(second_step_blocked_until=now + wait)
+    return failures, False
+
+
+def register_success(user_id: int) -> None:
+    User.objects.filter(pk=user_id).exclude(second_step_failures=0, second_step_blocked_until=None).update(
+        second_step_failures=0, second_step_blocked_until=None
+    )
+
+
+def unlock(user: User) -> None:
+    """Lift a lock and clear the failure count."""
+    User.objects.filter(pk=user.pk).update(
+        second_step_failures=0, second_step_blocked_until=None, second_step_locked_at=None
+    )

@@ -1,0 +1,154 @@
+"""Authenticator-app (TOTP) enrolment, removal and sign-in verification."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import segno
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from twostep.accounts.models import User
+from twostep.audit.services import Origin, Outcome, record
+from twostep.core import clock
+from twostep.core.keyring import secret_box
+from twostep.factors import totp
+from twostep.mfa.methods import register
+from twostep.mfa.models import Authenticator, Method, PendingLogin
+from twostep.usersessions.services import end_sessions
+
+#: How long a scanned-but-unconfirmed secret stays usable for confirmation.
+ENROLMENT_TTL = timedelta(minutes=10)
+
+
+class EnrolmentError(Exception):
+    """The confirmation code did not match the pending secret, or there is none."""
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """What the user needs to add the account to an authenticator app (shown once)."""
+
+    secret: str
+    uri: str
+    qr_svg: str
+    expires_at: datetime
+
+
+def _issuer() -> str:
+    return settings.CONFIG.two_factor.issuer
+
+
+def _skew() -> int:
+    return settings.CONFIG.two_factor.totp_skew
+
+
+def provisioning_for(user: User) -> Provisioning:
+    """Return the pending secret for ``user``, creating one if none is live.
+
+    The same secret is returned until it is confirmed or expires, so a wrong
+    confirmation code never silently replaces what the user scanned.
+    """
+    now = clock.now()
+    box = secret_box()
+    with transaction.atomic():
+        Authenticator.objects.filter(
+            user=user, method=Method.TOTP, confirmed_at__isnull=True, pending_until__lte=now
+        ).delete()
+        pending = Authenticator.objects.filter(user=user, method=Method.TOTP, confirmed_at__isnull=True).first()
+        if pending is None:
+            pending = Authenticator.objects.create(
+                user=user,
+                method=Method.TOTP,
+                secret=box.encrypt(totp.encode_secret(totp.generate_secret())),
+                pending_until=now + ENROLMENT_TTL,
+            )
+    key = totp.decode_secret(box.decrypt(pending.secret))
+    uri = totp.key_uri(key, user.username, _issuer())
+    svg = segno.make(uri, error="m").svg_inline(scale=5, border=4, title="QR code for your authenticator app")
+    expires_at = pending.pending_until or clock.now()
+    return Provisioning(totp.encode_secret(key), uri, svg, expires_at)
+
+
+def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | None = None) -> Authenticator:
+    """Activate the pending secret if ``code`` is current for it.
+
+    The new secret replaces any previous authenticator app in the same
+    transaction, so the old one stops working the moment this returns.  The
+    confirming code's step is recorded: it cannot be used again to sign in.
+    The user's other sessions end.
+
+    Raises:
+        EnrolmentError: no live pending secret, or ``code`` does not match it.
+    """
+    now = clock.now()
+    with transaction.atomic():
+        pending = (
+            Authenticator.objects.select_for_update()
+            .filter(user=user, method=Method.TOTP, confirmed_at__isnull=True, pending_until__gt=now)
+            .first()
+        )
+        if pending is None:
+            raise EnrolmentError("no_pending_secret")
+        key = totp.decode_secret(secret_box().decrypt(pending.secret))
+        step = totp.match_step(key, code, clock.timestamp(), skew=_skew())
+        if step is None:
+            record("totp.enrol", Outcome.FAILURE, origin=origin, user=user, method=Method.TOTP, reason="wrong_code")
+            raise EnrolmentError("wrong_code")
+        replaced = Authenticator.objects.filter(user=user, method=Method.TOTP, confirmed_at__isnull=False).delete()[0]
+        pending.confirmed_at = now
+        pending.pending_until = None
+        pending.last_step = step
+        pending.save(update_fields=["confirmed_at", "pending_until", "last_step"])
+        end_sessions(user, except_key=keep_session_key)
+    record(
+        "totp.enabled",
+        Outcome.SUCCESS,
+        origin=origin,
+        user=user,
+        method=Method.TOTP,
+        detail={"replaced_previous": bool(replaced)},
+    )
+    return pending
+
+
+def remove(user: User, origin: Origin, *, keep_session_key: str | None = None) -> bool:
+    """Turn the user's authenticator app off; return whether one was active."""
+    with transaction.atomic():
+        deleted = Authenticator.objects.filter(user=user, method=Method.TOTP).delete()[0]
+        if deleted:
+            end_sessions(user, except_key=keep_session_key)
+    if deleted:
+        record("totp.disabled", Outcome.INFO, origin=origin, user=user, method=Method.TOTP)
+    return bool(deleted)
+
+
+class TOTPHandler:
+    method = Method.TOTP.value
+    verify_template: str | None = None
+
+    def prompt(self, authenticator: Authenticator) -> str:
+        return "Enter the 6-digit code from your authenticator app."
+
+    def begin(self, pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
+        return None
+
+    def verify(self, pending: PendingLogin, authenticator: Authenticator, code: str, now: datetime) -> str | None:
+        key = totp.decode_secret(secret_box().decrypt(authenticator.secret))
+        step = totp.match_step(key, code, now.timestamp(), skew=_skew())
+        if step is None:
+            return "wrong_code"
+        # The replay guard: only a step later than the last accepted one
+        # passes, decided by one conditional UPDATE so that of concurrent
+        # submissions of the same code exactly one wins.
+        won = (
+            Authenticator.objects.filter(pk=authenticator.pk)
+            .filter(Q(last_step__isnull=True) | Q(last_step__lt=step))
+            .update(last_step=step, last_used_at=now)
+        )
+        return None if won else "reused_code"
+
+
+register(TOTPHandler())

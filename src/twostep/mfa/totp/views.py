@@ -1,0 +1,68 @@
+"""Authenticator-app pages: set up (with QR code), move to a new phone, turn off."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from twostep.accounts.models import User
+from twostep.audit.services import Origin
+from twostep.core.decorators import fresh_password
+from twostep.mfa.forms import CodeForm
+from twostep.mfa.methods import SecurityPanel, register_panel
+from twostep.mfa.models import Authenticator, Method
+from twostep.mfa.policy import two_factor_state
+from twostep.mfa.totp import flows as totp_flows
+
+
+@fresh_password
+@require_http_methods(["GET", "POST"])
+def totp_setup_view(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    _, methods = two_factor_state()
+    if Method.TOTP not in methods:
+        messages.error(request, "Your administrator does not allow authenticator apps.")
+        return redirect("/account/security")
+    form = CodeForm(request.POST or None)
+    error = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            totp_flows.confirm(
+                user, form.cleaned_data["code"], Origin.of(request), keep_session_key=request.session.session_key
+            )
+        except totp_flows.EnrolmentError:
+            error = "That code didn't match. Check the time on your phone and enter the current code."
+        else:
+            request.session.cycle_key()
+            messages.success(request, "Your authenticator app is now required when you sign in.")
+            return redirect("/account/security")
+    elif request.method == "POST":
+        error = "Enter the 6-digit code from your authenticator app."
+    provisioning = totp_flows.provisioning_for(user)
+    replacing = Authenticator.objects.filter(user=user, method=Method.TOTP, confirmed_at__isnull=False).exists()
+    return render(
+        request,
+        "mfa/totp_setup.html",
+        {"form": form, "error": error, "provisioning": provisioning, "replacing": replacing},
+    )
+
+
+@fresh_password
+@require_POST
+def totp_remove_view(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    if totp_flows.remove(user, Origin.of(request), keep_session_key=request.session.session_key):
+        request.session.cycle_key()
+        messages.success(request, "Your authenticator app was removed. Sign-in now needs only your password.")
+    return redirect("/account/security")
+
+
+def panel_context(request: HttpRequest, user: Any) -> dict[str, Any]:
+    return {}
+
+
+register_panel(SecurityPanel(Method.TOTP, "mfa/panels/totp.html", panel_context, order=10))

@@ -1,0 +1,86 @@
+"""The second-step page and the user's Security page."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from twostep.accounts.models import User
+from twostep.accounts.views import PENDING_KEY, complete_sign_in
+from twostep.audit.services import Origin
+from twostep.core.decorators import recently_authenticated, signed_in
+from twostep.mfa import login as second_step
+from twostep.mfa.forms import CodeForm
+from twostep.mfa.methods import handler_for, panels
+from twostep.mfa.models import Authenticator
+from twostep.mfa.policy import forced_off_by_config, two_factor_state
+
+
+@require_http_methods(["GET", "POST"])
+def verify_view(request: HttpRequest) -> HttpResponse:
+    token = request.session.get(PENDING_KEY)
+    pending = second_step.resolve(token)
+    if pending is None:
+        request.session.pop(PENDING_KEY, None)
+        messages.info(request, "Your sign-in expired. Please sign in again.")
+        return redirect("/login")
+    authenticator = second_step.authenticator_for(pending)
+    if authenticator is None:
+        return render(request, "mfa/verify_unavailable.html", status=409)
+    handler = handler_for(pending.method)
+    form = CodeForm(request.POST or None)
+    error = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = second_step.verify(pending, form.cleaned_data["code"], Origin.of(request))
+        except second_step.SecondStepError:
+            error = second_step.GENERIC_FAILURE
+            if second_step.resolve(token) is None:
+                request.session.pop(PENDING_KEY, None)
+                messages.error(request, "That code didn't work, and this sign-in has ended. Please sign in again.")
+                return redirect("/login")
+        else:
+            request.session.pop(PENDING_KEY, None)
+            return complete_sign_in(request, user)
+    elif request.method == "POST":
+        error = second_step.GENERIC_FAILURE
+    return render(
+        request,
+        "mfa/verify.html",
+        {
+            "form": form,
+            "error": error,
+            "prompt": handler.prompt(authenticator),
+            "extra_template": handler.verify_template,
+            "pending": pending,
+            "authenticator": authenticator,
+        },
+        status=200,
+    )
+
+
+@signed_in
+def security_view(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    active, methods = two_factor_state()
+    factors = {a.method: a for a in Authenticator.objects.filter(user=user, confirmed_at__isnull=False)}
+    context: dict[str, object] = {
+        "two_factor_active": active,
+        "forced_off": forced_off_by_config(),
+        "allowed_methods": methods,
+        "factors": factors,
+        "reauthenticated": recently_authenticated(request),
+    }
+    sections = []
+    for panel in panels():
+        panel_context = dict(context)
+        panel_context.update(
+            panel.context(request, user),
+            factor=factors.get(panel.method),
+            method_allowed=panel.method in methods,
+        )
+        sections.append((panel.template, panel_context))
+    context["sections"] = sections
+    return render(request, "mfa/security.html", context)

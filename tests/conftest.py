@@ -1,0 +1,68 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from twostep.accounts import services
+from twostep.accounts.models import Role, User
+from twostep.audit.services import CLI
+from twostep.core import clock
+from twostep.core.runtime import set_setting
+
+PASSWORD = "correct horse battery staple"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # On CI a missing PostgreSQL must fail the run, never skip it quietly.
+    os.environ.setdefault("TWOSTEP_CI", os.environ.get("CI", ""))
+
+
+@pytest.fixture
+def make_user(db: None) -> Callable[..., User]:
+    counter = iter(range(1, 10_000))
+
+    def make(username: str | None = None, *, role: str = Role.USER, password: str = PASSWORD, **kwargs: Any) -> User:
+        name = username or f"user{next(counter)}"
+        return services.create_user(name, password=password, role=role, origin=CLI, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def user(make_user: Callable[..., User]) -> User:
+    return make_user("alice", emails=["alice@example.com", "alice.backup@example.org"], phones=["+15551234567"])
+
+
+@pytest.fixture
+def admin(make_user: Callable[..., User]) -> User:
+    return make_user("root", role=Role.ADMIN)
+
+
+@pytest.fixture
+def two_factor_on(db: None) -> None:
+    set_setting("two_factor.enabled", True)
+    set_setting("two_factor.methods", ["totp"])
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[clock.FrozenClock]:
+    frozen = clock.FrozenClock(1_800_000_000.0)
+    with clock.use_clock(frozen):
+        yield frozen
+
+
+def sign_in(client: Client, username: str, password: str = PASSWORD) -> Any:
+    return client.post("/login", {"username": username, "password": password})
+
+
+@pytest.fixture
+def signed_in_client(client: Client, user: User) -> Client:
+    response = sign_in(client, user.username)
+    assert response.status_code == 302, response.content
+    return client

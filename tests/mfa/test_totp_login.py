@@ -1,0 +1,47 @@
+"""Sign-in with an authenticator app through the pages."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tests.conftest import PASSWORD, sign_in
+from twostep.accounts.models import User
+from twostep.audit.services import CLI
+from twostep.core import clock
+from twostep.factors import totp
+from twostep.mfa.totp import flows
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def enrol(user: User) -> bytes:
+    provisioning = flows.provisioning_for(user)
+    key = totp.decode_secret(provisioning.secret)
+    flows.confirm(user, totp.totp(key, clock.timestamp() - 30), CLI)
+    return key
+
+
+def test_password_then_code_signs_in(client: Client, user: User, two_factor_on: None) -> None:
+    """A correct password leads to the second step; a current code completes sign-in."""
+    key = enrol(user)
+    response = sign_in(client, user.username)
+    assert response.status_code == 302 and response["Location"] == "/login/verify"
+    assert client.get("/account").status_code == 302
+    response = client.post("/login/verify", {"code": totp.totp(key, clock.timestamp())})
+    assert response.status_code == 302 and response["Location"] == "/account"
+    assert client.get("/account").status_code == 200
+
+
+def test_replayed_code_is_refused(client: Client, user: User, two_factor_on: None) -> None:
+    """The same code cannot sign in twice."""
+    key = enrol(user)
+    code = totp.totp(key, clock.timestamp())
+    sign_in(client, user.username)
+    assert client.post("/login/verify", {"code": code})["Location"] == "/account"
+    other = Client()
+    sign_in(other, user.username, PASSWORD)
+    response = other.post("/login/verify", {"code": code})
+    assert response.status_code == 200
+    assert b"That code didn" in response.content
+    assert other.get("/account").status_code == 302
