@@ -66,3 +66,21 @@ def signed_in_client(client: Client, user: User) -> Client:
     response = sign_in(client, user.username)
     assert response.status_code == 302, response.content
     return client
+
+
+@pytest.fixture
+def live_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """Start real twostep servers (``twostep init`` + ``twostep serve``); all stop at teardown."""
+    from tests.live import create_server
+
+    servers = []
+
+    def start(extra_env: dict[str, str] | None = None) -> Any:
+        server = create_server(tmp_path_factory.mktemp("live"), extra_env)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
