@@ -69,3 +69,37 @@ class PendingLogin(models.Model):
 
     def __str__(self) -> str:
         return f"pending login of user {self.user_id}"
+
+
+class OneTimeCode(models.Model):
+    """A code sent by email or SMS, stored only as a keyed hash.
+
+    It is bound either to one pending sign-in or to one enrolment (the
+    unconfirmed Authenticator whose destination it proves).  Only the newest
+    sent code of a binding is live; it dies after ``expires_at``, after its
+    tries are used up, or when used.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    method = models.CharField(max_length=16, choices=Method.choices)
+    #: The address or number the code was sent to (kept for send caps and the log).
+    destination = models.CharField(max_length=254)
+    pending_login = models.ForeignKey(PendingLogin, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    authenticator = models.ForeignKey(Authenticator, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    #: Set once the message was handed to the mail server or SMS provider.
+    sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    expires_at = models.DateTimeField()
+    failures = models.PositiveSmallIntegerField(default=0)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+    superseded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = (
+            models.Index(fields=("user", "sent_at")),
+            models.Index(fields=("destination", "sent_at")),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.method} code for user {self.user_id}"

@@ -1,0 +1,211 @@
+"""One-time codes sent by email or SMS: issue, send limits, verification.
+
+Shared by every method that delivers a code (email, SMS).  The flow is:
+``issue`` (checks cooldown and caps, returns the code to deliver) →
+deliver → ``mark_sent`` (the code becomes the live one, older codes of the
+same binding die) or ``discard`` (delivery failed: nothing is consumed).
+Codes are 6 digits from ``secrets``, stored as an HMAC keyed with the
+server's secret key, and compared in constant time.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
+
+from twostep.accounts.models import User
+from twostep.core import clock
+from twostep.core.crypto import constant_time_equals, keyed_hash
+from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin
+
+CODE_TTL = timedelta(minutes=10)
+MAX_TRIES = 5
+COOLDOWN = timedelta(seconds=60)
+SEND_WINDOW = timedelta(minutes=15)
+MAX_SENDS_PER_WINDOW = 5
+
+
+class SendRefused(Exception):
+    """No code may be sent now.
+
+    Attributes:
+        reason: ``cooldown``, ``account_limit`` or ``destination_limit``.
+        retry_after: how long until a send may succeed.
+    """
+
+    def __init__(self, reason: str, retry_after: timedelta) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def generate_code() -> str:
+    """Six ASCII digits, every value from 000000 to 999999 equally likely."""
+    return f"{secrets.randbelow(10**6):06d}"
+
+
+def _hash(user_id: int, code: str) -> str:
+    return keyed_hash(settings.SECRET_KEY.encode(), "one-time-code", f"{user_id}:{code}")
+
+
+def _binding(pending: PendingLogin | None, authenticator: Authenticator | None) -> Q:
+    if (pending is None) == (authenticator is None):
+        raise ValueError("a code is bound to exactly one pending sign-in or one enrolment")
+    return Q(pending_login=pending) if pending is not None else Q(authenticator=authenticator)
+
+
+def _sent_since(queryset: QuerySet[OneTimeCode], since: datetime) -> list[datetime]:
+    return sorted(t for t in queryset.filter(sent_at__gte=since).values_list("sent_at", flat=True) if t is not None)
+
+
+def check_send_allowed(
+    user: User,
+    destination: str,
+    *,
+    pending: PendingLogin | None = None,
+    authenticator: Authenticator | None = None,
+) -> None:
+    """Raises SendRefused when the cooldown or a send cap forbids a code now."""
+    now = clock.now()
+    last = (
+        OneTimeCode.objects.filter(_binding(pending, authenticator), sent_at__isnull=False)
+        .order_by("-sent_at")
+        .values_list("sent_at", flat=True)
+        .first()
+    )
+    if last is not None and now - last < COOLDOWN:
+        raise SendRefused("cooldown", COOLDOWN - (now - last))
+    since = now - SEND_WINDOW
+    for reason, queryset in (
+        ("account_limit", OneTimeCode.objects.filter(user=user)),
+        ("destination_limit", OneTimeCode.objects.filter(destination=destination)),
+    ):
+        times = _sent_since(queryset, since)
+        if len(times) >= MAX_SENDS_PER_WINDOW:
+            oldest = times[-MAX_SENDS_PER_WINDOW]
+            raise SendRefused(reason, oldest + SEND_WINDOW - now)
+
+
+def cooldown_remaining(*, pending: PendingLogin | None = None, authenticator: Authenticator | None = None) -> int:
+    """Whole seconds until a new code may be sent for this binding (0 when it may)."""
+    last = (
+        OneTimeCode.objects.filter(_binding(pending, authenticator), sent_at__isnull=False)
+        .order_by("-sent_at")
+        .values_list("sent_at", flat=True)
+        .first()
+    )
+    if last is None:
+        return 0
+    remaining = COOLDOWN - (clock.now() - last)
+    return max(0, int(remaining.total_seconds() + 0.999))
+
+
+def issue(
+    user: User,
+    method: str,
+    destination: str,
+    *,
+    pending: PendingLogin | None = None,
+    authenticator: Authenticator | None = None,
+) -> tuple[OneTimeCode, str]:
+    """Create a code for ``destination``; return the row and the code to deliver.
+
+    The row is not live until ``mark_sent``.  Checks and creation run under
+    a lock on the user's row, so concurrent requests cannot both pass a cap.
+
+    Raises:
+        SendRefused: cooldown or a send cap (see ``check_send_allowed``).
+    """
+    with transaction.atomic():
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        check_send_allowed(user, destination, pending=pending, authenticator=authenticator)
+        code = generate_code()
+        now = clock.now()
+        row = OneTimeCode.objects.create(
+            user=user,
+            method=method,
+            destination=destination,
+            pending_login=pending,
+            authenticator=authenticator,
+            code_hash=_hash(user.pk, code),
+            created_at=now,
+            # Counted against the caps from the start; cleared by discard().
+            sent_at=now,
+            expires_at=now + CODE_TTL,
+            superseded_at=now,
+        )
+    return row, code
+
+
+def mark_sent(row: OneTimeCode) -> None:
+    """Make ``row`` the live code of its binding; every older code of it dies."""
+    now = clock.now()
+    with transaction.atomic():
+        binding = (
+            Q(pending_login_id=row.pending_login_id)
+            if row.pending_login_id
+            else Q(authenticator_id=row.authenticator_id)
+        )
+        OneTimeCode.objects.filter(binding, superseded_at__isnull=True).exclude(pk=row.pk).update(superseded_at=now)
+        OneTimeCode.objects.filter(pk=row.pk).update(superseded_at=None, sent_at=now)
+
+
+def discard(row: OneTimeCode) -> None:
+    """Forget a code whose delivery failed: it was never usable and counts for nothing."""
+    OneTimeCode.objects.filter(pk=row.pk).delete()
+
+
+def verify(
+    user_id: int,
+    code: str,
+    *,
+    pending: PendingLogin | None = None,
+    authenticator: Authenticator | None = None,
+) -> str | None:
+    """Check and consume ``code`` for its binding; None on success, else the failure reason.
+
+    Reasons: ``expired_code`` (none live, or past its lifetime),
+    ``code_exhausted`` (five wrong tries already), ``wrong_code``,
+    ``reused_code`` (consumed concurrently).  The fifth wrong try is a real
+    try: a right code on it succeeds.  Call inside a transaction.
+    """
+    now = clock.now()
+    live = (
+        OneTimeCode.objects.filter(
+            _binding(pending, authenticator), user_id=user_id, superseded_at__isnull=True, consumed_at__isnull=True
+        )
+        .order_by("-sent_at")
+        .first()
+    )
+    if live is None or live.expires_at <= now:
+        return "expired_code"
+    if live.failures >= MAX_TRIES:
+        return "code_exhausted"
+    if not constant_time_equals(live.code_hash, _hash(user_id, code)):
+        OneTimeCode.objects.filter(pk=live.pk).update(failures=F("failures") + 1)
+        return "wrong_code"
+    used = OneTimeCode.objects.filter(
+        pk=live.pk, consumed_at__isnull=True, superseded_at__isnull=True, failures__lt=MAX_TRIES
+    ).update(consumed_at=now)
+    return None if used else "reused_code"
+
+
+def mask_email(address: str) -> str:
+    """``jane.doe@example.com`` → ``j•••@example.com``."""
+    local, _, domain = address.rpartition("@")
+    return f"{local[:1]}•••@{domain}" if local else address
+
+
+def mask_phone(number: str) -> str:
+    """``+15551234567`` → ``+1 ••• ••• 4567`` (country code and last four digits)."""
+    import phonenumbers
+
+    try:
+        country = str(phonenumbers.parse(number, None).country_code)
+    except phonenumbers.NumberParseException:
+        country = number[1:2]
+    return f"+{country} ••• ••• {number[-4:]}"
