@@ -33,3 +33,7 @@ from twostep.settings import *  # noqa: E402,F403
 # Real argon2id, but with the cheapest parameters: the production profile is
 # asserted separately (tests/accounts/test_passwords.py).
 PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]
+
+if str(DATABASES["default"]["ENGINE"]).endswith("sqlite3"):  # noqa: F405
+    # A file, not memory: concurrency tests need real locking (WAL) across threads.
+    DATABASES["default"]["TEST"] = {"NAME": str(_data / "test.db")}  # noqa: F405

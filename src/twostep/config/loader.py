@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 DEFAULT_DATA_DIR = "data"
 CONFIG_FILE_NAME = "config.toml"
@@ -108,14 +103,132 @@ class SecurityConfig(_Section):
     attempts_per_login: int = Field(default=5, ge=1, le=10)
 
 
-class TwostepConfig(BaseSettings):
-    """Everything twostep reads at start-up."""
+#: Roles a forward-auth rule may name: the values of twostep.accounts.models.Role
+#: (kept here because this module has no Django imports; a test keeps them in step).
+FORWARD_AUTH_ROLES = ("admin", "user")
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
-    model_config = SettingsConfigDict(
-        env_prefix="TWOSTEP_",
-        env_nested_delimiter="__",
-        extra="forbid",
-    )
+
+def _host_name(value: str, *, wildcard: bool) -> str:
+    host = value.strip().lower().rstrip(".")
+    is_wildcard = wildcard and host.startswith("*.")
+    labels = (host[2:] if is_wildcard else host).split(".")
+    if not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValueError("must be a host name such as app.example.com" + (" or *.example.com" if wildcard else ""))
+    if is_wildcard and len(labels) < 2:
+        raise ValueError("a wildcard needs at least two labels after '*.', e.g. *.example.com")
+    return host
+
+
+class ForwardAuthRule(_Section):
+    """Who may reach one protected host (and path) through the reverse proxy."""
+
+    #: ``app.example.com``, or ``*.example.com`` for every sub-domain (not
+    #: example.com itself).  Ports are ignored.
+    host: str
+    #: ``/wiki`` covers /wiki and /wiki/..., not /wikipedia.
+    path_prefix: str = "/"
+    #: ``"signed_in"`` (anyone fully signed in), a list of roles such as
+    #: ``["admin"]``, or ``"deny"``.
+    policy: str | list[str]
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        return _host_name(value, wildcard=True)
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _check_path_prefix(cls, value: str) -> str:
+        if not value.startswith("/") or any(char in value for char in "?#\\") or not value.isprintable():
+            raise ValueError("must be a path starting with / (no query, fragment or backslash)")
+        return value.rstrip("/") or "/"
+
+    @field_validator("policy")
+    @classmethod
+    def _check_policy(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, str):
+            if value not in ("signed_in", "deny"):
+                raise ValueError('must be "signed_in", "deny" or a list of roles such as ["admin"]')
+            return value
+        unknown = [role for role in value if role not in FORWARD_AUTH_ROLES]
+        if not value or unknown:
+            raise ValueError(f"roles must be a non-empty list of {', '.join(FORWARD_AUTH_ROLES)}")
+        return value
+
+
+class ForwardAuthConfig(_Section):
+    """Reverse proxies asking twostep whether a request may pass (docs/forward-auth.md)."""
+
+    #: Checked in order: the first rule whose host and path match decides.
+    #: A request that no rule matches is denied.
+    rules: list[ForwardAuthRule] = Field(default_factory=list)
+    #: Parent domain (``example.com``) so that the session cookie also reaches
+    #: the protected sub-domains.  Empty: the cookie stays on twostep's host.
+    session_cookie_domain: str = ""
+
+    @field_validator("session_cookie_domain")
+    @classmethod
+    def _check_cookie_domain(cls, value: str) -> str:
+        value = value.strip().lstrip(".")
+        if not value:
+            return ""
+        domain = _host_name(value, wildcard=False)
+        if "." not in domain:
+            raise ValueError("must be a parent domain with at least two labels, e.g. example.com")
+        return domain
+
+    def cookie_domain_for(self, public_host: str) -> str | None:
+        """The ``Domain`` attribute for twostep's session cookie, or None for a host-only cookie.
+
+        Raises:
+            ConfigError: twostep's own host (from ``server.public_url``) is not
+                inside the configured domain, so browsers would drop the cookie.
+        """
+        domain = self.session_cookie_domain
+        if not domain:
+            return None
+        host = public_host.lower().rstrip(".")
+        if host != domain and not host.endswith("." + domain):
+            raise ConfigError(
+                f"invalid configuration: forward_auth.session_cookie_domain = {domain!r}: "
+                f"server.public_url's host {host!r} is not inside it"
+            )
+        return domain
+
+
+class EmailConfig(_Section):
+    """Outgoing mail (SMTP), see docs/email.md.
+
+    Admins can override host, port, security, username, password and from
+    address in the console (/admin/email); the values here are the defaults.
+    Timeout and certificate checks are set only here.
+    """
+
+    #: SMTP server; empty means outgoing mail is not configured.
+    host: str = ""
+    port: int = Field(default=587, ge=1, le=65535)
+    #: ``starttls`` (upgrade a plain connection, usually port 587), ``tls``
+    #: (implicit TLS, usually port 465) or ``none`` (plain text, local relays only).
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    username: str = ""
+    #: Prefer the console (stored encrypted) or TWOSTEP_EMAIL__PASSWORD over this file.
+    password: str = ""
+    #: Sender, e.g. ``twostep@example.com`` or ``Sign-in <twostep@example.com>``;
+    #: empty: ``twostep@`` followed by the host name of ``server.public_url``.
+    from_address: str = ""
+    #: Seconds a whole delivery may take (connect, TLS, login, send) before it fails.
+    timeout: float = Field(default=10.0, gt=0, le=60)
+    #: PEM file of certificate authorities to trust for the SMTP server's
+    #: certificate instead of the system ones (relative to the data directory).
+    ca_file: str = ""
+    #: Check the server's TLS certificate and host name.  Only switch this off
+    #: for a test relay: anyone on the path could read the codes.
+    verify_certificate: bool = True
+
+
+class TwostepConfig(_Section):
+    """Everything twostep reads at start-up."""
 
     debug: bool = False
     data_dir: Path = Path(DEFAULT_DATA_DIR)
@@ -127,19 +240,8 @@ class TwostepConfig(BaseSettings):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     two_factor: TwoFactorConfig = Field(default_factory=TwoFactorConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The TOML file is handed in through init kwargs by load_config(),
-        # so that environment variables still win over it.
-        return (env_settings, init_settings)
+    email: EmailConfig = Field(default_factory=EmailConfig)
+    forward_auth: ForwardAuthConfig = Field(default_factory=ForwardAuthConfig)
 
     def path(self, name: str) -> Path:
         """Return ``name`` resolved against the data directory."""
@@ -168,7 +270,7 @@ def load_config(data_dir: Path | str | None = None, environ: Mapping[str, str] |
     config_file = directory / CONFIG_FILE_NAME
     if config_file.exists():
         try:
-            file_values = TomlConfigSettingsSource(TwostepConfig, toml_file=config_file)()
+            file_values = TomlConfigSettingsSource(_EnvironmentShape, toml_file=config_file)()
         except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
             raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
     file_values["data_dir"] = directory
@@ -180,25 +282,29 @@ def load_config(data_dir: Path | str | None = None, environ: Mapping[str, str] |
         raise ConfigError(f"invalid configuration: {problems}") from None
 
 
-def _build(file_values: dict[str, Any], env: Mapping[str, str]) -> TwostepConfig:
-    class _Scoped(TwostepConfig):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            source = EnvSettingsSource(
-                settings_cls,
-                env_prefix="TWOSTEP_",
-                env_nested_delimiter="__",
-                case_sensitive=False,
-            )
-            source.env_vars = {k.lower(): v for k, v in env.items()}
-            return (source, init_settings)
+class _EnvironmentShape(BaseSettings, TwostepConfig):
+    """The same fields, read by pydantic-settings from ``TWOSTEP_*`` variables."""
 
-    scoped = _Scoped(**file_values)
-    return TwostepConfig.model_validate(scoped.model_dump())
+    model_config = SettingsConfigDict(env_prefix="TWOSTEP_", env_nested_delimiter="__", extra="forbid")
+
+
+def _environment_values(env: Mapping[str, str]) -> dict[str, Any]:
+    source = EnvSettingsSource(
+        _EnvironmentShape, env_prefix="TWOSTEP_", env_nested_delimiter="__", case_sensitive=False
+    )
+    source.env_vars = {key.lower(): value for key, value in env.items()}
+    return source()
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _build(file_values: dict[str, Any], env: Mapping[str, str]) -> TwostepConfig:
+    return TwostepConfig.model_validate(_merge(file_values, _environment_values(env)))

@@ -67,7 +67,9 @@ def provisioning_for(user: User) -> Provisioning:
             )
     key = totp.decode_secret(box.decrypt(pending.secret))
     uri = totp.key_uri(key, user.username, _issuer())
-    svg = segno.make(uri, error="m").svg_inline(scale=5, border=4, title="QR code for your authenticator app")
+    svg = segno.make(uri, error="m").svg_inline(
+        scale=5, border=4, omitsize=True, title="QR code for your authenticator app"
+    )
     expires_at = pending.pending_until or clock.now()
     return Provisioning(totp.encode_secret(key), uri, svg, expires_at)
 

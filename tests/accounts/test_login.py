@@ -1,0 +1,218 @@
+"""The password step: generic errors, session rotation, CSRF, cookies, sign-out."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from tests.conftest import PASSWORD, sign_in
+from twostep.accounts import services
+from twostep.accounts.models import User
+from twostep.audit.models import AuthEvent
+from twostep.audit.services import CLI
+from twostep.usersessions.models import UserSession
+
+pytestmark = pytest.mark.django_db
+
+
+def failure_body(client: Client, username: str, password: str) -> tuple[int, bytes]:
+    response = client.post("/login", {"username": username, "password": password})
+    body = response.content
+    token = response.context["csrf_token"]
+    return response.status_code, body.replace(str(token).encode(), b"")
+
+
+def test_failures_are_indistinguishable(make_user: Callable[..., User]) -> None:
+    """Unknown user, wrong password and inactive account give the same status and page (ENUM-01)."""
+    make_user("known")
+    inactive = make_user("sleeper")
+    services.set_active(inactive, False, origin=CLI)
+    results = {
+        name: failure_body(Client(), username, password)
+        for name, (username, password) in {
+            "unknown": ("nobody", PASSWORD),
+            "wrong": ("known", "wrong password here"),
+            "inactive": ("sleeper", PASSWORD),
+        }.items()
+    }
+    statuses = {status for status, _ in results.values()}
+    assert statuses == {200}
+    pages = {
+        body.replace(b"nobody", b"X").replace(b"known", b"X").replace(b"sleeper", b"X") for _, body in results.values()
+    }
+    assert len(pages) == 1
+    assert b"Your username or password is incorrect." in pages.pop()
+    reasons = set(AuthEvent.objects.filter(kind="login.password", outcome="failure").values_list("reason", flat=True))
+    assert reasons == {"unknown_user", "credentials", "inactive_user"}
+
+
+def test_unknown_user_takes_as_long_as_wrong_password(make_user: Callable[..., User]) -> None:
+    """The unknown-user path runs the password hasher too: medians within a wide noise band (ENUM-03)."""
+    make_user("timed")
+    client = Client()
+
+    def median(username: str) -> float:
+        samples = []
+        for _ in range(40):
+            start = time.perf_counter()
+            client.post("/login", {"username": username, "password": "wrong password here"})
+            samples.append(time.perf_counter() - start)
+        return statistics.median(samples)
+
+    median("timed")  # warm-up
+    known, unknown = median("timed"), median("nobody-at-all")
+    # A short-circuit for unknown users would be several times faster; noise is well within 2x.
+    assert 0.5 < unknown / known < 2.0
+
+
+def test_session_id_rotates_at_sign_in(user: User) -> None:
+    """The session cookie before sign-in is not the one after it (SES-01/02)."""
+    client = Client()
+    client.get("/login")
+    session = client.session
+    session["planted"] = True
+    session.save()
+    before = client.cookies[settings.SESSION_COOKIE_NAME].value
+    sign_in(client, user.username)
+    after = client.cookies[settings.SESSION_COOKIE_NAME].value
+    assert before != after
+    assert not UserSession.objects.filter(session_key=before).exists()
+    assert UserSession.objects.get(session_key=after).user_id == user.pk
+
+
+def test_session_records_ip_and_agent(user: User) -> None:
+    """The session row knows its user, IP and browser, for the session list."""
+    client = Client(HTTP_USER_AGENT="TestBrowser/1.0", REMOTE_ADDR="198.51.100.23")
+    sign_in(client, user.username)
+    row = UserSession.objects.get(user=user)
+    assert (row.ip, row.user_agent) == ("198.51.100.23", "TestBrowser/1.0")
+    assert row.created_at is not None and row.last_seen is not None
+
+
+def test_csrf_required_on_login_and_logout(user: User) -> None:
+    """Forms without the CSRF token are refused (AZ-03, AZ-05)."""
+    client = Client(enforce_csrf_checks=True)
+    response = client.post("/login", {"username": user.username, "password": PASSWORD})
+    assert response.status_code == 403
+    assert b"could not be verified" in response.content
+    assert "_auth_user_id" not in client.session
+
+    client.get("/login")
+    token = client.cookies[settings.CSRF_COOKIE_NAME].value
+    response = client.post("/login", {"username": user.username, "password": PASSWORD, "csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+    assert client.post("/logout").status_code == 403
+    assert client.get("/account").status_code == 200
+
+
+def test_cross_origin_post_refused(user: User) -> None:
+    """A POST whose Origin is another site is refused even with a valid token."""
+    client = Client(enforce_csrf_checks=True)
+    client.get("/login")
+    token = client.cookies[settings.CSRF_COOKIE_NAME].value
+    response = client.post(
+        "/login",
+        {"username": user.username, "password": PASSWORD, "csrfmiddlewaretoken": token},
+        HTTP_ORIGIN="https://evil.example",
+    )
+    assert response.status_code == 403
+
+
+def test_logout_is_post_only_and_server_side(user: User) -> None:
+    """GET /logout changes nothing; POST deletes the session so the old cookie is dead (SES-08)."""
+    client = Client()
+    sign_in(client, user.username)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    assert client.get("/logout").status_code == 200
+    assert client.get("/account").status_code == 200
+    client.post("/logout")
+    assert not UserSession.objects.filter(session_key=cookie).exists()
+    replay = Client()
+    replay.cookies[settings.SESSION_COOKIE_NAME] = cookie
+    assert replay.get("/account").status_code == 302
+
+
+def test_cookie_and_security_headers(user: User) -> None:
+    """Session cookie is HttpOnly and SameSite=Lax; pages are not cached or framed; CSP has no inline script."""
+    client = Client()
+    response = sign_in(client, user.username)
+    cookie = response.cookies[settings.SESSION_COOKIE_NAME]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax"
+    page = client.get("/account")
+    assert page["Cache-Control"] == "no-store"
+    assert page["X-Frame-Options"] == "DENY"
+    assert page["X-Content-Type-Options"] == "nosniff"
+    csp = page["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+
+def test_https_deployment_uses_host_prefixed_secure_cookies(tmp_path: object) -> None:
+    """With an https public URL the cookies are __Host- prefixed and Secure (checked in a fresh process)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import django;from django.conf import settings as s;django.setup();"
+        "print(s.SESSION_COOKIE_NAME, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_NAME, s.SECURE_HSTS_SECONDS)"
+    )
+    env = {
+        "TWOSTEP_DATA_DIR": str(tmp_path),
+        "TWOSTEP_SERVER__PUBLIC_URL": "https://login.example.com",
+        "DJANGO_SETTINGS_MODULE": "twostep.settings",
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["__Host-twostep_session", "True", "__Host-twostep_csrf", "31536000"]
+
+
+def test_next_only_goes_to_this_site(user: User) -> None:
+    """After sign-in, ?next= outside the site is ignored (no open redirect)."""
+    for target in ("https://evil.example/x", "//evil.example", "javascript:alert(1)"):
+        client = Client()
+        response = client.post(f"/login?next={target}", {"username": user.username, "password": PASSWORD})
+        assert response["Location"] == "/account"
+    client = Client()
+    response = client.post("/login?next=/account/security", {"username": user.username, "password": PASSWORD})
+    assert response["Location"] == "/account/security"
+
+
+def test_admin_set_password_must_be_changed(make_user: Callable[..., User]) -> None:
+    """A password an admin set sends the user to choose their own before anything else."""
+    user = make_user("newbie", must_change_password=True)
+    client = Client()
+    assert sign_in(client, user.username)["Location"] == "/account/password"
+    assert client.get("/account")["Location"] == "/account/password"
+    response = client.post(
+        "/account/password",
+        {"current_password": PASSWORD, "new_password": "my very own secret", "repeat_password": "my very own secret"},
+    )
+    assert response["Location"] == "/account"
+    assert client.get("/account").status_code == 200
+
+
+def test_idle_timeout_ends_session(user: User, frozen_clock: object) -> None:
+    """A session idle for more than an hour is signed out on its next request (SES-07)."""
+    client = Client()
+    sign_in(client, user.username)
+    assert client.get("/account").status_code == 200
+    frozen_clock.advance(3601)  # type: ignore[attr-defined]
+    assert client.get("/account").status_code == 302
+
+
+def test_absolute_timeout_despite_activity(user: User, frozen_clock: object) -> None:
+    """Even an active session ends 24 hours after sign-in."""
+    client = Client()
+    sign_in(client, user.username)
+    start = frozen_clock.value  # type: ignore[attr-defined]
+    for _ in range(25):
+        frozen_clock.advance(3500)  # type: ignore[attr-defined]
+        response = client.get("/account")
+        if response.status_code == 302:
+            break
+    assert response.status_code == 302
+    assert frozen_clock.value - start <= 86400 + 3500  # type: ignore[attr-defined]

@@ -1,0 +1,122 @@
+"""User administration services (shared by console, API and CLI)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test import Client
+
+from tests.conftest import sign_in
+from twostep.accounts import services
+from twostep.accounts.models import Role, User
+from twostep.audit.models import AuthEvent
+from twostep.audit.services import CLI
+from twostep.usersessions.models import UserSession
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_user_with_addresses_and_phones(make_user: Callable[..., User]) -> None:
+    """Several addresses and numbers are stored normalised; the first of each is primary."""
+    user = make_user("Bob", emails=["Bob@Example.COM", "bob@work.example"], phones=["+44 7911 123456", "+15551234567"])
+    assert user.username == "bob"
+    assert [(e.email, e.is_primary) for e in user.email_addresses.order_by("created_at", "pk")] == [
+        ("Bob@example.com", True),
+        ("bob@work.example", False),
+    ]
+    assert [(p.number, p.is_primary) for p in user.phone_numbers.order_by("created_at", "pk")] == [
+        ("+447911123456", True),
+        ("+15551234567", False),
+    ]
+    assert AuthEvent.objects.filter(kind="user.created", user=user).exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"phones": ["5551234567"]}, "international form"),
+        ({"phones": ["+1555"]}, "not a valid phone number"),
+        ({"emails": ["not-an-address"]}, "valid email"),
+        ({"role": "root"}, "Unknown role"),
+    ],
+)
+def test_invalid_input_rejected_and_nothing_saved(kwargs: dict[str, object], message: str) -> None:
+    """Bad input raises a readable error and creates no user."""
+    with pytest.raises(ValidationError, match=message):
+        services.create_user("carol", password="a long enough pass", origin=CLI, **kwargs)  # type: ignore[arg-type]
+    assert not User.objects.filter(username="carol").exists()
+
+
+def test_duplicate_username_case_insensitive(make_user: Callable[..., User]) -> None:
+    """Usernames are unique regardless of case."""
+    make_user("dave")
+    with pytest.raises(ValidationError, match="taken"):
+        make_user("DAVE")
+
+
+def test_weak_or_huge_password_rejected() -> None:
+    """Password rules apply: too short, too common, or over 1024 characters."""
+    for password in ("short", "password123", "x" * 1025):
+        with pytest.raises(ValidationError):
+            services.create_user("erin", password=password, origin=CLI)
+
+
+def test_password_is_argon2id_hashed(make_user: Callable[..., User]) -> None:
+    """The stored password is an argon2id hash, never the password."""
+    user = make_user("frank", password="a long enough pass")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT password FROM accounts_user WHERE id = %s", [user.pk])
+        (stored,) = cursor.fetchone()
+    assert stored.startswith("argon2$argon2id$")
+    assert "a long enough pass" not in stored
+
+
+def test_primary_moves_when_primary_removed(user: User) -> None:
+    """Removing the primary address promotes the oldest remaining one."""
+    primary = user.email_addresses.get(is_primary=True)
+    services.remove_email(user, primary.pk, origin=CLI)
+    assert list(user.email_addresses.values_list("email", "is_primary")) == [("alice.backup@example.org", True)]
+
+
+def test_cannot_touch_another_users_address(user: User, make_user: Callable[..., User]) -> None:
+    """An address id of another user is refused (no IDOR through the services)."""
+    other = make_user("mallory", emails=["m@example.com"])
+    foreign = other.email_addresses.get()
+    with pytest.raises(ValidationError, match="not on this account"):
+        services.remove_email(user, foreign.pk, origin=CLI)
+    assert other.email_addresses.exists()
+
+
+def test_last_admin_is_protected(admin: User) -> None:
+    """The last active administrator cannot be demoted, deactivated or deleted."""
+    with pytest.raises(ValidationError, match="last active administrator"):
+        services.update_user(admin, role=Role.USER, origin=CLI)
+    with pytest.raises(ValidationError, match="last active administrator"):
+        services.set_active(admin, False, origin=CLI)
+    with pytest.raises(ValidationError, match="last active administrator"):
+        services.delete_user(admin, origin=CLI)
+
+
+def test_deactivation_and_password_reset_end_sessions(client: Client, user: User) -> None:
+    """Deactivating a user or resetting their password deletes their sessions server-side."""
+    sign_in(client, user.username)
+    assert UserSession.objects.filter(user=user).count() == 1
+    services.set_password(user, "another long password", origin=CLI, must_change=True)
+    assert UserSession.objects.filter(user=user).count() == 0
+    assert client.get("/account").status_code == 302
+
+    sign_in(client, user.username, "another long password")
+    services.set_active(user, False, origin=CLI)
+    assert UserSession.objects.filter(user=user).count() == 0
+    assert client.get("/account").status_code == 302
+
+
+def test_deleting_user_ends_sessions(client: Client, user: User, admin: User) -> None:
+    """A deleted user's session stops working at once."""
+    sign_in(client, user.username)
+    services.delete_user(user, origin=CLI, actor=admin)
+    assert not UserSession.objects.filter(user_id=user.pk).exists()
+    assert client.get("/account").status_code == 302

@@ -1,0 +1,190 @@
+"""The `twostep` command, run as users run it: exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.live
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+class Runner:
+    def __init__(self, data_dir: Path) -> None:
+        self.env = {
+            key: value for key, value in os.environ.items() if not key.startswith(("TWOSTEP_", "DJANGO_SETTINGS"))
+        }
+        self.env.update({"TWOSTEP_DATA_DIR": str(data_dir), "PYTHONPATH": SRC})
+        self.data_dir = data_dir
+
+    def __call__(
+        self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "twostep.cli", *args],
+            env={**self.env, **(env or {})},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+
+@pytest.fixture(scope="module")
+def twostep(tmp_path_factory: pytest.TempPathFactory) -> Runner:
+    runner = Runner(tmp_path_factory.mktemp("cli") / "data")
+    result = runner("init")
+    assert result.returncode == 0, result.stderr
+    runner.first_init = result  # type: ignore[attr-defined]
+    return runner
+
+
+def test_init_creates_data_dir_once(twostep: Runner) -> None:
+    """init writes config, private keys and the database, and prints a one-time password only the first time."""
+    first = twostep.first_init  # type: ignore[attr-defined]
+    assert "One-time password" in first.stdout
+    for name in ("config.toml", "secret.key", "encryption.keys", "twostep.db"):
+        assert (twostep.data_dir / name).exists(), name
+    for name in ("secret.key", "encryption.keys"):
+        assert stat.S_IMODE((twostep.data_dir / name).stat().st_mode) == 0o600
+    config = (twostep.data_dir / "config.toml").read_text()
+    assert "[two_factor]" in config and "# Break-glass switch" in config
+    again = twostep("init")
+    assert again.returncode == 0
+    assert "One-time password" not in again.stdout and "already" not in again.stderr
+    assert "initialised" in again.stdout
+
+
+def test_help_lists_commands(twostep: Runner) -> None:
+    """`twostep` alone explains itself."""
+    result = twostep()
+    assert result.returncode == 0
+    for command in ("init", "serve", "users", "settings", "keys"):
+        assert command in result.stdout
+
+
+def test_users_add_with_password_stdin(twostep: Runner) -> None:
+    """users add takes several emails and phones and reads the password from stdin; show reports them."""
+    result = twostep(
+        "users", "add", "jane", "--email", "jane@example.com", "--email", "j.backup@example.org",
+        "--phone", "+15551234567", "--display-name", "Jane Doe", "--password-stdin",
+        stdin="a long enough password\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "One-time password" not in result.stdout
+    shown = json.loads(twostep("users", "show", "jane", "--json").stdout)
+    assert shown["emails"] == [
+        {"email": "jane@example.com", "primary": True},
+        {"email": "j.backup@example.org", "primary": False},
+    ]
+    assert shown["phones"] == [{"number": "+15551234567", "primary": True}]
+    assert shown["display_name"] == "Jane Doe" and shown["role"] == "user"
+    listing = twostep("users", "list").stdout
+    assert "jane" in listing and "admin" in listing
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["users", "add", "bad1", "--phone", "12345"], "international form"),
+        (["users", "add", "bad2", "--phone", "+1555"], "not a valid phone number"),
+        (["users", "add", "bad3", "--email", "nope"], "valid email"),
+        (["users", "add", "admin"], "taken"),
+        (["users", "add", "bad name!"], "username"),
+        (["users", "show", "ghost"], "no user named"),
+        (["settings", "set", "two_factor.enabled", "maybe"], "not true or false"),
+        (["settings", "set", "two_factor.methods", "totp,carrier-pigeon"], "unknown method"),
+        (["settings", "set", "nonsense", "1"], "unknown setting"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(twostep: Runner, args: list[str], message: str) -> None:
+    """Bad input gives exit code 2 and says what is wrong; nothing is created."""
+    result = twostep(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_command_fails(twostep: Runner) -> None:
+    """An unknown command is an error, not silence."""
+    result = twostep("frobnicate")
+    assert result.returncode != 0 and "Unknown command" in result.stderr
+
+
+def test_set_password_disable_enable(twostep: Runner) -> None:
+    """set-password generates a one-time password; disable and enable flip the active flag."""
+    twostep("users", "add", "kim", "--password-stdin", stdin="a long enough password\n")
+    result = twostep("users", "set-password", "kim")
+    assert result.returncode == 0 and "One-time password" in result.stdout
+    assert twostep("users", "disable", "kim").returncode == 0
+    assert json.loads(twostep("users", "show", "kim", "--json").stdout)["active"] is False
+    assert twostep("users", "enable", "kim").returncode == 0
+    assert json.loads(twostep("users", "show", "kim", "--json").stdout)["active"] is True
+    assert twostep("users", "unlock", "kim").returncode == 0
+    assert twostep("users", "reset-2fa", "kim").returncode == 0
+
+
+def test_empty_password_stdin_refused(twostep: Runner) -> None:
+    """--password-stdin with nothing on stdin is an error."""
+    result = twostep("users", "add", "lee", "--password-stdin", stdin="")
+    assert result.returncode == 2 and "no password" in result.stderr
+
+
+def test_settings_show_and_set(twostep: Runner) -> None:
+    """settings set changes the database value; show prints it."""
+    assert twostep("settings", "set", "two_factor.enabled", "true").returncode == 0
+    assert "two_factor.enabled = true" in twostep("settings", "show").stdout
+    assert twostep("settings", "set", "two_factor.enabled", "false").returncode == 0
+    assert "two_factor.enabled = false" in twostep("settings", "show").stdout
+
+
+def test_bad_config_value_named_at_startup(twostep: Runner) -> None:
+    """A bad environment value stops every command with the key and value named."""
+    result = twostep("users", "list", env={"TWOSTEP_SERVER__PORT": "eighty"})
+    assert result.returncode == 2
+    assert "server.port = 'eighty'" in result.stderr
+
+
+def test_serve_refuses_unsafe_or_unready_deployments(tmp_path: Path, twostep: Runner) -> None:
+    """serve refuses debug mode, a missing key file, and an un-migrated database, saying what to do."""
+    debug = twostep("serve", env={"TWOSTEP_DEBUG": "true"})
+    assert debug.returncode != 0 and "debug is on" in debug.stderr
+
+    fresh = Runner(tmp_path / "fresh")
+    fresh("init")
+    conn = sqlite3.connect(fresh.data_dir / "twostep.db")
+    conn.execute("DELETE FROM django_migrations WHERE app = 'mfa'")
+    conn.commit()
+    conn.close()
+    result = fresh("serve")
+    assert result.returncode != 0 and "twostep db upgrade" in result.stderr
+    (fresh.data_dir / "encryption.keys").unlink()
+    result = fresh("serve")
+    assert result.returncode != 0 and "encryption key file" in result.stderr
+
+
+def test_db_upgrade_is_idempotent(twostep: Runner) -> None:
+    """db upgrade applies nothing twice and reports an up-to-date database."""
+    result = twostep("db", "upgrade")
+    assert result.returncode == 0 and "up to date" in result.stdout
+    assert "up to date" in twostep("db", "status").stdout
+
+
+def test_keys_rotate(twostep: Runner) -> None:
+    """keys rotate adds a key and keeps the old ones unless told to drop them."""
+    before = (twostep.data_dir / "encryption.keys").read_text().split()
+    result = twostep("keys", "rotate")
+    assert result.returncode == 0 and "re-encrypted" in result.stdout
+    after = [
+        line for line in (twostep.data_dir / "encryption.keys").read_text().splitlines() if not line.startswith("#")
+    ]
+    assert len(after) == 2 and after[1] in before
+    assert stat.S_IMODE((twostep.data_dir / "encryption.keys").stat().st_mode) == 0o600

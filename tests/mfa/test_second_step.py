@@ -1,0 +1,295 @@
+"""The second step with an authenticator app: replay, races, expiry, binding, limits."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test import Client, override_settings
+
+from tests.conftest import sign_in
+from twostep.accounts.models import User
+from twostep.audit.models import AuthEvent
+from twostep.audit.services import CLI
+from twostep.config import load_config
+from twostep.core import clock
+from twostep.factors import totp
+from twostep.mfa import login as second_step
+from twostep.mfa.models import Authenticator, PendingLogin
+from twostep.mfa.policy import login_authenticators
+from twostep.mfa.totp import flows
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def enrol(user: User) -> bytes:
+    provisioning = flows.provisioning_for(user)
+    key = totp.decode_secret(provisioning.secret)
+    flows.confirm(user, totp.totp(key, clock.timestamp() - 30), CLI)
+    return key
+
+
+def code_now(key: bytes, offset_steps: int = 0) -> str:
+    return totp.totp(key, clock.timestamp() + 30 * offset_steps)
+
+
+def verify(client: Client, code: str) -> int:
+    response = client.post("/login/verify", {"code": code})
+    return 1 if response.status_code == 302 and response["Location"] == "/account" else 0
+
+
+@pytest.fixture
+def totp_user(user: User, two_factor_on: None) -> tuple[User, bytes]:
+    return user, enrol(user)
+
+
+def test_sequential_replay_refused(totp_user: tuple[User, bytes]) -> None:
+    """A code accepted once is refused in a later sign-in within the same step (RR-01)."""
+    user, key = totp_user
+    code = code_now(key)
+    first, second = Client(), Client()
+    sign_in(first, user.username)
+    assert verify(first, code) == 1
+    sign_in(second, user.username)
+    assert verify(second, code) == 0
+
+
+def test_older_step_refused_after_newer(totp_user: tuple[User, bytes]) -> None:
+    """After step T+1 was used, a still-in-window code of step T is refused (RR-03)."""
+    user, key = totp_user
+    first, second = Client(), Client()
+    sign_in(first, user.username)
+    assert verify(first, code_now(key, +1)) == 1
+    sign_in(second, user.username)
+    assert verify(second, code_now(key)) == 0
+
+
+@pytest.mark.parametrize("variant", [" {c}", "{c} ", "{c}\n", "{c3} {c3b}", "{wide}"])
+def test_padded_replay_refused(totp_user: tuple[User, bytes], variant: str) -> None:
+    """Variants of an accepted code (spaces, full-width digits) never pass (RR-04, CVE-2025-6014)."""
+    user, key = totp_user
+    code = code_now(key)
+    client = Client()
+    sign_in(client, user.username)
+    assert verify(client, code) == 1
+    other = Client()
+    sign_in(other, user.username)
+    wide = "".join(chr(0xFF10 + int(d)) for d in code)
+    assert verify(other, variant.format(c=code, c3=code[:3], c3b=code[3:], wide=wide)) == 0
+
+
+def test_padded_code_refused_even_when_fresh(totp_user: tuple[User, bytes]) -> None:
+    """A correct but padded code is rejected before verification and spends no step."""
+    user, key = totp_user
+    client = Client()
+    sign_in(client, user.username)
+    assert verify(client, " " + code_now(key)) == 0
+    assert verify(client, code_now(key)) == 1
+
+
+def test_enrolment_code_cannot_sign_in(user: User, two_factor_on: None) -> None:
+    """The code that confirmed enrolment is spent (RR-05)."""
+    provisioning = flows.provisioning_for(user)
+    key = totp.decode_secret(provisioning.secret)
+    code = code_now(key)
+    flows.confirm(user, code, CLI)
+    client = Client()
+    sign_in(client, user.username)
+    assert verify(client, code) == 0
+
+
+def test_concurrent_submissions_exactly_one_wins(totp_user: tuple[User, bytes]) -> None:
+    """Ten sign-ins submitting the same valid code at once: exactly one succeeds (RR-02), on this database."""
+    user, key = totp_user
+    pendings = [second_step.start(user, login_authenticators(user.pk)[0], CLI)[0] for _ in range(10)]
+    code = code_now(key)
+    barrier = threading.Barrier(len(pendings))
+    results: list[str] = []
+
+    def attempt(pending: PendingLogin) -> None:
+        try:
+            barrier.wait()
+            second_step.verify(pending, code, CLI)
+            results.append("ok")
+        except second_step.SecondStepError as exc:
+            results.append(exc.reason)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt, args=(p,)) for p in pendings]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["ok"] + ["reused_code"] * 9, (connection.vendor, results)
+
+
+def test_pending_login_expires(totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock) -> None:
+    """After 10 minutes the pending sign-in is dead: a correct code sends back to /login (SES-09, FB-06)."""
+    user, key = totp_user
+    client = Client()
+    sign_in(client, user.username)
+    frozen_clock.advance(601)
+    response = client.post("/login/verify", {"code": code_now(key)})
+    assert response.status_code == 302 and response["Location"] == "/login"
+    assert client.get("/account").status_code == 302
+
+
+def test_pending_login_is_bound_to_the_browser(totp_user: tuple[User, bytes]) -> None:
+    """Another browser cannot finish someone's pending sign-in; the token is not in the cookie."""
+    user, key = totp_user
+    owner = Client()
+    sign_in(owner, user.username)
+    cookie = owner.cookies[settings.SESSION_COOKIE_NAME].value
+    token = owner.session["twostep_pending"]
+    assert token not in cookie
+    stranger = Client()
+    response = stranger.post("/login/verify", {"code": code_now(key)})
+    assert response["Location"] == "/login"
+    assert not PendingLogin.objects.filter(completed_at__isnull=False).exists()
+
+
+def test_forced_browsing_with_pending_login(totp_user: tuple[User, bytes]) -> None:
+    """With only the password done, every signed-in page redirects to /login (FB-01)."""
+    user, _ = totp_user
+    client = Client()
+    sign_in(client, user.username)
+    for path in ("/account", "/account/security", "/account/security/totp", "/account/password", "/admin/users"):
+        response = client.get(path)
+        assert response.status_code == 302 and response["Location"].startswith("/login"), path
+
+
+def test_verify_without_pending_login_redirects(client: Client) -> None:
+    """/login/verify without a pending sign-in goes back to /login and evaluates nothing."""
+    assert client.get("/login/verify")["Location"] == "/login"
+    assert client.post("/login/verify", {"code": "123456"})["Location"] == "/login"
+
+
+def test_session_rotates_again_after_second_step(totp_user: tuple[User, bytes]) -> None:
+    """The session id after the password differs from the one after the code (SES-01)."""
+    user, key = totp_user
+    client = Client()
+    sign_in(client, user.username)
+    middle = client.cookies[settings.SESSION_COOKIE_NAME].value
+    assert verify(client, code_now(key)) == 1
+    assert client.cookies[settings.SESSION_COOKIE_NAME].value != middle
+
+
+def test_five_wrong_codes_end_the_sign_in(totp_user: tuple[User, bytes]) -> None:
+    """After 5 wrong codes the pending sign-in is dead, even for the right code (BF-01)."""
+    user, key = totp_user
+    client = Client()
+    sign_in(client, user.username)
+    wrong = "000000" if code_now(key) != "000000" else "111111"
+    for _ in range(4):
+        assert client.post("/login/verify", {"code": wrong}).status_code == 200
+    assert client.post("/login/verify", {"code": wrong})["Location"] == "/login"
+    assert client.post("/login/verify", {"code": code_now(key)})["Location"] == "/login"
+    assert client.get("/account").status_code == 302
+
+
+def test_account_locks_after_twenty_failures_across_sign_ins(
+    totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
+) -> None:
+    """Failures count per account across sign-ins; at 20 even the right code fails identically (BF-03, ENUM-04)."""
+    user, key = totp_user
+    wrong = "000000" if code_now(key) != "000000" else "111111"
+    for _ in range(20):
+        frozen_clock.advance(901)  # past any growing delay
+        client = Client()
+        sign_in(client, user.username)
+        client.post("/login/verify", {"code": wrong})
+    user.refresh_from_db()
+    assert user.second_step_failures == 20
+    assert user.second_step_locked_at is not None
+    frozen_clock.advance(901)
+    client = Client()
+    sign_in(client, user.username)
+    response = client.post("/login/verify", {"code": code_now(key)})
+    assert response.status_code == 200 and b"That code didn" in response.content
+    assert client.get("/account").status_code == 302
+    assert AuthEvent.objects.filter(kind="second_step.locked", user=user).count() == 1
+
+
+def test_growing_delay_refuses_without_evaluating(
+    totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
+) -> None:
+    """After 5 failures a correct code sent before the delay ends is refused and not consumed (BF-10)."""
+    user, key = totp_user
+    wrong = "000000" if code_now(key) != "000000" else "111111"
+    for _ in range(5):
+        client = Client()
+        sign_in(client, user.username)
+        client.post("/login/verify", {"code": wrong})
+    client = Client()
+    sign_in(client, user.username)
+    code = code_now(key)
+    assert verify(client, code) == 0
+    assert Authenticator.objects.get(user=user).last_step is not None  # the enrolment step only
+    frozen_clock.advance(3)
+    assert verify(client, code_now(key)) == 1
+
+
+def test_success_resets_failure_count(totp_user: tuple[User, bytes]) -> None:
+    """A successful second step clears the consecutive-failure count."""
+    user, key = totp_user
+    client = Client()
+    sign_in(client, user.username)
+    client.post("/login/verify", {"code": "abc"})
+    user.refresh_from_db()
+    assert user.second_step_failures == 1
+    assert verify(client, code_now(key)) == 1
+    user.refresh_from_db()
+    assert user.second_step_failures == 0
+
+
+def test_break_glass_config_disables_second_step(totp_user: tuple[User, bytes]) -> None:
+    """[two_factor] enabled = false (or the env variable) makes sign-in password-only (config wins over DB)."""
+    user, _ = totp_user
+    forced_off = load_config(settings.DATA_DIR, {"TWOSTEP_TWO_FACTOR__ENABLED": "false"})
+    with override_settings(CONFIG=forced_off):
+        client = Client()
+        assert sign_in(client, user.username)["Location"] == "/account"
+    client = Client()
+    assert sign_in(client, user.username)["Location"] == "/login/verify"
+
+
+def test_console_switch_off_disables_second_step(totp_user: tuple[User, bytes]) -> None:
+    """`twostep settings set two_factor.enabled false` turns the second step off."""
+    from django.core.management import call_command
+
+    user, _ = totp_user
+    call_command("settings", "set", "two_factor.enabled", "false")
+    assert sign_in(Client(), user.username)["Location"] == "/account"
+
+
+def test_no_code_or_secret_in_audit_log(totp_user: tuple[User, bytes]) -> None:
+    """The auth log records reasons, never the submitted code or the secret (SEC-07)."""
+    user, key = totp_user
+    client = Client()
+    sign_in(client, user.username)
+    wrong = "000000" if code_now(key) != "000000" else "111111"
+    client.post("/login/verify", {"code": wrong})
+    good = code_now(key)
+    verify(client, good)
+    rows = " ".join(str(row) for row in AuthEvent.objects.values_list("reason", "detail", "kind"))
+    assert "wrong_code" in rows
+    assert wrong not in rows and good not in rows and totp.encode_secret(key) not in rows
+
+
+def test_audit_event_for_wrong_and_reused(totp_user: tuple[User, bytes], make_user: Callable[..., User]) -> None:
+    """The log tells wrong from reused codes (users never see the difference)."""
+    user, key = totp_user
+    code = code_now(key)
+    a, b = Client(), Client()
+    sign_in(a, user.username)
+    verify(a, code)
+    sign_in(b, user.username)
+    verify(b, code)
+    reasons = list(
+        AuthEvent.objects.filter(kind="login.second_step", outcome="failure").values_list("reason", flat=True)
+    )
+    assert reasons == ["reused_code"]

@@ -1,0 +1,220 @@
+"""Enrolling, replacing and removing an authenticator app; admin reset; secrets at rest."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+
+from tests.conftest import PASSWORD, sign_in
+from twostep.accounts.models import User
+from twostep.audit.models import AuthEvent
+from twostep.core import clock
+from twostep.core.keyring import secret_box
+from twostep.factors import totp
+from twostep.mfa.models import Authenticator
+from twostep.usersessions.models import UserSession
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def reauthenticate(client: Client) -> None:
+    response = client.post("/account/reauthenticate", {"password": PASSWORD, "next": "/account/security"})
+    assert response.status_code == 302
+
+
+def shown_secret(client: Client) -> str:
+    page = client.get("/account/security/totp").content.decode()
+    match = re.search(r'id="manual-key">([A-Z2-7]+)<', page)
+    assert match, page
+    return match.group(1)
+
+
+def enrol_via_pages(client: Client) -> bytes:
+    reauthenticate(client)
+    secret = shown_secret(client)
+    key = totp.decode_secret(secret)
+    response = client.post("/account/security/totp", {"code": totp.totp(key, clock.timestamp() - 30)})
+    assert response["Location"] == "/account/security"
+    return key
+
+
+@pytest.fixture
+def signed_in(user: User, two_factor_on: None) -> Client:
+    client = Client()
+    sign_in(client, user.username)
+    return client
+
+
+def test_setup_needs_recent_password(signed_in: Client) -> None:
+    """The setup page needs a password entered in the last 5 minutes (sign-in counts) (SES-10)."""
+    assert signed_in.get("/account/security/totp").status_code == 200
+    session = signed_in.session
+    session["twostep_reauth_at"] = clock.timestamp() - 301
+    session.save()
+    assert signed_in.get("/account/security/totp")["Location"].startswith("/account/reauthenticate")
+    bad = signed_in.post("/account/reauthenticate", {"password": "nope nope nope", "next": "/account/security/totp"})
+    assert bad.status_code == 200 and b"incorrect" in bad.content
+    reauthenticate(signed_in)
+    page = signed_in.get("/account/security/totp")
+    assert page.status_code == 200
+    assert b"<svg" in page.content and b"manual-key" in page.content
+
+
+def test_pending_secret_stable_across_wrong_codes_and_expires(signed_in: Client, frozen_clock: object) -> None:
+    """A wrong code keeps the same pending secret; after 10 minutes a new one is issued (OTP-11)."""
+    reauthenticate(signed_in)
+    first = shown_secret(signed_in)
+    response = signed_in.post("/account/security/totp", {"code": "000000"})
+    assert b"didn&#x27;t match" in response.content or b"didn't match" in response.content
+    assert shown_secret(signed_in) == first
+    assert not Authenticator.objects.filter(confirmed_at__isnull=False).exists()
+    frozen_clock.advance(601)  # type: ignore[attr-defined]
+    reauthenticate(signed_in)
+    assert shown_secret(signed_in) != first
+
+
+def test_qr_code_encodes_the_key_uri(signed_in: Client, user: User) -> None:
+    """The page's QR code is an inline SVG; the URI follows the Key URI format with the issuer."""
+    from twostep.mfa.totp import flows
+
+    reauthenticate(signed_in)
+    secret = shown_secret(signed_in)
+    provisioning = flows.provisioning_for(user)
+    assert provisioning.secret == secret
+    assert provisioning.uri == (
+        f"otpauth://totp/twostep:{user.username}?secret={secret}&issuer=twostep&algorithm=SHA1&digits=6&period=30"
+    )
+
+
+def test_secret_encrypted_at_rest(signed_in: Client, user: User) -> None:
+    """No TOTP secret appears in the database in plaintext (SEC-03)."""
+    key = enrol_via_pages(signed_in)
+    secret = totp.encode_secret(key)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT secret FROM mfa_authenticator")
+        stored = [row[0] for row in cursor.fetchall()]
+    assert stored and all(secret not in value and value.startswith("gAAAA") for value in stored)
+
+
+def test_secret_never_shown_after_confirmation(signed_in: Client) -> None:
+    """After confirmation the Security page does not show the key; setup shows a new one (SEC-04)."""
+    key = enrol_via_pages(signed_in)
+    secret = totp.encode_secret(key)
+    assert secret.encode() not in signed_in.get("/account/security").content
+    assert shown_secret(signed_in) != secret
+
+
+def test_reenrolment_replaces_old_secret_only_on_confirmation(signed_in: Client, user: User) -> None:
+    """The old app keeps working until the new one is confirmed, then stops at once (OTP-12)."""
+    old_key = enrol_via_pages(signed_in)
+    new_secret = shown_secret(signed_in)
+    active = Authenticator.objects.get(user=user, confirmed_at__isnull=False)
+    assert totp.decode_secret(secret_box().decrypt(active.secret)) == old_key
+    new_key = totp.decode_secret(new_secret)
+    signed_in.post("/account/security/totp", {"code": totp.totp(new_key, clock.timestamp())})
+    assert Authenticator.objects.filter(user=user, confirmed_at__isnull=False).count() == 1
+    client = Client()
+    sign_in(client, user.username)
+    response = client.post("/login/verify", {"code": totp.totp(old_key, clock.timestamp() + 30)})
+    assert response.status_code == 200
+    assert client.post("/login/verify", {"code": totp.totp(new_key, clock.timestamp() + 30)})["Location"] == "/account"
+
+
+def test_enrolment_ends_other_sessions(signed_in: Client, user: User) -> None:
+    """Adding a factor signs the user out everywhere else (SES-05)."""
+    other = Client()
+    sign_in(other, user.username)
+    assert other.get("/account").status_code == 200
+    enrol_via_pages(signed_in)
+    assert other.get("/account").status_code == 302
+    assert signed_in.get("/account").status_code == 200
+
+
+def test_remove_needs_post_and_password(signed_in: Client, user: User) -> None:
+    """Turning the app off is POST-only and needs a recent password (AZ-04)."""
+    enrol_via_pages(signed_in)
+    assert signed_in.get("/account/security/totp/remove").status_code in (302, 405)
+    session = signed_in.session
+    session["twostep_reauth_at"] = clock.timestamp() - 301
+    session.save()
+    assert signed_in.post("/account/security/totp/remove")["Location"].startswith("/account/reauthenticate")
+    assert Authenticator.objects.filter(user=user, confirmed_at__isnull=False).exists()
+    reauthenticate(signed_in)
+    signed_in.post("/account/security/totp/remove")
+    assert not Authenticator.objects.filter(user=user).exists()
+    assert sign_in(Client(), user.username)["Location"] == "/account"
+
+
+def test_admin_reset_from_console(signed_in: Client, user: User, admin: User) -> None:
+    """An admin resets a user's 2FA: factors gone, sessions ended, event recorded."""
+    enrol_via_pages(signed_in)
+    console = Client()
+    sign_in(console, admin.username)
+    response = console.post(f"/admin/users/{user.username}/reset-2fa")
+    assert response.status_code == 302
+    assert not Authenticator.objects.filter(user=user).exists()
+    assert not UserSession.objects.filter(user=user).exists()
+    assert AuthEvent.objects.filter(kind="two_factor.reset", user=user, actor=admin).exists()
+    assert sign_in(Client(), user.username)["Location"] == "/account"
+
+
+def test_admin_pages_refused_to_users(signed_in: Client, user: User) -> None:
+    """A normal user gets 403 from admin pages and cannot reset anyone's 2FA (AZ-06/07)."""
+    assert signed_in.get("/admin/users").status_code == 403
+    assert signed_in.get("/admin/authentication").status_code == 403
+    assert signed_in.post(f"/admin/users/{user.username}/reset-2fa").status_code == 403
+    assert signed_in.post("/admin/authentication", {"enabled": "", "methods": ["totp"]}).status_code == 403
+
+
+def test_settings_page_warns_before_disabling(signed_in: Client, admin: User) -> None:
+    """Switching 2FA off shows how many users are affected and needs a second confirmation."""
+    enrol_via_pages(signed_in)
+    console = Client()
+    sign_in(console, admin.username)
+    page = console.get("/admin/authentication")
+    assert b"UTC" in page.content
+    response = console.post("/admin/authentication", {"methods": ["totp"]})
+    assert response.status_code == 200
+    assert b"<strong>1</strong> user(s)" in response.content
+    from twostep.core.runtime import get_setting
+
+    assert get_setting("two_factor.enabled") is True
+    response = console.post("/admin/authentication", {"methods": ["totp"], "confirm": "1"})
+    assert response.status_code == 302
+    assert get_setting("two_factor.enabled") is False
+
+
+def test_cli_reset_2fa(signed_in: Client, user: User, capsys: pytest.CaptureFixture[str]) -> None:
+    """`twostep users reset-2fa NAME` is the lost-device path from a shell."""
+    enrol_via_pages(signed_in)
+    call_command("users", "reset-2fa", user.username)
+    assert "1 factor(s) removed" in capsys.readouterr().out
+    assert not Authenticator.objects.filter(user=user).exists()
+    assert signed_in.get("/account").status_code == 302
+
+
+def test_key_rotation_reencrypts_and_logins_still_work(signed_in: Client, user: User) -> None:
+    """`twostep keys rotate --drop-old` re-encrypts every secret; sign-in works after it (SEC-11)."""
+    from django.conf import settings
+
+    key = enrol_via_pages(signed_in)
+    before = Authenticator.objects.get(user=user).secret
+    original_keys = settings.ENCRYPTION_KEYS_PATH.read_text()
+    try:
+        call_command("keys", "rotate", "--drop-old")
+        after = Authenticator.objects.get(user=user).secret
+        assert after != before
+        from twostep.core.crypto import SecretBox, read_keys
+
+        keys = read_keys(settings.ENCRYPTION_KEYS_PATH)
+        assert len(keys) == 1
+        assert SecretBox(keys).decrypt(after) == totp.encode_secret(key)
+        client = Client()
+        sign_in(client, user.username)
+        assert client.post("/login/verify", {"code": totp.totp(key, clock.timestamp() + 30)})["Location"] == "/account"
+    finally:
+        settings.ENCRYPTION_KEYS_PATH.write_text(original_keys)
