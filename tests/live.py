@@ -46,7 +46,7 @@ class LiveServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def cli(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:  # noqa: A002
+    def cli(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [*TWOSTEP, *args], env=self.env, input=input, capture_output=True, text=True, timeout=120
         )
@@ -57,7 +57,7 @@ class LiveServer:
     def start(self, extra_env: Mapping[str, str] | None = None) -> None:
         env = {**self.env, **(extra_env or {})}
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             [*TWOSTEP, "serve", "--port", str(self.port), "--workers", "1", "--threads", "8"],
             env=env,
             stdout=log,

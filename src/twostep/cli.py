@@ -16,6 +16,7 @@ COMMANDS = {
     "users": "Users: add, list, show, set-password, reset-2fa, unlock, disable, enable.",
     "settings": "Runtime settings: show, set.",
     "keys": "Encryption keys: rotate.",
+    "audit": "The auth log: tail, prune.",
 }
 
 USAGE = "usage: twostep <command> [<args>]\n\ncommands:\n" + "\n".join(

@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "twostep.audit",
     "twostep.mfa",
     "twostep.console",
+    "twostep.api",
+    "twostep.forwardauth",
 ]
 
 MIDDLEWARE = [
@@ -138,6 +140,12 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = CONFIG.server.https
 SESSION_COOKIE_NAME = "__Host-twostep_session" if CONFIG.server.https else "twostep_session"
+# Forward-auth on sub-domains: the session cookie is shared with a parent
+# domain.  A __Host- cookie cannot carry a Domain, so it becomes __Secure-.
+# The CSRF cookie stays host-only: only twostep's own forms use it.
+SESSION_COOKIE_DOMAIN = CONFIG.forward_auth.cookie_domain_for(_public.hostname or "")
+if SESSION_COOKIE_DOMAIN and CONFIG.server.https:
+    SESSION_COOKIE_NAME = "__Secure-twostep_session"
 CSRF_COOKIE_SECURE = CONFIG.server.https
 CSRF_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
@@ -162,6 +170,12 @@ CONTENT_SECURITY_POLICY = {
         "object-src": [NONE],
     },
 }
+# After sign-in the browser goes back to the protected application it came
+# from (forward-auth).  Chromium applies form-action to the redirects that
+# follow a form post, so those hosts must be listed (ports vary: any port).
+CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"] += [
+    f"{rule.host}:*" for rule in CONFIG.forward_auth.rules if rule.policy != "deny"
+]
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
 STATIC_URL = "/static/"

@@ -12,7 +12,7 @@ from django.test import Client
 
 from tests.conftest import PASSWORD, sign_in
 from twostep.accounts import services
-from twostep.accounts.models import User
+from twostep.accounts.models import SignInThrottle, User
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.usersessions.models import UserSession
@@ -59,6 +59,7 @@ def test_unknown_user_takes_as_long_as_wrong_password(make_user: Callable[..., U
     def median(username: str) -> float:
         samples = []
         for _ in range(40):
+            SignInThrottle.objects.all().delete()  # measure the hashing path, not the throttle
             start = time.perf_counter()
             client.post("/login", {"username": username, "password": "wrong password here"})
             samples.append(time.perf_counter() - start)
@@ -216,3 +217,51 @@ def test_absolute_timeout_despite_activity(user: User, frozen_clock: object) -> 
             break
     assert response.status_code == 302
     assert frozen_clock.value - start <= 86400 + 3500  # type: ignore[attr-defined]
+
+
+def test_password_failures_throttled_per_name_known_or_not(make_user: Callable[..., User]) -> None:
+    """After 5 wrong passwords the name must wait, identically for real and unknown names (BF-14)."""
+    make_user("target")
+    for name in ("target", "no-such-user"):
+        client = Client(REMOTE_ADDR="203.0.113.10")
+        statuses = [
+            client.post("/login", {"username": name, "password": "wrong password here"}).status_code for _ in range(6)
+        ]
+        assert statuses == [200] * 5 + [429], name
+    # Even the right password waits now, without being checked.
+    response = Client(REMOTE_ADDR="203.0.113.11").post("/login", {"username": "target", "password": PASSWORD})
+    assert response.status_code == 429
+    assert AuthEvent.objects.filter(reason="throttled", username="target").exists()
+
+
+def test_password_throttle_does_not_touch_the_second_factor(make_user: Callable[..., User]) -> None:
+    """Wrong passwords delay the password step but never lock the second step (BF-11)."""
+    victim = make_user("victim")
+    for _ in range(8):
+        Client().post("/login", {"username": "victim", "password": "wrong password here"})
+    victim.refresh_from_db()
+    assert victim.second_step_failures == 0 and victim.second_step_locked_at is None
+
+
+def test_ip_throttle_ignores_spoofed_forwarded_for(make_user: Callable[..., User]) -> None:
+    """Rotating X-Forwarded-For does not escape the per-IP limit when no proxy is trusted (BF-08)."""
+    client = Client(REMOTE_ADDR="198.51.100.99")
+    statuses = [
+        client.post(
+            "/login",
+            {"username": f"name{i}", "password": "wrong password here"},
+            HTTP_X_FORWARDED_FOR=f"10.1.{i}.1",
+        ).status_code
+        for i in range(32)
+    ]
+    assert statuses[:30] == [200] * 30 and statuses[30:] == [429, 429]
+
+
+def test_success_clears_the_name_counter(make_user: Callable[..., User]) -> None:
+    """A correct password resets the per-name count."""
+    make_user("forgetful")
+    client = Client(REMOTE_ADDR="203.0.113.12")
+    for _ in range(4):
+        client.post("/login", {"username": "forgetful", "password": "wrong password here"})
+    assert sign_in(client, "forgetful").status_code == 302
+    assert not SignInThrottle.objects.filter(key="user:forgetful").exists()

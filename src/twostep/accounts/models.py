@@ -98,3 +98,19 @@ class PhoneNumber(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+
+class SignInThrottle(models.Model):
+    """Password-step failures for one key: ``user:<typed name>`` or ``ip:<address>``.
+
+    Keys use the username as typed (lower-cased), so unknown usernames are
+    throttled exactly like real ones and the throttle reveals nothing.
+    """
+
+    key = models.CharField(max_length=200, unique=True)
+    failures = models.PositiveIntegerField(default=0)
+    window_started_at = models.DateTimeField()
+    blocked_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.key

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from django.contrib.auth import authenticate
 
+from twostep.accounts import throttle
 from twostep.accounts.models import User
+from twostep.accounts.throttle import SignInThrottled
 from twostep.accounts.validators import MAX_PASSWORD_LENGTH
 from twostep.audit.services import Origin, Outcome, record
+from twostep.core import clock
+
+__all__ = ["GENERIC_FAILURE", "THROTTLED", "SignInThrottled", "check_password_step"]
 
 GENERIC_FAILURE = "Your username or password is incorrect."
+
+
+THROTTLED = "Too many sign-in attempts. Wait a few minutes, then try again."
 
 
 def check_password_step(username: str, password: str, origin: Origin, request: object = None) -> User | None:
@@ -18,14 +26,26 @@ def check_password_step(username: str, password: str, origin: Origin, request: o
     through the password hasher (Django runs it against a dummy hash for
     unknown users), so neither the answer nor its timing tells them apart.
     The auth log records which it was.
+
+    Raises:
+        SignInThrottled: too many recent failures for this username (known or
+            not) or this client IP; the password was not checked.
     """
     typed = username.strip()[:150]
+    now = clock.now()
+    try:
+        throttle.check(typed, origin.ip, now)
+    except throttle.SignInThrottled:
+        record("login.password", Outcome.FAILURE, origin=origin, username=typed, reason="throttled")
+        raise
     if len(password) > MAX_PASSWORD_LENGTH:
         password = password[: MAX_PASSWORD_LENGTH + 1]
     user = authenticate(request, username=typed.lower(), password=password)  # type: ignore[arg-type]
     if isinstance(user, User):
+        throttle.register_success(typed)
         record("login.password", Outcome.SUCCESS, origin=origin, user=user, username=typed)
         return user
+    throttle.register_failure(typed, origin.ip, now)
     known = User.objects.filter(username=typed.lower()).only("id", "is_active").first()
     if known is None:
         reason = "unknown_user"

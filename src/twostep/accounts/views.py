@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login, logout
+from django.contrib.auth import login, logout, update_session_auth_hash
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -14,10 +14,11 @@ from django.views.decorators.http import require_http_methods
 from twostep.accounts import services
 from twostep.accounts.forms import ChangePasswordForm, LoginForm, PasswordForm
 from twostep.accounts.models import User
-from twostep.accounts.signin import GENERIC_FAILURE, check_password_step
+from twostep.accounts.signin import GENERIC_FAILURE, THROTTLED, SignInThrottled, check_password_step
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.core.decorators import mark_reauthenticated, signed_in
+from twostep.forwardauth.services import is_allowed_destination
 from twostep.mfa import login as second_step
 from twostep.mfa.policy import login_authenticators
 from twostep.usersessions.backend import LAST_SEEN_KEY, STARTED_KEY
@@ -27,10 +28,12 @@ NEXT_KEY = "twostep_next"
 
 
 def safe_next(request: HttpRequest, candidate: str | None) -> str:
-    """``candidate`` if it stays on this site, else the account page."""
+    """``candidate`` if it stays on this site or goes to an application behind forward-auth, else the account page."""
     if candidate and url_has_allowed_host_and_scheme(
         candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
+        return candidate
+    if candidate and is_allowed_destination(candidate, require_https=request.is_secure()):
         return candidate
     return settings.LOGIN_REDIRECT_URL
 
@@ -57,7 +60,10 @@ def login_view(request: HttpRequest) -> HttpResponse:
     error = None
     if request.method == "POST" and form.is_valid():
         origin = Origin.of(request)
-        user = check_password_step(form.cleaned_data["username"], form.cleaned_data["password"], origin, request)
+        try:
+            user = check_password_step(form.cleaned_data["username"], form.cleaned_data["password"], origin, request)
+        except SignInThrottled:
+            user, error = None, THROTTLED
         if user is not None:
             next_url = safe_next(request, request.POST.get("next") or request.GET.get("next"))
             second_step.cancel(request.session.get(PENDING_KEY))
@@ -74,11 +80,11 @@ def login_view(request: HttpRequest) -> HttpResponse:
             else:
                 request.session[PENDING_KEY] = token
                 return redirect("/login/verify")
-        else:
+        elif error is None:
             error = GENERIC_FAILURE
     elif request.method == "POST":
         error = GENERIC_FAILURE
-    status = 200
+    status = 429 if error == THROTTLED else 200
     return render(
         request,
         "accounts/login.html",
@@ -133,7 +139,8 @@ def change_password_view(request: HttpRequest) -> HttpResponse:
             except ValidationError as exc:
                 form.add_error("new_password", exc)
             else:
-                request.session.cycle_key()
+                # A new session id, and the session's password hash updated so it stays signed in.
+                update_session_auth_hash(request, user)
                 messages.success(request, "Your password is changed. Your other sessions were signed out.")
                 return redirect(settings.LOGIN_REDIRECT_URL)
     return render(request, "accounts/change_password.html", {"form": form, "forced": user.must_change_password})

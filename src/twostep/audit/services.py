@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,9 @@ class Origin:
 
 CLI = Origin(None, "twostep-cli")
 
+#: Roughly one event in this many triggers housekeeping.
+PRUNE_ONE_IN = 500
+
 
 def record(
     kind: str,
@@ -39,6 +43,12 @@ def record(
     """Append one event to the auth log and return it."""
     if user is not None and not username:
         username = user.username
+    if secrets.randbelow(PRUNE_ONE_IN) == 0:
+        # No scheduler to rely on: every few hundred events, one request
+        # also deletes what has outlived the retention period.
+        from twostep.core.housekeeping import prune
+
+        prune()
     return AuthEvent.objects.create(
         created_at=clock.now(),
         kind=kind,

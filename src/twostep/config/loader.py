@@ -227,6 +227,11 @@ class EmailConfig(_Section):
     verify_certificate: bool = True
 
 
+class AuditConfig(_Section):
+    #: Days the auth log keeps an event; older ones are deleted.
+    retention_days: int = Field(default=90, ge=1, le=3650)
+
+
 class TwostepConfig(_Section):
     """Everything twostep reads at start-up."""
 
@@ -240,6 +245,7 @@ class TwostepConfig(_Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     two_factor: TwoFactorConfig = Field(default_factory=TwoFactorConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     email: EmailConfig = Field(default_factory=EmailConfig)
     forward_auth: ForwardAuthConfig = Field(default_factory=ForwardAuthConfig)
 

@@ -15,4 +15,5 @@ urlpatterns = [
     path("users/<str:username>/emails", views.user_emails_view),
     path("users/<str:username>/phones", views.user_phones_view),
     path("authentication", views.authentication_view),
+    path("audit", views.audit_view),
 ]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -12,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from twostep.accounts import services
 from twostep.accounts.models import User
+from twostep.audit.query import EventFilter, events
 from twostep.audit.services import Origin, Outcome, record
 from twostep.console.forms import (
     AddEmailForm,
@@ -268,3 +273,46 @@ def authentication_view(request: HttpRequest) -> HttpResponse:
             "enrolled": {row["method"]: row["users"] for row in enrolled},
         },
     )
+
+
+def _parse_date(text: str, *, end_of_day: bool = False) -> datetime | None:
+    try:
+        day = datetime.strptime(text.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return day + timedelta(days=1) if end_of_day else day
+
+
+@admin_only
+def audit_view(request: HttpRequest) -> HttpResponse:
+    """The auth log, filtered by user, outcome, kind, IP and dates, 50 events a page."""
+    params = request.GET
+    criteria = EventFilter(
+        username=params.get("user", ""),
+        outcome=params.get("outcome", "") if params.get("outcome") in {"success", "failure", "info"} else "",
+        kind=params.get("kind", ""),
+        ip=params.get("ip", "") if _is_ip(params.get("ip", "")) else "",
+        since=_parse_date(params.get("since", "")),
+        until=_parse_date(params.get("until", ""), end_of_day=True),
+    )
+    page = Paginator(events(criteria), 50).get_page(params.get("page"))
+    query = params.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "console/audit.html",
+        {
+            "page": page,
+            "filters": {key: params.get(key, "") for key in ("user", "outcome", "kind", "ip", "since", "until")},
+            "query": query.urlencode(),
+            "retention_days": settings.CONFIG.audit.retention_days,
+        },
+    )
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip())
+    except ValueError:
+        return False
+    return True

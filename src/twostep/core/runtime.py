@@ -49,6 +49,17 @@ def _parse_methods(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+#: Preconditions of methods, registered by the apps that provide them: each
+#: returns why its method cannot be allowed now (e.g. SMS without a
+#: provider), or None.
+METHOD_REQUIREMENTS: dict[str, Callable[[], str | None]] = {}
+
+
+def register_method_requirement(method: str, problem: Callable[[], str | None]) -> None:
+    """Refuse ``method`` in ``two_factor.methods`` while ``problem()`` returns a reason."""
+    METHOD_REQUIREMENTS[method] = problem
+
+
 def _check_methods(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise SettingError("must be a list of method names")
@@ -57,6 +68,11 @@ def _check_methods(value: Any) -> list[str]:
         raise SettingError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     if not value:
         raise SettingError("at least one method must be allowed")
+    for method in value:
+        requirement = METHOD_REQUIREMENTS.get(method)
+        problem = requirement() if requirement is not None else None
+        if problem:
+            raise SettingError(problem)
     return [method for method in METHODS if method in value]
 
 

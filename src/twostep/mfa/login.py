@@ -22,7 +22,7 @@ from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.factors.totp import is_well_formed
 from twostep.mfa import throttle
-from twostep.mfa.methods import handler_for
+from twostep.mfa.methods import handler_for, is_usable
 from twostep.mfa.models import Authenticator, PendingLogin
 from twostep.mfa.policy import two_factor_state
 
@@ -81,9 +81,13 @@ def authenticator_for(pending: PendingLogin) -> Authenticator | None:
     _, methods = two_factor_state()
     if pending.method not in methods:
         return None
-    return Authenticator.objects.filter(
+    authenticator = Authenticator.objects.filter(
         user_id=pending.user_id, method=pending.method, confirmed_at__isnull=False
     ).first()
+    # E.g. an SMS factor whose number an admin removed from the account.
+    if authenticator is not None and not is_usable(authenticator):
+        return None
+    return authenticator
 
 
 def cancel(token: str | None) -> None:

@@ -77,3 +77,26 @@ def register(handler: MethodHandler) -> MethodHandler:
 def handler_for(method: str) -> MethodHandler:
     """Raises KeyError for a method no installed handler serves."""
     return _HANDLERS[method]  # type: ignore[no-any-return]
+
+
+# Optional handler hooks: a handler may define these; without them the
+# defaults below apply.
+
+
+def is_usable(authenticator: Authenticator) -> bool:
+    """Whether an enrolled factor can still be used to sign in.
+
+    A handler's ``is_usable(authenticator)`` says no when, e.g., the phone
+    number or address the factor sends codes to was removed from the account.
+    """
+    check = getattr(handler_for(authenticator.method), "is_usable", None)
+    return True if check is None else bool(check(authenticator))
+
+
+def verify_context(pending: PendingLogin, authenticator: Authenticator) -> dict[str, Any]:
+    """Extra context for the handler's ``verify_template`` (e.g. a resend cooldown).
+
+    From the handler's ``verify_context(pending, authenticator)``; {} without one.
+    """
+    extra = getattr(handler_for(pending.method), "verify_context", None)
+    return {} if extra is None else dict(extra(pending, authenticator))

@@ -13,9 +13,10 @@ from twostep.audit.services import Origin
 from twostep.core.decorators import recently_authenticated, signed_in
 from twostep.mfa import login as second_step
 from twostep.mfa.forms import CodeForm
-from twostep.mfa.methods import handler_for, panels
+from twostep.mfa.methods import handler_for, panels, verify_context
 from twostep.mfa.models import Authenticator
 from twostep.mfa.policy import forced_off_by_config, two_factor_state
+from twostep.usersessions.services import list_sessions
 
 
 @require_http_methods(["GET", "POST"])
@@ -56,6 +57,7 @@ def verify_view(request: HttpRequest) -> HttpResponse:
             "extra_template": handler.verify_template,
             "pending": pending,
             "authenticator": authenticator,
+            **verify_context(pending, authenticator),
         },
         status=200,
     )
@@ -83,4 +85,5 @@ def security_view(request: HttpRequest) -> HttpResponse:
         )
         sections.append((panel.template, panel_context))
     context["sections"] = sections
+    context["sessions"] = list_sessions(user, request.session.session_key)
     return render(request, "mfa/security.html", context)

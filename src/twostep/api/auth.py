@@ -1,0 +1,84 @@
+"""Bearer-token authentication and the per-operation scope and re-authentication checks.
+
+Only the ``Authorization: Bearer`` header is read: a browser's session cookie
+never authenticates an API call, so cross-site requests carry no authority.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from django.http import HttpRequest
+from ninja.security import HttpBearer
+
+from twostep.accounts.models import User
+from twostep.api import tokens
+from twostep.api.errors import ApiError
+from twostep.api.models import AccessToken, Scope
+
+
+class BearerToken(HttpBearer):
+    """An access token from /api/v1/auth/login or a personal token, carrying ``scope``."""
+
+    openapi_bearerFormat = "opaque"
+
+    def __init__(self, scope: str | None) -> None:
+        self.scope = scope
+        super().__init__()
+
+    def authenticate(self, request: HttpRequest, token: str) -> AccessToken | None:
+        access = tokens.authenticate(token)
+        if access is None:
+            return None
+        if self.scope is not None and not tokens.allows(access, self.scope):
+            if self.scope == Scope.ADMIN:
+                raise ApiError("forbidden", "This needs an administrator's token with the admin scope.")
+            raise ApiError("forbidden", f"This needs a token with the {self.scope} scope.")
+        return access
+
+
+# One class per scope, so that the OpenAPI document names the scope each
+# operation needs (ninja names security schemes after the class).
+class BearerAny(BearerToken):
+    openapi_description = "Any live access token, whatever its scopes."
+
+
+class BearerRead(BearerToken):
+    openapi_description = "An access token with the `read` scope."
+
+
+class BearerSecurity(BearerToken):
+    openapi_description = "An access token with the `security` scope."
+
+
+class BearerAdmin(BearerToken):
+    openapi_description = "An administrator's access token with the `admin` scope."
+
+
+ANY = BearerAny(None)
+READ = BearerRead(Scope.READ)
+SECURITY = BearerSecurity(Scope.SECURITY)
+ADMIN = BearerAdmin(Scope.ADMIN)
+
+
+def current_token(request: HttpRequest) -> AccessToken:
+    return cast(AccessToken, request.auth)  # type: ignore[attr-defined]
+
+
+def current_user(request: HttpRequest) -> User:
+    return current_token(request).user
+
+
+def require_reauthentication(request: HttpRequest) -> AccessToken:
+    """The caller's token, if its password was entered within the last few minutes.
+
+    Raises:
+        ApiError: reauthentication_required.
+    """
+    token = current_token(request)
+    if not tokens.recently_reauthenticated(token):
+        raise ApiError(
+            "reauthentication_required",
+            "Enter your password again first: POST /api/v1/me/reauthenticate.",
+        )
+    return token

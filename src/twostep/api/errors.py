@@ -1,0 +1,235 @@
+"""One error shape for the whole API: ``{"error": {"code": ..., "message": ...}}``.
+
+``CODES`` is the catalogue of stable codes with their HTTP status; the
+reference page and docs/api.md list it.  Every exception that can leave an
+operation is turned into this shape here, so that bad input never becomes a
+500 and an unexpected fault never leaks a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from ninja import Schema
+from ninja.errors import AuthenticationError, HttpError, Throttled
+from ninja.errors import ValidationError as NinjaValidationError
+
+from twostep.core.runtime import SettingError
+
+if TYPE_CHECKING:
+    from ninja import NinjaAPI
+
+logger = logging.getLogger("twostep.api")
+
+#: code -> (HTTP status, when it is used).  Codes never change meaning.
+CODES: dict[str, tuple[int, str]] = {
+    "invalid_request": (
+        400,
+        "The request is malformed: not JSON, a wrong type, an unknown or missing field, a value outside its schema.",
+    ),
+    "unauthorized": (401, "No bearer token, or the token is unknown, expired or revoked."),
+    "invalid_credentials": (401, "Sign-in refused: unknown user, wrong password or disabled account (one message)."),
+    "second_step_failed": (401, "The code was wrong, reused or malformed, or the account is throttled or locked."),
+    "login_expired": (401, "The pending sign-in expired, was used up or ended; sign in again."),
+    "forbidden": (403, "The token's scopes or the user's role do not allow this operation."),
+    "reauthentication_required": (403, "Enter the password again first (POST /api/v1/me/reauthenticate)."),
+    "invalid_password": (403, "The password given to re-authenticate is wrong."),
+    "password_change_required": (403, "The user must choose a new password on the web page before using the API."),
+    "not_found": (404, "No such resource (or route)."),
+    "method_not_allowed": (405, "The route exists but not with this HTTP method; see the Allow header."),
+    "conflict": (409, "The change clashes with existing data (a username, address or number already there)."),
+    "confirmation_required": (409, "The change affects other users; repeat it with the confirmation asked for."),
+    "method_unavailable": (409, "That second-step method is not allowed or not set up for this user."),
+    "payload_too_large": (413, "The request body is larger than the API accepts."),
+    "unsupported_media_type": (415, "A request body must be sent as application/json."),
+    "invalid_value": (422, "The request is well formed but a value breaks a rule (e.g. a password that is too weak)."),
+    "invalid_code": (422, "The code does not confirm the factor being set up."),
+    "rate_limited": (429, "Too many attempts; wait and retry (see Retry-After)."),
+    "internal_error": (500, "An unexpected fault on the server; it is logged there. Please report it."),
+    "second_step_unavailable": (503, "The second step could not be started (e.g. a code could not be sent)."),
+}
+
+ErrorCode = Literal[
+    "invalid_request",
+    "unauthorized",
+    "invalid_credentials",
+    "second_step_failed",
+    "login_expired",
+    "forbidden",
+    "reauthentication_required",
+    "invalid_password",
+    "password_change_required",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "confirmation_required",
+    "method_unavailable",
+    "payload_too_large",
+    "unsupported_media_type",
+    "invalid_value",
+    "invalid_code",
+    "rate_limited",
+    "internal_error",
+    "second_step_unavailable",
+]
+
+#: Service error codes (Django ValidationError.code) that mean a clash with stored data.
+_CONFLICT_CODES = {"username_taken", "duplicate_email", "duplicate_phone"}
+
+
+class FieldError(Schema):
+    field: str
+    message: str
+
+
+class ErrorDetail(Schema):
+    code: ErrorCode
+    message: str
+    fields: list[FieldError] | None = None
+
+
+class ErrorBody(Schema):
+    """Every error response has this shape."""
+
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    """Raise from an operation to answer with the error shape."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        fields: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = CODES[code][0]
+        self.code = code
+        self.message = message
+        self.fields = fields
+        self.headers = headers or {}
+
+
+def error_response(
+    code: str, message: str, *, fields: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    response = JsonResponse({"error": body}, status=CODES[code][0])
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def responses(*statuses: int) -> dict[int, type[ErrorBody]]:
+    """The OpenAPI ``response`` entries for the error statuses an operation can answer."""
+    return dict.fromkeys(statuses, ErrorBody)
+
+
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="twostep"'}
+
+
+def _field_name(loc: Iterable[Any]) -> str:
+    parts = [str(part) for part in loc]
+    # ninja prefixes the source ("body", "query", "path") and, for bodies,
+    # the parameter name; clients know fields by their JSON names.
+    if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
+        source = parts.pop(0)
+        if source == "body" and len(parts) > 1:
+            parts.pop(0)
+    return ".".join(parts) or "body"
+
+
+def _validation_fields(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    fields = []
+    for error in errors[:20]:
+        message = str(error.get("msg", "invalid"))
+        if error.get("type") == "extra_forbidden":
+            message = "Unknown field."
+        fields.append({"field": _field_name(error.get("loc", ())), "message": message})
+    return fields
+
+
+def _messages(exc: DjangoValidationError) -> str:
+    return " ".join(exc.messages) or "A value is not valid."
+
+
+def _django_validation(exc: DjangoValidationError) -> HttpResponse:
+    codes = {getattr(item, "code", None) for item in exc.error_list} if hasattr(exc, "error_list") else set()
+    if codes & _CONFLICT_CODES:
+        return error_response("conflict", _messages(exc))
+    if "not_found" in codes:
+        return error_response("not_found", _messages(exc))
+    return error_response("invalid_value", _messages(exc))
+
+
+def install(api: NinjaAPI) -> None:
+    """Replace ninja's error answers with the error shape."""
+
+    def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+        return error_response(exc.code, exc.message, fields=exc.fields, headers=exc.headers)
+
+    def on_validation(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
+        fields = _validation_fields(exc.errors)
+        summary = "; ".join(f"{item['field']}: {item['message']}" for item in fields[:3])
+        return error_response("invalid_request", f"Invalid request: {summary}", fields=fields)
+
+    def on_authentication(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+        return error_response(
+            "unauthorized", "Send a valid access token: Authorization: Bearer <token>.", headers=UNAUTHORIZED_HEADERS
+        )
+
+    def on_throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
+        headers = {"Retry-After": str(int(exc.wait))} if exc.wait else {}
+        return error_response("rate_limited", "Too many requests; try again later.", headers=headers)
+
+    def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+        if exc.status_code == 400:
+            # ninja raises this when the body is not parseable (see transport.JsonParser).
+            return error_response("invalid_request", "The request body must be a JSON object in UTF-8.")
+        by_status = {status: code for code, (status, _) in CODES.items()}
+        code = {401: "unauthorized", 403: "forbidden"}.get(exc.status_code) or by_status.get(exc.status_code)
+        if code is None:
+            logger.error("unmapped HttpError %s", exc.status_code)
+            return error_response("internal_error", "Something went wrong on our side.")
+        return error_response(code, str(exc))
+
+    def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+        return error_response("not_found", "Not found.")
+
+    def on_permission_denied(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
+        return error_response("forbidden", "You are not allowed to do this.")
+
+    def on_django_validation(request: HttpRequest, exc: DjangoValidationError) -> HttpResponse:
+        return _django_validation(exc)
+
+    def on_setting_error(request: HttpRequest, exc: SettingError) -> HttpResponse:
+        return error_response("invalid_value", str(exc))
+
+    def on_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+        return error_response("payload_too_large", "The request body is too large.")
+
+    def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+        logger.exception("unexpected error in %s %s", request.method, request.path)
+        return error_response("internal_error", "Something went wrong on our side.")
+
+    api.add_exception_handler(ApiError, on_api_error)
+    api.add_exception_handler(NinjaValidationError, on_validation)
+    api.add_exception_handler(AuthenticationError, on_authentication)
+    api.add_exception_handler(Throttled, on_throttled)
+    api.add_exception_handler(HttpError, on_http_error)
+    api.add_exception_handler(Http404, on_not_found)
+    api.add_exception_handler(PermissionDenied, on_permission_denied)
+    api.add_exception_handler(DjangoValidationError, on_django_validation)
+    api.add_exception_handler(SettingError, on_setting_error)
+    api.add_exception_handler(RequestDataTooBig, on_too_big)
+    api.add_exception_handler(Exception, on_unexpected)

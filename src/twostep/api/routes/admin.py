@@ -1,0 +1,438 @@
+"""Administration: users, their addresses and phones, 2FA resets, tokens, settings and the auth log.
+
+Every operation needs an administrator's token with the admin scope.  Each
+one calls the same service function as the console and the CLI.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address
+from typing import Annotated, Any, Literal
+
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import Count, Q
+from django.http import HttpRequest
+from ninja import Path, Query, Router, Schema, Status
+from pydantic import ConfigDict, Field, StringConstraints
+
+from twostep.accounts import services
+from twostep.accounts.models import User
+from twostep.accounts.validators import USERNAME_RE
+from twostep.api import tokens
+from twostep.api.auth import ADMIN, current_token, current_user
+from twostep.api.errors import ApiError, responses
+from twostep.api.presenters import event, token_out, user_detail, user_summary
+from twostep.api.schemas import (
+    MAX_ID,
+    NO_CONTROL,
+    TOKEN_ID_PATTERN,
+    USERNAME_PATTERN,
+    EmailIn,
+    EmailOut,
+    EventPageOut,
+    Instant,
+    PhoneIn,
+    PhoneOut,
+    ResetOut,
+    RevokedOut,
+    SetPasswordIn,
+    SettingsIn,
+    SettingsOut,
+    TokenOut,
+    UserCreateIn,
+    UserDetailOut,
+    UserPageOut,
+    UserUpdateIn,
+)
+from twostep.audit.models import AuthEvent
+from twostep.audit.services import Origin, Outcome, record
+from twostep.core.keyring import ENCRYPTED_SETTINGS
+from twostep.core.runtime import DEFINITIONS, get_settings, set_setting
+from twostep.mfa import services as mfa_services
+from twostep.mfa.policy import forced_off_by_config
+
+router = Router(tags=["admin"])
+
+BODY_ERRORS = (400, 413, 415)
+TWO_FACTOR_KEYS = ("two_factor.enabled", "two_factor.methods")
+
+
+def _username() -> Any:
+    return Path(..., pattern=USERNAME_PATTERN, description="The user's username.")
+
+
+def _id() -> Any:
+    return Path(..., ge=1, le=MAX_ID)
+
+
+def _user(username: str) -> User:
+    """Raises ApiError(not_found)."""
+    name = username.lower()
+    user = User.objects.filter(username=name).first() if USERNAME_RE.fullmatch(name) else None
+    if user is None:
+        raise ApiError("not_found", "No such user.")
+    return user
+
+
+def _context(request: HttpRequest) -> dict[str, Any]:
+    return {"origin": Origin.of(request), "actor": current_user(request)}
+
+
+class Page(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    page: int = Field(default=1, ge=1, le=100_000)
+    page_size: int = Field(default=50, ge=1, le=200)
+
+
+class UserFilter(Page):
+    q: Annotated[str, StringConstraints(max_length=64, pattern=NO_CONTROL)] = Field(
+        default="", description="Part of a username or display name."
+    )
+
+
+class EventFilter(Page):
+    user: Annotated[str, StringConstraints(max_length=150, pattern=NO_CONTROL)] | None = Field(
+        default=None, description="Events about this username (as typed at sign-in, or the account's)."
+    )
+    kind: Annotated[str, StringConstraints(max_length=50, pattern=NO_CONTROL)] | None = Field(
+        default=None, description='e.g. "login.password", "login.second_step".'
+    )
+    outcome: Literal["success", "failure", "info"] | None = None
+    ip: IPv4Address | IPv6Address | None = Field(default=None, description="Client IP address (IPv4 or IPv6).")
+    since: Instant | None = Field(default=None, description="From this instant (inclusive), with a time zone.")
+    until: Instant | None = Field(default=None, description="Before this instant (exclusive), with a time zone.")
+
+
+# --- users --------------------------------------------------------------------
+
+
+@router.get("/users", auth=ADMIN, response={200: UserPageOut, **responses(400, 401, 403)}, summary="List users")
+def list_users(request: HttpRequest, filters: Query[UserFilter]) -> dict[str, Any]:
+    """Users by username, paginated, optionally filtered by `q`."""
+    users = User.objects.annotate(
+        factor_count=Count("authenticators", filter=Q(authenticators__confirmed_at__isnull=False))
+    ).order_by("username")
+    if filters.q:
+        users = users.filter(Q(username__icontains=filters.q) | Q(display_name__icontains=filters.q))
+    paginator = Paginator(users, filters.page_size)
+    page = paginator.get_page(filters.page)
+    return {
+        "items": [user_summary(u, has_factor=bool(u.factor_count)) for u in page.object_list],
+        "total": paginator.count,
+        "page": page.number,
+        "page_size": filters.page_size,
+    }
+
+
+@router.post(
+    "/users",
+    auth=ADMIN,
+    response={201: UserDetailOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
+    summary="Create a user",
+)
+def create_user(request: HttpRequest, payload: UserCreateIn) -> Status[dict[str, Any]]:
+    """A new user with addresses and phone numbers (the first of each is primary).
+
+    By default a password chosen here must be changed at the first sign-in,
+    as in the console.
+    """
+    user = services.create_user(
+        payload.username,
+        password=payload.password,
+        display_name=payload.display_name,
+        role=payload.role,
+        emails=payload.emails,
+        phones=payload.phones,
+        must_change_password=payload.must_change_password and payload.password is not None,
+        **_context(request),
+    )
+    return Status(201, user_detail(user))
+
+
+@router.get(
+    "/users/{username}", auth=ADMIN, response={200: UserDetailOut, **responses(400, 401, 403, 404)}, summary="Show a user"
+)
+def get_user(request: HttpRequest, username: str = _username()) -> dict[str, Any]:
+    return user_detail(_user(username))
+
+
+@router.patch(
+    "/users/{username}",
+    auth=ADMIN,
+    response={200: UserDetailOut, **responses(*BODY_ERRORS, 401, 403, 404, 422)},
+    summary="Change a user's name, role or active flag",
+)
+def update_user(request: HttpRequest, payload: UserUpdateIn, username: str = _username()) -> dict[str, Any]:
+    """Deactivating a user ends their sessions and tokens.  The last active administrator stays one."""
+    user = services.update_user(
+        _user(username),
+        display_name=payload.display_name,
+        role=payload.role,
+        is_active=payload.is_active,
+        **_context(request),
+    )
+    return user_detail(user)
+
+
+@router.delete(
+    "/users/{username}", auth=ADMIN, response={204: None, **responses(400, 401, 403, 404, 422)}, summary="Delete a user"
+)
+def delete_user(request: HttpRequest, username: str = _username()) -> Status[None]:
+    """Delete the user with their sessions, tokens, addresses and factors."""
+    services.delete_user(_user(username), **_context(request))
+    return Status(204, None)
+
+
+@router.post(
+    "/users/{username}/password",
+    auth=ADMIN,
+    response={204: None, **responses(*BODY_ERRORS, 401, 403, 404, 422)},
+    summary="Set a user's password",
+)
+def set_password(request: HttpRequest, payload: SetPasswordIn, username: str = _username()) -> Status[None]:
+    """Set a new password; the user's sessions and tokens end."""
+    services.set_password(
+        _user(username), payload.password, must_change=payload.must_change_password, **_context(request)
+    )
+    return Status(204, None)
+
+
+@router.post(
+    "/users/{username}/reset-2fa",
+    auth=ADMIN,
+    response={200: ResetOut, **responses(400, 401, 403, 404)},
+    summary="Reset a user's second factors (lost device)",
+)
+def reset_two_factor(request: HttpRequest, username: str = _username()) -> dict[str, Any]:
+    """Remove every factor, end the user's sessions and tokens and lift any lock."""
+    removed = mfa_services.reset_two_factor(_user(username), **_context(request))
+    return {"removed": removed}
+
+
+@router.post(
+    "/users/{username}/unlock",
+    auth=ADMIN,
+    response={204: None, **responses(400, 401, 403, 404)},
+    summary="Unlock a user's second step",
+)
+def unlock(request: HttpRequest, username: str = _username()) -> Status[None]:
+    """Lift a lock after too many wrong codes and clear the failure count."""
+    mfa_services.unlock_second_step(_user(username), **_context(request))
+    return Status(204, None)
+
+
+# --- addresses and phone numbers ------------------------------------------------
+
+
+@router.post(
+    "/users/{username}/emails",
+    auth=ADMIN,
+    response={201: EmailOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, 422)},
+    summary="Add an email address",
+)
+def add_email(request: HttpRequest, payload: EmailIn, username: str = _username()) -> Status[dict[str, Any]]:
+    created = services.add_email(_user(username), payload.email, primary=payload.primary, **_context(request))
+    return Status(201, {"id": created.pk, "email": created.email, "primary": created.is_primary})
+
+
+@router.delete(
+    "/users/{username}/emails/{email_id}",
+    auth=ADMIN,
+    response={204: None, **responses(400, 401, 403, 404)},
+    summary="Remove an email address",
+)
+def remove_email(request: HttpRequest, username: str = _username(), email_id: int = _id()) -> Status[None]:
+    """If it was primary, the oldest remaining address becomes primary."""
+    services.remove_email(_user(username), email_id, **_context(request))
+    return Status(204, None)
+
+
+@router.post(
+    "/users/{username}/emails/{email_id}/primary",
+    auth=ADMIN,
+    response={204: None, **responses(400, 401, 403, 404)},
+    summary="Make an email address primary",
+)
+def primary_email(request: HttpRequest, username: str = _username(), email_id: int = _id()) -> Status[None]:
+    services.make_primary_email(_user(username), email_id, **_context(request))
+    return Status(204, None)
+
+
+@router.post(
+    "/users/{username}/phones",
+    auth=ADMIN,
+    response={201: PhoneOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, 422)},
+    summary="Add a phone number",
+)
+def add_phone(request: HttpRequest, payload: PhoneIn, username: str = _username()) -> Status[dict[str, Any]]:
+    """The number must be in international form (+15551234567); it is stored in E.164."""
+    created = services.add_phone(_user(username), payload.phone, primary=payload.primary, **_context(request))
+    return Status(201, {"id": created.pk, "number": created.number, "primary": created.is_primary})
+
+
+@router.delete(
+    "/users/{username}/phones/{phone_id}",
+    auth=ADMIN,
+    response={204: None, **responses(400, 401, 403, 404)},
+    summary="Remove a phone number",
+)
+def remove_phone(request: HttpRequest, username: str = _username(), phone_id: int = _id()) -> Status[None]:
+    services.remove_phone(_user(username), phone_id, **_context(request))
+    return Status(204, None)
+
+
+@router.post(
+    "/users/{username}/phones/{phone_id}/primary",
+    auth=ADMIN,
+    response={204: None, **responses(400, 401, 403, 404)},
+    summary="Make a phone number primary",
+)
+def primary_phone(request: HttpRequest, username: str = _username(), phone_id: int = _id()) -> Status[None]:
+    services.make_primary_phone(_user(username), phone_id, **_context(request))
+    return Status(204, None)
+
+
+# --- tokens ------------------------------------------------------------------------
+
+
+@router.get(
+    "/users/{username}/tokens",
+    auth=ADMIN,
+    response={200: list[TokenOut], **responses(400, 401, 403, 404)},
+    summary="List a user's access tokens",
+)
+def list_user_tokens(request: HttpRequest, username: str = _username()) -> list[dict[str, Any]]:
+    caller = current_token(request)
+    return [token_out(t, current=caller) for t in tokens.live_tokens(_user(username))]
+
+
+@router.delete(
+    "/users/{username}/tokens",
+    auth=ADMIN,
+    response={200: RevokedOut, **responses(400, 401, 403, 404)},
+    summary="Revoke every token of a user",
+)
+def revoke_user_tokens(request: HttpRequest, username: str = _username()) -> dict[str, Any]:
+    return {"revoked": tokens.revoke_all(_user(username), **_context(request))}
+
+
+@router.delete(
+    "/users/{username}/tokens/{token_id}",
+    auth=ADMIN,
+    response={204: None, **responses(400, 401, 403, 404)},
+    summary="Revoke one token of a user",
+)
+def revoke_user_token(
+    request: HttpRequest, username: str = _username(), token_id: str = Path(..., pattern=TOKEN_ID_PATTERN)
+) -> Status[None]:
+    target = tokens.find_live(_user(username), token_id)
+    if target is None:
+        raise ApiError("not_found", "No such token.")
+    tokens.revoke(target, **_context(request))
+    return Status(204, None)
+
+
+# --- settings ----------------------------------------------------------------------
+
+
+def _settings_out() -> dict[str, Any]:
+    keys = sorted(DEFINITIONS)
+    values = get_settings(*keys)
+    items = []
+    for key in keys:
+        secret = key in ENCRYPTED_SETTINGS
+        definition = DEFINITIONS[key]
+        items.append(
+            {
+                "key": key,
+                "value": None if secret else values[key],
+                "default": None if secret else definition.default,
+                "secret": secret,
+                "help": definition.help,
+            }
+        )
+    return {"settings": items, "forced_off_by_config": forced_off_by_config()}
+
+
+@router.get("/settings", auth=ADMIN, response={200: SettingsOut, **responses(401, 403)}, summary="Runtime settings")
+def get_runtime_settings(request: HttpRequest) -> dict[str, Any]:
+    """Every runtime setting (2FA switch, allowed methods, ...) with its value, default and help.
+
+    Secret settings are listed without their values."""
+    return _settings_out()
+
+
+@router.patch(
+    "/settings",
+    auth=ADMIN,
+    response={200: SettingsOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
+    summary="Change runtime settings",
+)
+def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[str, Any]:
+    """Set several settings at once; all or none are stored.
+
+    A change of `two_factor.enabled` or `two_factor.methods` that would stop
+    asking some users for their second factor answers 409
+    `confirmation_required` until repeated with `confirm_affected` set to the
+    number of those users, as in the console.
+    """
+    unknown = sorted(set(payload.values) - set(DEFINITIONS))
+    if unknown:
+        raise ApiError("invalid_value", f"Unknown setting(s): {', '.join(unknown)}.")
+    secret = sorted(set(payload.values) & ENCRYPTED_SETTINGS)
+    if secret:
+        raise ApiError("invalid_value", f"Secret settings are set in the console or the CLI: {', '.join(secret)}.")
+    context = _context(request)
+    with transaction.atomic():
+        before = get_settings(*TWO_FACTOR_KEYS)
+        stored = {key: set_setting(key, value) for key, value in payload.values.items()}
+        after = get_settings(*TWO_FACTOR_KEYS)
+        if after != before:
+            affected = mfa_services.affected_by(bool(after["two_factor.enabled"]), list(after["two_factor.methods"]))
+            if affected and payload.confirm_affected != affected:
+                transaction.set_rollback(True)
+                raise ApiError(
+                    "confirmation_required",
+                    f"{affected} user(s) would no longer be asked for their second factor. "
+                    f"Repeat the request with confirm_affected={affected} to go ahead.",
+                )
+    for key, value in stored.items():
+        record("settings.changed", Outcome.INFO, detail={"key": key, "value": value}, **context)
+    return _settings_out()
+
+
+# --- the auth log ----------------------------------------------------------------
+
+
+@router.get(
+    "/audit", auth=ADMIN, response={200: EventPageOut, **responses(400, 401, 403)}, summary="Query the auth log"
+)
+def audit_log(request: HttpRequest, filters: Query[EventFilter]) -> dict[str, Any]:
+    """Newest first.  Codes, passwords and secrets are never in it."""
+    events = AuthEvent.objects.all().order_by("-created_at", "-id")
+    if filters.user:
+        name = filters.user.strip().lower()
+        events = events.filter(Q(username__iexact=filters.user.strip()) | Q(user__username=name))
+    if filters.kind:
+        events = events.filter(kind=filters.kind)
+    if filters.outcome:
+        events = events.filter(outcome=filters.outcome)
+    if filters.ip is not None:
+        events = events.filter(ip=str(filters.ip))
+    if filters.since:
+        events = events.filter(created_at__gte=filters.since)
+    if filters.until:
+        events = events.filter(created_at__lt=filters.until)
+    paginator = Paginator(events, filters.page_size)
+    page = paginator.get_page(filters.page)
+    items = list(page.object_list)
+    actor_ids = {item.actor_id for item in items if item.actor_id}
+    usernames = dict(User.objects.filter(pk__in=actor_ids).values_list("pk", "username"))
+    return {
+        "items": [event(item, usernames) for item in items],
+        "total": paginator.count,
+        "page": page.number,
+        "page_size": filters.page_size,
+    }

@@ -1,0 +1,122 @@
+"""Sign-in through the API: password, then (when required) a second step, then a token.
+
+The same services as the pages decide everything: ``check_password_step``,
+``login_authenticators`` and ``mfa.login``.  The login token an API client
+holds between the two steps is what the browser keeps in its session.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from ninja import Router, Status
+
+from twostep.accounts.models import User
+from twostep.accounts.signin import GENERIC_FAILURE, check_password_step
+from twostep.api import tokens
+from twostep.api.auth import ANY, current_token
+from twostep.api.errors import ApiError, responses
+from twostep.api.schemas import LoginIn, LoginVerifyIn, SecondStepOut, SignedInOut
+from twostep.audit.services import Origin, Outcome, record
+from twostep.mfa import login as second_step
+from twostep.mfa.methods import handler_for
+from twostep.mfa.policy import login_authenticators
+
+router = Router(tags=["sign-in"])
+
+#: Transport errors every operation with a body can answer.
+BODY_ERRORS = (400, 413, 415)
+
+
+def signed_in(user: User, origin: Origin) -> dict[str, Any]:
+    """Finish a sign-in: a new access token, or 403 for a user who must change their password first."""
+    if user.must_change_password:
+        record("login", Outcome.FAILURE, origin=origin, user=user, reason="password_change_required")
+        raise ApiError(
+            "password_change_required",
+            "Choose a new password on the web page (/account/password) before using the API.",
+        )
+    issued = tokens.issue_sign_in_token(user, origin=origin)
+    record("login", Outcome.SUCCESS, origin=origin, user=user, detail={"channel": "api"})
+    return {
+        "status": "signed_in",
+        "access_token": issued.secret,
+        "token_type": "Bearer",
+        "expires_at": issued.token.expires_at,
+        "idle_timeout": settings.CONFIG.security.session_idle_timeout,
+        "scopes": issued.token.scopes,
+    }
+
+
+@router.post(
+    "/login",
+    auth=None,
+    response={200: SignedInOut | SecondStepOut, **responses(*BODY_ERRORS, 401, 403, 429, 503)},
+    summary="Sign in with username and password",
+)
+def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
+    """Check the password.  Without a second factor to pass, answer an access token;
+    otherwise a login token to send with a code to `/auth/login/verify`.
+
+    Unknown users, wrong passwords and disabled accounts all get the same
+    401 `invalid_credentials`.  Methods that send a code (email, SMS) send it now.
+    """
+    origin = Origin.of(request)
+    user = check_password_step(payload.username, payload.password, origin, request)
+    if user is None:
+        raise ApiError("invalid_credentials", GENERIC_FAILURE)
+    authenticators = login_authenticators(user.pk)
+    if not authenticators:
+        return signed_in(user, origin)
+    chosen = next((a for a in authenticators if a.method == payload.method), authenticators[0])
+    try:
+        pending, token = second_step.start(user, chosen, origin)
+    except second_step.SecondStepError:
+        raise ApiError("second_step_unavailable", "We could not start the second step. Try again in a moment.") from None
+    return {
+        "status": "second_step_required",
+        "login_token": token,
+        "method": chosen.method,
+        "methods": [a.method for a in authenticators],
+        "prompt": handler_for(chosen.method).prompt(chosen),
+        "expires_at": pending.expires_at,
+    }
+
+
+@router.post(
+    "/login/verify",
+    auth=None,
+    response={200: SignedInOut, **responses(*BODY_ERRORS, 401, 403, 409)},
+    summary="Complete a sign-in with a second-step code",
+)
+def login_verify(request: HttpRequest, payload: LoginVerifyIn) -> dict[str, Any]:
+    """Check the code for the pending sign-in and answer an access token.
+
+    Wrong, reused and malformed codes, and a throttled or locked account, all
+    get 401 `second_step_failed`; once the pending sign-in is used up or
+    expired, 401 `login_expired` (sign in again).
+    """
+    origin = Origin.of(request)
+    pending = second_step.resolve(payload.login_token)
+    if pending is None:
+        raise ApiError("login_expired", "This sign-in has ended. Please sign in again.")
+    if second_step.authenticator_for(pending) is None:
+        raise ApiError("method_unavailable", "This second-step method is no longer available. Please sign in again.")
+    try:
+        user = second_step.verify(pending, payload.code, origin)
+    except second_step.SecondStepError:
+        if second_step.resolve(payload.login_token) is None:
+            raise ApiError(
+                "login_expired", "That code didn't work, and this sign-in has ended. Please sign in again."
+            ) from None
+        raise ApiError("second_step_failed", second_step.GENERIC_FAILURE) from None
+    return signed_in(user, origin)
+
+
+@router.post("/logout", auth=ANY, response={204: None, **responses(401)}, summary="Sign out (revoke this token)")
+def logout(request: HttpRequest) -> Status[None]:
+    """End the token this request is made with, sign-in or personal."""
+    tokens.revoke(current_token(request), origin=Origin.of(request), reason="logout")
+    return Status(204, None)

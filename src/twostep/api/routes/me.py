@@ -1,0 +1,200 @@
+"""The caller's own account: profile, re-authentication, second factors and tokens.
+
+Sensitive changes (a new factor, removing one, a new personal token) need a
+password entered within the last few minutes, as on the pages: a sign-in
+counts, and so does POST /me/reauthenticate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Path, Router, Status
+
+from twostep.accounts.models import User
+from twostep.api import tokens
+from twostep.api.auth import READ, SECURITY, current_token, current_user, require_reauthentication
+from twostep.api.errors import ApiError, responses
+from twostep.api.models import AccessToken
+from twostep.api.presenters import emails_of, factor, factors_of, phones_of, token_out
+from twostep.api.schemas import (
+    TOKEN_ID_PATTERN,
+    CodeIn,
+    FactorOut,
+    MeOut,
+    ReauthenticatedOut,
+    ReauthenticateIn,
+    TokenCreatedOut,
+    TokenCreateIn,
+    TokenOut,
+    TotpProvisioningOut,
+)
+from twostep.audit.services import Origin, Outcome, record
+from twostep.mfa.models import Method
+from twostep.mfa.policy import forced_off_by_config, two_factor_state
+from twostep.mfa.totp import flows as totp_flows
+
+router = Router(tags=["me"])
+
+BODY_ERRORS = (400, 413, 415)
+
+
+@router.get("", auth=READ, response={200: MeOut, **responses(401, 403)}, summary="Who am I")
+def me(request: HttpRequest) -> dict[str, Any]:
+    """The signed-in user, their addresses, factors, the 2FA state and the token in use."""
+    token = current_token(request)
+    user = token.user
+    active, methods = two_factor_state()
+    return {
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": user.role,
+        "emails": emails_of(user),
+        "phones": phones_of(user),
+        "factors": factors_of(user),
+        "two_factor": {"active": active, "allowed_methods": methods, "forced_off_by_config": forced_off_by_config()},
+        "token": token_out(token, current=token),
+        "reauthenticated_until": tokens.reauthenticated_until(token),
+    }
+
+
+@router.post(
+    "/reauthenticate",
+    auth=SECURITY,
+    response={200: ReauthenticatedOut, **responses(*BODY_ERRORS, 401, 403)},
+    summary="Enter the password again",
+)
+def reauthenticate(request: HttpRequest, payload: ReauthenticateIn) -> dict[str, Any]:
+    """Allow sensitive changes with this token for the next few minutes."""
+    token = current_token(request)
+    user = token.user
+    origin = Origin.of(request)
+    if not user.check_password(payload.password):
+        record("reauthenticate", Outcome.FAILURE, origin=origin, user=user, reason="credentials")
+        raise ApiError("invalid_password", "That password is incorrect.")
+    until = tokens.mark_reauthenticated(token)
+    record("reauthenticate", Outcome.SUCCESS, origin=origin, user=user, detail={"channel": "api"})
+    return {"reauthenticated_until": until}
+
+
+@router.get("/factors", auth=READ, response={200: list[FactorOut], **responses(401, 403)}, summary="My second factors")
+def list_factors(request: HttpRequest) -> list[dict[str, Any]]:
+    """Confirmed second factors; secrets are never returned."""
+    return factors_of(current_user(request))
+
+
+@router.post(
+    "/factors/totp",
+    auth=SECURITY,
+    response={200: TotpProvisioningOut, **responses(401, 403, 409)},
+    summary="Start setting up an authenticator app",
+)
+def totp_start(request: HttpRequest) -> dict[str, Any]:
+    """A new secret to scan (URI and QR code as SVG), valid until confirmed or `expires_at`.
+
+    Until then the same secret is returned, so a mistyped confirmation never
+    replaces what the user scanned.  A confirmed app keeps working until the
+    new one is confirmed.  Needs a recent re-authentication.
+    """
+    require_reauthentication(request)
+    _, methods = two_factor_state()
+    if Method.TOTP not in methods:
+        raise ApiError("method_unavailable", "Your administrator does not allow authenticator apps.")
+    provisioning = totp_flows.provisioning_for(current_user(request))
+    return {
+        "secret": provisioning.secret,
+        "uri": provisioning.uri,
+        "qr_svg": provisioning.qr_svg,
+        "expires_at": provisioning.expires_at,
+    }
+
+
+@router.post(
+    "/factors/totp/confirm",
+    auth=SECURITY,
+    response={201: FactorOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
+    summary="Confirm the authenticator app with a current code",
+)
+def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]:
+    """Activate the pending secret.  The user's other sessions and tokens end;
+    this token stays.  The confirming code cannot be used again to sign in."""
+    token = require_reauthentication(request)
+    _, methods = two_factor_state()
+    if Method.TOTP not in methods:
+        raise ApiError("method_unavailable", "Your administrator does not allow authenticator apps.")
+    with tokens.sparing(token):
+        try:
+            authenticator = totp_flows.confirm(token.user, payload.code, Origin.of(request))
+        except totp_flows.EnrolmentError as exc:
+            if str(exc) == "no_pending_secret":
+                raise ApiError(
+                    "invalid_code", "There is no set-up in progress (or it expired): start again."
+                ) from None
+            raise ApiError(
+                "invalid_code", "That code didn't match. Check the time on your phone and enter the current code."
+            ) from None
+    return Status(201, factor(authenticator))
+
+
+@router.delete(
+    "/factors/totp",
+    auth=SECURITY,
+    response={204: None, **responses(401, 403, 404)},
+    summary="Remove the authenticator app",
+)
+def totp_remove(request: HttpRequest) -> Status[None]:
+    """Turn the authenticator app off.  The user's other sessions and tokens end; this token stays."""
+    token = require_reauthentication(request)
+    with tokens.sparing(token):
+        removed = totp_flows.remove(token.user, Origin.of(request))
+    if not removed:
+        raise ApiError("not_found", "You have no authenticator app set up.")
+    return Status(204, None)
+
+
+@router.get("/tokens", auth=READ, response={200: list[TokenOut], **responses(401, 403)}, summary="My access tokens")
+def list_tokens(request: HttpRequest) -> list[dict[str, Any]]:
+    """Live sign-in and personal tokens of the caller (never their secrets)."""
+    token = current_token(request)
+    return [token_out(t, current=token) for t in tokens.live_tokens(token.user)]
+
+
+@router.post(
+    "/tokens",
+    auth=SECURITY,
+    response={201: TokenCreatedOut, **responses(*BODY_ERRORS, 401, 403, 422)},
+    summary="Create a personal access token",
+)
+def create_token(request: HttpRequest, payload: TokenCreateIn) -> Status[dict[str, Any]]:
+    """A token for automation, with the scopes and expiry asked for; the secret is shown once.
+
+    It cannot carry a scope the calling token lacks.  Needs a recent re-authentication.
+    """
+    token = require_reauthentication(request)
+    issued = tokens.create_personal_token(
+        token.user,
+        name=payload.name,
+        scopes=payload.scopes,
+        days=payload.expires_in_days,
+        origin=Origin.of(request),
+        allowed_scopes=token.scopes,
+    )
+    return Status(201, {**token_out(issued.token, current=token), "token": issued.secret})
+
+
+@router.delete(
+    "/tokens/{token_id}",
+    auth=SECURITY,
+    response={204: None, **responses(400, 401, 403, 404)},
+    summary="Revoke one of my tokens",
+)
+def revoke_token(request: HttpRequest, token_id: str = Path(..., pattern=TOKEN_ID_PATTERN)) -> Status[None]:
+    """End a token of the caller now (this one too, if named)."""
+    user: User = current_user(request)
+    target: AccessToken | None = tokens.find_live(user, token_id)
+    if target is None:
+        raise ApiError("not_found", "No such token.")
+    tokens.revoke(target, origin=Origin.of(request), actor=user)
+    return Status(204, None)
+

@@ -1,0 +1,288 @@
+"""Request and response bodies of the API.
+
+Request bodies refuse unknown fields and wrong types (``extra="forbid"``,
+strict mode), and every free-text field refuses control characters, so the
+OpenAPI document says exactly what is accepted.  Rules the schema cannot
+express (password strength, a phone number's validity) are the services'
+and answer 422 ``invalid_value``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from ninja import Schema
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints
+
+from twostep.accounts.validators import MAX_PASSWORD_LENGTH
+
+#: No C0 control characters and no DEL (so no NUL, which PostgreSQL refuses).
+NO_CONTROL = r"^[^\u0000-\u001f\u007f]*$"
+NO_NUL = r"^[^\u0000]*$"
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+TOKEN_ID_PATTERN = r"^[0-9a-f]{16}$"
+MAX_ID = 2**63 - 1
+
+
+LoginName = Annotated[str, StringConstraints(min_length=1, max_length=150, pattern=NO_CONTROL)]
+LoginToken = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=NO_CONTROL)]
+CodeText = Annotated[str, StringConstraints(max_length=32, pattern=NO_CONTROL)]
+DisplayName = Annotated[str, StringConstraints(max_length=150, pattern=NO_CONTROL)]
+EmailText = Annotated[str, StringConstraints(min_length=1, max_length=254, pattern=NO_CONTROL)]
+PhoneText = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=NO_CONTROL)]
+TokenName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_CONTROL)]
+SettingKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_CONTROL)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_LENGTH, pattern=NO_NUL)]
+Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
+Role = Literal["user", "admin"]
+ScopeName = Literal["read", "security", "admin"]
+MethodName = Literal["totp", "email", "sms"]
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _clamp(value: datetime) -> datetime:
+    # Instants near year 1 or 9999 overflow when converted to UTC for the
+    # database; as filter bounds they mean "from the start" / "until the end".
+    if value.year < 1971:
+        return EARLIEST
+    if value.year > 8999:
+        return LATEST
+    return value.astimezone(UTC)
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_clamp)]
+
+
+class Input(Schema):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# --- sign-in -----------------------------------------------------------------
+
+
+class LoginIn(Input):
+    username: LoginName
+    password: Password
+    #: Ask for this second-step method if the user has it (default: their first).
+    method: MethodName | None = None
+
+
+class SignedInOut(Schema):
+    status: Literal["signed_in"]
+    access_token: str = Field(description="Send as `Authorization: Bearer <token>`. Shown once.")
+    token_type: Literal["Bearer"]
+    expires_at: datetime = Field(description="The absolute end of the token.")
+    idle_timeout: int = Field(description="Seconds without use after which the token ends.")
+    scopes: list[ScopeName]
+
+
+class SecondStepOut(Schema):
+    status: Literal["second_step_required"]
+    login_token: str = Field(description="Send with the code to /api/v1/auth/login/verify. Shown once.")
+    method: str = Field(description="The method asked for.")
+    methods: list[str] = Field(description="Every method this user can use; sign in again with `method` to switch.")
+    prompt: str = Field(description="What to tell the user.")
+    expires_at: datetime
+
+
+class LoginVerifyIn(Input):
+    login_token: LoginToken
+    #: Checked by the service (exactly six digits), so a malformed code counts as a failed try.
+    code: CodeText
+
+
+# --- the caller ----------------------------------------------------------------
+
+
+class EmailOut(Schema):
+    id: int
+    email: str
+    primary: bool
+
+
+class PhoneOut(Schema):
+    id: int
+    number: str
+    primary: bool
+
+
+class FactorOut(Schema):
+    method: str
+    destination: str | None = Field(description="Where codes go (email/SMS); null for an authenticator app.")
+    confirmed_at: datetime
+    last_used_at: datetime | None
+
+
+class TwoFactorStateOut(Schema):
+    active: bool = Field(description="Second factors are asked for at sign-in.")
+    allowed_methods: list[str]
+    forced_off_by_config: bool
+
+
+class TokenOut(Schema):
+    id: str
+    kind: Literal["sign_in", "personal"]
+    name: str
+    scopes: list[ScopeName]
+    created_at: datetime
+    expires_at: datetime
+    idle_expires_at: datetime | None
+    last_used_at: datetime
+    current: bool = Field(description="The token this request was made with.")
+
+
+class MeOut(Schema):
+    username: str
+    display_name: str
+    role: Role
+    emails: list[EmailOut]
+    phones: list[PhoneOut]
+    factors: list[FactorOut]
+    two_factor: TwoFactorStateOut
+    token: TokenOut
+    reauthenticated_until: datetime | None
+
+
+class ReauthenticateIn(Input):
+    password: Password
+
+
+class ReauthenticatedOut(Schema):
+    reauthenticated_until: datetime
+
+
+class TotpProvisioningOut(Schema):
+    secret: str = Field(description="Base32 key for manual entry.")
+    uri: str = Field(description="otpauth:// URI with issuer.")
+    qr_svg: str = Field(description="The URI as an SVG QR code.")
+    expires_at: datetime = Field(description="Confirm before this, or start again.")
+
+
+class CodeIn(Input):
+    code: CodeText
+
+
+class TokenCreateIn(Input):
+    name: TokenName
+    scopes: list[ScopeName] = Field(min_length=1, max_length=3)
+    expires_in_days: int = Field(default=30, ge=1, le=365)
+
+
+class TokenCreatedOut(TokenOut):
+    token: str = Field(description="The secret. Shown once: store it now.")
+
+
+# --- administration --------------------------------------------------------------
+
+
+class UserSummaryOut(Schema):
+    username: str
+    display_name: str
+    role: Role
+    is_active: bool
+    two_factor: bool = Field(description="Has at least one confirmed second factor.")
+    locked: bool = Field(description="The second step is locked after too many wrong codes.")
+    created_at: datetime
+
+
+class UserPageOut(Schema):
+    items: list[UserSummaryOut]
+    total: int
+    page: int
+    page_size: int
+
+
+class UserDetailOut(UserSummaryOut):
+    must_change_password: bool
+    emails: list[EmailOut]
+    phones: list[PhoneOut]
+    factors: list[FactorOut]
+    second_step_failures: int
+    second_step_locked_at: datetime | None
+
+
+class UserCreateIn(Input):
+    username: Username
+    password: Password | None = Field(default=None, description="Omit for an account with no usable password yet.")
+    must_change_password: bool = Field(default=True, description="The user must choose their own at sign-in.")
+    display_name: DisplayName = ""
+    role: Role = "user"
+    emails: list[EmailText] = Field(default_factory=list, max_length=20)
+    phones: list[PhoneText] = Field(default_factory=list, max_length=20)
+
+
+class UserUpdateIn(Input):
+    display_name: DisplayName | None = None
+    role: Role | None = None
+    is_active: bool | None = None
+
+
+class SetPasswordIn(Input):
+    password: Password
+    must_change_password: bool = True
+
+
+class EmailIn(Input):
+    email: EmailText
+    primary: bool = False
+
+
+class PhoneIn(Input):
+    phone: PhoneText
+    primary: bool = False
+
+
+class ResetOut(Schema):
+    removed: int = Field(description="Confirmed factors removed.")
+
+
+class RevokedOut(Schema):
+    revoked: int
+
+
+class SettingOut(Schema):
+    key: str
+    value: Any = Field(description="null for a secret setting (see `secret`).")
+    default: Any
+    secret: bool = Field(description="The value is stored encrypted and never returned.")
+    help: str
+
+
+class SettingsOut(Schema):
+    settings: list[SettingOut]
+    forced_off_by_config: bool = Field(description="The config file switched 2FA off for everyone, whatever is stored.")
+
+
+class SettingsIn(Input):
+    values: dict[SettingKey, Any] = Field(min_length=1, max_length=20)
+    confirm_affected: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_ID,
+        description="When a 2FA change would leave users unprotected, the number the previous answer reported.",
+    )
+
+
+class EventOut(Schema):
+    id: int
+    created_at: datetime
+    kind: str
+    outcome: Literal["success", "failure", "info"]
+    reason: str
+    username: str
+    actor: str | None
+    ip: str | None
+    user_agent: str
+    method: str
+    detail: dict[str, Any]
+
+
+class EventPageOut(Schema):
+    items: list[EventOut]
+    total: int
+    page: int
+    page_size: int

@@ -1,0 +1,118 @@
+"""What every API request must be before an operation sees it.
+
+Bodies are JSON (``application/json``, UTF-8), at most ``MAX_BODY_BYTES``,
+with no NUL characters or unpaired surrogates in any string (PostgreSQL and
+the password hasher cannot take them).  Requiring the JSON media type also
+shuts out cross-site HTML form posts; the API reads bearer tokens only, never
+the session cookie, so it needs no CSRF token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from functools import wraps
+from typing import Any
+
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.urls import URLPattern, URLResolver
+from ninja.parser import Parser
+
+from twostep.api.errors import error_response
+
+#: Far above any legitimate request (a user with twenty addresses is < 4 KiB).
+MAX_BODY_BYTES = 32 * 1024
+JSON_MEDIA_TYPE = "application/json"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_strings(value: Any) -> None:
+    """Raises ValueError for a NUL character or an unpaired surrogate anywhere in ``value``."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValueError("NUL character in a string")
+            item.encode("utf-8")  # UnicodeEncodeError (a ValueError) for lone surrogates
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+class JsonParser(Parser):
+    """Strict JSON: UTF-8 only, no NaN/Infinity, no NUL or lone surrogates."""
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        data = json.loads(request.body.decode("utf-8"), parse_constant=_reject_constant)
+        _check_strings(data)
+        return data  # type: ignore[no-any-return]
+
+
+def check_request(request: HttpRequest) -> HttpResponse | None:
+    """An error response when the body is too large or not JSON, else None."""
+    raw = request.META.get("CONTENT_LENGTH") or ""
+    try:
+        length = int(raw) if raw else 0
+    except ValueError:
+        return error_response("invalid_request", "The Content-Length header is not a number.")
+    if length < 0:
+        return error_response("invalid_request", "The Content-Length header is not a number.")
+    if length > MAX_BODY_BYTES:
+        return error_response("payload_too_large", f"A request body can be at most {MAX_BODY_BYTES} bytes.")
+    if length:
+        charset = (request.content_params or {}).get("charset", "utf-8").lower()
+        if request.content_type != JSON_MEDIA_TYPE or charset not in {"utf-8", "utf8"}:
+            return error_response("unsupported_media_type", "Send the request body as application/json (UTF-8).")
+    return None
+
+
+def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Wrap an API view: transport checks first, and JSON for 404 and 405."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        problem = check_request(request)
+        if problem is not None:
+            return problem
+        try:
+            response = view(request, *args, **kwargs)
+        except Http404:
+            return error_response("not_found", "Not found.")
+        if isinstance(response, HttpResponseNotAllowed):
+            return error_response(
+                "method_not_allowed",
+                f"{request.method} is not allowed here.",
+                headers={"Allow": response["Allow"]},
+            )
+        return response
+
+    guarded.csrf_exempt = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def guarded_patterns(patterns: Iterable[URLPattern | URLResolver]) -> list[URLPattern | URLResolver]:
+    """``patterns`` with every view wrapped in ``guard``."""
+    result: list[URLPattern | URLResolver] = []
+    for pattern in patterns:
+        if isinstance(pattern, URLPattern):
+            result.append(URLPattern(pattern.pattern, guard(pattern.callback), pattern.default_args, pattern.name))
+        else:
+            result.append(pattern)
+    return result
+
+
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    """Every other path under /api/v1/."""
+    problem = check_request(request)
+    if problem is not None:
+        return problem
+    return error_response("not_found", "No such API route. The reference is at /api/v1/docs.")
+
+
+not_found.csrf_exempt = True  # type: ignore[attr-defined]

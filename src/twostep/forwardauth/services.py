@@ -1,0 +1,123 @@
+"""The answer to a reverse proxy's question "may this request pass?".
+
+Shared by the verification view and anything else that needs the decision;
+the pure parts live in ``rules`` (which rule applies) and ``target`` (which
+request the proxy is asking about).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from urllib.parse import urlencode, urlsplit
+
+from django.conf import settings
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from twostep.accounts.models import User
+from twostep.core.client import parse_networks
+from twostep.forwardauth import rules
+from twostep.forwardauth.target import Style, Target
+
+#: Where a user who must choose a new password is sent before any application.
+CHANGE_PASSWORD_PATH = "/account/password"  # noqa: S105 - a URL path, not a password
+#: ``next`` values longer than this are refused outright.
+MAX_DESTINATION_LENGTH = 4096
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the verification endpoint replies: a status, maybe a Location, identity headers."""
+
+    status: int
+    location: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+
+
+def is_trusted_proxy(remote_addr: str) -> bool:
+    """True when the direct peer is one of ``server.trusted_proxies``: only then are its headers believed."""
+    networks = parse_networks(settings.CONFIG.server.trusted_proxies)
+    try:
+        peer = ipaddress.ip_address(remote_addr.strip())
+    except ValueError:
+        return False
+    return any(peer in network for network in networks)
+
+
+def _header_value(value: str) -> str:
+    # Control characters could split the header; non-ASCII text is sent as
+    # UTF-8 bytes (WSGI carries header bytes as latin-1 code points).
+    cleaned = "".join(char for char in value if char.isprintable())
+    return cleaned.encode("utf-8").decode("latin-1")
+
+
+def identity_headers(user: User) -> dict[str, str]:
+    """``Remote-User``, ``Remote-Name``, ``Remote-Groups`` and (when there is one) ``Remote-Email``."""
+    headers = {
+        "Remote-User": _header_value(user.username),
+        "Remote-Name": _header_value(user.name),
+        "Remote-Groups": _header_value(user.role),
+    }
+    email = user.primary_email()
+    if email:
+        headers["Remote-Email"] = _header_value(email)
+    return headers
+
+
+def sign_in_url(next_url: str | None = None) -> str:
+    """twostep's sign-in page as the browser reaches it, returning to ``next_url`` afterwards."""
+    base = f"{settings.CONFIG.server.public_url}{settings.LOGIN_URL}"
+    return f"{base}?{urlencode({'next': next_url})}" if next_url else base
+
+
+def _must_sign_in(target: Target, location: str, reason: str) -> Answer:
+    if target.style is Style.AUTH_REQUEST:
+        # nginx only understands 401 here and redirects to our Location itself.
+        return Answer(401, location=location, reason=reason)
+    return Answer(302, location=location, reason=reason)
+
+
+def answer(target: Target | None, user: User | None) -> Answer:
+    """Decide for ``user`` (None: not fully signed in) and the proxied ``target``.
+
+    200 with identity headers; 401 (nginx) or 302 (Traefik, Caddy) towards
+    the sign-in page; 403 when the rules deny, and when the request cannot
+    be understood (no trusted proxy headers): default deny.
+    """
+    if target is None:
+        return Answer(403, reason="unknown target")
+    decision = rules.decide(settings.CONFIG.forward_auth.rules, target.host, target.path, user.role if user else None)
+    if decision is rules.Decision.FORBID:
+        return Answer(403, reason="denied by rule")
+    if decision is rules.Decision.SIGN_IN or user is None:
+        return _must_sign_in(target, sign_in_url(target.url), "not signed in")
+    if user.must_change_password:
+        return _must_sign_in(
+            target, f"{settings.CONFIG.server.public_url}{CHANGE_PASSWORD_PATH}", "must change password"
+        )
+    return Answer(200, headers=identity_headers(user))
+
+
+def is_allowed_destination(url: str, *, require_https: bool) -> bool:
+    """True when ``url`` is an absolute URL on a host that a forward-auth rule protects.
+
+    Used for ``/login?next=...``: anything else (other hosts, look-alike
+    hosts, ``//host``, ``javascript:``, user-info tricks, backslashes) is
+    refused.  With ``require_https`` only https URLs pass.
+    """
+    if not url or len(url) > MAX_DESTINATION_LENGTH or not url.isprintable() or "\\" in url or " " in url:
+        return False
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        return False
+    allowed_schemes = ("https",) if require_https else ("http", "https")
+    if parts.scheme not in allowed_schemes or not port_ok or parts.username is not None or parts.password is not None:
+        return False
+    host = (parts.hostname or "").rstrip(".")
+    if not host or not rules.allows_destination(settings.CONFIG.forward_auth.rules, host):
+        return False
+    # Django's own check as a second opinion (control characters, scheme tricks).
+    return url_has_allowed_host_and_scheme(url, allowed_hosts={parts.netloc}, require_https=require_https)

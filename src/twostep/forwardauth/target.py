@@ -1,0 +1,94 @@
+"""The request a reverse proxy asks about, read from the headers it sends.
+
+Two conventions, one per kind of proxy:
+
+* nginx ``auth_request`` sends the whole original URL in ``X-Original-URL``
+  (set in the nginx configuration).  nginx only understands 2xx, 401 and 403
+  from the auth server, so "sign in first" is a 401 whose ``Location`` nginx
+  turns into the redirect (``error_page 401 =302 $location``).
+* Traefik ForwardAuth and Caddy forward_auth send ``X-Forwarded-Proto``,
+  ``X-Forwarded-Host`` and ``X-Forwarded-Uri`` and pass any non-2xx answer on
+  to the browser, so "sign in first" is a 302 to the sign-in page.
+
+``X-Original-URL`` wins when both are present.  Plain Python, no Django.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from urllib.parse import urlsplit, urlunsplit
+
+#: Longer original URLs are cut back to their origin in ``next``.
+MAX_URL_LENGTH = 4096
+_HOST = re.compile(r"^(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)*(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_PORT = re.compile(r"^[0-9]{1,5}$")
+
+
+class Style(Enum):
+    #: nginx auth_request: answer 401 (with Location) when sign-in is needed.
+    AUTH_REQUEST = "auth_request"
+    #: Traefik / Caddy: answer 302 to the sign-in page.
+    FORWARD = "forward"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The original request: its URL (for ``next``), host name (no port) and raw path."""
+
+    url: str
+    host: str
+    path: str
+    style: Style
+
+
+def _host_and_port(netloc: str) -> tuple[str, str] | None:
+    host, _, port = netloc.strip().lower().partition(":")
+    host = host.rstrip(".")
+    if not _HOST.match(host) or (port and not _PORT.match(port)):
+        return None
+    return host, port
+
+
+def _target(scheme: str, netloc: str, path_and_query: str, style: Style) -> Target | None:
+    scheme = scheme.strip().lower()
+    parsed = _host_and_port(netloc)
+    if scheme not in ("http", "https") or parsed is None:
+        return None
+    if not path_and_query.startswith("/"):
+        return None
+    if not path_and_query.isprintable() or " " in path_and_query or "\\" in path_and_query:
+        return None
+    host, port = parsed
+    authority = f"{host}:{port}" if port else host
+    path, _, query = path_and_query.partition("?")
+    url = urlunsplit((scheme, authority, path, query, ""))
+    if len(url) > MAX_URL_LENGTH:
+        url = f"{scheme}://{authority}/"
+    return Target(url=url, host=host, path=path, style=style)
+
+
+def from_headers(headers: Mapping[str, str]) -> Target | None:
+    """The original request described by a proxy's headers; None when they are missing or malformed.
+
+    ``headers`` must only come from a trusted proxy: the caller checks that.
+    """
+    original = headers.get("X-Original-URL")
+    if original:
+        try:
+            parts = urlsplit(original.strip())
+        except ValueError:  # e.g. a broken IPv6 literal
+            return None
+        if parts.username is not None or parts.password is not None:
+            return None
+        path_and_query = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return _target(parts.scheme, parts.netloc, path_and_query, Style.AUTH_REQUEST)
+    host = headers.get("X-Forwarded-Host", "")
+    if not host or "," in host:
+        # Several hosts means several proxies disagree on what was asked for.
+        return None
+    proto = headers.get("X-Forwarded-Proto", "")
+    uri = headers.get("X-Forwarded-Uri") or "/"
+    return _target(proto, host, uri, Style.FORWARD)

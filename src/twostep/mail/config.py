@@ -1,0 +1,201 @@
+"""The effective SMTP settings: console values (database) over ``[email]`` in config.toml.
+
+Host, port, security, username and from address are runtime settings
+(``email.host`` ...), so ``twostep settings show|set`` and every instance see
+them; their defaults are the config file's values.  The password is stored
+encrypted with the service's keys under ``email.password`` (rotated by
+``twostep keys rotate``) and is write-only: nothing ever displays it.
+Timeout and certificate checks come only from the config file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from email.utils import parseaddr
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+from twostep.core.crypto import DecryptionError, KeyFileError
+from twostep.core.keyring import register_encrypted_setting, secret_box
+from twostep.core.models import Setting
+from twostep.core.runtime import Definition, SettingError, get_settings, register_setting, set_setting
+from twostep.mail.base import MailDeliveryError
+from twostep.mail.smtp import SECURITY_CHOICES, SmtpSettings, resolve_ca_file
+
+HOST, PORT, SECURITY, USERNAME, FROM_ADDRESS = (
+    "email.host",
+    "email.port",
+    "email.security",
+    "email.username",
+    "email.from_address",
+)
+KEYS = (HOST, PORT, SECURITY, USERNAME, FROM_ADDRESS)
+PASSWORD_KEY = "email.password"  # noqa: S105 - a settings key, not a password
+
+
+def _text(value: Any, what: str, max_length: int) -> str:
+    if not isinstance(value, str):
+        raise SettingError(f"{what} must be text")
+    value = value.strip()
+    if len(value) > max_length or not value.isprintable():
+        raise SettingError(f"{what} must be at most {max_length} printable characters")
+    return value
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def _check_host(value: Any) -> str:
+    host = _text(value, "the SMTP host", 253)
+    if not host:
+        return ""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not _HOST_NAME.fullmatch(host):
+        raise SettingError(f"{host!r} is not a host name such as smtp.example.com")
+    return host
+
+
+def _check_port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise SettingError(f"{value!r} is not a port number from 1 to 65535")
+    return value
+
+
+def _parse_port(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise SettingError(f"{text!r} is not a port number") from None
+
+
+def _check_security(value: Any) -> str:
+    if value not in SECURITY_CHOICES:
+        raise SettingError(f"{value!r} is not one of {', '.join(SECURITY_CHOICES)}")
+    return str(value)
+
+
+def _check_username(value: Any) -> str:
+    return _text(value, "the SMTP username", 254)
+
+
+def check_from_address(value: Any) -> str:
+    """``""`` or ``address`` or ``Name <address>``; raises SettingError otherwise."""
+    text = _text(value, "the From address", 254)
+    if not text:
+        return ""
+    _, address = parseaddr(text)
+    try:
+        validate_email(address)
+    except ValidationError:
+        raise SettingError(f"{text!r} is not an email address such as twostep@example.com") from None
+    return text
+
+
+def register() -> None:
+    """Declare the runtime settings (from ``AppConfig.ready``); defaults come from config.toml."""
+    file = settings.CONFIG.email
+    for definition in (
+        Definition(HOST, file.host, str, _check_host, "SMTP server for outgoing mail (empty: not configured)."),
+        Definition(PORT, file.port, _parse_port, _check_port, "SMTP port (587 for STARTTLS, 465 for TLS)."),
+        Definition(SECURITY, file.security, str, _check_security, "SMTP connection security: starttls, tls or none."),
+        Definition(USERNAME, file.username, str, _check_username, "SMTP username (empty: no login)."),
+        Definition(
+            FROM_ADDRESS, file.from_address, str, check_from_address, "From address of outgoing mail (empty: default)."
+        ),
+    ):
+        register_setting(definition)
+    register_encrypted_setting(PASSWORD_KEY)
+
+
+def default_from_address() -> str:
+    """``twostep@`` and the host name of ``server.public_url`` (``localhost`` for an IP address)."""
+    host = urlsplit(settings.CONFIG.server.public_url).hostname or "localhost"
+    if host.replace(".", "").isdigit() or ":" in host:
+        host = "localhost"
+    return f"twostep@{host}"
+
+
+def _stored_password_token() -> str:
+    token = Setting.objects.filter(key=PASSWORD_KEY).values_list("value", flat=True).first()
+    return token if isinstance(token, str) else ""
+
+
+def password_source() -> str:
+    """Where the password comes from: ``console``, ``config`` or ``""`` (none)."""
+    if _stored_password_token():
+        return "console"
+    return "config" if settings.CONFIG.email.password else ""
+
+
+def current() -> SmtpSettings:
+    """The settings a delivery uses now.
+
+    Raises:
+        MailDeliveryError: the stored password cannot be decrypted (key file
+            missing or the key that encrypted it was dropped).
+    """
+    file = settings.CONFIG.email
+    values = get_settings(*KEYS)
+    token = _stored_password_token()
+    password = file.password
+    if token:
+        try:
+            password = secret_box().decrypt(token)
+        except (DecryptionError, KeyFileError) as exc:
+            raise MailDeliveryError(
+                f"The stored SMTP password cannot be decrypted ({exc}); enter it again under Admin › Outgoing mail.",
+                "stored password unreadable",
+            ) from None
+    return SmtpSettings(
+        host=values[HOST],
+        port=int(values[PORT]),
+        security=values[SECURITY],
+        username=values[USERNAME],
+        password=password,
+        from_address=values[FROM_ADDRESS] or default_from_address(),
+        timeout=file.timeout,
+        ca_file=resolve_ca_file(file.ca_file, settings.DATA_DIR),
+        verify_certificate=file.verify_certificate,
+    )
+
+
+def save(*, host: str, port: int, security: str, username: str, from_address: str) -> dict[str, Any]:
+    """Store the non-secret settings; return what was stored.
+
+    Raises:
+        SettingError: a value is invalid (nothing is stored then).
+    """
+    checked = {
+        HOST: _check_host(host),
+        PORT: _check_port(port),
+        SECURITY: _check_security(security),
+        USERNAME: _check_username(username),
+        FROM_ADDRESS: check_from_address(from_address),
+    }
+    for key, value in checked.items():
+        set_setting(key, value)
+    return checked
+
+
+def set_password(password: str) -> None:
+    """Store the SMTP password, encrypted.
+
+    Raises:
+        SettingError: empty, too long or containing line breaks.
+    """
+    if not password or len(password) > 1024 or "\n" in password or "\r" in password:
+        raise SettingError("the SMTP password must be 1 to 1024 characters on one line")
+    Setting.objects.update_or_create(key=PASSWORD_KEY, defaults={"value": secret_box().encrypt(password)})
+
+
+def clear_password() -> bool:
+    """Forget the stored password (the config file's, if any, applies again); return whether one was stored."""
+    return bool(Setting.objects.filter(key=PASSWORD_KEY).delete()[0])

@@ -1,0 +1,295 @@
+"""SMTP delivery on Django's SMTP backend, with one deadline for the whole conversation.
+
+Django's backend passes its timeout to each socket operation, so a server
+that answers slowly, line by line, could hold a request far longer than the
+timeout.  Here every command and every reply gets only what is left of one
+deadline (``timeout`` seconds from the start), so a delivery never takes
+longer than that, whatever the server does.  Errors become
+``MailDeliveryError`` with a sentence an administrator can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from email.utils import make_msgid, parseaddr
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends.smtp import EmailBackend
+from django.core.mail.utils import DNS_NAME
+
+from twostep.mail.base import MailDeliveryError, OutgoingMessage
+
+logger = logging.getLogger(__name__)
+
+SECURITY_CHOICES = ("starttls", "tls", "none")
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how to deliver.  ``password`` is plaintext in memory only."""
+
+    host: str
+    port: int
+    security: str = "starttls"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    from_address: str = ""
+    timeout: float = 10.0
+    #: Absolute path of a PEM file of trusted certificate authorities, or "".
+    ca_file: str = ""
+    verify_certificate: bool = True
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class _DeadlineMixin:
+    """Gives every socket operation only the time left until ``deadline``."""
+
+    deadline: float = 0.0
+    sock: socket.socket | None
+
+    def _arm(self) -> None:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("timed out")
+        if self.sock is not None:
+            self.sock.settimeout(remaining)
+
+    def send(self, s: Any) -> None:
+        self._arm()
+        super().send(s)  # type: ignore[misc]
+
+    def getreply(self) -> tuple[int, bytes]:
+        self._arm()
+        return super().getreply()  # type: ignore[misc,no-any-return]
+
+
+class _SMTP(_DeadlineMixin, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_DeadlineMixin, smtplib.SMTP_SSL):
+    pass
+
+
+def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
+    """The client TLS context for ``settings`` (TLS 1.2 or later).
+
+    Raises:
+        MailDeliveryError: the CA file cannot be read.
+    """
+    if not settings.verify_certificate:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif settings.ca_file:
+        try:
+            context = ssl.create_default_context(cafile=settings.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise MailDeliveryError(
+                f"The certificate authority file {settings.ca_file} cannot be used: {exc}.", str(exc)
+            ) from None
+    else:
+        context = ssl.create_default_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class _Backend(EmailBackend):
+    """Django's SMTP backend with the deadline, our TLS context and a quiet QUIT."""
+
+    def __init__(self, settings: SmtpSettings, context: ssl.SSLContext | None) -> None:
+        super().__init__(
+            host=settings.host,
+            port=settings.port,
+            username=settings.username,
+            password=settings.password,
+            use_tls=settings.security == "starttls",
+            use_ssl=settings.security == "tls",
+            timeout=settings.timeout,
+            fail_silently=False,
+        )
+        self._context = context
+
+    @cached_property
+    def ssl_context(self) -> ssl.SSLContext:
+        return self._context or ssl.create_default_context()
+
+    def open(self) -> bool | None:
+        if self.connection:
+            return False
+        timeout = float(self.timeout or 10.0)
+        connection: smtplib.SMTP
+        if self.use_ssl:
+            connection = _SMTPSSL(local_hostname=DNS_NAME.get_fqdn(), timeout=timeout, context=self.ssl_context)
+        else:
+            connection = _SMTP(local_hostname=DNS_NAME.get_fqdn(), timeout=timeout)
+        connection.deadline = time.monotonic() + timeout  # type: ignore[attr-defined]
+        try:
+            connection.connect(self.host, self.port)
+            if self.use_tls:
+                # Raises SMTPNotSupportedError when the server does not offer
+                # STARTTLS: never fall back to sending in plain text.
+                connection.starttls(context=self.ssl_context)
+            if self.username and self.password:
+                connection.login(self.username, self.password)
+        except BaseException:
+            connection.close()
+            raise
+        self.connection = connection
+        return True
+
+    def _close_connection(self, connection: Any) -> None:
+        # The message was accepted before QUIT: a slow or rude goodbye changes nothing.
+        try:
+            connection.quit()
+        except (OSError, smtplib.SMTPException):
+            connection.close()
+
+
+class SmtpMailer:
+    """Sends through one SMTP server; see ``SmtpSettings``."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+
+    def send(self, message: OutgoingMessage) -> None:
+        """Deliver ``message`` within ``settings.timeout`` seconds.
+
+        Raises:
+            MailDeliveryError: not configured, unreachable, too slow, TLS or
+                login failure, or the server refused the message.
+        """
+        settings = self.settings
+        if not settings.host:
+            raise MailDeliveryError(
+                "Outgoing mail is not configured: set the SMTP server under Admin › Outgoing mail "
+                "or in the [email] section of config.toml.",
+                "no SMTP host configured",
+            )
+        if settings.security == "none" and settings.password and settings.host.lower() not in _LOOPBACK:
+            raise MailDeliveryError(
+                f"Refusing to send the SMTP password to {settings.where} without encryption: "
+                "choose STARTTLS or TLS.",
+                "password over an unencrypted connection refused",
+            )
+        context = tls_context(settings) if settings.security != "none" else None
+        backend = _Backend(settings, context)
+        email = EmailMultiAlternatives(
+            subject=message.subject,
+            body=message.text,
+            from_email=settings.from_address,
+            to=[message.to],
+            headers={"Message-ID": make_msgid(domain=_domain_of(settings.from_address)), **message.headers},
+            connection=backend,
+        )
+        email.attach_alternative(message.html, "text/html")
+        try:
+            email.send()
+        except Exception as exc:
+            raise describe(exc, settings) from None
+
+
+def _domain_of(address: str) -> str:
+    _, email = parseaddr(address)
+    return email.rpartition("@")[2] or "localhost"
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {' '.join(text.split())}".strip()
+
+
+def describe(exc: BaseException, settings: SmtpSettings) -> MailDeliveryError:
+    """Turn an exception from an SMTP delivery into a MailDeliveryError in plain words."""
+    where = settings.where
+    if isinstance(exc, MailDeliveryError):
+        return exc
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        refused = "; ".join(f"{address}: {_reply(*reply)}" for address, reply in exc.recipients.items())
+        return MailDeliveryError(f"The mail server at {where} refused the recipient ({refused}).", refused)
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        reply = _reply(exc.smtp_code, exc.smtp_error)
+        return MailDeliveryError(f"The mail server at {where} refused the username or password ({reply}).", reply)
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        reply = _reply(exc.smtp_code, exc.smtp_error)
+        return MailDeliveryError(
+            f"The mail server at {where} refused the sender address {exc.sender} ({reply}). "
+            "Check the From address: many servers only accept their own domain.",
+            reply,
+        )
+    if isinstance(exc, smtplib.SMTPDataError):
+        reply = _reply(exc.smtp_code, exc.smtp_error)
+        return MailDeliveryError(f"The mail server at {where} refused the message ({reply}).", reply)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        reply = _reply(exc.smtp_code, exc.smtp_error)
+        return MailDeliveryError(f"The mail server at {where} answered with an error ({reply}).", reply)
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        if "STARTTLS" in str(exc).upper():
+            return MailDeliveryError(
+                f"The mail server at {where} does not offer STARTTLS, so nothing was sent. "
+                "Use implicit TLS if it listens for it (usually port 465), or the right port.",
+                str(exc),
+            )
+        return MailDeliveryError(f"The mail server at {where} does not accept a login here ({exc}).", str(exc))
+    if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+        return MailDeliveryError(
+            f"The mail server at {where} did not answer within {settings.timeout:g} seconds.", "timed out"
+        )
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or str(exc)
+        return MailDeliveryError(
+            f"The TLS certificate of the mail server at {where} could not be verified ({reason}). "
+            "Use the host name the certificate names, or trust its authority with [email] ca_file.",
+            reason,
+        )
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or str(exc)
+        return MailDeliveryError(
+            f"TLS with the mail server at {where} failed ({reason}). Check the security setting: "
+            "port 465 usually needs TLS, port 587 STARTTLS.",
+            str(reason),
+        )
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return MailDeliveryError(f"The mail server at {where} closed the connection unexpectedly.", str(exc))
+    if isinstance(exc, ConnectionRefusedError):
+        return MailDeliveryError(
+            f"Could not connect to the mail server at {where}: connection refused. "
+            "Is the server running, and is the port right?",
+            "connection refused",
+        )
+    if isinstance(exc, socket.gaierror):
+        return MailDeliveryError(
+            f"The mail server name {settings.host!r} could not be resolved ({exc.strerror}).", str(exc.strerror)
+        )
+    if isinstance(exc, smtplib.SMTPException):
+        return MailDeliveryError(f"The mail server at {where} failed: {exc}.", str(exc))
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return MailDeliveryError(f"Could not reach the mail server at {where}: {reason}.", reason)
+    if isinstance(exc, (ValueError, UnicodeError)):
+        # Django refuses header injection and malformed addresses before any connection.
+        return MailDeliveryError(f"The message could not be built: {exc}.", str(exc))
+    # Anything else is a bug, but a sign-in must still end in a clear error, not a 500.
+    logger.error("unexpected error while sending mail to %s", where, exc_info=exc)
+    return MailDeliveryError(f"Sending through {where} failed unexpectedly ({type(exc).__name__}).", repr(exc))
+
+
+def resolve_ca_file(name: str, data_dir: Path) -> str:
+    """``name`` as an absolute path (relative names are under the data directory); "" stays ""."""
+    if not name:
+        return ""
+    path = Path(name)
+    return str(path if path.is_absolute() else (data_dir / path).resolve())

@@ -1,0 +1,174 @@
+"""Email-code pages: set up (pick an address, confirm its code), turn off, resend at sign-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from twostep.accounts.models import User
+from twostep.accounts.views import PENDING_KEY
+from twostep.audit.services import Origin
+from twostep.core.decorators import fresh_password
+from twostep.mail import MailDeliveryError
+from twostep.mfa import codes
+from twostep.mfa import login as second_step
+from twostep.mfa.email import flows
+from twostep.mfa.forms import CodeForm
+from twostep.mfa.methods import SecurityPanel, register_panel
+from twostep.mfa.models import Authenticator, Method
+from twostep.mfa.policy import two_factor_state
+
+SETUP_URL = "/account/security/email"
+
+#: What the setup page says for each reason enrolment stopped.
+ENROLMENT_ERRORS = {
+    "not_your_address": "Choose one of the addresses on your account.",
+    "no_pending": "Your setup expired. Choose an address and send a new code.",
+    "address_removed": "That address is no longer on your account. Choose another one.",
+    "malformed_code": "Enter the 6-digit code from the message.",
+    "wrong_code": "That code didn't match. Check the newest message and try again.",
+    "expired_code": "That code has expired. Send a new code.",
+    "code_exhausted": "That code was tried too many times. Send a new code.",
+    "reused_code": "That code was already used. Send a new code.",
+}
+
+
+def _active_factor(user: User) -> Authenticator | None:
+    return Authenticator.objects.filter(user=user, method=Method.EMAIL, confirmed_at__isnull=False).first()
+
+
+def _send_error(exc: Exception) -> str:
+    if isinstance(exc, codes.SendRefused):
+        return flows.refusal_message(exc)
+    if isinstance(exc, flows.EnrolmentError):
+        return ENROLMENT_ERRORS.get(exc.reason, flows.COULD_NOT_SEND)
+    return flows.COULD_NOT_SEND
+
+
+def _address_id(request: HttpRequest) -> int:
+    try:
+        return int(request.POST.get("address", ""))
+    except ValueError:
+        return 0
+
+
+@fresh_password
+@require_http_methods(["GET", "POST"])
+def email_setup_view(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    _, methods = two_factor_state()
+    if Method.EMAIL not in methods:
+        messages.error(request, "Your administrator does not allow email codes.")
+        return redirect("/account/security")
+    origin = Origin.of(request)
+    error = None
+    form = CodeForm()
+    action = request.POST.get("action", "")
+    if request.method == "POST":
+        if action in {"send", "resend"}:
+            try:
+                if action == "send":
+                    pending = flows.start_enrolment(user, _address_id(request), origin)
+                else:
+                    pending = flows.resend_enrolment_code(user, origin)
+            except (flows.EnrolmentError, codes.SendRefused, MailDeliveryError) as exc:
+                error = _send_error(exc)
+            else:
+                messages.success(request, f"We sent a code to {pending.destination}.")
+                return redirect(SETUP_URL)
+        elif action == "confirm":
+            form = CodeForm(request.POST)
+            code = form.cleaned_data["code"] if form.is_valid() else ""
+            try:
+                factor = flows.confirm_enrolment(user, code, origin, keep_session_key=request.session.session_key)
+            except flows.EnrolmentError as exc:
+                error = ENROLMENT_ERRORS.get(exc.reason, ENROLMENT_ERRORS["wrong_code"])
+            else:
+                request.session.cycle_key()
+                messages.success(
+                    request, f"Email codes are on. When you sign in, we will send a code to {factor.destination}."
+                )
+                return redirect("/account/security")
+        elif action == "cancel":
+            flows.cancel_enrolment(user)
+            return redirect("/account/security")
+    addresses = flows.addresses_of(user)
+    pending = flows.pending_enrolment(user)
+    choosing = pending is None or request.GET.get("change") == "1" or action == "send"
+    primary = next((a for a in addresses if a.is_primary), None)
+    # Recommend (and preselect) an address other than the primary one.
+    suggested = next((a for a in addresses if not a.is_primary), primary)
+    selected_id = _address_id(request) if action == "send" else (suggested.pk if suggested else 0)
+    current = _active_factor(user)
+    return render(
+        request,
+        "mfa/email/setup.html",
+        {
+            "addresses": addresses,
+            "primary": primary,
+            "selected_id": selected_id,
+            "pending": pending,
+            "choosing": choosing,
+            "pending_is_primary": bool(pending and primary and pending.destination.lower() == primary.email.lower()),
+            "cooldown": codes.cooldown_remaining(authenticator=pending) if pending else 0,
+            "current": current,
+            "form": form,
+            "error": error,
+        },
+        status=200,
+    )
+
+
+@fresh_password
+@require_POST
+def email_remove_view(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    if flows.remove(user, Origin.of(request), keep_session_key=request.session.session_key):
+        request.session.cycle_key()
+        messages.success(request, "Email codes are off. Sign-in no longer sends you a code by email.")
+    return redirect("/account/security")
+
+
+@require_POST
+def login_resend_view(request: HttpRequest) -> HttpResponse:
+    """ "Send a new code" on the second-step page."""
+    pending = second_step.resolve(request.session.get(PENDING_KEY))
+    if pending is None:
+        request.session.pop(PENDING_KEY, None)
+        messages.info(request, "Your sign-in expired. Please sign in again.")
+        return redirect("/login")
+    authenticator = second_step.authenticator_for(pending)
+    if authenticator is None or authenticator.method != Method.EMAIL:
+        return redirect("/login/verify")
+    try:
+        flows.send_login_code(pending, authenticator, Origin.of(request))
+    except (flows.EnrolmentError, codes.SendRefused, MailDeliveryError) as exc:
+        status = flows.code_status(pending, authenticator)
+        # Before any code went out the page already says what is wrong; say it once.
+        if status.sent or isinstance(exc, codes.SendRefused) and exc.reason == "cooldown":
+            messages.error(request, _send_error(exc))
+    else:
+        messages.success(
+            request,
+            f"We sent a new code to {codes.mask_email(authenticator.destination)}. Earlier codes no longer work.",
+        )
+    return redirect("/login/verify")
+
+
+def panel_context(request: HttpRequest, user: Any) -> dict[str, Any]:
+    addresses = flows.addresses_of(user)
+    factor = _active_factor(user)
+    return {
+        "email_addresses": addresses,
+        "email_address_removed": bool(factor and not flows.is_available(factor)),
+        "email_factor_is_primary": bool(
+            factor and any(a.is_primary and a.email.lower() == factor.destination.lower() for a in addresses)
+        ),
+    }
+
+
+register_panel(SecurityPanel(Method.EMAIL, "mfa/email/panel.html", panel_context, order=20))

@@ -1,0 +1,396 @@
+"""SMS codes as a second factor: enrolment on one of the user's numbers, sign-in codes.
+
+Enrolment: the user picks one of the phone numbers an administrator put on
+their account (they never type one), a code goes to it, and the correct code
+turns SMS on **for that number**: ``Authenticator.destination`` holds it and
+every sign-in code goes there.  If an administrator later removes the number
+from the account, the factor stops working (``is_usable``) and the user is
+told at sign-in to contact an administrator.
+
+Every code goes out through ``_send_code``: the service's checks (provider,
+allowed countries, global daily limit), then ``codes.issue`` (cooldown and
+per-account and per-number caps) under a lock, then the provider; a failed
+delivery discards the code, so nothing is consumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models.functions import Coalesce
+
+from twostep.accounts.models import PhoneNumber, User
+from twostep.audit.services import Origin, Outcome, record
+from twostep.core import clock
+from twostep.factors.totp import is_well_formed
+from twostep.mfa import codes, throttle
+from twostep.mfa.methods import register
+from twostep.mfa.models import Authenticator, Method, OneTimeCode, PendingLogin
+from twostep.sms import service
+from twostep.sms.service import NotSent
+from twostep.usersessions.services import end_sessions
+
+#: How long a chosen-but-unconfirmed number waits for its code.
+ENROLMENT_TTL = timedelta(minutes=10)
+
+
+class EnrolmentError(Exception):
+    """Enrolment cannot go on; ``reason`` is for the auth log and picks the user's message."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+ENROLMENT_MESSAGES = {
+    "unknown_number": "Choose one of the phone numbers on your account.",
+    "no_pending": "That code has expired. Send a new code.",
+    "number_removed": "That phone number is no longer on your account. Choose another one.",
+}
+
+
+def enrolment_message(reason: str) -> str:
+    """What the user is told when a confirmation code is refused."""
+    return ENROLMENT_MESSAGES.get(reason, "That code didn't work. Check it and try again, or send a new code.")
+
+
+# ---------------------------------------------------------------------------
+# Messages
+
+
+def _webotp_line(code: str) -> str:
+    # The origin-bound one-time-code line (WebOTP): browsers offer the code
+    # only on this site, which blunts phishing pages that ask for it.
+    public = settings.CONFIG.server.public_url
+    if not public.startswith("https://"):
+        return ""
+    host = public.removeprefix("https://").split("/", 1)[0]
+    return f"\n\n@{host} #{code}"
+
+
+def sign_in_body(code: str) -> str:
+    issuer = settings.CONFIG.two_factor.issuer
+    return f"{issuer}: your sign-in code is {code}. It expires in 10 minutes. Never share it.{_webotp_line(code)}"
+
+
+def enrolment_body(code: str) -> str:
+    issuer = settings.CONFIG.two_factor.issuer
+    return f"{issuer}: your code to turn on SMS sign-in is {code}. It expires in 10 minutes.{_webotp_line(code)}"
+
+
+# ---------------------------------------------------------------------------
+# Sending
+
+
+def _refused(user: User, number: str, purpose: str, origin: Origin, exc: NotSent) -> None:
+    detail: dict[str, Any] = {"to": service.mask(number), "purpose": purpose}
+    if exc.retry_after is not None:
+        detail["retry_after"] = int(exc.retry_after.total_seconds() + 0.999)
+    record("sms.not_sent", Outcome.FAILURE, origin=origin, user=user, method=Method.SMS, reason=exc.reason, detail=detail)
+
+
+def _send_code(
+    user: User,
+    number: str,
+    body: Any,
+    *,
+    purpose: str,
+    origin: Origin,
+    pending: PendingLogin | None = None,
+    authenticator: Authenticator | None = None,
+) -> None:
+    """Create a code bound to ``pending`` or ``authenticator`` and send ``body(code)`` to ``number``.
+
+    Raises:
+        NotSent: a limit refused it (nothing sent) or the provider failed
+            (the code is discarded); the auth log says which.
+    """
+    try:
+        service.preflight(number)
+        with transaction.atomic():
+            service.lock_for_sending()
+            service.check_daily_limit()
+            row, code = codes.issue(user, Method.SMS, number, pending=pending, authenticator=authenticator)
+    except codes.SendRefused as refused:
+        exc = NotSent(refused.reason, refused.retry_after)
+        _refused(user, number, purpose, origin, exc)
+        raise exc from None
+    except NotSent as exc:
+        _refused(user, number, purpose, origin, exc)
+        raise
+    try:
+        service.deliver(number, body(code), purpose=purpose, origin=origin, user=user, secret=code)
+    except NotSent:
+        codes.discard(row)
+        raise
+    codes.mark_sent(row)
+
+
+def _retire_codes(authenticator: Authenticator) -> None:
+    """Unbind an authenticator's codes before it is deleted or re-pointed.
+
+    The rows stay (dead) so that they still count against the send caps and
+    the daily limit: deleting them would hand out fresh allowances.
+    """
+    OneTimeCode.objects.filter(authenticator=authenticator).update(
+        authenticator=None, superseded_at=Coalesce("superseded_at", clock.now())
+    )
+
+
+def has_number(user_id: int, number: str) -> bool:
+    """True while ``number`` is one of the user's phone numbers."""
+    return PhoneNumber.objects.filter(user_id=user_id, number=number).exists()
+
+
+# ---------------------------------------------------------------------------
+# Enrolment
+
+
+def phone_numbers(user: User) -> list[PhoneNumber]:
+    """The numbers an administrator put on the account, primary first."""
+    return list(user.phone_numbers.order_by("-is_primary", "number"))
+
+
+def pending_enrolment(user: User) -> Authenticator | None:
+    """The number being confirmed, if its enrolment has not expired."""
+    return Authenticator.objects.filter(
+        user=user, method=Method.SMS, confirmed_at__isnull=True, pending_until__gt=clock.now()
+    ).first()
+
+
+def active_factor(user: User) -> Authenticator | None:
+    return Authenticator.objects.filter(user=user, method=Method.SMS, confirmed_at__isnull=False).first()
+
+
+def start_enrolment(user: User, phone_id: int, origin: Origin) -> Authenticator:
+    """Point the user's SMS enrolment at their phone number ``phone_id`` and send it a code.
+
+    The enrolment is kept even when sending fails, so the page can offer to
+    send again.  An earlier code for another number stops working.
+
+    Raises:
+        EnrolmentError: ``unknown_number`` (not one of the user's numbers).
+        NotSent: the code was not sent (limits, provider).
+    """
+    phone = PhoneNumber.objects.filter(user=user, pk=phone_id).first()
+    if phone is None:
+        raise EnrolmentError("unknown_number")
+    now = clock.now()
+    with transaction.atomic():
+        pending = (
+            Authenticator.objects.select_for_update()
+            .filter(user=user, method=Method.SMS, confirmed_at__isnull=True)
+            .first()
+        )
+        if pending is None:
+            pending = Authenticator.objects.create(
+                user=user, method=Method.SMS, destination=phone.number, pending_until=now + ENROLMENT_TTL
+            )
+        else:
+            if pending.destination != phone.number:
+                # A code sent to the previous number must not confirm this one.
+                OneTimeCode.objects.filter(authenticator=pending, superseded_at__isnull=True).update(superseded_at=now)
+            pending.destination = phone.number
+            pending.pending_until = now + ENROLMENT_TTL
+            pending.save(update_fields=["destination", "pending_until"])
+    _send_code(user, phone.number, enrolment_body, purpose="enrol", origin=origin, authenticator=pending)
+    return pending
+
+
+def resend_enrolment_code(user: User, origin: Origin) -> Authenticator:
+    """Send a new code to the number being confirmed.
+
+    Raises:
+        EnrolmentError: ``no_pending`` or ``number_removed``.
+        NotSent: see ``start_enrolment``.
+    """
+    pending = pending_enrolment(user)
+    if pending is None:
+        raise EnrolmentError("no_pending")
+    if not has_number(user.pk, pending.destination):
+        raise EnrolmentError("number_removed")
+    Authenticator.objects.filter(pk=pending.pk).update(pending_until=clock.now() + ENROLMENT_TTL)
+    _send_code(user, pending.destination, enrolment_body, purpose="enrol", origin=origin, authenticator=pending)
+    return pending
+
+
+def cancel_enrolment(user: User) -> None:
+    """Drop the number being confirmed (its codes stop working; the row stays for the caps)."""
+    now = clock.now()
+    for pending in Authenticator.objects.filter(user=user, method=Method.SMS, confirmed_at__isnull=True):
+        OneTimeCode.objects.filter(authenticator=pending, superseded_at__isnull=True).update(superseded_at=now)
+        Authenticator.objects.filter(pk=pending.pk).update(pending_until=now)
+
+
+def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | None = None) -> Authenticator:
+    """Turn SMS on for the number being confirmed if ``code`` is the one sent to it.
+
+    It replaces any earlier SMS number in the same transaction; the user's
+    other sessions end.
+
+    Raises:
+        EnrolmentError: ``no_pending``, ``number_removed``, or a code failure
+            (``malformed_code``, ``wrong_code``, ``expired_code``, ``code_exhausted``).
+    """
+    now = clock.now()
+    reason: str | None = None
+    replaced: list[Authenticator] = []
+    with transaction.atomic():
+        pending = (
+            Authenticator.objects.select_for_update()
+            .filter(user=user, method=Method.SMS, confirmed_at__isnull=True, pending_until__gt=now)
+            .first()
+        )
+        if pending is None:
+            reason = "no_pending"
+        elif not has_number(user.pk, pending.destination):
+            reason = "number_removed"
+        elif not is_well_formed(code):
+            reason = "malformed_code"
+        else:
+            # Failures counted here must survive: decide inside, raise outside.
+            reason = codes.verify(user.pk, code, authenticator=pending)
+        if reason is None and pending is not None:
+            replaced = list(Authenticator.objects.filter(user=user, method=Method.SMS, confirmed_at__isnull=False))
+            for old in replaced:
+                _retire_codes(old)
+                old.delete()
+            pending.confirmed_at = now
+            pending.pending_until = None
+            pending.save(update_fields=["confirmed_at", "pending_until"])
+            end_sessions(user, except_key=keep_session_key)
+    if reason is not None or pending is None:
+        record("sms.enrol", Outcome.FAILURE, origin=origin, user=user, method=Method.SMS, reason=reason or "no_pending")
+        raise EnrolmentError(reason or "no_pending")
+    record(
+        "sms.enabled",
+        Outcome.SUCCESS,
+        origin=origin,
+        user=user,
+        method=Method.SMS,
+        detail={"to": service.mask(pending.destination), "replaced_previous": bool(replaced)},
+    )
+    return pending
+
+
+def remove(user: User, origin: Origin, *, keep_session_key: str | None = None) -> bool:
+    """Turn SMS codes off for the user; return whether they were on."""
+    with transaction.atomic():
+        factors = list(Authenticator.objects.filter(user=user, method=Method.SMS))
+        active = any(factor.confirmed_at is not None for factor in factors)
+        for factor in factors:
+            _retire_codes(factor)
+            factor.delete()
+        if active:
+            end_sessions(user, except_key=keep_session_key)
+    if active:
+        record("sms.disabled", Outcome.INFO, origin=origin, user=user, method=Method.SMS)
+    return active
+
+
+# ---------------------------------------------------------------------------
+# Sign-in
+
+
+def send_sign_in_code(pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
+    """Send a (new) sign-in code for ``pending`` to the factor's number.
+
+    Raises:
+        NotSent: ``destination_removed``, ``locked``, a limit, or a provider failure.
+    """
+    user = User.objects.get(pk=pending.user_id)
+    number = authenticator.destination
+    try:
+        if not has_number(user.pk, number):
+            raise NotSent("destination_removed")
+        try:
+            throttle.check(user, clock.now())
+        except throttle.Blocked as blocked:
+            # A locked second step cannot succeed: spend no message on it.
+            if blocked.reason == "locked":
+                raise NotSent("locked") from None
+    except NotSent as exc:
+        _refused(user, number, "sign_in", origin, exc)
+        raise
+    _send_code(user, number, sign_in_body, purpose="sign_in", origin=origin, pending=pending)
+
+
+def has_live_code(pending: PendingLogin) -> bool:
+    return OneTimeCode.objects.filter(
+        pending_login=pending, superseded_at__isnull=True, consumed_at__isnull=True, expires_at__gt=clock.now()
+    ).exists()
+
+
+@dataclass(frozen=True)
+class SignInState:
+    """What the second-step page shows about the SMS code of one pending sign-in."""
+
+    sent_to: str
+    code_sent: bool
+    cooldown: int
+    problem: str
+
+
+def _why_no_code(pending: PendingLogin, number: str) -> NotSent:
+    user = User.objects.get(pk=pending.user_id)
+    if user.second_step_locked_at is not None:
+        return NotSent("locked")
+    try:
+        service.preflight(number)
+        codes.check_send_allowed(user, number, pending=pending)
+    except NotSent as exc:
+        return exc
+    except codes.SendRefused as refused:
+        return NotSent(refused.reason, refused.retry_after)
+    # Everything would allow a send now, so the last one failed at the provider.
+    return NotSent("delivery_failed")
+
+
+def sign_in_state(pending: PendingLogin, authenticator: Authenticator) -> SignInState:
+    """Whether a code is out for ``pending``, how long until another may be sent, and any problem."""
+    code_sent = has_live_code(pending)
+    problem = "" if code_sent else _why_no_code(pending, authenticator.destination).user_message
+    return SignInState(
+        sent_to=service.mask(authenticator.destination),
+        code_sent=code_sent,
+        cooldown=codes.cooldown_remaining(pending=pending),
+        problem=problem,
+    )
+
+
+class SMSHandler:
+    method = Method.SMS.value
+    verify_template: str | None = "mfa/sms/verify_resend.html"
+
+    def prompt(self, authenticator: Authenticator) -> str:
+        return f"Enter the code sent to {service.mask(authenticator.destination)}"
+
+    def begin(self, pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
+        # A failed send does not end the sign-in: the second-step page says
+        # what went wrong and offers to send again (see sign_in_state).
+        try:
+            send_sign_in_code(pending, authenticator, origin)
+        except NotSent:
+            return None
+
+    def verify(self, pending: PendingLogin, authenticator: Authenticator, code: str, now: datetime) -> str | None:
+        if not has_number(authenticator.user_id, authenticator.destination):
+            return "method_unavailable"
+        reason = codes.verify(pending.user_id, code, pending=pending)
+        if reason is None:
+            Authenticator.objects.filter(pk=authenticator.pk).update(last_used_at=now)
+        return reason
+
+    def is_usable(self, authenticator: Authenticator) -> bool:
+        """False once the factor's number is no longer on the account."""
+        return has_number(authenticator.user_id, authenticator.destination)
+
+    def verify_context(self, pending: PendingLogin, authenticator: Authenticator) -> dict[str, Any]:
+        return {"sms": sign_in_state(pending, authenticator)}
+
+
+register(SMSHandler())

@@ -1,0 +1,137 @@
+"""SMS pages: set up (pick a number, send, confirm), turn off, and "send a new code" at sign-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from twostep.accounts.models import User
+from twostep.accounts.views import PENDING_KEY
+from twostep.audit.services import Origin
+from twostep.core.decorators import fresh_password
+from twostep.mfa import codes
+from twostep.mfa import login as second_step
+from twostep.mfa.methods import SecurityPanel, register_panel
+from twostep.mfa.models import Method
+from twostep.mfa.policy import two_factor_state
+from twostep.mfa.sms import flows
+from twostep.sms import service
+from twostep.sms.service import NotSent
+
+SETUP_URL = "/account/security/sms"
+
+
+def _phone_id(request: HttpRequest) -> int:
+    try:
+        return int(request.POST.get("phone", ""))
+    except ValueError:
+        return 0
+
+
+@fresh_password
+@require_http_methods(["GET", "POST"])
+def sms_setup_view(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    _, methods = two_factor_state()
+    if Method.SMS not in methods:
+        messages.error(request, "Your administrator does not allow SMS codes.")
+        return redirect("/account/security")
+    origin = Origin.of(request)
+    error = ""
+    action = request.POST.get("action", "") if request.method == "POST" else ""
+    try:
+        if action == "send":
+            pending = flows.start_enrolment(user, _phone_id(request), origin)
+            messages.success(request, f"We sent a code to {service.mask(pending.destination)}.")
+            return redirect(SETUP_URL)
+        if action == "resend":
+            pending = flows.resend_enrolment_code(user, origin)
+            messages.success(request, f"We sent a new code to {service.mask(pending.destination)}.")
+            return redirect(SETUP_URL)
+        if action == "change":
+            flows.cancel_enrolment(user)
+            return redirect(SETUP_URL)
+        if action == "confirm":
+            factor = flows.confirm(
+                user, request.POST.get("code", ""), origin, keep_session_key=request.session.session_key
+            )
+            request.session.cycle_key()
+            messages.success(
+                request,
+                f"SMS codes are on: sign-in codes now go to {service.mask(factor.destination)}.",
+            )
+            return redirect("/account/security")
+        if action:
+            error = "Unknown action."
+    except flows.EnrolmentError as exc:
+        error = flows.enrolment_message(exc.reason)
+    except NotSent as exc:
+        error = exc.user_message
+    pending = flows.pending_enrolment(user)
+    numbers = flows.phone_numbers(user)
+    current = flows.active_factor(user)
+    selected = pending.destination if pending else (current.destination if current else "")
+    context: dict[str, Any] = {
+        "error": error,
+        "pending": pending,
+        "pending_to": service.mask(pending.destination) if pending else "",
+        "cooldown": codes.cooldown_remaining(authenticator=pending) if pending else 0,
+        "numbers": [
+            {"id": phone.pk, "masked": service.mask(phone.number), "primary": phone.is_primary, "selected": phone.number == selected}
+            for phone in numbers
+        ],
+        "current_to": service.mask(current.destination) if current else "",
+        "status": service.status(),
+    }
+    return render(request, "mfa/sms/setup.html", context, status=200)
+
+
+@fresh_password
+@require_POST
+def sms_remove_view(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    if flows.remove(user, Origin.of(request), keep_session_key=request.session.session_key):
+        request.session.cycle_key()
+        messages.success(request, "SMS codes are off. Sign-in no longer sends codes to your phone.")
+    return redirect("/account/security")
+
+
+@require_POST
+def sms_resend_view(request: HttpRequest) -> HttpResponse:
+    """'Send a new code' on the second-step page."""
+    pending = second_step.resolve(request.session.get(PENDING_KEY))
+    if pending is None:
+        request.session.pop(PENDING_KEY, None)
+        messages.info(request, "Your sign-in expired. Please sign in again.")
+        return redirect("/login")
+    authenticator = second_step.authenticator_for(pending)
+    if authenticator is None or authenticator.method != Method.SMS:
+        return redirect("/login/verify")
+    try:
+        flows.send_sign_in_code(pending, authenticator, Origin.of(request))
+    except NotSent as exc:
+        if exc.reason == "cooldown":
+            messages.info(request, exc.user_message)
+        elif flows.has_live_code(pending):
+            # Without a live code the page itself explains what is wrong.
+            messages.error(request, f"{exc.user_message} The code we sent before still works.")
+    else:
+        messages.success(request, f"We sent a new code to {service.mask(authenticator.destination)}.")
+    return redirect("/login/verify")
+
+
+def panel_context(request: HttpRequest, user: Any) -> dict[str, Any]:
+    factor = flows.active_factor(user)
+    return {
+        "sms_to": service.mask(factor.destination) if factor else "",
+        "sms_usable": bool(factor and flows.has_number(user.pk, factor.destination)),
+        "sms_has_numbers": user.phone_numbers.exists(),
+        "sms_status": service.status(),
+    }
+
+
+register_panel(SecurityPanel(Method.SMS, "mfa/sms/panel.html", panel_context, order=30))

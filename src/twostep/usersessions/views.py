@@ -1,0 +1,36 @@
+"""Ending sessions from the Security page."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_POST
+
+from twostep.audit.services import Origin, Outcome, record
+from twostep.core.decorators import signed_in
+from twostep.usersessions.services import end_session, end_sessions, handle_for
+
+
+@signed_in
+@require_POST
+def end_session_view(request: HttpRequest) -> HttpResponse:
+    handle = request.POST.get("session", "")
+    current = request.session.session_key or ""
+    if handle == handle_for(current):
+        messages.error(request, "To end this session, sign out.")
+    elif end_session(request.user, handle):  # type: ignore[arg-type]
+        record("session.ended", Outcome.INFO, origin=Origin.of(request), user=request.user)
+        messages.success(request, "That session is signed out.")
+    else:
+        messages.error(request, "That session had already ended.")
+    return redirect("/account/security#sessions")
+
+
+@signed_in
+@require_POST
+def end_other_sessions_view(request: HttpRequest) -> HttpResponse:
+    count = end_sessions(request.user, except_key=request.session.session_key)  # type: ignore[arg-type]
+    record("session.ended_others", Outcome.INFO, origin=Origin.of(request), user=request.user, detail={"count": count})
+    messages.success(request, f"{count} other session(s) signed out.")
+    return redirect("/account/security#sessions")

@@ -1,0 +1,85 @@
+"""The auth log: what is recorded, the console page, `twostep audit`, retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from tests.conftest import PASSWORD, sign_in
+from twostep.accounts.models import User
+from twostep.audit.models import AuthEvent
+from twostep.audit.services import CLI, Outcome, record
+from twostep.core import clock
+from twostep.core.housekeeping import prune
+
+pytestmark = pytest.mark.django_db
+
+
+def test_sign_in_attempts_recorded_with_origin(user: User) -> None:
+    """Failed and successful sign-ins are logged with username as typed, IP, agent and reason."""
+    client = Client(REMOTE_ADDR="192.0.2.44", HTTP_USER_AGENT="Probe/2")
+    client.post("/login", {"username": "ALICE", "password": "wrong password here"})
+    sign_in(client, user.username)
+    failure = AuthEvent.objects.get(kind="login.password", outcome="failure")
+    assert (failure.username, failure.ip, failure.user_agent, failure.reason) == (
+        "ALICE",
+        "192.0.2.44",
+        "Probe/2",
+        "credentials",
+    )
+    assert failure.user == user
+    assert AuthEvent.objects.filter(kind="login", outcome="success", user=user).exists()
+    assert PASSWORD not in str(list(AuthEvent.objects.values_list("detail", "reason", "username")))
+
+
+def test_console_page_filters_and_paginates(user: User, admin: User) -> None:
+    """Admins browse the log filtered by user, outcome and IP, 50 per page."""
+    for i in range(60):
+        record("login.password", Outcome.FAILURE, origin=CLI, username=f"bot{i}", reason="unknown_user")
+    record(
+        "login.password", Outcome.FAILURE, origin=CLI.__class__("198.51.100.1", "x"), user=user, reason="credentials"
+    )
+    console = Client()
+    sign_in(console, admin.username)
+    page = console.get("/admin/audit").content.decode()
+    assert f"{AuthEvent.objects.count()} event(s)" in page
+    assert "Page 1 of 2" in page
+    filtered = console.get("/admin/audit", {"user": "alice", "outcome": "failure"}).content.decode()
+    assert "1 event(s)" in filtered and "credentials" in filtered
+    by_ip = console.get("/admin/audit", {"ip": "198.51.100.1"}).content.decode()
+    assert "1 event(s)" in by_ip
+    ignored = console.get("/admin/audit", {"ip": "not-an-ip", "since": "garbage"})
+    assert ignored.status_code == 200
+
+
+def test_console_page_admin_only(user: User) -> None:
+    """Normal users get 403, anonymous users are sent to sign in."""
+    assert Client().get("/admin/audit")["Location"].startswith("/login")
+    client = Client()
+    sign_in(client, user.username)
+    assert client.get("/admin/audit").status_code == 403
+
+
+def test_retention_prunes_old_events(user: User, settings: object) -> None:
+    """Events older than the retention period are deleted by housekeeping."""
+    old = record("login", Outcome.SUCCESS, origin=CLI, user=user)
+    AuthEvent.objects.filter(pk=old.pk).update(created_at=clock.now() - timedelta(days=91))
+    recent = record("login", Outcome.SUCCESS, origin=CLI, user=user)
+    removed = prune()
+    assert removed["auth_events"] == 1
+    assert list(AuthEvent.objects.filter(kind="login").values_list("pk", flat=True)) == [recent.pk]
+
+
+def test_audit_tail(user: User, capsys: pytest.CaptureFixture[str]) -> None:
+    """`twostep audit tail` prints the latest events, oldest first."""
+    record("login.password", Outcome.FAILURE, origin=CLI, user=user, reason="credentials")
+    record("login", Outcome.SUCCESS, origin=CLI, user=user)
+    call_command("audit", "tail", "-n", "2")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    assert "reason=credentials" in lines[0] and "login " in lines[1]
+    call_command("audit", "prune")
+    assert "deleted" in capsys.readouterr().out

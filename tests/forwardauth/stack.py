@@ -1,0 +1,215 @@
+"""A real nginx in front of a tiny app, with twostep on its own sub-domain, for end-to-end tests.
+
+Layout (all on one loopback port of nginx, told apart by host name; Chromium
+maps ``*.example.test`` to 127.0.0.1):
+
+* ``login.example.test`` → twostep (``twostep serve`` on its own port)
+* ``app.example.test``  → nginx ``auth_request`` to twostep's ``/auth/verify``,
+  then the echo app, which shows the ``Remote-*`` headers it received.
+
+The nginx configuration is the one from docs/forward-auth.md with the
+names and ports filled in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from twostep.factors import totp
+
+DOMAIN = "example.test"
+LOGIN_HOST = f"login.{DOMAIN}"
+APP_HOST = f"app.{DOMAIN}"
+ECHOED = ("Remote-User", "Remote-Name", "Remote-Email", "Remote-Groups")
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+{user}
+events {{ worker_connections 128; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+
+    # twostep on its own sub-domain.
+    server {{
+        listen 127.0.0.1:{port};
+        server_name {login_host};
+        location / {{
+            proxy_pass http://127.0.0.1:{twostep_port};
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+    }}
+
+    # An application protected by twostep.
+    server {{
+        listen 127.0.0.1:{port};
+        server_name {app_host};
+
+        location = /internal/twostep {{
+            internal;
+            proxy_pass http://127.0.0.1:{twostep_port}/auth/verify;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Host {login_host};
+            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+            proxy_set_header X-Forwarded-For $remote_addr;
+        }}
+
+        location / {{
+            auth_request /internal/twostep;
+            auth_request_set $twostep_user $upstream_http_remote_user;
+            auth_request_set $twostep_name $upstream_http_remote_name;
+            auth_request_set $twostep_email $upstream_http_remote_email;
+            auth_request_set $twostep_groups $upstream_http_remote_groups;
+            auth_request_set $twostep_location $upstream_http_location;
+            error_page 401 =302 $twostep_location;
+
+            proxy_pass http://127.0.0.1:{app_port};
+            proxy_set_header Host $host;
+            proxy_set_header Remote-User $twostep_user;
+            proxy_set_header Remote-Name $twostep_name;
+            proxy_set_header Remote-Email $twostep_email;
+            proxy_set_header Remote-Groups $twostep_groups;
+        }}
+    }}
+}}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"nginx exited: {log.read_text() if log.exists() else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("nginx did not start")
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """The protected application: a page showing who nginx says the visitor is."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        seen = {name: self.headers.get(name) for name in ECHOED}
+        # Header bytes arrive as latin-1 code points; twostep sends UTF-8.
+        seen = {k: v.encode("latin-1").decode("utf-8") if v else v for k, v in seen.items()}
+        body = json.dumps({"path": self.path, **seen})
+        page = f'<!doctype html><html lang="en"><title>app</title><pre id="identity">{body}</pre></html>'
+        data = page.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@contextmanager
+def echo_app() -> Iterator[int]:
+    """Run the echo app on a free loopback port; yield the port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if found is None:
+        raise RuntimeError("nginx is needed: run scripts/ensure-system-deps")
+    return found
+
+
+@contextmanager
+def nginx(directory: Path, port: int, twostep_port: int, app_port: int) -> Iterator[Path]:
+    """Run nginx with the documented configuration; yield the directory holding its logs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(
+            dir=directory,
+            # Workers started by root would otherwise switch to "nobody", who
+            # cannot write the test's temporary directory.
+            user="user root;" if os.geteuid() == 0 else "",
+            port=port,
+            twostep_port=twostep_port,
+            app_port=app_port,
+            login_host=LOGIN_HOST,
+            app_host=APP_HOST,
+        )
+    )
+    error_log = directory / "error.log"
+    process = subprocess.Popen(
+        [nginx_binary(), "-p", str(directory), "-c", str(conf), "-e", str(error_log)],
+        stdout=subprocess.DEVNULL,
+        stderr=(directory / "stderr.log").open("wb"),
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, process, directory / "stderr.log")
+        yield directory
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+class Authenticator:
+    """An authenticator app holding one key; never shows a code for a step already used."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.last_step = -1
+
+    def use(self, step: int) -> None:
+        self.last_step = max(self.last_step, step)
+
+    def code(self) -> str:
+        """A code twostep accepts now: the current step, or the next one (skew) after a used one."""
+        while True:
+            now = time.time()
+            step = totp.time_step(now)
+            wanted = max(step, self.last_step + 1)
+            if wanted <= step + 1:
+                self.last_step = wanted
+                return totp.totp(self.key, wanted * totp.DEFAULT_PERIOD)
+            time.sleep((step + 1) * totp.DEFAULT_PERIOD - now + 0.05)

@@ -1,0 +1,151 @@
+"""Rule matching: hosts, path prefixes, order, default deny, and paths spelled to dodge a rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.forwardauth.conftest import RULES
+from twostep.config.loader import ForwardAuthConfig, ForwardAuthRule
+from twostep.forwardauth.rules import Decision, allows_destination, decide, host_matches, path_matches, path_readings
+
+ALLOW, SIGN_IN, FORBID = Decision.ALLOW, Decision.SIGN_IN, Decision.FORBID
+
+
+def rules(items: list[dict[str, Any]] | None = None) -> list[ForwardAuthRule]:
+    return ForwardAuthConfig.model_validate({"rules": RULES if items is None else items}).rules
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host", "expected"),
+    [
+        ("app.example.com", "app.example.com", True),
+        ("app.example.com", "app.example.com.evil.com", False),
+        ("app.example.com", "evilapp.example.com", False),
+        ("app.example.com", "x.app.example.com", False),
+        ("*.example.com", "app.example.com", True),
+        ("*.example.com", "a.b.example.com", True),
+        ("*.example.com", "example.com", False),
+        ("*.example.com", "badexample.com", False),
+        ("*.example.com", "example.com.evil.com", False),
+    ],
+)
+def test_host_patterns(pattern: str, host: str, expected: bool) -> None:
+    """Exact hosts match only themselves; *.domain matches strictly below domain, never look-alikes."""
+    assert host_matches(pattern, host) is expected
+
+
+@pytest.mark.parametrize(
+    ("prefix", "path", "expected"),
+    [
+        ("/", "/anything/at/all", True),
+        ("/wiki", "/wiki", True),
+        ("/wiki", "/wiki/", True),
+        ("/wiki", "/wiki/page", True),
+        ("/wiki", "/wikipedia", False),
+        ("/wiki", "/", False),
+    ],
+)
+def test_path_prefix_respects_segments(prefix: str, path: str, expected: bool) -> None:
+    """A prefix covers itself and what is below it, not a longer segment that starts the same way."""
+    assert path_matches(prefix, path) is expected
+
+
+def test_signed_in_policy() -> None:
+    """signed_in lets any role in and asks anonymous visitors to sign in."""
+    assert decide(rules(), "wiki.example.com", "/page", "user") is ALLOW
+    assert decide(rules(), "wiki.example.com", "/page", "admin") is ALLOW
+    assert decide(rules(), "wiki.example.com", "/page", None) is SIGN_IN
+
+
+def test_role_policy() -> None:
+    """A role list lets in only those roles; others are forbidden, anonymous visitors must sign in."""
+    assert decide(rules(), "grafana.example.com", "/admin/users", "admin") is ALLOW
+    assert decide(rules(), "grafana.example.com", "/admin/users", "user") is FORBID
+    assert decide(rules(), "grafana.example.com", "/admin", None) is SIGN_IN
+
+
+def test_first_matching_rule_wins() -> None:
+    """Rules are checked in order: the admin rule above the catch-all decides /admin."""
+    assert decide(rules(), "grafana.example.com", "/dashboards", "user") is ALLOW
+    reordered = rules([RULES[2], RULES[1]])
+    assert decide(reordered, "grafana.example.com", "/admin", "user") is ALLOW
+
+
+def test_deny_and_default_deny() -> None:
+    """A deny rule, and a host or path that no rule names, are forbidden to everyone, signed in or not."""
+    for role in (None, "user", "admin"):
+        assert decide(rules(), "closed.example.com", "/", role) is FORBID
+        assert decide(rules(), "unknown.example.com", "/", role) is FORBID
+    assert (
+        decide(
+            rules([{"host": "a.example.com", "path_prefix": "/open", "policy": "signed_in"}]),
+            "a.example.com",
+            "/other",
+            "admin",
+        )
+        is FORBID
+    )
+    assert decide([], "wiki.example.com", "/", "admin") is FORBID
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin",
+        "//admin",
+        "/./admin",
+        "/x/../admin",
+        "/x/%2e%2e/admin",
+        "/x%2f..%2fadmin",
+        "/%61dmin",
+        "/%2561dmin",
+        "/x\\..\\admin",
+        "/x/..%5cadmin",
+        "/admin;jsessionid=1",
+        "/ADMIN",
+        "/Admin/users",
+        "/../../admin/",
+    ],
+)
+def test_spellings_of_a_protected_path_cannot_dodge_it(path: str) -> None:
+    """Dot segments, repeated slashes, percent-encoding, backslashes, ;params and case all reach the admin rule."""
+    assert decide(rules(), "grafana.example.com", path, "user") is FORBID
+
+
+def test_dodging_a_deny_rule_fails() -> None:
+    """A deny path above an allowed catch-all stays denied however it is spelled."""
+    items = [
+        {"host": "app.example.com", "path_prefix": "/internal", "policy": "deny"},
+        {"host": "app.example.com", "policy": "signed_in"},
+    ]
+    for path in ("/internal", "/public/../internal", "/public/%2e%2e/internal/x", "//internal", "/Internal"):
+        assert decide(rules(items), "app.example.com", path, "admin") is FORBID, path
+    assert decide(rules(items), "app.example.com", "/public/internal", "admin") is ALLOW
+
+
+def test_readings_cover_raw_and_decoded_paths() -> None:
+    """An encoded slash is read both as part of a segment and as a separator."""
+    readings = path_readings("/a%2Fb/../c")
+    assert "/c" in readings  # %2F kept: "a%2Fb" is one segment that ".." removes
+    assert "/a/c" in readings  # %2F decoded: ".." removes only "b"
+
+
+def test_destinations_are_hosts_of_rules_that_can_allow() -> None:
+    """After sign-in the browser may return to hosts of allow/role rules, not to deny-only or unknown hosts."""
+    assert allows_destination(rules(), "wiki.example.com")
+    assert allows_destination(rules(), "grafana.example.com")
+    assert not allows_destination(rules(), "closed.example.com")
+    assert not allows_destination(rules(), "evil.com")
+    assert not allows_destination(rules(), "wiki.example.com.evil.com")
+
+
+@given(st.text(max_size=200))
+def test_readings_never_fail(path: str) -> None:
+    """Any path text gives normalised readings that start with a single slash and contain no dot segments."""
+    for reading in path_readings(path):
+        assert reading.startswith("/") and not reading.startswith("//")
+        assert "/../" not in reading + "/" and "/./" not in reading + "/"

@@ -1,0 +1,191 @@
+"""/auth/verify with the Django test client: who passes, who must sign in, who is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.test import Client
+
+from tests.conftest import PASSWORD, sign_in
+from tests.forwardauth.conftest import PUBLIC_URL
+from twostep.accounts.models import Role, User
+from twostep.audit.services import CLI
+from twostep.config.loader import TwostepConfig
+from twostep.core import clock
+from twostep.factors import totp
+from twostep.mfa.totp import flows
+
+pytestmark = pytest.mark.django_db
+
+VERIFY = "/auth/verify"
+NGINX_WIKI = {"HTTP_X_ORIGINAL_URL": "https://wiki.example.com/page?a=1&b=2"}
+TRAEFIK_WIKI = {
+    "HTTP_X_FORWARDED_PROTO": "https",
+    "HTTP_X_FORWARDED_HOST": "wiki.example.com",
+    "HTTP_X_FORWARDED_URI": "/page?a=1&b=2",
+    "HTTP_X_FORWARDED_METHOD": "GET",
+}
+IDENTITY = ("Remote-User", "Remote-Name", "Remote-Email", "Remote-Groups")
+
+
+def nginx(url: str) -> dict[str, str]:
+    return {"HTTP_X_ORIGINAL_URL": url}
+
+
+def next_of(location: str) -> str:
+    parts = urlsplit(location)
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == f"{PUBLIC_URL}/login"
+    return parse_qs(parts.query)["next"][0]
+
+
+def test_anonymous_nginx_gets_401_with_the_sign_in_location(
+    client: Client, forward_config: Callable[..., TwostepConfig]
+) -> None:
+    """nginx style: 401 whose Location is twostep's sign-in page with the original URL as next; no identity."""
+    response = client.get(VERIFY, **NGINX_WIKI)
+    assert response.status_code == 401
+    assert next_of(response["Location"]) == "https://wiki.example.com/page?a=1&b=2"
+    assert not any(name in response for name in IDENTITY)
+    assert not response.cookies  # no session is created for the proxy's question
+
+
+def test_anonymous_traefik_gets_302_to_sign_in(client: Client, forward_config: Callable[..., TwostepConfig]) -> None:
+    """Traefik/Caddy style (X-Forwarded-*): a 302 the proxy hands to the browser, same next."""
+    response = client.get(VERIFY, **TRAEFIK_WIKI)
+    assert response.status_code == 302
+    assert next_of(response["Location"]) == "https://wiki.example.com/page?a=1&b=2"
+    assert not any(name in response for name in IDENTITY)
+
+
+def test_signed_in_user_passes_with_identity_headers(
+    client: Client, user: User, forward_config: Callable[..., TwostepConfig]
+) -> None:
+    """A signed-in user gets 200 with Remote-User/Name/Email (primary)/Groups (role), in both styles."""
+    user.display_name = "Alice Liddell"
+    user.save()
+    sign_in(client, user.username)
+    for headers in (NGINX_WIKI, TRAEFIK_WIKI):
+        response = client.get(VERIFY, **headers)
+        assert response.status_code == 200
+        assert response["Remote-User"] == "alice"
+        assert response["Remote-Name"] == "Alice Liddell"
+        assert response["Remote-Email"] == "alice@example.com"
+        assert response["Remote-Groups"] == "user"
+        assert "Location" not in response
+
+
+def test_pending_second_step_is_not_signed_in(
+    client: Client, user: User, two_factor_on: None, forward_config: Callable[..., TwostepConfig]
+) -> None:
+    """After the password but before the code the proxy must not let the request through; after the code it does."""
+    provisioning = flows.provisioning_for(user)
+    key = totp.decode_secret(provisioning.secret)
+    flows.confirm(user, totp.totp(key, clock.timestamp() - 30), CLI)
+    assert sign_in(client, user.username)["Location"] == "/login/verify"
+    response = client.get(VERIFY, **NGINX_WIKI)
+    assert response.status_code == 401 and "Remote-User" not in response
+    assert client.post("/login/verify", {"code": totp.totp(key, clock.timestamp())}).status_code == 302
+    assert client.get(VERIFY, **NGINX_WIKI)["Remote-User"] == "alice"
+
+
+def test_role_rule(client: Client, user: User, admin: User, forward_config: Callable[..., TwostepConfig]) -> None:
+    """A path for admins: a user gets 403, an admin 200 with Remote-Groups admin, anonymous must sign in."""
+    admin_area = nginx("https://grafana.example.com/admin/users")
+    assert Client().get(VERIFY, **admin_area).status_code == 401
+    sign_in(client, user.username)
+    assert client.get(VERIFY, **admin_area).status_code == 403
+    assert client.get(VERIFY, **nginx("https://grafana.example.com/dashboards")).status_code == 200
+    admin_client = Client()
+    sign_in(admin_client, admin.username)
+    response = admin_client.get(VERIFY, **admin_area)
+    assert response.status_code == 200 and response["Remote-Groups"] == Role.ADMIN
+
+
+def test_deny_rule_and_unknown_hosts(client: Client, admin: User, forward_config: Callable[..., TwostepConfig]) -> None:
+    """A deny rule, and a host no rule names, give 403 to everyone, without a detour through sign-in."""
+    for url in ("https://closed.example.com/", "https://unknown.example.com/", "https://wiki.example.com.evil.com/"):
+        assert Client().get(VERIFY, **nginx(url)).status_code == 403
+    sign_in(client, admin.username)
+    for url in ("https://closed.example.com/", "https://unknown.example.com/"):
+        assert client.get(VERIFY, **nginx(url)).status_code == 403
+
+
+def test_spelled_out_path_cannot_dodge_the_role_rule(
+    client: Client, user: User, forward_config: Callable[..., TwostepConfig]
+) -> None:
+    """/dashboards/..%2Fadmin and friends reach the admin rule: 403 for a plain user."""
+    sign_in(client, user.username)
+    for path in ("/dashboards/..%2Fadmin", "//admin", "/ADMIN/", "/%61dmin", "/admin;x=1"):
+        assert client.get(VERIFY, **nginx(f"https://grafana.example.com{path}")).status_code == 403, path
+
+
+def test_headers_from_an_untrusted_peer_are_ignored(
+    client: Client, user: User, forward_config: Callable[..., TwostepConfig]
+) -> None:
+    """When the caller is not a trusted proxy its X-Original-URL/X-Forwarded-* are not believed: denied."""
+    sign_in(client, user.username)
+    forward_config(trusted_proxies=[])
+    assert client.get(VERIFY, **NGINX_WIKI).status_code == 403
+    assert client.get(VERIFY, **TRAEFIK_WIKI).status_code == 403
+    # Claiming to come through a trusted proxy changes nothing: only the peer address counts.
+    forward_config(trusted_proxies=["10.0.0.1"])
+    spoofed = {**NGINX_WIKI, "HTTP_X_FORWARDED_FOR": "10.0.0.1", "HTTP_FORWARDED": "for=10.0.0.1"}
+    assert client.get(VERIFY, **spoofed).status_code == 403
+    assert client.get(VERIFY, **NGINX_WIKI, REMOTE_ADDR="10.0.0.1").status_code == 200
+
+
+def test_trusted_proxy_without_target_headers_is_denied(
+    client: Client, user: User, forward_config: Callable[..., TwostepConfig]
+) -> None:
+    """A trusted proxy that sends neither header set (a misconfiguration) gets 403, never a pass."""
+    sign_in(client, user.username)
+    assert client.get(VERIFY).status_code == 403
+
+
+def test_any_method_without_csrf_token(user: User, forward_config: Callable[..., TwostepConfig]) -> None:
+    """nginx asks with the original method: POST, PUT, DELETE get the same answer, no CSRF failure."""
+    client = Client(enforce_csrf_checks=True)
+    token = client.get("/login").cookies["twostep_csrf"].value
+    signed = client.post("/login", {"username": user.username, "password": PASSWORD, "csrfmiddlewaretoken": token})
+    assert signed.status_code == 302
+    for method in ("post", "put", "delete", "head", "options"):
+        answer = getattr(client, method)(VERIFY, **NGINX_WIKI)
+        assert answer.status_code == 200, method
+        assert answer["Remote-User"] == "alice"
+
+
+def test_user_who_must_change_password_is_sent_there(
+    client: Client, make_user: Callable[..., User], forward_config: Callable[..., TwostepConfig]
+) -> None:
+    """A user with an admin-set password is sent to choose their own before reaching any app."""
+    make_user("temp", must_change_password=True)
+    sign_in(client, "temp")
+    response = client.get(VERIFY, **NGINX_WIKI)
+    assert response.status_code == 401
+    assert response["Location"] == f"{PUBLIC_URL}/account/password"
+
+
+def test_disabled_user_session_does_not_pass(
+    client: Client, user: User, forward_config: Callable[..., TwostepConfig]
+) -> None:
+    """Even if a disabled user's session survived, it no longer passes."""
+    sign_in(client, user.username)
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    assert client.get(VERIFY, **NGINX_WIKI).status_code == 401
+
+
+def test_identity_headers_cannot_be_split(
+    client: Client, make_user: Callable[..., User], forward_config: Callable[..., TwostepConfig]
+) -> None:
+    """A display name with line breaks cannot add headers; non-ASCII names travel as UTF-8."""
+    make_user("zoe", display_name="Zoë Łukasz\r\nRemote-Groups: admin")
+    sign_in(client, "zoe")
+    response = client.get(VERIFY, **NGINX_WIKI)
+    assert response.status_code == 200
+    raw = response["Remote-Name"]
+    assert "\r" not in raw and "\n" not in raw
+    assert raw.encode("latin-1").decode("utf-8") == "Zoë ŁukaszRemote-Groups: admin"
+    assert response["Remote-Groups"] == "user"
+    assert "Remote-Email" not in response

@@ -1,0 +1,96 @@
+"""Walk every page route as an anonymous visitor and as a normal user (FB-01, AZ-07).
+
+New routes are covered automatically: a route missing from PUBLIC must refuse
+anonymous visitors, and every /admin/ route must refuse non-admins.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from tests.conftest import sign_in
+from twostep.accounts.models import User
+
+pytestmark = pytest.mark.django_db
+
+#: Routes anyone may reach; each refuses or redirects for its own reasons.
+PUBLIC = {"", "healthz", "login", "login/verify", "logout", "auth/verify"}
+
+
+def page_routes() -> list[str]:
+    routes: list[str] = []
+
+    def walk(patterns: list[URLPattern | URLResolver], prefix: str) -> None:
+        for pattern in patterns:
+            text = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns, text)
+            else:
+                routes.append(text)
+
+    walk(get_resolver().url_patterns, "")
+    # The JSON API has its own route walk with bearer tokens (tests/api).
+    return [route for route in routes if not route.startswith(("api/", "^static"))]
+
+
+def concrete(route: str, username: str) -> str:
+    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", lambda m: username if m.group(1) == "username" else "1", route)
+
+
+def test_route_table_is_not_empty() -> None:
+    """The walk sees the console and the account pages."""
+    routes = page_routes()
+    assert "admin/users/<str:username>/reset-2fa" in routes
+    assert "account/security" in routes
+
+
+def test_anonymous_visitors_are_refused_everywhere_private(user: User) -> None:
+    """Without a session, every non-public page redirects to sign-in or refuses, for GET and POST."""
+    client = Client()
+    for route in page_routes():
+        if route in PUBLIC:
+            continue
+        url = concrete(route, user.username)
+        for method in ("get", "post"):
+            response = getattr(client, method)(url)
+            assert response.status_code in (302, 401, 403, 405), (method, url, response.status_code)
+            if response.status_code == 302:
+                assert response["Location"].startswith("/login") or response["Location"] == "/admin/users", url
+
+
+def test_normal_users_cannot_use_any_admin_route(user: User, make_user: object) -> None:
+    """A signed-in non-admin gets 403 from every /admin/ route and changes nothing."""
+    target = make_user("target", emails=["t@example.com"])  # type: ignore[operator]
+    client = Client()
+    sign_in(client, user.username)
+    for route in page_routes():
+        if not route.startswith("admin/") or route == "admin/":
+            continue
+        url = concrete(route, target.username)
+        for method in ("get", "post"):
+            response = getattr(client, method)(url, {"confirm": target.username, "action": "remove", "id": "1"})
+            assert response.status_code == 403, (method, url, response.status_code)
+    target.refresh_from_db()
+    assert target.is_active and target.email_addresses.count() == 1
+
+
+def test_pending_second_step_reaches_nothing_private(user: User, two_factor_on: None) -> None:
+    """With only the password done, every private page behaves as for an anonymous visitor."""
+    from twostep.audit.services import CLI
+    from twostep.core import clock
+    from twostep.factors import totp
+    from twostep.mfa.totp import flows
+
+    key = totp.decode_secret(flows.provisioning_for(user).secret)
+    flows.confirm(user, totp.totp(key, clock.timestamp()), CLI)
+    client = Client()
+    assert sign_in(client, user.username)["Location"] == "/login/verify"
+    for route in page_routes():
+        if route in PUBLIC:
+            continue
+        response = client.get(concrete(route, user.username))
+        assert response.status_code in (302, 401, 403, 405), route

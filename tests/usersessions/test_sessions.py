@@ -1,0 +1,66 @@
+"""The user's list of sessions on the Security page."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from tests.conftest import sign_in
+from twostep.accounts.models import User
+from twostep.usersessions.models import UserSession
+from twostep.usersessions.services import describe_agent, handle_for
+
+pytestmark = pytest.mark.django_db
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Version/17.0 Mobile/15E148 Safari/604.1"
+
+
+def test_security_page_lists_sessions_without_keys(user: User) -> None:
+    """Each session shows device and IP; no session key appears in the page."""
+    laptop = Client(HTTP_USER_AGENT=FIREFOX, REMOTE_ADDR="192.0.2.1")
+    phone = Client(HTTP_USER_AGENT=IPHONE, REMOTE_ADDR="192.0.2.2")
+    sign_in(laptop, user.username)
+    sign_in(phone, user.username)
+    page = laptop.get("/account/security").content.decode()
+    assert "Firefox on Linux" in page and "Safari on iPhone" in page
+    assert "192.0.2.2" in page and "this browser" in page
+    for key in UserSession.objects.values_list("session_key", flat=True):
+        assert key not in page
+
+
+def test_end_one_and_all_other_sessions(user: User) -> None:
+    """A user signs out another session, then every other one; their own stays."""
+    clients = [Client(HTTP_USER_AGENT=FIREFOX) for _ in range(3)]
+    for client in clients:
+        sign_in(client, user.username)
+    keys = [c.cookies[settings.SESSION_COOKIE_NAME].value for c in clients]
+    me = clients[0]
+    assert me.post("/account/sessions/end", {"session": handle_for(keys[1])}).status_code == 302
+    assert clients[1].get("/account").status_code == 302
+    assert clients[2].get("/account").status_code == 200
+    me.post("/account/sessions/end-others")
+    assert clients[2].get("/account").status_code == 302
+    assert me.get("/account").status_code == 200
+
+
+def test_cannot_end_someone_elses_session(user: User, make_user: object) -> None:
+    """A handle of another user's session does nothing (IDOR)."""
+    other = make_user("bob")  # type: ignore[operator]
+    victim = Client()
+    sign_in(victim, other.username)
+    attacker = Client()
+    sign_in(attacker, user.username)
+    handle = handle_for(victim.cookies[settings.SESSION_COOKIE_NAME].value)
+    attacker.post("/account/sessions/end", {"session": handle})
+    assert victim.get("/account").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("agent", "expected"),
+    [(FIREFOX, "Firefox on Linux"), (IPHONE, "Safari on iPhone"), ("", "Unknown device"), ("curl/8.0", "curl/8.0")],
+)
+def test_describe_agent(agent: str, expected: str) -> None:
+    """User agents become short readable names."""
+    assert describe_agent(agent) == expected
