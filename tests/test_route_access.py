@@ -18,7 +18,7 @@ from twostep.accounts.models import User
 pytestmark = pytest.mark.django_db
 
 #: Routes anyone may reach; each refuses or redirects for its own reasons.
-PUBLIC = {"", "healthz", "login", "login/verify", "logout", "auth/verify"}
+PUBLIC = {"", "healthz", "login", "login/verify", "logout", "auth/request", "auth/forward"}
 
 
 def page_routes() -> list[str]:

@@ -16,6 +16,8 @@ COMMANDS = {
     "users": "Users: add, list, show, set-password, reset-2fa, unlock, disable, enable.",
     "settings": "Runtime settings: show, set.",
     "keys": "Encryption keys: rotate.",
+    "email": "Outgoing mail: test, show, set-password, clear-password.",
+    "sms": "SMS codes: test, status, providers, configure, remove.",
     "audit": "The auth log: tail, prune.",
 }
 

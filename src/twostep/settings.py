@@ -36,6 +36,8 @@ ENCRYPTION_KEYS_PATH = CONFIG.path(CONFIG.encryption_keys_file)
 
 _public = urlsplit(CONFIG.server.public_url)
 ALLOWED_HOSTS = [_public.hostname or "127.0.0.1", "127.0.0.1", "localhost", "[::1]"]
+# Names the reverse proxy uses to reach /auth/request, /auth/forward (forward-auth), e.g. a Docker service.
+ALLOWED_HOSTS += CONFIG.forward_auth.internal_hosts
 CSRF_TRUSTED_ORIGINS = [CONFIG.server.public_url]
 
 INSTALLED_APPS = [
@@ -49,6 +51,7 @@ INSTALLED_APPS = [
     "twostep.audit",
     "twostep.mfa",
     "twostep.console",
+    "twostep.notifications",
     "twostep.api",
     "twostep.forwardauth",
 ]

@@ -4,7 +4,11 @@ from django.views.generic import RedirectView
 from twostep.accounts import views as accounts
 from twostep.core import views as core
 from twostep.forwardauth import views as forwardauth
+from twostep.mail import views as mail
 from twostep.mfa import views as mfa
+from twostep.mfa.email import views as email_codes
+from twostep.mfa.sms import admin_views as sms_admin
+from twostep.mfa.sms import views as sms
 from twostep.mfa.totp import views as totp
 from twostep.usersessions import views as sessions
 
@@ -20,10 +24,19 @@ urlpatterns = [
     path("account/security", mfa.security_view),
     path("account/security/totp", totp.totp_setup_view),
     path("account/security/totp/remove", totp.totp_remove_view),
+    path("account/security/email", email_codes.email_setup_view),
+    path("account/security/email/remove", email_codes.email_remove_view),
+    path("login/verify/email/resend", email_codes.login_resend_view),
+    path("admin/email", mail.email_settings_view),
+    path("account/security/sms", sms.sms_setup_view),
+    path("account/security/sms/remove", sms.sms_remove_view),
+    path("login/verify/sms/resend", sms.sms_resend_view),
+    path("admin/sms", sms_admin.sms_admin_view),
     path("account/sessions/end", sessions.end_session_view),
     path("account/sessions/end-others", sessions.end_other_sessions_view),
     path("admin/", include("twostep.console.urls")),
     path("api/v1/", include("twostep.api.urls")),
     path("account/", include("twostep.api.pages")),
-    path("auth/verify", forwardauth.verify_view),
+    path("auth/request", forwardauth.auth_request_view),
+    path("auth/forward", forwardauth.forward_auth_view),
 ]

@@ -45,12 +45,12 @@ def test_console_page_filters_and_paginates(user: User, admin: User) -> None:
     console = Client()
     sign_in(console, admin.username)
     page = console.get("/admin/audit").content.decode()
-    assert f"{AuthEvent.objects.count()} event(s)" in page
+    assert f"{AuthEvent.objects.count()} events" in page
     assert "Page 1 of 2" in page
     filtered = console.get("/admin/audit", {"user": "alice", "outcome": "failure"}).content.decode()
-    assert "1 event(s)" in filtered and "credentials" in filtered
+    assert "1 event<" in filtered and "credentials" in filtered
     by_ip = console.get("/admin/audit", {"ip": "198.51.100.1"}).content.decode()
-    assert "1 event(s)" in by_ip
+    assert "1 event<" in by_ip
     ignored = console.get("/admin/audit", {"ip": "not-an-ip", "since": "garbage"})
     assert ignored.status_code == 200
 

@@ -4,11 +4,12 @@ Layout (all on one loopback port of nginx, told apart by host name; Chromium
 maps ``*.example.test`` to 127.0.0.1):
 
 * ``login.example.test`` → twostep (``twostep serve`` on its own port)
-* ``app.example.test``  → nginx ``auth_request`` to twostep's ``/auth/verify``,
+* ``app.example.test``  → nginx ``auth_request`` to twostep's ``/auth/request``,
   then the echo app, which shows the ``Remote-*`` headers it received.
 
-The nginx configuration is the one from docs/forward-auth.md with the
-names and ports filled in.
+The nginx and Caddy configurations are the ones from docs/forward-auth.md
+with the names and ports filled in.  Caddy protects the same app host on
+its own port, calling ``/auth/forward``.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ http {{
 
         location = /internal/twostep {{
             internal;
-            proxy_pass http://127.0.0.1:{twostep_port}/auth/verify;
+            proxy_pass http://127.0.0.1:{twostep_port}/auth/request;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header Host {login_host};
@@ -96,6 +97,24 @@ http {{
 """
 
 
+CADDYFILE = """
+{{
+    admin off
+    auto_https off
+}}
+
+http://{app_host}:{port} {{
+    bind 127.0.0.1
+    forward_auth 127.0.0.1:{twostep_port} {{
+        uri /auth/forward
+        header_up Host {login_host}
+        copy_headers Remote-User Remote-Name Remote-Email Remote-Groups
+    }}
+    reverse_proxy 127.0.0.1:{app_port}
+}}
+"""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -106,19 +125,19 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"nginx exited: {log.read_text() if log.exists() else ''}")
+            raise RuntimeError(f"{process.args!r} exited: {log.read_text() if log.exists() else ''}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError("nginx did not start")
+    raise RuntimeError(f"{process.args!r} did not start: {log.read_text() if log.exists() else ''}")
 
 
 class _Echo(BaseHTTPRequestHandler):
     """The protected application: a page showing who nginx says the visitor is."""
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         seen = {name: self.headers.get(name) for name in ECHOED}
         # Header bytes arrive as latin-1 code points; twostep sends UTF-8.
         seen = {k: v.encode("latin-1").decode("utf-8") if v else v for k, v in seen.items()}
@@ -131,7 +150,7 @@ class _Echo(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -148,11 +167,23 @@ def echo_app() -> Iterator[int]:
         server.server_close()
 
 
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+def system_binary(name: str) -> str:
+    found = shutil.which(name) or next(
+        (str(path) for path in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if path.exists()), None
+    )
     if found is None:
-        raise RuntimeError("nginx is needed: run scripts/ensure-system-deps")
+        raise RuntimeError(f"{name} is needed: run scripts/ensure-system-deps")
     return found
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 @contextmanager
@@ -173,24 +204,45 @@ def nginx(directory: Path, port: int, twostep_port: int, app_port: int) -> Itera
             app_host=APP_HOST,
         )
     )
-    error_log = directory / "error.log"
+    log = directory / "stderr.log"
     process = subprocess.Popen(
-        [nginx_binary(), "-p", str(directory), "-c", str(conf), "-e", str(error_log)],
+        [system_binary("nginx"), "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log")],
         stdout=subprocess.DEVNULL,
-        stderr=(directory / "stderr.log").open("wb"),
+        stderr=log.open("wb"),
         start_new_session=True,
     )
     try:
-        wait_for_port(port, process, directory / "stderr.log")
+        wait_for_port(port, process, log)
         yield directory
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop(process)
+
+
+@contextmanager
+def caddy(directory: Path, port: int, twostep_port: int, app_port: int) -> Iterator[int]:
+    """Run Caddy with the documented forward_auth configuration on ``port``; yield the port."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "Caddyfile"
+    conf.write_text(
+        CADDYFILE.format(
+            port=port, twostep_port=twostep_port, app_port=app_port, login_host=LOGIN_HOST, app_host=APP_HOST
+        )
+    )
+    # Caddy keeps state under $HOME / XDG directories: keep it in the test's directory.
+    env = {**os.environ, "HOME": str(directory), "XDG_CONFIG_HOME": str(directory), "XDG_DATA_HOME": str(directory)}
+    log = directory / "caddy.log"
+    process = subprocess.Popen(
+        [system_binary("caddy"), "run", "--config", str(conf), "--adapter", "caddyfile"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, process, log)
+        yield port
+    finally:
+        stop(process)
 
 
 class Authenticator:

@@ -104,12 +104,12 @@ def django_cookie_settings(tmp_path: Path, **env: str) -> dict[str, object]:
     script = (
         "import json, twostep.settings as s;"
         "print(json.dumps([s.SESSION_COOKIE_NAME, s.SESSION_COOKIE_DOMAIN, s.CSRF_COOKIE_NAME,"
-        " s.CONTENT_SECURITY_POLICY['DIRECTIVES']['form-action']]))"
+        " s.CONTENT_SECURITY_POLICY['DIRECTIVES']['form-action'], s.ALLOWED_HOSTS]))"
     )
     result = subprocess.run([sys.executable, "-c", script], env=clean, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    name, domain, csrf, form_action = json.loads(result.stdout)
-    return {"name": name, "domain": domain, "csrf": csrf, "form_action": form_action}
+    name, domain, csrf, form_action, hosts = json.loads(result.stdout)
+    return {"name": name, "domain": domain, "csrf": csrf, "form_action": form_action, "hosts": hosts}
 
 
 def test_shared_cookie_over_https_uses_secure_prefix(tmp_path: Path) -> None:
@@ -118,6 +118,7 @@ def test_shared_cookie_over_https_uses_secure_prefix(tmp_path: Path) -> None:
         tmp_path,
         TWOSTEP_SERVER__PUBLIC_URL="https://login.example.com",
         TWOSTEP_FORWARD_AUTH__SESSION_COOKIE_DOMAIN="example.com",
+        TWOSTEP_FORWARD_AUTH__INTERNAL_HOSTS='["twostep"]',
         TWOSTEP_FORWARD_AUTH__RULES=json.dumps(
             [{"host": "wiki.example.com", "policy": "signed_in"}, {"host": "x.example.com", "policy": "deny"}]
         ),
@@ -127,6 +128,8 @@ def test_shared_cookie_over_https_uses_secure_prefix(tmp_path: Path) -> None:
     assert cookies["csrf"] == "__Host-twostep_csrf"
     # Forms may be followed back to protected apps, not to deny-only hosts.
     assert cookies["form_action"] == ["'self'", "wiki.example.com:*"]
+    # The proxy may call /auth/forward under its internal name (Traefik: the forwardAuth address).
+    assert "twostep" in cookies["hosts"] and "login.example.com" in cookies["hosts"]
 
 
 def test_host_only_cookie_by_default(tmp_path: Path) -> None:
@@ -135,6 +138,7 @@ def test_host_only_cookie_by_default(tmp_path: Path) -> None:
     assert cookies["name"] == "__Host-twostep_session"
     assert cookies["domain"] is None
     assert cookies["form_action"] == ["'self'"]
+    assert "twostep" not in cookies["hosts"]
 
 
 def test_cookie_domain_outside_public_url_stops_start_up(tmp_path: Path) -> None:
@@ -153,3 +157,10 @@ def test_cookie_domain_outside_public_url_stops_start_up(tmp_path: Path) -> None
     )
     assert result.returncode == 2
     assert "session_cookie_domain" in result.stderr and "login.example.org" in result.stderr
+
+
+def test_bad_internal_host_refused(tmp_path: Path) -> None:
+    """internal_hosts takes plain host names only (no wildcard, no URL)."""
+    for value in ('["*.example.com"]', '["http://twostep"]'):
+        with pytest.raises(ConfigError, match="internal_hosts"):
+            load_config(tmp_path, {"TWOSTEP_FORWARD_AUTH__INTERNAL_HOSTS": value})

@@ -6,12 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twostep.forwardauth.target import MAX_URL_LENGTH, Style, from_headers
+from twostep.forwardauth.target import MAX_URL_LENGTH, Style, from_forwarded, from_original_url
 
 
 def test_nginx_original_url() -> None:
     """X-Original-URL gives the URL, the host without port, the raw path and the 401 style."""
-    target = from_headers({"X-Original-URL": "https://App.Example.com:8443/wiki/a%20b?x=1&y=2"})
+    target = from_original_url({"X-Original-URL": "https://App.Example.com:8443/wiki/a%20b?x=1&y=2"})
     assert target is not None
     assert target.url == "https://app.example.com:8443/wiki/a%20b?x=1&y=2"
     assert (target.host, target.path, target.style) == ("app.example.com", "/wiki/a%20b", Style.AUTH_REQUEST)
@@ -19,7 +19,7 @@ def test_nginx_original_url() -> None:
 
 def test_traefik_and_caddy_forwarded_headers() -> None:
     """X-Forwarded-Proto/Host/Uri give the same, in the 302 style."""
-    target = from_headers(
+    target = from_forwarded(
         {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "app.example.com", "X-Forwarded-Uri": "/x?next=1"}
     )
     assert target is not None
@@ -31,16 +31,10 @@ def test_traefik_and_caddy_forwarded_headers() -> None:
     )
 
 
-def test_original_url_wins_over_forwarded_headers() -> None:
-    """When both are sent, X-Original-URL (set by nginx itself) decides."""
-    target = from_headers(
-        {
-            "X-Original-URL": "http://app.example.com/",
-            "X-Forwarded-Host": "other.example.com",
-            "X-Forwarded-Proto": "http",
-        }
-    )
-    assert target is not None and target.host == "app.example.com" and target.style is Style.AUTH_REQUEST
+def test_each_convention_ignores_the_other() -> None:
+    """The nginx reader never looks at X-Forwarded-*, the Traefik/Caddy reader never at X-Original-URL."""
+    assert from_original_url({"X-Forwarded-Proto": "https", "X-Forwarded-Host": "a.example.com"}) is None
+    assert from_forwarded({"X-Original-URL": "https://a.example.com/"}) is None
 
 
 @pytest.mark.parametrize(
@@ -65,12 +59,13 @@ def test_original_url_wins_over_forwarded_headers() -> None:
 )
 def test_missing_or_malformed_headers_give_no_target(headers: dict[str, str]) -> None:
     """Anything incomplete, ambiguous or malformed is not guessed at: no target, so the request is denied."""
-    assert from_headers(headers) is None
+    assert from_original_url(headers) is None
+    assert from_forwarded(headers) is None
 
 
 def test_path_starting_with_two_slashes_stays_on_the_host() -> None:
     """A URI of //evil.com/x is a path on the app's host, never another host in the rebuilt URL."""
-    target = from_headers(
+    target = from_forwarded(
         {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "app.example.com", "X-Forwarded-Uri": "//evil.com/x"}
     )
     assert target is not None
@@ -79,7 +74,7 @@ def test_path_starting_with_two_slashes_stays_on_the_host() -> None:
 
 def test_very_long_url_is_cut_to_the_origin() -> None:
     """A URL too long to carry in ?next= is replaced by the app's home page."""
-    target = from_headers({"X-Original-URL": "https://app.example.com/" + "a" * MAX_URL_LENGTH})
+    target = from_original_url({"X-Original-URL": "https://app.example.com/" + "a" * MAX_URL_LENGTH})
     assert target is not None and target.url == "https://app.example.com/"
     assert target.path.startswith("/aaa")
 
@@ -92,7 +87,7 @@ def test_very_long_url_is_cut_to_the_origin() -> None:
 )
 def test_arbitrary_headers_never_raise(headers: dict[str, str]) -> None:
     """Whatever a proxy sends, the parser answers a target or None, and a target's URL is on its host."""
-    target = from_headers(headers)
-    if target is not None:
-        assert target.url.startswith(("http://", "https://"))
-        assert target.url.split("/")[2].split(":")[0] == target.host
+    for target in (from_original_url(headers), from_forwarded(headers)):
+        if target is not None:
+            assert target.url.startswith(("http://", "https://"))
+            assert target.url.split("/")[2].split(":")[0] == target.host

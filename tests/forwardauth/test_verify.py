@@ -1,4 +1,4 @@
-"""/auth/verify with the Django test client: who passes, who must sign in, who is refused."""
+"""/auth/request (nginx) and /auth/forward (Traefik, Caddy): who passes, who must sign in, who is refused."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from twostep.mfa.totp import flows
 
 pytestmark = pytest.mark.django_db
 
-VERIFY = "/auth/verify"
+REQUEST = "/auth/request"  # nginx auth_request
+FORWARD = "/auth/forward"  # Traefik ForwardAuth, Caddy forward_auth
 NGINX_WIKI = {"HTTP_X_ORIGINAL_URL": "https://wiki.example.com/page?a=1&b=2"}
 TRAEFIK_WIKI = {
     "HTTP_X_FORWARDED_PROTO": "https",
@@ -44,7 +45,7 @@ def test_anonymous_nginx_gets_401_with_the_sign_in_location(
     client: Client, forward_config: Callable[..., TwostepConfig]
 ) -> None:
     """nginx style: 401 whose Location is twostep's sign-in page with the original URL as next; no identity."""
-    response = client.get(VERIFY, **NGINX_WIKI)
+    response = client.get(REQUEST, **NGINX_WIKI)
     assert response.status_code == 401
     assert next_of(response["Location"]) == "https://wiki.example.com/page?a=1&b=2"
     assert not any(name in response for name in IDENTITY)
@@ -53,7 +54,7 @@ def test_anonymous_nginx_gets_401_with_the_sign_in_location(
 
 def test_anonymous_traefik_gets_302_to_sign_in(client: Client, forward_config: Callable[..., TwostepConfig]) -> None:
     """Traefik/Caddy style (X-Forwarded-*): a 302 the proxy hands to the browser, same next."""
-    response = client.get(VERIFY, **TRAEFIK_WIKI)
+    response = client.get(FORWARD, **TRAEFIK_WIKI)
     assert response.status_code == 302
     assert next_of(response["Location"]) == "https://wiki.example.com/page?a=1&b=2"
     assert not any(name in response for name in IDENTITY)
@@ -66,8 +67,8 @@ def test_signed_in_user_passes_with_identity_headers(
     user.display_name = "Alice Liddell"
     user.save()
     sign_in(client, user.username)
-    for headers in (NGINX_WIKI, TRAEFIK_WIKI):
-        response = client.get(VERIFY, **headers)
+    for endpoint, headers in ((REQUEST, NGINX_WIKI), (FORWARD, TRAEFIK_WIKI)):
+        response = client.get(endpoint, **headers)
         assert response.status_code == 200
         assert response["Remote-User"] == "alice"
         assert response["Remote-Name"] == "Alice Liddell"
@@ -84,32 +85,32 @@ def test_pending_second_step_is_not_signed_in(
     key = totp.decode_secret(provisioning.secret)
     flows.confirm(user, totp.totp(key, clock.timestamp() - 30), CLI)
     assert sign_in(client, user.username)["Location"] == "/login/verify"
-    response = client.get(VERIFY, **NGINX_WIKI)
+    response = client.get(REQUEST, **NGINX_WIKI)
     assert response.status_code == 401 and "Remote-User" not in response
     assert client.post("/login/verify", {"code": totp.totp(key, clock.timestamp())}).status_code == 302
-    assert client.get(VERIFY, **NGINX_WIKI)["Remote-User"] == "alice"
+    assert client.get(REQUEST, **NGINX_WIKI)["Remote-User"] == "alice"
 
 
 def test_role_rule(client: Client, user: User, admin: User, forward_config: Callable[..., TwostepConfig]) -> None:
     """A path for admins: a user gets 403, an admin 200 with Remote-Groups admin, anonymous must sign in."""
     admin_area = nginx("https://grafana.example.com/admin/users")
-    assert Client().get(VERIFY, **admin_area).status_code == 401
+    assert Client().get(REQUEST, **admin_area).status_code == 401
     sign_in(client, user.username)
-    assert client.get(VERIFY, **admin_area).status_code == 403
-    assert client.get(VERIFY, **nginx("https://grafana.example.com/dashboards")).status_code == 200
+    assert client.get(REQUEST, **admin_area).status_code == 403
+    assert client.get(REQUEST, **nginx("https://grafana.example.com/dashboards")).status_code == 200
     admin_client = Client()
     sign_in(admin_client, admin.username)
-    response = admin_client.get(VERIFY, **admin_area)
+    response = admin_client.get(REQUEST, **admin_area)
     assert response.status_code == 200 and response["Remote-Groups"] == Role.ADMIN
 
 
 def test_deny_rule_and_unknown_hosts(client: Client, admin: User, forward_config: Callable[..., TwostepConfig]) -> None:
     """A deny rule, and a host no rule names, give 403 to everyone, without a detour through sign-in."""
     for url in ("https://closed.example.com/", "https://unknown.example.com/", "https://wiki.example.com.evil.com/"):
-        assert Client().get(VERIFY, **nginx(url)).status_code == 403
+        assert Client().get(REQUEST, **nginx(url)).status_code == 403
     sign_in(client, admin.username)
     for url in ("https://closed.example.com/", "https://unknown.example.com/"):
-        assert client.get(VERIFY, **nginx(url)).status_code == 403
+        assert client.get(REQUEST, **nginx(url)).status_code == 403
 
 
 def test_spelled_out_path_cannot_dodge_the_role_rule(
@@ -118,7 +119,7 @@ def test_spelled_out_path_cannot_dodge_the_role_rule(
     """/dashboards/..%2Fadmin and friends reach the admin rule: 403 for a plain user."""
     sign_in(client, user.username)
     for path in ("/dashboards/..%2Fadmin", "//admin", "/ADMIN/", "/%61dmin", "/admin;x=1"):
-        assert client.get(VERIFY, **nginx(f"https://grafana.example.com{path}")).status_code == 403, path
+        assert client.get(REQUEST, **nginx(f"https://grafana.example.com{path}")).status_code == 403, path
 
 
 def test_headers_from_an_untrusted_peer_are_ignored(
@@ -127,13 +128,13 @@ def test_headers_from_an_untrusted_peer_are_ignored(
     """When the caller is not a trusted proxy its X-Original-URL/X-Forwarded-* are not believed: denied."""
     sign_in(client, user.username)
     forward_config(trusted_proxies=[])
-    assert client.get(VERIFY, **NGINX_WIKI).status_code == 403
-    assert client.get(VERIFY, **TRAEFIK_WIKI).status_code == 403
+    assert client.get(REQUEST, **NGINX_WIKI).status_code == 403
+    assert client.get(FORWARD, **TRAEFIK_WIKI).status_code == 403
     # Claiming to come through a trusted proxy changes nothing: only the peer address counts.
     forward_config(trusted_proxies=["10.0.0.1"])
     spoofed = {**NGINX_WIKI, "HTTP_X_FORWARDED_FOR": "10.0.0.1", "HTTP_FORWARDED": "for=10.0.0.1"}
-    assert client.get(VERIFY, **spoofed).status_code == 403
-    assert client.get(VERIFY, **NGINX_WIKI, REMOTE_ADDR="10.0.0.1").status_code == 200
+    assert client.get(REQUEST, **spoofed).status_code == 403
+    assert client.get(REQUEST, **NGINX_WIKI, REMOTE_ADDR="10.0.0.1").status_code == 200
 
 
 def test_trusted_proxy_without_target_headers_is_denied(
@@ -141,7 +142,8 @@ def test_trusted_proxy_without_target_headers_is_denied(
 ) -> None:
     """A trusted proxy that sends neither header set (a misconfiguration) gets 403, never a pass."""
     sign_in(client, user.username)
-    assert client.get(VERIFY).status_code == 403
+    assert client.get(REQUEST).status_code == 403
+    assert client.get(FORWARD).status_code == 403
 
 
 def test_any_method_without_csrf_token(user: User, forward_config: Callable[..., TwostepConfig]) -> None:
@@ -151,7 +153,7 @@ def test_any_method_without_csrf_token(user: User, forward_config: Callable[...,
     signed = client.post("/login", {"username": user.username, "password": PASSWORD, "csrfmiddlewaretoken": token})
     assert signed.status_code == 302
     for method in ("post", "put", "delete", "head", "options"):
-        answer = getattr(client, method)(VERIFY, **NGINX_WIKI)
+        answer = getattr(client, method)(REQUEST, **NGINX_WIKI)
         assert answer.status_code == 200, method
         assert answer["Remote-User"] == "alice"
 
@@ -162,7 +164,7 @@ def test_user_who_must_change_password_is_sent_there(
     """A user with an admin-set password is sent to choose their own before reaching any app."""
     make_user("temp", must_change_password=True)
     sign_in(client, "temp")
-    response = client.get(VERIFY, **NGINX_WIKI)
+    response = client.get(REQUEST, **NGINX_WIKI)
     assert response.status_code == 401
     assert response["Location"] == f"{PUBLIC_URL}/account/password"
 
@@ -173,7 +175,7 @@ def test_disabled_user_session_does_not_pass(
     """Even if a disabled user's session survived, it no longer passes."""
     sign_in(client, user.username)
     User.objects.filter(pk=user.pk).update(is_active=False)
-    assert client.get(VERIFY, **NGINX_WIKI).status_code == 401
+    assert client.get(REQUEST, **NGINX_WIKI).status_code == 401
 
 
 def test_identity_headers_cannot_be_split(
@@ -182,10 +184,32 @@ def test_identity_headers_cannot_be_split(
     """A display name with line breaks cannot add headers; non-ASCII names travel as UTF-8."""
     make_user("zoe", display_name="Zoë Łukasz\r\nRemote-Groups: admin")
     sign_in(client, "zoe")
-    response = client.get(VERIFY, **NGINX_WIKI)
+    response = client.get(REQUEST, **NGINX_WIKI)
     assert response.status_code == 200
     raw = response["Remote-Name"]
     assert "\r" not in raw and "\n" not in raw
     assert raw.encode("latin-1").decode("utf-8") == "Zoë ŁukaszRemote-Groups: admin"
     assert response["Remote-Groups"] == "user"
-    assert "Remote-Email" not in response
+    assert response["Remote-Email"] == ""  # always sent, empty without an address
+
+
+def test_each_endpoint_ignores_the_other_conventions_headers(
+    client: Client, user: User, forward_config: Callable[..., TwostepConfig]
+) -> None:
+    """A client-sent X-Original-URL cannot steer /auth/forward, nor X-Forwarded-* steer /auth/request.
+
+    Traefik and Caddy pass client headers through and only overwrite X-Forwarded-*; nginx only sets
+    X-Original-URL.  Reading the other set would let a user name an allowed page while asking for /admin.
+    """
+    sign_in(client, user.username)
+    admin_via_traefik = {
+        "HTTP_X_FORWARDED_PROTO": "https",
+        "HTTP_X_FORWARDED_HOST": "grafana.example.com",
+        "HTTP_X_FORWARDED_URI": "/admin",
+    }
+    assert client.get(FORWARD, **admin_via_traefik, **NGINX_WIKI).status_code == 403
+    admin_via_nginx = nginx("https://grafana.example.com/admin")
+    assert client.get(REQUEST, **admin_via_nginx, **TRAEFIK_WIKI).status_code == 403
+    # Only the endpoint's own headers count: without them there is nothing to allow.
+    assert client.get(FORWARD, **NGINX_WIKI).status_code == 403
+    assert client.get(REQUEST, **TRAEFIK_WIKI).status_code == 403

@@ -179,7 +179,7 @@ def test_settings_page_warns_before_disabling(signed_in: Client, admin: User) ->
     assert b"UTC" in page.content
     response = console.post("/admin/authentication", {"methods": ["totp"]})
     assert response.status_code == 200
-    assert b"<strong>1</strong> user(s)" in response.content
+    assert b"<strong>1</strong> user who" in response.content
     from twostep.core.runtime import get_setting
 
     assert get_setting("two_factor.enabled") is True

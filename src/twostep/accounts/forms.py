@@ -7,7 +7,15 @@ from django import forms
 from twostep.accounts.validators import MAX_PASSWORD_LENGTH
 
 
-class LoginForm(forms.Form):
+class LabelledForm(forms.Form):
+    """Labels without Django's trailing colon: the layout puts them above their fields."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
+class LoginForm(LabelledForm):
     username = forms.CharField(
         max_length=150, widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True})
     )
@@ -18,7 +26,7 @@ class LoginForm(forms.Form):
     )
 
 
-class PasswordForm(forms.Form):
+class PasswordForm(LabelledForm):
     """Re-entering the current password before a sensitive change."""
 
     password = forms.CharField(
@@ -28,7 +36,7 @@ class PasswordForm(forms.Form):
     )
 
 
-class ChangePasswordForm(forms.Form):
+class ChangePasswordForm(LabelledForm):
     current_password = forms.CharField(
         max_length=MAX_PASSWORD_LENGTH,
         strip=False,

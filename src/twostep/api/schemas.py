@@ -9,11 +9,12 @@ and answer 422 ``invalid_value``.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from twostep.accounts.validators import MAX_PASSWORD_LENGTH
 
@@ -32,12 +33,33 @@ DisplayName = Annotated[str, StringConstraints(max_length=150, pattern=NO_CONTRO
 EmailText = Annotated[str, StringConstraints(min_length=1, max_length=254, pattern=NO_CONTROL)]
 PhoneText = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=NO_CONTROL)]
 TokenName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_CONTROL)]
-SettingKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_CONTROL)]
+SETTING_KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+SettingKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=SETTING_KEY_PATTERN)]
+def _integral(value: object) -> object:
+    # JSON Schema counts 3.0 as an integer; strict pydantic would not.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: An integer in a JSON body: 3 or 3.0, never "3" or true.
+Integer = Annotated[int, BeforeValidator(_integral)]
+
 Password = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_LENGTH, pattern=NO_NUL)]
 Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
 Role = Literal["user", "admin"]
 ScopeName = Literal["read", "security", "admin"]
 MethodName = Literal["totp", "email", "sms"]
+
+
+#: RFC 3339 date-time; pydantic alone would also take "0.5" as a Unix time.
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?", re.ASCII)
+
+
+def _rfc3339_text(value: object) -> object:
+    if isinstance(value, str) and not RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2027-01-31T12:00:00Z")
+    return value
 
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -54,7 +76,7 @@ def _clamp(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-Instant = Annotated[AwareDatetime, AfterValidator(_clamp)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_clamp)]
 
 
 class Input(Schema):
@@ -169,7 +191,7 @@ class CodeIn(Input):
 class TokenCreateIn(Input):
     name: TokenName
     scopes: list[ScopeName] = Field(min_length=1, max_length=3)
-    expires_in_days: int = Field(default=30, ge=1, le=365)
+    expires_in_days: Integer = Field(default=30, ge=1, le=365)
 
 
 class TokenCreatedOut(TokenOut):
@@ -257,9 +279,16 @@ class SettingsOut(Schema):
     forced_off_by_config: bool = Field(description="The config file switched 2FA off for everyone, whatever is stored.")
 
 
+def _setting_names(schema: dict[str, Any]) -> None:
+    # pydantic describes constrained keys with patternProperties, which does
+    # not forbid other keys; propertyNames says what the API really accepts.
+    schema.pop("patternProperties", None)
+    schema["propertyNames"] = {"minLength": 1, "maxLength": 100, "pattern": SETTING_KEY_PATTERN}
+
+
 class SettingsIn(Input):
-    values: dict[SettingKey, Any] = Field(min_length=1, max_length=20)
-    confirm_affected: int | None = Field(
+    values: dict[SettingKey, Any] = Field(min_length=1, max_length=20, json_schema_extra=_setting_names)
+    confirm_affected: Integer | None = Field(
         default=None,
         ge=0,
         le=MAX_ID,

@@ -49,7 +49,7 @@ def record(
         from twostep.core.housekeeping import prune
 
         prune()
-    return AuthEvent.objects.create(
+    event = AuthEvent.objects.create(
         created_at=clock.now(),
         kind=kind,
         outcome=outcome,
@@ -62,6 +62,10 @@ def record(
         method=method,
         detail=detail or {},
     )
+    from twostep.notifications.services import notify_for_event
+
+    notify_for_event(event)
+    return event
 
 
 __all__ = ["CLI", "Origin", "Outcome", "record"]

@@ -166,6 +166,15 @@ class ForwardAuthConfig(_Section):
     #: Parent domain (``example.com``) so that the session cookie also reaches
     #: the protected sub-domains.  Empty: the cookie stays on twostep's host.
     session_cookie_domain: str = ""
+    #: Host names under which the proxy reaches /auth/request or /auth/forward, besides
+    #: public_url's host and 127.0.0.1/localhost: e.g. a Docker service name
+    #: (Traefik always sends the Host of its forwardAuth address).
+    internal_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("internal_hosts")
+    @classmethod
+    def _check_internal_hosts(cls, value: list[str]) -> list[str]:
+        return [_host_name(host, wildcard=False) for host in value]
 
     @field_validator("session_cookie_domain")
     @classmethod

@@ -6,15 +6,23 @@ from django import forms
 
 from twostep.accounts.models import Role
 from twostep.accounts.validators import MAX_PASSWORD_LENGTH
-from twostep.core.runtime import METHODS
+from twostep.core.runtime import DEFINITIONS, METHOD_REQUIREMENTS, METHODS, SettingError
 from twostep.mfa.models import Method
+
+
+class ConsoleForm(forms.Form):
+    """Labels without Django's trailing colon: the layout puts them above their fields."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
 
 
 def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
 
 
-class CreateUserForm(forms.Form):
+class CreateUserForm(ConsoleForm):
     username = forms.CharField(max_length=64)
     display_name = forms.CharField(max_length=150, required=False)
     role = forms.ChoiceField(choices=Role.choices, initial=Role.USER)
@@ -42,13 +50,13 @@ class CreateUserForm(forms.Form):
         return _lines(self.cleaned_data["phones"])
 
 
-class EditUserForm(forms.Form):
+class EditUserForm(ConsoleForm):
     display_name = forms.CharField(max_length=150, required=False)
     role = forms.ChoiceField(choices=Role.choices)
     is_active = forms.BooleanField(required=False, label="Active (may sign in)")
 
 
-class ResetPasswordForm(forms.Form):
+class ResetPasswordForm(ConsoleForm):
     password = forms.CharField(
         max_length=MAX_PASSWORD_LENGTH,
         strip=False,
@@ -58,17 +66,17 @@ class ResetPasswordForm(forms.Form):
     )
 
 
-class AddEmailForm(forms.Form):
+class AddEmailForm(ConsoleForm):
     email = forms.CharField(max_length=254, label="Email address")
     primary = forms.BooleanField(required=False, label="Make primary")
 
 
-class AddPhoneForm(forms.Form):
+class AddPhoneForm(ConsoleForm):
     phone = forms.CharField(max_length=32, label="Phone number", help_text="International form, e.g. +15551234567.")
     primary = forms.BooleanField(required=False, label="Make primary")
 
 
-class TwoFactorSettingsForm(forms.Form):
+class TwoFactorSettingsForm(ConsoleForm):
     enabled = forms.BooleanField(required=False, label="Enable two-factor authentication")
     methods = forms.MultipleChoiceField(
         choices=[(value, label) for value, label in Method.choices if value in METHODS],
@@ -77,6 +85,17 @@ class TwoFactorSettingsForm(forms.Form):
     )
     #: The number of affected users the admin saw and accepted.
     confirm = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Why a method cannot be allowed now (e.g. SMS without a provider), shown next to it.
+        self.method_problems = {method: problem() for method, problem in METHOD_REQUIREMENTS.items()}
+
+    def clean_methods(self) -> list[str]:
+        try:
+            return list(DEFINITIONS["two_factor.methods"].check(list(self.cleaned_data["methods"])))
+        except SettingError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def clean(self) -> dict[str, Any]:
         return super().clean() or {}

@@ -23,10 +23,13 @@ def prune() -> dict[str, int]:
         "one_time_codes": _delete("mfa.OneTimeCode", expires_at__lt=now - SHORT_LIVED_GRACE),
         "sessions": _delete("usersessions.UserSession", expire_date__lt=now),
     }
+    from twostep.notifications.services import retry_pending
+
+    retry_pending()
     return removed
 
 
 def _delete(model_label: str, **filters: object) -> int:
     model = apps.get_model(model_label)
     deleted, _ = model.objects.filter(**filters).delete()
-    return deleted
+    return int(deleted)

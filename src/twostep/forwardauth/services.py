@@ -53,16 +53,17 @@ def _header_value(value: str) -> str:
 
 
 def identity_headers(user: User) -> dict[str, str]:
-    """``Remote-User``, ``Remote-Name``, ``Remote-Groups`` and (when there is one) ``Remote-Email``."""
-    headers = {
+    """``Remote-User``, ``Remote-Name``, ``Remote-Email`` (primary; empty when none) and ``Remote-Groups`` (role).
+
+    All four are always sent: some proxies (older Caddy versions) pass on a
+    client's own header, or an unfilled placeholder, when the answer lacks one.
+    """
+    return {
         "Remote-User": _header_value(user.username),
         "Remote-Name": _header_value(user.name),
+        "Remote-Email": _header_value(user.primary_email() or ""),
         "Remote-Groups": _header_value(user.role),
     }
-    email = user.primary_email()
-    if email:
-        headers["Remote-Email"] = _header_value(email)
-    return headers
 
 
 def sign_in_url(next_url: str | None = None) -> str:

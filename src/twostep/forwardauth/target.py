@@ -1,16 +1,20 @@
 """The request a reverse proxy asks about, read from the headers it sends.
 
-Two conventions, one per kind of proxy:
+Two conventions, each with its own endpoint, because each proxy passes the
+client's own headers through and only overwrites the ones it sets itself:
 
-* nginx ``auth_request`` sends the whole original URL in ``X-Original-URL``
-  (set in the nginx configuration).  nginx only understands 2xx, 401 and 403
-  from the auth server, so "sign in first" is a 401 whose ``Location`` nginx
-  turns into the redirect (``error_page 401 =302 $location``).
-* Traefik ForwardAuth and Caddy forward_auth send ``X-Forwarded-Proto``,
-  ``X-Forwarded-Host`` and ``X-Forwarded-Uri`` and pass any non-2xx answer on
-  to the browser, so "sign in first" is a 302 to the sign-in page.
+* nginx ``auth_request`` (``/auth/request``): the nginx configuration sets
+  ``X-Original-URL``.  nginx only understands 2xx, 401 and 403 from the auth
+  server, so "sign in first" is a 401 whose ``Location`` nginx turns into
+  the redirect (``error_page 401 =302 $location``).
+* Traefik ForwardAuth and Caddy forward_auth (``/auth/forward``): the proxy
+  sets ``X-Forwarded-Proto``, ``X-Forwarded-Host`` and ``X-Forwarded-Uri``
+  and passes any non-2xx answer on to the browser, so "sign in first" is a
+  302 to the sign-in page.
 
-``X-Original-URL`` wins when both are present.  Plain Python, no Django.
+An endpoint never reads the other convention's headers: a client could
+send them, and the proxy in front of that endpoint would not replace them.
+Plain Python, no Django.
 """
 
 from __future__ import annotations
@@ -70,21 +74,27 @@ def _target(scheme: str, netloc: str, path_and_query: str, style: Style) -> Targ
     return Target(url=url, host=host, path=path, style=style)
 
 
-def from_headers(headers: Mapping[str, str]) -> Target | None:
-    """The original request described by a proxy's headers; None when they are missing or malformed.
+def from_original_url(headers: Mapping[str, str]) -> Target | None:
+    """The request nginx asks about (``X-Original-URL``); None when missing or malformed.
 
-    ``headers`` must only come from a trusted proxy: the caller checks that.
+    ``headers`` must come from a trusted proxy: the caller checks that.
     """
-    original = headers.get("X-Original-URL")
-    if original:
-        try:
-            parts = urlsplit(original.strip())
-        except ValueError:  # e.g. a broken IPv6 literal
-            return None
-        if parts.username is not None or parts.password is not None:
-            return None
-        path_and_query = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return _target(parts.scheme, parts.netloc, path_and_query, Style.AUTH_REQUEST)
+    original = headers.get("X-Original-URL", "")
+    try:
+        parts = urlsplit(original.strip())
+    except ValueError:  # e.g. a broken IPv6 literal
+        return None
+    if parts.username is not None or parts.password is not None:
+        return None
+    path_and_query = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _target(parts.scheme, parts.netloc, path_and_query, Style.AUTH_REQUEST)
+
+
+def from_forwarded(headers: Mapping[str, str]) -> Target | None:
+    """The request Traefik or Caddy asks about (``X-Forwarded-Proto/Host/Uri``); None when missing or malformed.
+
+    ``headers`` must come from a trusted proxy: the caller checks that.
+    """
     host = headers.get("X-Forwarded-Host", "")
     if not host or "," in host:
         # Several hosts means several proxies disagree on what was asked for.

@@ -1,8 +1,14 @@
-"""``/auth/verify``: the endpoint nginx auth_request, Traefik ForwardAuth and Caddy forward_auth call."""
+"""The endpoints that reverse proxies call to ask whether a request may pass.
+
+``/auth/request`` is for nginx ``auth_request``; ``/auth/forward`` is for
+Traefik ForwardAuth and Caddy forward_auth (see ``target`` for why they are
+separate).  Both answer 200 with identity headers, 403, or "sign in first".
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -12,24 +18,29 @@ from twostep.forwardauth import services, target
 
 logger = logging.getLogger(__name__)
 
+_BODIES = {
+    200: "OK\n",
+    302: "Sign in first.\n",
+    401: "Sign in first.\n",
+    403: "Forbidden.\n",
+}
 
-# Any method: nginx asks with the original request's method, and the check
-# reads and changes nothing (so no CSRF token either).
-@csrf_exempt
-def verify_view(request: HttpRequest) -> HttpResponse:
+
+def _verify(
+    request: HttpRequest, read: Callable[[Mapping[str, str]], target.Target | None], expected: str
+) -> HttpResponse:
     remote_addr = request.META.get("REMOTE_ADDR", "")
-    if services.is_trusted_proxy(remote_addr):
-        proxied = target.from_headers(request.headers)
-        if proxied is None:
-            logger.warning(
-                "forward-auth: the proxy at %s sent no usable X-Original-URL or X-Forwarded-Proto/Host/Uri",
-                remote_addr,
-            )
-    else:
-        proxied = None
+    proxied = None
+    if not services.is_trusted_proxy(remote_addr):
         logger.warning("forward-auth: %s is not in server.trusted_proxies; its request is denied", remote_addr)
+    else:
+        proxied = read(request.headers)
+        if proxied is None:
+            logger.warning("forward-auth: the proxy at %s sent no usable %s", remote_addr, expected)
     user: User | None = request.user if request.user.is_authenticated else None  # type: ignore[assignment]
     result = services.answer(proxied, user)
+    # Host and outcome only: paths and query strings may carry secrets.
+    logger.debug("forward-auth: %s for %s: %s", result.status, proxied.host if proxied else "-", result.reason or "ok")
     response = HttpResponse(_BODIES.get(result.status, ""), status=result.status, content_type="text/plain")
     if result.location:
         response["Location"] = result.location
@@ -38,9 +49,15 @@ def verify_view(request: HttpRequest) -> HttpResponse:
     return response
 
 
-_BODIES = {
-    200: "OK\n",
-    302: "Sign in first.\n",
-    401: "Sign in first.\n",
-    403: "Forbidden.\n",
-}
+# Any method: nginx asks with the original request's method, and the check
+# reads and changes nothing (so no CSRF token either).
+@csrf_exempt
+def auth_request_view(request: HttpRequest) -> HttpResponse:
+    """nginx ``auth_request``: 200, 401 (with Location) or 403."""
+    return _verify(request, target.from_original_url, "X-Original-URL")
+
+
+@csrf_exempt
+def forward_auth_view(request: HttpRequest) -> HttpResponse:
+    """Traefik ForwardAuth, Caddy forward_auth: 200, 302 or 403."""
+    return _verify(request, target.from_forwarded, "X-Forwarded-Proto/Host/Uri")

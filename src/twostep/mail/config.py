@@ -41,16 +41,16 @@ PASSWORD_KEY = "email.password"  # noqa: S105 - a settings key, not a password
 def _text(value: Any, what: str, max_length: int) -> str:
     if not isinstance(value, str):
         raise SettingError(f"{what} must be text")
-    value = value.strip()
-    if len(value) > max_length or not value.isprintable():
+    text = value.strip()
+    if len(text) > max_length or not text.isprintable():
         raise SettingError(f"{what} must be at most {max_length} printable characters")
-    return value
+    return text
 
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 
-def _check_host(value: Any) -> str:
+def check_host(value: Any) -> str:
     host = _text(value, "the SMTP host", 253)
     if not host:
         return ""
@@ -82,7 +82,7 @@ def _check_security(value: Any) -> str:
     return str(value)
 
 
-def _check_username(value: Any) -> str:
+def check_username(value: Any) -> str:
     return _text(value, "the SMTP username", 254)
 
 
@@ -103,10 +103,10 @@ def register() -> None:
     """Declare the runtime settings (from ``AppConfig.ready``); defaults come from config.toml."""
     file = settings.CONFIG.email
     for definition in (
-        Definition(HOST, file.host, str, _check_host, "SMTP server for outgoing mail (empty: not configured)."),
+        Definition(HOST, file.host, str, check_host, "SMTP server for outgoing mail (empty: not configured)."),
         Definition(PORT, file.port, _parse_port, _check_port, "SMTP port (587 for STARTTLS, 465 for TLS)."),
         Definition(SECURITY, file.security, str, _check_security, "SMTP connection security: starttls, tls or none."),
-        Definition(USERNAME, file.username, str, _check_username, "SMTP username (empty: no login)."),
+        Definition(USERNAME, file.username, str, check_username, "SMTP username (empty: no login)."),
         Definition(
             FROM_ADDRESS, file.from_address, str, check_from_address, "From address of outgoing mail (empty: default)."
         ),
@@ -151,7 +151,7 @@ def current() -> SmtpSettings:
             password = secret_box().decrypt(token)
         except (DecryptionError, KeyFileError) as exc:
             raise MailDeliveryError(
-                f"The stored SMTP password cannot be decrypted ({exc}); enter it again under Admin › Outgoing mail.",
+                f"The stored SMTP password cannot be decrypted ({exc}); enter it again under Admin, Outgoing mail (/admin/email).",
                 "stored password unreadable",
             ) from None
     return SmtpSettings(
@@ -174,10 +174,10 @@ def save(*, host: str, port: int, security: str, username: str, from_address: st
         SettingError: a value is invalid (nothing is stored then).
     """
     checked = {
-        HOST: _check_host(host),
+        HOST: check_host(host),
         PORT: _check_port(port),
         SECURITY: _check_security(security),
-        USERNAME: _check_username(username),
+        USERNAME: check_username(username),
         FROM_ADDRESS: check_from_address(from_address),
     }
     for key, value in checked.items():

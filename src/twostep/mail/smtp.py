@@ -136,6 +136,9 @@ class _Backend(EmailBackend):
         else:
             connection = _SMTP(local_hostname=DNS_NAME.get_fqdn(), timeout=timeout)
         connection.deadline = time.monotonic() + timeout  # type: ignore[attr-defined]
+        # smtplib names the TLS peer after the host given to __init__, which
+        # would connect before the deadline is set; so it is set here.
+        connection._host = self.host  # type: ignore[attr-defined]
         try:
             connection.connect(self.host, self.port)
             if self.use_tls:
@@ -174,14 +177,13 @@ class SmtpMailer:
         settings = self.settings
         if not settings.host:
             raise MailDeliveryError(
-                "Outgoing mail is not configured: set the SMTP server under Admin › Outgoing mail "
+                "Outgoing mail is not configured: set the SMTP server under Admin, Outgoing mail (/admin/email) "
                 "or in the [email] section of config.toml.",
                 "no SMTP host configured",
             )
         if settings.security == "none" and settings.password and settings.host.lower() not in _LOOPBACK:
             raise MailDeliveryError(
-                f"Refusing to send the SMTP password to {settings.where} without encryption: "
-                "choose STARTTLS or TLS.",
+                f"Refusing to send the SMTP password to {settings.where} without encryption: choose STARTTLS or TLS.",
                 "password over an unencrypted connection refused",
             )
         context = tls_context(settings) if settings.security != "none" else None

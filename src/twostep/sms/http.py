@@ -9,9 +9,10 @@ turns every transport failure into ``SMSDeliveryError`` with the right
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
 
@@ -104,11 +105,26 @@ def post(
         ) from None
 
 
-def status_error(provider: str, response: httpx.Response, detail: str = "") -> SMSDeliveryError:
-    """The error for a non-success HTTP status: 5xx and 408/425/429 may be retried."""
+def without_body(text: str, body: str) -> str:
+    """``text`` with the message body cut out, for a provider that echoes its request in an error.
+
+    The body is cut out as sent (form-encoded, JSON-escaped) as well as in clear.
+    """
+    if not body:
+        return text
+    for form in sorted({body, quote_plus(body), quote(body), json.dumps(body)[1:-1]}, key=len, reverse=True):
+        text = text.replace(form, "[message]")
+    return text
+
+
+def status_error(provider: str, response: httpx.Response, body: str, detail: str = "") -> SMSDeliveryError:
+    """The error for a non-success HTTP status: 5xx and 408/425/429 may be retried.
+
+    ``body`` is the message body, cut out of whatever the provider answered.
+    """
     status = response.status_code
     retryable = status >= 500 or status in RETRYABLE_4XX
-    text = detail or short(response.text) or response.reason_phrase
+    text = short(without_body(detail or response.text, body)) or response.reason_phrase
     return SMSDeliveryError(f"{provider}: HTTP {status}: {text}", retryable=retryable, provider=provider, status=status)
 
 

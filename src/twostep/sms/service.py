@@ -27,13 +27,26 @@ from typing import Any
 
 import phonenumbers
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from twostep.accounts.validators import normalize_phone
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.core.crypto import DecryptionError, KeyFileError
 from twostep.core.keyring import register_encrypted_setting, secret_box
-from twostep.core.runtime import Definition, SettingError, get_settings, register_method_requirement, register_setting
+from twostep.core.models import Setting
+from twostep.core.runtime import (
+    Definition,
+    SettingError,
+    get_setting,
+    get_settings,
+    register_method_requirement,
+    register_setting,
+    set_setting,
+)
+from twostep.mfa.codes import mask_phone
+from twostep.mfa.models import OneTimeCode
 from twostep.sms import registry
 from twostep.sms.base import ConfigurationError, DeliveryReceipt, SMSDeliveryError, SMSMessage, SMSProvider
 
@@ -76,12 +89,15 @@ class NotSent(Exception):
     Attributes:
         reason: a key of ``USER_MESSAGES`` (also the auth log's reason).
         retry_after: how long until it may work, when known.
+        admin_detail: what an administrator needs to fix it (never shown to users).
     """
 
-    def __init__(self, reason: str, retry_after: timedelta | None = None) -> None:
+    def __init__(self, reason: str, retry_after: timedelta | None = None, *, admin_detail: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        #: For administrators only (console, CLI): e.g. the provider's error.
+        self.admin_detail = admin_detail
 
     @property
     def user_message(self) -> str:
@@ -151,20 +167,20 @@ def check_sender(value: Any) -> str:
     return text
 
 
-def _parse_int(text: str) -> int:
+def parse_whole_number(text: str) -> int:
     try:
         return int(text.strip())
     except ValueError:
         raise SettingError(f"{text!r} is not a whole number") from None
 
 
-def _check_daily_limit(value: Any) -> int:
+def check_daily_limit_value(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_DAILY_LIMIT:
         raise SettingError(f"must be a whole number from 1 to {MAX_DAILY_LIMIT}")
     return value
 
 
-def _parse_countries(text: str) -> list[str]:
+def parse_countries(text: str) -> list[str]:
     return [item.strip().lstrip("+") for item in text.replace(" ", ",").split(",") if item.strip()]
 
 
@@ -189,21 +205,25 @@ def check_countries(value: Any) -> list[str]:
 def register_settings() -> None:
     """Declare the SMS runtime settings (called from the mfa app's ``ready``)."""
     for definition in (
-        Definition(PROVIDER, "", _refuse_text(PROVIDER), _check_provider, "SMS provider (set on the console's SMS page)."),
+        Definition(
+            PROVIDER, "", _refuse_text(PROVIDER), _check_provider, "SMS provider (set on the console's SMS page)."
+        ),
         Definition(OPTIONS, {}, _refuse_text(OPTIONS), _check_options, "SMS provider options that are not secret."),
         Definition(SECRETS, "", _refuse_text(SECRETS), _check_token, "SMS provider secrets (encrypted)."),
-        Definition(SENDER, "", str, check_sender, "SMS sender: a number (+15551234567) or a name of up to 11 characters."),
+        Definition(
+            SENDER, "", str, check_sender, "SMS sender: a number (+15551234567) or a name of up to 11 characters."
+        ),
         Definition(
             DAILY_LIMIT,
             DEFAULT_DAILY_LIMIT,
-            _parse_int,
-            _check_daily_limit,
+            parse_whole_number,
+            check_daily_limit_value,
             "At most this many SMS codes are sent in any 24 hours, for the whole service.",
         ),
         Definition(
             COUNTRIES,
             [],
-            _parse_countries,
+            parse_countries,
             check_countries,
             "Country calling codes SMS codes may go to, e.g. 1,44 (empty: any country).",
         ),
@@ -310,8 +330,6 @@ def save_configuration(
     built = cls.from_options(candidate.provider_options(), debug=settings.DEBUG)
     built.close()
     token = secret_box().encrypt(json.dumps(secrets, sort_keys=True)) if secrets else ""
-    from twostep.core.runtime import set_setting
-
     with transaction.atomic():
         set_setting(PROVIDER, provider)
         set_setting(OPTIONS, options)
@@ -334,8 +352,6 @@ def clear_configuration(*, origin: Origin, actor: Any = None) -> None:
         ConfigurationError: SMS is still an allowed method (it would break
             every SMS sign-in); remove it from the allowed methods first.
     """
-    from twostep.core.runtime import get_setting, set_setting
-
     if "sms" in get_setting("two_factor.methods"):
         raise ConfigurationError(
             "SMS codes are an allowed sign-in method: remove SMS from the allowed methods on the "
@@ -377,9 +393,7 @@ def configured_provider() -> SMSProvider:
         if _built is not None and _built[0] == fingerprint:
             return _built[1]
     configuration = read_configuration()
-    provider = registry.load_provider(
-        configuration.provider, configuration.provider_options(), debug=settings.DEBUG
-    )
+    provider = registry.load_provider(configuration.provider, configuration.provider_options(), debug=settings.DEBUG)
     with _lock:
         _built = (fingerprint, provider)
     return provider
@@ -446,8 +460,6 @@ def check_country(number: str) -> None:
 
 def sent_in_window() -> int:
     """SMS codes sent in the last 24 hours (failed sends are not counted: they are discarded)."""
-    from twostep.mfa.models import OneTimeCode
-
     return OneTimeCode.objects.filter(method="sms", sent_at__gte=clock.now() - DAILY_WINDOW).count()
 
 
@@ -459,7 +471,7 @@ def check_daily_limit() -> None:
     """
     limit, _ = limits()
     if sent_in_window() >= limit:
-        raise NotSent("daily_limit")
+        raise NotSent("daily_limit", admin_detail=f"{limit} codes were sent in the last 24 hours (the daily limit)")
 
 
 def lock_for_sending() -> None:
@@ -468,9 +480,41 @@ def lock_for_sending() -> None:
     Locks the ``sms.provider`` settings row, which exists whenever SMS can
     be sent.  On SQLite the write transaction itself already serialises.
     """
-    from twostep.core.models import Setting
-
     list(Setting.objects.select_for_update().filter(key=PROVIDER).values_list("key", flat=True))
+
+
+class LimitsError(Exception):
+    """Invalid limits; ``errors`` maps each form field to its message."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
+def save_limits(daily_limit: str, countries: str, *, origin: Origin, actor: Any = None) -> tuple[int, list[str]]:
+    """Store the daily limit and the allowed country calling codes, both as typed.
+
+    Raises:
+        LimitsError: either value is invalid (nothing is stored then).
+    """
+    changes: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    fields: tuple[tuple[str, str, str, Any, Any], ...] = (
+        (DAILY_LIMIT, "daily_limit", daily_limit, parse_whole_number, check_daily_limit_value),
+        (COUNTRIES, "countries", countries, parse_countries, check_countries),
+    )
+    for key, field_name, text, parse, check in fields:
+        try:
+            changes[key] = check(parse(text))
+        except SettingError as exc:
+            errors[field_name] = f"{str(exc)[:1].upper()}{str(exc)[1:]}."
+    if errors:
+        raise LimitsError(errors)
+    with transaction.atomic():
+        for key, value in changes.items():
+            set_setting(key, value)
+    record("sms.limits", Outcome.INFO, origin=origin, actor=actor, detail=changes)
+    return changes[DAILY_LIMIT], changes[COUNTRIES]
 
 
 def preflight(number: str) -> None:
@@ -492,8 +536,6 @@ def preflight(number: str) -> None:
 
 
 def mask(number: str) -> str:
-    from twostep.mfa.codes import mask_phone
-
     return mask_phone(number)
 
 
@@ -511,7 +553,14 @@ def scrub(text: str, message: SMSMessage, *extra_secrets: str) -> str:
 
 def _not_sent(reason: str, detail: dict[str, Any], *, origin: Origin, user: Any, actor: Any) -> None:
     record(
-        "sms.not_sent", Outcome.FAILURE, origin=origin, user=user, actor=actor, method="sms", reason=reason, detail=detail
+        "sms.not_sent",
+        Outcome.FAILURE,
+        origin=origin,
+        user=user,
+        actor=actor,
+        method="sms",
+        reason=reason,
+        detail=detail,
     )
 
 
@@ -540,12 +589,14 @@ def deliver(
         provider = configured_provider()
     except ConfigurationError as exc:
         _not_sent("not_configured", {**detail, "error": str(exc)}, **who)
-        raise NotSent("not_configured") from None
+        raise NotSent("not_configured", admin_detail=str(exc)) from None
     try:
         check_country(number)
     except NotSent as exc:
         _not_sent(exc.reason, {**detail, "country_code": country_code(number)}, **who)
-        raise
+        raise NotSent(
+            exc.reason, admin_detail=f"+{country_code(number)} is not an allowed country calling code"
+        ) from None
     message = SMSMessage(to=number, body=body, sender=str(get_settings(SENDER)[SENDER] or ""))
     detail["provider"] = provider.name
     try:
@@ -556,15 +607,16 @@ def deliver(
             "delivery_failed", {**detail, "error": error, "retryable": exc.retryable, "status": exc.status}, **who
         )
         logger.warning("SMS to %s through %s failed: %s", detail["to"], provider.name, error)
-        raise NotSent("delivery_failed") from None
+        raise NotSent("delivery_failed", admin_detail=error) from None
     except Exception as exc:  # a provider's bug must fail closed: never a 500, never a "success"
         error = scrub(f"{type(exc).__name__}: {exc}", message, secret)
         _not_sent("delivery_failed", {**detail, "error": error, "retryable": False, "status": None}, **who)
         logger.error("SMS provider %s raised an unexpected error: %s", provider.name, error)
-        raise NotSent("delivery_failed") from None
+        raise NotSent("delivery_failed", admin_detail=error) from None
     if not isinstance(receipt, DeliveryReceipt):
-        _not_sent("delivery_failed", {**detail, "error": "the provider returned no delivery receipt"}, **who)
-        raise NotSent("delivery_failed")
+        error = "the provider returned no delivery receipt"
+        _not_sent("delivery_failed", {**detail, "error": error}, **who)
+        raise NotSent("delivery_failed", admin_detail=error)
     record(
         "sms.sent",
         Outcome.SUCCESS,
@@ -588,9 +640,6 @@ def send_test(number: str, *, origin: Origin, actor: Any = None) -> DeliveryRece
         ValueError: ``number`` is not a phone number in international form.
         NotSent: see ``deliver``; also ``daily_limit``.
     """
-    from twostep.accounts.validators import normalize_phone
-    from django.core.exceptions import ValidationError
-
     try:
         clean = normalize_phone(number)
     except ValidationError as exc:

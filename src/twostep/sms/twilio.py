@@ -135,8 +135,8 @@ class TwilioProvider:
         if not response.is_success:
             detail = ""
             if answer.get("message"):
-                detail = sms_http.short(f"error {answer.get('code', '?')}: {answer['message']}")
-            raise sms_http.status_error(self.name, response, detail)
+                detail = f"error {answer.get('code', '?')}: {answer['message']}"
+            raise sms_http.status_error(self.name, response, message.body, detail)
         sid = answer.get("sid")
         if not isinstance(sid, str) or not sid:
             raise SMSDeliveryError(

@@ -90,7 +90,7 @@ class VonageProvider:
             headers={"Accept": "application/json"},
         )
         if not response.is_success:
-            raise sms_http.status_error(self.name, response)
+            raise sms_http.status_error(self.name, response, message.body)
         answer = sms_http.json_object(response)
         messages = answer.get("messages")
         first = messages[0] if isinstance(messages, list) and messages and isinstance(messages[0], dict) else None
@@ -100,7 +100,7 @@ class VonageProvider:
             )
         status = str(first.get("status", ""))
         if status != "0":
-            text = sms_http.short(str(first.get("error-text") or "no error text"))
+            text = sms_http.short(sms_http.without_body(str(first.get("error-text") or "no error text"), message.body))
             raise SMSDeliveryError(
                 f"{self.name}: status {status or '?'}: {text}",
                 retryable=status in RETRYABLE_STATUSES,

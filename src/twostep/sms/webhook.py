@@ -101,7 +101,7 @@ class WebhookProvider:
             self._http, self._url, provider=self.name, timeout=self._timeout, content=body, headers=headers
         )
         if not response.is_success:
-            raise sms_http.status_error(self.name, response)
+            raise sms_http.status_error(self.name, response, message.body)
         answer = sms_http.json_object(response)
         remote_id = answer.get("message_id") or answer.get("id")
         return DeliveryReceipt(self.name, str(remote_id) if remote_id else message_id)

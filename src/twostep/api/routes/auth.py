@@ -7,6 +7,7 @@ holds between the two steps is what the browser keeps in its session.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from django.http import HttpRequest
 from ninja import Router, Status
 
 from twostep.accounts.models import User
-from twostep.accounts.signin import GENERIC_FAILURE, check_password_step
+from twostep.accounts.signin import GENERIC_FAILURE, THROTTLED, SignInThrottled, check_password_step
 from twostep.api import tokens
 from twostep.api.auth import ANY, current_token
 from twostep.api.errors import ApiError, responses
@@ -61,10 +62,15 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
     otherwise a login token to send with a code to `/auth/login/verify`.
 
     Unknown users, wrong passwords and disabled accounts all get the same
-    401 `invalid_credentials`.  Methods that send a code (email, SMS) send it now.
+    401 `invalid_credentials`.  Too many failures for the name or the client
+    address get 429 `rate_limited` with `Retry-After`, without checking the password.  Methods that send a code (email, SMS) send it now.
     """
     origin = Origin.of(request)
-    user = check_password_step(payload.username, payload.password, origin, request)
+    try:
+        user = check_password_step(payload.username, payload.password, origin, request)
+    except SignInThrottled as throttled:
+        wait = max(1, math.ceil(throttled.retry_after.total_seconds()))
+        raise ApiError("rate_limited", THROTTLED, headers={"Retry-After": str(wait)}) from None
     if user is None:
         raise ApiError("invalid_credentials", GENERIC_FAILURE)
     authenticators = login_authenticators(user.pk)

@@ -126,9 +126,7 @@ def _deliver(
 def pending_enrolment(user: User) -> Authenticator | None:
     """The address waiting for its confirmation code, if any (and not expired)."""
     return (
-        Authenticator.objects.filter(
-            user=user, method=METHOD, confirmed_at__isnull=True, pending_until__gt=clock.now()
-        )
+        Authenticator.objects.filter(user=user, method=METHOD, confirmed_at__isnull=True, pending_until__gt=clock.now())
         .order_by("-created_at")
         .first()
     )
@@ -190,9 +188,7 @@ def cancel_enrolment(user: User) -> None:
     Authenticator.objects.filter(user=user, method=METHOD, confirmed_at__isnull=True).delete()
 
 
-def confirm_enrolment(
-    user: User, code: str, origin: Origin, *, keep_session_key: str | None = None
-) -> Authenticator:
+def confirm_enrolment(user: User, code: str, origin: Origin, *, keep_session_key: str | None = None) -> Authenticator:
     """Turn email codes on for the pending address if ``code`` is the one sent to it.
 
     The confirmed address replaces any previous one in the same transaction,

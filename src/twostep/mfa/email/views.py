@@ -72,13 +72,13 @@ def email_setup_view(request: HttpRequest) -> HttpResponse:
         if action in {"send", "resend"}:
             try:
                 if action == "send":
-                    pending = flows.start_enrolment(user, _address_id(request), origin)
+                    started = flows.start_enrolment(user, _address_id(request), origin)
                 else:
-                    pending = flows.resend_enrolment_code(user, origin)
+                    started = flows.resend_enrolment_code(user, origin)
             except (flows.EnrolmentError, codes.SendRefused, MailDeliveryError) as exc:
                 error = _send_error(exc)
             else:
-                messages.success(request, f"We sent a code to {pending.destination}.")
+                messages.success(request, f"We sent a code to {started.destination}.")
                 return redirect(SETUP_URL)
         elif action == "confirm":
             form = CodeForm(request.POST)
@@ -135,7 +135,7 @@ def email_remove_view(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def login_resend_view(request: HttpRequest) -> HttpResponse:
-    """ "Send a new code" on the second-step page."""
+    """The second-step page's "Send a new code" button."""
     pending = second_step.resolve(request.session.get(PENDING_KEY))
     if pending is None:
         request.session.pop(PENDING_KEY, None)
@@ -149,7 +149,7 @@ def login_resend_view(request: HttpRequest) -> HttpResponse:
     except (flows.EnrolmentError, codes.SendRefused, MailDeliveryError) as exc:
         status = flows.code_status(pending, authenticator)
         # Before any code went out the page already says what is wrong; say it once.
-        if status.sent or isinstance(exc, codes.SendRefused) and exc.reason == "cooldown":
+        if status.sent or (isinstance(exc, codes.SendRefused) and exc.reason == "cooldown"):
             messages.error(request, _send_error(exc))
     else:
         messages.success(

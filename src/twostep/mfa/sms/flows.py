@@ -90,7 +90,9 @@ def _refused(user: User, number: str, purpose: str, origin: Origin, exc: NotSent
     detail: dict[str, Any] = {"to": service.mask(number), "purpose": purpose}
     if exc.retry_after is not None:
         detail["retry_after"] = int(exc.retry_after.total_seconds() + 0.999)
-    record("sms.not_sent", Outcome.FAILURE, origin=origin, user=user, method=Method.SMS, reason=exc.reason, detail=detail)
+    record(
+        "sms.not_sent", Outcome.FAILURE, origin=origin, user=user, method=Method.SMS, reason=exc.reason, detail=detail
+    )
 
 
 def _send_code(

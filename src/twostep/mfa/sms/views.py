@@ -71,17 +71,22 @@ def sms_setup_view(request: HttpRequest) -> HttpResponse:
         error = flows.enrolment_message(exc.reason)
     except NotSent as exc:
         error = exc.user_message
-    pending = flows.pending_enrolment(user)
+    enrolment = flows.pending_enrolment(user)
     numbers = flows.phone_numbers(user)
     current = flows.active_factor(user)
-    selected = pending.destination if pending else (current.destination if current else "")
+    selected = enrolment.destination if enrolment else (current.destination if current else "")
     context: dict[str, Any] = {
         "error": error,
-        "pending": pending,
-        "pending_to": service.mask(pending.destination) if pending else "",
-        "cooldown": codes.cooldown_remaining(authenticator=pending) if pending else 0,
+        "pending": enrolment,
+        "pending_to": service.mask(enrolment.destination) if enrolment else "",
+        "cooldown": codes.cooldown_remaining(authenticator=enrolment) if enrolment else 0,
         "numbers": [
-            {"id": phone.pk, "masked": service.mask(phone.number), "primary": phone.is_primary, "selected": phone.number == selected}
+            {
+                "id": phone.pk,
+                "masked": service.mask(phone.number),
+                "primary": phone.is_primary,
+                "selected": phone.number == selected,
+            }
             for phone in numbers
         ],
         "current_to": service.mask(current.destination) if current else "",

@@ -1,0 +1,108 @@
+"""Security notifications by email.
+
+Every auth-log event of a kind listed in ``NOTICES`` becomes a notification
+to all the user's addresses, whatever code path made the change: the hook
+sits in ``twostep.audit.services.record``, not in the features.  The
+notification is written in the same transaction as the event (an outbox) and
+sent after the commit; a failed send stays in the outbox and is retried by
+housekeeping, so a change is never silently left unnotified.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+
+from twostep.core import clock
+from twostep.notifications.models import Notification
+
+logger = logging.getLogger(__name__)
+
+#: Event kind → the sentence the message opens with.
+NOTICES = {
+    "totp.enabled": "An authenticator app was added as a sign-in method.",
+    "totp.disabled": "The authenticator app was removed from your sign-in methods.",
+    "email.enabled": "Email codes were added as a sign-in method.",
+    "email.disabled": "Email codes were removed from your sign-in methods.",
+    "sms.enabled": "SMS codes were added as a sign-in method.",
+    "sms.disabled": "SMS codes were removed from your sign-in methods.",
+    "recovery_codes.generated": "New recovery codes were created; the old ones no longer work.",
+    "recovery_codes.used": "A recovery code was used to sign in.",
+    "two_factor.reset": "An administrator removed all your second-step methods.",
+    "second_step.locked": "Your second sign-in step is locked after too many wrong codes.",
+    "password.changed": "Your password was changed.",
+    "password.reset_by_admin": "An administrator set a new password for your account.",
+    "email.added": "An email address was added to your account.",
+    "email.removed": "An email address was removed from your account.",
+    "phone.added": "A phone number was added to your account.",
+    "phone.removed": "A phone number was removed from your account.",
+}
+MAX_ATTEMPTS = 5
+RETRY_FOR = timedelta(days=1)
+
+
+def notify_for_event(event: Any) -> None:
+    """Queue a notification for an auth event when its kind calls for one."""
+    if event.kind not in NOTICES or event.user_id is None:
+        return
+    from twostep.usersessions.services import describe_agent
+
+    notification = Notification.objects.create(
+        user_id=event.user_id,
+        kind=event.kind,
+        created_at=clock.now(),
+        context={
+            "what": NOTICES[event.kind],
+            "when": event.created_at.strftime("%Y-%m-%d %H:%M UTC"),
+            "ip": event.ip or "",
+            "browser": describe_agent(event.user_agent) if event.user_agent else "",
+            "by_admin": bool(event.actor_id and event.actor_id != event.user_id),
+        },
+    )
+    transaction.on_commit(lambda: deliver(notification.pk))
+
+
+def deliver(notification_id: int) -> bool:
+    """Send one queued notification to every address of its user; True when done.
+
+    Never raises: a failure is kept on the row for the next retry.
+    """
+    from twostep.mail import config
+    from twostep.mail.base import MailDeliveryError
+    from twostep.mail.service import send_mail
+
+    notification = Notification.objects.select_related("user").filter(pk=notification_id, sent_at=None).first()
+    if notification is None:
+        return True
+    addresses = list(notification.user.email_addresses.values_list("email", flat=True))
+    try:
+        configured = bool(config.current().host)
+    except Exception:  # a broken mail configuration must not break the change itself
+        configured = False
+    if not addresses or not configured:
+        # Nobody to tell, or no way to tell them: nothing to retry.
+        Notification.objects.filter(pk=notification.pk).update(sent_at=clock.now(), last_error="not sent: no address or no mail server")
+        return True
+    context = {**notification.context, "name": notification.user.name}
+    errors = []
+    for address in addresses:
+        try:
+            send_mail(address, "security_notice", context)
+        except MailDeliveryError as exc:
+            errors.append(str(exc))
+    if errors:
+        Notification.objects.filter(pk=notification.pk).update(attempts=notification.attempts + 1, last_error=errors[0][:500])
+        logger.warning("security notification %s not delivered: %s", notification.pk, errors[0])
+        return False
+    Notification.objects.filter(pk=notification.pk).update(sent_at=clock.now(), attempts=notification.attempts + 1, last_error="")
+    return True
+
+
+def retry_pending() -> int:
+    """Try again the notifications that failed recently; return how many went out."""
+    since = clock.now() - RETRY_FOR
+    pending = Notification.objects.filter(sent_at=None, attempts__lt=MAX_ATTEMPTS, created_at__gte=since)
+    return sum(deliver(pk) for pk in pending.values_list("pk", flat=True))

@@ -1,0 +1,202 @@
+"""The admin surface: users, addresses, phones, 2FA reset, unlock, tokens, settings and the auth log."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tests.api.conftest import Api, enrol_totp, error_code
+from twostep.accounts.models import User
+from twostep.api import tokens
+from twostep.api.models import AccessToken
+from twostep.audit.models import AuthEvent
+from twostep.audit.services import CLI, Origin, Outcome, record
+from twostep.core import clock
+from twostep.core.runtime import get_setting
+from twostep.mfa.models import Authenticator
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def root(admin: User, token_for) -> str:  # type: ignore[no-untyped-def]
+    return str(token_for(admin))
+
+
+def test_user_lifecycle(api: Api, root: str, admin: User) -> None:
+    """Create with addresses, read, update, deactivate and delete a user; each step is audited with the actor."""
+    created = api.post(
+        "/admin/users",
+        {
+            "username": "Carol",
+            "password": "a perfectly fine passphrase",
+            "display_name": "Carol C",
+            "emails": ["carol@example.com", "c@example.org"],
+            "phones": ["+44 20 7946 0958"],
+        },
+        token=root,
+    )
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["username"] == "carol" and body["must_change_password"] is True
+    assert [(e["email"], e["primary"]) for e in body["emails"]] == [("carol@example.com", True), ("c@example.org", False)]
+    assert body["phones"][0]["number"] == "+442079460958"
+    assert api.get("/admin/users/carol", token=root).json()["display_name"] == "Carol C"
+    listing = api.get("/admin/users?q=car", token=root).json()
+    assert [u["username"] for u in listing["items"]] == ["carol"] and listing["total"] == 1
+    updated = api.patch("/admin/users/carol", {"display_name": "Carol", "is_active": False}, token=root)
+    assert updated.status_code == 200 and updated.json()["is_active"] is False
+    assert api.delete("/admin/users/carol", token=root).status_code == 204
+    assert api.get("/admin/users/carol", token=root).status_code == 404
+    kinds = list(AuthEvent.objects.filter(actor=admin).values_list("kind", flat=True))
+    assert {"user.created", "user.updated", "user.deleted"} <= set(kinds)
+
+
+def test_create_conflicts_and_rule_violations(api: Api, root: str, user: User) -> None:
+    """A taken username is 409 conflict; a weak password or bad phone is 422 invalid_value."""
+    taken = api.post("/admin/users", {"username": "alice"}, token=root)
+    assert taken.status_code == 409 and error_code(taken) == "conflict"
+    weak = api.post("/admin/users", {"username": "dave", "password": "password"}, token=root)
+    assert weak.status_code == 422 and error_code(weak) == "invalid_value"
+    phone = api.post("/admin/users", {"username": "dave", "phones": ["+1 555"]}, token=root)
+    assert phone.status_code == 422 and error_code(phone) == "invalid_value"
+    assert not User.objects.filter(username="dave").exists()
+
+
+def test_last_admin_is_protected(api: Api, root: str, admin: User) -> None:
+    """The last active administrator cannot be demoted, deactivated or deleted (422)."""
+    for response in (
+        api.patch(f"/admin/users/{admin.username}", {"role": "user"}, token=root),
+        api.patch(f"/admin/users/{admin.username}", {"is_active": False}, token=root),
+        api.delete(f"/admin/users/{admin.username}", token=root),
+    ):
+        assert response.status_code == 422 and error_code(response) == "invalid_value"
+    admin.refresh_from_db()
+    assert admin.is_admin and admin.is_active
+
+
+def test_emails_and_phones(api: Api, root: str, user: User) -> None:
+    """Add, make primary and remove addresses and numbers; duplicates are 409; foreign ids are 404."""
+    added = api.post("/admin/users/alice/emails", {"email": "new@example.net", "primary": True}, token=root)
+    assert added.status_code == 201 and added.json()["primary"] is True
+    duplicate = api.post("/admin/users/alice/emails", {"email": "new@example.net"}, token=root)
+    assert duplicate.status_code == 409 and error_code(duplicate) == "conflict"
+    old = user.email_addresses.get(email="alice@example.com")
+    assert api.post(f"/admin/users/alice/emails/{old.pk}/primary", token=root).status_code == 204
+    assert user.primary_email() == "alice@example.com"
+    assert api.delete(f"/admin/users/alice/emails/{added.json()['id']}", token=root).status_code == 204
+    missing = api.delete("/admin/users/alice/emails/999999", token=root)
+    assert missing.status_code == 404 and error_code(missing) == "not_found"
+    phone = api.post("/admin/users/alice/phones", {"phone": "+1 202 555 0143"}, token=root)
+    assert phone.status_code == 201 and phone.json()["number"] == "+12025550143"
+    assert api.post(f"/admin/users/alice/phones/{phone.json()['id']}/primary", token=root).status_code == 204
+    assert api.delete(f"/admin/users/alice/phones/{phone.json()['id']}", token=root).status_code == 204
+    assert list(user.phone_numbers.values_list("number", "is_primary")) == [("+15551234567", True)]
+
+
+def test_reset_two_factor_and_unlock(api: Api, root: str, user: User, two_factor_on: None) -> None:
+    """Reset removes the user's factors and ends their tokens; unlock clears a second-step lock."""
+    enrol_totp(user)
+    users_token = tokens.issue_sign_in_token(user, origin=CLI).secret
+    User.objects.filter(pk=user.pk).update(second_step_failures=20, second_step_locked_at=clock.now())
+    assert api.get("/admin/users/alice", token=root).json()["locked"] is True
+    assert api.post("/admin/users/alice/unlock", token=root).status_code == 204
+    user.refresh_from_db()
+    assert user.second_step_locked_at is None and user.second_step_failures == 0
+    reset = api.post("/admin/users/alice/reset-2fa", token=root)
+    assert reset.status_code == 200 and reset.json() == {"removed": 1}
+    assert not Authenticator.objects.filter(user=user).exists()
+    assert api.get("/me", token=users_token).status_code == 401
+
+
+def test_set_password(api: Api, root: str, user: User) -> None:
+    """An admin-set password must be changed at next sign-in and ends the user's tokens."""
+    users_token = tokens.issue_sign_in_token(user, origin=CLI).secret
+    response = api.post("/admin/users/alice/password", {"password": "an admin chosen phrase"}, token=root)
+    assert response.status_code == 204
+    user.refresh_from_db()
+    assert user.must_change_password and user.check_password("an admin chosen phrase")
+    assert api.get("/me", token=users_token).status_code == 401
+
+
+def test_admin_token_management(api: Api, root: str, user: User) -> None:
+    """Admins list a user's tokens (no secrets), revoke one, then all."""
+    first = tokens.issue_sign_in_token(user, origin=CLI)
+    second = tokens.create_personal_token(user, name="ci", scopes=["read"], origin=CLI)
+    listing = api.get("/admin/users/alice/tokens", token=root)
+    assert {t["id"] for t in listing.json()} == {first.token.public_id, second.token.public_id}
+    assert first.secret not in listing.content.decode()
+    assert api.delete(f"/admin/users/alice/tokens/{first.token.public_id}", token=root).status_code == 204
+    assert api.get("/me", token=first.secret).status_code == 401
+    assert api.delete("/admin/users/alice/tokens", token=root).json() == {"revoked": 1}
+    assert api.get("/me", token=second.secret).status_code == 401
+    assert AccessToken.objects.filter(user__username="root").count() == 1
+
+
+def test_settings(api: Api, root: str, user: User) -> None:
+    """Settings are listed with help and defaults; bad values are 422 and store nothing."""
+    listing = api.get("/admin/settings", token=root).json()
+    keys = {s["key"]: s for s in listing["settings"]}
+    assert keys["two_factor.enabled"]["value"] is False and keys["two_factor.methods"]["value"] == ["totp"]
+    changed = api.patch("/admin/settings", {"values": {"two_factor.enabled": True, "two_factor.methods": ["totp", "email"]}}, token=root)
+    assert changed.status_code == 200
+    assert get_setting("two_factor.enabled") is True and get_setting("two_factor.methods") == ["totp", "email"]
+    bad = api.patch("/admin/settings", {"values": {"two_factor.enabled": False, "two_factor.methods": ["fax"]}}, token=root)
+    assert bad.status_code == 422 and error_code(bad) == "invalid_value"
+    assert get_setting("two_factor.enabled") is True
+    unknown = api.patch("/admin/settings", {"values": {"no.such": 1}}, token=root)
+    assert unknown.status_code == 422
+    assert AuthEvent.objects.filter(kind="settings.changed").count() == 2
+
+
+def test_settings_change_that_drops_protection_needs_confirmation(
+    api: Api, root: str, user: User, two_factor_on: None
+) -> None:
+    """Switching 2FA off while users rely on it answers 409 with the count, until confirmed with it."""
+    enrol_totp(user)
+    first = api.patch("/admin/settings", {"values": {"two_factor.enabled": False}}, token=root)
+    assert first.status_code == 409 and error_code(first) == "confirmation_required"
+    assert "confirm_affected=1" in first.json()["error"]["message"]
+    assert get_setting("two_factor.enabled") is True
+    wrong = api.patch("/admin/settings", {"values": {"two_factor.enabled": False}, "confirm_affected": 2}, token=root)
+    assert wrong.status_code == 409 and get_setting("two_factor.enabled") is True
+    ok = api.patch("/admin/settings", {"values": {"two_factor.enabled": False}, "confirm_affected": 1}, token=root)
+    assert ok.status_code == 200 and get_setting("two_factor.enabled") is False
+
+
+def test_audit_log_query(api: Api, root: str, user: User, admin: User, frozen_clock: clock.FrozenClock) -> None:
+    """The auth log filters by user, outcome, kind, IP and time range, newest first, paginated."""
+    AuthEvent.objects.all().delete()
+    start = clock.now()
+    web = Origin("203.0.113.9", "test")
+    for i in range(5):
+        record("login.password", Outcome.FAILURE, origin=web, user=user, reason="credentials")
+        frozen_clock.advance(60)
+    record("login.password", Outcome.SUCCESS, origin=Origin("2001:db8::1"), user=admin)
+    everything = api.get("/admin/audit?page_size=4", token=root).json()
+    assert everything["total"] >= 6 and len(everything["items"]) == 4
+    times = [item["created_at"] for item in everything["items"]]
+    assert times == sorted(times, reverse=True)
+    alice = api.get("/admin/audit?user=alice&outcome=failure", token=root).json()
+    assert alice["total"] == 5 and {i["reason"] for i in alice["items"]} == {"credentials"}
+    by_ip = api.get("/admin/audit?ip=2001:db8:0::1", token=root).json()
+    assert [i["username"] for i in by_ip["items"]] == ["root"]
+    since = (start + timedelta(seconds=120)).isoformat()
+    until = (start + timedelta(seconds=240)).isoformat()
+    window = api.get("/admin/audit", token=root, QUERY_STRING=f"kind=login.password&since={since.replace('+', '%2B')}&until={until.replace('+', '%2B')}")
+    assert window.json()["total"] == 2
+    page_two = api.get("/admin/audit?user=alice&page_size=2&page=2", token=root).json()
+    assert page_two["page"] == 2 and len(page_two["items"]) == 2
+    naive = api.get("/admin/audit?since=2027-01-01T00:00:00", token=root)
+    assert naive.status_code == 400 and error_code(naive) == "invalid_request"
+
+
+def test_admin_surface_refuses_users(api: Api, user: User, token_for) -> None:  # type: ignore[no-untyped-def]
+    """A regular user's token gets 403 forbidden on admin operations and changes nothing."""
+    token = token_for(user)
+    response = api.post("/admin/users", {"username": "mallory"}, token=token)
+    assert response.status_code == 403 and error_code(response) == "forbidden"
+    assert not User.objects.filter(username="mallory").exists()
+    assert api.patch("/admin/settings", {"values": {"two_factor.enabled": True}}, token=token).status_code == 403
+    assert get_setting("two_factor.enabled") is False

@@ -1,0 +1,102 @@
+"""Authorization of every route, walked from the OpenAPI document so new routes are covered automatically.
+
+For each operation: anonymous callers get 401; each scheme's scope is
+enforced (a token without it gets 403, one with it passes); admin operations
+refuse regular users with 403 and let administrators through.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import Api
+from twostep.accounts.models import User
+from twostep.api import tokens
+from twostep.api.api import api as ninja_api
+from twostep.audit.services import CLI
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PUBLIC = {("post", "/api/v1/auth/login"), ("post", "/api/v1/auth/login/verify")}
+SCHEME_SCOPE = {"BearerAny": None, "BearerRead": "read", "BearerSecurity": "security", "BearerAdmin": "admin"}
+SAMPLE = {"username": "nobody", "email_id": "1", "phone_id": "1", "token_id": "0" * 16}
+
+
+def operations() -> list[tuple[str, str, str]]:
+    spec = ninja_api.get_openapi_schema(path_prefix="/api/v1/")
+    found = []
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            schemes = [name for item in operation.get("security", []) for name in item]
+            assert len(schemes) <= 1, f"{method} {path} has several security schemes"
+            found.append((method, path, schemes[0] if schemes else ""))
+    return found
+
+
+OPERATIONS = operations()
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: SAMPLE[m.group(1)], path).removeprefix("/api/v1")
+
+
+def call(api: Api, method: str, path: str, token: str | None) -> Any:
+    return api.call(method.upper(), concrete(path), {} if method in {"post", "patch"} else None, token=token)
+
+
+def code_of(response: Any) -> str | None:
+    try:
+        return response.json()["error"]["code"]  # type: ignore[no-any-return]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def test_every_operation_is_classified() -> None:
+    """Each operation is public sign-in or declares exactly one known bearer scheme."""
+    assert len(OPERATIONS) >= 30
+    for method, path, scheme in OPERATIONS:
+        if (method, path) in PUBLIC:
+            assert scheme == ""
+        else:
+            assert scheme in SCHEME_SCOPE, (method, path)
+
+
+@pytest.mark.parametrize(("method", "path", "scheme"), [op for op in OPERATIONS if (op[0], op[1]) not in PUBLIC])
+def test_anonymous_gets_401(api: Api, method: str, path: str, scheme: str) -> None:
+    """Without a token every protected operation answers 401 unauthorized."""
+    response = call(api, method, path, None)
+    assert response.status_code == 401 and code_of(response) == "unauthorized"
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def fresh(user: User, scopes: list[str] | None = None) -> str:
+    """A token for ``user`` (sign-in scopes, or exactly ``scopes``), recently re-authenticated."""
+    issued = tokens.issue_sign_in_token(user, origin=CLI)
+    if scopes is not None:
+        issued.token.scopes = scopes
+        issued.token.save(update_fields=["scopes"])
+    return issued.secret
+
+
+@pytest.mark.parametrize(("method", "path", "scheme"), [op for op in OPERATIONS if (op[0], op[1]) not in PUBLIC])
+def test_scopes_and_roles(api: Api, user: User, admin: User, method: str, path: str, scheme: str) -> None:
+    """The scheme's scope is enforced, and admin operations refuse regular users but not administrators."""
+    scope = SCHEME_SCOPE[scheme]
+    passes = []
+    for caller, scopes, allowed in [
+        (user, None, scope != "admin"),
+        (admin, None, True),
+        (admin, [scope] if scope else ["read"], True),
+        (admin, [s for s in ("read", "security", "admin") if s != scope] if scope else None, scope is None),
+    ]:
+        response = call(api, method, path, fresh(caller, scopes))
+        code = code_of(response)
+        if allowed:
+            assert code not in {"unauthorized", "forbidden"}, (caller.username, scopes, response.content)
+            passes.append(response.status_code)
+        else:
+            assert response.status_code == 403 and code == "forbidden", (caller.username, scopes, response.content)
+    assert passes

@@ -1,0 +1,167 @@
+"""Bad input gets a 4xx in the one error shape, never a 500; the spec and the reference page are complete."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.api.conftest import Api, error_code
+from twostep.accounts.models import User
+from twostep.api.errors import CODES
+from twostep.api.transport import MAX_BODY_BYTES
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_malformed_json(api: Api, db: None) -> None:
+    """Bodies that are not JSON, not UTF-8 or use NaN get 400 invalid_request."""
+    for raw in [b"{", b"not json", b"\xff\xfe{}", b'{"username": NaN, "password": "x"}', b"[" * 5000 + b"]" * 5000]:
+        response = api.post("/auth/login", raw=raw)
+        assert response.status_code == 400, raw[:20]
+        assert error_code(response) == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": 1, "password": "x"},
+        {"username": "alice", "password": ["x"]},
+        {"username": "alice"},
+        {"username": "alice", "password": "x", "remember_me": True},
+        {"username": "al\u0000ice", "password": "x"},
+        {"username": "alice", "password": "\ud800"},
+        {"username": "alice", "password": "x" * 1025},
+        [],
+        "alice",
+    ],
+    ids=["int", "list", "missing", "unknown-field", "nul", "lone-surrogate", "too-long", "array", "string"],
+)
+def test_invalid_bodies(api: Api, db: None, body: object) -> None:
+    """Wrong types, missing or unknown fields, control characters and over-long values get 400."""
+    raw = json.dumps(body).encode()
+    response = api.post("/auth/login", raw=raw)
+    assert response.status_code == 400
+    assert error_code(response) == "invalid_request"
+
+
+def test_field_errors_name_the_field(api: Api, db: None) -> None:
+    """A validation error lists each offending field by its JSON name."""
+    response = api.post("/auth/login", {"username": "alice", "password": "x", "extra": 1})
+    fields = response.json()["error"]["fields"]
+    assert {"field": "extra", "message": "Unknown field."} in fields
+
+
+def test_body_size_limit(api: Api, db: None) -> None:
+    """A body above the limit gets 413 payload_too_large before anything reads it."""
+    raw = json.dumps({"username": "a", "password": "b" * MAX_BODY_BYTES}).encode()
+    response = api.post("/auth/login", raw=raw)
+    assert response.status_code == 413 and error_code(response) == "payload_too_large"
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x", "application/json; charset=latin-1"])
+def test_bodies_must_be_json(api: Api, user: User, content_type: str) -> None:
+    """Form posts (a cross-site attacker's only tool) and other media types get 415."""
+    raw = b'{"username": "alice", "password": "correct horse battery staple"}'
+    response = api.post("/auth/login", raw=raw, content_type=content_type)
+    assert response.status_code == 415 and error_code(response) == "unsupported_media_type"
+
+
+def test_json_with_utf8_charset_is_fine(api: Api, user: User) -> None:
+    """application/json with an explicit UTF-8 charset is accepted."""
+    raw = b'{"username": "alice", "password": "correct horse battery staple"}'
+    response = api.post("/auth/login", raw=raw, content_type="application/json; charset=UTF-8")
+    assert response.status_code == 200
+
+
+def test_wrong_method_is_405_with_allow(api: Api, db: None) -> None:
+    """An existing route called with another method gets 405 method_not_allowed and an Allow header."""
+    response = api.get("/auth/login")
+    assert response.status_code == 405 and error_code(response) == "method_not_allowed"
+    assert "POST" in response["Allow"]
+
+
+def test_unknown_routes_are_json_404(api: Api, db: None) -> None:
+    """Any unknown path under /api/v1/ gets a JSON 404, not an HTML page."""
+    for path in ["/nope", "/me/", "/", "/admin/users/alice/unknown"]:
+        response = api.get(path)
+        assert response.status_code == 404 and error_code(response) == "not_found", path
+
+
+def test_path_parameters_are_validated(api: Api, admin: User, token_for) -> None:  # type: ignore[no-untyped-def]
+    """Oversized ids and malformed usernames or token ids are 400, never a database error."""
+    token = token_for(admin)
+    for path in [
+        f"/admin/users/{admin.username}/emails/{2**70}",
+        f"/admin/users/{admin.username}/emails/0",
+        "/admin/users/%00bad",
+        "/me/tokens/not-a-token-id",
+    ]:
+        response = api.delete(path, token=token)
+        assert response.status_code == 400, path
+        assert error_code(response) == "invalid_request"
+
+
+def test_query_parameters_are_validated(api: Api, admin: User, token_for) -> None:  # type: ignore[no-untyped-def]
+    """Bad page numbers, IPs, outcomes and dates are 400; far-away dates are clamped, not crashed on."""
+    token = token_for(admin)
+    for query in ["page=0", "page_size=1000", "ip=1.2.3", "outcome=maybe", "since=yesterday", "q=%00"]:
+        path = "/admin/audit?" + query if not query.startswith("q=") else "/admin/users?" + query
+        response = api.get(path, token=token)
+        assert response.status_code == 400, query
+    for query in ["since=0001-01-01T00:00:00%2B14:00", "until=9999-12-31T23:59:59-14:00"]:
+        assert api.get("/admin/audit?" + query, token=token).status_code == 200, query
+
+
+def test_error_codes_are_documented(api: Api, db: None) -> None:
+    """The OpenAPI document lists every error code, and every error response uses ErrorBody."""
+    spec = api.get("/openapi.json").json()
+    detail = spec["components"]["schemas"]["ErrorDetail"]
+    assert set(detail["properties"]["code"]["enum"]) == set(CODES)
+    for code in CODES:
+        assert f"`{code}`" in spec["info"]["description"]
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref.endswith("/ErrorBody"), (method, path, status)
+
+
+def test_spec_is_complete(api: Api, db: None) -> None:
+    """Every operation has an id, a summary, responses and (unless public sign-in) a bearer security scheme."""
+    spec = api.get("/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    schemes = spec["components"]["securitySchemes"]
+    assert all(s["type"] == "http" and s["scheme"] == "bearer" for s in schemes.values())
+    public = {"/api/v1/auth/login", "/api/v1/auth/login/verify"}
+    operations = [(p, m, op) for p, ms in spec["paths"].items() for m, op in ms.items()]
+    assert len(operations) >= 30
+    for path, method, operation in operations:
+        assert operation["operationId"] and operation["summary"], (method, path)
+        assert any(int(s) < 300 for s in operation["responses"]), (method, path)
+        if path in public:
+            assert "security" not in operation
+        else:
+            assert operation["security"] and "401" in {str(s) for s in operation["responses"]}, (method, path)
+        if "requestBody" in operation:
+            ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            body = spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+            assert body["additionalProperties"] is False, (method, path)
+
+
+def test_reference_page(client, db: None) -> None:  # type: ignore[no-untyped-def]
+    """/api/v1/docs lists every operation and error code, with no script and nothing from another site."""
+    from twostep.api.api import api as ninja_api
+
+    response = client.get("/api/v1/docs")
+    assert response.status_code == 200
+    html = response.content.decode()
+    spec = ninja_api.get_openapi_schema()
+    for path, methods in spec["paths"].items():
+        for method in methods:
+            assert f"{method.upper()}</span> <code>{path}</code>" in html, (method, path)
+    for code in CODES:
+        assert f"<code>{code}</code>" in html
+    assert "<script" not in html and "cdn" not in html.lower() and "https://" not in html
+    assert "default-src 'self'" in response["Content-Security-Policy"]

@@ -1,0 +1,177 @@
+"""Sign-in through the API: password, second step, tokens, and the same generic errors as the pages."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.conftest import Api, enrol_totp, error_code
+from tests.conftest import PASSWORD
+from twostep.accounts import services
+from twostep.accounts.models import User
+from twostep.accounts.signin import GENERIC_FAILURE
+from twostep.api.models import AccessToken
+from twostep.audit.models import AuthEvent
+from twostep.audit.services import CLI
+from twostep.core import clock
+from twostep.factors import totp
+from twostep.mfa.login import GENERIC_FAILURE as CODE_FAILURE
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def login(api: Api, username: str, password: str = PASSWORD, **extra: object):  # type: ignore[no-untyped-def]
+    return api.post("/auth/login", {"username": username, "password": password, **extra})
+
+
+def test_password_only_sign_in_returns_a_token(api: Api, user: User) -> None:
+    """Without 2FA a correct password answers an access token that then authenticates."""
+    response = login(api, user.username)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "signed_in" and body["token_type"] == "Bearer"
+    assert body["access_token"].startswith("tsa_") and body["scopes"] == ["read", "security"]
+    me = api.get("/me", token=body["access_token"])
+    assert me.status_code == 200 and me.json()["username"] == "alice"
+
+
+def test_second_step_with_totp(api: Api, user: User, two_factor_on: None) -> None:
+    """With TOTP enrolled the password step answers a login token; a current code completes sign-in."""
+    key = enrol_totp(user)
+    first = login(api, user.username)
+    assert first.status_code == 200
+    step = first.json()
+    assert step["status"] == "second_step_required"
+    assert "access_token" not in step
+    assert step["method"] == "totp" and step["methods"] == ["totp"] and step["prompt"]
+    assert not AccessToken.objects.filter(user=user).exists()
+    verified = api.post("/auth/login/verify", {"login_token": step["login_token"], "code": totp.totp(key, clock.timestamp())})
+    assert verified.status_code == 200, verified.content
+    assert api.get("/me", token=verified.json()["access_token"]).status_code == 200
+
+
+def test_password_failures_are_indistinguishable(api: Api, user: User, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Unknown user, wrong password and disabled account get the same 401 body; the log tells them apart."""
+    disabled = make_user("dora")
+    services.set_active(disabled, False, origin=CLI)
+    answers = [
+        login(api, "nobody-here"),
+        login(api, user.username, "wrong password!"),
+        login(api, "dora"),
+    ]
+    assert {r.status_code for r in answers} == {401}
+    assert {r.content for r in answers} == {answers[0].content}
+    assert error_code(answers[0]) == "invalid_credentials"
+    assert answers[0].json()["error"]["message"] == GENERIC_FAILURE
+    reasons = set(
+        AuthEvent.objects.filter(kind="login.password", outcome="failure").values_list("reason", flat=True)
+    )
+    assert reasons == {"unknown_user", "credentials", "inactive_user"}
+
+
+def test_wrong_code_and_replay_are_refused_alike(api: Api, user: User, two_factor_on: None) -> None:
+    """A wrong code and a replayed code both get 401 second_step_failed with the generic message."""
+    key = enrol_totp(user)
+    code = totp.totp(key, clock.timestamp())
+    first = login(api, user.username).json()["login_token"]
+    assert api.post("/auth/login/verify", {"login_token": first, "code": code}).status_code == 200
+    second = login(api, user.username).json()["login_token"]
+    replay = api.post("/auth/login/verify", {"login_token": second, "code": code})
+    wrong_code = str((int(code) + 1) % 1_000_000).zfill(6)
+    wrong = api.post("/auth/login/verify", {"login_token": second, "code": wrong_code})
+    for response in (replay, wrong):
+        assert response.status_code == 401
+        assert error_code(response) == "second_step_failed"
+        assert response.json()["error"]["message"] == CODE_FAILURE
+    assert replay.content == wrong.content
+    reasons = list(
+        AuthEvent.objects.filter(kind="login.second_step", outcome="failure").values_list("reason", flat=True)
+    )
+    assert "reused_code" in reasons and "wrong_code" in reasons
+
+
+def test_malformed_code_counts_as_a_failure(api: Api, user: User, two_factor_on: None) -> None:
+    """A malformed code is refused like a wrong one and counted against the account (as on the pages)."""
+    enrol_totp(user)
+    login_token = login(api, user.username).json()["login_token"]
+    response = api.post("/auth/login/verify", {"login_token": login_token, "code": "12 345"})
+    assert response.status_code == 401 and error_code(response) == "second_step_failed"
+    user.refresh_from_db()
+    assert user.second_step_failures == 1
+
+
+def test_login_token_dies_after_too_many_wrong_codes(api: Api, user: User, two_factor_on: None) -> None:
+    """After the allowed wrong codes the login token is dead: even the right code gets login_expired."""
+    key = enrol_totp(user)
+    login_token = login(api, user.username).json()["login_token"]
+    answers = [api.post("/auth/login/verify", {"login_token": login_token, "code": "000000"}) for _ in range(5)]
+    assert [error_code(r) for r in answers[:4]] == ["second_step_failed"] * 4
+    assert error_code(answers[4]) == "login_expired"
+    right = api.post("/auth/login/verify", {"login_token": login_token, "code": totp.totp(key, clock.timestamp())})
+    assert right.status_code == 401 and error_code(right) == "login_expired"
+
+
+def test_unknown_login_token_is_expired(api: Api, db: None) -> None:
+    """A made-up login token gets 401 login_expired."""
+    response = api.post("/auth/login/verify", {"login_token": "made-up", "code": "123456"})
+    assert response.status_code == 401 and error_code(response) == "login_expired"
+
+
+def test_login_token_expires(api: Api, user: User, two_factor_on: None, frozen_clock: clock.FrozenClock) -> None:
+    """A login token older than ten minutes no longer completes a sign-in."""
+    key = enrol_totp(user)
+    login_token = login(api, user.username).json()["login_token"]
+    frozen_clock.advance(601)
+    response = api.post("/auth/login/verify", {"login_token": login_token, "code": totp.totp(key, clock.timestamp())})
+    assert response.status_code == 401 and error_code(response) == "login_expired"
+
+
+def test_locked_account_gets_the_generic_failure(api: Api, user: User, two_factor_on: None) -> None:
+    """A locked second step answers the same second_step_failed, even for the right code."""
+    key = enrol_totp(user)
+    User.objects.filter(pk=user.pk).update(second_step_locked_at=clock.now())
+    login_token = login(api, user.username).json()["login_token"]
+    response = api.post("/auth/login/verify", {"login_token": login_token, "code": totp.totp(key, clock.timestamp())})
+    assert response.status_code == 401 and error_code(response) == "second_step_failed"
+    assert response.json()["error"]["message"] == CODE_FAILURE
+
+
+def test_method_withdrawn_mid_sign_in(api: Api, user: User, two_factor_on: None) -> None:
+    """If the admin disallows the method between the steps, verify answers 409 method_unavailable."""
+    from twostep.core.runtime import set_setting
+
+    enrol_totp(user)
+    login_token = login(api, user.username).json()["login_token"]
+    set_setting("two_factor.methods", ["email"])
+    response = api.post("/auth/login/verify", {"login_token": login_token, "code": "123456"})
+    assert response.status_code == 409 and error_code(response) == "method_unavailable"
+
+
+def test_must_change_password_gets_no_token(api: Api, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A user whose password an admin chose is sent to the web page instead of getting a token."""
+    make_user("newbie", must_change_password=True)
+    response = login(api, "newbie")
+    assert response.status_code == 403 and error_code(response) == "password_change_required"
+    assert not AccessToken.objects.exists()
+
+
+def test_logout_revokes_the_token(api: Api, user: User) -> None:
+    """After sign-out the token no longer authenticates."""
+    token = login(api, user.username).json()["access_token"]
+    assert api.post("/auth/logout", token=token).status_code == 204
+    response = api.get("/me", token=token)
+    assert response.status_code == 401 and error_code(response) == "unauthorized"
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_browser_session_is_not_accepted(api: Api, signed_in_client, user: User) -> None:  # type: ignore[no-untyped-def]
+    """A signed-in browser's session cookie does not authenticate API calls (no CSRF exposure)."""
+    response = Api(signed_in_client).get("/me")
+    assert signed_in_client.get("/account").status_code == 200
+    assert response.status_code == 401 and error_code(response) == "unauthorized"
+
+
+def test_sign_in_is_audited(api: Api, user: User) -> None:
+    """An API sign-in leaves a login event marked as coming from the API."""
+    login(api, user.username)
+    event = AuthEvent.objects.filter(kind="login", outcome="success").get()
+    assert event.user_id == user.pk and event.detail == {"channel": "api"}

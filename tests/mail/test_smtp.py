@@ -1,0 +1,220 @@
+"""The SMTP adapter against a real SMTP server on 127.0.0.1: TLS, login, and every way it fails."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.mail.smtp_server import SMTP_PASSWORD, SMTP_USER, Certificates, SmtpServer, configure_twostep
+from twostep.mail import MailDeliveryError, send_mail
+from twostep.mail.base import OutgoingMessage
+from twostep.mail.smtp import SmtpMailer, SmtpSettings
+
+pytestmark = pytest.mark.django_db
+
+CONTEXT = {"sent_at": "2030-01-01 00:00:00", "requested_by": "root"}
+
+
+def test_starttls_delivers_text_and_html(mail_server: SmtpServer) -> None:
+    """A message goes through STARTTLS, verified against the CA, with a text and an HTML part."""
+    send_mail("alice@example.com", "test", CONTEXT)
+    [received] = mail_server.wait_for(1)
+    assert received.over_tls
+    assert received.rcpt_tos == ["alice@example.com"]
+    assert received.mail_from == "twostep@example.test"
+    assert received.subject == "twostep test email"
+    assert "sent at 2030-01-01 00:00:00 UTC at the request of root" in received.text
+    assert "<p>This is a test message from twostep" in received.html
+    assert received.message["Auto-Submitted"] == "auto-generated"
+    assert str(received.message["Message-ID"]).endswith("@example.test>")
+
+
+def test_untrusted_certificate_is_refused(
+    smtp_server: SmtpServer, certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the test CA the server's certificate is not trusted: nothing is sent, the error says why."""
+    configure_twostep(monkeypatch, certificates, smtp_server.port, trust_test_ca=False)
+    with pytest.raises(MailDeliveryError, match=r"certificate .* could not be verified"):
+        send_mail("alice@example.com", "test", CONTEXT)
+    assert smtp_server.messages() == []
+
+
+def test_certificate_checks_can_be_switched_off(
+    smtp_server: SmtpServer, certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify_certificate = false accepts the unknown certificate (for test relays) and still encrypts."""
+    configure_twostep(monkeypatch, certificates, smtp_server.port, trust_test_ca=False, verify_certificate=False)
+    send_mail("alice@example.com", "test", CONTEXT)
+    assert smtp_server.wait_for(1)[0].over_tls
+
+
+def test_no_plain_text_fallback_without_starttls(certificates: Certificates, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that does not offer STARTTLS gets nothing when STARTTLS is configured."""
+    server = SmtpServer(certificates, mode="plain").start()
+    try:
+        configure_twostep(monkeypatch, certificates, server.port, security="starttls")
+        with pytest.raises(MailDeliveryError, match="does not offer STARTTLS"):
+            send_mail("alice@example.com", "test", CONTEXT)
+        assert server.messages() == []
+    finally:
+        server.stop()
+
+
+def test_implicit_tls(certificates: Certificates, monkeypatch: pytest.MonkeyPatch) -> None:
+    """security = tls speaks TLS from the first byte (port 465 style)."""
+    server = SmtpServer(certificates, mode="tls").start()
+    try:
+        configure_twostep(monkeypatch, certificates, server.port, security="tls")
+        send_mail("alice@example.com", "test", CONTEXT)
+        assert server.wait_for(1)[0].over_tls
+    finally:
+        server.stop()
+
+
+def test_plain_connection_to_a_local_relay(certificates: Certificates, monkeypatch: pytest.MonkeyPatch) -> None:
+    """security = none delivers in plain text to a relay on this machine."""
+    server = SmtpServer(certificates, mode="plain").start()
+    try:
+        configure_twostep(monkeypatch, certificates, server.port, security="none")
+        send_mail("alice@example.com", "test", CONTEXT)
+        assert not server.wait_for(1)[0].over_tls
+    finally:
+        server.stop()
+
+
+def test_login_after_starttls(certificates: Certificates, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Username and the stored (encrypted) password log in after STARTTLS."""
+    server = SmtpServer(certificates, mode="starttls", auth=True).start()
+    try:
+        configure_twostep(monkeypatch, certificates, server.port, username=SMTP_USER, password=SMTP_PASSWORD)
+        send_mail("alice@example.com", "test", CONTEXT)
+        [received] = server.wait_for(1)
+        assert received.login == SMTP_USER and received.over_tls
+    finally:
+        server.stop()
+
+
+def test_wrong_password_is_reported_in_plain_words(certificates: Certificates, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused login names the problem and carries the server's 535 reply."""
+    server = SmtpServer(certificates, mode="starttls", auth=True).start()
+    try:
+        configure_twostep(monkeypatch, certificates, server.port, username=SMTP_USER, password="wrong")
+        with pytest.raises(MailDeliveryError, match="refused the username or password") as caught:
+            send_mail("alice@example.com", "test", CONTEXT)
+        assert caught.value.smtp_error.startswith("535")
+        assert "wrong" not in str(caught.value) and "wrong" not in caught.value.smtp_error
+        assert server.messages() == []
+    finally:
+        server.stop()
+
+
+def test_password_never_sent_unencrypted_to_a_remote_server() -> None:
+    """With security = none the password is only ever sent to this machine."""
+    mailer = SmtpMailer(SmtpSettings(host="smtp.example.com", port=25, security="none", username="u", password="p"))
+    message = OutgoingMessage(to="a@example.com", subject="s", text="t", html="<p>t</p>")
+    with pytest.raises(MailDeliveryError, match="without encryption"):
+        mailer.send(message)
+
+
+def test_server_down(
+    mail_server: SmtpServer, closed_port: int, certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody listening: connection refused, said plainly and quickly."""
+    configure_twostep(monkeypatch, certificates, closed_port)
+    started = time.monotonic()
+    with pytest.raises(MailDeliveryError, match="connection refused") as caught:
+        send_mail("alice@example.com", "test", CONTEXT)
+    assert time.monotonic() - started < 2
+    assert f"127.0.0.1:{closed_port}" in str(caught.value)
+
+
+def test_recipient_refused_with_5xx(mail_server: SmtpServer) -> None:
+    """A 550 for the recipient becomes an error carrying the server's words."""
+    mail_server.rcpt_reply = "550 5.1.1 <alice@example.com>: Recipient address rejected"
+    with pytest.raises(MailDeliveryError, match="refused the recipient") as caught:
+        send_mail("alice@example.com", "test", CONTEXT)
+    assert "550 5.1.1 <alice@example.com>: Recipient address rejected" in caught.value.smtp_error
+
+
+def test_message_refused_with_5xx(mail_server: SmtpServer) -> None:
+    """A 554 after DATA becomes 'refused the message' with the reply."""
+    mail_server.data_reply = "554 5.7.1 Message rejected as spam"
+    with pytest.raises(MailDeliveryError, match=r"refused the message \(554 5.7.1 Message rejected as spam\)"):
+        send_mail("alice@example.com", "test", CONTEXT)
+
+
+def test_server_that_never_answers_times_out(
+    hanging_port: int, certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that accepts the connection and stays silent fails after the configured timeout."""
+    configure_twostep(monkeypatch, certificates, hanging_port, timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(MailDeliveryError, match="did not answer within 1 seconds"):
+        send_mail("alice@example.com", "test", CONTEXT)
+    assert 0.9 < time.monotonic() - started < 2.5
+
+
+@pytest.fixture
+def dribbling_port() -> Iterator[int]:
+    """An SMTP server that answers every line, but each after 0.4 s."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(connection: socket.socket) -> None:
+        with connection:
+            reader = connection.makefile("rb")
+            time.sleep(0.4)
+            connection.sendall(b"220 slow.example ESMTP\r\n")
+            in_data = False
+            for line in reader:
+                if stop.is_set():
+                    return
+                if in_data and line.rstrip(b"\r\n") != b".":
+                    continue
+                time.sleep(0.4)
+                command = line[:4].upper()
+                if in_data:
+                    in_data = False
+                    connection.sendall(b"250 queued\r\n")
+                elif command == b"DATA":
+                    in_data = True
+                    connection.sendall(b"354 go on\r\n")
+                elif command == b"QUIT":
+                    connection.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    connection.sendall(b"250 ok\r\n")
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    listener.close()
+
+
+def test_timeout_bounds_the_whole_conversation(
+    dribbling_port: int, certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each reply comes within the timeout, yet the delivery as a whole stops at the timeout."""
+    configure_twostep(monkeypatch, certificates, dribbling_port, security="none", timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(MailDeliveryError, match="did not answer within 1 seconds"):
+        send_mail("alice@example.com", "test", CONTEXT)
+    assert time.monotonic() - started < 1.5
+
+
+def test_not_configured_is_a_clear_error(db: None) -> None:
+    """With no SMTP host, sending fails with an instruction, not a crash."""
+    with pytest.raises(MailDeliveryError, match="Outgoing mail is not configured"):
+        send_mail("alice@example.com", "test", CONTEXT)

@@ -1,0 +1,152 @@
+"""Email codes end to end in Chromium, against the production server and a real SMTP server.
+
+The server is started with ``twostep init`` + ``twostep serve`` and sends
+through the test's aiosmtpd server with STARTTLS, trusting the test CA
+(``TWOSTEP_EMAIL__*``); the test reads each code from the received message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import PASSWORD
+from tests.mail.smtp_server import Certificates, SmtpServer
+from tests.mfa.email.live_helpers import CODES_ADDRESS, prepare, smtp_env
+
+pytestmark = [pytest.mark.browser, pytest.mark.live]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: Browser) -> Iterator[Page]:
+    """A fresh browser context; any console error (a CSP violation, a script error) fails the test."""
+    context = chromium.new_context()
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == []
+
+
+def password_step(page: Page, base: str) -> None:
+    page.goto(f"{base}/login")
+    page.get_by_label("Username").fill("bob")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_enrol_sign_in_and_survive_smtp_down(
+    page: Page,
+    live_server_factory: Callable[..., Any],
+    smtp_server: SmtpServer,
+    certificates: Certificates,
+    closed_port: int,
+) -> None:
+    """Enrol a non-primary address, sign in with the mailed code; with SMTP down: the clear error, then a retry."""
+    server = live_server_factory(smtp_env(certificates, smtp_server.port))
+    prepare(server)
+    base = server.url
+
+    password_step(page, base)
+    expect(page).to_have_url(re.compile(r"/account$"))
+    page.goto(f"{base}/account/security")
+    expect(page.get_by_text("we recommend one other than your primary address")).to_be_visible()
+    page.get_by_role("link", name="Set up email codes").click()
+    expect(page).to_have_url(re.compile(r"/account/security/email$"))
+    expect(page.get_by_label(re.compile(re.escape(CODES_ADDRESS)))).to_be_checked()
+    expect(page.get_by_text("Not recommended: your primary address")).to_be_visible()
+    page.get_by_role("button", name="Send code").click()
+
+    [enrolment] = smtp_server.wait_for(1)
+    assert enrolment.rcpt_tos == [CODES_ADDRESS] and enrolment.over_tls
+    page.get_by_label(f"Enter the code sent to {CODES_ADDRESS}").fill(enrolment.code())
+    page.get_by_role("button", name="Turn on email codes").click()
+    expect(page).to_have_url(re.compile(r"/account/security$"))
+    expect(page.get_by_text("Email codes are on.")).to_be_visible()
+
+    page.get_by_role("navigation", name="Main").get_by_role("button", name="Sign out").click()
+    password_step(page, base)
+    expect(page).to_have_url(re.compile(r"/login/verify$"))
+    code_box = page.get_by_label("Enter the code sent to b•••@example.org.")
+    expect(code_box).to_be_visible()
+    # The static countdown script holds the resend button during the cooldown.
+    expect(page.get_by_role("button", name="Send a new code")).to_be_disabled()
+    expect(page.get_by_text(re.compile(r"You can ask for a new code in \d+ seconds?\."))).to_be_visible()
+    login = smtp_server.wait_for(2)[1]
+    assert login.rcpt_tos == [CODES_ADDRESS]
+    code_box.fill(login.code())
+    page.get_by_role("button", name="Verify").click()
+    expect(page).to_have_url(re.compile(r"/account$"))
+
+    # The mail server goes down: a clear error, nobody let in, the sign-in kept for a retry.
+    page.get_by_role("navigation", name="Main").get_by_role("button", name="Sign out").click()
+    server.cli("settings", "set", "email.port", str(closed_port))
+    password_step(page, base)
+    expect(page).to_have_url(re.compile(r"/login/verify$"))
+    expect(page.get_by_role("alert")).to_have_text("We could not send the code. Try again in a moment.")
+    page.goto(f"{base}/account")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.goto(f"{base}/login/verify")
+    server.cli("settings", "set", "email.port", str(smtp_server.port))
+    page.get_by_role("button", name="Send a new code").click()
+    expect(page.get_by_text("We sent a new code to b•••@example.org")).to_be_visible()
+    retry = smtp_server.wait_for(3)[2]
+    page.get_by_label("Enter the code sent to b•••@example.org.").fill(retry.code())
+    page.get_by_role("button", name="Verify").click()
+    expect(page).to_have_url(re.compile(r"/account$"))
+
+
+def test_admin_sends_a_test_email(
+    page: Page, live_server_factory: Callable[..., Any], smtp_server: SmtpServer, certificates: Certificates
+) -> None:
+    """The admin saves the SMTP server on /admin/email and "Send test email" reports success, then the SMTP error."""
+    server = live_server_factory(smtp_env(certificates, smtp_server.port))
+    new_password = "admin chooses a long passphrase 1"
+    page.goto(f"{server.url}/login")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(server.admin_password)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Current password").fill(server.admin_password)
+    page.get_by_label("New password").fill(new_password)
+    page.get_by_label("Repeat password").fill(new_password)
+    page.get_by_role("button", name="Change password").click()
+    expect(page).to_have_url(re.compile(r"/account$"))
+
+    page.goto(f"{server.url}/admin/email")
+    page.get_by_label("Password", exact=True).fill("relay-secret")
+    page.get_by_label("From address").fill("Sign-in <login@example.test>")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Outgoing mail settings saved.")).to_be_visible()
+    assert "relay-secret" not in page.content()
+    expect(page.get_by_text("stored (encrypted)")).to_be_visible()
+
+    page.get_by_label("Send a test email to").fill("ops@example.com")
+    page.get_by_role("button", name="Send test email").click()
+    expect(page.get_by_text("The test email was sent to ops@example.com")).to_be_visible()
+    [received] = smtp_server.wait_for(1)
+    assert received.rcpt_tos == ["ops@example.com"] and received.mail_from == "login@example.test"
+
+    smtp_server.rcpt_reply = "550 5.7.1 Relaying denied"
+    page.get_by_label("Send a test email to").fill("ops@example.com")
+    page.get_by_role("button", name="Send test email").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("The test email could not be sent.")
+    expect(alert).to_contain_text("550 5.7.1 Relaying denied")

@@ -1,0 +1,171 @@
+"""Turning email codes on from the Security page: only one's own addresses, confirmed by a real email."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.test import Client
+
+from tests.conftest import sign_in
+from tests.mail.smtp_server import Certificates, SmtpServer, configure_twostep
+from tests.mfa.email.conftest import BACKUP, sign_in_with_email_code
+from twostep.accounts.models import User
+from twostep.audit.models import AuthEvent
+from twostep.mfa.models import Authenticator, OneTimeCode
+
+pytestmark = pytest.mark.django_db
+
+SETUP = "/account/security/email"
+
+
+def signed_in(client: Client, user: User) -> Client:
+    assert sign_in(client, user.username).status_code == 302
+    return client
+
+
+def address_id(user: User, email: str) -> int:
+    return int(user.email_addresses.get(email=email).pk)
+
+
+def test_security_page_recommends_a_non_primary_address(client: Client, user: User, email_on: None) -> None:
+    """The panel offers email codes and recommends an address other than the primary one."""
+    page = signed_in(client, user).get("/account/security").content.decode()
+    assert "Email codes" in page and "weakest method" in page
+    assert "we recommend one other than your primary address" in page
+    assert f'href="{SETUP}"' in page
+
+
+def test_setup_preselects_the_non_primary_and_warns_on_the_primary(client: Client, user: User, email_on: None) -> None:
+    """The picker lists only the user's addresses, preselects the non-primary, and warns next to the primary."""
+    page = signed_in(client, user).get(SETUP).content.decode()
+    backup, primary = address_id(user, BACKUP), address_id(user, "alice@example.com")
+    assert f'value="{backup}" checked' in page
+    assert f'value="{primary}" aria-describedby="primary-warning"' in page
+    assert "Not recommended: your primary address also receives password resets" in page
+    assert 'type="email"' not in page and 'name="email"' not in page
+
+
+def test_only_address_says_an_admin_can_add_another(
+    client: Client, make_user: Callable[..., User], email_on: None
+) -> None:
+    """With a single address both the panel and the picker say that an admin can add another."""
+    solo = make_user("solo", emails=["solo@example.com"])
+    signed_in(client, solo)
+    assert (
+        "an administrator can add another address to your account" in client.get("/account/security").content.decode()
+    )
+    assert "an administrator can add another address to your account" in client.get(SETUP).content.decode()
+
+
+def test_no_address_no_setup(client: Client, make_user: Callable[..., User], email_on: None) -> None:
+    """A user without any address is told that an admin must add one; there is nothing to pick."""
+    bare = make_user("bare")
+    signed_in(client, bare)
+    assert "There is no email address on your account" in client.get("/account/security").content.decode()
+    page = client.get(SETUP).content.decode()
+    assert "An administrator can add an address" in page and 'name="address"' not in page
+
+
+def test_enrol_through_a_real_email(client: Client, user: User, mail_server: SmtpServer, email_on: None) -> None:
+    """Pick the backup address, receive the code over SMTP+STARTTLS, confirm: email codes are on for it."""
+    signed_in(client, user)
+    response = client.post(SETUP, {"action": "send", "address": address_id(user, BACKUP)})
+    assert response.status_code == 302
+    [received] = mail_server.wait_for(1)
+    assert received.rcpt_tos == [BACKUP] and received.over_tls
+    code = received.code()
+    assert code not in received.subject
+    page = client.get(SETUP).content.decode()
+    assert f"Enter the code sent to {BACKUP}" in page
+    assert "You chose your primary address" not in page
+    response = client.post(SETUP, {"action": "confirm", "code": code})
+    assert response.status_code == 302 and response["Location"] == "/account/security"
+    factor = Authenticator.objects.get(user=user, method="email")
+    assert factor.destination == BACKUP and factor.confirmed_at is not None
+    assert AuthEvent.objects.filter(kind="email_2fa.enabled", user=user).exists()
+    assert f"Codes go to <strong>{BACKUP}</strong>" in client.get("/account/security").content.decode()
+
+
+def test_picking_the_primary_shows_a_warning(
+    client: Client, user: User, mail_server: SmtpServer, email_on: None
+) -> None:
+    """Choosing the primary address works but the code step warns about it."""
+    signed_in(client, user)
+    client.post(SETUP, {"action": "send", "address": address_id(user, "alice@example.com")})
+    assert mail_server.wait_for(1)[0].rcpt_tos == ["alice@example.com"]
+    assert "You chose your primary address" in client.get(SETUP).content.decode()
+
+
+def test_cannot_send_to_someone_elses_address(
+    client: Client, user: User, make_user: Callable[..., User], mail_server: SmtpServer, email_on: None
+) -> None:
+    """Another user's address id (or a typed address) sends nothing and enrols nothing."""
+    other = make_user("mallory", emails=["mallory@example.net"])
+    signed_in(client, user)
+    response = client.post(
+        SETUP, {"action": "send", "address": address_id(other, "mallory@example.net"), "email": "evil@example.net"}
+    )
+    assert "Choose one of the addresses on your account." in response.content.decode()
+    assert mail_server.messages() == []
+    assert not Authenticator.objects.filter(user=user).exists()
+
+
+def test_wrong_code_then_right_code(client: Client, user: User, mail_server: SmtpServer, email_on: None) -> None:
+    """A wrong confirmation code is refused with a clear message; the right one still works after it."""
+    signed_in(client, user)
+    client.post(SETUP, {"action": "send", "address": address_id(user, BACKUP)})
+    code = mail_server.wait_for(1)[0].code()
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    response = client.post(SETUP, {"action": "confirm", "code": wrong})
+    assert "That code didn&#x27;t match" in response.content.decode()
+    assert not Authenticator.objects.filter(user=user, confirmed_at__isnull=False).exists()
+    assert client.post(SETUP, {"action": "confirm", "code": code}).status_code == 302
+    assert Authenticator.objects.filter(user=user, method="email", confirmed_at__isnull=False).exists()
+
+
+def test_five_wrong_codes_kill_the_enrolment_code(
+    client: Client, user: User, mail_server: SmtpServer, email_on: None
+) -> None:
+    """After five wrong tries the right code is refused: a new code must be sent."""
+    signed_in(client, user)
+    client.post(SETUP, {"action": "send", "address": address_id(user, BACKUP)})
+    code = mail_server.wait_for(1)[0].code()
+    for _ in range(5):
+        client.post(SETUP, {"action": "confirm", "code": f"{(int(code) + 1) % 10**6:06d}"})
+    response = client.post(SETUP, {"action": "confirm", "code": code})
+    assert "tried too many times" in response.content.decode()
+    assert not Authenticator.objects.filter(user=user, confirmed_at__isnull=False).exists()
+
+
+def test_smtp_failure_during_enrolment(
+    client: Client,
+    user: User,
+    mail_server: SmtpServer,
+    closed_port: int,
+    certificates: Certificates,
+    monkeypatch: pytest.MonkeyPatch,
+    email_on: None,
+) -> None:
+    """With the mail server down the page says so, the error is logged, and no code is left behind."""
+    configure_twostep(monkeypatch, certificates, closed_port)
+    signed_in(client, user)
+    response = client.post(SETUP, {"action": "send", "address": address_id(user, BACKUP)})
+    assert "We could not send the code. Try again in a moment." in response.content.decode()
+    assert not OneTimeCode.objects.filter(user=user).exists()
+    event = AuthEvent.objects.get(kind="email_2fa.code_sent", reason="delivery_failed")
+    assert "connection refused" in event.detail["error"]
+
+
+def test_turn_off(client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer) -> None:
+    """Turning email codes off removes the factor."""
+    sign_in_with_email_code(client, user, mail_server)
+    assert client.post("/account/security/email/remove").status_code == 302
+    assert not Authenticator.objects.filter(user=user, method="email").exists()
+
+
+def test_not_allowed_by_the_admin(client: Client, user: User, two_factor_on: None) -> None:
+    """When the admin does not allow email codes, setup is refused."""
+    signed_in(client, user)
+    response = client.get(SETUP)
+    assert response.status_code == 302 and response["Location"] == "/account/security"

@@ -1,0 +1,246 @@
+"""Signing in with an email code through the pages, over a real SMTP server, including its failures."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.test import Client
+
+from tests.conftest import sign_in
+from tests.mail.smtp_server import Certificates, SmtpServer, configure_twostep
+from tests.mfa.email.conftest import BACKUP
+from twostep.accounts import services
+from twostep.accounts.models import User
+from twostep.audit.models import AuthEvent
+from twostep.audit.services import CLI
+from twostep.core import clock
+from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin
+
+pytestmark = pytest.mark.django_db
+
+RESEND = "/login/verify/email/resend"
+COULD_NOT_SEND = "We could not send the code. Try again in a moment."
+
+
+def wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 10**6:06d}"
+
+
+def signed_in(client: Client) -> bool:
+    return client.get("/account").status_code == 200
+
+
+def start(client: Client, user: User) -> str:
+    """The password step; returns the second-step page."""
+    response = sign_in(client, user.username)
+    assert response.status_code == 302 and response["Location"] == "/login/verify"
+    return client.get("/login/verify").content.decode()
+
+
+def test_code_is_sent_to_the_chosen_address_and_signs_in(
+    client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer
+) -> None:
+    """After the password a code goes to the enrolled (non-primary) address; it completes sign-in."""
+    page = start(client, user)
+    assert "Enter the code sent to a•••@example.org." in page
+    assert "Send a new code" in page and "You can ask for a new code in 60 seconds." in page
+    assert BACKUP not in page
+    [received] = mail_server.wait_for(1)
+    assert received.rcpt_tos == [BACKUP] and received.over_tls
+    assert received.code() not in received.subject
+    assert not signed_in(client)
+    response = client.post("/login/verify", {"code": received.code()})
+    assert response.status_code == 302 and response["Location"] == "/account"
+    assert signed_in(client)
+    assert Authenticator.objects.get(pk=enrolled.pk).last_used_at is not None
+
+
+def test_code_works_once(client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer) -> None:
+    """A code that signed in cannot sign in again from another browser."""
+    start(client, user)
+    code = mail_server.wait_for(1)[0].code()
+    client.post("/login/verify", {"code": code})
+    other = Client()
+    start(other, user)
+    other.post("/login/verify", {"code": code})
+    assert not signed_in(other)
+
+
+def test_resend_cooldown_and_old_code_dies(
+    client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer, frozen_clock: clock.FrozenClock
+) -> None:
+    """ "Send a new code" waits 60 s; then a new code arrives, the old one stops working, the new one works."""
+    start(client, user)
+    first = mail_server.wait_for(1)[0].code()
+    frozen_clock.advance(30)
+    client.post(RESEND)
+    assert "You can ask for a new code in 30 seconds." in client.get("/login/verify").content.decode()
+    assert len(mail_server.messages()) == 1
+    frozen_clock.advance(30)
+    response = client.post(RESEND)
+    assert response.status_code == 302 and response["Location"] == "/login/verify"
+    assert "We sent a new code to a•••@example.org" in client.get("/login/verify").content.decode()
+    second = mail_server.wait_for(2)[1].code()
+    client.post("/login/verify", {"code": first} if first != second else {"code": wrong(second)})
+    assert not signed_in(client)
+    client.post("/login/verify", {"code": second})
+    assert signed_in(client)
+
+
+def test_resend_does_not_reset_the_tries(
+    client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer, frozen_clock: clock.FrozenClock
+) -> None:
+    """Three wrong codes, a resend, two more wrong codes: the sign-in has used its five tries."""
+    start(client, user)
+    code = mail_server.wait_for(1)[0].code()
+    for _ in range(3):
+        client.post("/login/verify", {"code": wrong(code)})
+    frozen_clock.advance(60)
+    client.post(RESEND)
+    new = mail_server.wait_for(2)[1].code()
+    client.post("/login/verify", {"code": wrong(new)})
+    response = client.post("/login/verify", {"code": wrong(new)})
+    assert response.status_code == 302 and response["Location"] == "/login"
+    client.post("/login/verify", {"code": new})
+    assert not signed_in(client)
+    assert User.objects.get(pk=user.pk).second_step_failures == 5
+
+
+def test_code_expires_after_ten_minutes(
+    client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer, frozen_clock: clock.FrozenClock
+) -> None:
+    """The code still works at 9 min 59 s, and no longer at 10 min 1 s."""
+    start(client, user)
+    code = mail_server.wait_for(1)[0].code()
+    frozen_clock.advance(601)
+    client.post("/login/verify", {"code": code})
+    assert not signed_in(client)
+    late = Client()
+    start(late, user)
+    code = mail_server.wait_for(2)[1].code()
+    frozen_clock.advance(599)
+    late.post("/login/verify", {"code": code})
+    assert signed_in(late)
+
+
+def test_five_wrong_codes_end_the_sign_in(
+    client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer
+) -> None:
+    """Five wrong codes end the sign-in; the right code is refused afterwards."""
+    start(client, user)
+    code = mail_server.wait_for(1)[0].code()
+    responses = [client.post("/login/verify", {"code": wrong(code)}) for _ in range(5)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 200, 302]
+    assert responses[-1]["Location"] == "/login"
+    client.post("/login/verify", {"code": code})
+    assert not signed_in(client)
+
+
+def test_fifth_try_is_a_real_try(client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer) -> None:
+    """After four wrong codes the right one still signs in."""
+    start(client, user)
+    code = mail_server.wait_for(1)[0].code()
+    for _ in range(4):
+        client.post("/login/verify", {"code": wrong(code)})
+    client.post("/login/verify", {"code": code})
+    assert signed_in(client)
+
+
+def test_removed_address_stops_the_method(
+    client: Client, user: User, admin: User, enrolled: Authenticator, mail_server: SmtpServer
+) -> None:
+    """When an admin removes the address, sign-in says to contact an admin and sends nothing anywhere."""
+    services.remove_email(user, user.email_addresses.get(email=BACKUP).pk, origin=CLI, actor=admin)
+    response = sign_in(client, user.username)
+    assert response["Location"] == "/login/verify"
+    response = client.get("/login/verify")
+    assert response.status_code == 409
+    assert "Contact an administrator" in response.content.decode()
+    assert mail_server.messages() == []
+    client.post(RESEND)
+    client.post("/login/verify", {"code": "123456"})
+    assert mail_server.messages() == []
+    assert not signed_in(client)
+
+
+def _assert_clear_failure(client: Client, user: User, smtp_words: str) -> PendingLogin:
+    page = start(client, user)
+    assert COULD_NOT_SEND in page and 'role="alert"' in page
+    assert not signed_in(client)
+    pending = PendingLogin.objects.get(user=user, completed_at__isnull=True)
+    assert not OneTimeCode.objects.filter(pending_login=pending).exists()
+    assert pending.failures == 0 and User.objects.get(pk=user.pk).second_step_failures == 0
+    event = AuthEvent.objects.get(kind="login.code_sent", reason="delivery_failed", user=user)
+    assert smtp_words in event.detail["error"] or smtp_words in event.detail["message"]
+    assert not AuthEvent.objects.filter(kind="login.second_step", user=user, outcome="failure").exists()
+    return pending
+
+
+def test_smtp_down(
+    client: Client,
+    user: User,
+    enrolled: Authenticator,
+    mail_server: SmtpServer,
+    closed_port: int,
+    certificates: Certificates,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Port closed: the clear error, the refusal logged, nothing consumed; once mail works, a resend signs in."""
+    configure_twostep(monkeypatch, certificates, closed_port)
+    _assert_clear_failure(client, user, "connection refused")
+    # The pending sign-in was kept: with the server back, "Send a new code" works at once.
+    configure_twostep(monkeypatch, certificates, mail_server.port)
+    client.post(RESEND)
+    client.post("/login/verify", {"code": mail_server.wait_for(1)[0].code()})
+    assert signed_in(client)
+
+
+def test_smtp_refuses_with_5xx(client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer) -> None:
+    """A 5xx reply: the clear error, the server's reply in the log, no sign-in."""
+    mail_server.data_reply = "554 5.7.1 Message rejected"
+    _assert_clear_failure(client, user, "554 5.7.1 Message rejected")
+    assert mail_server.messages() == []
+
+
+def test_smtp_never_answers(
+    client: Client,
+    user: User,
+    enrolled: Authenticator,
+    hanging_port: int,
+    certificates: Certificates,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A silent server: the request returns after the (1 s) timeout with the clear error, no sign-in."""
+    configure_twostep(monkeypatch, certificates, hanging_port, timeout=1.0)
+    started = time.monotonic()
+    _assert_clear_failure(client, user, "timed out")
+    assert time.monotonic() - started < 4
+
+
+def test_failed_resend_is_reported_once(
+    client: Client,
+    user: User,
+    enrolled: Authenticator,
+    mail_server: SmtpServer,
+    closed_port: int,
+    certificates: Certificates,
+    monkeypatch: pytest.MonkeyPatch,
+    frozen_clock: clock.FrozenClock,
+) -> None:
+    """A resend that fails after a code went out says so; the earlier code keeps working."""
+    start(client, user)
+    code = mail_server.wait_for(1)[0].code()
+    frozen_clock.advance(60)
+    configure_twostep(monkeypatch, certificates, closed_port)
+    client.post(RESEND)
+    page = client.get("/login/verify").content.decode()
+    assert page.count(COULD_NOT_SEND) == 1
+    client.post("/login/verify", {"code": code})
+    assert signed_in(client)
+
+
+def test_resend_without_a_sign_in(client: Client, db: None) -> None:
+    """Resend with no pending sign-in goes back to the password form."""
+    response = client.post(RESEND)
+    assert response.status_code == 302 and response["Location"] == "/login"

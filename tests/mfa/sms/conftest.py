@@ -1,0 +1,38 @@
+"""Fixtures for the SMS factor: fake providers, a configured provider, a user with two phones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.sms.conftest import acme_plugin, fakes  # noqa: F401 - fixtures shared with tests/sms
+from tests.sms.fakes import FakeSet, FakeTwilio
+from tests.sms.helpers import allow_sms, configure
+from twostep.accounts import services
+from twostep.accounts.models import User
+from twostep.audit.services import CLI
+
+PRIMARY = "+15551234567"
+SECOND = "+15557654321"
+
+
+@pytest.fixture
+def twilio(fakes: FakeSet) -> FakeTwilio:  # noqa: F811
+    """A fake Twilio, configured as the SMS provider, with SMS allowed and 2FA on."""
+    fake = fakes.twilio()
+    configure(fake)
+    allow_sms()
+    return fake
+
+
+@pytest.fixture
+def phone_user(make_user: Callable[..., User]) -> User:
+    """bob, with a primary and a second phone number (set by an admin)."""
+    user = make_user("bob", emails=["bob@example.com"], phones=[PRIMARY])
+    services.add_phone(user, SECOND, origin=CLI)
+    return user
+
+
+# The real-browser fixtures (Chromium through Playwright) of tests/browser.
+from tests.browser.conftest import browser, open_browser  # noqa: E402,F401

@@ -1,0 +1,143 @@
+"""The console's SMS page and the rule "no SMS method without a provider" on the Authentication page."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tests.conftest import sign_in
+from tests.sms.fakes import TWILIO_SID, TWILIO_TOKEN, WEBHOOK_SECRET, FakeSet
+from tests.sms.helpers import configure
+from twostep.accounts.models import User
+from twostep.audit.models import AuthEvent
+from twostep.core.runtime import get_setting
+from twostep.sms import service
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(admin: User) -> Client:
+    client = Client()
+    assert sign_in(client, admin.username)["Location"] == "/account"
+    return client
+
+
+def test_only_admins_see_the_page(client: Client, user: User) -> None:
+    """Signed-out visitors go to /login; signed-in users who are not admins get 403."""
+    assert client.get("/admin/sms")["Location"].startswith("/login")
+    sign_in(client, user.username)
+    assert client.get("/admin/sms").status_code == 403
+    assert client.post("/admin/sms", {"action": "test", "number": "+15551234567"}).status_code == 403
+
+
+def test_save_twilio_then_secret_never_shown(admin_client: Client, fakes: FakeSet) -> None:
+    """The admin saves Twilio settings; the token is stored, never echoed back in full, and the test SMS goes out."""
+    fake = fakes.twilio()
+    page = admin_client.get("/admin/sms?provider=twilio").content.decode()
+    assert 'name="opt_auth_token"' in page and 'type="password"' in page
+    response = admin_client.post(
+        "/admin/sms",
+        {
+            "action": "save",
+            "provider": "twilio",
+            "opt_account_sid": TWILIO_SID,
+            "opt_auth_token": TWILIO_TOKEN,
+            "opt_base_url": fake.url,
+            "opt_timeout": "5",
+            "sender": "+15550001111",
+        },
+    )
+    assert response.status_code == 302
+    page = admin_client.get("/admin/sms").content.decode()
+    assert TWILIO_TOKEN not in page
+    assert "ending in …6789" in page
+    assert "Ready" in page and TWILIO_SID in page
+    response = admin_client.post("/admin/sms", {"action": "test", "number": "+15551234567"}, follow=True)
+    assert "Test SMS handed to twilio for +1 ••• ••• 4567" in response.content.decode()
+    assert [m.to for m in fake.received] == ["+15551234567"]
+    assert AuthEvent.objects.get(kind="sms.configured").detail["secrets_changed"] == ["auth_token"]
+
+
+def test_invalid_settings_are_shown_next_to_the_field(admin_client: Client) -> None:
+    """A bad option is reported on its field and nothing is stored."""
+    response = admin_client.post(
+        "/admin/sms",
+        {"action": "save", "provider": "twilio", "opt_account_sid": "AC12", "opt_auth_token": "x", "sender": "+15550001111"},
+    )
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="opt_account_sid-error"' in page and "32 hexadecimal digits" in page
+    assert get_setting(service.PROVIDER) == ""
+
+
+def test_test_sms_failure_shows_the_provider_error(admin_client: Client, fakes: FakeSet) -> None:
+    """When the test SMS fails, the admin sees the provider's answer."""
+    fake = fakes.webhook()
+    configure(fake)
+    fake.fail(500, {"error": "gateway on fire"})
+    response = admin_client.post("/admin/sms", {"action": "test", "number": "+15551234567"})
+    page = response.content.decode()
+    assert "The test SMS was not sent (delivery_failed)" in page and "gateway on fire" in page
+    bad = admin_client.post("/admin/sms", {"action": "test", "number": "5551234567"}).content.decode()
+    assert "international form" in bad
+
+
+def test_limits_form(admin_client: Client) -> None:
+    """The daily limit and allowed countries are saved; invalid input is explained and not stored."""
+    response = admin_client.post("/admin/sms", {"action": "limits", "daily_limit": "40", "countries": "44, 1"})
+    assert response.status_code == 302
+    assert service.limits() == (40, ["1", "44"])
+    response = admin_client.post("/admin/sms", {"action": "limits", "daily_limit": "-1", "countries": "999"})
+    page = response.content.decode()
+    assert "whole number from 1" in page and "not a country calling code" in page
+    assert service.limits() == (40, ["1", "44"])
+
+
+def test_webhook_signing_secret_can_be_removed(admin_client: Client, fakes: FakeSet) -> None:
+    """An optional stored secret has a Remove box; ticking it drops the secret."""
+    fake = fakes.webhook()
+    configure(fake)
+    page = admin_client.get("/admin/sms").content.decode()
+    assert 'name="clear_signing_secret"' in page and WEBHOOK_SECRET not in page
+    admin_client.post(
+        "/admin/sms",
+        {"action": "save", "provider": "webhook", "opt_url": fake.hook_url, "clear_signing_secret": "on", "sender": ""},
+    )
+    assert service.read_configuration().secrets == {}
+
+
+def test_authentication_page_refuses_sms_without_provider(admin_client: Client, fakes: FakeSet) -> None:
+    """Allowing SMS without a provider is refused on the Authentication page, which says why."""
+    page = admin_client.get("/admin/authentication").content.decode()
+    assert "Cannot be allowed yet" in page and "/admin/sms" in page
+    response = admin_client.post("/admin/authentication", {"enabled": "on", "methods": ["totp", "sms"]})
+    assert response.status_code == 200
+    assert "SMS codes need an SMS provider" in response.content.decode()
+    assert get_setting("two_factor.methods") == ["totp"]
+    configure(fakes.webhook())
+    assert "Cannot be allowed yet" not in admin_client.get("/admin/authentication").content.decode()
+    response = admin_client.post("/admin/authentication", {"enabled": "on", "methods": ["totp", "sms"]})
+    assert response.status_code == 302
+    assert get_setting("two_factor.methods") == ["totp", "sms"]
+
+
+def test_provider_removal_refused_while_sms_allowed(admin_client: Client, fakes: FakeSet) -> None:
+    """The Remove button explains that SMS must first be disallowed."""
+    configure(fakes.webhook())
+    admin_client.post("/admin/authentication", {"enabled": "on", "methods": ["totp", "sms"]})
+    response = admin_client.post("/admin/sms", {"action": "remove"}, follow=True)
+    assert "remove SMS from the allowed methods" in response.content.decode()
+    assert get_setting(service.PROVIDER) == "webhook"
+
+
+def test_nav_links_to_the_sms_page(admin_client: Client) -> None:
+    """The console navigation has the SMS page."""
+    assert 'href="/admin/sms"' in admin_client.get("/admin/users").content.decode()
+
+
+def test_provider_choice_lists_every_installed_provider(admin_client: Client) -> None:
+    """The provider menu offers each installed provider by name and label."""
+    page = admin_client.get("/admin/sms").content.decode()
+    for name, label in (("twilio", "Twilio"), ("vonage", "Vonage (SMS API)"), ("webhook", "Webhook")):
+        assert f'<option value="{name}">{label}' in page

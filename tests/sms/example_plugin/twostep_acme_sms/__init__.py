@@ -1,0 +1,83 @@
+"""The ACME SMS gateway as a twostep SMS provider (the worked example of docs/sms.md).
+
+ACME's API: ``POST {base_url}/v1/messages`` with a bearer token and the JSON
+body ``{"recipient", "text", "originator"}``; it answers 202 ``{"id": ...}``,
+or an error status with ``{"error": ...}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar, Self
+
+import httpx
+
+from twostep.sms.base import (
+    ConfigurationError,
+    DeliveryReceipt,
+    Option,
+    SMSDeliveryError,
+    SMSMessage,
+    option_value,
+    required_option,
+    timeout_option,
+)
+
+
+class AcmeProvider:
+    name: ClassVar[str] = "acme"  # must equal the entry-point name
+    label: ClassVar[str] = "ACME SMS gateway"
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("api_token", "API token", required=True, secret=True),
+        Option("base_url", "API base URL", default="https://api.acme.example"),
+        Option("timeout", "Timeout (seconds)", default="10"),
+    )
+
+    def __init__(self, token: str, base_url: str, sender: str, timeout: float, http: httpx.Client, owns: bool) -> None:
+        self._token = token
+        self._url = base_url.rstrip("/") + "/v1/messages"
+        self._sender = sender
+        self._timeout = timeout
+        self._http = http
+        self._owns = owns
+
+    @classmethod
+    def from_options(
+        cls, options: Mapping[str, str], *, http: httpx.Client | None = None, debug: bool = False
+    ) -> Self:
+        token = required_option(options, "api_token", "API token")
+        base_url = option_value(options, "base_url", "https://api.acme.example")
+        if not base_url.startswith(("https://", "http://127.0.0.1")):
+            raise ConfigurationError("API base URL must be https://.", setting="base_url")
+        client = http or httpx.Client(follow_redirects=False)
+        return cls(token, base_url, option_value(options, "sender"), timeout_option(options), client, http is None)
+
+    def send(self, message: SMSMessage) -> DeliveryReceipt:
+        payload = {"recipient": message.to, "text": message.body, "originator": message.sender or self._sender}
+        try:
+            response = self._http.post(
+                self._url,
+                json=payload,
+                headers={"Authorization": f"Bearer {self._token}"},
+                timeout=self._timeout,
+            )
+        except httpx.TimeoutException:
+            raise SMSDeliveryError("acme: timed out", retryable=True, provider=self.name) from None
+        except httpx.HTTPError as exc:
+            raise SMSDeliveryError(f"acme: {type(exc).__name__}", retryable=True, provider=self.name) from None
+        if response.status_code != 202:
+            try:
+                reason = str(response.json().get("error", ""))
+            except ValueError:
+                reason = ""
+            raise SMSDeliveryError(
+                f"acme: HTTP {response.status_code} {reason}".strip(),
+                retryable=response.status_code >= 500 or response.status_code == 429,
+                provider=self.name,
+                status=response.status_code,
+            )
+        return DeliveryReceipt(self.name, str(response.json().get("id") or "") or None)
+
+    def close(self) -> None:
+        if self._owns:
+            self._http.close()
