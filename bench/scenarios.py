@@ -303,9 +303,9 @@ class Bench:
     def storm(self, *, lock: bool = False) -> dict[str, Any]:
         """Wrong codes against one account from many pending sign-ins, other users signing in beside it.
 
-        Ends with the account's *correct* current code, which must be refused
-        too.  With ``lock`` the account starts one failure short of the lock
-        (as after hours of throttled guessing).  Reports how many guesses the
+        With ``lock`` the account starts one failure short of the lock (as
+        after hours of throttled guessing) and the storm ends with the
+        account's *correct* current code, which must be refused too.  Reports how many guesses the
         server actually compared with the code, what the account's state is
         afterwards, and how the other users were served meanwhile.
         """
@@ -317,16 +317,17 @@ class Bench:
             dataset.set_failures(self.population, victim, security.second_step_lock_after - 1)
         before = dataset.account_state(self.population, victim)
         pendings = self.plan.lock_pendings if lock else self.plan.storm_pendings
-        attacker = dataset.pending_browsers(
-            self.population, [victim] * (pendings + self.plan.storm_correct), self.csrf, CLIENT_IP
-        )
+        # Once the account is locked even its correct code must be refused.  (While it is only
+        # throttled, the correct code is rightly accepted as soon as the delay has run out.)
+        correct = self.plan.storm_correct if lock else 0
+        attacker = dataset.pending_browsers(self.population, [victim] * (pendings + correct), self.csrf, CLIENT_IP)
         secret = self.population.secret(victim)
         sequences = []
         for number, browser in enumerate(attacker):
-            correct = number >= pendings
+            right = number >= pendings
             steps = [
-                self._verify_step(victim, code={"totp": secret} if correct else {"wrong_totp": secret}, expect=None)
-                for _ in range(1 if correct else self.plan.storm_attempts)
+                self._verify_step(victim, code={"totp": secret} if right else {"wrong_totp": secret}, expect=None)
+                for _ in range(1 if right else self.plan.storm_attempts)
             ]
             sequences.append({"cookies": self._cookies(browser), "steps": steps})
         legit_users = self._sample(min(self.plan.storm_legit, self.population.size - 1), exclude={victim})

@@ -69,6 +69,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "twostep.core.middleware.NoStoreMiddleware",
+    # Last, so its redirects get every header above: a signed-in user who must
+    # enrol a second factor reaches only the enrolment pages.
+    "twostep.mfa.enforcement.EnrolmentMiddleware",
 ]
 
 ROOT_URLCONF = "twostep.urls"

@@ -40,7 +40,10 @@ def test_user_lifecycle(api: Api, root: str, admin: User) -> None:
     assert created.status_code == 201, created.content
     body = created.json()
     assert body["username"] == "carol" and body["must_change_password"] is True
-    assert [(e["email"], e["primary"]) for e in body["emails"]] == [("carol@example.com", True), ("c@example.org", False)]
+    assert [(e["email"], e["primary"]) for e in body["emails"]] == [
+        ("carol@example.com", True),
+        ("c@example.org", False),
+    ]
     assert body["phones"][0]["number"] == "+442079460958"
     assert api.get("/admin/users/carol", token=root).json()["display_name"] == "Carol C"
     listing = api.get("/admin/users?q=car", token=root).json()
@@ -139,10 +142,14 @@ def test_settings(api: Api, root: str, user: User) -> None:
     listing = api.get("/admin/settings", token=root).json()
     keys = {s["key"]: s for s in listing["settings"]}
     assert keys["two_factor.enabled"]["value"] is False and keys["two_factor.methods"]["value"] == ["totp"]
-    changed = api.patch("/admin/settings", {"values": {"two_factor.enabled": True, "two_factor.methods": ["totp", "email"]}}, token=root)
+    changed = api.patch(
+        "/admin/settings", {"values": {"two_factor.enabled": True, "two_factor.methods": ["totp", "email"]}}, token=root
+    )
     assert changed.status_code == 200
     assert get_setting("two_factor.enabled") is True and get_setting("two_factor.methods") == ["totp", "email"]
-    bad = api.patch("/admin/settings", {"values": {"two_factor.enabled": False, "two_factor.methods": ["fax"]}}, token=root)
+    bad = api.patch(
+        "/admin/settings", {"values": {"two_factor.enabled": False, "two_factor.methods": ["fax"]}}, token=root
+    )
     assert bad.status_code == 422 and error_code(bad) == "invalid_value"
     assert get_setting("two_factor.enabled") is True
     unknown = api.patch("/admin/settings", {"values": {"no.such": 1}}, token=root)
@@ -170,7 +177,7 @@ def test_audit_log_query(api: Api, root: str, user: User, admin: User, frozen_cl
     AuthEvent.objects.all().delete()
     start = clock.now()
     web = Origin("203.0.113.9", "test")
-    for i in range(5):
+    for _ in range(5):
         record("login.password", Outcome.FAILURE, origin=web, user=user, reason="credentials")
         frozen_clock.advance(60)
     record("login.password", Outcome.SUCCESS, origin=Origin("2001:db8::1"), user=admin)
@@ -184,7 +191,11 @@ def test_audit_log_query(api: Api, root: str, user: User, admin: User, frozen_cl
     assert [i["username"] for i in by_ip["items"]] == ["root"]
     since = (start + timedelta(seconds=120)).isoformat()
     until = (start + timedelta(seconds=240)).isoformat()
-    window = api.get("/admin/audit", token=root, QUERY_STRING=f"kind=login.password&since={since.replace('+', '%2B')}&until={until.replace('+', '%2B')}")
+    window = api.get(
+        "/admin/audit",
+        token=root,
+        QUERY_STRING=f"kind=login.password&since={since.replace('+', '%2B')}&until={until.replace('+', '%2B')}",
+    )
     assert window.json()["total"] == 2
     page_two = api.get("/admin/audit?user=alice&page_size=2&page=2", token=root).json()
     assert page_two["page"] == 2 and len(page_two["items"]) == 2

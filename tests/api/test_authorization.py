@@ -20,7 +20,13 @@ from twostep.audit.services import CLI
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PUBLIC = {("post", "/api/v1/auth/login"), ("post", "/api/v1/auth/login/verify")}
+#: The only operations anyone may call without a token; a new public route must be added here on purpose.
+PUBLIC = {
+    ("post", "/api/v1/auth/login"),
+    ("post", "/api/v1/auth/login/verify"),
+    ("post", "/api/v1/auth/login/method"),
+    ("post", "/api/v1/auth/login/recovery"),
+}
 SCHEME_SCOPE = {"BearerAny": None, "BearerRead": "read", "BearerSecurity": "security", "BearerAdmin": "admin"}
 SAMPLE = {"username": "nobody", "email_id": "1", "phone_id": "1", "token_id": "0" * 16}
 

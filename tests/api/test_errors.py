@@ -59,7 +59,15 @@ def test_body_size_limit(api: Api, db: None) -> None:
     assert response.status_code == 413 and error_code(response) == "payload_too_large"
 
 
-@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x", "application/json; charset=latin-1"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "multipart/form-data; boundary=x",
+        "application/json; charset=latin-1",
+    ],
+)
 def test_bodies_must_be_json(api: Api, user: User, content_type: str) -> None:
     """Form posts (a cross-site attacker's only tool) and other media types get 415."""
     raw = b'{"username": "alice", "password": "correct horse battery staple"}'
@@ -105,7 +113,16 @@ def test_path_parameters_are_validated(api: Api, admin: User, token_for) -> None
 def test_query_parameters_are_validated(api: Api, admin: User, token_for) -> None:  # type: ignore[no-untyped-def]
     """Bad page numbers, IPs, outcomes and dates are 400; far-away dates are clamped, not crashed on."""
     token = token_for(admin)
-    for query in ["page=0", "page_size=1000", "ip=1.2.3", "outcome=maybe", "since=yesterday", "q=%00"]:
+    for query in [
+        "page=0",
+        "page_size=1000",
+        "ip=1.2.3",
+        "outcome=maybe",
+        "since=yesterday",
+        "q=%00",
+        "usr=alice",
+        "=x",
+    ]:
         path = "/admin/audit?" + query if not query.startswith("q=") else "/admin/users?" + query
         response = api.get(path, token=token)
         assert response.status_code == 400, query
@@ -134,7 +151,7 @@ def test_spec_is_complete(api: Api, db: None) -> None:
     assert spec["openapi"].startswith("3.")
     schemes = spec["components"]["securitySchemes"]
     assert all(s["type"] == "http" and s["scheme"] == "bearer" for s in schemes.values())
-    public = {"/api/v1/auth/login", "/api/v1/auth/login/verify"}
+    public = {f"/api/v1/auth/login{suffix}" for suffix in ("", "/verify", "/method", "/recovery")}
     operations = [(p, m, op) for p, ms in spec["paths"].items() for m, op in ms.items()]
     assert len(operations) >= 30
     for path, method, operation in operations:

@@ -60,4 +60,8 @@ def fuzz_admin(db: None) -> User:
 def test_api_conforms_to_its_schema(case: schemathesis.Case, fuzz_admin: User) -> None:
     """Generated requests never cause a server error or a response that breaks the schema."""
     token = tokens.issue_sign_in_token(fuzz_admin, origin=CLI).secret
+    if case.headers:
+        # A generated "Host" header is refused by Django's host check (an
+        # HTML 400) before the API sees the request: transport, not API.
+        case.headers = {name: value for name, value in case.headers.items() if name.lower() != "host"}
     case.call_and_validate(headers={"Authorization": f"Bearer {token}"})

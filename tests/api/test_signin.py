@@ -44,7 +44,9 @@ def test_second_step_with_totp(api: Api, user: User, two_factor_on: None) -> Non
     assert "access_token" not in step
     assert step["method"] == "totp" and step["methods"] == ["totp"] and step["prompt"]
     assert not AccessToken.objects.filter(user=user).exists()
-    verified = api.post("/auth/login/verify", {"login_token": step["login_token"], "code": totp.totp(key, clock.timestamp())})
+    verified = api.post(
+        "/auth/login/verify", {"login_token": step["login_token"], "code": totp.totp(key, clock.timestamp())}
+    )
     assert verified.status_code == 200, verified.content
     assert api.get("/me", token=verified.json()["access_token"]).status_code == 200
 
@@ -62,9 +64,7 @@ def test_password_failures_are_indistinguishable(api: Api, user: User, make_user
     assert {r.content for r in answers} == {answers[0].content}
     assert error_code(answers[0]) == "invalid_credentials"
     assert answers[0].json()["error"]["message"] == GENERIC_FAILURE
-    reasons = set(
-        AuthEvent.objects.filter(kind="login.password", outcome="failure").values_list("reason", flat=True)
-    )
+    reasons = set(AuthEvent.objects.filter(kind="login.password", outcome="failure").values_list("reason", flat=True))
     assert reasons == {"unknown_user", "credentials", "inactive_user"}
 
 

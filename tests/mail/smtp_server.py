@@ -244,6 +244,21 @@ class SmtpServer:
             time.sleep(0.05)
         raise AssertionError(f"expected {count} message(s), got {len(self.messages())}")
 
+    def wait_for_match(
+        self, *, to: str | None = None, subject: str = "", since: int = 0, timeout: float = 10.0
+    ) -> Received:
+        """The first message after the ``since`` first ones sent to ``to`` with ``subject`` in its subject.
+
+        Other mail (security notices, for instance) may arrive in between; it is skipped.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for received in self.messages()[since:]:
+                if (to is None or to in received.rcpt_tos) and subject in received.subject:
+                    return received
+            time.sleep(0.05)
+        raise AssertionError(f"no message to {to} about {subject!r}; got {[m.subject for m in self.messages()]}")
+
     def last_code(self, to: str | None = None) -> str:
         """The code in the newest message (to ``to``, when given)."""
         messages = [m for m in self.messages() if to is None or to in m.rcpt_tos]

@@ -10,6 +10,7 @@ modes: an HTTP error status, a slow answer (for timeouts), or down.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -73,7 +74,7 @@ class FakeProviderServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return None
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -193,7 +194,12 @@ class FakeTwilio(FakeProviderServer):
 
     @staticmethod
     def error(status: int, code: int, message: str) -> dict[str, Any]:
-        return {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+        return {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        }
 
     def handle(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any, Received | None]:
         match = self.PATH.match(path)
@@ -309,9 +315,10 @@ class FakeWebhook(FakeProviderServer):
             return 401, {"error": "bad authorization"}, None
         if self.signing_secret:
             timestamp = headers.get("x-twostep-timestamp", "")
-            expected = "sha256=" + hmac.new(
-                self.signing_secret.encode(), timestamp.encode() + b"." + raw, hashlib.sha256
-            ).hexdigest()
+            expected = (
+                "sha256="
+                + hmac.new(self.signing_secret.encode(), timestamp.encode() + b"." + raw, hashlib.sha256).hexdigest()
+            )
             if not hmac.compare_digest(headers.get("x-twostep-signature", ""), expected):
                 return 401, {"error": "bad signature"}, None
         if not headers.get("content-type", "").startswith("application/json"):
@@ -320,7 +327,11 @@ class FakeWebhook(FakeProviderServer):
         if not payload.get("to") or not payload.get("body"):
             return 422, {"error": "to and body are required"}, None
         remote_id = "hook-" + secrets.token_hex(6)
-        return 200, {"id": remote_id}, Received(payload["to"], payload["body"], payload.get("sender", ""), payload, headers)
+        return (
+            200,
+            {"id": remote_id},
+            Received(payload["to"], payload["body"], payload.get("sender", ""), payload, headers),
+        )
 
 
 #: Credentials the fakes and the tests share (shaped like the real ones).
@@ -352,18 +363,24 @@ class FakeSet:
 
     def stop(self) -> None:
         for server in self.servers:
-            try:
+            with contextlib.suppress(OSError):
                 server.stop()
-            except OSError:
-                pass
 
 
 def provider_options(fake: FakeProviderServer, *, timeout: str = "5") -> tuple[str, dict[str, str], dict[str, str]]:
     """(provider name, non-secret options, secret options) that point a provider at ``fake``."""
     if isinstance(fake, FakeTwilio):
-        return "twilio", {"account_sid": TWILIO_SID, "base_url": fake.url, "timeout": timeout}, {"auth_token": TWILIO_TOKEN}
+        return (
+            "twilio",
+            {"account_sid": TWILIO_SID, "base_url": fake.url, "timeout": timeout},
+            {"auth_token": TWILIO_TOKEN},
+        )
     if isinstance(fake, FakeVonage):
-        return "vonage", {"api_key": VONAGE_KEY, "base_url": fake.url, "timeout": timeout}, {"api_secret": VONAGE_SECRET}
+        return (
+            "vonage",
+            {"api_key": VONAGE_KEY, "base_url": fake.url, "timeout": timeout},
+            {"api_secret": VONAGE_SECRET},
+        )
     if isinstance(fake, FakeWebhook):
         secrets_ = {"signing_secret": fake.signing_secret} if fake.signing_secret else {}
         return "webhook", {"url": fake.hook_url, "timeout": timeout}, secrets_
@@ -386,4 +403,8 @@ class FakeAcme(FakeProviderServer):
             return 401, {"error": "bad token"}, None
         payload = json.loads(raw)
         message_id = "acme-" + secrets.token_hex(4)
-        return 202, {"id": message_id}, Received(payload["recipient"], payload["text"], payload["originator"], payload, headers)
+        return (
+            202,
+            {"id": message_id},
+            Received(payload["recipient"], payload["text"], payload["originator"], payload, headers),
+        )

@@ -102,7 +102,9 @@ class TestTwilio(HTTPProviderContract):
             ({"base_url": "ftp://127.0.0.1"}, "base_url"),
         ],
     )
-    def test_bad_options_are_refused_at_start(self, options: dict[str, str], change: dict[str, str], setting: str) -> None:
+    def test_bad_options_are_refused_at_start(
+        self, options: dict[str, str], change: dict[str, str], setting: str
+    ) -> None:
         """Malformed SIDs, no sender and no service, or a plain-http remote URL are configuration errors."""
         with pytest.raises(ConfigurationError) as caught:
             TwilioProvider.from_options({**options, **change})

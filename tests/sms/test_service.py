@@ -275,3 +275,25 @@ def test_sms_cli_test_reports_provider_failure(fakes: FakeSet) -> None:
     assert "Bad Credentials" in str(caught.value)
     with pytest.raises(CommandError):
         call_command("sms", "test", "not-a-number")
+
+
+def test_configuration_change_is_audited_without_secrets(fakes: FakeSet) -> None:
+    """Saving a provider is in the auth log with its options, never its secrets or a URL's query string."""
+    fake = fakes.webhook()
+    service.save_configuration(
+        "webhook",
+        {"url": fake.hook_url + "?token=in-the-url", "signing_secret": "s3cret-value"},
+        SENDER,
+        origin=CLI,
+    )
+    event = AuthEvent.objects.get(kind="sms.configured")
+    assert event.detail["options"]["url"] == fake.hook_url
+    assert event.detail["secrets_changed"] == ["signing_secret"]
+    assert "s3cret-value" not in _all_events_text() and "in-the-url" not in _all_events_text()
+
+
+def test_sender_goes_through_sms_configure() -> None:
+    """The sender is validated with the provider, so `settings set sms.sender` points to `sms configure`."""
+    with pytest.raises(SettingError) as caught:
+        set_setting_from_text(service.SENDER, "+15550001111")
+    assert "sms configure" in str(caught.value)

@@ -19,8 +19,10 @@ from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.core.decorators import mark_reauthenticated, signed_in
 from twostep.forwardauth.services import is_allowed_destination
+from twostep.mfa import enforcement
 from twostep.mfa import login as second_step
 from twostep.mfa.policy import login_authenticators
+from twostep.mfa.trusted import services as trusted_browsers
 from twostep.usersessions.backend import LAST_SEEN_KEY, STARTED_KEY
 
 PENDING_KEY = "twostep_pending"
@@ -72,6 +74,9 @@ def login_view(request: HttpRequest) -> HttpResponse:
             request.session[NEXT_KEY] = next_url
             authenticators = login_authenticators(user.pk)
             if not authenticators:
+                # Without a second step: a user who must (or soon must) enrol goes to enrolment.
+                return enforcement.after_password_only_sign_in(request, user, complete_sign_in(request, user))
+            if trusted_browsers.recognise(request, user) is not None:
                 return complete_sign_in(request, user)
             try:
                 _, token = second_step.start(user, authenticators[0], origin)

@@ -15,6 +15,7 @@ from twostep.accounts.models import User
 from twostep.api import tokens
 from twostep.api.errors import ApiError
 from twostep.api.models import AccessToken, Scope
+from twostep.mfa import enforcement
 
 
 class BearerToken(HttpBearer):
@@ -34,6 +35,12 @@ class BearerToken(HttpBearer):
             if self.scope == Scope.ADMIN:
                 raise ApiError("forbidden", "This needs an administrator's token with the admin scope.")
             raise ApiError("forbidden", f"This needs a token with the {self.scope} scope.")
+        if not enforcement.api_path_allowed(request.path) and enforcement.enrolment_required(access.user):
+            raise ApiError(
+                "enrolment_required",
+                "Two-factor authentication is required for your account: set up a second factor first "
+                "(POST /api/v1/me/factors/totp, or on the web page /account/security/enrol).",
+            )
         return access
 
 

@@ -9,7 +9,7 @@ operation is turned into this shape here, so that bad input never becomes a
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
@@ -40,6 +40,10 @@ CODES: dict[str, tuple[int, str]] = {
     "reauthentication_required": (403, "Enter the password again first (POST /api/v1/me/reauthenticate)."),
     "invalid_password": (403, "The password given to re-authenticate is wrong."),
     "password_change_required": (403, "The user must choose a new password on the web page before using the API."),
+    "enrolment_required": (
+        403,
+        "Two-factor authentication is required of this user: set up a factor (POST /api/v1/me/factors/...) first.",
+    ),
     "not_found": (404, "No such resource (or route)."),
     "method_not_allowed": (405, "The route exists but not with this HTTP method; see the Allow header."),
     "conflict": (409, "The change clashes with existing data (a username, address or number already there)."),
@@ -64,6 +68,7 @@ ErrorCode = Literal[
     "reauthentication_required",
     "invalid_password",
     "password_change_required",
+    "enrolment_required",
     "not_found",
     "method_not_allowed",
     "conflict",
@@ -131,8 +136,12 @@ def error_response(
 
 
 def responses(*statuses: int) -> dict[int, type[ErrorBody]]:
-    """The OpenAPI ``response`` entries for the error statuses an operation can answer."""
-    return dict.fromkeys(statuses, ErrorBody)
+    """The OpenAPI ``response`` entries for the error statuses an operation can answer.
+
+    400 is always among them: any request can be malformed at the transport
+    level (a bad Content-Length or Host header).
+    """
+    return dict.fromkeys(sorted({400, *statuses}), ErrorBody)
 
 
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="twostep"'}
@@ -222,14 +231,18 @@ def install(api: NinjaAPI) -> None:
         logger.exception("unexpected error in %s %s", request.method, request.path)
         return error_response("internal_error", "Something went wrong on our side.")
 
-    api.add_exception_handler(ApiError, on_api_error)
-    api.add_exception_handler(NinjaValidationError, on_validation)
-    api.add_exception_handler(AuthenticationError, on_authentication)
-    api.add_exception_handler(Throttled, on_throttled)
-    api.add_exception_handler(HttpError, on_http_error)
-    api.add_exception_handler(Http404, on_not_found)
-    api.add_exception_handler(PermissionDenied, on_permission_denied)
-    api.add_exception_handler(DjangoValidationError, on_django_validation)
-    api.add_exception_handler(SettingError, on_setting_error)
-    api.add_exception_handler(RequestDataTooBig, on_too_big)
-    api.add_exception_handler(Exception, on_unexpected)
+    handlers: list[tuple[type[Exception], Callable[[HttpRequest, Any], HttpResponse]]] = [
+        (ApiError, on_api_error),
+        (NinjaValidationError, on_validation),
+        (AuthenticationError, on_authentication),
+        (Throttled, on_throttled),
+        (HttpError, on_http_error),
+        (Http404, on_not_found),
+        (PermissionDenied, on_permission_denied),
+        (DjangoValidationError, on_django_validation),
+        (SettingError, on_setting_error),
+        (RequestDataTooBig, on_too_big),
+        (Exception, on_unexpected),
+    ]
+    for exc_class, handler in handlers:
+        api.add_exception_handler(exc_class, handler)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from django import forms
@@ -34,7 +34,8 @@ class TokenForm(forms.Form):
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not user.is_admin:
-            self.fields["scopes"].choices = [c for c in Scope.choices if c[0] != Scope.ADMIN]
+            scopes = cast(forms.MultipleChoiceField, self.fields["scopes"])
+            scopes.choices = [c for c in Scope.choices if c[0] != Scope.ADMIN]
 
 
 def _page(request: HttpRequest, form: TokenForm, created: tokens.Issued | None = None) -> HttpResponse:

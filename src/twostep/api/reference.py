@@ -110,7 +110,13 @@ def build(schema: dict[str, Any]) -> dict[str, Any]:
         for method, operation in sorted(methods.items(), key=lambda item: METHOD_ORDER.get(item[0], 9)):
             tag = (operation.get("tags") or ["other"])[0]
             parameters = [
-                Field(p["name"], describe(p.get("schema", {})), p.get("required", False), p.get("description", ""), p["in"])
+                Field(
+                    p["name"],
+                    describe(p.get("schema", {})),
+                    p.get("required", False),
+                    p.get("description", ""),
+                    p["in"],
+                )
                 for p in operation.get("parameters", [])
             ]
             body = None

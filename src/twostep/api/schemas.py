@@ -13,6 +13,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+from annotated_types import Ge, Le, MaxLen
 from ninja import Schema
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, ConfigDict, Field, StringConstraints
 
@@ -22,7 +23,7 @@ from twostep.accounts.validators import MAX_PASSWORD_LENGTH
 NO_CONTROL = r"^[^\u0000-\u001f\u007f]*$"
 NO_NUL = r"^[^\u0000]*$"
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-TOKEN_ID_PATTERN = r"^[0-9a-f]{16}$"
+TOKEN_ID_PATTERN = r"^[0-9a-f]{16}$"  # noqa: S105 - a pattern, not a secret
 MAX_ID = 2**63 - 1
 
 
@@ -35,6 +36,8 @@ PhoneText = Annotated[str, StringConstraints(min_length=1, max_length=32, patter
 TokenName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_CONTROL)]
 SETTING_KEY_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 SettingKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=SETTING_KEY_PATTERN)]
+
+
 def _integral(value: object) -> object:
     # JSON Schema counts 3.0 as an integer; strict pydantic would not.
     if isinstance(value, float) and value.is_integer():
@@ -100,6 +103,9 @@ class SignedInOut(Schema):
     expires_at: datetime = Field(description="The absolute end of the token.")
     idle_timeout: int = Field(description="Seconds without use after which the token ends.")
     scopes: list[ScopeName]
+    recovery_codes_left: int | None = Field(
+        default=None, description="After signing in with a recovery code: how many unused codes remain."
+    )
 
 
 class SecondStepOut(Schema):
@@ -115,6 +121,17 @@ class LoginVerifyIn(Input):
     login_token: LoginToken
     #: Checked by the service (exactly six digits), so a malformed code counts as a failed try.
     code: CodeText
+
+
+class RecoveryLoginIn(Input):
+    login_token: LoginToken
+    #: A recovery code as printed (dashes and spaces allowed); checked by the service.
+    code: Annotated[str, StringConstraints(max_length=64, pattern=NO_CONTROL)]
+
+
+class MethodSwitchIn(Input):
+    login_token: LoginToken
+    method: MethodName
 
 
 # --- the caller ----------------------------------------------------------------
@@ -167,6 +184,25 @@ class MeOut(Schema):
     two_factor: TwoFactorStateOut
     token: TokenOut
     reauthenticated_until: datetime | None
+
+
+class FactorConfirmedOut(FactorOut):
+    recovery_codes: list[str] | None = Field(
+        description="With the first factor: the user's recovery codes, shown this once. null otherwise."
+    )
+
+
+class RecoveryStatusOut(Schema):
+    exists: bool
+    remaining: int
+    total: int
+    created_at: datetime | None
+    last_used_at: datetime | None
+
+
+class RecoveryCodesOut(Schema):
+    codes: list[str] = Field(description="Shown once; each works once. Earlier codes no longer work.")
+    created_at: datetime
 
 
 class ReauthenticateIn(Input):
@@ -279,20 +315,31 @@ class SettingsOut(Schema):
     forced_off_by_config: bool = Field(description="The config file switched 2FA off for everyone, whatever is stored.")
 
 
+SettingText = Annotated[str, StringConstraints(max_length=1000, pattern=NO_CONTROL)]
+#: What a runtime setting can hold: a switch, a number, a text or a list of texts.
+SettingValue = (
+    bool
+    | Annotated[int, Ge(-(2**53)), Le(2**53), BeforeValidator(_integral)]
+    | SettingText
+    | Annotated[list[SettingText], MaxLen(50)]
+)
+
+
 def _setting_names(schema: dict[str, Any]) -> None:
     # pydantic describes constrained keys with patternProperties, which does
     # not forbid other keys; propertyNames says what the API really accepts.
-    schema.pop("patternProperties", None)
+    for value_schema in schema.pop("patternProperties", {}).values():
+        schema["additionalProperties"] = value_schema
     schema["propertyNames"] = {"minLength": 1, "maxLength": 100, "pattern": SETTING_KEY_PATTERN}
 
 
 class SettingsIn(Input):
-    values: dict[SettingKey, Any] = Field(min_length=1, max_length=20, json_schema_extra=_setting_names)
-    confirm_affected: Integer | None = Field(
-        default=None,
+    values: dict[SettingKey, SettingValue] = Field(min_length=1, max_length=20, json_schema_extra=_setting_names)
+    confirm_affected: Integer = Field(
+        default=0,
         ge=0,
-        le=MAX_ID,
-        description="When a 2FA change would leave users unprotected, the number the previous answer reported.",
+        le=2**31 - 1,
+        description="When a 2FA change would stop protecting some users: their number, from the previous answer.",
     )
 
 

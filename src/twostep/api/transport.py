@@ -22,6 +22,8 @@ from twostep.api.errors import error_response
 
 #: Far above any legitimate request (a user with twenty addresses is < 4 KiB).
 MAX_BODY_BYTES = 32 * 1024
+#: How much of a refused body is read and thrown away (see _drain).
+MAX_DRAIN_BYTES = 1024 * 1024
 JSON_MEDIA_TYPE = "application/json"
 
 
@@ -56,6 +58,8 @@ class JsonParser(Parser):
 
 def check_request(request: HttpRequest) -> HttpResponse | None:
     """An error response when the body is too large or not JSON, else None."""
+    if "" in request.GET:
+        return error_response("invalid_request", "A query parameter has no name.")
     raw = request.META.get("CONTENT_LENGTH") or ""
     try:
         length = int(raw) if raw else 0
@@ -72,6 +76,24 @@ def check_request(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
+def _drain(request: HttpRequest) -> None:
+    """Read what is left of the request body and discard it.
+
+    A keep-alive connection whose body was not read goes out of step in
+    gunicorn's gthread worker (the next request on it is dropped), so every
+    answer, even an early refusal, first consumes the body, up to a bound.
+    """
+    remaining = MAX_DRAIN_BYTES
+    try:
+        while remaining > 0:
+            chunk = request.read(min(64 * 1024, remaining))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+    except OSError:
+        return
+
+
 def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Wrap an API view: transport checks first, and JSON for 404 and 405."""
 
@@ -79,11 +101,13 @@ def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         problem = check_request(request)
         if problem is not None:
+            _drain(request)
             return problem
         try:
             response = view(request, *args, **kwargs)
         except Http404:
-            return error_response("not_found", "Not found.")
+            response = error_response("not_found", "Not found.")
+        _drain(request)
         if isinstance(response, HttpResponseNotAllowed):
             return error_response(
                 "method_not_allowed",
@@ -110,6 +134,7 @@ def guarded_patterns(patterns: Iterable[URLPattern | URLResolver]) -> list[URLPa
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     """Every other path under /api/v1/."""
     problem = check_request(request)
+    _drain(request)
     if problem is not None:
         return problem
     return error_response("not_found", "No such API route. The reference is at /api/v1/docs.")

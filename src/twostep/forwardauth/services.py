@@ -18,6 +18,7 @@ from twostep.accounts.models import User
 from twostep.core.client import parse_networks
 from twostep.forwardauth import rules
 from twostep.forwardauth.target import Style, Target
+from twostep.mfa.enforcement import ENROL_URL, enrolment_required
 
 #: Where a user who must choose a new password is sent before any application.
 CHANGE_PASSWORD_PATH = "/account/password"  # noqa: S105 - a URL path, not a password
@@ -97,6 +98,9 @@ def answer(target: Target | None, user: User | None) -> Answer:
         return _must_sign_in(
             target, f"{settings.CONFIG.server.public_url}{CHANGE_PASSWORD_PATH}", "must change password"
         )
+    if enrolment_required(user):
+        # 2FA is required of this user and they have not enrolled (grace over): no application until they do.
+        return _must_sign_in(target, f"{settings.CONFIG.server.public_url}{ENROL_URL}", "must enrol a second factor")
     return Answer(200, headers=identity_headers(user))
 
 

@@ -23,7 +23,14 @@ from django.core.validators import validate_email
 from twostep.core.crypto import DecryptionError, KeyFileError
 from twostep.core.keyring import register_encrypted_setting, secret_box
 from twostep.core.models import Setting
-from twostep.core.runtime import Definition, SettingError, get_settings, register_setting, set_setting
+from twostep.core.runtime import (
+    Definition,
+    SettingError,
+    get_settings,
+    register_method_requirement,
+    register_setting,
+    set_setting,
+)
 from twostep.mail.base import MailDeliveryError
 from twostep.mail.smtp import SECURITY_CHOICES, SmtpSettings, resolve_ca_file
 
@@ -113,6 +120,15 @@ def register() -> None:
     ):
         register_setting(definition)
     register_encrypted_setting(PASSWORD_KEY)
+    register_method_requirement("email", email_method_problem)
+
+
+def email_method_problem() -> str | None:
+    """Why email codes cannot be an allowed method now, or None."""
+    host = get_settings(HOST)[HOST]
+    if host:
+        return None
+    return "Email codes need outgoing mail: set up an SMTP server on the Outgoing mail page (/admin/email) first."
 
 
 def default_from_address() -> str:

@@ -36,7 +36,9 @@ class SmtpSettingsForm(_Form):
         label="SMTP server",
         help_text="For example smtp.example.com. Empty: no mail is sent.",
     )
-    port = forms.IntegerField(min_value=1, max_value=65535, label="Port")
+    port = forms.IntegerField(
+        min_value=1, max_value=65535, label="Port", widget=forms.TextInput(attrs={"inputmode": "numeric"})
+    )
     security = forms.ChoiceField(choices=SECURITY_LABELS, label="Connection security", widget=forms.RadioSelect)
     username = forms.CharField(
         required=False,
@@ -58,7 +60,9 @@ class SmtpSettingsForm(_Form):
         required=False,
         max_length=254,
         label="From address",
-        help_text="For example twostep@example.com or Sign-in <twostep@example.com>. Many servers only accept their own domain.",
+        # Django does not escape help texts.
+        help_text="For example twostep@example.com, or with a name: Sign-in &lt;twostep@example.com&gt;. "
+        "Many servers only accept their own domain.",
     )
 
     def clean_host(self) -> str:

@@ -58,6 +58,8 @@ class _DeadlineMixin:
 
     deadline: float = 0.0
     sock: socket.socket | None
+    #: smtplib's private name of the peer, used as the TLS server name.
+    _host: str
 
     def _arm(self) -> None:
         remaining = self.deadline - time.monotonic()
@@ -130,15 +132,15 @@ class _Backend(EmailBackend):
         if self.connection:
             return False
         timeout = float(self.timeout or 10.0)
-        connection: smtplib.SMTP
+        connection: _SMTP | _SMTPSSL
         if self.use_ssl:
             connection = _SMTPSSL(local_hostname=DNS_NAME.get_fqdn(), timeout=timeout, context=self.ssl_context)
         else:
             connection = _SMTP(local_hostname=DNS_NAME.get_fqdn(), timeout=timeout)
-        connection.deadline = time.monotonic() + timeout  # type: ignore[attr-defined]
+        connection.deadline = time.monotonic() + timeout
         # smtplib names the TLS peer after the host given to __init__, which
         # would connect before the deadline is set; so it is set here.
-        connection._host = self.host  # type: ignore[attr-defined]
+        connection._host = self.host
         try:
             connection.connect(self.host, self.port)
             if self.use_tls:

@@ -77,17 +77,30 @@ def is_live(pending: PendingLogin) -> bool:
 
 
 def authenticator_for(pending: PendingLogin) -> Authenticator | None:
-    """The factor the pending sign-in asks for, if it is still enrolled and allowed."""
+    """The factor the pending sign-in asks for, if it is still enrolled and allowed.
+
+    The answer is also kept on ``pending`` for ``verify`` in the same request,
+    which then needs no second look-up (see ``_AUTHENTICATOR``).
+    """
     _, methods = two_factor_state()
-    if pending.method not in methods:
-        return None
-    authenticator = Authenticator.objects.filter(
-        user_id=pending.user_id, method=pending.method, confirmed_at__isnull=False
-    ).first()
-    # E.g. an SMS factor whose number an admin removed from the account.
-    if authenticator is not None and not is_usable(authenticator):
-        return None
+    authenticator = None
+    if pending.method in methods:
+        authenticator = Authenticator.objects.filter(
+            user_id=pending.user_id, method=pending.method, confirmed_at__isnull=False
+        ).first()
+        # E.g. an SMS factor whose number an admin removed from the account.
+        if authenticator is not None and not is_usable(authenticator):
+            authenticator = None
+    pending.__dict__[_AUTHENTICATOR] = authenticator
     return authenticator
+
+
+#: Attribute under which ``authenticator_for`` leaves its answer on the pending
+#: sign-in.  Every caller (the pages, the API) asks ``authenticator_for`` just
+#: before ``verify`` on the same object, so ``verify`` reuses it instead of two
+#: more queries; the factor's own conditional UPDATE (by primary key) still
+#: refuses a factor removed in between.
+_AUTHENTICATOR = "_twostep_authenticator"
 
 
 def cancel(token: str | None) -> None:
@@ -99,58 +112,105 @@ def cancel(token: str | None) -> None:
 def verify(pending: PendingLogin, code: str, origin: Origin) -> User:
     """Check ``code`` for ``pending``; return the user to sign in.
 
-    On success the pending sign-in is spent and the account's failure count is
-    reset, in one transaction with the code's consumption.
+    One transaction decides the rest once the account's throttle state
+    allows a try: the code's consumption, the spending of the pending
+    sign-in, the failure counts and the auth-log entry.  When the account
+    already has failures, its row is locked for that transaction (``SELECT
+    ... FOR UPDATE`` on PostgreSQL; SQLite's write lock, taken at ``BEGIN
+    IMMEDIATE``, serialises it anyway) and the throttle is checked again
+    against the latest count, so that a storm of parallel guesses gets no
+    more tries than sequential ones.
 
     Raises:
         SecondStepError: expired or spent sign-in, locked or throttled
             account, malformed, wrong or reused code.  Failures of the code
             itself are counted against the account and the pending sign-in.
     """
-    now = clock.now()
-    user = User.objects.get(pk=pending.user_id)
+    # The account as ``resolve`` read it in this request.
+    user = pending.user
     try:
-        throttle.check(user, now)
+        throttle.check(user, clock.now())
     except throttle.Blocked as blocked:
         _record_failure(user, pending, origin, blocked.reason)
         raise SecondStepError(blocked.reason) from None
-    reason = _consume(pending, code)
+    guarded = _has_failures(user)
+    try:
+        with transaction.atomic():
+            query = PendingLogin.objects.select_related("user")
+            if guarded:
+                query = query.select_for_update(of=("user",))
+            fresh = query.get(pk=pending.pk)
+            user = fresh.user
+            reason = _attempt(fresh, code, origin, pending.__dict__.get(_AUTHENTICATOR, _UNKNOWN), guarded)
+    except _SpentConcurrently:
+        # Another request completed this sign-in first; the code's consumption was rolled back.
+        reason = "expired_login"
+        _record_failure(user, pending, origin, reason)
     if reason is None:
-        throttle.register_success(user.pk)
-        record("login.second_step", Outcome.SUCCESS, origin=origin, user=user, method=pending.method)
         return user
-    if reason not in {"expired_login", "method_unavailable"}:
-        _count_failure(user, pending, now, origin)
-    _record_failure(user, pending, origin, reason)
     raise SecondStepError(reason)
 
 
-def _consume(pending: PendingLogin, code: str) -> str | None:
-    with transaction.atomic():
-        fresh = PendingLogin.objects.select_related("user").get(pk=pending.pk)
-        if not is_live(fresh):
-            return "expired_login"
-        if not is_well_formed(code):
-            return "malformed_code"
-        authenticator = authenticator_for(fresh)
-        if authenticator is None:
-            return "method_unavailable"
-        now = clock.now()
-        reason = handler_for(fresh.method).verify(fresh, authenticator, code, now)
-        if reason is not None:
-            return reason
-        spent = PendingLogin.objects.filter(pk=fresh.pk, completed_at__isnull=True).update(completed_at=now)
-        if not spent:
-            # Another request completed this sign-in first; undo the code's consumption.
-            transaction.set_rollback(True)
-            return "expired_login"
+def _has_failures(user: User) -> bool:
+    return bool(
+        user.second_step_failures
+        or user.second_step_blocked_until is not None
+        or user.second_step_locked_at is not None
+    )
+
+
+def _attempt(fresh: PendingLogin, code: str, origin: Origin, known: object, guarded: bool) -> str | None:
+    """``verify``'s work inside its transaction; the failure reason, or None on success."""
+    user = fresh.user
+    if guarded:
+        try:
+            throttle.check(user, clock.now())
+        except throttle.Blocked as blocked:
+            _record_failure(user, fresh, origin, blocked.reason)
+            return blocked.reason
+    reason = _consume(fresh, code, known)
+    if reason is None:
+        # ``fresh`` was read in this transaction: no UPDATE when there is nothing to reset.
+        if _has_failures(user):
+            throttle.register_success(user.pk)
+        record("login.second_step", Outcome.SUCCESS, origin=origin, user=user, method=fresh.method)
         return None
+    if reason not in {"expired_login", "method_unavailable"}:
+        _count_failure(user, fresh, origin)
+    _record_failure(user, fresh, origin, reason)
+    return reason
 
 
-def _count_failure(user: User, pending: PendingLogin, now: object, origin: Origin) -> None:
-    with transaction.atomic():
-        PendingLogin.objects.filter(pk=pending.pk).update(failures=F("failures") + 1)
-        failures, locked = throttle.register_failure(user.pk, clock.now())
+class _SpentConcurrently(Exception):
+    """Rolls back a code's consumption when the pending sign-in was completed meanwhile."""
+
+
+#: ``verify`` was called without ``authenticator_for`` on the same object.
+_UNKNOWN = object()
+
+
+def _consume(fresh: PendingLogin, code: str, known: object) -> str | None:
+    """Check and consume ``code`` inside ``verify``'s transaction; None on success, else the reason."""
+    if not is_live(fresh):
+        return "expired_login"
+    if not is_well_formed(code):
+        return "malformed_code"
+    authenticator = authenticator_for(fresh) if known is _UNKNOWN else known
+    if not isinstance(authenticator, Authenticator):
+        return "method_unavailable"
+    now = clock.now()
+    reason = handler_for(fresh.method).verify(fresh, authenticator, code, now)
+    if reason is not None:
+        return reason
+    spent = PendingLogin.objects.filter(pk=fresh.pk, completed_at__isnull=True).update(completed_at=now)
+    if not spent:
+        raise _SpentConcurrently
+    return None
+
+
+def _count_failure(user: User, pending: PendingLogin, origin: Origin) -> None:
+    PendingLogin.objects.filter(pk=pending.pk).update(failures=F("failures") + 1)
+    failures, locked = throttle.register_failure(user.pk, clock.now())
     if locked:
         record(
             "second_step.locked",

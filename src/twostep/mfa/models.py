@@ -32,6 +32,8 @@ class Authenticator(models.Model):
     confirmed_at = models.DateTimeField(null=True, blank=True)
     pending_until = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    #: A name the user gave this factor ("Work phone"); empty: the method's own description.
+    name = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         constraints = (
@@ -103,3 +105,82 @@ class OneTimeCode(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} code for user {self.user_id}"
+
+
+# ---------------------------------------------------------------------------
+# Recovery and choice (issue 8): default method, recovery codes, trusted
+# browsers, and the grace period of a "2FA required" policy.
+
+
+class DefaultMethod(models.Model):
+    """The method a user wants to be asked for first at sign-in.
+
+    Kept per user and method (not on the Authenticator row) so that it
+    survives replacing a factor, e.g. moving the authenticator app to a new
+    phone.  Without a row, or when that method is not usable, the factor
+    enrolled first is asked for.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    method = models.CharField(max_length=16, choices=Method.choices)
+
+    def __str__(self) -> str:
+        return f"default {self.method} of user {self.user_id}"
+
+
+class RecoveryCode(models.Model):
+    """One single-use recovery code, stored only as a keyed hash (see mfa.recovery_codes.services)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = (models.UniqueConstraint(fields=("user", "code_hash"), name="recovery_code_unique_per_user"),)
+
+    def __str__(self) -> str:
+        return f"recovery code of user {self.user_id}"
+
+
+class TrustedBrowser(models.Model):
+    """A browser where the user chose "Trust this browser": it may skip the second step until ``expires_at``.
+
+    The browser holds a random token in a cookie; only its SHA-256 is kept
+    here.  ``fingerprint`` pins the user's password and factors as they were
+    when trust was given: any change ends the trust.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True)
+    fingerprint = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        indexes = (models.Index(fields=("user", "expires_at")),)
+
+    def __str__(self) -> str:
+        return f"trusted browser of user {self.user_id}"
+
+
+class EnrolmentGrace(models.Model):
+    """How much of the enrolment grace period a user has used (see mfa.enforcement).
+
+    A row exists once 2FA was required of the user while they had no
+    factor; ``sign_ins`` counts their sign-ins without a second step since.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    first_required_at = models.DateTimeField()
+    sign_ins = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"enrolment grace of user {self.user_id}"

@@ -25,12 +25,21 @@ def two_factor_state() -> tuple[bool, list[str]]:
 
 
 def login_authenticators(user_id: int) -> list[Authenticator]:
-    """The confirmed, allowed factors a user must use at sign-in; empty when none apply."""
+    """The confirmed, allowed factors a user must use at sign-in; empty when none apply.
+
+    The first is the one to ask for: the user's default method when it is
+    usable, else the first usable factor they enrolled (``mfa.choice.order``).
+    """
+    from twostep.mfa.choice import order
+
     active, methods = two_factor_state()
     if not active:
         return []
-    return list(
-        Authenticator.objects.filter(user_id=user_id, confirmed_at__isnull=False, method__in=methods).order_by(
-            "confirmed_at"
-        )
+    return order(
+        list(
+            Authenticator.objects.filter(user_id=user_id, confirmed_at__isnull=False, method__in=methods).order_by(
+                "confirmed_at"
+            )
+        ),
+        user_id,
     )

@@ -7,19 +7,24 @@ from django.db import transaction
 from twostep.accounts.models import User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.mfa import throttle
-from twostep.mfa.models import Authenticator, PendingLogin
+from twostep.mfa.models import Authenticator, DefaultMethod, PendingLogin, RecoveryCode, TrustedBrowser
 from twostep.usersessions.services import end_sessions
 
 
 def reset_two_factor(user: User, *, origin: Origin, actor: User | None = None) -> int:
-    """Remove every factor of ``user`` (the lost-device path), end their sessions and lift any lock.
+    """Remove every factor of ``user`` (the lost-device path), their recovery codes and
+    trusted browsers, end their sessions and lift any lock.
 
-    Returns the number of factors removed.
+    Returns the number of factors removed.  If 2FA is required of the user,
+    they must enrol again at their next sign-in.
     """
     with transaction.atomic():
         removed = Authenticator.objects.filter(user=user, confirmed_at__isnull=False).count()
         Authenticator.objects.filter(user=user).delete()
         PendingLogin.objects.filter(user=user).delete()
+        RecoveryCode.objects.filter(user=user).delete()
+        TrustedBrowser.objects.filter(user=user).delete()
+        DefaultMethod.objects.filter(user=user).delete()
         throttle.unlock(user)
         end_sessions(user)
     record("two_factor.reset", Outcome.INFO, origin=origin, user=user, actor=actor, detail={"removed": removed})

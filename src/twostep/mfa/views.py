@@ -12,10 +12,12 @@ from twostep.accounts.views import PENDING_KEY, complete_sign_in
 from twostep.audit.services import Origin
 from twostep.core.decorators import recently_authenticated, signed_in
 from twostep.mfa import login as second_step
+from twostep.mfa.choice_views import verify_page_context
 from twostep.mfa.forms import CodeForm
 from twostep.mfa.methods import handler_for, panels, verify_context
 from twostep.mfa.models import Authenticator
 from twostep.mfa.policy import forced_off_by_config, two_factor_state
+from twostep.mfa.trusted import services as trusted_browsers
 from twostep.usersessions.services import list_sessions
 
 
@@ -29,7 +31,8 @@ def verify_view(request: HttpRequest) -> HttpResponse:
         return redirect("/login")
     authenticator = second_step.authenticator_for(pending)
     if authenticator is None:
-        return render(request, "mfa/verify_unavailable.html", status=409)
+        # Other methods and recovery codes may still work (verify_page_context).
+        return render(request, "mfa/verify_unavailable.html", verify_page_context(pending), status=409)
     handler = handler_for(pending.method)
     form = CodeForm(request.POST or None)
     error = None
@@ -44,7 +47,10 @@ def verify_view(request: HttpRequest) -> HttpResponse:
                 return redirect("/login")
         else:
             request.session.pop(PENDING_KEY, None)
-            return complete_sign_in(request, user)
+            response = complete_sign_in(request, user)
+            if request.POST.get("trust") == "1":
+                trusted_browsers.remember(request, response, user)
+            return response
     elif request.method == "POST":
         error = second_step.GENERIC_FAILURE
     return render(
@@ -58,6 +64,7 @@ def verify_view(request: HttpRequest) -> HttpResponse:
             "pending": pending,
             "authenticator": authenticator,
             **verify_context(pending, authenticator),
+            **verify_page_context(pending),
         },
         status=200,
     )

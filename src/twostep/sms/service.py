@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import phonenumbers
 from django.conf import settings
@@ -211,7 +212,11 @@ def register_settings() -> None:
         Definition(OPTIONS, {}, _refuse_text(OPTIONS), _check_options, "SMS provider options that are not secret."),
         Definition(SECRETS, "", _refuse_text(SECRETS), _check_token, "SMS provider secrets (encrypted)."),
         Definition(
-            SENDER, "", str, check_sender, "SMS sender: a number (+15551234567) or a name of up to 11 characters."
+            SENDER,
+            "",
+            _refuse_text(SENDER),
+            check_sender,
+            "SMS sender: a number (+15551234567) or a name of up to 11 characters.",
         ),
         Definition(
             DAILY_LIMIT,
@@ -340,9 +345,22 @@ def save_configuration(
         Outcome.INFO,
         origin=origin,
         actor=actor,
-        detail={"provider": provider, "options": options, "sender": clean_sender, "secrets_changed": changed},
+        detail={
+            "provider": provider,
+            "options": {key: _loggable(value) for key, value in options.items()},
+            "sender": clean_sender,
+            "secrets_changed": changed,
+        },
     )
     return candidate
+
+
+def _loggable(value: str) -> str:
+    # URLs may carry a token in their query string: log them without it.
+    if value.startswith(("http://", "https://")):
+        parts = urlsplit(value)
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return value
 
 
 def clear_configuration(*, origin: Origin, actor: Any = None) -> None:

@@ -14,12 +14,12 @@ import hashlib
 import hmac
 import json
 import secrets
-import time
 from collections.abc import Mapping
 from typing import ClassVar, Self
 
 import httpx
 
+from twostep.core import clock
 from twostep.sms import http as sms_http
 from twostep.sms.base import (
     DeliveryReceipt,
@@ -92,7 +92,7 @@ class WebhookProvider:
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._signing_secret:
-            timestamp = str(int(time.time()))
+            timestamp = str(int(clock.timestamp()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = signature(self._signing_secret, timestamp, body)
         if self._authorization:

@@ -7,6 +7,7 @@ through the test's aiosmtpd server with STARTTLS, trusting the test CA
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -46,6 +47,14 @@ def page(chromium: Browser) -> Iterator[Page]:
     assert errors == []
 
 
+def shot(page: Page, name: str) -> None:
+    """Keep a screenshot when TWOSTEP_BROWSER_SHOTS names a folder (for looking at the layout)."""
+    folder = os.environ.get("TWOSTEP_BROWSER_SHOTS")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        page.screenshot(path=os.path.join(folder, f"email-{name}.png"), full_page=True)
+
+
 def password_step(page: Page, base: str) -> None:
     page.goto(f"{base}/login")
     page.get_by_label("Username").fill("bob")
@@ -73,16 +82,20 @@ def test_enrol_sign_in_and_survive_smtp_down(
     expect(page).to_have_url(re.compile(r"/account/security/email$"))
     expect(page.get_by_label(re.compile(re.escape(CODES_ADDRESS)))).to_be_checked()
     expect(page.get_by_text("Not recommended: your primary address")).to_be_visible()
+    shot(page, "1-pick-address")
     page.get_by_role("button", name="Send code").click()
 
-    [enrolment] = smtp_server.wait_for(1)
+    enrolment = smtp_server.wait_for_match(subject="Confirm this address")
     assert enrolment.rcpt_tos == [CODES_ADDRESS] and enrolment.over_tls
+    shot(page, "2-confirm")
     page.get_by_label(f"Enter the code sent to {CODES_ADDRESS}").fill(enrolment.code())
     page.get_by_role("button", name="Turn on email codes").click()
     expect(page).to_have_url(re.compile(r"/account/security$"))
     expect(page.get_by_text("Email codes are on.")).to_be_visible()
+    shot(page, "3-security")
 
     page.get_by_role("navigation", name="Main").get_by_role("button", name="Sign out").click()
+    sent = len(smtp_server.messages())
     password_step(page, base)
     expect(page).to_have_url(re.compile(r"/login/verify$"))
     code_box = page.get_by_label("Enter the code sent to b•••@example.org.")
@@ -90,7 +103,8 @@ def test_enrol_sign_in_and_survive_smtp_down(
     # The static countdown script holds the resend button during the cooldown.
     expect(page.get_by_role("button", name="Send a new code")).to_be_disabled()
     expect(page.get_by_text(re.compile(r"You can ask for a new code in \d+ seconds?\."))).to_be_visible()
-    login = smtp_server.wait_for(2)[1]
+    shot(page, "4-verify")
+    login = smtp_server.wait_for_match(subject="sign-in code", since=sent)
     assert login.rcpt_tos == [CODES_ADDRESS]
     code_box.fill(login.code())
     page.get_by_role("button", name="Verify").click()
@@ -102,13 +116,15 @@ def test_enrol_sign_in_and_survive_smtp_down(
     password_step(page, base)
     expect(page).to_have_url(re.compile(r"/login/verify$"))
     expect(page.get_by_role("alert")).to_have_text("We could not send the code. Try again in a moment.")
+    shot(page, "5-smtp-down")
     page.goto(f"{base}/account")
     expect(page).to_have_url(re.compile(r"/login\?next="))
     page.goto(f"{base}/login/verify")
     server.cli("settings", "set", "email.port", str(smtp_server.port))
+    sent = len(smtp_server.messages())
     page.get_by_role("button", name="Send a new code").click()
     expect(page.get_by_text("We sent a new code to b•••@example.org")).to_be_visible()
-    retry = smtp_server.wait_for(3)[2]
+    retry = smtp_server.wait_for_match(to=CODES_ADDRESS, subject="sign-in code", since=sent)
     page.get_by_label("Enter the code sent to b•••@example.org.").fill(retry.code())
     page.get_by_role("button", name="Verify").click()
     expect(page).to_have_url(re.compile(r"/account$"))
@@ -141,8 +157,8 @@ def test_admin_sends_a_test_email(
     page.get_by_label("Send a test email to").fill("ops@example.com")
     page.get_by_role("button", name="Send test email").click()
     expect(page.get_by_text("The test email was sent to ops@example.com")).to_be_visible()
-    [received] = smtp_server.wait_for(1)
-    assert received.rcpt_tos == ["ops@example.com"] and received.mail_from == "login@example.test"
+    received = smtp_server.wait_for_match(to="ops@example.com", subject="test email")
+    assert received.mail_from == "login@example.test"
 
     smtp_server.rcpt_reply = "550 5.7.1 Relaying denied"
     page.get_by_label("Send a test email to").fill("ops@example.com")
@@ -150,3 +166,4 @@ def test_admin_sends_a_test_email(
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("The test email could not be sent.")
     expect(alert).to_contain_text("550 5.7.1 Relaying denied")
+    shot(page, "6-admin-test-failed")

@@ -83,7 +83,7 @@ def test_enrol_through_a_real_email(client: Client, user: User, mail_server: Smt
     assert response.status_code == 302 and response["Location"] == "/account/security"
     factor = Authenticator.objects.get(user=user, method="email")
     assert factor.destination == BACKUP and factor.confirmed_at is not None
-    assert AuthEvent.objects.filter(kind="email_2fa.enabled", user=user).exists()
+    assert AuthEvent.objects.filter(kind="email.enabled", user=user).exists()
     assert f"Codes go to <strong>{BACKUP}</strong>" in client.get("/account/security").content.decode()
 
 
@@ -153,7 +153,7 @@ def test_smtp_failure_during_enrolment(
     response = client.post(SETUP, {"action": "send", "address": address_id(user, BACKUP)})
     assert "We could not send the code. Try again in a moment." in response.content.decode()
     assert not OneTimeCode.objects.filter(user=user).exists()
-    event = AuthEvent.objects.get(kind="email_2fa.code_sent", reason="delivery_failed")
+    event = AuthEvent.objects.get(kind="email.code_sent", reason="delivery_failed")
     assert "connection refused" in event.detail["error"]
 
 

@@ -41,7 +41,7 @@ def test_hanging_smtp_does_not_block_the_server(
         match = re.search(r'value="(\d+)"[^>]*>\s*' + re.escape(CODES_ADDRESS), setup)
         assert match is not None, setup
         submit(bob, "/account/security/email", {"action": "send", "address": match.group(1)})
-        code = smtp_server.wait_for(1)[0].code()
+        code = smtp_server.wait_for_match(subject="Confirm this address").code()
         assert submit(bob, "/account/security/email", {"action": "confirm", "code": code}).status_code == 302
         submit(bob, "/logout", {})
 

@@ -63,7 +63,13 @@ def test_invalid_settings_are_shown_next_to_the_field(admin_client: Client) -> N
     """A bad option is reported on its field and nothing is stored."""
     response = admin_client.post(
         "/admin/sms",
-        {"action": "save", "provider": "twilio", "opt_account_sid": "AC12", "opt_auth_token": "x", "sender": "+15550001111"},
+        {
+            "action": "save",
+            "provider": "twilio",
+            "opt_account_sid": "AC12",
+            "opt_auth_token": "x",
+            "sender": "+15550001111",
+        },
     )
     page = response.content.decode()
     assert response.status_code == 200

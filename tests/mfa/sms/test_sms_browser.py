@@ -28,7 +28,9 @@ def configure_by_cli(server: Any, fake: FakeProviderServer, sender: str) -> None
 
 
 def add_user(server: Any) -> None:
-    server.cli("users", "add", "dana", "--phone", PRIMARY, "--phone", SECOND, "--password-stdin", input=USER_PASSWORD + "\n")
+    server.cli(
+        "users", "add", "dana", "--phone", PRIMARY, "--phone", SECOND, "--password-stdin", input=USER_PASSWORD + "\n"
+    )
 
 
 def enrol_in_browser(person: Person, fake: FakeProviderServer, number_label: str) -> None:
@@ -46,7 +48,7 @@ def enrol_in_browser(person: Person, fake: FakeProviderServer, number_label: str
     page.get_by_label(f"Enter the code sent to {number_label}").fill(fake.last_code(received[-1].to))
     page.get_by_role("button", name="Turn on").click()
     expect(page).to_have_url(re.compile(r"/account/security$"))
-    expect(page.get_by_role("region", name="SMS codes")).to_contain_text(f"codes go to {number_label}")
+    expect(page.get_by_role("region", name="SMS codes")).to_contain_text(f"Codes go to {number_label}")
     person.shot("sms-on")
 
 

@@ -156,7 +156,9 @@ def test_setup_refused_when_sms_not_allowed(phone_user: User, twilio: FakeTwilio
     assert twilio.received == []
 
 
-def test_new_number_replaces_old_only_when_confirmed(phone_user: User, twilio: FakeTwilio, frozen_clock: clock.FrozenClock) -> None:
+def test_new_number_replaces_old_only_when_confirmed(
+    phone_user: User, twilio: FakeTwilio, frozen_clock: clock.FrozenClock
+) -> None:
     """Moving to another number keeps the old one working until the new one is confirmed."""
     client = signed_in(phone_user)
     enrol(client, phone_user, twilio, PRIMARY)

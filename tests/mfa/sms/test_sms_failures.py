@@ -121,9 +121,7 @@ def test_destination_cap_at_sign_in(phone_user: User, twilio: FakeTwilio, frozen
     assert len(twilio.received) == 6
 
 
-def test_daily_limit_at_sign_in(
-    make_user, twilio: FakeTwilio, frozen_clock: clock.FrozenClock
-) -> None:  # type: ignore[no-untyped-def]
+def test_daily_limit_at_sign_in(make_user, twilio: FakeTwilio, frozen_clock: clock.FrozenClock) -> None:  # type: ignore[no-untyped-def]
     """The global daily limit stops all SMS once reached, across users, until the 24 hours roll on."""
     service.save_limits("3", "", origin=CLI)
     users = [make_user(f"u{i}", phones=[f"+1555000000{i}"]) for i in range(3)]

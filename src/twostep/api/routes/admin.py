@@ -13,7 +13,7 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Q
 from django.http import HttpRequest
-from ninja import Path, Query, Router, Schema, Status
+from ninja import P, PathEx, Query, Router, Schema, Status
 from pydantic import ConfigDict, Field, StringConstraints
 
 from twostep.accounts import services
@@ -58,12 +58,9 @@ BODY_ERRORS = (400, 413, 415)
 TWO_FACTOR_KEYS = ("two_factor.enabled", "two_factor.methods")
 
 
-def _username() -> Any:
-    return Path(..., pattern=USERNAME_PATTERN, description="The user's username.")
-
-
-def _id() -> Any:
-    return Path(..., ge=1, le=MAX_ID)
+UsernamePath = PathEx[str, P(pattern=USERNAME_PATTERN, description="The user's username.")]
+IdPath = PathEx[int, P(ge=1, le=MAX_ID)]
+TokenIdPath = PathEx[str, P(pattern=TOKEN_ID_PATTERN, description="A token's id, as listed.")]
 
 
 def _user(username: str) -> User:
@@ -73,6 +70,15 @@ def _user(username: str) -> User:
     if user is None:
         raise ApiError("not_found", "No such user.")
     return user
+
+
+def _known_query(request: HttpRequest, model: type[Schema]) -> None:
+    """Raises ApiError(invalid_request) for a query parameter ``model`` does not declare (a typo
+    such as ``?usr=alice`` must not silently return everything)."""
+    unknown = sorted(set(request.GET) - set(model.model_fields))
+    if unknown:
+        fields = [{"field": name, "message": "Unknown query parameter."} for name in unknown[:20]]
+        raise ApiError("invalid_request", f"Unknown query parameter(s): {', '.join(unknown[:5])}.", fields=fields)
 
 
 def _context(request: HttpRequest) -> dict[str, Any]:
@@ -111,6 +117,7 @@ class EventFilter(Page):
 @router.get("/users", auth=ADMIN, response={200: UserPageOut, **responses(400, 401, 403)}, summary="List users")
 def list_users(request: HttpRequest, filters: Query[UserFilter]) -> dict[str, Any]:
     """Users by username, paginated, optionally filtered by `q`."""
+    _known_query(request, UserFilter)
     users = User.objects.annotate(
         factor_count=Count("authenticators", filter=Q(authenticators__confirmed_at__isnull=False))
     ).order_by("username")
@@ -119,7 +126,7 @@ def list_users(request: HttpRequest, filters: Query[UserFilter]) -> dict[str, An
     paginator = Paginator(users, filters.page_size)
     page = paginator.get_page(filters.page)
     return {
-        "items": [user_summary(u, has_factor=bool(u.factor_count)) for u in page.object_list],
+        "items": [user_summary(u, has_factor=bool(u.factor_count)) for u in page.object_list],  # type: ignore[attr-defined]
         "total": paginator.count,
         "page": page.number,
         "page_size": filters.page_size,
@@ -152,9 +159,12 @@ def create_user(request: HttpRequest, payload: UserCreateIn) -> Status[dict[str,
 
 
 @router.get(
-    "/users/{username}", auth=ADMIN, response={200: UserDetailOut, **responses(400, 401, 403, 404)}, summary="Show a user"
+    "/users/{username}",
+    auth=ADMIN,
+    response={200: UserDetailOut, **responses(400, 401, 403, 404)},
+    summary="Show a user",
 )
-def get_user(request: HttpRequest, username: str = _username()) -> dict[str, Any]:
+def get_user(request: HttpRequest, username: UsernamePath) -> dict[str, Any]:
     return user_detail(_user(username))
 
 
@@ -164,7 +174,7 @@ def get_user(request: HttpRequest, username: str = _username()) -> dict[str, Any
     response={200: UserDetailOut, **responses(*BODY_ERRORS, 401, 403, 404, 422)},
     summary="Change a user's name, role or active flag",
 )
-def update_user(request: HttpRequest, payload: UserUpdateIn, username: str = _username()) -> dict[str, Any]:
+def update_user(request: HttpRequest, payload: UserUpdateIn, username: UsernamePath) -> dict[str, Any]:
     """Deactivating a user ends their sessions and tokens.  The last active administrator stays one."""
     user = services.update_user(
         _user(username),
@@ -179,7 +189,7 @@ def update_user(request: HttpRequest, payload: UserUpdateIn, username: str = _us
 @router.delete(
     "/users/{username}", auth=ADMIN, response={204: None, **responses(400, 401, 403, 404, 422)}, summary="Delete a user"
 )
-def delete_user(request: HttpRequest, username: str = _username()) -> Status[None]:
+def delete_user(request: HttpRequest, username: UsernamePath) -> Status[None]:
     """Delete the user with their sessions, tokens, addresses and factors."""
     services.delete_user(_user(username), **_context(request))
     return Status(204, None)
@@ -191,7 +201,7 @@ def delete_user(request: HttpRequest, username: str = _username()) -> Status[Non
     response={204: None, **responses(*BODY_ERRORS, 401, 403, 404, 422)},
     summary="Set a user's password",
 )
-def set_password(request: HttpRequest, payload: SetPasswordIn, username: str = _username()) -> Status[None]:
+def set_password(request: HttpRequest, payload: SetPasswordIn, username: UsernamePath) -> Status[None]:
     """Set a new password; the user's sessions and tokens end."""
     services.set_password(
         _user(username), payload.password, must_change=payload.must_change_password, **_context(request)
@@ -205,7 +215,7 @@ def set_password(request: HttpRequest, payload: SetPasswordIn, username: str = _
     response={200: ResetOut, **responses(400, 401, 403, 404)},
     summary="Reset a user's second factors (lost device)",
 )
-def reset_two_factor(request: HttpRequest, username: str = _username()) -> dict[str, Any]:
+def reset_two_factor(request: HttpRequest, username: UsernamePath) -> dict[str, Any]:
     """Remove every factor, end the user's sessions and tokens and lift any lock."""
     removed = mfa_services.reset_two_factor(_user(username), **_context(request))
     return {"removed": removed}
@@ -217,7 +227,7 @@ def reset_two_factor(request: HttpRequest, username: str = _username()) -> dict[
     response={204: None, **responses(400, 401, 403, 404)},
     summary="Unlock a user's second step",
 )
-def unlock(request: HttpRequest, username: str = _username()) -> Status[None]:
+def unlock(request: HttpRequest, username: UsernamePath) -> Status[None]:
     """Lift a lock after too many wrong codes and clear the failure count."""
     mfa_services.unlock_second_step(_user(username), **_context(request))
     return Status(204, None)
@@ -232,7 +242,7 @@ def unlock(request: HttpRequest, username: str = _username()) -> Status[None]:
     response={201: EmailOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, 422)},
     summary="Add an email address",
 )
-def add_email(request: HttpRequest, payload: EmailIn, username: str = _username()) -> Status[dict[str, Any]]:
+def add_email(request: HttpRequest, payload: EmailIn, username: UsernamePath) -> Status[dict[str, Any]]:
     created = services.add_email(_user(username), payload.email, primary=payload.primary, **_context(request))
     return Status(201, {"id": created.pk, "email": created.email, "primary": created.is_primary})
 
@@ -243,7 +253,7 @@ def add_email(request: HttpRequest, payload: EmailIn, username: str = _username(
     response={204: None, **responses(400, 401, 403, 404)},
     summary="Remove an email address",
 )
-def remove_email(request: HttpRequest, username: str = _username(), email_id: int = _id()) -> Status[None]:
+def remove_email(request: HttpRequest, username: UsernamePath, email_id: IdPath) -> Status[None]:
     """If it was primary, the oldest remaining address becomes primary."""
     services.remove_email(_user(username), email_id, **_context(request))
     return Status(204, None)
@@ -255,7 +265,7 @@ def remove_email(request: HttpRequest, username: str = _username(), email_id: in
     response={204: None, **responses(400, 401, 403, 404)},
     summary="Make an email address primary",
 )
-def primary_email(request: HttpRequest, username: str = _username(), email_id: int = _id()) -> Status[None]:
+def primary_email(request: HttpRequest, username: UsernamePath, email_id: IdPath) -> Status[None]:
     services.make_primary_email(_user(username), email_id, **_context(request))
     return Status(204, None)
 
@@ -266,7 +276,7 @@ def primary_email(request: HttpRequest, username: str = _username(), email_id: i
     response={201: PhoneOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, 422)},
     summary="Add a phone number",
 )
-def add_phone(request: HttpRequest, payload: PhoneIn, username: str = _username()) -> Status[dict[str, Any]]:
+def add_phone(request: HttpRequest, payload: PhoneIn, username: UsernamePath) -> Status[dict[str, Any]]:
     """The number must be in international form (+15551234567); it is stored in E.164."""
     created = services.add_phone(_user(username), payload.phone, primary=payload.primary, **_context(request))
     return Status(201, {"id": created.pk, "number": created.number, "primary": created.is_primary})
@@ -278,7 +288,7 @@ def add_phone(request: HttpRequest, payload: PhoneIn, username: str = _username(
     response={204: None, **responses(400, 401, 403, 404)},
     summary="Remove a phone number",
 )
-def remove_phone(request: HttpRequest, username: str = _username(), phone_id: int = _id()) -> Status[None]:
+def remove_phone(request: HttpRequest, username: UsernamePath, phone_id: IdPath) -> Status[None]:
     services.remove_phone(_user(username), phone_id, **_context(request))
     return Status(204, None)
 
@@ -289,7 +299,7 @@ def remove_phone(request: HttpRequest, username: str = _username(), phone_id: in
     response={204: None, **responses(400, 401, 403, 404)},
     summary="Make a phone number primary",
 )
-def primary_phone(request: HttpRequest, username: str = _username(), phone_id: int = _id()) -> Status[None]:
+def primary_phone(request: HttpRequest, username: UsernamePath, phone_id: IdPath) -> Status[None]:
     services.make_primary_phone(_user(username), phone_id, **_context(request))
     return Status(204, None)
 
@@ -303,7 +313,7 @@ def primary_phone(request: HttpRequest, username: str = _username(), phone_id: i
     response={200: list[TokenOut], **responses(400, 401, 403, 404)},
     summary="List a user's access tokens",
 )
-def list_user_tokens(request: HttpRequest, username: str = _username()) -> list[dict[str, Any]]:
+def list_user_tokens(request: HttpRequest, username: UsernamePath) -> list[dict[str, Any]]:
     caller = current_token(request)
     return [token_out(t, current=caller) for t in tokens.live_tokens(_user(username))]
 
@@ -314,7 +324,7 @@ def list_user_tokens(request: HttpRequest, username: str = _username()) -> list[
     response={200: RevokedOut, **responses(400, 401, 403, 404)},
     summary="Revoke every token of a user",
 )
-def revoke_user_tokens(request: HttpRequest, username: str = _username()) -> dict[str, Any]:
+def revoke_user_tokens(request: HttpRequest, username: UsernamePath) -> dict[str, Any]:
     return {"revoked": tokens.revoke_all(_user(username), **_context(request))}
 
 
@@ -324,9 +334,7 @@ def revoke_user_tokens(request: HttpRequest, username: str = _username()) -> dic
     response={204: None, **responses(400, 401, 403, 404)},
     summary="Revoke one token of a user",
 )
-def revoke_user_token(
-    request: HttpRequest, username: str = _username(), token_id: str = Path(..., pattern=TOKEN_ID_PATTERN)
-) -> Status[None]:
+def revoke_user_token(request: HttpRequest, username: UsernamePath, token_id: TokenIdPath) -> Status[None]:
     target = tokens.find_live(_user(username), token_id)
     if target is None:
         raise ApiError("not_found", "No such token.")
@@ -411,6 +419,7 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
 )
 def audit_log(request: HttpRequest, filters: Query[EventFilter]) -> dict[str, Any]:
     """Newest first.  Codes, passwords and secrets are never in it."""
+    _known_query(request, EventFilter)
     events = AuthEvent.objects.all().order_by("-created_at", "-id")
     if filters.user:
         name = filters.user.strip().lower()

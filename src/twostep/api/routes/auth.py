@@ -19,11 +19,21 @@ from twostep.accounts.signin import GENERIC_FAILURE, THROTTLED, SignInThrottled,
 from twostep.api import tokens
 from twostep.api.auth import ANY, current_token
 from twostep.api.errors import ApiError, responses
-from twostep.api.schemas import LoginIn, LoginVerifyIn, SecondStepOut, SignedInOut
+from twostep.api.schemas import (
+    LoginIn,
+    LoginVerifyIn,
+    MethodSwitchIn,
+    RecoveryLoginIn,
+    SecondStepOut,
+    SignedInOut,
+)
 from twostep.audit.services import Origin, Outcome, record
+from twostep.mfa import choice, enforcement
 from twostep.mfa import login as second_step
 from twostep.mfa.methods import handler_for
+from twostep.mfa.models import PendingLogin
 from twostep.mfa.policy import login_authenticators
+from twostep.mfa.recovery_codes import services as recovery_codes
 
 router = Router(tags=["sign-in"])
 
@@ -75,20 +85,51 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
         raise ApiError("invalid_credentials", GENERIC_FAILURE)
     authenticators = login_authenticators(user.pk)
     if not authenticators:
-        return signed_in(user, origin)
-    chosen = next((a for a in authenticators if a.method == payload.method), authenticators[0])
+        answer = signed_in(user, origin)
+        # Counts towards an enrolment grace period; once it is over, the token
+        # reaches only the enrolment endpoints (403 enrolment_required).
+        enforcement.note_sign_in(user, origin)
+        return answer
+    # A method asked for by name is used only if it is one of the user's
+    # usable, allowed factors (mfa.choice decides which those are).
+    usable = choice.available(user.pk) if payload.method else []
+    chosen = next((a for a in usable if a.method == payload.method), authenticators[0])
     try:
         pending, token = second_step.start(user, chosen, origin)
     except second_step.SecondStepError:
-        raise ApiError("second_step_unavailable", "We could not start the second step. Try again in a moment.") from None
+        raise ApiError(
+            "second_step_unavailable", "We could not start the second step. Try again in a moment."
+        ) from None
+    return second_step_answer(pending, token)
+
+
+def second_step_answer(pending: PendingLogin, login_token: str) -> dict[str, Any]:
+    """The "second step required" body for ``pending``: the method asked for and the others available."""
+    authenticator = second_step.authenticator_for(pending)
+    methods = [a.method for a in choice.available(pending.user_id)]
     return {
         "status": "second_step_required",
-        "login_token": token,
-        "method": chosen.method,
-        "methods": [a.method for a in authenticators],
-        "prompt": handler_for(chosen.method).prompt(chosen),
+        "login_token": login_token,
+        "method": pending.method,
+        "methods": methods or [pending.method],
+        "prompt": handler_for(pending.method).prompt(authenticator) if authenticator else "",
         "expires_at": pending.expires_at,
     }
+
+
+def _live_pending(login_token: str) -> PendingLogin:
+    """Raises ApiError(login_expired)."""
+    pending = second_step.resolve(login_token)
+    if pending is None:
+        raise ApiError("login_expired", "This sign-in has ended. Please sign in again.")
+    return pending
+
+
+def _failed(login_token: str) -> ApiError:
+    """The answer to a failed second step: generic, or login_expired once the sign-in is used up."""
+    if second_step.resolve(login_token) is None:
+        return ApiError("login_expired", "That code didn't work, and this sign-in has ended. Please sign in again.")
+    return ApiError("second_step_failed", second_step.GENERIC_FAILURE)
 
 
 @router.post(
@@ -105,20 +146,64 @@ def login_verify(request: HttpRequest, payload: LoginVerifyIn) -> dict[str, Any]
     expired, 401 `login_expired` (sign in again).
     """
     origin = Origin.of(request)
-    pending = second_step.resolve(payload.login_token)
-    if pending is None:
-        raise ApiError("login_expired", "This sign-in has ended. Please sign in again.")
+    pending = _live_pending(payload.login_token)
     if second_step.authenticator_for(pending) is None:
-        raise ApiError("method_unavailable", "This second-step method is no longer available. Please sign in again.")
+        raise ApiError(
+            "method_unavailable",
+            "This second-step method is no longer available: switch to another (/auth/login/method) "
+            "or use a recovery code (/auth/login/recovery).",
+        )
     try:
         user = second_step.verify(pending, payload.code, origin)
     except second_step.SecondStepError:
-        if second_step.resolve(payload.login_token) is None:
-            raise ApiError(
-                "login_expired", "That code didn't work, and this sign-in has ended. Please sign in again."
-            ) from None
-        raise ApiError("second_step_failed", second_step.GENERIC_FAILURE) from None
+        raise _failed(payload.login_token) from None
     return signed_in(user, origin)
+
+
+@router.post(
+    "/login/method",
+    auth=None,
+    response={200: SecondStepOut, **responses(*BODY_ERRORS, 401, 409, 503)},
+    summary="Use another second-step method for a pending sign-in",
+)
+def login_method(request: HttpRequest, payload: MethodSwitchIn) -> dict[str, Any]:
+    """Ask for another of the user's methods (one listed in `methods`); email and SMS send their code now.
+
+    The login token, its expiry and its failure count stay the same.  A
+    method the user has not set up, or the administrator does not allow,
+    answers 409 `method_unavailable`.
+    """
+    pending = _live_pending(payload.login_token)
+    try:
+        switched = choice.switch(pending, payload.method, Origin.of(request))
+    except second_step.SecondStepError as exc:
+        if exc.reason == "expired_login":
+            raise ApiError("login_expired", "This sign-in has ended. Please sign in again.") from None
+        if exc.reason == "method_unavailable":
+            raise ApiError("method_unavailable", "That method is not available for this account.") from None
+        raise ApiError("second_step_unavailable", "We could not switch methods. Try again in a moment.") from None
+    return second_step_answer(switched, payload.login_token)
+
+
+@router.post(
+    "/login/recovery",
+    auth=None,
+    response={200: SignedInOut, **responses(*BODY_ERRORS, 401, 403)},
+    summary="Complete a sign-in with a recovery code",
+)
+def login_recovery(request: HttpRequest, payload: RecoveryLoginIn) -> dict[str, Any]:
+    """Use one of the user's recovery codes instead of the second factor; each code works once.
+
+    A right code also lifts a second-step lock.  Failures answer like
+    `/auth/login/verify`.  The answer says how many codes are left.
+    """
+    origin = Origin.of(request)
+    pending = _live_pending(payload.login_token)
+    try:
+        user, left = recovery_codes.sign_in(pending, payload.code, origin)
+    except second_step.SecondStepError:
+        raise _failed(payload.login_token) from None
+    return {**signed_in(user, origin), "recovery_codes_left": left}
 
 
 @router.post("/logout", auth=ANY, response={204: None, **responses(401)}, summary="Sign out (revoke this token)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Path, Router, Status
+from ninja import P, PathEx, Router, Status
 
 from twostep.accounts.models import User
 from twostep.api import tokens
@@ -21,10 +21,13 @@ from twostep.api.presenters import emails_of, factor, factors_of, phones_of, tok
 from twostep.api.schemas import (
     TOKEN_ID_PATTERN,
     CodeIn,
+    FactorConfirmedOut,
     FactorOut,
     MeOut,
     ReauthenticatedOut,
     ReauthenticateIn,
+    RecoveryCodesOut,
+    RecoveryStatusOut,
     TokenCreatedOut,
     TokenCreateIn,
     TokenOut,
@@ -33,11 +36,13 @@ from twostep.api.schemas import (
 from twostep.audit.services import Origin, Outcome, record
 from twostep.mfa.models import Method
 from twostep.mfa.policy import forced_off_by_config, two_factor_state
+from twostep.mfa.recovery_codes import services as recovery_codes
 from twostep.mfa.totp import flows as totp_flows
 
 router = Router(tags=["me"])
 
 BODY_ERRORS = (400, 413, 415)
+TokenIdPath = PathEx[str, P(pattern=TOKEN_ID_PATTERN, description="A token's id, as listed.")]
 
 
 @router.get("", auth=READ, response={200: MeOut, **responses(401, 403)}, summary="Who am I")
@@ -113,12 +118,15 @@ def totp_start(request: HttpRequest) -> dict[str, Any]:
 @router.post(
     "/factors/totp/confirm",
     auth=SECURITY,
-    response={201: FactorOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
+    response={201: FactorConfirmedOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
     summary="Confirm the authenticator app with a current code",
 )
 def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]:
     """Activate the pending secret.  The user's other sessions and tokens end;
-    this token stays.  The confirming code cannot be used again to sign in."""
+    this token stays.  The confirming code cannot be used again to sign in.
+
+    With the user's first factor the answer carries their recovery codes,
+    shown this once (as on the Security page)."""
     token = require_reauthentication(request)
     _, methods = two_factor_state()
     if Method.TOTP not in methods:
@@ -128,13 +136,12 @@ def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]
             authenticator = totp_flows.confirm(token.user, payload.code, Origin.of(request))
         except totp_flows.EnrolmentError as exc:
             if str(exc) == "no_pending_secret":
-                raise ApiError(
-                    "invalid_code", "There is no set-up in progress (or it expired): start again."
-                ) from None
+                raise ApiError("invalid_code", "There is no set-up in progress (or it expired): start again.") from None
             raise ApiError(
                 "invalid_code", "That code didn't match. Check the time on your phone and enter the current code."
             ) from None
-    return Status(201, factor(authenticator))
+    created = recovery_codes.create_first_set(token.user, Origin.of(request))
+    return Status(201, {**factor(authenticator), "recovery_codes": created.formatted if created else None})
 
 
 @router.delete(
@@ -151,6 +158,43 @@ def totp_remove(request: HttpRequest) -> Status[None]:
     if not removed:
         raise ApiError("not_found", "You have no authenticator app set up.")
     return Status(204, None)
+
+
+@router.get(
+    "/recovery-codes",
+    auth=READ,
+    response={200: RecoveryStatusOut, **responses(401, 403)},
+    summary="How many recovery codes are left",
+)
+def recovery_status(request: HttpRequest) -> dict[str, Any]:
+    """Counts only: codes are shown once, when created."""
+    state = recovery_codes.status(current_user(request))
+    return {
+        "exists": state.exists,
+        "remaining": state.remaining,
+        "total": state.total,
+        "created_at": state.created_at,
+        "last_used_at": state.last_used_at,
+    }
+
+
+@router.post(
+    "/recovery-codes",
+    auth=SECURITY,
+    response={201: RecoveryCodesOut, **responses(401, 403, 409)},
+    summary="Create a new set of recovery codes",
+)
+def recovery_regenerate(request: HttpRequest) -> Status[dict[str, Any]]:
+    """Replace the recovery codes; every earlier code stops working.  Shown once.
+
+    Needs a recent re-authentication and a second factor (409 `conflict` without one).
+    """
+    token = require_reauthentication(request)
+    try:
+        created = recovery_codes.regenerate(token.user, Origin.of(request))
+    except ValueError:
+        raise ApiError("conflict", "Set up a second factor first: recovery codes stand in for one.") from None
+    return Status(201, {"codes": created.formatted, "created_at": created.created_at})
 
 
 @router.get("/tokens", auth=READ, response={200: list[TokenOut], **responses(401, 403)}, summary="My access tokens")
@@ -189,7 +233,7 @@ def create_token(request: HttpRequest, payload: TokenCreateIn) -> Status[dict[st
     response={204: None, **responses(400, 401, 403, 404)},
     summary="Revoke one of my tokens",
 )
-def revoke_token(request: HttpRequest, token_id: str = Path(..., pattern=TOKEN_ID_PATTERN)) -> Status[None]:
+def revoke_token(request: HttpRequest, token_id: TokenIdPath) -> Status[None]:
     """End a token of the caller now (this one too, if named)."""
     user: User = current_user(request)
     target: AccessToken | None = tokens.find_live(user, token_id)
@@ -197,4 +241,3 @@ def revoke_token(request: HttpRequest, token_id: str = Path(..., pattern=TOKEN_I
         raise ApiError("not_found", "No such token.")
     tokens.revoke(target, origin=Origin.of(request), actor=user)
     return Status(204, None)
-

@@ -22,7 +22,7 @@ from twostep.core import clock
 from twostep.factors.totp import is_well_formed
 from twostep.mail import MailDeliveryError, send_mail
 from twostep.mfa import codes
-from twostep.mfa.methods import register
+from twostep.mfa.methods import SecurityPanel, register, register_panel
 from twostep.mfa.models import Authenticator, Method, OneTimeCode, PendingLogin
 from twostep.usersessions.services import end_sessions
 
@@ -59,6 +59,11 @@ def refusal_message(refused: codes.SendRefused) -> str:
 def addresses_of(user: User) -> list[EmailAddress]:
     """The user's addresses, primary first."""
     return list(EmailAddress.objects.filter(user=user).order_by("-is_primary", "email"))
+
+
+def active_factor(user: User) -> Authenticator | None:
+    """The user's confirmed email factor, if any."""
+    return Authenticator.objects.filter(user=user, method=METHOD, confirmed_at__isnull=False).first()
 
 
 def owns_address(user_id: int, address: str) -> bool:
@@ -162,7 +167,7 @@ def start_enrolment(user: User, address_id: int, origin: Origin) -> Authenticato
             )
         else:
             Authenticator.objects.filter(pk=pending.pk).update(pending_until=now + ENROLMENT_TTL)
-    _deliver(user, address.email, "enrol_code", kind="email_2fa.code_sent", origin=origin, authenticator=pending)
+    _deliver(user, address.email, "enrol_code", kind="email.code_sent", origin=origin, authenticator=pending)
     return pending
 
 
@@ -225,10 +230,10 @@ def confirm_enrolment(user: User, code: str, origin: Origin, *, keep_session_key
             end_sessions(user, except_key=keep_session_key)
     if reason is not None or pending is None:
         reason = reason or "no_pending"
-        record("email_2fa.enrol", Outcome.FAILURE, origin=origin, user=user, method=METHOD, reason=reason)
+        record("email.enrol", Outcome.FAILURE, origin=origin, user=user, method=METHOD, reason=reason)
         raise EnrolmentError(reason)
     record(
-        "email_2fa.enabled",
+        "email.enabled",
         Outcome.SUCCESS,
         origin=origin,
         user=user,
@@ -246,7 +251,7 @@ def remove(user: User, origin: Origin, *, keep_session_key: str | None = None) -
         if active:
             end_sessions(user, except_key=keep_session_key)
     if active:
-        record("email_2fa.disabled", Outcome.INFO, origin=origin, user=user, method=METHOD)
+        record("email.disabled", Outcome.INFO, origin=origin, user=user, method=METHOD)
     return active
 
 
@@ -333,4 +338,19 @@ class EmailHandler:
         return reason
 
 
+def panel_context(request: Any, user: User) -> dict[str, Any]:
+    """What the Security page's email panel shows besides the factor itself."""
+    addresses = addresses_of(user)
+    factor = active_factor(user)
+    return {
+        "email_addresses": addresses,
+        "email_address_removed": bool(factor and not is_available(factor)),
+        "email_factor_is_primary": bool(
+            factor and any(a.is_primary and a.email.lower() == factor.destination.lower() for a in addresses)
+        ),
+    }
+
+
 register(EmailHandler())
+# Registered here, not in views.py: the mfa app's ready() imports this module.
+register_panel(SecurityPanel(METHOD, "mfa/email/panel.html", panel_context, order=20))

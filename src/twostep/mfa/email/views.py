@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -18,8 +16,7 @@ from twostep.mfa import codes
 from twostep.mfa import login as second_step
 from twostep.mfa.email import flows
 from twostep.mfa.forms import CodeForm
-from twostep.mfa.methods import SecurityPanel, register_panel
-from twostep.mfa.models import Authenticator, Method
+from twostep.mfa.models import Method
 from twostep.mfa.policy import two_factor_state
 
 SETUP_URL = "/account/security/email"
@@ -35,10 +32,6 @@ ENROLMENT_ERRORS = {
     "code_exhausted": "That code was tried too many times. Send a new code.",
     "reused_code": "That code was already used. Send a new code.",
 }
-
-
-def _active_factor(user: User) -> Authenticator | None:
-    return Authenticator.objects.filter(user=user, method=Method.EMAIL, confirmed_at__isnull=False).first()
 
 
 def _send_error(exc: Exception) -> str:
@@ -103,7 +96,7 @@ def email_setup_view(request: HttpRequest) -> HttpResponse:
     # Recommend (and preselect) an address other than the primary one.
     suggested = next((a for a in addresses if not a.is_primary), primary)
     selected_id = _address_id(request) if action == "send" else (suggested.pk if suggested else 0)
-    current = _active_factor(user)
+    current = flows.active_factor(user)
     return render(
         request,
         "mfa/email/setup.html",
@@ -157,18 +150,3 @@ def login_resend_view(request: HttpRequest) -> HttpResponse:
             f"We sent a new code to {codes.mask_email(authenticator.destination)}. Earlier codes no longer work.",
         )
     return redirect("/login/verify")
-
-
-def panel_context(request: HttpRequest, user: Any) -> dict[str, Any]:
-    addresses = flows.addresses_of(user)
-    factor = _active_factor(user)
-    return {
-        "email_addresses": addresses,
-        "email_address_removed": bool(factor and not flows.is_available(factor)),
-        "email_factor_is_primary": bool(
-            factor and any(a.is_primary and a.email.lower() == factor.destination.lower() for a in addresses)
-        ),
-    }
-
-
-register_panel(SecurityPanel(Method.EMAIL, "mfa/email/panel.html", panel_context, order=20))

@@ -42,9 +42,7 @@ class AcmeProvider:
         self._owns = owns
 
     @classmethod
-    def from_options(
-        cls, options: Mapping[str, str], *, http: httpx.Client | None = None, debug: bool = False
-    ) -> Self:
+    def from_options(cls, options: Mapping[str, str], *, http: httpx.Client | None = None, debug: bool = False) -> Self:
         token = required_option(options, "api_token", "API token")
         base_url = option_value(options, "base_url", "https://api.acme.example")
         if not base_url.startswith(("https://", "http://127.0.0.1")):

@@ -1,0 +1,138 @@
+"""Admin console page "Two-step policy": require 2FA (with a grace period), trusted browsers, and compliance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from twostep.accounts.models import Role, User
+from twostep.audit.services import Origin, Outcome, record
+from twostep.core.decorators import admin_only
+from twostep.core.runtime import SettingError, get_settings, set_setting
+from twostep.mfa import compliance, enforcement
+from twostep.mfa.policy import forced_off_by_config
+from twostep.mfa.trusted import services as trusted
+
+PAGE_URL = "/admin/two-factor"
+_KEYS = (
+    enforcement.REQUIRED_KEY,
+    enforcement.ROLES_KEY,
+    enforcement.GRACE_UNTIL_KEY,
+    enforcement.GRACE_SIGN_INS_KEY,
+    trusted.ENABLED_KEY,
+    trusted.DAYS_KEY,
+)
+
+
+class PolicyForm(forms.Form):
+    required = forms.ChoiceField(
+        label="Require two-factor authentication",
+        choices=[
+            (enforcement.NOBODY, "Nobody (users choose)"),
+            (enforcement.EVERYONE, "Everyone"),
+            (enforcement.ADMINS, "Administrators only"),
+            (enforcement.ROLES, "Chosen roles"),
+        ],
+        widget=forms.RadioSelect,
+    )
+    roles = forms.MultipleChoiceField(
+        label="Roles that must enrol", choices=Role.choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
+    grace_until = forms.DateField(
+        label="Grace period until (date)",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Users may put off enrolling until 00:00 UTC on this date. Leave empty for no date.",
+    )
+    grace_sign_ins = forms.IntegerField(
+        label="Grace period in sign-ins",
+        min_value=0,
+        max_value=enforcement.MAX_GRACE_SIGN_INS,
+        required=False,
+        help_text="Users may sign in this many times without enrolling (0: none). "
+        "With both a date and a number, the grace ends at whichever comes first; with neither, at once.",
+    )
+    trusted_enabled = forms.BooleanField(
+        label='Offer "Trust this browser" on the second step', required=False
+    )
+    trusted_days = forms.IntegerField(
+        label="Trust a browser for (days)", min_value=1, max_value=trusted.MAX_DAYS
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("required") == enforcement.ROLES and not data.get("roles"):
+            self.add_error("roles", "Choose at least one role, or pick another option.")
+        return data
+
+
+def _initial() -> dict[str, Any]:
+    values = get_settings(*_KEYS)
+    return {
+        "required": values[enforcement.REQUIRED_KEY],
+        "roles": values[enforcement.ROLES_KEY],
+        "grace_until": values[enforcement.GRACE_UNTIL_KEY] or None,
+        "grace_sign_ins": values[enforcement.GRACE_SIGN_INS_KEY],
+        "trusted_enabled": values[trusted.ENABLED_KEY],
+        "trusted_days": values[trusted.DAYS_KEY],
+    }
+
+
+def _save(form: PolicyForm, request: HttpRequest) -> None:
+    data = form.cleaned_data
+    day = data.get("grace_until")
+    values = {
+        enforcement.REQUIRED_KEY: data["required"],
+        enforcement.ROLES_KEY: list(data.get("roles") or []) if data["required"] == enforcement.ROLES else [],
+        enforcement.GRACE_UNTIL_KEY: day.isoformat() if day else "",
+        enforcement.GRACE_SIGN_INS_KEY: int(data.get("grace_sign_ins") or 0),
+        trusted.ENABLED_KEY: bool(data["trusted_enabled"]),
+        trusted.DAYS_KEY: int(data["trusted_days"]),
+    }
+    for key, value in values.items():
+        set_setting(key, value)
+    record("settings.two_factor_policy", Outcome.INFO, origin=Origin.of(request), actor=request.user, detail=values)
+
+
+@admin_only
+@require_http_methods(["GET", "POST"])
+def two_factor_view(request: HttpRequest) -> HttpResponse:
+    form = PolicyForm(request.POST or None, initial=_initial())
+    if request.method == "POST" and form.is_valid():
+        try:
+            _save(form, request)
+        except SettingError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, "Two-step policy saved.")
+            return redirect(PAGE_URL)
+    status = request.GET.get("status", "")
+    if status not in compliance.STATUSES:
+        status = ""
+    search = request.GET.get("q", "")[:100]
+    try:
+        page_number = max(1, int(request.GET.get("page", "1")))
+    except ValueError:
+        page_number = 1
+    page, policy = compliance.overview(status=status, search=search, page=page_number)
+    admin: User = request.user  # type: ignore[assignment]
+    return render(
+        request,
+        "mfa/enforcement/admin.html",
+        {
+            "form": form,
+            "policy": policy,
+            "summary": compliance.summary(policy),
+            "page": page,
+            "status": status,
+            "statuses": compliance.STATUSES,
+            "search": search,
+            "forced_off": forced_off_by_config(),
+            "self_enrolled": enforcement.requirement(admin, policy).enrolled,
+        },
+    )

@@ -1,0 +1,1 @@
+"""Recovery codes: ten single-use codes that stand in for a lost second factor."""

@@ -1,0 +1,114 @@
+"""Recovery-code pages: the Security page panels, new codes, and signing in with a code."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from twostep.accounts.models import User
+from twostep.accounts.views import NEXT_KEY, PENDING_KEY, complete_sign_in
+from twostep.audit.services import Origin
+from twostep.core.decorators import fresh_password, recently_authenticated
+from twostep.mfa import login as second_step
+from twostep.mfa.enforcement import AFTER_ENROL_KEY
+from twostep.mfa.methods import SecurityPanel, register_panel
+from twostep.mfa.models import Authenticator
+from twostep.mfa.recovery_codes import services
+
+SECURITY_URL = "/account/security"
+FAILURE = "That recovery code didn't work. Check it and try again."
+#: Set on the request when the first set was just created, so the status panel does not repeat it.
+_JUST_CREATED = "_twostep_recovery_codes_created"
+
+
+def _shown(request: HttpRequest, user: User, codes: services.NewCodes) -> dict[str, Any]:
+    """Context for showing a new set once: the codes, and the text file as a data: URL (nothing kept on the server)."""
+    return {
+        "new_codes": codes.formatted,
+        "download_href": "data:text/plain;charset=utf-8," + quote(codes.as_text(user)),
+        "download_name": f"{user.username}-recovery-codes.txt",
+    }
+
+
+def new_codes_panel(request: HttpRequest, user: Any) -> dict[str, Any]:
+    """The top of the Security page right after the first factor: the new codes, shown once.
+
+    Codes come with the first factor: if the user has a factor but never had
+    codes, they are created here and shown this once.  With a stale password
+    (e.g. the factor was added through the API long ago) nothing is created:
+    the status panel offers to create them after the password.
+    """
+    if not recently_authenticated(request):
+        return {}
+    created = services.create_first_set(user, Origin.of(request))
+    if created is None:
+        return {}
+    setattr(request, _JUST_CREATED, True)
+    context = _shown(request, user, created)
+    context["continue_to"] = request.session.pop(AFTER_ENROL_KEY, None)
+    return context
+
+
+def status_panel(request: HttpRequest, user: Any) -> dict[str, Any]:
+    return {
+        "recovery": services.status(user),
+        "recovery_just_created": getattr(request, _JUST_CREATED, False),
+        "has_factor": Authenticator.objects.filter(user=user, confirmed_at__isnull=False).exists(),
+    }
+
+
+register_panel(SecurityPanel("recovery_codes_new", "mfa/recovery_codes/new_panel.html", new_codes_panel, order=1))
+register_panel(SecurityPanel("recovery_codes", "mfa/recovery_codes/panel.html", status_panel, order=40))
+
+
+@fresh_password
+@require_POST
+def regenerate_view(request: HttpRequest) -> HttpResponse:
+    """Create a new set (the old codes stop working) and show it once, in this response only."""
+    user: User = request.user  # type: ignore[assignment]
+    try:
+        codes = services.regenerate(user, Origin.of(request))
+    except ValueError:
+        messages.error(request, "Set up a second step first: recovery codes stand in for it.")
+        return redirect(SECURITY_URL)
+    return render(request, "mfa/recovery_codes/new.html", _shown(request, user, codes))
+
+
+@require_POST
+def login_recovery_view(request: HttpRequest) -> HttpResponse:
+    """The second step with a recovery code instead of the usual method."""
+    token = request.session.get(PENDING_KEY)
+    pending = second_step.resolve(token)
+    if pending is None:
+        request.session.pop(PENDING_KEY, None)
+        messages.info(request, "Your sign-in expired. Please sign in again.")
+        return redirect("/login")
+    try:
+        user, left = services.sign_in(pending, request.POST.get("recovery_code", ""), Origin.of(request))
+    except second_step.SecondStepError:
+        if second_step.resolve(token) is None:
+            request.session.pop(PENDING_KEY, None)
+            messages.error(request, "That recovery code didn't work, and this sign-in has ended. Please sign in again.")
+            return redirect("/login")
+        return render(request, "mfa/recovery_codes/login.html", {"error": FAILURE}, status=200)
+    request.session.pop(PENDING_KEY, None)
+    # Someone who needed a recovery code should see what is left and fix their second step.
+    request.session[NEXT_KEY] = SECURITY_URL
+    response = complete_sign_in(request, user)
+    if left:
+        messages.warning(
+            request,
+            f"You signed in with a recovery code; it cannot be used again. You have {left} left. "
+            "If you lost your device, set up a new one now.",
+        )
+    else:
+        messages.warning(
+            request,
+            "You signed in with your last recovery code. Create new codes now, and set up a new device if you lost yours.",
+        )
+    return response
