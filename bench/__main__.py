@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     if not args.no_library:
         print("library: match_step vs pyotp ...", flush=True)
-        result["library"] = micro.run(*((30_000, 3) if args.quick else (100_000, 7)))
+        result["library"] = micro.run(*((20_000, 5) if args.quick else (30_000, 20)))
         print(f"  ratio {result['library']['ratio']}x", flush=True)
     for database in [d for d in args.databases.split(",") if d]:
         if database == "postgres" and not _postgres_reachable():

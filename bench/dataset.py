@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 TWOSTEP = [sys.executable, "-m", "twostep.cli"]
-PASSWORD = "bench horse battery staple"  # noqa: S105 - a benchmark account's password
+#: Every benchmark account's password.
+PASSWORD = "bench horse battery staple"
 POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 POSTGRES_DATABASE = os.environ.get("BENCH_POSTGRES_DATABASE", "bench_twostep")
 
@@ -155,7 +156,8 @@ def _insert(rows: _Rows, values: Iterable[list[Any]]) -> None:
                     copy.write_row(row)
         return
     marks = ", ".join(["%s"] * len(rows.columns))
-    sql = f"INSERT INTO {connection.ops.quote_name(rows.table)} ({columns}) VALUES ({marks})"
+    # Table and column names come from the models, never from input.
+    sql = f"INSERT INTO {connection.ops.quote_name(rows.table)} ({columns}) VALUES ({marks})"  # noqa: S608
     with transaction.atomic(), connection.cursor() as cursor:
         batch: list[list[Any]] = []
         for row in values:

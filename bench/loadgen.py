@@ -25,7 +25,6 @@ import hmac
 import json
 import os
 import random
-import resource
 import struct
 import subprocess
 import sys
@@ -46,7 +45,7 @@ def _key(secret: str) -> bytes:
 def _hotp(key: bytes, counter: int) -> str:
     mac = hmac.digest(key, struct.pack(">Q", counter), "sha1")
     offset = mac[-1] & 0x0F
-    return "%06d" % ((int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF) % 1_000_000)
+    return f"{(int.from_bytes(mac[offset : offset + 4], 'big') & 0x7FFFFFFF) % 1_000_000:06d}"
 
 
 def current_code(secret: str, now: float | None = None) -> str:
@@ -59,7 +58,7 @@ def wrong_code(secret: str, now: float | None = None) -> str:
     step = int((time.time() if now is None else now) // 30)
     valid = {_hotp(key, s) for s in range(step - 1, step + 3)}
     while True:
-        code = "%06d" % random.randrange(1_000_000)  # noqa: S311 - not a secret
+        code = f"{random.randrange(1_000_000):06d}"
         if code not in valid:
             return code
 
@@ -394,11 +393,6 @@ def run_job(job: dict[str, Any], processes: int = 1, timeout: float = 600) -> di
                     into["start"] = min(into["start"], stats["start"])
                     into["end"] = max(into["end"], stats["end"])
     return {"groups": merged, "client_cpu": cpu, "client_processes": len(procs)}
-
-
-def _self_rusage() -> float:  # pragma: no cover - debugging aid
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":

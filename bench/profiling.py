@@ -93,9 +93,16 @@ def summarise(paths: list[Path], top: int = 25) -> dict[str, Any]:
     def share(counter: Counter[str]) -> list[tuple[str, float]]:
         return [(name, round(100 * n / total, 1)) for name, n in counter.most_common(top)] if total else []
 
-    return {"samples": total, "inclusive_pct": share(inclusive), "self_pct": share(own), "files": [str(p) for p in paths]}
+    return {
+        "samples": total,
+        "inclusive_pct": share(inclusive),
+        "self_pct": share(own),
+        "files": [str(p) for p in paths],
+    }
 
 
-def interesting(summary: dict[str, Any], prefixes: tuple[str, ...] = ("twostep/", "django/")) -> list[tuple[str, float]]:
+def interesting(
+    summary: dict[str, Any], prefixes: tuple[str, ...] = ("twostep/", "django/")
+) -> list[tuple[str, float]]:
     """The inclusive list restricted to twostep's and Django's own functions."""
     return [(name, pct) for name, pct in summary["inclusive_pct"] if name.startswith(prefixes)]

@@ -46,6 +46,7 @@ class Plan:
     warmup_requests: int = 300
     client_processes: int = 1
     wrk_seconds: int = 5
+    argon2_seconds: float = 8.0
 
     @classmethod
     def quick(cls) -> Plan:
@@ -60,6 +61,7 @@ class Plan:
             lock_pendings=10,
             warmup_requests=100,
             wrk_seconds=2,
+            argon2_seconds=3.0,
         )
 
 

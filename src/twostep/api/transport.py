@@ -60,6 +60,10 @@ def check_request(request: HttpRequest) -> HttpResponse | None:
     """An error response when the body is too large or not JSON, else None."""
     if "" in request.GET:
         return error_response("invalid_request", "A query parameter has no name.")
+    # No operation takes a list in its query: a repeated name is a mistake (or a probe).
+    repeated = sorted(name for name, values in request.GET.lists() if len(values) > 1)
+    if repeated:
+        return error_response("invalid_request", f"Give each query parameter once: {', '.join(repeated[:5])}.")
     raw = request.META.get("CONTENT_LENGTH") or ""
     try:
         length = int(raw) if raw else 0

@@ -152,8 +152,11 @@ def switch(pending: PendingLogin, method: str, origin: Origin) -> PendingLogin:
     """
     factor = next((a for a in available(pending.user_id) if a.method == method), None)
     if factor is None:
-        record("login.method_chosen", Outcome.FAILURE, origin=origin, user=pending.user, method=str(method)[:16],
-               reason="method_unavailable")
+        # Only a known method name goes to the log: the request's text may be anything (even NUL bytes).
+        named = method if method in Method.values else ""
+        record(
+            "login.method_chosen", Outcome.FAILURE, origin=origin, user=pending.user, method=named, reason="method_unavailable"
+        )
         raise SecondStepError("method_unavailable")
     now = clock.now()
     with transaction.atomic():

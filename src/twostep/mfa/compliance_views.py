@@ -114,7 +114,8 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     if status not in compliance.STATUSES:
         status = ""
-    search = request.GET.get("q", "")[:100]
+    # Printable text only: PostgreSQL refuses NUL bytes in a query.
+    search = "".join(char for char in request.GET.get("q", "")[:100] if char.isprintable())
     try:
         page_number = max(1, int(request.GET.get("page", "1")))
     except ValueError:

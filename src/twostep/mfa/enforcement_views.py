@@ -15,7 +15,7 @@ from twostep.mfa import enforcement
 from twostep.mfa.choice import method_label
 from twostep.mfa.methods import SecurityPanel, register_panel
 
-#: What each method needs on the account before it can be set up.
+_ACTIONS = {"totp": "Set up an authenticator app", "email": "Set up email codes", "sms": "Set up SMS codes"}
 _HINTS = {
     "totp": "An app on your phone such as Aegis, Google Authenticator or 1Password. Recommended.",
     "email": "A code sent to one of your email addresses each time you sign in.",
@@ -37,6 +37,7 @@ def _options(user: User, methods: tuple[str, ...]) -> list[dict[str, Any]]:
             {
                 "method": method,
                 "label": method_label(method),
+                "action": _ACTIONS.get(method, f"Set up {method_label(method)}"),
                 "hint": _HINTS.get(method, ""),
                 "url": enforcement.SETUP_URLS.get(method, "/account/security"),
                 "missing": missing,

@@ -33,7 +33,9 @@ def enrol_totp(user: User) -> bytes:
 
 def next_code(key: bytes) -> str:
     """A code for the next unused step within the accepted window (the replay guard allows each step once)."""
-    step = max(_last_step.get(key, 0) + 1, totp.time_step(clock.timestamp()) - 1)
+    now = totp.time_step(clock.timestamp())
+    step = max(_last_step.get(key, 0) + 1, now - 1)
+    assert step <= now + 1, "every step in the window is used: advance the (frozen) clock by 30 s"
     _last_step[key] = step
     return totp.hotp(key, step)
 

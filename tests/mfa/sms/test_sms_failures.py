@@ -185,3 +185,39 @@ def test_no_code_or_body_in_logs_or_auth_log(
         assert code not in logged
     assert SECOND not in logged and SECOND[1:] not in logged
     assert "sign-in code" not in logged
+
+
+def test_daily_limit_holds_under_concurrency(make_user, fakes: FakeSet) -> None:  # type: ignore[no-untyped-def]
+    """Eight users asking for a code at the same moment with 3 slots left: exactly 3 messages go out."""
+    import threading
+
+    from django.db import connection
+
+    from twostep.mfa.sms import flows
+
+    fake = fakes.webhook()
+    configure(fake)
+    allow_sms()
+    service.save_limits("3", "", origin=CLI)
+    people = [make_user(f"c{i}", phones=[f"+1555010000{i}"]) for i in range(8)]
+    phones = [user.phone_numbers.get().pk for user in people]
+    barrier = threading.Barrier(len(people))
+    outcomes: list[str] = []
+
+    def ask(user: User, phone: int) -> None:
+        try:
+            barrier.wait()
+            flows.start_enrolment(user, phone, CLI)
+            outcomes.append("sent")
+        except service.NotSent as exc:
+            outcomes.append(exc.reason)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ask, args=pair) for pair in zip(people, phones, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["daily_limit"] * 5 + ["sent"] * 3
+    assert len(fake.received) == 3

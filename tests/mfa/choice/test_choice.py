@@ -1,0 +1,216 @@
+"""Several methods per user: the default first, "Use another method", and no method the user or admin did not choose (FB-11, FB-12)."""
+
+from __future__ import annotations
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from tests.conftest import sign_in
+from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
+from tests.mfa.email.conftest import BACKUP
+from tests.mfa.recovery_codes.helpers import enrol_totp, events, next_code
+from twostep.accounts.models import User
+from twostep.audit.services import CLI
+from twostep.core import clock
+from twostep.core.runtime import set_setting
+from twostep.mfa import choice
+from twostep.mfa.email import flows as email_flows
+from twostep.mfa.models import Authenticator, DefaultMethod, PendingLogin
+from twostep.mfa.policy import login_authenticators
+
+__all__ = ["certificates", "mail_server", "smtp_server"]
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def both(user: User, mail_server: SmtpServer) -> tuple[User, bytes]:
+    """Alice with an authenticator app (first) and email codes to her backup address; the outbox emptied."""
+    set_setting("two_factor.enabled", True)
+    set_setting("two_factor.methods", ["totp", "email"])
+    key = enrol_totp(user)
+    address = user.email_addresses.get(email=BACKUP)
+    email_flows.start_enrolment(user, address.pk, CLI)
+    email_flows.confirm_enrolment(user, mail_server.last_code(BACKUP), CLI)
+    mail_server.received.clear()
+    return user, key
+
+
+def verify_page(client: Client) -> str:
+    response = client.get("/login/verify")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_first_enrolled_is_asked_first_and_nothing_is_sent(client: Client, both: tuple[User, bytes], mail_server: SmtpServer) -> None:
+    """Without a chosen default the first factor (TOTP) is asked; no email goes out for a method not chosen."""
+    user, _ = both
+    sign_in(client, user.username)
+    html = verify_page(client)
+    assert "authenticator app" in html and "Use another method" in html
+    assert "Email a code to a•••@example.org" in html
+    assert mail_server.messages() == []
+
+
+def test_choosing_email_sends_the_code_then_and_it_signs_in(
+    client: Client, both: tuple[User, bytes], mail_server: SmtpServer
+) -> None:
+    """"Use another method" → email sends one code to the enrolled address, which completes the sign-in."""
+    user, _ = both
+    sign_in(client, user.username)
+    response = client.post("/login/verify/method", {"method": "email"})
+    assert response.status_code == 302 and response["Location"] == "/login/verify"
+    (message,) = mail_server.wait_for(1)
+    assert message.rcpt_tos == [BACKUP]
+    html = verify_page(client)
+    assert "Enter the code sent to a•••@example.org" in html and "Use your authenticator app" in html
+    response = client.post("/login/verify", {"code": message.code()})
+    assert response.status_code == 302 and response["Location"] == "/account"
+    assert [e.method for e in events("login.method_chosen")] == ["email"]
+
+
+def test_switching_back_kills_the_emailed_code(client: Client, both: tuple[User, bytes], mail_server: SmtpServer) -> None:
+    """A code sent for email does not complete the step once the user switched to the app (codes are per method)."""
+    user, key = both
+    sign_in(client, user.username)
+    client.post("/login/verify/method", {"method": "email"})
+    emailed = mail_server.wait_for(1)[0].code()
+    client.post("/login/verify/method", {"method": "totp"})
+    response = client.post("/login/verify", {"code": emailed})
+    assert response.status_code == 200
+    assert client.post("/login/verify", {"code": next_code(key)})["Location"] == "/account"
+
+
+def test_switching_keeps_token_expiry_and_failures(client: Client, both: tuple[User, bytes]) -> None:
+    """A switch cannot buy more tries or more time: the failure count and the expiry carry over."""
+    user, _ = both
+    sign_in(client, user.username)
+    client.post("/login/verify", {"code": "000000"})
+    client.post("/login/verify", {"code": "000001"})
+    before = PendingLogin.objects.get(completed_at__isnull=True, expires_at__gt=clock.now())
+    client.post("/login/verify/method", {"method": "email"})
+    after = PendingLogin.objects.get(completed_at__isnull=True, expires_at__gt=clock.now())
+    assert after.pk != before.pk and after.method == "email"
+    assert after.failures == 2 and after.expires_at == before.expires_at and after.created_at == before.created_at
+    for _ in range(settings.CONFIG.security.attempts_per_login - 2):
+        client.post("/login/verify", {"code": "000002"})
+    assert client.get("/login/verify")["Location"] == "/login"
+
+
+def test_default_method_is_asked_first(client: Client, both: tuple[User, bytes], mail_server: SmtpServer) -> None:
+    """After "Make default" on email, sign-in asks for email first (and sends its code then)."""
+    user, key = both
+    client.post("/login", {"username": "alice", "password": "correct horse battery staple"})
+    client.post("/login/verify", {"code": next_code(key)})
+    response = client.post("/account/security/methods/default", {"method": "email"})
+    assert response.status_code == 302
+    assert DefaultMethod.objects.get(user=user).method == "email"
+    assert [a.method for a in login_authenticators(user.pk)] == ["email", "totp"]
+    client.post("/logout")
+    sign_in(client, user.username)
+    assert "Enter the code sent to" in verify_page(client)
+    assert len(mail_server.wait_for(1)) == 1
+
+
+def test_default_survives_moving_the_app(both: tuple[User, bytes]) -> None:
+    """Replacing the authenticator app keeps it the default (the default is a method, not a row)."""
+    user, _ = both
+    choice.set_default(user, "totp", CLI)
+    from twostep.factors import totp
+    from twostep.mfa.totp import flows as totp_flows
+
+    key = totp.decode_secret(totp_flows.provisioning_for(user).secret)
+    totp_flows.confirm(user, totp.totp(key, clock.timestamp()), CLI)
+    assert login_authenticators(user.pk)[0].method == "totp"
+
+
+def test_unusable_default_falls_back(both: tuple[User, bytes]) -> None:
+    """If the default's address was removed, the other method is asked first."""
+    user, _ = both
+    choice.set_default(user, "email", CLI)
+    user.email_addresses.filter(email=BACKUP).delete()
+    assert login_authenticators(user.pk)[0].method == "totp"
+    assert [a.method for a in choice.available(user.pk)] == ["totp"]
+
+
+@pytest.mark.parametrize("method", ["sms", "fax", "", "email\x00", "TOTP"])
+def test_cannot_switch_to_a_method_not_set_up(client: Client, user: User, two_factor_on: None, method: str) -> None:
+    """Only the user's own enrolled methods can be chosen (FB-12)."""
+    enrol_totp(user)
+    sign_in(client, user.username)
+    response = client.post("/login/verify/method", {"method": method})
+    assert response.status_code == 302 and response["Location"] == "/login/verify"
+    assert PendingLogin.objects.get(expires_at__gt=clock.now()).method == "totp"
+    follow = client.get("/login/verify").content.decode()
+    assert "That method is not available for your account." in follow
+
+
+def test_cannot_switch_to_a_disallowed_method(client: Client, both: tuple[User, bytes], mail_server: SmtpServer) -> None:
+    """Once the admin disallows email, it is neither offered nor accepted, and nothing is sent (FB-11)."""
+    user, _ = both
+    set_setting("two_factor.methods", ["totp"])
+    sign_in(client, user.username)
+    assert "Email a code" not in verify_page(client)
+    client.post("/login/verify/method", {"method": "email"})
+    assert PendingLogin.objects.get(expires_at__gt=clock.now()).method == "totp"
+    assert mail_server.messages() == []
+
+
+def test_the_code_goes_only_to_the_enrolled_address(client: Client, both: tuple[User, bytes], mail_server: SmtpServer) -> None:
+    """Extra fields naming another destination are ignored: the code goes to the factor's own address (FB-12)."""
+    user, _ = both
+    sign_in(client, user.username)
+    client.post("/login/verify/method", {"method": "email", "destination": "evil@example.net", "email": "evil@example.net"})
+    (message,) = mail_server.wait_for(1)
+    assert message.rcpt_tos == [BACKUP]
+
+
+def test_switch_needs_a_pending_sign_in(client: Client, both: tuple[User, bytes], mail_server: SmtpServer) -> None:
+    """Without the password step a switch request sends nothing (and GET is refused)."""
+    assert client.get("/login/verify/method").status_code == 405
+    response = client.post("/login/verify/method", {"method": "email"})
+    assert response.status_code == 302 and response["Location"] == "/login"
+    assert mail_server.messages() == []
+
+
+def test_unavailable_method_offers_the_others(client: Client, both: tuple[User, bytes]) -> None:
+    """If the method asked for became unusable mid sign-in, the page offers the remaining ones and recovery codes."""
+    user, key = both
+    choice.set_default(user, "email", CLI)
+    sign_in(client, user.username)
+    user.email_addresses.filter(email=BACKUP).delete()
+    Authenticator.objects.filter(user=user, method="email").update(destination="gone@example.org")
+    response = client.get("/login/verify")
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert "Use your authenticator app" in html and "Use a recovery code" in html
+    client.post("/login/verify/method", {"method": "totp"})
+    assert client.post("/login/verify", {"code": next_code(key)})["Location"] == "/account"
+
+
+def test_security_page_names_and_defaults(client: Client, both: tuple[User, bytes]) -> None:
+    """The methods panel lists both with the default marked; renaming shows the new name; bad names are refused."""
+    user, key = both
+    sign_in(client, user.username)
+    client.post("/login/verify", {"code": next_code(key)})
+    html = client.get("/account/security").content.decode()
+    assert "Your sign-in methods" in html and ">default</span>" in html
+    assert client.post("/account/security/methods/rename", {"method": "totp", "name": "  Pixel   8 "}).status_code == 302
+    assert Authenticator.objects.get(user=user, method="totp").name == "Pixel 8"
+    assert "Pixel 8" in client.get("/account/security").content.decode()
+    client.post("/account/security/methods/rename", {"method": "totp", "name": "x" * 65})
+    client.post("/account/security/methods/rename", {"method": "totp", "name": "bad\x07bell"})
+    client.post("/account/security/methods/rename", {"method": "sms", "name": "nope"})
+    assert Authenticator.objects.get(user=user, method="totp").name == "Pixel 8"
+    assert len(events("two_factor.renamed")) == 1
+    client.post("/account/security/methods/default", {"method": "sms"})
+    assert not DefaultMethod.objects.exists()
+
+
+def test_named_factor_is_named_at_sign_in(client: Client, both: tuple[User, bytes]) -> None:
+    """The user's name for a factor appears in "Use another method"."""
+    user, _ = both
+    choice.rename(user, "email", "Backup mailbox", CLI)
+    sign_in(client, user.username)
+    assert "(Backup mailbox)" in verify_page(client)
