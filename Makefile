@@ -33,9 +33,15 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-## bench: performance targets (not part of `make test`)
-bench: $(VENV)/.test-deps
-	$(BIN)/python -m bench
+$(VENV)/.bench-deps: $(VENV)/.test-deps pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+## bench: performance targets (not part of `make test`); BENCH_ARGS=--quick for a short run
+BENCH_ARGS ?=
+bench: $(VENV)/.bench-deps
+	scripts/ensure-bench-deps
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -26,8 +26,8 @@ from bench.scenarios import Plan
 from bench.server import parse_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
-#: Recommended for 2 cores (see docs/performance.md): 2 processes, few threads.
-DEFAULT_SERVERS = "gunicorn:2x4,granian:2x2"
+#: Recommended for 2 cores (see docs/performance.md): one process per core, 4 threads each.
+DEFAULT_SERVERS = "gunicorn:2x4,granian:2x4"
 SCENARIOS = "healthz,totp,login,storm,storm_lock"
 
 

@@ -35,13 +35,13 @@ class Plan:
 
     concurrency: int = 64
     healthz_requests: int = 8000
-    totp_requests: int = 4000
+    totp_requests: int = 3000
     login_count: int = 40
     login_concurrency: int = 16
     storm_pendings: int = 150
     storm_attempts: int = 10
     storm_correct: int = 20
-    storm_legit: int = 1500
+    storm_legit: int = 1000
     lock_pendings: int = 50
     warmup_requests: int = 300
     client_processes: int = 1
@@ -332,7 +332,8 @@ class Bench:
                 for _ in range(1 if right else self.plan.storm_attempts)
             ]
             sequences.append({"cookies": self._cookies(browser), "steps": steps})
-        legit_users = self._sample(min(self.plan.storm_legit, self.population.size - 1), exclude={victim})
+        bystanders = self.plan.storm_legit // 2 if lock else self.plan.storm_legit
+        legit_users = self._sample(min(bystanders, self.population.size - 1), exclude={victim})
         legit = dataset.pending_browsers(self.population, legit_users, self.csrf, CLIENT_IP)
         half = self.plan.concurrency // 2
         started = time.monotonic()

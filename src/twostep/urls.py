@@ -55,3 +55,5 @@ urlpatterns = [
     path("auth/request", forwardauth.auth_request_view),
     path("auth/forward", forwardauth.forward_auth_view),
 ]
+
+handler400 = "twostep.core.views.bad_request"

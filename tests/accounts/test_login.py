@@ -265,3 +265,16 @@ def test_success_clears_the_name_counter(make_user: Callable[..., User]) -> None
         client.post("/login", {"username": "forgetful", "password": "wrong password here"})
     assert sign_in(client, "forgetful").status_code == 302
     assert not SignInThrottle.objects.filter(key="user:forgetful").exists()
+
+
+def test_reauthentication_is_throttled(user: User) -> None:
+    """Guessing the password on the re-authentication page hits the same limit as sign-in."""
+    client = Client(REMOTE_ADDR="203.0.113.40")
+    sign_in(client, user.username)
+    statuses = [
+        client.post("/account/reauthenticate", {"password": f"guess number {i}", "next": "/account"}).status_code
+        for i in range(6)
+    ]
+    assert statuses == [200] * 5 + [429]
+    response = client.post("/account/reauthenticate", {"password": PASSWORD, "next": "/account"})
+    assert response.status_code == 429

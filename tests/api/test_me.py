@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import Api, enrol_totp, error_code
+from tests.api.conftest import Api, allow_only, enrol_totp, error_code
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
 from twostep.core import clock
-from twostep.core.runtime import set_setting
 from twostep.factors import totp
 from twostep.mfa.models import Authenticator
 
@@ -58,7 +57,7 @@ def test_confirm_without_start(api: Api, user: User, two_factor_on: None, token_
 
 def test_totp_not_allowed(api: Api, user: User, token_for) -> None:  # type: ignore[no-untyped-def]
     """When the admin does not allow authenticator apps, set-up answers 409 method_unavailable."""
-    set_setting("two_factor.methods", ["email"])
+    allow_only("email")
     response = api.post("/me/factors/totp", token=token_for(user))
     assert response.status_code == 409 and error_code(response) == "method_unavailable"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import Api, enrol_totp, error_code
+from tests.api.conftest import Api, allow_only, enrol_totp, error_code
 from tests.conftest import PASSWORD
 from twostep.accounts import services
 from twostep.accounts.models import User
@@ -137,11 +137,10 @@ def test_locked_account_gets_the_generic_failure(api: Api, user: User, two_facto
 
 def test_method_withdrawn_mid_sign_in(api: Api, user: User, two_factor_on: None) -> None:
     """If the admin disallows the method between the steps, verify answers 409 method_unavailable."""
-    from twostep.core.runtime import set_setting
 
     enrol_totp(user)
     login_token = login(api, user.username).json()["login_token"]
-    set_setting("two_factor.methods", ["email"])
+    allow_only("email")
     response = api.post("/auth/login/verify", {"login_token": login_token, "code": "123456"})
     assert response.status_code == 409 and error_code(response) == "method_unavailable"
 

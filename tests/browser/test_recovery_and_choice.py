@@ -163,12 +163,16 @@ def test_several_methods_and_use_another_method(
     sign_in(frank, "frank", PASSWORD)
     expect(page.get_by_label("Enter the code sent to f•••@example.org.")).to_be_visible()
     smtp_server.wait_for_match(to=CODES_ADDRESS, subject="sign-in code", since=sent)
-    page.get_by_role("region", name="Use another method").get_by_role("button", name="Use your authenticator app").click()
+    page.get_by_role("region", name="Use another method").get_by_role(
+        "button", name="Use your authenticator app"
+    ).click()
     second_step_with_app(frank, phone)
     expect(page).to_have_url(re.compile(r"/account$"))
 
 
-def test_recovery_code_signs_in_once(live_server_factory: Callable[..., Any], open_browser: Callable[..., Person]) -> None:
+def test_recovery_code_signs_in_once(
+    live_server_factory: Callable[..., Any], open_browser: Callable[..., Person]
+) -> None:
     """A saved recovery code completes the second step once; the same code is refused the next time."""
     server = live_server_factory()
     server.cli("settings", "set", "two_factor.enabled", "true")
@@ -202,7 +206,7 @@ def test_recovery_code_signs_in_once(live_server_factory: Callable[..., Any], op
 def test_trusted_browser_skips_then_revoked(
     live_server_factory: Callable[..., Any], open_browser: Callable[..., Person]
 ) -> None:
-    """"Trust this browser" skips the second step on that browser only; "Stop trusting" brings it back."""
+    """ "Trust this browser" skips the second step on that browser only; "Stop trusting" brings it back."""
     server = live_server_factory()
     server.cli("settings", "set", "two_factor.enabled", "true")
     add_user(server, "henry")

@@ -11,7 +11,7 @@ from twostep.accounts.validators import MAX_PASSWORD_LENGTH
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 
-__all__ = ["GENERIC_FAILURE", "THROTTLED", "SignInThrottled", "check_password_step"]
+__all__ = ["GENERIC_FAILURE", "THROTTLED", "SignInThrottled", "check_password_step", "check_reauthentication"]
 
 GENERIC_FAILURE = "Your username or password is incorrect."
 
@@ -55,3 +55,27 @@ def check_password_step(username: str, password: str, origin: Origin, request: o
         reason = "credentials"
     record("login.password", Outcome.FAILURE, origin=origin, user=known, username=typed, reason=reason)
     return None
+
+
+def check_reauthentication(user: User, password: str, origin: Origin) -> bool:
+    """True when ``password`` is ``user``'s, for a sensitive change; records the attempt.
+
+    Wrong passwords here count against the same per-name and per-IP limits as
+    the sign-in form, so a stolen session cannot be used to guess the password.
+
+    Raises:
+        SignInThrottled: too many recent failures; the password was not checked.
+    """
+    now = clock.now()
+    try:
+        throttle.check(user.username, origin.ip, now)
+    except throttle.SignInThrottled:
+        record("reauthenticate", Outcome.FAILURE, origin=origin, user=user, reason="throttled")
+        raise
+    if user.check_password(password[: MAX_PASSWORD_LENGTH + 1]):
+        throttle.register_success(user.username)
+        record("reauthenticate", Outcome.SUCCESS, origin=origin, user=user)
+        return True
+    throttle.register_failure(user.username, origin.ip, now)
+    record("reauthenticate", Outcome.FAILURE, origin=origin, user=user, reason="credentials")
+    return False

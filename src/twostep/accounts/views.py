@@ -14,7 +14,13 @@ from django.views.decorators.http import require_http_methods
 from twostep.accounts import services
 from twostep.accounts.forms import ChangePasswordForm, LoginForm, PasswordForm
 from twostep.accounts.models import User
-from twostep.accounts.signin import GENERIC_FAILURE, THROTTLED, SignInThrottled, check_password_step
+from twostep.accounts.signin import (
+    GENERIC_FAILURE,
+    THROTTLED,
+    SignInThrottled,
+    check_password_step,
+    check_reauthentication,
+)
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.core.decorators import mark_reauthenticated, signed_in
@@ -158,11 +164,16 @@ def reauthenticate_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     form = PasswordForm(request.POST or None)
     next_url = safe_next(request, request.POST.get("next") or request.GET.get("next"))
+    status = 200
     if request.method == "POST" and form.is_valid():
-        if user.check_password(form.cleaned_data["password"]):
-            mark_reauthenticated(request)
-            record("reauthenticate", Outcome.SUCCESS, origin=Origin.of(request), user=user)
-            return redirect(next_url)
-        record("reauthenticate", Outcome.FAILURE, origin=Origin.of(request), user=user, reason="credentials")
-        form.add_error("password", "That password is incorrect.")
-    return render(request, "accounts/reauthenticate.html", {"form": form, "next": next_url})
+        try:
+            correct = check_reauthentication(user, form.cleaned_data["password"], Origin.of(request))
+        except SignInThrottled:
+            form.add_error("password", THROTTLED)
+            status = 429
+        else:
+            if correct:
+                mark_reauthenticated(request)
+                return redirect(next_url)
+            form.add_error("password", "That password is incorrect.")
+    return render(request, "accounts/reauthenticate.html", {"form": form, "next": next_url}, status=status)

@@ -43,3 +43,26 @@ class NoStoreMiddleware:
             response["Cache-Control"] = "no-store"
             response["Pragma"] = "no-cache"
         return response
+
+
+class DrainRequestBodyMiddleware:
+    """Reads whatever request body a view left unread.
+
+    gunicorn's threaded workers reuse keep-alive connections; a body left in
+    the socket would be taken for the start of the next request.  Views that
+    answer early (a redirect to sign in, a refusal) would break the client's
+    next request without this.
+    """
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not getattr(request, "_read_started", False) and request.META.get("CONTENT_LENGTH") not in (None, "", "0"):
+            try:
+                while request.read(65536):
+                    pass
+            except Exception:  # noqa: S110 - a broken or oversized body: the server closes the connection anyway
+                pass
+        return response

@@ -19,3 +19,10 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     return render(request, "twostep/csrf_failure.html", status=403)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """400 for requests Django refuses before any view (e.g. an unknown Host): JSON under /api/."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": {"code": "invalid_request", "message": "Bad request."}}, status=400)
+    return render(request, "twostep/bad_request.html", status=400)

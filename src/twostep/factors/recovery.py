@@ -14,7 +14,7 @@ import secrets
 
 #: Crockford's Base32 alphabet (32 symbols, 5 bits each).
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-#: Characters per code; 16 × 5 = 80 bits, above the 64-bit floor of NIST SP 800-63B look-up secrets.
+#: Characters per code; 16 * 5 = 80 bits, above the 64-bit floor of NIST SP 800-63B look-up secrets.
 LENGTH = 16
 GROUP = 4
 #: Codes in one set.

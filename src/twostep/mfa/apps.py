@@ -23,8 +23,10 @@ class MFAConfig(AppConfig):
         # Recovery and choice (issue 8): runtime settings, Security-page panels,
         # and ending trust / recovery codes when a user's sessions are ended.
         from twostep.mfa import choice_views, enforcement, enforcement_views  # noqa: F401
-        from twostep.mfa.recovery_codes import services as recovery_codes, views as recovery_views  # noqa: F401
-        from twostep.mfa.trusted import services as trusted, views as trusted_views  # noqa: F401
+        from twostep.mfa.recovery_codes import services as recovery_codes
+        from twostep.mfa.recovery_codes import views as recovery_views  # noqa: F401
+        from twostep.mfa.trusted import services as trusted
+        from twostep.mfa.trusted import views as trusted_views  # noqa: F401
         from twostep.usersessions.services import sessions_ended
 
         enforcement.register_settings()

@@ -133,9 +133,7 @@ class Alternative:
 
 def alternatives(pending: PendingLogin) -> list[Alternative]:
     """The other methods the pending sign-in may switch to."""
-    return [
-        Alternative(a.method, action_label(a)) for a in available(pending.user_id) if a.method != pending.method
-    ]
+    return [Alternative(a.method, action_label(a)) for a in available(pending.user_id) if a.method != pending.method]
 
 
 def switch(pending: PendingLogin, method: str, origin: Origin) -> PendingLogin:
@@ -155,7 +153,12 @@ def switch(pending: PendingLogin, method: str, origin: Origin) -> PendingLogin:
         # Only a known method name goes to the log: the request's text may be anything (even NUL bytes).
         named = method if method in Method.values else ""
         record(
-            "login.method_chosen", Outcome.FAILURE, origin=origin, user=pending.user, method=named, reason="method_unavailable"
+            "login.method_chosen",
+            Outcome.FAILURE,
+            origin=origin,
+            user=pending.user,
+            method=named,
+            reason="method_unavailable",
         )
         raise SecondStepError("method_unavailable")
     now = clock.now()

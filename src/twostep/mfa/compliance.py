@@ -128,7 +128,9 @@ def summary(policy: Policy | None = None) -> Summary:
     return Summary(**{key: int(value) for key, value in counts.items()})
 
 
-def overview(*, status: str = "", search: str = "", page: int = 1, policy: Policy | None = None) -> tuple[Page[Row], Policy]:
+def overview(
+    *, status: str = "", search: str = "", page: int = 1, policy: Policy | None = None
+) -> tuple[Page[Row], Policy]:
     """One page of rows, filtered by ``status`` (a key of STATUSES) and a username/display-name search."""
     policy = policy or enforcement.current_policy()
     users = _annotated(policy).order_by("username")
@@ -165,7 +167,9 @@ def _rows(users: list[User], policy: Policy) -> list[Row]:
     for user in users:
         mine = order(factors[user.pk], user.pk) if len(factors[user.pk]) > 1 else factors[user.pk]
         codes = recovery.get(user.pk)
-        uses = [f.last_used_at for f in mine if f.last_used_at] + ([codes["last_used"]] if codes and codes["last_used"] else [])
+        uses = [f.last_used_at for f in mine if f.last_used_at] + (
+            [codes["last_used"]] if codes and codes["last_used"] else []
+        )
         rows.append(
             Row(
                 user=user,

@@ -57,12 +57,8 @@ class PolicyForm(forms.Form):
         help_text="Users may sign in this many times without enrolling (0: none). "
         "With both a date and a number, the grace ends at whichever comes first; with neither, at once.",
     )
-    trusted_enabled = forms.BooleanField(
-        label='Offer "Trust this browser" on the second step', required=False
-    )
-    trusted_days = forms.IntegerField(
-        label="Trust a browser for (days)", min_value=1, max_value=trusted.MAX_DAYS
-    )
+    trusted_enabled = forms.BooleanField(label='Offer "Trust this browser" on the second step', required=False)
+    trusted_days = forms.IntegerField(label="Trust a browser for (days)", min_value=1, max_value=trusted.MAX_DAYS)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -248,7 +248,9 @@ def requirement(user: User, policy: Policy | None = None, *, sign_ins_used: int 
     policy = policy or current_policy()
     if not policy.active or not user.is_active:
         return NOT_REQUIRED
-    methods = set(Authenticator.objects.filter(user_id=user.pk, confirmed_at__isnull=False).values_list("method", flat=True))
+    methods = set(
+        Authenticator.objects.filter(user_id=user.pk, confirmed_at__isnull=False).values_list("method", flat=True)
+    )
     return evaluate(user, methods, policy, sign_ins_used=sign_ins_used)
 
 

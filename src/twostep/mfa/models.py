@@ -121,9 +121,7 @@ class DefaultMethod(models.Model):
     enrolled first is asked for.
     """
 
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+"
-    )
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+")
     method = models.CharField(max_length=16, choices=Method.choices)
 
     def __str__(self) -> str:
@@ -176,9 +174,7 @@ class EnrolmentGrace(models.Model):
     factor; ``sign_ins`` counts their sign-ins without a second step since.
     """
 
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+"
-    )
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+")
     first_required_at = models.DateTimeField()
     sign_ins = models.PositiveIntegerField(default=0)
 

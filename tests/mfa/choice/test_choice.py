@@ -43,7 +43,9 @@ def verify_page(client: Client) -> str:
     return response.content.decode()
 
 
-def test_first_enrolled_is_asked_first_and_nothing_is_sent(client: Client, both: tuple[User, bytes], mail_server: SmtpServer) -> None:
+def test_first_enrolled_is_asked_first_and_nothing_is_sent(
+    client: Client, both: tuple[User, bytes], mail_server: SmtpServer
+) -> None:
     """Without a chosen default the first factor (TOTP) is asked; no email goes out for a method not chosen."""
     user, _ = both
     sign_in(client, user.username)
@@ -56,7 +58,7 @@ def test_first_enrolled_is_asked_first_and_nothing_is_sent(client: Client, both:
 def test_choosing_email_sends_the_code_then_and_it_signs_in(
     client: Client, both: tuple[User, bytes], mail_server: SmtpServer
 ) -> None:
-    """"Use another method" → email sends one code to the enrolled address, which completes the sign-in."""
+    """ "Use another method" → email sends one code to the enrolled address, which completes the sign-in."""
     user, _ = both
     sign_in(client, user.username)
     response = client.post("/login/verify/method", {"method": "email"})
@@ -70,7 +72,9 @@ def test_choosing_email_sends_the_code_then_and_it_signs_in(
     assert [e.method for e in events("login.method_chosen")] == ["email"]
 
 
-def test_switching_back_kills_the_emailed_code(client: Client, both: tuple[User, bytes], mail_server: SmtpServer) -> None:
+def test_switching_back_kills_the_emailed_code(
+    client: Client, both: tuple[User, bytes], mail_server: SmtpServer
+) -> None:
     """A code sent for email does not complete the step once the user switched to the app (codes are per method)."""
     user, key = both
     sign_in(client, user.username)
@@ -146,7 +150,9 @@ def test_cannot_switch_to_a_method_not_set_up(client: Client, user: User, two_fa
     assert "That method is not available for your account." in follow
 
 
-def test_cannot_switch_to_a_disallowed_method(client: Client, both: tuple[User, bytes], mail_server: SmtpServer) -> None:
+def test_cannot_switch_to_a_disallowed_method(
+    client: Client, both: tuple[User, bytes], mail_server: SmtpServer
+) -> None:
     """Once the admin disallows email, it is neither offered nor accepted, and nothing is sent (FB-11)."""
     user, _ = both
     set_setting("two_factor.methods", ["totp"])
@@ -157,11 +163,15 @@ def test_cannot_switch_to_a_disallowed_method(client: Client, both: tuple[User, 
     assert mail_server.messages() == []
 
 
-def test_the_code_goes_only_to_the_enrolled_address(client: Client, both: tuple[User, bytes], mail_server: SmtpServer) -> None:
+def test_the_code_goes_only_to_the_enrolled_address(
+    client: Client, both: tuple[User, bytes], mail_server: SmtpServer
+) -> None:
     """Extra fields naming another destination are ignored: the code goes to the factor's own address (FB-12)."""
     user, _ = both
     sign_in(client, user.username)
-    client.post("/login/verify/method", {"method": "email", "destination": "evil@example.net", "email": "evil@example.net"})
+    client.post(
+        "/login/verify/method", {"method": "email", "destination": "evil@example.net", "email": "evil@example.net"}
+    )
     (message,) = mail_server.wait_for(1)
     assert message.rcpt_tos == [BACKUP]
 
@@ -196,7 +206,9 @@ def test_security_page_names_and_defaults(client: Client, both: tuple[User, byte
     client.post("/login/verify", {"code": next_code(key)})
     html = client.get("/account/security").content.decode()
     assert "Your sign-in methods" in html and ">default</span>" in html
-    assert client.post("/account/security/methods/rename", {"method": "totp", "name": "  Pixel   8 "}).status_code == 302
+    assert (
+        client.post("/account/security/methods/rename", {"method": "totp", "name": "  Pixel   8 "}).status_code == 302
+    )
     assert Authenticator.objects.get(user=user, method="totp").name == "Pixel 8"
     assert "Pixel 8" in client.get("/account/security").content.decode()
     client.post("/account/security/methods/rename", {"method": "totp", "name": "x" * 65})

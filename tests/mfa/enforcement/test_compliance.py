@@ -82,7 +82,15 @@ def test_sql_filter_agrees_with_the_gate(population: dict[str, User], frozen_clo
         set_setting("two_factor.grace_sign_ins", count)
         for user in User.objects.filter(is_active=True):
             state = enforcement.requirement(user)
-            expected = "enrolled" if state.enrolled else "overdue" if state.must_enrol_now else "grace" if state.in_grace else ""
+            expected = (
+                "enrolled"
+                if state.enrolled
+                else "overdue"
+                if state.must_enrol_now
+                else "grace"
+                if state.in_grace
+                else ""
+            )
             for status in ("enrolled", "overdue", "grace"):
                 assert (user.username in names(status)) == (expected == status), (mode, until, count, user, status)
 
@@ -121,7 +129,9 @@ def test_admin_sets_the_policy(console: Client, population: dict[str, User]) -> 
 
 def test_bad_policy_input_is_explained(console: Client) -> None:
     """Chosen roles without a role, a negative count, a bad date: the form says so and stores nothing."""
-    response = console.post(PAGE, {"required": "roles", "grace_sign_ins": "-1", "grace_until": "soon", "trusted_days": "0"})
+    response = console.post(
+        PAGE, {"required": "roles", "grace_sign_ins": "-1", "grace_until": "soon", "trusted_days": "0"}
+    )
     assert response.status_code == 200
     html = response.content.decode()
     assert "Choose at least one role" in html and "Enter a valid date" in html

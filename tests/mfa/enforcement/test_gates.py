@@ -144,7 +144,7 @@ def test_admin_reset_means_enrol_again(client: Client, user: User, admin: User, 
 
 
 def test_policy_for_admins_only(client: Client, user: User, admin: User, two_factor_on: None) -> None:
-    """"Administrators only" sends the admin to enrol but lets a normal user in."""
+    """ "Administrators only" sends the admin to enrol but lets a normal user in."""
     require("admins")
     assert sign_in(client, user.username)["Location"] == "/account"
     other = Client()
@@ -160,7 +160,11 @@ def test_forced_password_change_comes_first(client: Client, make_user, two_facto
     assert client.get(ENROL)["Location"] == "/account/password"
     response = client.post(
         "/account/password",
-        {"current_password": PASSWORD, "new_password": "a fresh passphrase 12", "repeat_password": "a fresh passphrase 12"},
+        {
+            "current_password": PASSWORD,
+            "new_password": "a fresh passphrase 12",
+            "repeat_password": "a fresh passphrase 12",
+        },
     )
     assert response.status_code == 302
     assert client.get(response["Location"])["Location"] == ENROL

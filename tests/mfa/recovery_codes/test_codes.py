@@ -217,7 +217,7 @@ def test_a_code_lifts_a_lock_but_wrong_codes_wait(
     client: Client, codes_user: tuple[User, bytes, list[str]], frozen_clock: clock.FrozenClock
 ) -> None:
     """A locked second step accepts a right recovery code (and unlocks); a wrong one makes it wait 15 minutes."""
-    user, key, codes = codes_user
+    user, _, codes = codes_user
     User.objects.filter(pk=user.pk).update(second_step_locked_at=clock.now(), second_step_failures=20)
     sign_in(client, user.username)
     assert FAILURE in client.post("/login/recovery", {"recovery_code": "AAAA-AAAA-AAAA-AAAA"}).content.decode()
@@ -250,9 +250,7 @@ def test_verify_page_offers_a_recovery_code(client: Client, codes_user: tuple[Us
 
 
 @pytest.mark.parametrize("attempt", range(2))
-def test_concurrent_use_of_one_code_exactly_one_wins(
-    codes_user: tuple[User, bytes, list[str]], attempt: int
-) -> None:
+def test_concurrent_use_of_one_code_exactly_one_wins(codes_user: tuple[User, bytes, list[str]], attempt: int) -> None:
     """Ten sign-ins submitting the same code at the same moment: exactly one succeeds, on this database (RR-07)."""
     user, _, codes = codes_user
     pendings = [second_step.start(user, login_authenticators(user.pk)[0], CLI)[0] for _ in range(10)]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 from django.conf import settings
 from django.test import Client
 
 from tests.conftest import sign_in
-from tests.mfa.recovery_codes.helpers import enrol_totp, events, signed_in_with_totp
+from tests.mfa.recovery_codes.helpers import enrol_totp, events, next_code, signed_in_with_totp
 from twostep.accounts import services as accounts
 from twostep.accounts.models import User
 from twostep.audit.services import CLI
@@ -113,7 +114,9 @@ def test_trust_expires(client: Client, totp_user: tuple[User, bytes], frozen_clo
     assert not skips(client, user)
 
 
-def test_duration_is_configurable(client: Client, totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock) -> None:
+def test_duration_is_configurable(
+    client: Client, totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
+) -> None:
     """With trusted_browsers.days = 7 the cookie lasts 7 days and so does the skip."""
     set_setting("trusted_browsers.days", 7)
     user, key = totp_user
@@ -177,7 +180,7 @@ def test_revoking_needs_the_owner(client: Client, totp_user: tuple[User, bytes],
 
 
 def test_revoke_all(client: Client, totp_user: tuple[User, bytes]) -> None:
-    """"Stop trusting all browsers" ends every trust of the user."""
+    """ "Stop trusting all browsers" ends every trust of the user."""
     user, key = totp_user
     other = Client()
     trust(other, user, key)
@@ -189,9 +192,7 @@ def test_revoke_all(client: Client, totp_user: tuple[User, bytes]) -> None:
 
 
 @pytest.mark.parametrize("change", ["password", "factor_removed", "factor_added", "admin_reset", "sign_out_others"])
-def test_security_changes_end_trust(
-    client: Client, totp_user: tuple[User, bytes], admin: User, change: str
-) -> None:
+def test_security_changes_end_trust(client: Client, totp_user: tuple[User, bytes], admin: User, change: str) -> None:
     """Password change, a factor added or removed, an admin reset, "sign out everywhere else": trust ends everywhere."""
     user, key = totp_user
     trust(client, user, key)
@@ -199,7 +200,9 @@ def test_security_changes_end_trust(
         accounts.set_password(user, "a brand new passphrase 42", origin=CLI)
     elif change == "factor_removed":
         # A second factor so that one can be removed while 2FA stays on.
-        Authenticator.objects.create(user=user, method="email", destination="alice@example.com", confirmed_at=clock.now())
+        Authenticator.objects.create(
+            user=user, method="email", destination="alice@example.com", confirmed_at=clock.now()
+        )
         email_flows.remove(user, CLI)
     elif change == "factor_added":
         new_key = totp.decode_secret(totp_flows.provisioning_for(user).secret)
@@ -271,3 +274,32 @@ def test_services_ignore_a_user_without_trust(totp_user: tuple[User, bytes]) -> 
     user, _ = totp_user
     assert services.list_trusted(user) == [] and services.revoke_all(user) == 0
     assert not services.revoke(user, 12345, origin=CLI)
+
+
+def test_every_security_page_form_carries_the_csrf_token(totp_user: tuple[User, bytes]) -> None:
+    """Panels are included in isolation; each of their POST forms still has the CSRF token, so a real browser can use them."""
+    user, key = totp_user
+    browser = Client(enforce_csrf_checks=True)
+    trust(Client(), user, key)
+    page = browser.get("/login")
+    form = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())
+    assert form is not None
+    browser.post("/login", {"username": user.username, "password": "correct horse battery staple",
+                            "csrfmiddlewaretoken": form.group(1)})  # fmt: skip
+    verify = browser.get("/login/verify").content.decode()
+    form = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', verify)
+    assert form is not None
+    assert (
+        browser.post("/login/verify", {"code": next_code(key), "csrfmiddlewaretoken": form.group(1)}).status_code == 302
+    )
+    html = browser.get("/account/security").content.decode()
+    forms = re.findall(r'<form method="post"[^>]*>(.*?)</form>', html, re.S)
+    assert len(forms) >= 4
+    assert all("csrfmiddlewaretoken" in body for body in forms)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    assert token is not None
+    row = TrustedBrowser.objects.get(user=user)
+    response = browser.post(
+        "/account/security/trusted/revoke", {"browser": row.pk, "csrfmiddlewaretoken": token.group(1)}
+    )
+    assert response.status_code == 302 and not TrustedBrowser.objects.filter(pk=row.pk).exists()

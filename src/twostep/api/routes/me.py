@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from ninja import P, PathEx, Router, Status
 
 from twostep.accounts.models import User
+from twostep.accounts.signin import SignInThrottled, check_reauthentication
 from twostep.api import tokens
 from twostep.api.auth import READ, SECURITY, current_token, current_user, require_reauthentication
 from twostep.api.errors import ApiError, responses
@@ -33,7 +34,7 @@ from twostep.api.schemas import (
     TokenOut,
     TotpProvisioningOut,
 )
-from twostep.audit.services import Origin, Outcome, record
+from twostep.audit.services import Origin
 from twostep.mfa.models import Method
 from twostep.mfa.policy import forced_off_by_config, two_factor_state
 from twostep.mfa.recovery_codes import services as recovery_codes
@@ -67,7 +68,7 @@ def me(request: HttpRequest) -> dict[str, Any]:
 @router.post(
     "/reauthenticate",
     auth=SECURITY,
-    response={200: ReauthenticatedOut, **responses(*BODY_ERRORS, 401, 403)},
+    response={200: ReauthenticatedOut, **responses(*BODY_ERRORS, 401, 403, 429)},
     summary="Enter the password again",
 )
 def reauthenticate(request: HttpRequest, payload: ReauthenticateIn) -> dict[str, Any]:
@@ -75,11 +76,17 @@ def reauthenticate(request: HttpRequest, payload: ReauthenticateIn) -> dict[str,
     token = current_token(request)
     user = token.user
     origin = Origin.of(request)
-    if not user.check_password(payload.password):
-        record("reauthenticate", Outcome.FAILURE, origin=origin, user=user, reason="credentials")
+    try:
+        correct = check_reauthentication(user, payload.password, origin)
+    except SignInThrottled as exc:
+        raise ApiError(
+            "rate_limited",
+            "Too many wrong passwords; wait and retry.",
+            headers={"Retry-After": str(max(1, int(exc.retry_after.total_seconds())))},
+        ) from None
+    if not correct:
         raise ApiError("invalid_password", "That password is incorrect.")
     until = tokens.mark_reauthenticated(token)
-    record("reauthenticate", Outcome.SUCCESS, origin=origin, user=user, detail={"channel": "api"})
     return {"reauthenticated_until": until}
 
 

@@ -211,7 +211,9 @@ def sign_in(pending: PendingLogin, typed: str, origin: Origin) -> tuple[User, in
         else:
             throttle.register_success(user.pk)
         left = remaining(user.pk)
-        record("recovery_codes.used", Outcome.SUCCESS, origin=origin, user=user, method=METHOD, detail={"remaining": left})
+        record(
+            "recovery_codes.used", Outcome.SUCCESS, origin=origin, user=user, method=METHOD, detail={"remaining": left}
+        )
         return user, left
     if reason != "expired_login":
         _count_failure(user, pending, origin, locked)

@@ -191,12 +191,16 @@ def remember(request: HttpRequest, response: HttpResponse, user: User) -> Truste
             ip=origin.ip,
             user_agent=origin.user_agent[:300],
         )
-        surplus = TrustedBrowser.objects.filter(user_id=user.pk).order_by("-created_at").values_list("pk", flat=True)[
-            MAX_PER_USER:
-        ]
+        surplus = (
+            TrustedBrowser.objects.filter(user_id=user.pk)
+            .order_by("-created_at")
+            .values_list("pk", flat=True)[MAX_PER_USER:]
+        )
         TrustedBrowser.objects.filter(pk__in=list(surplus)).delete()
     # Keep the tokens this browser holds for other people; drop ones the server no longer knows.
-    live = set(TrustedBrowser.objects.filter(token_hash__in=[_hash(t) for t in kept]).values_list("token_hash", flat=True))
+    live = set(
+        TrustedBrowser.objects.filter(token_hash__in=[_hash(t) for t in kept]).values_list("token_hash", flat=True)
+    )
     others = [t for t in kept if _hash(t) in live]
     value = ".".join([token, *others][:TOKENS_PER_BROWSER])
     response.set_cookie(

@@ -47,7 +47,9 @@ def revoke_all_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     count = services.revoke_all(user, origin=Origin.of(request), actor=user, reason="user")
     messages.success(
-        request, f"{count} browser{'s' if count != 1 else ''} will ask for your second step again." if count
-        else "No browser was trusted."
+        request,
+        f"{count} browser{'s' if count != 1 else ''} will ask for your second step again."
+        if count
+        else "No browser was trusted.",
     )
     return redirect(PANEL_URL)
