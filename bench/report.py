@@ -39,6 +39,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             add("benchmark", database, None, "runs", False, "error: see JSON")
             continue
         totp_small: dict[str, float] = {}
+        cpu_small: dict[str, float] = {}
         for run in target.get("runs", []):
             where = f"{database}, {run['server']}"
             scenarios = run["scenarios"]
@@ -51,9 +52,12 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                     round(ratio, 3),
                     ">= 0.50",
                     ratio >= 0.5,
-                    f"{totp['throughput']}/s vs {healthz['throughput']}/s",
+                    f"{totp['throughput']}/s vs {healthz['throughput']}/s; "
+                    f"server CPU {healthz.get('server_cpu_ms_per_request')} vs "
+                    f"{totp.get('server_cpu_ms_per_request')} ms/request",
                 )
                 totp_small[run["server"]] = totp["throughput"]
+                cpu_small[run["server"]] = totp.get("server_cpu_ms_per_request") or 0.0
             if totp:
                 add(
                     "second step p99 < 50 ms (64 concurrent)",
@@ -97,13 +101,16 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             base = totp_small.get(scale["server"])
             big = scale["scenarios"]["totp"]["throughput"]
             ratio = big / base if base else 0.0
+            cpu_big = scale["scenarios"]["totp"].get("server_cpu_ms_per_request") or 0.0
+            cpu_base = cpu_small.get(scale["server"]) or 0.0
+            cpu_note = f"; server CPU {cpu_base} -> {cpu_big} ms/sign-in" if cpu_base and cpu_big else ""
             add(
                 f"scale: {scale['users']:,} users within 20% of 1,000",
                 f"{database}, {scale['server']}",
                 round(ratio, 3),
                 ">= 0.80",
                 ratio >= 0.8,
-                f"{big}/s vs {base}/s",
+                f"{big}/s vs {base}/s{cpu_note}",
             )
             memory = scale.get("memory")
             if memory:

@@ -1,10 +1,11 @@
-"""Starting and stopping twostep's real server for the benchmark, and reading its memory.
+"""Starting and stopping twostep's real server for the benchmark, and reading its memory and CPU.
 
 ``gunicorn`` is started exactly as in production, through ``twostep serve``
-(gthread workers, access log on).  ``granian`` runs the same WSGI application
-(``twostep.wsgi:application``) with its own worker processes and blocking
-threads; ``twostep serve`` does not start it, so its deployment checks run
-beforehand through ``twostep db upgrade``'s sibling checks in ``init``.
+(gthread workers, access log on).  ``granian`` serves the same WSGI
+application (``twostep.wsgi:application``, the same settings and data
+directory) with its own worker processes and blocking threads, access log on
+too; the data directory was prepared by ``twostep init``, which applied every
+migration.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class ServerKind:
                 "--runtime-threads",
                 "1",
                 "--no-ws",
+                "--access-log",
                 "twostep.wsgi:application",
             ]
         raise ValueError(f"unknown server {self.name!r}")

@@ -85,3 +85,26 @@ def live_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ca
     yield start
     for server in servers:
         server.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="session")
+def playwright_instance() -> Iterator[Any]:
+    """The one Playwright driver of the run: its sync API allows one per thread."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_instance: Any) -> Iterator[Any]:
+    """Debian's Chromium, headless, shared by every browser test."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("chromium is needed: run scripts/ensure-system-deps")
+    chromium = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()

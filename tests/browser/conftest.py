@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -28,13 +28,11 @@ ADMIN_PASSWORD = "admin chooses a long passphrase 1"
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists() or shutil.which("zbarimg") is None:
-        pytest.fail("chromium and zbar-tools are needed: run scripts/ensure-system-deps")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+def browser(browser: Browser) -> Browser:
+    """The shared Chromium of tests/conftest.py, once zbarimg (for QR codes) is known to be there."""
+    if shutil.which("zbarimg") is None:
+        pytest.fail("zbar-tools is needed: run scripts/ensure-system-deps")
+    return browser
 
 
 @dataclass

@@ -35,4 +35,4 @@ def phone_user(make_user: Callable[..., User]) -> User:
 
 
 # The real-browser fixtures (Chromium through Playwright) of tests/browser.
-from tests.browser.conftest import browser, open_browser  # noqa: E402,F401
+from tests.browser.conftest import open_browser  # noqa: E402,F401

@@ -303,3 +303,14 @@ def test_every_security_page_form_carries_the_csrf_token(totp_user: tuple[User, 
         "/account/security/trusted/revoke", {"browser": row.pk, "csrfmiddlewaretoken": token.group(1)}
     )
     assert response.status_code == 302 and not TrustedBrowser.objects.filter(pk=row.pk).exists()
+
+
+def test_expired_records_can_be_pruned(
+    client: Client, totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
+) -> None:
+    """Housekeeping's prune deletes only trust that has run out."""
+    user, key = totp_user
+    trust(client, user, key)
+    assert services.prune_expired() == 0
+    frozen_clock.advance(30 * 86400 + 1)
+    assert services.prune_expired() == 1 and not TrustedBrowser.objects.exists()

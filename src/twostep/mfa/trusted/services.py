@@ -177,7 +177,7 @@ def remember(request: HttpRequest, response: HttpResponse, user: User) -> Truste
     now = clock.now()
     token = secrets.token_urlsafe(32)
     origin = Origin.of(request)
-    kept = [t for t in _tokens_in(request)]
+    kept = _tokens_in(request)
     with transaction.atomic():
         TrustedBrowser.objects.filter(user_id=user.pk, expires_at__lte=now).delete()
         # This browser's earlier trust for the same user is replaced, not piled up.
@@ -275,6 +275,12 @@ def revoke_all(user: User, *, origin: Origin | None = None, actor: User | None =
             reason=reason,
             detail={"count": deleted},
         )
+    return int(deleted)
+
+
+def prune_expired() -> int:
+    """Delete trust records past their expiry (for housekeeping); return how many."""
+    deleted, _ = TrustedBrowser.objects.filter(expires_at__lte=clock.now()).delete()
     return int(deleted)
 
 
