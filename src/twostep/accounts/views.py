@@ -27,6 +27,7 @@ from twostep.core.decorators import mark_reauthenticated, signed_in
 from twostep.forwardauth.services import is_allowed_destination
 from twostep.mfa import enforcement
 from twostep.mfa import login as second_step
+from twostep.mfa.models import PendingLogin
 from twostep.mfa.policy import login_authenticators
 from twostep.mfa.trusted import services as trusted_browsers
 from twostep.usersessions.backend import LAST_SEEN_KEY, STARTED_KEY
@@ -44,6 +45,24 @@ def safe_next(request: HttpRequest, candidate: str | None) -> str:
     if candidate and is_allowed_destination(candidate, require_https=request.is_secure()):
         return candidate
     return settings.LOGIN_REDIRECT_URL
+
+
+def pending_sign_in(request: HttpRequest) -> PendingLogin | None:
+    """The browser's live pending sign-in (password done, second step not yet), or None.
+
+    A dead one (expired, spent, exhausted) is forgotten from the session.
+    """
+    pending = second_step.resolve(request.session.get(PENDING_KEY))
+    if pending is None:
+        request.session.pop(PENDING_KEY, None)
+    return pending
+
+
+def sign_in_expired(request: HttpRequest) -> HttpResponse:
+    """Back to the sign-in form, saying why."""
+    request.session.pop(PENDING_KEY, None)
+    messages.info(request, "Your sign-in expired. Please sign in again.")
+    return redirect(settings.LOGIN_URL)
 
 
 def complete_sign_in(request: HttpRequest, user: User) -> HttpResponse:

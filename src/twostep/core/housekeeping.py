@@ -15,6 +15,8 @@ SHORT_LIVED_GRACE = timedelta(days=1)
 
 def prune() -> dict[str, int]:
     """Delete expired records; return how many of each kind went."""
+    from twostep.mfa.trusted.services import prune_expired as prune_expired_trust
+
     now = clock.now()
     retention = timedelta(days=settings.CONFIG.audit.retention_days)
     removed = {
@@ -22,6 +24,7 @@ def prune() -> dict[str, int]:
         "pending_logins": _delete("mfa.PendingLogin", expires_at__lt=now - SHORT_LIVED_GRACE),
         "one_time_codes": _delete("mfa.OneTimeCode", expires_at__lt=now - SHORT_LIVED_GRACE),
         "sessions": _delete("usersessions.UserSession", expire_date__lt=now),
+        "trusted_browsers": prune_expired_trust(),
     }
     from twostep.notifications.services import retry_pending
 

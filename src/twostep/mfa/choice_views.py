@@ -11,7 +11,7 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from twostep.accounts.models import User
-from twostep.accounts.views import PENDING_KEY
+from twostep.accounts.views import pending_sign_in, sign_in_expired
 from twostep.audit.services import Origin
 from twostep.core.decorators import signed_in
 from twostep.mfa import choice
@@ -74,18 +74,14 @@ def rename_view(request: HttpRequest) -> HttpResponse:
 @require_POST
 def switch_view(request: HttpRequest) -> HttpResponse:
     """ "Use another method" on the second-step page: ask for the chosen method instead."""
-    pending = second_step.resolve(request.session.get(PENDING_KEY))
+    pending = pending_sign_in(request)
     if pending is None:
-        request.session.pop(PENDING_KEY, None)
-        messages.info(request, "Your sign-in expired. Please sign in again.")
-        return redirect("/login")
+        return sign_in_expired(request)
     try:
         choice.switch(pending, request.POST.get("method", ""), Origin.of(request))
     except second_step.SecondStepError as exc:
         if exc.reason == "expired_login":
-            request.session.pop(PENDING_KEY, None)
-            messages.info(request, "Your sign-in expired. Please sign in again.")
-            return redirect("/login")
+            return sign_in_expired(request)
         messages.error(request, "That method is not available for your account.")
     return redirect("/login/verify")
 

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
 from twostep.accounts.models import User
-from twostep.accounts.views import PENDING_KEY, complete_sign_in
+from twostep.accounts.views import PENDING_KEY, complete_sign_in, pending_sign_in, sign_in_expired
 from twostep.audit.services import Origin
 from twostep.core.decorators import recently_authenticated, signed_in
 from twostep.mfa import login as second_step
@@ -24,11 +24,9 @@ from twostep.usersessions.services import list_sessions
 @require_http_methods(["GET", "POST"])
 def verify_view(request: HttpRequest) -> HttpResponse:
     token = request.session.get(PENDING_KEY)
-    pending = second_step.resolve(token)
+    pending = pending_sign_in(request)
     if pending is None:
-        request.session.pop(PENDING_KEY, None)
-        messages.info(request, "Your sign-in expired. Please sign in again.")
-        return redirect("/login")
+        return sign_in_expired(request)
     authenticator = second_step.authenticator_for(pending)
     if authenticator is None:
         # Other methods and recovery codes may still work (verify_page_context).

@@ -84,7 +84,9 @@ def deliver(notification_id: int) -> bool:
         configured = False
     if not addresses or not configured:
         # Nobody to tell, or no way to tell them: nothing to retry.
-        Notification.objects.filter(pk=notification.pk).update(sent_at=clock.now(), last_error="not sent: no address or no mail server")
+        Notification.objects.filter(pk=notification.pk).update(
+            sent_at=clock.now(), last_error="not sent: no address or no mail server"
+        )
         return True
     context = {**notification.context, "name": notification.user.name}
     errors = []
@@ -94,10 +96,14 @@ def deliver(notification_id: int) -> bool:
         except MailDeliveryError as exc:
             errors.append(str(exc))
     if errors:
-        Notification.objects.filter(pk=notification.pk).update(attempts=notification.attempts + 1, last_error=errors[0][:500])
+        Notification.objects.filter(pk=notification.pk).update(
+            attempts=notification.attempts + 1, last_error=errors[0][:500]
+        )
         logger.warning("security notification %s not delivered: %s", notification.pk, errors[0])
         return False
-    Notification.objects.filter(pk=notification.pk).update(sent_at=clock.now(), attempts=notification.attempts + 1, last_error="")
+    Notification.objects.filter(pk=notification.pk).update(
+        sent_at=clock.now(), attempts=notification.attempts + 1, last_error=""
+    )
     return True
 
 

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from twostep.accounts.models import User
-from twostep.accounts.views import PENDING_KEY
+from twostep.accounts.views import pending_sign_in, sign_in_expired
 from twostep.audit.services import Origin
 from twostep.core.decorators import fresh_password
 from twostep.mail import MailDeliveryError
@@ -129,11 +129,9 @@ def email_remove_view(request: HttpRequest) -> HttpResponse:
 @require_POST
 def login_resend_view(request: HttpRequest) -> HttpResponse:
     """The second-step page's "Send a new code" button."""
-    pending = second_step.resolve(request.session.get(PENDING_KEY))
+    pending = pending_sign_in(request)
     if pending is None:
-        request.session.pop(PENDING_KEY, None)
-        messages.info(request, "Your sign-in expired. Please sign in again.")
-        return redirect("/login")
+        return sign_in_expired(request)
     authenticator = second_step.authenticator_for(pending)
     if authenticator is None or authenticator.method != Method.EMAIL:
         return redirect("/login/verify")

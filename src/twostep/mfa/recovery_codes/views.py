@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from twostep.accounts.models import User
-from twostep.accounts.views import NEXT_KEY, PENDING_KEY, complete_sign_in
+from twostep.accounts.views import NEXT_KEY, PENDING_KEY, complete_sign_in, pending_sign_in, sign_in_expired
 from twostep.audit.services import Origin
 from twostep.core.decorators import fresh_password, recently_authenticated
 from twostep.mfa import login as second_step
@@ -83,11 +83,9 @@ def regenerate_view(request: HttpRequest) -> HttpResponse:
 def login_recovery_view(request: HttpRequest) -> HttpResponse:
     """The second step with a recovery code instead of the usual method."""
     token = request.session.get(PENDING_KEY)
-    pending = second_step.resolve(token)
+    pending = pending_sign_in(request)
     if pending is None:
-        request.session.pop(PENDING_KEY, None)
-        messages.info(request, "Your sign-in expired. Please sign in again.")
-        return redirect("/login")
+        return sign_in_expired(request)
     try:
         user, left = services.sign_in(pending, request.POST.get("recovery_code", ""), Origin.of(request))
     except second_step.SecondStepError:

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from twostep.accounts.models import User
-from twostep.accounts.views import PENDING_KEY
+from twostep.accounts.views import pending_sign_in, sign_in_expired
 from twostep.audit.services import Origin
 from twostep.core.decorators import fresh_password
 from twostep.mfa import codes
@@ -108,11 +108,9 @@ def sms_remove_view(request: HttpRequest) -> HttpResponse:
 @require_POST
 def sms_resend_view(request: HttpRequest) -> HttpResponse:
     """'Send a new code' on the second-step page."""
-    pending = second_step.resolve(request.session.get(PENDING_KEY))
+    pending = pending_sign_in(request)
     if pending is None:
-        request.session.pop(PENDING_KEY, None)
-        messages.info(request, "Your sign-in expired. Please sign in again.")
-        return redirect("/login")
+        return sign_in_expired(request)
     authenticator = second_step.authenticator_for(pending)
     if authenticator is None or authenticator.method != Method.SMS:
         return redirect("/login/verify")
