@@ -1,7 +1,7 @@
-from django.contrib.auth.hashers import Argon2PasswordHasher
+from twostep.accounts.hashers import Argon2idPasswordHasher
 
 
-class FastArgon2PasswordHasher(Argon2PasswordHasher):
+class FastArgon2PasswordHasher(Argon2idPasswordHasher):
     """argon2id with test-only parameters; never used outside the test suite."""
 
     time_cost = 1

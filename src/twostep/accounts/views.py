@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout, update_session_auth_hash
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -68,12 +69,14 @@ def sign_in_expired(request: HttpRequest) -> HttpResponse:
 def complete_sign_in(request: HttpRequest, user: User) -> HttpResponse:
     """Turn the browser's session into a signed-in one (a new session id) and go on."""
     destination = safe_next(request, request.session.get(NEXT_KEY))
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-    now = clock.timestamp()
-    request.session[STARTED_KEY] = now
-    request.session[LAST_SEEN_KEY] = now
-    mark_reauthenticated(request)
-    record("login", Outcome.SUCCESS, origin=Origin.of(request), user=user)
+    # One commit for the new session row, the old one's deletion and the log entry.
+    with transaction.atomic():
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        now = clock.timestamp()
+        request.session[STARTED_KEY] = now
+        request.session[LAST_SEEN_KEY] = now
+        mark_reauthenticated(request)
+        record("login", Outcome.SUCCESS, origin=Origin.of(request), user=user)
     if user.must_change_password:
         return redirect("/account/password")
     return redirect(destination)

@@ -114,12 +114,12 @@ def verify(pending: PendingLogin, code: str, origin: Origin) -> User:
 
     One transaction decides the rest once the account's throttle state
     allows a try: the code's consumption, the spending of the pending
-    sign-in, the failure counts and the auth-log entry.  When the account
-    already has failures, its row is locked for that transaction (``SELECT
-    ... FOR UPDATE`` on PostgreSQL; SQLite's write lock, taken at ``BEGIN
-    IMMEDIATE``, serialises it anyway) and the throttle is checked again
-    against the latest count, so that a storm of parallel guesses gets no
-    more tries than sequential ones.
+    sign-in, the failure counts and the auth-log entry.  The account's row
+    is locked for that transaction (``SELECT ... FOR UPDATE`` on PostgreSQL;
+    SQLite's write lock, taken at ``BEGIN IMMEDIATE``, serialises it anyway)
+    and the throttle is checked again against the latest count, so that a
+    storm of parallel guesses gets no more tries than sequential ones.
+    Verifications of different accounts do not wait for each other.
 
     Raises:
         SecondStepError: expired or spent sign-in, locked or throttled
@@ -133,15 +133,11 @@ def verify(pending: PendingLogin, code: str, origin: Origin) -> User:
     except throttle.Blocked as blocked:
         _record_failure(user, pending, origin, blocked.reason)
         raise SecondStepError(blocked.reason) from None
-    guarded = _has_failures(user)
     try:
         with transaction.atomic():
-            query = PendingLogin.objects.select_related("user")
-            if guarded:
-                query = query.select_for_update(of=("user",))
-            fresh = query.get(pk=pending.pk)
+            fresh = PendingLogin.objects.select_related("user").select_for_update(of=("user",)).get(pk=pending.pk)
             user = fresh.user
-            reason = _attempt(fresh, code, origin, pending.__dict__.get(_AUTHENTICATOR, _UNKNOWN), guarded)
+            reason = _attempt(fresh, code, origin, pending.__dict__.get(_AUTHENTICATOR, _UNKNOWN))
     except _SpentConcurrently:
         # Another request completed this sign-in first; the code's consumption was rolled back.
         reason = "expired_login"
@@ -159,15 +155,14 @@ def _has_failures(user: User) -> bool:
     )
 
 
-def _attempt(fresh: PendingLogin, code: str, origin: Origin, known: object, guarded: bool) -> str | None:
+def _attempt(fresh: PendingLogin, code: str, origin: Origin, known: object) -> str | None:
     """``verify``'s work inside its transaction; the failure reason, or None on success."""
     user = fresh.user
-    if guarded:
-        try:
-            throttle.check(user, clock.now())
-        except throttle.Blocked as blocked:
-            _record_failure(user, fresh, origin, blocked.reason)
-            return blocked.reason
+    try:
+        throttle.check(user, clock.now())
+    except throttle.Blocked as blocked:
+        _record_failure(user, fresh, origin, blocked.reason)
+        return blocked.reason
     reason = _consume(fresh, code, known)
     if reason is None:
         # ``fresh`` was read in this transaction: no UPDATE when there is nothing to reset.
