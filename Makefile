@@ -25,6 +25,7 @@ run: $(BIN)/twostep
 test: $(VENV)/.test-deps
 	scripts/ensure-system-deps
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 	TWOSTEP_TEST_DB=postgres $(BIN)/pytest -m "not browser" $(PYTEST_ARGS)

@@ -112,7 +112,19 @@ def test_all_candidates_compared_without_early_return() -> None:
 
 @pytest.mark.parametrize(
     "variant",
-    [" 005924", "005924 ", "005 924", "\uff10\uff10\uff15\uff19\uff12\uff14", "\u0660\u0660\u0665\u0669\u0662\u0664", "5924", "0059240", "", "00592a", "+05924", "\n005924"],
+    [
+        " 005924",
+        "005924 ",
+        "005 924",
+        "\uff10\uff10\uff15\uff19\uff12\uff14",
+        "\u0660\u0660\u0665\u0669\u0662\u0664",
+        "5924",
+        "0059240",
+        "",
+        "00592a",
+        "+05924",
+        "\n005924",
+    ],
 )
 def test_malformed_codes_never_match(variant: str) -> None:
     """Only exactly six ASCII digits can match: padded, full-width, Arabic-Indic, short or long codes fail."""

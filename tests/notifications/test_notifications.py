@@ -45,7 +45,9 @@ def outbox() -> Iterator[RecordingMailer]:
 def test_factor_added_notifies_every_address(user: User, two_factor_on: None, outbox: RecordingMailer) -> None:
     """Enrolling an authenticator app mails all the user's addresses with time, IP and browser."""
     key = totp.decode_secret(flows.provisioning_for(user).secret)
-    flows.confirm(user, totp.totp(key, clock.timestamp()), Origin("192.0.2.7", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"))
+    flows.confirm(
+        user, totp.totp(key, clock.timestamp()), Origin("192.0.2.7", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
+    )
     assert sorted(m.to for m in outbox.sent) == ["alice.backup@example.org", "alice@example.com"]
     message = outbox.sent[0]
     assert "authenticator app was added" in message.text
@@ -65,7 +67,9 @@ def test_password_change_and_admin_reset_notify(user: User, admin: User, outbox:
     assert all("a brand new password" not in t for t in texts)
 
 
-def test_lock_notifies(user: User, two_factor_on: None, outbox: RecordingMailer, frozen_clock: clock.FrozenClock) -> None:
+def test_lock_notifies(
+    user: User, two_factor_on: None, outbox: RecordingMailer, frozen_clock: clock.FrozenClock
+) -> None:
     """Locking the second step after 20 failures sends one notice."""
     key = totp.decode_secret(flows.provisioning_for(user).secret)
     flows.confirm(user, totp.totp(key, clock.timestamp()), CLI)
