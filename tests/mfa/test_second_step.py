@@ -328,3 +328,39 @@ def test_concurrent_wrong_codes_all_counted_and_throttled(totp_user: tuple[User,
     assert user.second_step_failures == evaluated, (connection.vendor, results)
     assert evaluated == settings.CONFIG.security.second_step_delay_after
     assert results.count("throttled") == len(pendings) - evaluated
+
+
+def test_timed_lock_ends_but_grants_no_fresh_budget(
+    totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
+) -> None:
+    """With a lock duration set, the lock lifts after it; one more failure locks again at once (BF-07)."""
+    user, key = totp_user
+    timed = load_config(settings.DATA_DIR, {"TWOSTEP_SECURITY__SECOND_STEP_LOCK_MINUTES": "30"})
+    wrong = "000000" if code_now(key) != "000000" else "111111"
+    with override_settings(CONFIG=timed):
+        for _ in range(20):
+            frozen_clock.advance(901)
+            client = Client()
+            sign_in(client, user.username)
+            client.post("/login/verify", {"code": wrong})
+        user.refresh_from_db()
+        assert user.second_step_locked_at is not None
+        frozen_clock.advance(10 * 60)
+        client = Client()
+        sign_in(client, user.username)
+        assert verify(client, code_now(key)) == 0  # still locked after 10 minutes
+        frozen_clock.advance(25 * 60)
+        client = Client()
+        sign_in(client, user.username)
+        client.post("/login/verify", {"code": wrong})
+        user.refresh_from_db()
+        assert user.second_step_failures == 21
+        client = Client()
+        sign_in(client, user.username)
+        assert verify(client, code_now(key)) == 0  # locked again by that one failure
+        frozen_clock.advance(31 * 60)
+        client = Client()
+        sign_in(client, user.username)
+        assert verify(client, code_now(key)) == 1
+        user.refresh_from_db()
+        assert (user.second_step_failures, user.second_step_locked_at) == (0, None)

@@ -99,6 +99,9 @@ class SecurityConfig(_Section):
     #: Second-step failures before a growing delay, and before the lock.
     second_step_delay_after: int = Field(default=5, ge=1, le=20)
     second_step_lock_after: int = Field(default=20, ge=5, le=100)
+    #: Minutes a second-step lock lasts; 0 keeps it until an admin unlocks it
+    #: (or the user signs in with a recovery code).
+    second_step_lock_minutes: int = Field(default=0, ge=0, le=7 * 24 * 60)
     #: Wrong codes that kill one pending sign-in.
     attempts_per_login: int = Field(default=5, ge=1, le=10)
 

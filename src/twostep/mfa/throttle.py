@@ -2,9 +2,10 @@
 
 After ``second_step_delay_after`` consecutive failures each further attempt
 must wait a growing delay; at ``second_step_lock_after`` the second step is
-locked until an admin unlocks it.  The state lives in the user's row, so every
-instance sees it, and increments are single ``UPDATE`` statements, so
-concurrent failures are all counted.
+locked until an admin unlocks it, the user signs in with a recovery code, or
+(when ``security.second_step_lock_minutes`` is set) that time has passed.
+The state lives in the user's row, so every instance sees it, and increments
+are single ``UPDATE`` statements, so concurrent failures are all counted.
 """
 
 from __future__ import annotations
@@ -37,9 +38,15 @@ def delay_after(failures: int) -> timedelta:
     return min(MAX_DELAY, timedelta(seconds=2 ** (failures - threshold + 1)))
 
 
+def lock_expired(locked_at: datetime, now: datetime) -> bool:
+    """True when ``security.second_step_lock_minutes`` is set and that long has passed."""
+    minutes = settings.CONFIG.security.second_step_lock_minutes
+    return bool(minutes) and now >= locked_at + timedelta(minutes=minutes)
+
+
 def check(user: User, now: datetime) -> None:
     """Raises Blocked when the account is locked or must still wait."""
-    if user.second_step_locked_at is not None:
+    if user.second_step_locked_at is not None and not lock_expired(user.second_step_locked_at, now):
         raise Blocked("locked")
     if user.second_step_blocked_until is not None and user.second_step_blocked_until > now:
         raise Blocked("throttled", user.second_step_blocked_until - now)
@@ -50,8 +57,13 @@ def register_failure(user_id: int, now: datetime) -> tuple[int, bool]:
     User.objects.filter(pk=user_id).update(second_step_failures=F("second_step_failures") + 1)
     failures = User.objects.filter(pk=user_id).values_list("second_step_failures", flat=True).get()
     if failures >= settings.CONFIG.security.second_step_lock_after:
-        locked = User.objects.filter(pk=user_id, second_step_locked_at__isnull=True).update(second_step_locked_at=now)
-        return failures, bool(locked)
+        # A lock whose time ran out gives one more try, not a fresh budget:
+        # the failure count stays, and the next failure locks again from now.
+        previous = User.objects.filter(pk=user_id).values_list("second_step_locked_at", flat=True).get()
+        if previous is None or lock_expired(previous, now):
+            User.objects.filter(pk=user_id).update(second_step_locked_at=now)
+            return failures, True
+        return failures, False
     wait = delay_after(failures)
     if wait:
         User.objects.filter(pk=user_id).update(second_step_blocked_until=now + wait)
@@ -59,9 +71,9 @@ def register_failure(user_id: int, now: datetime) -> tuple[int, bool]:
 
 
 def register_success(user_id: int) -> None:
-    User.objects.filter(pk=user_id).exclude(second_step_failures=0, second_step_blocked_until=None).update(
-        second_step_failures=0, second_step_blocked_until=None
-    )
+    User.objects.filter(pk=user_id).exclude(
+        second_step_failures=0, second_step_blocked_until=None, second_step_locked_at=None
+    ).update(second_step_failures=0, second_step_blocked_until=None, second_step_locked_at=None)
 
 
 def unlock(user: User) -> None:
