@@ -26,6 +26,7 @@ PUBLIC = {
     ("post", "/api/v1/auth/login/verify"),
     ("post", "/api/v1/auth/login/method"),
     ("post", "/api/v1/auth/login/recovery"),
+    ("post", "/api/v1/auth/login/resend"),
 }
 SCHEME_SCOPE = {"BearerAny": None, "BearerRead": "read", "BearerSecurity": "security", "BearerAdmin": "admin"}
 SAMPLE = {"username": "nobody", "email_id": "1", "phone_id": "1", "token_id": "0" * 16}

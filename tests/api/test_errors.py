@@ -152,7 +152,7 @@ def test_spec_is_complete(api: Api, db: None) -> None:
     assert spec["openapi"].startswith("3.")
     schemes = spec["components"]["securitySchemes"]
     assert all(s["type"] == "http" and s["scheme"] == "bearer" for s in schemes.values())
-    public = {f"/api/v1/auth/login{suffix}" for suffix in ("", "/verify", "/method", "/recovery")}
+    public = {f"/api/v1/auth/login{suffix}" for suffix in ("", "/verify", "/method", "/recovery", "/resend")}
     operations = [(p, m, op) for p, ms in spec["paths"].items() for m, op in ms.items()]
     assert len(operations) >= 30
     for path, method, operation in operations:

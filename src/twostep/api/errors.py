@@ -56,6 +56,11 @@ CODES: dict[str, tuple[int, str]] = {
     "rate_limited": (429, "Too many attempts; wait and retry (see Retry-After)."),
     "internal_error": (500, "An unexpected fault on the server; it is logged there. Please report it."),
     "second_step_unavailable": (503, "The second step could not be started (e.g. a code could not be sent)."),
+    "delivery_failed": (
+        503,
+        "A code could not be sent (mail server or SMS provider failed, or sending is not possible now); "
+        "nothing was used up.",
+    ),
 }
 
 ErrorCode = Literal[
@@ -81,6 +86,7 @@ ErrorCode = Literal[
     "rate_limited",
     "internal_error",
     "second_step_unavailable",
+    "delivery_failed",
 ]
 
 #: Service error codes (Django ValidationError.code) that mean a clash with stored data.

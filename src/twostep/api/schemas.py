@@ -134,6 +134,10 @@ class MethodSwitchIn(Input):
     method: MethodName
 
 
+class LoginResendIn(Input):
+    login_token: LoginToken
+
+
 # --- the caller ----------------------------------------------------------------
 
 
@@ -222,6 +226,21 @@ class TotpProvisioningOut(Schema):
 
 class CodeIn(Input):
     code: CodeText
+
+
+class EmailFactorIn(Input):
+    email_id: Integer = Field(ge=1, le=MAX_ID, description="One of your addresses, by its id in GET /api/v1/me.")
+
+
+class PhoneFactorIn(Input):
+    phone_id: Integer = Field(ge=1, le=MAX_ID, description="One of your phone numbers, by its id in GET /api/v1/me.")
+
+
+class CodeSentOut(Schema):
+    method: Literal["email", "sms"]
+    destination: str = Field(description="The address or number the confirmation code was sent to.")
+    expires_at: datetime = Field(description="Confirm before this, or start again.")
+    resend_after: int = Field(description="Seconds before another code may be asked for (start again to resend).")
 
 
 class TokenCreateIn(Input):

@@ -93,6 +93,24 @@ def is_usable(authenticator: Authenticator) -> bool:
     return True if check is None else bool(check(authenticator))
 
 
+class NoCodeToResend(Exception):
+    """The pending sign-in's method sends no code (e.g. an authenticator app)."""
+
+
+def resend(pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
+    """Send a new code for ``pending`` through the handler's ``resend(pending, authenticator, origin)``.
+
+    Raises:
+        NoCodeToResend: the method has no such hook (nothing is sent).
+        Whatever the handler's ``resend`` raises when no code went out (see
+        the method's flows module: cooldown, send caps, delivery failures).
+    """
+    send = getattr(handler_for(pending.method), "resend", None)
+    if send is None:
+        raise NoCodeToResend(pending.method)
+    send(pending, authenticator, origin)
+
+
 def verify_context(pending: PendingLogin, authenticator: Authenticator) -> dict[str, Any]:
     """Extra context for the handler's ``verify_template`` (e.g. a resend cooldown).
 

@@ -21,19 +21,23 @@ from twostep.api.auth import ANY, current_token
 from twostep.api.errors import ApiError, responses
 from twostep.api.schemas import (
     LoginIn,
+    LoginResendIn,
     LoginVerifyIn,
     MethodSwitchIn,
     RecoveryLoginIn,
     SecondStepOut,
     SignedInOut,
 )
+from twostep.api.sending import NOT_SENT, not_sent
 from twostep.audit.services import Origin, Outcome, record
-from twostep.mfa import choice, enforcement
+from twostep.mfa import choice, enforcement, methods
 from twostep.mfa import login as second_step
+from twostep.mfa.email import flows as email_flows
 from twostep.mfa.methods import handler_for
 from twostep.mfa.models import PendingLogin
 from twostep.mfa.policy import login_authenticators
 from twostep.mfa.recovery_codes import services as recovery_codes
+from twostep.sms.service import NotSent
 
 router = Router(tags=["sign-in"])
 
@@ -183,6 +187,50 @@ def login_method(request: HttpRequest, payload: MethodSwitchIn) -> dict[str, Any
             raise ApiError("method_unavailable", "That method is not available for this account.") from None
         raise ApiError("second_step_unavailable", "We could not switch methods. Try again in a moment.") from None
     return second_step_answer(switched, payload.login_token)
+
+
+NO_LONGER_AVAILABLE = (
+    "This second-step method is no longer available: switch to another (/auth/login/method) "
+    "or use a recovery code (/auth/login/recovery)."
+)
+
+
+@router.post(
+    "/login/resend",
+    auth=None,
+    response={200: SecondStepOut, **responses(*BODY_ERRORS, 401, 409, 429, 503)},
+    summary="Send a new code for a pending sign-in",
+)
+def login_resend(request: HttpRequest, payload: LoginResendIn) -> dict[str, Any]:
+    """Send a new email or SMS code for the pending sign-in; the previous code stops working.
+
+    Within the cooldown after the last code, or past a send cap, the answer
+    is 429 `rate_limited` with `Retry-After`; a code that could not be sent,
+    503 `delivery_failed` (nothing is used up).  An authenticator app has no
+    code to send: 409 `method_unavailable`.  The login token, its expiry and
+    its failure count stay the same.
+    """
+    pending = _live_pending(payload.login_token)
+    authenticator = second_step.authenticator_for(pending)
+    if authenticator is None:
+        raise ApiError("method_unavailable", NO_LONGER_AVAILABLE)
+    try:
+        methods.resend(pending, authenticator, Origin.of(request))
+    except methods.NoCodeToResend:
+        raise ApiError("method_unavailable", "This method has no code to resend: use the current code.") from None
+    except email_flows.EnrolmentError:
+        # The address was removed from the account: nothing was sent anywhere.
+        raise ApiError("method_unavailable", NO_LONGER_AVAILABLE) from None
+    except NotSent as exc:
+        if exc.reason == "destination_removed":
+            raise ApiError("method_unavailable", NO_LONGER_AVAILABLE) from None
+        if exc.reason == "locked":
+            # As /auth/login/verify: a locked second step gets the generic answer.
+            raise ApiError("second_step_failed", second_step.GENERIC_FAILURE) from None
+        raise not_sent(exc) from None
+    except NOT_SENT as exc:
+        raise not_sent(exc) from None
+    return second_step_answer(pending, payload.login_token)
 
 
 @router.post(

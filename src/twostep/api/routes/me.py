@@ -22,9 +22,12 @@ from twostep.api.presenters import emails_of, factor, factors_of, phones_of, tok
 from twostep.api.schemas import (
     TOKEN_ID_PATTERN,
     CodeIn,
+    CodeSentOut,
+    EmailFactorIn,
     FactorConfirmedOut,
     FactorOut,
     MeOut,
+    PhoneFactorIn,
     ReauthenticatedOut,
     ReauthenticateIn,
     RecoveryCodesOut,
@@ -34,10 +37,14 @@ from twostep.api.schemas import (
     TokenOut,
     TotpProvisioningOut,
 )
+from twostep.api.sending import NOT_SENT, not_sent
 from twostep.audit.services import Origin
-from twostep.mfa.models import Method
+from twostep.mfa import codes
+from twostep.mfa.email import flows as email_flows
+from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.policy import forced_off_by_config, two_factor_state
 from twostep.mfa.recovery_codes import services as recovery_codes
+from twostep.mfa.sms import flows as sms_flows
 from twostep.mfa.totp import flows as totp_flows
 
 router = Router(tags=["me"])
@@ -164,6 +171,168 @@ def totp_remove(request: HttpRequest) -> Status[None]:
         removed = totp_flows.remove(token.user, Origin.of(request))
     if not removed:
         raise ApiError("not_found", "You have no authenticator app set up.")
+    return Status(204, None)
+
+
+def _require_allowed(method: Method, refusal: str) -> None:
+    """Raises ApiError(method_unavailable) when the administrator does not allow ``method``."""
+    _, methods = two_factor_state()
+    if method not in methods:
+        raise ApiError("method_unavailable", refusal)
+
+
+def _code_sent(pending: Authenticator) -> dict[str, Any]:
+    # The services move pending_until with a queryset update: read it back.
+    pending.refresh_from_db(fields=["pending_until"])
+    return {
+        "method": pending.method,
+        "destination": pending.destination,
+        "expires_at": pending.pending_until,
+        "resend_after": codes.cooldown_remaining(authenticator=pending),
+    }
+
+
+NO_EMAIL = "Your administrator does not allow email codes."
+NO_SMS = "Your administrator does not allow SMS codes."
+SEND_ERRORS = (429, 503)
+
+
+@router.post(
+    "/factors/email",
+    auth=SECURITY,
+    response={200: CodeSentOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, *SEND_ERRORS)},
+    summary="Start setting up email codes: send a code to one of my addresses",
+)
+def email_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str, Any]:
+    """Send a confirmation code to the address `email_id` (one an administrator put on the account).
+
+    Calling it again sends a new code (after the cooldown: 429 `rate_limited`
+    with `Retry-After`); another address starts over.  A confirmed email
+    factor keeps working until the new address is confirmed.  A code that
+    could not be sent answers 503 `delivery_failed` and uses up nothing.
+    Needs a recent re-authentication.
+    """
+    token = require_reauthentication(request)
+    _require_allowed(Method.EMAIL, NO_EMAIL)
+    try:
+        pending = email_flows.start_enrolment(token.user, payload.email_id, Origin.of(request))
+    except email_flows.EnrolmentError:
+        raise ApiError("not_found", "No such address on your account.") from None
+    except NOT_SENT as exc:
+        raise not_sent(exc) from None
+    return _code_sent(pending)
+
+
+EMAIL_CONFIRM_MESSAGES = {
+    "no_pending": "There is no set-up in progress (or it expired): start again.",
+    "address_removed": "That address is no longer on your account: choose another one.",
+}
+
+
+@router.post(
+    "/factors/email/confirm",
+    auth=SECURITY,
+    response={201: FactorConfirmedOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
+    summary="Confirm email codes with the code sent",
+)
+def email_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]:
+    """Turn email codes on for the address being set up; it replaces an earlier one.
+
+    The user's other sessions and tokens end; this token stays.  With the
+    user's first factor the answer carries their recovery codes, shown this once.
+    """
+    token = require_reauthentication(request)
+    _require_allowed(Method.EMAIL, NO_EMAIL)
+    with tokens.sparing(token):
+        try:
+            authenticator = email_flows.confirm_enrolment(token.user, payload.code, Origin.of(request))
+        except email_flows.EnrolmentError as exc:
+            message = EMAIL_CONFIRM_MESSAGES.get(
+                exc.reason, "That code didn't work. Check it and try again, or ask for a new code."
+            )
+            raise ApiError("invalid_code", message) from None
+    created = recovery_codes.create_first_set(token.user, Origin.of(request))
+    return Status(201, {**factor(authenticator), "recovery_codes": created.formatted if created else None})
+
+
+@router.delete(
+    "/factors/email",
+    auth=SECURITY,
+    response={204: None, **responses(401, 403, 404)},
+    summary="Turn email codes off",
+)
+def email_remove(request: HttpRequest) -> Status[None]:
+    """Turn email codes off (and drop a set-up in progress).  The user's other sessions and tokens end; this token stays."""
+    token = require_reauthentication(request)
+    with tokens.sparing(token):
+        removed = email_flows.remove(token.user, Origin.of(request))
+    if not removed:
+        raise ApiError("not_found", "You have no email codes set up.")
+    return Status(204, None)
+
+
+@router.post(
+    "/factors/sms",
+    auth=SECURITY,
+    response={200: CodeSentOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, *SEND_ERRORS)},
+    summary="Start setting up SMS codes: send a code to one of my phone numbers",
+)
+def sms_start(request: HttpRequest, payload: PhoneFactorIn) -> dict[str, Any]:
+    """Send a confirmation code to the number `phone_id` (one an administrator put on the account).
+
+    Calling it again sends a new code (after the cooldown: 429 `rate_limited`
+    with `Retry-After`); another number starts over.  A confirmed SMS factor
+    keeps working until the new number is confirmed.  A code that could not be
+    sent answers 503 `delivery_failed` and uses up nothing.  Needs a recent
+    re-authentication.
+    """
+    token = require_reauthentication(request)
+    _require_allowed(Method.SMS, NO_SMS)
+    try:
+        pending = sms_flows.start_enrolment(token.user, payload.phone_id, Origin.of(request))
+    except sms_flows.EnrolmentError:
+        raise ApiError("not_found", "No such phone number on your account.") from None
+    except NOT_SENT as exc:
+        raise not_sent(exc) from None
+    return _code_sent(pending)
+
+
+@router.post(
+    "/factors/sms/confirm",
+    auth=SECURITY,
+    response={201: FactorConfirmedOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
+    summary="Confirm SMS codes with the code sent",
+)
+def sms_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]:
+    """Turn SMS codes on for the number being set up; it replaces an earlier one.
+
+    The user's other sessions and tokens end; this token stays.  With the
+    user's first factor the answer carries their recovery codes, shown this once.
+    """
+    token = require_reauthentication(request)
+    _require_allowed(Method.SMS, NO_SMS)
+    with tokens.sparing(token):
+        try:
+            authenticator = sms_flows.confirm(token.user, payload.code, Origin.of(request))
+        except sms_flows.EnrolmentError as exc:
+            raise ApiError("invalid_code", sms_flows.enrolment_message(exc.reason)) from None
+    created = recovery_codes.create_first_set(token.user, Origin.of(request))
+    return Status(201, {**factor(authenticator), "recovery_codes": created.formatted if created else None})
+
+
+@router.delete(
+    "/factors/sms",
+    auth=SECURITY,
+    response={204: None, **responses(401, 403, 404)},
+    summary="Turn SMS codes off",
+)
+def sms_remove(request: HttpRequest) -> Status[None]:
+    """Turn SMS codes off (and drop a set-up in progress).  The user's other sessions and tokens end; this token stays."""
+    token = require_reauthentication(request)
+    with tokens.sparing(token):
+        removed = sms_flows.remove(token.user, Origin.of(request))
+    if not removed:
+        raise ApiError("not_found", "You have no SMS codes set up.")
     return Status(204, None)
 
 

@@ -337,6 +337,10 @@ class EmailHandler:
             Authenticator.objects.filter(pk=authenticator.pk).update(last_used_at=now)
         return reason
 
+    def resend(self, pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
+        """``methods.resend`` hook; raises as ``send_login_code``."""
+        send_login_code(pending, authenticator, origin)
+
 
 def panel_context(request: Any, user: User) -> dict[str, Any]:
     """What the Security page's email panel shows besides the factor itself."""

@@ -394,5 +394,9 @@ class SMSHandler:
     def verify_context(self, pending: PendingLogin, authenticator: Authenticator) -> dict[str, Any]:
         return {"sms": sign_in_state(pending, authenticator)}
 
+    def resend(self, pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
+        """``methods.resend`` hook; raises NotSent as ``send_sign_in_code``."""
+        send_sign_in_code(pending, authenticator, origin)
+
 
 register(SMSHandler())

@@ -1,0 +1,130 @@
+"""POST /api/v1/auth/login/resend: a new email or SMS code for a pending sign-in, with the cooldown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import Api, enrol_totp, error_code
+from tests.conftest import PASSWORD
+from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
+from tests.mfa.email.conftest import BACKUP, email_on
+from tests.sms.conftest import fakes
+from tests.sms.fakes import FakeSet, FakeTwilio
+from tests.sms.helpers import allow_sms, configure
+from twostep.accounts.models import User
+from twostep.audit.services import CLI
+from twostep.core import clock
+from twostep.mfa.email import flows as email_flows
+from twostep.mfa.sms import flows as sms_flows
+
+__all__ = ["certificates", "email_on", "fakes", "mail_server", "smtp_server"]
+
+PHONE = "+15551234567"
+
+
+@pytest.fixture
+def twilio(fakes: FakeSet) -> FakeTwilio:
+    """A fake Twilio configured as the SMS provider, with TOTP and SMS allowed and 2FA on."""
+    fake = fakes.twilio()
+    configure(fake)
+    allow_sms()
+    return fake
+
+
+def login(api: Api, username: str) -> dict[str, Any]:
+    response = api.post("/auth/login", {"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.content
+    body: dict[str, Any] = response.json()
+    assert body["status"] == "second_step_required"
+    return body
+
+
+def test_email_resend_cooldown_then_new_code(
+    api: Api, user: User, mail_server: SmtpServer, email_on: None, frozen_clock: clock.FrozenClock
+) -> None:
+    """Within the cooldown: 429 with Retry-After and no mail; after it, a new code that signs in (the old one dies)."""
+    email_flows.start_enrolment(user, user.email_addresses.get(email=BACKUP).pk, CLI)
+    email_flows.confirm_enrolment(user, mail_server.last_code(BACKUP), CLI)
+    mail_server.received.clear()
+
+    step = login(api, "alice")
+    assert step["method"] == "email"
+    first = mail_server.last_code(BACKUP)
+    held = api.post("/auth/login/resend", {"login_token": step["login_token"]})
+    assert held.status_code == 429 and error_code(held) == "rate_limited"
+    assert 1 <= int(held["Retry-After"]) <= 60
+    assert len(mail_server.messages()) == 1
+
+    frozen_clock.advance(int(held["Retry-After"]))
+    resent = api.post("/auth/login/resend", {"login_token": step["login_token"]})
+    assert resent.status_code == 200, resent.content
+    assert resent.json()["method"] == "email" and resent.json()["login_token"] == step["login_token"]
+    assert len(mail_server.messages()) == 2
+    second = mail_server.last_code(BACKUP)
+    if first != second:
+        old = api.post("/auth/login/verify", {"login_token": step["login_token"], "code": first})
+        assert old.status_code == 401
+    verified = api.post("/auth/login/verify", {"login_token": step["login_token"], "code": second})
+    assert verified.status_code == 200 and verified.json()["status"] == "signed_in"
+
+
+def test_sms_resend_cooldown_and_provider_failure(
+    api: Api, make_user: Callable[..., User], twilio: FakeTwilio, frozen_clock: clock.FrozenClock
+) -> None:
+    """SMS: 429 within the cooldown; a provider failure answers 503 delivery_failed; then a new code signs in."""
+    bob = make_user("bob", phones=[PHONE])
+    sms_flows.start_enrolment(bob, bob.phone_numbers.get().pk, CLI)
+    sms_flows.confirm(bob, twilio.last_code(PHONE), CLI)
+    twilio.received.clear()
+
+    step = login(api, "bob")
+    assert step["method"] == "sms" and len(twilio.received) == 1
+    held = api.post("/auth/login/resend", {"login_token": step["login_token"]})
+    assert held.status_code == 429 and error_code(held) == "rate_limited" and int(held["Retry-After"]) >= 1
+
+    frozen_clock.advance(61)
+    twilio.fail(500, {"code": 20500, "message": "down"})
+    failed = api.post("/auth/login/resend", {"login_token": step["login_token"]})
+    assert failed.status_code == 503 and error_code(failed) == "delivery_failed"
+    twilio.recover()
+    # The failed delivery started no new cooldown.
+    resent = api.post("/auth/login/resend", {"login_token": step["login_token"]})
+    assert resent.status_code == 200, resent.content
+    verified = api.post("/auth/login/verify", {"login_token": step["login_token"], "code": twilio.last_code(PHONE)})
+    assert verified.status_code == 200
+
+
+def test_totp_has_nothing_to_resend(api: Api, user: User, two_factor_on: None) -> None:
+    """An authenticator app's sign-in answers 409 method_unavailable, and the sign-in goes on."""
+    enrol_totp(user)
+    step = login(api, "alice")
+    response = api.post("/auth/login/resend", {"login_token": step["login_token"]})
+    assert response.status_code == 409 and error_code(response) == "method_unavailable"
+    assert "no code to resend" in response.json()["error"]["message"]
+
+
+def test_unknown_login_token(api: Api, db: None) -> None:
+    """A login token that is unknown (or expired) answers 401 login_expired."""
+    response = api.post("/auth/login/resend", {"login_token": "not-a-real-token"})
+    assert response.status_code == 401 and error_code(response) == "login_expired"
+
+
+def test_removed_address_sends_nothing(
+    api: Api, user: User, mail_server: SmtpServer, email_on: None, frozen_clock: clock.FrozenClock
+) -> None:
+    """Once the factor's address is removed from the account, resend sends nothing anywhere (409)."""
+    address = user.email_addresses.get(email=BACKUP)
+    email_flows.start_enrolment(user, address.pk, CLI)
+    email_flows.confirm_enrolment(user, mail_server.last_code(BACKUP), CLI)
+    enrol_totp(user)
+    step = api.post("/auth/login", {"username": "alice", "password": PASSWORD, "method": "email"}).json()
+    assert step["method"] == "email"
+    sent = len(mail_server.messages())
+    address.delete()
+    frozen_clock.advance(120)
+    response = api.post("/auth/login/resend", {"login_token": step["login_token"]})
+    assert response.status_code == 409 and error_code(response) == "method_unavailable"
+    assert len(mail_server.messages()) == sent
