@@ -1,8 +1,8 @@
 """API sign-in with email and SMS codes through the production server (`twostep serve`), with httpx.
 
-The factors are set up on the web pages (the API sets up authenticator apps
-only, for now); then the sign-in runs through the API, reading the code from
-a real SMTP server or a fake SMS provider speaking Twilio's API.
+The factors are set up on the web pages (their API enrolment is covered in
+test_code_factors.py); then the sign-in runs through the API, reading the code
+from a real SMTP server or a fake SMS provider speaking Twilio's API.
 """
 
 from __future__ import annotations
