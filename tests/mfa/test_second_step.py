@@ -41,6 +41,29 @@ def verify(client: Client, code: str) -> int:
     return 1 if response.status_code == 302 and response["Location"] == "/account" else 0
 
 
+def verify_all_at_once(pendings: list[PendingLogin], code: str) -> list[str]:
+    """Submit ``code`` for every pending sign-in from its own thread, released together."""
+    barrier = threading.Barrier(len(pendings))
+    results: list[str] = []
+
+    def attempt(pending: PendingLogin) -> None:
+        try:
+            barrier.wait()
+            second_step.verify(pending, code, CLI)
+            results.append("ok")
+        except second_step.SecondStepError as exc:
+            results.append(exc.reason)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt, args=(p,)) for p in pendings]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 @pytest.fixture
 def totp_user(user: User, two_factor_on: None) -> tuple[User, bytes]:
     return user, enrol(user)
@@ -106,24 +129,7 @@ def test_concurrent_submissions_exactly_one_wins(totp_user: tuple[User, bytes]) 
     user, key = totp_user
     pendings = [second_step.start(user, login_authenticators(user.pk)[0], CLI)[0] for _ in range(10)]
     code = code_now(key)
-    barrier = threading.Barrier(len(pendings))
-    results: list[str] = []
-
-    def attempt(pending: PendingLogin) -> None:
-        try:
-            barrier.wait()
-            second_step.verify(pending, code, CLI)
-            results.append("ok")
-        except second_step.SecondStepError as exc:
-            results.append(exc.reason)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=attempt, args=(p,)) for p in pendings]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = verify_all_at_once(pendings, code)
     # Exactly one wins; the others are refused as reused, or throttled once the reuses add up.
     assert results.count("ok") == 1, (connection.vendor, results)
     assert set(results) - {"ok"} <= {"reused_code", "throttled"}, results
@@ -304,24 +310,7 @@ def test_concurrent_wrong_codes_all_counted_and_throttled(totp_user: tuple[User,
     user, key = totp_user
     wrong = "000000" if code_now(key) != "000000" else "111111"
     pendings = [second_step.start(user, login_authenticators(user.pk)[0], CLI)[0] for _ in range(50)]
-    barrier = threading.Barrier(len(pendings))
-    results: list[str] = []
-
-    def attempt(pending: PendingLogin) -> None:
-        try:
-            barrier.wait()
-            second_step.verify(pending, wrong, CLI)
-            results.append("ok")
-        except second_step.SecondStepError as exc:
-            results.append(exc.reason)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=attempt, args=(p,)) for p in pendings]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = verify_all_at_once(pendings, wrong)
     user.refresh_from_db()
     evaluated = results.count("wrong_code")
     assert "ok" not in results

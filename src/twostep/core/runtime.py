@@ -30,7 +30,8 @@ class Definition:
     help: str
 
 
-def _parse_bool(text: str) -> bool:
+def parse_bool(text: str) -> bool:
+    """``true/yes/on/1`` or ``false/no/off/0``, as typed on a command line; raises SettingError."""
     lowered = text.strip().lower()
     if lowered in {"true", "yes", "on", "1"}:
         return True
@@ -39,7 +40,8 @@ def _parse_bool(text: str) -> bool:
     raise SettingError(f"{text!r} is not true or false")
 
 
-def _check_bool(value: Any) -> bool:
+def check_bool(value: Any) -> bool:
+    """``value`` if it is a boolean; raises SettingError."""
     if not isinstance(value, bool):
         raise SettingError(f"{value!r} is not true or false")
     return value
@@ -82,8 +84,8 @@ DEFINITIONS: dict[str, Definition] = {
         Definition(
             "two_factor.enabled",
             False,
-            _parse_bool,
-            _check_bool,
+            parse_bool,
+            check_bool,
             "Ask users who enrolled a second factor for it at sign-in.",
         ),
         Definition(

@@ -31,7 +31,7 @@ from twostep.accounts.models import User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.core.crypto import keyed_hash
-from twostep.core.runtime import Definition, SettingError, get_settings, register_setting
+from twostep.core.runtime import Definition, SettingError, check_bool, get_settings, parse_bool, register_setting
 from twostep.mfa.models import Authenticator, TrustedBrowser
 from twostep.usersessions.services import describe_agent
 
@@ -45,21 +45,6 @@ TOKENS_PER_BROWSER = 5
 MAX_PER_USER = 20
 #: The session key under which /login/verify remembers the "Trust this browser" box.
 TRUST_REQUESTED_KEY = "twostep_trust_requested"
-
-
-def _parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in {"true", "yes", "on", "1"}:
-        return True
-    if lowered in {"false", "no", "off", "0"}:
-        return False
-    raise SettingError(f"{text!r} is not true or false")
-
-
-def _check_bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise SettingError(f"{value!r} is not true or false")
-    return value
 
 
 def _parse_days(text: str) -> int:
@@ -81,8 +66,8 @@ def register_settings() -> None:
         Definition(
             ENABLED_KEY,
             True,
-            _parse_bool,
-            _check_bool,
+            parse_bool,
+            check_bool,
             'Offer "Trust this browser" on the second step, so that trusted browsers skip it.',
         )
     )
