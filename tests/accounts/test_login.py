@@ -278,3 +278,25 @@ def test_reauthentication_is_throttled(user: User) -> None:
     assert statuses == [200] * 5 + [429]
     response = client.post("/account/reauthenticate", {"password": PASSWORD, "next": "/account"})
     assert response.status_code == 429
+
+
+def test_change_password_form_is_throttled_too(user: User) -> None:
+    """The current-password field of the change form counts against the same limit."""
+    client = Client(REMOTE_ADDR="203.0.113.41")
+    sign_in(client, user.username)
+    for i in range(5):
+        client.post(
+            "/account/password",
+            {"current_password": f"guess {i} nope", "new_password": "x" * 20, "repeat_password": "x" * 20},
+        )
+    response = client.post(
+        "/account/password",
+        {
+            "current_password": PASSWORD,
+            "new_password": "a fresh long password",
+            "repeat_password": "a fresh long password",
+        },
+    )
+    assert b"Too many sign-in attempts" in response.content
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)

@@ -158,8 +158,15 @@ def change_password_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     form = ChangePasswordForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if not user.check_password(form.cleaned_data["current_password"]):
-            form.add_error("current_password", "That is not your current password.")
+        try:
+            # Throttled like sign-in, so that an open session cannot be used to guess the password.
+            correct = check_reauthentication(user, form.cleaned_data["current_password"], Origin.of(request))
+        except SignInThrottled:
+            correct = False
+            form.add_error("current_password", THROTTLED)
+        if not correct:
+            if not form.has_error("current_password"):
+                form.add_error("current_password", "That is not your current password.")
         else:
             try:
                 services.set_password(
