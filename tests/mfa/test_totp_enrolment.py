@@ -218,3 +218,17 @@ def test_key_rotation_reencrypts_and_logins_still_work(signed_in: Client, user: 
         assert client.post("/login/verify", {"code": totp.totp(key, clock.timestamp() + 30)})["Location"] == "/account"
     finally:
         settings.ENCRYPTION_KEYS_PATH.write_text(original_keys)
+
+
+def test_email_method_refused_without_outgoing_mail(admin: User) -> None:
+    """Email codes cannot be allowed before SMTP is set up; the page says why and nothing changes."""
+    from twostep.core.runtime import get_setting
+
+    console = Client()
+    sign_in(console, admin.username)
+    page = console.get("/admin/authentication").content.decode()
+    assert 'id="email-method-problem"' in page and "/admin/email" in page
+    response = console.post("/admin/authentication", {"enabled": "on", "methods": ["totp", "email"]})
+    assert response.status_code == 200
+    assert "Email codes need outgoing mail" in response.content.decode()
+    assert get_setting("two_factor.methods") == ["totp"]
