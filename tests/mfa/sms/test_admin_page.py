@@ -116,13 +116,13 @@ def test_webhook_signing_secret_can_be_removed(admin_client: Client, fakes: Fake
 def test_authentication_page_refuses_sms_without_provider(admin_client: Client, fakes: FakeSet) -> None:
     """Allowing SMS without a provider is refused on the Authentication page, which says why."""
     page = admin_client.get("/admin/authentication").content.decode()
-    assert "Cannot be allowed yet" in page and "/admin/sms" in page
+    assert 'id="sms-method-problem"' in page and "/admin/sms" in page
     response = admin_client.post("/admin/authentication", {"enabled": "on", "methods": ["totp", "sms"]})
     assert response.status_code == 200
     assert "SMS codes need an SMS provider" in response.content.decode()
     assert get_setting("two_factor.methods") == ["totp"]
     configure(fakes.webhook())
-    assert "Cannot be allowed yet" not in admin_client.get("/admin/authentication").content.decode()
+    assert 'id="sms-method-problem"' not in admin_client.get("/admin/authentication").content.decode()
     response = admin_client.post("/admin/authentication", {"enabled": "on", "methods": ["totp", "sms"]})
     assert response.status_code == 302
     assert get_setting("two_factor.methods") == ["totp", "sms"]
