@@ -96,6 +96,3 @@ class TwoFactorSettingsForm(ConsoleForm):
             return list(DEFINITIONS["two_factor.methods"].check(list(self.cleaned_data["methods"])))
         except SettingError as exc:
             raise forms.ValidationError(str(exc)) from None
-
-    def clean(self) -> dict[str, Any]:
-        return super().clean() or {}
