@@ -27,7 +27,7 @@ from bench.server import parse_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Recommended for 2 cores (see docs/performance.md): one process per core, 4 threads each.
-DEFAULT_SERVERS = "gunicorn:2x4,granian:2x4"
+DEFAULT_SERVERS = "granian:2x4,gunicorn:2x4,granian:2x1"
 SCENARIOS = "healthz,totp,login,storm,storm_lock"
 
 

@@ -43,39 +43,21 @@ class ServerKind:
         return f"{self.name} {self.workers}x{self.threads}"
 
     def command(self, port: int) -> list[str]:
-        if self.name == "gunicorn":
-            return [
-                *TWOSTEP,
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                str(self.workers),
-                "--threads",
-                str(self.threads),
-            ]
-        if self.name == "granian":
-            return [
-                sys.executable,
-                "-m",
-                "granian",
-                "--interface",
-                "wsgi",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(self.workers),
-                "--blocking-threads",
-                str(self.threads),
-                "--runtime-threads",
-                "1",
-                "--no-ws",
-                "--access-log",
-                "twostep.wsgi:application",
-            ]
-        raise ValueError(f"unknown server {self.name!r}")
+        """``twostep serve`` exactly as in production, with this engine and shape."""
+        if self.name not in {"gunicorn", "granian"}:
+            raise ValueError(f"unknown server {self.name!r}")
+        return [
+            *TWOSTEP,
+            "serve",
+            "--engine",
+            self.name,
+            "--port",
+            str(port),
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+        ]
 
 
 def parse_server(text: str) -> ServerKind:

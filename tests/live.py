@@ -1,6 +1,6 @@
 """A real twostep server for end-to-end tests: ``twostep init`` then ``twostep serve``.
 
-The server runs exactly as in production (gunicorn, gthread workers) in a
+The server runs exactly as in production (``twostep serve``: granian by default) in a
 subprocess, with its own data directory and a free loopback port.
 """
 

@@ -34,6 +34,6 @@ from twostep.settings import *  # noqa: E402,F403
 # asserted separately (tests/accounts/test_passwords.py).
 PASSWORD_HASHERS = ["tests.hashers.FastArgon2PasswordHasher"]
 
-if str(DATABASES["default"]["ENGINE"]).endswith("sqlite3"):  # noqa: F405
+if "sqlite" in str(DATABASES["default"]["ENGINE"]):  # noqa: F405
     # A file, not memory: concurrency tests need real locking (WAL) across threads.
     DATABASES["default"]["TEST"] = {"NAME": str(_data / "test.db")}  # noqa: F405

@@ -1,7 +1,8 @@
-"""The production server starts from `twostep init` and answers."""
+"""The production server starts from `twostep init` and answers, with either engine."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -11,10 +12,21 @@ import pytest
 pytestmark = pytest.mark.live
 
 
-def test_server_serves_login_page(live_server_factory: Callable[..., Any]) -> None:
-    """`twostep serve` runs gunicorn on the initialised data directory."""
-    server = live_server_factory()
-    response = httpx.get(f"{server.url}/login")
-    assert response.status_code == 200
-    assert "gunicorn" in response.headers.get("server", "")
-    assert 'name="password"' in response.text
+@pytest.mark.parametrize("engine", ["granian", "gunicorn"])
+def test_server_serves_sign_in(live_server_factory: Callable[..., Any], engine: str) -> None:
+    """`twostep serve` runs the configured engine; a form post and the next request share a connection."""
+    server = live_server_factory({"TWOSTEP_SERVER__ENGINE": engine})
+    with httpx.Client(base_url=server.url) as client:
+        page = client.get("/login")
+        assert page.status_code == 200
+        assert engine in page.headers.get("server", "")
+        assert 'name="password"' in page.text
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        assert token is not None
+        wrong = client.post(
+            "/login",
+            data={"csrfmiddlewaretoken": token.group(1), "username": "admin", "password": "not the password"},
+        )
+        assert wrong.status_code == 200
+        assert "Your username or password is incorrect." in wrong.text
+        assert client.get("/healthz").json() == {"status": "ok"}

@@ -112,7 +112,7 @@ def _database() -> dict[str, object]:
             "TEST": {"NAME": os.environ.get("TWOSTEP_TEST_DATABASE_NAME") or None},
         }
     return {
-        "ENGINE": "django.db.backends.sqlite3",
+        "ENGINE": "twostep.core.sqlite",
         "NAME": str(CONFIG.path(CONFIG.database.sqlite_path)),
         # One connection per worker thread, kept: opening one per request
         # doubled the cost of the cheapest requests.

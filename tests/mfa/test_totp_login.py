@@ -45,3 +45,28 @@ def test_replayed_code_is_refused(client: Client, user: User, two_factor_on: Non
     assert response.status_code == 200
     assert b"That code didn" in response.content
     assert other.get("/account").status_code == 302
+
+
+def test_sign_in_that_cannot_complete_keeps_the_code(
+    client: Client, user: User, two_factor_on: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code's consumption and the new session share one commit: when completing fails, nothing is spent."""
+    from twostep.accounts import views
+    from twostep.audit.models import AuthEvent
+
+    key = enrol(user)
+    code = totp.totp(key, clock.timestamp())
+    sign_in(client, user.username)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the auth log is unavailable")
+
+    monkeypatch.setattr(views, "record", broken)
+    with pytest.raises(RuntimeError):
+        client.post("/login/verify", {"code": code})
+    assert not AuthEvent.objects.filter(kind="login.second_step", outcome="success").exists()
+    monkeypatch.undo()
+    response = client.post("/login/verify", {"code": code})
+    assert response.status_code == 302 and response["Location"] == "/account"
+    assert AuthEvent.objects.filter(kind="login.second_step", outcome="success").count() == 1
+    assert client.get("/account").status_code == 200

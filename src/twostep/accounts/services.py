@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from twostep.accounts.models import EmailAddress, PhoneNumber, Role, User
 from twostep.accounts.validators import normalize_email, normalize_phone, normalize_username
 from twostep.audit.services import Origin, Outcome, record
+from twostep.core import clock, rawsql
 from twostep.usersessions.services import end_sessions
 
 
@@ -272,3 +273,13 @@ def _owned(manager, pk: int, noun: str):  # type: ignore[no-untyped-def]
         return manager.select_for_update().get(pk=pk)
     except (manager.model.DoesNotExist, ValueError, TypeError):
         raise ValidationError(f"That {noun} is not on this account.", code="not_found") from None
+
+
+def record_last_login(user: User) -> None:
+    """Set ``user.last_login`` to now, in the object and in its row."""
+    user.last_login = clock.now()
+    c = rawsql.column
+    rawsql.execute(
+        f"UPDATE {rawsql.table(User)} SET {c(User, 'last_login')} = %s WHERE {c(User, 'id')} = %s",  # noqa: S608
+        [rawsql.prep(User, "last_login", user.last_login), user.pk],
+    )

@@ -69,14 +69,18 @@ def sign_in_expired(request: HttpRequest) -> HttpResponse:
 def complete_sign_in(request: HttpRequest, user: User) -> HttpResponse:
     """Turn the browser's session into a signed-in one (a new session id) and go on."""
     destination = safe_next(request, request.session.get(NEXT_KEY))
-    # One commit for the new session row, the old one's deletion and the log entry.
-    with transaction.atomic():
+    # One commit for the session (new key and data) and the log entry, joining
+    # the second step's transaction when called from it (without a savepoint).
+    with transaction.atomic(savepoint=False):
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        request.session.pop(PENDING_KEY, None)
         now = clock.timestamp()
         request.session[STARTED_KEY] = now
         request.session[LAST_SEEN_KEY] = now
         mark_reauthenticated(request)
         record("login", Outcome.SUCCESS, origin=Origin.of(request), user=user)
+        # Written now, in this transaction; the response's save then finds nothing new.
+        request.session.save()
     if user.must_change_password:
         return redirect("/account/password")
     return redirect(destination)

@@ -33,8 +33,11 @@ class _Section(BaseModel):
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    #: The WSGI server ``twostep serve`` starts: granian (measured faster by
+    #: ``make bench``) or gunicorn with gthread workers.
+    engine: Literal["granian", "gunicorn"] = "granian"
     workers: int = Field(default=2, ge=1, le=64)
-    threads: int = Field(default=8, ge=1, le=256)
+    threads: int = Field(default=4, ge=1, le=256)
     #: The address users type, e.g. ``https://login.example.com``.  When it is
     #: https, cookies get ``Secure`` and the ``__Host-`` prefix and HSTS is sent.
     public_url: str = "http://127.0.0.1:8000"

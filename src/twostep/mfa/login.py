@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any, TypeVar, overload
 
 from django.conf import settings
 from django.db import transaction
@@ -21,10 +23,13 @@ from twostep.accounts.models import User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.factors.totp import is_well_formed
+from twostep.mfa import pending as store
 from twostep.mfa import throttle
 from twostep.mfa.methods import handler_for, is_usable
 from twostep.mfa.models import Authenticator, PendingLogin
 from twostep.mfa.policy import two_factor_state
+
+R = TypeVar("R")
 
 GENERIC_FAILURE = "That code didn't work. Check it and try again."
 
@@ -61,7 +66,7 @@ def resolve(token: str | None) -> PendingLogin | None:
     """The live pending sign-in for ``token``: unexpired, unfinished, not exhausted."""
     if not token:
         return None
-    pending = PendingLogin.objects.select_related("user").filter(token_hash=_hash(token)).first()
+    pending = store.find(_hash(token))
     if pending is None or not is_live(pending):
         return None
     return pending
@@ -85,9 +90,7 @@ def authenticator_for(pending: PendingLogin) -> Authenticator | None:
     _, methods = two_factor_state()
     authenticator = None
     if pending.method in methods:
-        authenticator = Authenticator.objects.filter(
-            user_id=pending.user_id, method=pending.method, confirmed_at__isnull=False
-        ).first()
+        authenticator = store.confirmed_factor(pending.user_id, pending.method)
         # E.g. an SMS factor whose number an admin removed from the account.
         if authenticator is not None and not is_usable(authenticator):
             authenticator = None
@@ -109,8 +112,20 @@ def cancel(token: str | None) -> None:
         PendingLogin.objects.filter(token_hash=_hash(token), completed_at__isnull=True).update(expires_at=clock.now())
 
 
-def verify(pending: PendingLogin, code: str, origin: Origin) -> User:
-    """Check ``code`` for ``pending``; return the user to sign in.
+@overload
+def verify(pending: PendingLogin, code: str, origin: Origin) -> User: ...
+
+
+@overload
+def verify(pending: PendingLogin, code: str, origin: Origin, then: Callable[[User], R]) -> R: ...
+
+
+def verify(pending: PendingLogin, code: str, origin: Origin, then: Callable[[User], Any] | None = None) -> Any:
+    """Check ``code`` for ``pending``; return the user to sign in, or what ``then(user)`` returns.
+
+    ``then`` runs inside the verification's transaction on success, so that
+    the sign-in's own writes (its session, its log entry) share one commit
+    with the code's consumption; if it raises, none of it is kept.
 
     One transaction decides the rest once the account's throttle state
     allows a try: the code's consumption, the spending of the pending
@@ -135,9 +150,13 @@ def verify(pending: PendingLogin, code: str, origin: Origin) -> User:
         raise SecondStepError(blocked.reason) from None
     try:
         with transaction.atomic():
-            fresh = PendingLogin.objects.select_related("user").select_for_update(of=("user",)).get(pk=pending.pk)
+            fresh = store.lock(pending.pk)
+            if fresh is None:
+                raise _SpentConcurrently
             user = fresh.user
             reason = _attempt(fresh, code, origin, pending.__dict__.get(_AUTHENTICATOR, _UNKNOWN))
+            if reason is None and then is not None:
+                return then(user)
     except _SpentConcurrently:
         # Another request completed this sign-in first; the code's consumption was rolled back.
         reason = "expired_login"
@@ -197,8 +216,7 @@ def _consume(fresh: PendingLogin, code: str, known: object) -> str | None:
     reason = handler_for(fresh.method).verify(fresh, authenticator, code, now)
     if reason is not None:
         return reason
-    spent = PendingLogin.objects.filter(pk=fresh.pk, completed_at__isnull=True).update(completed_at=now)
-    if not spent:
+    if not store.spend(fresh.pk, now):
         raise _SpentConcurrently
     return None
 

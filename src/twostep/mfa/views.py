@@ -36,7 +36,12 @@ def verify_view(request: HttpRequest) -> HttpResponse:
     error = None
     if request.method == "POST" and form.is_valid():
         try:
-            user = second_step.verify(pending, form.cleaned_data["code"], Origin.of(request))
+            response = second_step.verify(
+                pending,
+                form.cleaned_data["code"],
+                Origin.of(request),
+                then=lambda user: complete_sign_in(request, user),
+            )
         except second_step.SecondStepError:
             error = second_step.GENERIC_FAILURE
             if second_step.resolve(token) is None:
@@ -44,10 +49,8 @@ def verify_view(request: HttpRequest) -> HttpResponse:
                 messages.error(request, "That code didn't work, and this sign-in has ended. Please sign in again.")
                 return redirect("/login")
         else:
-            request.session.pop(PENDING_KEY, None)
-            response = complete_sign_in(request, user)
             if request.POST.get("trust") == "1":
-                trusted_browsers.remember(request, response, user)
+                trusted_browsers.remember(request, response, request.user)  # type: ignore[arg-type]
             return response
     elif request.method == "POST":
         error = second_step.GENERIC_FAILURE

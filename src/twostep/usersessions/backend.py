@@ -1,13 +1,23 @@
-"""Session engine: Django's database sessions, in a table with user, IP, agent and last-seen."""
+"""Session engine: Django's database sessions, in a table with user, IP, agent and last-seen.
+
+Every statement is written by hand (``twostep.core.rawsql``): sessions are
+read and written on nearly every request, and a sign-in renames its
+session instead of copying it, so the ORM's query building was most of
+their cost.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
 from django.contrib.sessions.backends.db import SessionStore as DBStore
+from django.db import IntegrityError, connection, transaction
+from django.utils.crypto import get_random_string
 
-from twostep.core import clock
+from twostep.core import clock, rawsql
 
 if TYPE_CHECKING:
     from twostep.usersessions.models import UserSession
@@ -16,17 +26,26 @@ if TYPE_CHECKING:
 LAST_SEEN_KEY = "twostep_last_seen"
 STARTED_KEY = "twostep_started"
 
+#: Every column, in the order the statements below use them.
+_COLUMNS = ("session_key", "session_data", "expire_date", "user", "ip", "user_agent", "created_at", "last_seen")
+
 
 class SessionStore(DBStore):
     #: Set by SessionLifetimeMiddleware before the session is saved.
     client_ip: str | None = None
     user_agent: str = ""
+    #: (key, encoded data) of this store's last write.
+    _written: tuple[Any, Any] | None = None
 
     @classmethod
     def get_model_class(cls) -> Any:
         from twostep.usersessions.models import UserSession
 
         return UserSession
+
+    @cached_property
+    def _sql(self) -> _Statements:
+        return _Statements.for_model(self.model)
 
     def create_model_instance(self, data: dict[str, Any]) -> Any:
         instance = cast("UserSession", super().create_model_instance(data))
@@ -40,6 +59,106 @@ class SessionStore(DBStore):
         instance.created_at = _datetime(data.get(STARTED_KEY, now))
         instance.last_seen = _datetime(data.get(LAST_SEEN_KEY, now))
         return instance
+
+    def load(self) -> dict[str, Any]:
+        row = rawsql.fetchone(self._sql.load, [self.session_key, rawsql.prep(self.model, "expire_date", clock.now())])
+        if row is None:
+            self._session_key = None
+            return {}
+        return self.decode(row[0])
+
+    def exists(self, session_key: str | None) -> bool:
+        return rawsql.fetchone(self._sql.exists, [session_key]) is not None
+
+    def save(self, must_create: bool = False) -> None:
+        """Write the session's row: an INSERT when ``must_create``, else an UPDATE.
+
+        Raises:
+            CreateError: ``must_create`` and the key is taken.
+            UpdateError: not ``must_create`` and the row is gone (e.g. signed out elsewhere).
+        """
+        if self.session_key is None:
+            return self.create()
+        data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
+        instance = self.create_model_instance(data)
+        values = [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in self._sql.fields]
+        written = (values[0], values[1])
+        if not must_create:
+            # Saved earlier in this request with the same data (e.g. inside the
+            # sign-in's transaction): the response's own save has nothing to add.
+            if written == self._written:
+                return None
+            if not rawsql.execute(self._sql.update, [*values[1:], values[0]]):
+                raise UpdateError
+            self._written = written
+            return None
+        try:
+            # A failed INSERT must not spoil an enclosing transaction (PostgreSQL).
+            if connection.in_atomic_block:
+                with transaction.atomic():
+                    rawsql.execute(self._sql.insert, values)
+            else:
+                rawsql.execute(self._sql.insert, values)
+        except IntegrityError:
+            raise CreateError from None
+        self._written = written
+        return None
+
+    def cycle_key(self) -> None:
+        """A new key for the same session: the row is renamed in place (one UPDATE).
+
+        The data is written when the session is next saved, as after
+        Django's own ``cycle_key``.  A new key is 32 characters from 36
+        (165 bits), so it is not checked for a collision first; the primary
+        key would refuse one.
+        """
+        data = self._session  # type: ignore[attr-defined]
+        old = self.session_key
+        if old:
+            new = get_random_string(32, VALID_KEY_CHARS)
+            if rawsql.execute(self._sql.rename, [new, old]):
+                self._session_key = new
+                self._session_cache = data
+                self.modified = True
+                return
+        self.create()
+        self._session_cache = data
+
+    def delete(self, session_key: str | None = None) -> None:
+        if session_key is None:
+            if self.session_key is None:
+                return
+            session_key = self.session_key
+        rawsql.execute(self._sql.delete, [session_key])
+
+
+class _Statements:
+    """The session table's statements, built once per process from the model's names."""
+
+    def __init__(
+        self, fields: list[Any], load: str, exists: str, insert: str, update: str, rename: str, delete: str
+    ) -> None:
+        self.fields = fields
+        self.load, self.exists, self.insert = load, exists, insert
+        self.update, self.rename, self.delete = update, rename, delete
+
+    @classmethod
+    def for_model(cls, model: Any) -> _Statements:
+        table = rawsql.table(model)
+        columns = [rawsql.column(model, name) for name in _COLUMNS]
+        key, data, expires = columns[0], columns[1], columns[2]
+        marks = ", ".join(["%s"] * len(columns))
+        assignments = ", ".join(f"{c} = %s" for c in columns[1:])
+        # Names come from the model; values are parameters.
+        return cls(
+            fields=[model._meta.get_field(name) for name in _COLUMNS],
+            load=f"SELECT {data} FROM {table} WHERE {key} = %s AND {expires} > %s",  # noqa: S608
+            exists=f"SELECT 1 FROM {table} WHERE {key} = %s",  # noqa: S608
+            insert=f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
+            update=f"UPDATE {table} SET {assignments} WHERE {key} = %s",  # noqa: S608
+            rename=f"UPDATE {table} SET {key} = %s WHERE {key} = %s",  # noqa: S608
+            delete=f"DELETE FROM {table} WHERE {key} = %s",  # noqa: S608
+        )
 
 
 def _datetime(stamp: float) -> datetime:

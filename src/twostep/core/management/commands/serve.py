@@ -15,42 +15,25 @@ from twostep.core.migrations_state import pending_migrations
 
 
 class Command(BaseCommand):
-    help = "Run twostep's web server (gunicorn, gthread workers)."
+    help = "Run twostep's web server (granian, or gunicorn with gthread workers; see server.engine)."
     requires_system_checks: list[str] = []  # type: ignore[assignment]
 
     def add_arguments(self, parser: CommandParser) -> None:
         server = settings.CONFIG.server
         parser.add_argument("--host", default=server.host)
         parser.add_argument("--port", type=int, default=server.port)
+        parser.add_argument("--engine", choices=("granian", "gunicorn"), default=server.engine)
         parser.add_argument("--workers", type=int, default=server.workers)
         parser.add_argument("--threads", type=int, default=server.threads)
         parser.add_argument("--dev", action="store_true", help="Allow debug mode (never in production).")
 
-    def handle(self, *args: Any, host: str, port: int, workers: int, threads: int, dev: bool, **_: Any) -> None:
+    def handle(
+        self, *args: Any, host: str, port: int, engine: str, workers: int, threads: int, dev: bool, **_: Any
+    ) -> None:
         self.check_deployment(dev)
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "twostep.wsgi:application",
-            "--bind",
-            f"{host}:{port}" if ":" not in host else f"[{host}]:{port}",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--access-logfile",
-            "-",
-            "--forwarded-allow-ips",
-            ",".join(settings.CONFIG.server.trusted_proxies) or "127.0.0.1",
-            "--graceful-timeout",
-            "10",
-            "--timeout",
-            "30",
-        ]
-        self.stdout.write(f"twostep serving on http://{host}:{port}")
+        build = granian_command if engine == "granian" else gunicorn_command
+        command = [sys.executable, "-m", *build(host, port, workers, threads)]
+        self.stdout.write(f"twostep serving on http://{host}:{port} ({engine}, {workers} x {threads})")
         self.stdout.flush()
         os.execv(sys.executable, command)
 
@@ -81,3 +64,56 @@ class Command(BaseCommand):
             raise CommandError(
                 f"the database is not up to date ({len(pending)} migration(s) pending); run `twostep db upgrade`."
             )
+
+
+def granian_command(host: str, port: int, workers: int, threads: int) -> list[str]:
+    """granian's arguments: ``workers`` processes, each running the WSGI app in ``threads`` threads."""
+    return [
+        "granian",
+        "--interface",
+        "wsgi",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--blocking-threads",
+        str(threads),
+        # One thread for the server's own I/O: the application's threads need the cores.
+        "--runtime-threads",
+        "1",
+        "--no-ws",
+        "--access-log",
+        "--respawn-failed-workers",
+        "--workers-kill-timeout",
+        "10",
+        APPLICATION,
+    ]
+
+
+def gunicorn_command(host: str, port: int, workers: int, threads: int) -> list[str]:
+    """gunicorn's arguments: ``workers`` processes with ``threads`` gthread threads each."""
+    return [
+        "gunicorn",
+        APPLICATION,
+        "--bind",
+        f"{host}:{port}" if ":" not in host else f"[{host}]:{port}",
+        "--worker-class",
+        "gthread",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--access-logfile",
+        "-",
+        "--forwarded-allow-ips",
+        ",".join(settings.CONFIG.server.trusted_proxies) or "127.0.0.1",
+        "--graceful-timeout",
+        "10",
+        "--timeout",
+        "30",
+    ]
+
+
+APPLICATION = "twostep.wsgi:application"

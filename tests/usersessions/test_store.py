@@ -1,0 +1,96 @@
+"""The session store's hand-written statements behave as Django's database sessions do."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.sessions.backends.base import CreateError, UpdateError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from twostep.usersessions.backend import SessionStore
+from twostep.usersessions.models import UserSession
+
+pytestmark = pytest.mark.django_db
+
+
+def stored(data: dict[str, object]) -> SessionStore:
+    store = SessionStore()
+    store.update(data)
+    store.create()
+    store.save()
+    return store
+
+
+def test_round_trip_through_the_table() -> None:
+    """What one request saves, the next one loads by its key."""
+    store = stored({"colour": "blue", "count": 3})
+    again = SessionStore(store.session_key)
+    assert again["colour"] == "blue" and again["count"] == 3
+    row = UserSession.objects.get(session_key=store.session_key)
+    assert row.expire_date > row.created_at
+
+
+def test_expired_or_unknown_session_loads_empty() -> None:
+    """A key that is not in the table (or has expired) gives an empty session and no key."""
+    store = stored({"colour": "blue"})
+    UserSession.objects.filter(session_key=store.session_key).update(expire_date=UserSession.objects.get().created_at)
+    for key in (store.session_key, "x" * 32):
+        fresh = SessionStore(key)
+        assert fresh.load() == {}
+        assert fresh.session_key is None
+
+
+def test_cycle_key_renames_the_row_and_keeps_the_data() -> None:
+    """A new key for the same data; the old key no longer loads anything."""
+    store = stored({"pending": "token"})
+    old = store.session_key
+    store.cycle_key()
+    assert store.session_key != old
+    store.save()
+    assert SessionStore(old).load() == {}
+    assert SessionStore(store.session_key)["pending"] == "token"
+    assert UserSession.objects.count() == 1
+
+
+def test_cycle_key_of_a_vanished_row_creates_one() -> None:
+    """When the old row is gone (ended elsewhere), cycling creates a new row with the data."""
+    store = stored({"pending": "token"})
+    UserSession.objects.all().delete()
+    store.cycle_key()
+    store.save()
+    assert SessionStore(store.session_key)["pending"] == "token"
+
+
+def test_saving_the_same_data_twice_writes_once() -> None:
+    """A save inside the sign-in's transaction makes the response's save a no-op."""
+    store = stored({"a": 1})
+    store["b"] = 2
+    store.save()
+    with CaptureQueriesContext(connection) as queries:
+        store.save()
+    assert len(queries) == 0
+    store["c"] = 3
+    with CaptureQueriesContext(connection) as queries:
+        store.save()
+    assert len(queries) == 1
+    assert SessionStore(store.session_key)["c"] == 3
+
+
+def test_update_of_a_deleted_session_raises() -> None:
+    """A session ended meanwhile is not silently re-created by a late save."""
+    store = stored({"a": 1})
+    UserSession.objects.all().delete()
+    store["a"] = 2
+    with pytest.raises(UpdateError):
+        store.save()
+    assert UserSession.objects.count() == 0
+
+
+def test_create_with_a_taken_key_raises() -> None:
+    """must_create refuses a key that exists, without spoiling an enclosing transaction."""
+    store = stored({"a": 1})
+    other = SessionStore(store.session_key)
+    other._session_cache = {"b": 2}  # type: ignore[attr-defined]
+    with pytest.raises(CreateError):
+        other.save(must_create=True)
+    assert SessionStore(store.session_key)["a"] == 1
