@@ -11,9 +11,12 @@ import tempfile
 from pathlib import Path
 
 _data = Path(os.environ.get("TWOSTEP_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="twostep-test-"))
+os.environ.setdefault("TWOSTEP_TEST_DATA_DIR", str(_data))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel workers must not share keys: some tests rotate them.
+    _data = _data / os.environ["PYTEST_XDIST_WORKER"]
 _data.mkdir(parents=True, exist_ok=True)
 os.environ["TWOSTEP_DATA_DIR"] = str(_data)
-os.environ.setdefault("TWOSTEP_TEST_DATA_DIR", str(_data))
 if os.environ.get("TWOSTEP_TEST_DB") == "postgres":
     os.environ["TWOSTEP_DATABASE__URL"] = os.environ.get(
         "TWOSTEP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import threading
 import time
@@ -97,3 +98,36 @@ def test_waiting_too_long_fails_as_sqlite_would(outside_holder: int, monkeypatch
     with transaction.atomic():
         Setting.objects.create(key="later", value=1)
     assert list(Setting.objects.values_list("key", flat=True)) == ["later"]
+
+
+def open_lock_files(path: str) -> int:
+    """How many descriptors of this process point at the lock file."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == path:
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def test_lock_file_of_a_finished_thread_is_closed(lock_path: str) -> None:
+    """Servers retire idle threads without closing their connections: nothing may leak."""
+
+    def write(number: int) -> None:
+        with transaction.atomic():
+            Setting.objects.create(key=f"thread-{number}", value=1)
+
+    before = open_lock_files(lock_path)
+    for number in range(3):
+        thread = threading.Thread(target=write, args=(number,))
+        thread.start()
+        thread.join()
+    # A finished thread's storage is released shortly after join() returns.
+    deadline = time.monotonic() + 5
+    while open_lock_files(lock_path) > before and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+    assert open_lock_files(lock_path) == before
+    assert Setting.objects.count() == 3

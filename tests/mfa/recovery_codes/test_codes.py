@@ -275,7 +275,9 @@ def test_concurrent_use_of_one_code_exactly_one_wins(codes_user: tuple[User, byt
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(results) == ["ok"] + ["reused_code"] * 9, (connection.vendor, results)
+    # The losers count as failures, so a late one may already find the account throttled.
+    assert results.count("ok") == 1, (connection.vendor, results)
+    assert len(results) == 10 and set(results) <= {"ok", "reused_code", "throttled"}, results
     assert services.remaining(user.pk) == 9
     assert PendingLogin.objects.filter(pk__in=[p.pk for p in pendings], completed_at__isnull=False).count() == 1
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+import weakref
 from typing import Any
 
 from django.db import OperationalError
@@ -30,7 +31,11 @@ LONGEST_WAIT = 0.001
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    #: The lock file's descriptor.  Closed with the connection, or when the
+    #: wrapper is collected: servers retire idle threads without closing
+    #: their connections.
     _writer_lock: int | None = None
+    _writer_lock_closer: weakref.finalize[Any, Any] | None = None
     _writer_lock_held = False
     #: Seconds to wait for the lock: the connection's ``timeout`` option.
     _writer_lock_timeout = 5.0
@@ -40,6 +45,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
         self._writer_lock_timeout = float(conn_params.get("timeout", 5))
         if not self.is_in_memory_db() and self._writer_lock is None:
             self._writer_lock = os.open(f"{self.settings_dict['NAME']}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self._writer_lock_closer = weakref.finalize(self, os.close, self._writer_lock)
         return connection
 
     def _start_transaction_under_autocommit(self) -> None:
@@ -70,9 +76,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def close(self) -> None:
         super().close()
-        if self._writer_lock is not None and self.connection is None:
-            os.close(self._writer_lock)
-            self._writer_lock = None
+        if self._writer_lock_closer is not None and self.connection is None:
+            self._writer_lock_closer()
+            self._writer_lock = self._writer_lock_closer = None
             self._writer_lock_held = False
 
     def _lock_writers(self) -> None:
