@@ -74,12 +74,8 @@ def record(
 
 @cache
 def _insert_statement() -> tuple[list[Any], str]:
-    fields = [f for f in AuthEvent._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    pk = rawsql.column(AuthEvent, "id")
-    # Names come from the model; values are parameters.
-    return fields, f"INSERT INTO {rawsql.table(AuthEvent)} ({columns}) VALUES ({marks}) RETURNING {pk}"  # noqa: S608
+    fields = [rawsql.field(AuthEvent, f.name) for f in AuthEvent._meta.concrete_fields if not f.primary_key]
+    return fields, rawsql.insert_sql(AuthEvent, fields, returning="id")
 
 
 def _insert(event: AuthEvent) -> None:

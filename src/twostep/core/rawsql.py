@@ -40,6 +40,15 @@ def prep(model: type[Model], name: str, value: Any) -> Any:
     return field(model, name).get_db_prep_save(value, connection)
 
 
+def insert_sql(model: type[Model], fields: Sequence[Field[Any, Any]], *, returning: str | None = None) -> str:
+    """``INSERT INTO <table> (<fields' columns>) VALUES (%s, ...)``, optionally ``RETURNING`` one field."""
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(f.column)) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    sql = f"INSERT INTO {table(model)} ({columns}) VALUES ({marks})"  # noqa: S608 - names from the model
+    return f"{sql} RETURNING {column(model, returning)}" if returning else sql
+
+
 def execute(sql: str, params: Sequence[Any] = ()) -> int:
     """Run one statement; the number of rows it changed."""
     with connection.cursor() as cursor:

@@ -145,16 +145,16 @@ class _Statements:
     @classmethod
     def for_model(cls, model: Any) -> _Statements:
         table = rawsql.table(model)
+        fields = [rawsql.field(model, name) for name in _COLUMNS]
         columns = [rawsql.column(model, name) for name in _COLUMNS]
         key, data, expires = columns[0], columns[1], columns[2]
-        marks = ", ".join(["%s"] * len(columns))
         assignments = ", ".join(f"{c} = %s" for c in columns[1:])
         # Names come from the model; values are parameters.
         return cls(
-            fields=[model._meta.get_field(name) for name in _COLUMNS],
+            fields=fields,
             load=f"SELECT {data} FROM {table} WHERE {key} = %s AND {expires} > %s",  # noqa: S608
             exists=f"SELECT 1 FROM {table} WHERE {key} = %s",  # noqa: S608
-            insert=f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
+            insert=rawsql.insert_sql(model, fields),
             update=f"UPDATE {table} SET {assignments} WHERE {key} = %s",  # noqa: S608
             rename=f"UPDATE {table} SET {key} = %s WHERE {key} = %s",  # noqa: S608
             delete=f"DELETE FROM {table} WHERE {key} = %s",  # noqa: S608
