@@ -174,3 +174,39 @@ def test_sign_in_is_audited(api: Api, user: User) -> None:
     login(api, user.username)
     event = AuthEvent.objects.filter(kind="login", outcome="success").get()
     assert event.user_id == user.pk and event.detail == {"channel": "api"}
+
+
+def test_second_step_then_password_change_required(api: Api, make_user, two_factor_on: None) -> None:  # type: ignore[no-untyped-def]
+    """A correct code from a user who must change their password: 403 and no token; the code is spent."""
+    newbie = make_user("newbie", must_change_password=True)
+    key = enrol_totp(newbie)
+    code = totp.totp(key, clock.timestamp())
+    login_token = login(api, "newbie").json()["login_token"]
+    response = api.post("/auth/login/verify", {"login_token": login_token, "code": code})
+    assert response.status_code == 403 and error_code(response) == "password_change_required"
+    assert not AccessToken.objects.exists()
+    again = login(api, "newbie").json()["login_token"]
+    replay = api.post("/auth/login/verify", {"login_token": again, "code": code})
+    assert replay.status_code == 401 and error_code(replay) == "second_step_failed"
+
+
+def test_sign_in_that_cannot_issue_a_token_keeps_the_code(
+    api: Api, user: User, two_factor_on: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code's consumption and the token share one commit: when issuing fails, nothing is spent."""
+    from twostep.api import tokens
+
+    key = enrol_totp(user)
+    code = totp.totp(key, clock.timestamp())
+    login_token = login(api, user.username).json()["login_token"]
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the token table is unavailable")
+
+    monkeypatch.setattr(tokens, "issue_sign_in_token", broken)
+    failed = api.post("/auth/login/verify", {"login_token": login_token, "code": code})
+    assert failed.status_code == 500 and "access_token" not in failed.content.decode()
+    monkeypatch.undo()
+    verified = api.post("/auth/login/verify", {"login_token": login_token, "code": code})
+    assert verified.status_code == 200, verified.content
+    assert AuthEvent.objects.filter(kind="login.second_step", outcome="success").count() == 1

@@ -8,7 +8,7 @@ holds between the two steps is what the browser keeps in its session.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -48,11 +48,21 @@ BODY_ERRORS = (400, 413, 415)
 def signed_in(user: User, origin: Origin) -> dict[str, Any]:
     """Finish a sign-in: a new access token, or 403 for a user who must change their password first."""
     if user.must_change_password:
-        record("login", Outcome.FAILURE, origin=origin, user=user, reason="password_change_required")
-        raise ApiError(
-            "password_change_required",
-            "Choose a new password on the web page (/account/password) before using the API.",
-        )
+        refuse_until_password_changed(user, origin)
+    return issue_access(user, origin)
+
+
+def refuse_until_password_changed(user: User, origin: Origin) -> NoReturn:
+    """Raises ApiError(password_change_required), after logging the refused sign-in."""
+    record("login", Outcome.FAILURE, origin=origin, user=user, reason="password_change_required")
+    raise ApiError(
+        "password_change_required",
+        "Choose a new password on the web page (/account/password) before using the API.",
+    )
+
+
+def issue_access(user: User, origin: Origin) -> dict[str, Any]:
+    """A new access token for ``user``, logged as a sign-in through the API."""
     issued = tokens.issue_sign_in_token(user, origin=origin)
     record("login", Outcome.SUCCESS, origin=origin, user=user, detail={"channel": "api"})
     return {
@@ -157,11 +167,20 @@ def login_verify(request: HttpRequest, payload: LoginVerifyIn) -> dict[str, Any]
             "This second-step method is no longer available: switch to another (/auth/login/method) "
             "or use a recovery code (/auth/login/recovery).",
         )
+
+    def complete(user: User) -> dict[str, Any] | None:
+        # In the verification's transaction: the token, its log entry and the
+        # code's consumption share one commit.  A user who must change their
+        # password gets no token (their code is spent all the same).
+        return None if user.must_change_password else issue_access(user, origin)
+
     try:
-        user = second_step.verify(pending, payload.code, origin)
+        answer = second_step.verify(pending, payload.code, origin, then=complete)
     except second_step.SecondStepError:
         raise _failed(payload.login_token) from None
-    return signed_in(user, origin)
+    if answer is None:
+        refuse_until_password_changed(pending.user, origin)
+    return answer
 
 
 @router.post(
