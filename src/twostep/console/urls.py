@@ -12,6 +12,7 @@ urlpatterns = [
     path("users/<str:username>/delete", views.user_delete_view),
     path("users/<str:username>/reset-2fa", views.user_reset_2fa_view),
     path("users/<str:username>/unlock", views.user_unlock_view),
+    path("users/<str:username>/trusted-browsers", views.user_trusted_browsers_view),
     path("users/<str:username>/emails", views.user_emails_view),
     path("users/<str:username>/phones", views.user_phones_view),
     path("authentication", views.authentication_view),

@@ -32,6 +32,7 @@ from twostep.core.runtime import get_settings, set_setting
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator
 from twostep.mfa.policy import forced_off_by_config
+from twostep.mfa.trusted import services as trusted_browsers
 
 
 def _actor(request: HttpRequest) -> User:
@@ -118,6 +119,7 @@ def user_view(request: HttpRequest, username: str) -> HttpResponse:
             "emails": user.email_addresses.all(),
             "phones": user.phone_numbers.all(),
             "factors": factors,
+            "trusted": trusted_browsers.list_trusted(user),
             "email_form": AddEmailForm(),
             "phone_form": AddPhoneForm(),
             "password_form": ResetPasswordForm(),
@@ -178,6 +180,27 @@ def user_unlock_view(request: HttpRequest, username: str) -> HttpResponse:
     mfa_services.unlock_second_step(user, origin=Origin.of(request), actor=_actor(request))
     messages.success(request, f"Second step of {user.username} unlocked.")
     return redirect(f"/admin/users/{user.username}")
+
+
+@admin_only
+@require_POST
+def user_trusted_browsers_view(request: HttpRequest, username: str) -> HttpResponse:
+    """Stop trusting one of the user's browsers (a lost or shared computer), or all of them."""
+    user = _user_or_404(username)
+    origin, actor = Origin.of(request), _actor(request)
+    if request.POST.get("action") == "revoke_all":
+        count = trusted_browsers.revoke_all(user, origin=origin, actor=actor, reason="admin")
+        messages.success(request, f"{count} browser(s) of {user.username} no longer skip the second step.")
+    else:
+        try:
+            handle = int(request.POST.get("id", ""))
+        except ValueError:
+            handle = 0
+        if trusted_browsers.revoke(user, handle, origin=origin, actor=actor):
+            messages.success(request, f"That browser of {user.username} must pass the second step again.")
+        else:
+            messages.error(request, "That browser is not trusted (any more).")
+    return redirect(f"/admin/users/{user.username}#trusted")
 
 
 @admin_only

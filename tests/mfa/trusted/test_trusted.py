@@ -314,3 +314,42 @@ def test_expired_records_can_be_pruned(
     assert services.prune_expired() == 0
     frozen_clock.advance(30 * 86400 + 1)
     assert services.prune_expired() == 1 and not TrustedBrowser.objects.exists()
+
+
+def test_admin_stops_trusting_one_browser_then_all(client: Client, totp_user: tuple[User, bytes], admin: User) -> None:
+    """The console lists a user's trusted browsers; an admin ends one (a lost laptop), then the rest."""
+    from twostep.audit.models import AuthEvent
+
+    user, key = totp_user
+    laptop = Client(HTTP_USER_AGENT="Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
+    trust(laptop, user, key)
+    trust(client, user, key)
+    console = Client()
+    sign_in(console, admin.username)
+    page = console.get(f"/admin/users/{user.username}").content.decode()
+    assert "Trusted browsers" in page and "Firefox on Linux" in page
+    lost = TrustedBrowser.objects.get(user_agent__contains="Firefox")
+    for bad in ("not a number", str(lost.pk + 1000)):
+        console.post(f"/admin/users/{user.username}/trusted-browsers", {"action": "revoke", "id": bad})
+    assert TrustedBrowser.objects.filter(user=user).count() == 2
+    response = console.post(f"/admin/users/{user.username}/trusted-browsers", {"action": "revoke", "id": lost.pk})
+    assert response.status_code == 302
+    assert not skips(laptop, user)
+    assert skips(client, user)
+    assert AuthEvent.objects.filter(kind="trusted_browser.revoked", user=user, actor=admin).exists()
+    client.post("/logout")
+    console.post(f"/admin/users/{user.username}/trusted-browsers", {"action": "revoke_all"})
+    assert not TrustedBrowser.objects.filter(user=user).exists()
+    assert not skips(client, user)
+
+
+def test_only_admins_end_someone_elses_trust(client: Client, totp_user: tuple[User, bytes], make_user) -> None:  # type: ignore[no-untyped-def]
+    """A normal user cannot use the console route to end another user's trust."""
+    user, key = totp_user
+    trust(client, user, key)
+    mallory = Client()
+    sign_in(mallory, make_user("mallory").username)
+    path = f"/admin/users/{user.username}/trusted-browsers"
+    assert mallory.post(path, {"action": "revoke_all"}).status_code == 403
+    assert TrustedBrowser.objects.filter(user=user).count() == 1
+    assert skips(client, user)
