@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -15,10 +18,37 @@ from twostep.mfa import login as second_step
 from twostep.mfa.choice_views import verify_page_context
 from twostep.mfa.forms import CodeForm
 from twostep.mfa.methods import handler_for, panels, verify_context
-from twostep.mfa.models import Authenticator
+from twostep.mfa.models import Authenticator, PendingLogin
 from twostep.mfa.policy import forced_off_by_config, two_factor_state
 from twostep.mfa.trusted import services as trusted_browsers
 from twostep.usersessions.services import list_sessions
+
+#: A view of the second-step page's own actions: (request, pending sign-in, its factor).
+FactorView = Callable[[HttpRequest, PendingLogin, Authenticator], HttpResponse]
+
+
+def for_pending_factor(method: str) -> Callable[[FactorView], Callable[[HttpRequest], HttpResponse]]:
+    """Decorate a second-step action (e.g. "Send a new code") of ``method`` with what it works on.
+
+    The view gets the browser's live pending sign-in and its factor.  An
+    expired sign-in goes back to the sign-in form; a pending sign-in of
+    another method (or whose factor is gone) goes back to the second step.
+    """
+
+    def decorate(view: FactorView) -> Callable[[HttpRequest], HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest) -> HttpResponse:
+            pending = pending_sign_in(request)
+            if pending is None:
+                return sign_in_expired(request)
+            authenticator = second_step.authenticator_for(pending)
+            if authenticator is None or authenticator.method != method:
+                return redirect("/login/verify")
+            return view(request, pending, authenticator)
+
+        return wrapper
+
+    return decorate
 
 
 @require_http_methods(["GET", "POST"])

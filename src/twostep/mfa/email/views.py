@@ -8,16 +8,15 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from twostep.accounts.models import User
-from twostep.accounts.views import pending_sign_in, sign_in_expired
 from twostep.audit.services import Origin
 from twostep.core.decorators import fresh_password
 from twostep.mail import MailDeliveryError
 from twostep.mfa import codes
-from twostep.mfa import login as second_step
 from twostep.mfa.email import flows
 from twostep.mfa.forms import CodeForm
-from twostep.mfa.models import Method
+from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import two_factor_state
+from twostep.mfa.views import for_pending_factor
 
 SETUP_URL = "/account/security/email"
 
@@ -127,14 +126,9 @@ def email_remove_view(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def login_resend_view(request: HttpRequest) -> HttpResponse:
+@for_pending_factor(Method.EMAIL)
+def login_resend_view(request: HttpRequest, pending: PendingLogin, authenticator: Authenticator) -> HttpResponse:
     """The second-step page's "Send a new code" button."""
-    pending = pending_sign_in(request)
-    if pending is None:
-        return sign_in_expired(request)
-    authenticator = second_step.authenticator_for(pending)
-    if authenticator is None or authenticator.method != Method.EMAIL:
-        return redirect("/login/verify")
     try:
         flows.send_login_code(pending, authenticator, Origin.of(request))
     except (flows.EnrolmentError, codes.SendRefused, MailDeliveryError) as exc:

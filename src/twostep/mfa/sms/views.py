@@ -10,15 +10,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from twostep.accounts.models import User
-from twostep.accounts.views import pending_sign_in, sign_in_expired
 from twostep.audit.services import Origin
 from twostep.core.decorators import fresh_password
 from twostep.mfa import codes
-from twostep.mfa import login as second_step
 from twostep.mfa.methods import SecurityPanel, register_panel
-from twostep.mfa.models import Method
+from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import two_factor_state
 from twostep.mfa.sms import flows
+from twostep.mfa.views import for_pending_factor
 from twostep.sms import service
 from twostep.sms.service import NotSent
 
@@ -106,14 +105,9 @@ def sms_remove_view(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def sms_resend_view(request: HttpRequest) -> HttpResponse:
+@for_pending_factor(Method.SMS)
+def sms_resend_view(request: HttpRequest, pending: PendingLogin, authenticator: Authenticator) -> HttpResponse:
     """'Send a new code' on the second-step page."""
-    pending = pending_sign_in(request)
-    if pending is None:
-        return sign_in_expired(request)
-    authenticator = second_step.authenticator_for(pending)
-    if authenticator is None or authenticator.method != Method.SMS:
-        return redirect("/login/verify")
     try:
         flows.send_sign_in_code(pending, authenticator, Origin.of(request))
     except NotSent as exc:
