@@ -324,14 +324,24 @@ class Bench:
         correct = self.plan.storm_correct if lock else 0
         attacker = dataset.pending_browsers(self.population, [victim] * (pendings + correct), self.csrf, CLIENT_IP)
         secret = self.population.secret(victim)
-        sequences = []
-        for number, browser in enumerate(attacker):
-            right = number >= pendings
-            steps = [
-                self._verify_step(victim, code={"totp": secret} if right else {"wrong_totp": secret}, expect=None)
-                for _ in range(1 if right else self.plan.storm_attempts)
-            ]
-            sequences.append({"cookies": self._cookies(browser), "steps": steps})
+        wrong = {"wrong_totp": secret}
+        sequences = [
+            {
+                "cookies": self._cookies(browser),
+                "steps": [self._verify_step(victim, code=wrong, expect=None)] * self.plan.storm_attempts,
+            }
+            for browser in attacker[:pendings]
+        ]
+        # Sent only once the wrong codes have all been answered: sent with them,
+        # a correct code may be the first one the server evaluates, and is then
+        # rightly accepted before any failure could lock the account.
+        finale = [
+            {
+                "cookies": self._cookies(browser),
+                "steps": [self._verify_step(victim, code={"totp": secret}, expect=None)],
+            }
+            for browser in attacker[pendings:]
+        ]
         bystanders = self.plan.storm_legit // 2 if lock else self.plan.storm_legit
         legit_users = self._sample(min(bystanders, self.population.size - 1), exclude={victim})
         legit = dataset.pending_browsers(self.population, legit_users, self.csrf, CLIENT_IP)
@@ -347,12 +357,18 @@ class Bench:
                 },
             ]
         )
+        statuses = dict(result["groups"]["attacker"]["statuses"])
+        requests = result["groups"]["attacker"]["requests"]
+        if finale:
+            last = self._run([{"name": "attacker", "concurrency": half, "sequences": finale}])
+            for key, n in last["groups"]["attacker"]["statuses"].items():
+                statuses[key] = statuses.get(key, 0) + n
+            requests += last["groups"]["attacker"]["requests"]
         elapsed = time.monotonic() - started
         after = dataset.account_state(self.population, victim)
         dataset.reset_replay_guard(self.population, [*legit_users, victim])
         dataset.set_failures(self.population, victim, 0)
-        attacker_stats = result["groups"]["attacker"]
-        signed_in = sum(n for key, n in attacker_stats["statuses"].items() if key == "302 /account")
+        signed_in = sum(n for key, n in statuses.items() if key == "302 /account")
         compared = sum(
             n - before["second_step_results"].get(reason, 0)
             for reason, n in after["second_step_results"].items()
@@ -366,9 +382,9 @@ class Bench:
         )
         others = summarise(result["groups"]["others"])
         return {
-            "attempts": attacker_stats["requests"],
-            "attacker_statuses": attacker_stats["statuses"],
-            "attacker_throughput": round(attacker_stats["requests"] / max(elapsed, 1e-9), 1),
+            "attempts": requests,
+            "attacker_statuses": statuses,
+            "attacker_throughput": round(requests / max(elapsed, 1e-9), 1),
             "victim_signed_in": signed_in,
             "guesses_compared": compared,
             "guesses_allowed_by_policy": allowed,
