@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
 from django.conf import settings
@@ -190,7 +190,7 @@ def _attempt(fresh: PendingLogin, code: str, origin: Origin, known: object) -> s
         record("login.second_step", Outcome.SUCCESS, origin=origin, user=user, method=fresh.method)
         return None
     if reason not in {"expired_login", "method_unavailable"}:
-        _count_failure(user, fresh, origin)
+        count_failure(user, fresh, origin)
     _record_failure(user, fresh, origin, reason)
     return reason
 
@@ -221,9 +221,14 @@ def _consume(fresh: PendingLogin, code: str, known: object) -> str | None:
     return None
 
 
-def _count_failure(user: User, pending: PendingLogin, origin: Origin) -> None:
+def count_failure(user: User, pending: PendingLogin, origin: Origin, now: datetime | None = None) -> None:
+    """Count one failed code against ``pending`` and the account; log the lock it may engage.
+
+    Shared by every way of passing the second step (codes of each method,
+    recovery codes), so that they all spend one budget.
+    """
     PendingLogin.objects.filter(pk=pending.pk).update(failures=F("failures") + 1)
-    failures, locked = throttle.register_failure(user.pk, clock.now())
+    failures, locked = throttle.register_failure(user.pk, now or clock.now())
     if locked:
         record(
             "second_step.locked",

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Max, Q
+from django.db.models import Count, Max, Q
 
 from twostep.accounts.models import User
 from twostep.audit.services import Origin, Outcome, record
@@ -23,7 +23,7 @@ from twostep.core import clock
 from twostep.core.crypto import keyed_hash
 from twostep.factors import recovery
 from twostep.mfa import throttle
-from twostep.mfa.login import SecondStepError, is_live
+from twostep.mfa.login import SecondStepError, count_failure, is_live
 from twostep.mfa.models import Authenticator, PendingLogin, RecoveryCode
 
 #: The ``method`` recorded in the auth log for recovery-code attempts.
@@ -224,21 +224,11 @@ def sign_in(pending: PendingLogin, typed: str, origin: Origin) -> tuple[User, in
 def _count_failure(user: User, pending: PendingLogin, origin: Origin, locked: bool) -> None:
     now = clock.now()
     with transaction.atomic():
-        PendingLogin.objects.filter(pk=pending.pk).update(failures=F("failures") + 1)
-        failures, newly_locked = throttle.register_failure(user.pk, now)
+        count_failure(user, pending, origin, now)
         if locked:
             # The lock stays, and recovery codes are the way out of it; but
             # one guess per longest delay keeps them from being a guessing channel.
             User.objects.filter(pk=user.pk).update(second_step_blocked_until=now + throttle.MAX_DELAY)
-    if newly_locked:
-        record(
-            "second_step.locked",
-            Outcome.FAILURE,
-            origin=origin,
-            user=user,
-            reason="too_many_failures",
-            detail={"failures": failures},
-        )
 
 
 def _record_failure(user: User, origin: Origin, reason: str) -> None:
