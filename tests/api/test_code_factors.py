@@ -22,9 +22,8 @@ from tests.mail.smtp_server import (
     smtp_server,
 )
 from tests.mfa.email.conftest import BACKUP, email_on
-from tests.sms.conftest import fakes
-from tests.sms.fakes import FakeSet, FakeTwilio
-from tests.sms.helpers import allow_sms, configure
+from tests.sms.conftest import fakes, twilio
+from tests.sms.fakes import FakeTwilio
 from twostep.accounts import services
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
@@ -33,18 +32,9 @@ from twostep.core import clock
 from twostep.mfa.models import Authenticator, OneTimeCode
 from twostep.mfa.recovery_codes import services as recovery_codes
 
-__all__ = ["certificates", "closed_port", "email_on", "fakes", "mail_server", "smtp_server"]
+__all__ = ["certificates", "closed_port", "email_on", "fakes", "mail_server", "smtp_server", "twilio"]
 
 SECOND_PHONE = "+15557654321"
-
-
-@pytest.fixture
-def twilio(fakes: FakeSet) -> FakeTwilio:
-    """A fake Twilio configured as the SMS provider, with TOTP and SMS allowed and 2FA on."""
-    fake = fakes.twilio()
-    configure(fake)
-    allow_sms()
-    return fake
 
 
 def email_id(user: User, address: str) -> int:

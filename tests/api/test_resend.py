@@ -5,33 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from tests.api.conftest import Api, enrol_totp, error_code
 from tests.conftest import PASSWORD
 from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
 from tests.mfa.email.conftest import BACKUP, email_on
-from tests.sms.conftest import fakes
-from tests.sms.fakes import FakeSet, FakeTwilio
-from tests.sms.helpers import allow_sms, configure
+from tests.sms.conftest import fakes, twilio
+from tests.sms.fakes import FakeTwilio
 from twostep.accounts.models import User
 from twostep.audit.services import CLI
 from twostep.core import clock
 from twostep.mfa.email import flows as email_flows
 from twostep.mfa.sms import flows as sms_flows
 
-__all__ = ["certificates", "email_on", "fakes", "mail_server", "smtp_server"]
+__all__ = ["certificates", "email_on", "fakes", "mail_server", "smtp_server", "twilio"]
 
 PHONE = "+15551234567"
-
-
-@pytest.fixture
-def twilio(fakes: FakeSet) -> FakeTwilio:
-    """A fake Twilio configured as the SMS provider, with TOTP and SMS allowed and 2FA on."""
-    fake = fakes.twilio()
-    configure(fake)
-    allow_sms()
-    return fake
 
 
 def login(api: Api, username: str) -> dict[str, Any]:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sms.fakes import FakeSet
+from tests.sms.fakes import FakeSet, FakeTwilio
+from tests.sms.helpers import allow_sms, configure
 from tests.sms.plugin import example_installed
 
 
@@ -17,6 +18,15 @@ def fakes() -> Iterator[FakeSet]:
     started = FakeSet()
     yield started
     started.stop()
+
+
+@pytest.fixture
+def twilio(fakes: FakeSet) -> FakeTwilio:
+    """A fake Twilio, configured as the SMS provider, with SMS allowed and 2FA on."""
+    fake = fakes.twilio()
+    configure(fake)
+    allow_sms()
+    return fake
 
 
 @pytest.fixture

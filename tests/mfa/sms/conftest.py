@@ -6,24 +6,13 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.sms.conftest import acme_plugin, fakes  # noqa: F401 - fixtures shared with tests/sms
-from tests.sms.fakes import FakeSet, FakeTwilio
-from tests.sms.helpers import allow_sms, configure
+from tests.sms.conftest import acme_plugin, fakes, twilio  # noqa: F401 - fixtures shared with tests/sms
 from twostep.accounts import services
 from twostep.accounts.models import User
 from twostep.audit.services import CLI
 
 PRIMARY = "+15551234567"
 SECOND = "+15557654321"
-
-
-@pytest.fixture
-def twilio(fakes: FakeSet) -> FakeTwilio:  # noqa: F811
-    """A fake Twilio, configured as the SMS provider, with SMS allowed and 2FA on."""
-    fake = fakes.twilio()
-    configure(fake)
-    allow_sms()
-    return fake
 
 
 @pytest.fixture
