@@ -7,6 +7,7 @@ a message fit to show to the person who typed it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from django.contrib.auth import password_validation
@@ -278,8 +279,10 @@ def _owned(manager, pk: int, noun: str):  # type: ignore[no-untyped-def]
 def record_last_login(user: User) -> None:
     """Set ``user.last_login`` to now, in the object and in its row."""
     user.last_login = clock.now()
+    rawsql.execute(_last_login_statement(), [rawsql.prep(User, "last_login", user.last_login), user.pk])
+
+
+@functools.cache
+def _last_login_statement() -> str:
     c = rawsql.column
-    rawsql.execute(
-        f"UPDATE {rawsql.table(User)} SET {c(User, 'last_login')} = %s WHERE {c(User, 'id')} = %s",  # noqa: S608
-        [rawsql.prep(User, "last_login", user.last_login), user.pk],
-    )
+    return f"UPDATE {rawsql.table(User)} SET {c(User, 'last_login')} = %s WHERE {c(User, 'id')} = %s"  # noqa: S608

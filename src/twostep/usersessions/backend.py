@@ -9,7 +9,7 @@ their cost.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
@@ -43,9 +43,10 @@ class SessionStore(DBStore):
 
         return UserSession
 
-    @cached_property
+    @property
     def _sql(self) -> _Statements:
-        return _Statements.for_model(self.model)
+        # Built once per process: a store is made for every request.
+        return _statements_for(self.model)
 
     def create_model_instance(self, data: dict[str, Any]) -> Any:
         instance = cast("UserSession", super().create_model_instance(data))
@@ -144,6 +145,7 @@ class _Statements:
 
     @classmethod
     def for_model(cls, model: Any) -> _Statements:
+        """The statements for the session ``model``'s table."""
         table = rawsql.table(model)
         fields = [rawsql.field(model, name) for name in _COLUMNS]
         columns = [rawsql.column(model, name) for name in _COLUMNS]
@@ -159,6 +161,11 @@ class _Statements:
             rename=f"UPDATE {table} SET {key} = %s WHERE {key} = %s",  # noqa: S608
             delete=f"DELETE FROM {table} WHERE {key} = %s",  # noqa: S608
         )
+
+
+@cache
+def _statements_for(model: Any) -> _Statements:
+    return _Statements.for_model(model)
 
 
 def _datetime(stamp: float) -> datetime:
