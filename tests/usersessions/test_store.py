@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import string
+
 import pytest
-from django.contrib.sessions.backends.base import CreateError, UpdateError
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from twostep.usersessions.backend import SessionStore
+from twostep.usersessions.backend import SessionStore, new_session_key
 from twostep.usersessions.models import UserSession
 
 pytestmark = pytest.mark.django_db
@@ -94,3 +96,30 @@ def test_create_with_a_taken_key_raises() -> None:
     with pytest.raises(CreateError):
         other.save(must_create=True)
     assert SessionStore(store.session_key)["a"] == 1
+
+
+def test_new_keys_are_long_random_and_valid() -> None:
+    """Keys are 32 characters Django accepts as a session key, and do not repeat."""
+    keys = {new_session_key() for _ in range(2000)}
+    assert len(keys) == 2000
+    assert all(len(key) == 32 and set(key) <= set(VALID_KEY_CHARS) for key in keys)
+    # 160 bits in [a-z2-7]: every character of the alphabet turns up.
+    assert set("".join(keys)) == set(string.ascii_lowercase + "234567")
+
+
+def test_create_retries_a_taken_key_without_asking_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Creating a session is one INSERT; a key that is already taken is replaced by another."""
+    taken = stored({"a": 1}).session_key
+    with CaptureQueriesContext(connection) as queries:
+        SessionStore().create()
+    # (The savepoint around it is the test's own transaction at work.)
+    verbs = [q["sql"].split()[0] for q in queries.captured_queries]
+    assert [verb for verb in verbs if verb not in {"SAVEPOINT", "RELEASE"}] == ["INSERT"]
+
+    offered = iter([taken, "fresh" + "a" * 27])
+    monkeypatch.setattr("twostep.usersessions.backend.new_session_key", lambda: next(offered))
+    store = SessionStore()
+    store["b"] = 2
+    store.create()
+    assert store.session_key == "fresh" + "a" * 27
+    assert SessionStore(taken)["a"] == 1

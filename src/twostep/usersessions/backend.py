@@ -8,14 +8,15 @@ their cost.
 
 from __future__ import annotations
 
+import base64
+import secrets
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
-from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
+from django.contrib.sessions.backends.base import CreateError, UpdateError
 from django.contrib.sessions.backends.db import SessionStore as DBStore
 from django.db import IntegrityError, connection, transaction
-from django.utils.crypto import get_random_string
 
 from twostep.core import clock, rawsql
 
@@ -34,8 +35,8 @@ class SessionStore(DBStore):
     #: Set by SessionLifetimeMiddleware before the session is saved.
     client_ip: str | None = None
     user_agent: str = ""
-    #: (key, encoded data) of this store's last write.
-    _written: tuple[Any, Any] | None = None
+    #: (key, serialized data) of this store's last write.
+    _written: tuple[str, bytes] | None = None
 
     @classmethod
     def get_model_class(cls) -> Any:
@@ -61,6 +62,11 @@ class SessionStore(DBStore):
         instance.last_seen = _datetime(data.get(LAST_SEEN_KEY, now))
         return instance
 
+    def _get_new_session_key(self) -> str:
+        # No look-up first (Django's asks the table whether the key is free):
+        # ``create`` already retries when the INSERT finds the key taken.
+        return new_session_key()
+
     def load(self) -> dict[str, Any]:
         row = rawsql.fetchone(self._sql.load, [self.session_key, rawsql.prep(self.model, "expire_date", clock.now())])
         if row is None:
@@ -81,14 +87,15 @@ class SessionStore(DBStore):
         if self.session_key is None:
             return self.create()
         data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
-        instance = self.create_model_instance(data)
-        values = [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in self._sql.fields]
-        written = (values[0], values[1])
-        if not must_create:
+        # Compared unsigned: signing (and compressing) is most of a save's cost.
+        written = (self.session_key, self.serializer().dumps(data))
+        if not must_create and written == self._written:
             # Saved earlier in this request with the same data (e.g. inside the
             # sign-in's transaction): the response's own save has nothing to add.
-            if written == self._written:
-                return None
+            return None
+        instance = self.create_model_instance(data)
+        values = [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in self._sql.fields]
+        if not must_create:
             if not rawsql.execute(self._sql.update, [*values[1:], values[0]]):
                 raise UpdateError
             self._written = written
@@ -109,14 +116,14 @@ class SessionStore(DBStore):
         """A new key for the same session: the row is renamed in place (one UPDATE).
 
         The data is written when the session is next saved, as after
-        Django's own ``cycle_key``.  A new key is 32 characters from 36
-        (165 bits), so it is not checked for a collision first; the primary
-        key would refuse one.
+        Django's own ``cycle_key``.  A new key has 160 random bits (see
+        ``new_session_key``), so it is not checked for a collision first;
+        the primary key would refuse one.
         """
         data = self._session  # type: ignore[attr-defined]
         old = self.session_key
         if old:
-            new = get_random_string(32, VALID_KEY_CHARS)
+            new = new_session_key()
             if rawsql.execute(self._sql.rename, [new, old]):
                 self._session_key = new
                 self._session_cache = data
@@ -161,6 +168,16 @@ class _Statements:
             rename=f"UPDATE {table} SET {key} = %s WHERE {key} = %s",  # noqa: S608
             delete=f"DELETE FROM {table} WHERE {key} = %s",  # noqa: S608
         )
+
+
+def new_session_key() -> str:
+    """A fresh session key: 32 characters of ``[a-z2-7]`` carrying 160 random bits.
+
+    One read of the operating system's random source, where Django's
+    ``get_random_string`` makes one per character.  The alphabet is a
+    subset of the characters Django accepts in a session key.
+    """
+    return base64.b32encode(secrets.token_bytes(20)).decode("ascii").lower()
 
 
 @cache
