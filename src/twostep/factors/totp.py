@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import re
 import secrets
 import struct
 from urllib.parse import quote, urlencode
@@ -21,7 +20,6 @@ SECRET_BYTES = 20  # 160 bits, RFC 4226 R6 recommendation
 MIN_SECRET_BYTES = 16
 
 _POWERS = {6: 10**6, 7: 10**7, 8: 10**8}
-_CODE_PATTERNS = {digits: re.compile(rf"[0-9]{{{digits}}}", re.ASCII) for digits in _POWERS}
 _PACK_COUNTER = struct.Struct(">Q").pack
 _PACK_VALUE = struct.Struct(">I").pack
 _UNPACK_AT = struct.Struct(">I").unpack_from
@@ -71,7 +69,8 @@ def totp(
 
 def is_well_formed(code: str, digits: int = DEFAULT_DIGITS) -> bool:
     """True when ``code`` is exactly ``digits`` ASCII digits: no spaces, no other scripts."""
-    return _CODE_PATTERNS[digits].fullmatch(code) is not None
+    # isascii() first: isdigit() alone admits other scripts' digits and superscripts.
+    return len(code) == digits and code.isascii() and code.isdigit()
 
 
 def match_step(
@@ -97,13 +96,16 @@ def match_step(
     submitted = _PACK_VALUE(int(code))
     current = time_step(unix_time, period)
     power = _POWERS[digits]
-    mac_of = hmac.digest
+    # The key is absorbed once; each candidate continues from a copy.
+    keyed = hmac.new(key, digestmod=digest).copy
     pack_counter = _PACK_COUNTER
     unpack_at = _UNPACK_AT
     compare = hmac.compare_digest
     matched: int | None = None
     for step in range(current - skew if current > skew else 0, current + skew + 1):
-        mac = mac_of(key, pack_counter(step), digest)
+        candidate = keyed()
+        candidate.update(pack_counter(step))
+        mac = candidate.digest()
         value = (unpack_at(mac, mac[-1] & 0x0F)[0] & 0x7FFFFFFF) % power
         if compare(_PACK_VALUE(value), submitted) and matched is None:
             matched = step
