@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import string
+from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from twostep.core import clock
 from twostep.usersessions.backend import SessionStore, new_session_key
 from twostep.usersessions.models import UserSession
 
@@ -123,3 +126,14 @@ def test_create_retries_a_taken_key_without_asking_first(monkeypatch: pytest.Mon
     store.create()
     assert store.session_key == "fresh" + "a" * 27
     assert SessionStore(taken)["a"] == 1
+
+
+def test_expiry_follows_twostep_clock(frozen_clock: clock.FrozenClock) -> None:
+    """A session's expiry is reckoned from twostep's clock, like every other time limit."""
+    frozen_clock.advance(10 * 86400)
+    store = stored({"a": 1})
+    row = UserSession.objects.get(session_key=store.session_key)
+    assert row.expire_date == clock.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    assert SessionStore(store.session_key)["a"] == 1
+    frozen_clock.advance(settings.SESSION_COOKIE_AGE + 1)
+    assert SessionStore(store.session_key).load() == {}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 
 from twostep.audit.models import AuthEvent, Outcome
 from twostep.core import clock, rawsql
@@ -48,10 +48,13 @@ def record(
         username = user.username
     if secrets.randbelow(PRUNE_ONE_IN) == 0:
         # No scheduler to rely on: every few hundred events, one request
-        # also deletes what has outlived the retention period.
+        # also deletes what has outlived the retention period and retries
+        # unsent notifications.  Only once the caller's transaction (e.g. a
+        # sign-in's) has committed: not while it holds its locks, and a
+        # failure here must not undo it (``robust``: logged, not raised).
         from twostep.core.housekeeping import prune
 
-        prune()
+        transaction.on_commit(prune, robust=True)
     event = AuthEvent(
         created_at=clock.now(),
         kind=kind,

@@ -62,6 +62,16 @@ class SessionStore(DBStore):
         instance.last_seen = _datetime(data.get(LAST_SEEN_KEY, now))
         return instance
 
+    # Expiry is reckoned on twostep's clock (``core.clock``), as every other
+    # time limit is; Django's default reads the system clock directly.
+    def get_expiry_age(self, **kwargs: Any) -> int:
+        kwargs.setdefault("modification", clock.now())
+        return super().get_expiry_age(**kwargs)
+
+    def get_expiry_date(self, **kwargs: Any) -> datetime:
+        kwargs.setdefault("modification", clock.now())
+        return super().get_expiry_date(**kwargs)
+
     def _get_new_session_key(self) -> str:
         # No look-up first (Django's asks the table whether the key is free):
         # ``create`` already retries when the INSERT finds the key taken.
