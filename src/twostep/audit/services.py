@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from twostep.audit.models import AuthEvent, Outcome
 from twostep.core import clock, rawsql
@@ -84,7 +84,7 @@ def _insert_statement() -> tuple[list[Any], str]:
 def _insert(event: AuthEvent) -> None:
     """Write ``event`` with one hand-written INSERT: every sign-in records two events."""
     fields, sql = _insert_statement()
-    row = rawsql.fetchone(sql, [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields])
+    row = rawsql.fetchone(sql, rawsql.prepared(event, fields))
     assert row is not None  # noqa: S101 - INSERT ... RETURNING returns the row
     event.pk = row[0]
     event._state.adding = False

@@ -40,6 +40,11 @@ def prep(model: type[Model], name: str, value: Any) -> Any:
     return field(model, name).get_db_prep_save(value, connection)
 
 
+def prepared(instance: Model, fields: Sequence[Field[Any, Any]]) -> list[Any]:
+    """``instance``'s values of ``fields``, in order, as the database takes them (see ``prep``)."""
+    return [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in fields]
+
+
 def insert_sql(model: type[Model], fields: Sequence[Field[Any, Any]], *, returning: str | None = None) -> str:
     """``INSERT INTO <table> (<fields' columns>) VALUES (%s, ...)``, optionally ``RETURNING`` one field."""
     quote = connection.ops.quote_name

@@ -1,15 +1,17 @@
 """Session engine: Django's database sessions, in a table with user, IP, agent and last-seen.
 
-Every statement is written by hand (``twostep.core.rawsql``): sessions are
-read and written on nearly every request, and a sign-in renames its
-session instead of copying it, so the ORM's query building was most of
-their cost.
+The statements that requests run are written by hand
+(``twostep.core.rawsql``): sessions are read and written on nearly every
+request, and a sign-in renames its session instead of copying it, so the
+ORM's query building was most of their cost.
 """
 
 from __future__ import annotations
 
 import base64
 import secrets
+from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, cast
@@ -84,9 +86,6 @@ class SessionStore(DBStore):
             return {}
         return self.decode(row[0])
 
-    def exists(self, session_key: str | None) -> bool:
-        return rawsql.fetchone(self._sql.exists, [session_key]) is not None
-
     def save(self, must_create: bool = False) -> None:
         """Write the session's row: an INSERT when ``must_create``, else an UPDATE.
 
@@ -104,18 +103,16 @@ class SessionStore(DBStore):
             # sign-in's transaction): the response's own save has nothing to add.
             return None
         instance = self.create_model_instance(data)
-        values = [f.get_db_prep_save(getattr(instance, f.attname), connection) for f in self._sql.fields]
+        values = rawsql.prepared(instance, self._sql.fields)
         if not must_create:
             if not rawsql.execute(self._sql.update, [*values[1:], values[0]]):
                 raise UpdateError
             self._written = written
             return None
+        # A failed INSERT must not spoil an enclosing transaction (PostgreSQL),
+        # so it gets a savepoint there; alone, it needs no transaction of its own.
         try:
-            # A failed INSERT must not spoil an enclosing transaction (PostgreSQL).
-            if connection.in_atomic_block:
-                with transaction.atomic():
-                    rawsql.execute(self._sql.insert, values)
-            else:
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
                 rawsql.execute(self._sql.insert, values)
         except IntegrityError:
             raise CreateError from None
@@ -150,15 +147,16 @@ class SessionStore(DBStore):
         rawsql.execute(self._sql.delete, [session_key])
 
 
+@dataclass(frozen=True)
 class _Statements:
     """The session table's statements, built once per process from the model's names."""
 
-    def __init__(
-        self, fields: list[Any], load: str, exists: str, insert: str, update: str, rename: str, delete: str
-    ) -> None:
-        self.fields = fields
-        self.load, self.exists, self.insert = load, exists, insert
-        self.update, self.rename, self.delete = update, rename, delete
+    fields: list[Any]
+    load: str
+    insert: str
+    update: str
+    rename: str
+    delete: str
 
     @classmethod
     def for_model(cls, model: Any) -> _Statements:
@@ -172,7 +170,6 @@ class _Statements:
         return cls(
             fields=fields,
             load=f"SELECT {data} FROM {table} WHERE {key} = %s AND {expires} > %s",  # noqa: S608
-            exists=f"SELECT 1 FROM {table} WHERE {key} = %s",  # noqa: S608
             insert=rawsql.insert_sql(model, fields),
             update=f"UPDATE {table} SET {assignments} WHERE {key} = %s",  # noqa: S608
             rename=f"UPDATE {table} SET {key} = %s WHERE {key} = %s",  # noqa: S608
