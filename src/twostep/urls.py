@@ -7,6 +7,7 @@ from twostep.forwardauth import views as forwardauth
 from twostep.mail import views as mail
 from twostep.mfa import choice_views as mfa_choice
 from twostep.mfa import compliance_views as compliance
+from twostep.mfa import email_check_views as email_check
 from twostep.mfa import enforcement_views as enforcement
 from twostep.mfa import views as mfa
 from twostep.mfa.email import views as email_codes
@@ -43,6 +44,7 @@ urlpatterns = [
     path("login/verify/method", mfa_choice.switch_view),
     path("login/recovery", recovery_codes.login_recovery_view),
     path("account/security/enrol", enforcement.enrol_view),
+    path("account/security/enrol/email-check", email_check.email_check_view),
     path("account/security/methods/default", mfa_choice.set_default_view),
     path("account/security/methods/rename", mfa_choice.rename_view),
     path("account/security/recovery-codes", recovery_codes.regenerate_view),

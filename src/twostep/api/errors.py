@@ -44,6 +44,11 @@ CODES: dict[str, tuple[int, str]] = {
         403,
         "Two-factor authentication is required of this user: set up a factor (POST /api/v1/me/factors/...) first.",
     ),
+    "email_check_required": (
+        403,
+        "Confirm one of your email addresses first (POST /api/v1/me/factors/email-check), "
+        "then set up an authenticator app or SMS codes.",
+    ),
     "not_found": (404, "No such resource (or route)."),
     "method_not_allowed": (405, "The route exists but not with this HTTP method; see the Allow header."),
     "conflict": (409, "The change clashes with existing data (a username, address or number already there)."),
@@ -74,6 +79,7 @@ ErrorCode = Literal[
     "invalid_password",
     "password_change_required",
     "enrolment_required",
+    "email_check_required",
     "not_found",
     "method_not_allowed",
     "conflict",

@@ -243,6 +243,17 @@ class CodeSentOut(Schema):
     resend_after: int = Field(description="Seconds before another code may be asked for (start again to resend).")
 
 
+class EmailCheckSentOut(Schema):
+    destination: str = Field(description="The address the code was sent to.")
+    resend_after: int = Field(description="Seconds before another code may be asked for (send again to resend).")
+
+
+class EmailCheckPassedOut(Schema):
+    passed_until: datetime = Field(
+        description="Set up an authenticator app or SMS codes with this token before this time."
+    )
+
+
 class TokenCreateIn(Input):
     name: TokenName
     scopes: list[ScopeName] = Field(min_length=1, max_length=3)

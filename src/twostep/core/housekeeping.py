@@ -23,6 +23,7 @@ def prune() -> dict[str, int]:
         "auth_events": _delete("audit.AuthEvent", created_at__lt=now - retention),
         "pending_logins": _delete("mfa.PendingLogin", expires_at__lt=now - SHORT_LIVED_GRACE),
         "one_time_codes": _delete("mfa.OneTimeCode", expires_at__lt=now - SHORT_LIVED_GRACE),
+        "email_checks": _delete("mfa.EmailCheck", created_at__lt=now - SHORT_LIVED_GRACE),
         "sessions": _delete("usersessions.UserSession", expire_date__lt=now),
         "trusted_browsers": prune_expired_trust(),
     }

@@ -22,7 +22,7 @@ class MFAConfig(AppConfig):
 
         # Recovery and choice (issue 8): runtime settings, Security-page panels,
         # and ending trust / recovery codes when a user's sessions are ended.
-        from twostep.mfa import choice_views, enforcement, enforcement_views  # noqa: F401
+        from twostep.mfa import choice_views, email_check, enforcement, enforcement_views  # noqa: F401
         from twostep.mfa.recovery_codes import services as recovery_codes
         from twostep.mfa.recovery_codes import views as recovery_views  # noqa: F401
         from twostep.mfa.trusted import services as trusted
@@ -30,6 +30,7 @@ class MFAConfig(AppConfig):
         from twostep.usersessions.services import sessions_ended
 
         enforcement.register_settings()
+        email_check.register_settings()
         trusted.register_settings()
         sessions_ended.connect(trusted.on_sessions_ended, dispatch_uid="twostep.mfa.trusted")
         sessions_ended.connect(recovery_codes.on_sessions_ended, dispatch_uid="twostep.mfa.recovery_codes")

@@ -1,6 +1,7 @@
 """One-time codes sent by email or SMS: issue, send limits, verification.
 
-Shared by every method that delivers a code (email, SMS).  The flow is:
+Shared by every method that delivers a code (email, SMS) and by the email
+check before a first factor (``mfa.email_check``).  The flow is:
 ``issue`` (checks cooldown and caps, returns the code to deliver) →
 deliver → ``mark_sent`` (the code becomes the live one, older codes of the
 same binding die) or ``discard`` (delivery failed: nothing is consumed).
@@ -20,7 +21,7 @@ from django.db.models import F, Q, QuerySet
 from twostep.accounts.models import User
 from twostep.core import clock
 from twostep.core.crypto import constant_time_equals, keyed_hash
-from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin
+from twostep.mfa.models import Authenticator, EmailCheck, OneTimeCode, PendingLogin
 
 CODE_TTL = timedelta(minutes=10)
 MAX_TRIES = 5
@@ -52,10 +53,17 @@ def _hash(user_id: int, code: str) -> str:
     return keyed_hash(settings.SECRET_KEY.encode(), "one-time-code", f"{user_id}:{code}")
 
 
-def _binding(pending: PendingLogin | None, authenticator: Authenticator | None) -> Q:
-    if (pending is None) == (authenticator is None):
-        raise ValueError("a code is bound to exactly one pending sign-in or one enrolment")
-    return Q(pending_login=pending) if pending is not None else Q(authenticator=authenticator)
+def _binding(
+    pending: PendingLogin | None, authenticator: Authenticator | None, email_check: EmailCheck | None = None
+) -> Q:
+    given = [
+        Q(**{field: value})
+        for field, value in (("pending_login", pending), ("authenticator", authenticator), ("email_check", email_check))
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise ValueError("a code is bound to exactly one pending sign-in, enrolment or email check")
+    return given[0]
 
 
 def _sent_since(queryset: QuerySet[OneTimeCode], since: datetime) -> list[datetime]:
@@ -70,11 +78,12 @@ def check_send_allowed(
     *,
     pending: PendingLogin | None = None,
     authenticator: Authenticator | None = None,
+    email_check: EmailCheck | None = None,
 ) -> None:
     """Raises SendRefused when the cooldown or a send cap forbids a code now."""
     now = clock.now()
     last = (
-        OneTimeCode.objects.filter(_binding(pending, authenticator), sent_at__isnull=False)
+        OneTimeCode.objects.filter(_binding(pending, authenticator, email_check), sent_at__isnull=False)
         .order_by("-sent_at")
         .values_list("sent_at", flat=True)
         .first()
@@ -92,10 +101,15 @@ def check_send_allowed(
             raise SendRefused(reason, oldest + SEND_WINDOW - now)
 
 
-def cooldown_remaining(*, pending: PendingLogin | None = None, authenticator: Authenticator | None = None) -> int:
+def cooldown_remaining(
+    *,
+    pending: PendingLogin | None = None,
+    authenticator: Authenticator | None = None,
+    email_check: EmailCheck | None = None,
+) -> int:
     """Whole seconds until a new code may be sent for this binding (0 when it may)."""
     last = (
-        OneTimeCode.objects.filter(_binding(pending, authenticator), sent_at__isnull=False)
+        OneTimeCode.objects.filter(_binding(pending, authenticator, email_check), sent_at__isnull=False)
         .order_by("-sent_at")
         .values_list("sent_at", flat=True)
         .first()
@@ -113,6 +127,7 @@ def issue(
     *,
     pending: PendingLogin | None = None,
     authenticator: Authenticator | None = None,
+    email_check: EmailCheck | None = None,
 ) -> tuple[OneTimeCode, str]:
     """Create a code for ``destination``; return the row and the code to deliver.
 
@@ -124,7 +139,7 @@ def issue(
     """
     with transaction.atomic():
         User.objects.select_for_update().filter(pk=user.pk).first()
-        check_send_allowed(user, destination, pending=pending, authenticator=authenticator)
+        check_send_allowed(user, destination, pending=pending, authenticator=authenticator, email_check=email_check)
         code = generate_code()
         now = clock.now()
         row = OneTimeCode.objects.create(
@@ -133,6 +148,7 @@ def issue(
             destination=destination,
             pending_login=pending,
             authenticator=authenticator,
+            email_check=email_check,
             code_hash=_hash(user.pk, code),
             created_at=now,
             # Counted against the caps from the start; cleared by discard().
@@ -147,11 +163,12 @@ def mark_sent(row: OneTimeCode) -> None:
     """Make ``row`` the live code of its binding; every older code of it dies."""
     now = clock.now()
     with transaction.atomic():
-        binding = (
-            Q(pending_login_id=row.pending_login_id)
-            if row.pending_login_id
-            else Q(authenticator_id=row.authenticator_id)
-        )
+        if row.pending_login_id:
+            binding = Q(pending_login_id=row.pending_login_id)
+        elif row.authenticator_id:
+            binding = Q(authenticator_id=row.authenticator_id)
+        else:
+            binding = Q(email_check_id=row.email_check_id)
         OneTimeCode.objects.filter(binding, superseded_at__isnull=True).exclude(pk=row.pk).update(superseded_at=now)
         OneTimeCode.objects.filter(pk=row.pk).update(superseded_at=None, sent_at=now)
 
@@ -167,6 +184,7 @@ def verify(
     *,
     pending: PendingLogin | None = None,
     authenticator: Authenticator | None = None,
+    email_check: EmailCheck | None = None,
 ) -> str | None:
     """Check and consume ``code`` for its binding; None on success, else the failure reason.
 
@@ -178,7 +196,10 @@ def verify(
     now = clock.now()
     live = (
         OneTimeCode.objects.filter(
-            _binding(pending, authenticator), user_id=user_id, superseded_at__isnull=True, consumed_at__isnull=True
+            _binding(pending, authenticator, email_check),
+            user_id=user_id,
+            superseded_at__isnull=True,
+            consumed_at__isnull=True,
         )
         .order_by("-sent_at")
         .first()

@@ -14,7 +14,7 @@ from twostep.accounts.models import Role, User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core.decorators import admin_only
 from twostep.core.runtime import SettingError, get_settings, set_setting
-from twostep.mfa import compliance, enforcement
+from twostep.mfa import compliance, email_check, enforcement
 from twostep.mfa.policy import forced_off_by_config
 from twostep.mfa.trusted import services as trusted
 
@@ -24,6 +24,7 @@ _KEYS = (
     enforcement.ROLES_KEY,
     enforcement.GRACE_UNTIL_KEY,
     enforcement.GRACE_SIGN_INS_KEY,
+    email_check.KEY,
     trusted.ENABLED_KEY,
     trusted.DAYS_KEY,
 )
@@ -57,6 +58,10 @@ class PolicyForm(forms.Form):
         help_text="Users may sign in this many times without enrolling (0: none). "
         "With both a date and a number, the grace ends at whichever comes first; with neither, at once.",
     )
+    email_check = forms.BooleanField(
+        label="Before a first authenticator app or SMS number, confirm the user's email address with a code",
+        required=False,
+    )
     trusted_enabled = forms.BooleanField(label='Offer "Trust this browser" on the second step', required=False)
     trusted_days = forms.IntegerField(label="Trust a browser for (days)", min_value=1, max_value=trusted.MAX_DAYS)
 
@@ -64,6 +69,9 @@ class PolicyForm(forms.Form):
         data = super().clean() or {}
         if data.get("required") == enforcement.ROLES and not data.get("roles"):
             self.add_error("roles", "Choose at least one role, or pick another option.")
+        problem = email_check.unavailable_reason() if data.get("email_check") else None
+        if problem:
+            self.add_error("email_check", problem)
         return data
 
 
@@ -74,6 +82,7 @@ def _initial() -> dict[str, Any]:
         "roles": values[enforcement.ROLES_KEY],
         "grace_until": values[enforcement.GRACE_UNTIL_KEY] or None,
         "grace_sign_ins": values[enforcement.GRACE_SIGN_INS_KEY],
+        "email_check": values[email_check.KEY],
         "trusted_enabled": values[trusted.ENABLED_KEY],
         "trusted_days": values[trusted.DAYS_KEY],
     }
@@ -87,6 +96,7 @@ def _save(form: PolicyForm, request: HttpRequest) -> None:
         enforcement.ROLES_KEY: list(data.get("roles") or []) if data["required"] == enforcement.ROLES else [],
         enforcement.GRACE_UNTIL_KEY: day.isoformat() if day else "",
         enforcement.GRACE_SIGN_INS_KEY: int(data.get("grace_sign_ins") or 0),
+        email_check.KEY: bool(data["email_check"]),
         trusted.ENABLED_KEY: bool(data["trusted_enabled"]),
         trusted.DAYS_KEY: int(data["trusted_days"]),
     }

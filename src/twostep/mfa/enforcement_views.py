@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET
 from twostep.accounts.models import EmailAddress, PhoneNumber, User
 from twostep.accounts.views import safe_next
 from twostep.core.decorators import signed_in
-from twostep.mfa import enforcement
+from twostep.mfa import email_check, enforcement
 from twostep.mfa.choice import method_label
 from twostep.mfa.methods import SecurityPanel, register_panel
 
@@ -23,7 +23,7 @@ _HINTS = {
 }
 
 
-def _options(user: User, methods: tuple[str, ...]) -> list[dict[str, Any]]:
+def _options(user: User, methods: tuple[str, ...], *, email_check_first: bool) -> list[dict[str, Any]]:
     has_email = EmailAddress.objects.filter(user=user).exists()
     has_phone = PhoneNumber.objects.filter(user=user).exists()
     options = []
@@ -33,6 +33,8 @@ def _options(user: User, methods: tuple[str, ...]) -> list[dict[str, Any]]:
             missing = "Your account has no email address: ask an administrator to add one."
         elif method == "sms" and not has_phone:
             missing = "Your account has no phone number: ask an administrator to add one."
+        elif email_check_first and method in email_check.CHECKED_METHODS and not has_email:
+            missing = "Your account has no email address to confirm it's you first: ask an administrator to add one."
         options.append(
             {
                 "method": method,
@@ -57,7 +59,8 @@ def enrol_view(request: HttpRequest) -> HttpResponse:
     if not state.required or state.enrolled:
         request.session.pop(enforcement.AFTER_ENROL_KEY, None)
         return redirect(later)
-    options = _options(user, policy.methods)
+    email_check_first = email_check.is_enabled()
+    options = _options(user, policy.methods, email_check_first=email_check_first)
     return render(
         request,
         "mfa/enforcement/enrol.html",
@@ -65,6 +68,8 @@ def enrol_view(request: HttpRequest) -> HttpResponse:
             "state": state,
             "options": options,
             "none_possible": all(option["missing"] for option in options),
+            "email_check_first": email_check_first
+            and any(option["method"] in email_check.CHECKED_METHODS and not option["missing"] for option in options),
             "later": later,
             "days_left": enforcement.days_left(state.deadline),
         },

@@ -73,11 +73,34 @@ class PendingLogin(models.Model):
         return f"pending login of user {self.user_id}"
 
 
+class EmailCheck(models.Model):
+    """A user proving, with a code sent to one of their addresses, that they hold it (see mfa.email_check).
+
+    Asked before a first factor is set up under a 2FA requirement, so that a
+    stolen password alone cannot bind the thief's authenticator to the
+    account.  ``holder`` names the browser session or access token that asked:
+    only it may set up a factor on the strength of this check.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    holder = models.CharField(max_length=64)
+    #: The address the code went to.
+    destination = models.CharField(max_length=254)
+    created_at = models.DateTimeField()
+    passed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = (models.Index(fields=("user", "holder")),)
+
+    def __str__(self) -> str:
+        return f"email check of user {self.user_id}"
+
+
 class OneTimeCode(models.Model):
     """A code sent by email or SMS, stored only as a keyed hash.
 
-    It is bound either to one pending sign-in or to one enrolment (the
-    unconfirmed Authenticator whose destination it proves).  Only the newest
+    It is bound to one pending sign-in, to one enrolment (the unconfirmed
+    Authenticator whose destination it proves) or to one email check.  Only the newest
     sent code of a binding is live; it dies after ``expires_at``, after its
     tries are used up, or when used.
     """
@@ -88,6 +111,7 @@ class OneTimeCode(models.Model):
     destination = models.CharField(max_length=254)
     pending_login = models.ForeignKey(PendingLogin, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     authenticator = models.ForeignKey(Authenticator, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    email_check = models.ForeignKey(EmailCheck, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     code_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField()
     #: Set once the message was handed to the mail server or SMS provider.

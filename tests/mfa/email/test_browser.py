@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests.conftest import PASSWORD
 from tests.mail.smtp_server import Certificates, SmtpServer
 from tests.mfa.email.live_helpers import CODES_ADDRESS, prepare, smtp_env
+from twostep.factors import totp
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
@@ -164,3 +166,46 @@ def test_admin_sends_a_test_email(
     expect(alert).to_contain_text("The test email could not be sent.")
     expect(alert).to_contain_text("550 5.7.1 Relaying denied")
     shot(page, "6-admin-test-failed")
+
+
+def test_email_check_before_a_first_authenticator(
+    page: Page, live_server_factory: Callable[..., Any], smtp_server: SmtpServer, certificates: Certificates
+) -> None:
+    """Required to enrol, with the email check on: the mailed code opens the authenticator set-up, then the account."""
+    server = live_server_factory(smtp_env(certificates, smtp_server.port))
+    prepare(server)
+    server.cli("settings", "set", "two_factor.required", "everyone")
+    server.cli("settings", "set", "two_factor.enrolment_email_check", "true")
+    base = server.url
+
+    password_step(page, base)
+    expect(page).to_have_url(re.compile(r"/account/security/enrol$"))
+    expect(page.get_by_text("we will send a code to one of your email addresses")).to_be_visible()
+    page.get_by_role("link", name="Set up an authenticator app").click()
+    expect(page).to_have_url(re.compile(r"/account/security/enrol/email-check\?method=totp$"))
+    expect(page.get_by_role("heading", name="Confirm it's you")).to_be_visible()
+    expect(page.get_by_label(re.compile(re.escape(CODES_ADDRESS)))).to_be_checked()
+    shot(page, "check-1-pick")
+    page.get_by_role("button", name="Send code").click()
+
+    message = smtp_server.wait_for_match(subject="to confirm it's you")
+    assert message.rcpt_tos == [CODES_ADDRESS] and message.over_tls
+    code = message.code()
+    wrong = "000000" if code != "000000" else "111111"
+    page.get_by_label(f"Enter the code sent to {CODES_ADDRESS}").fill(wrong)
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_role("alert")).to_have_text("That code didn't match. Check the newest message and try again.")
+    page.goto(f"{base}/account/security/totp")
+    expect(page).to_have_url(re.compile(r"/email-check\?method=totp$"))
+    shot(page, "check-2-code")
+    page.get_by_label(f"Enter the code sent to {CODES_ADDRESS}").fill(code)
+    page.get_by_role("button", name="Confirm").click()
+
+    expect(page).to_have_url(re.compile(r"/account/security/totp$"))
+    key = totp.decode_secret(page.locator("#manual-key").inner_text())
+    page.get_by_label("Enter the 6-digit code the app shows now").fill(totp.totp(key, time.time()))
+    page.get_by_role("button", name="Turn on").click()
+    expect(page).to_have_url(re.compile(r"/account/security$"))
+    expect(page.get_by_role("status")).to_contain_text("Your authenticator app is now required")
+    page.goto(f"{base}/account")
+    expect(page).to_have_url(re.compile(r"/account$"))

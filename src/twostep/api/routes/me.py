@@ -23,6 +23,8 @@ from twostep.api.schemas import (
     TOKEN_ID_PATTERN,
     CodeIn,
     CodeSentOut,
+    EmailCheckPassedOut,
+    EmailCheckSentOut,
     EmailFactorIn,
     FactorConfirmedOut,
     FactorOut,
@@ -39,7 +41,7 @@ from twostep.api.schemas import (
 )
 from twostep.api.sending import NOT_SENT, not_sent
 from twostep.audit.services import Origin
-from twostep.mfa import codes
+from twostep.mfa import codes, email_check
 from twostep.mfa.email import flows as email_flows
 from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.policy import forced_off_by_config, two_factor_state
@@ -116,10 +118,11 @@ def totp_start(request: HttpRequest) -> dict[str, Any]:
     replaces what the user scanned.  A confirmed app keeps working until the
     new one is confirmed.  Needs a recent re-authentication.
     """
-    require_reauthentication(request)
+    token = require_reauthentication(request)
     _, methods = two_factor_state()
     if Method.TOTP not in methods:
         raise ApiError("method_unavailable", "Your administrator does not allow authenticator apps.")
+    _require_email_check(token, Method.TOTP)
     provisioning = totp_flows.provisioning_for(current_user(request))
     return {
         "secret": provisioning.secret,
@@ -145,6 +148,7 @@ def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]
     _, methods = two_factor_state()
     if Method.TOTP not in methods:
         raise ApiError("method_unavailable", "Your administrator does not allow authenticator apps.")
+    _require_email_check(token, Method.TOTP)
     with tokens.sparing(token):
         try:
             authenticator = totp_flows.confirm(token.user, payload.code, Origin.of(request))
@@ -172,6 +176,16 @@ def totp_remove(request: HttpRequest) -> Status[None]:
     if not removed:
         raise ApiError("not_found", "You have no authenticator app set up.")
     return Status(204, None)
+
+
+def _require_email_check(token: AccessToken, method: Method) -> None:
+    """Raises ApiError(email_check_required) while the user must first confirm an email address."""
+    if not email_check.may_set_up(token.user, method, email_check.token_holder(token.pk)):
+        raise ApiError(
+            "email_check_required",
+            "Confirm one of your email addresses first: POST /api/v1/me/factors/email-check, "
+            "then /api/v1/me/factors/email-check/confirm with the code.",
+        )
 
 
 def _require_allowed(method: Method, refusal: str) -> None:
@@ -272,6 +286,55 @@ def email_remove(request: HttpRequest) -> Status[None]:
 
 
 @router.post(
+    "/factors/email-check",
+    auth=SECURITY,
+    response={200: EmailCheckSentOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, *SEND_ERRORS)},
+    summary="Confirm it's me: send a code to one of my addresses before setting up a first factor",
+)
+def email_check_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str, Any]:
+    """Send a code to the address `email_id` (one an administrator put on the account).
+
+    Asked of a user who must enrol and has no factor yet, when the
+    administrator turned on `two_factor.enrolment_email_check`: setting up an
+    authenticator app or SMS codes answers 403 `email_check_required` until
+    this token passed the check.  Calling it again sends a new code (after the
+    cooldown: 429 `rate_limited` with `Retry-After`).  A code that could not be
+    sent answers 503 `delivery_failed`.  409 `method_unavailable` when no
+    check is asked of this user.  Needs a recent re-authentication.
+    """
+    token = require_reauthentication(request)
+    if not email_check.needed(token.user, Method.TOTP):
+        raise ApiError("method_unavailable", "No email check is needed: set up a factor directly.")
+    try:
+        check = email_check.start(token.user, payload.email_id, email_check.token_holder(token.pk), Origin.of(request))
+    except email_check.CheckError:
+        raise ApiError("not_found", "No such address on your account.") from None
+    except NOT_SENT as exc:
+        raise not_sent(exc) from None
+    return {"destination": check.destination, "resend_after": email_check.cooldown(check)}
+
+
+@router.post(
+    "/factors/email-check/confirm",
+    auth=SECURITY,
+    response={200: EmailCheckPassedOut, **responses(*BODY_ERRORS, 401, 403, 422)},
+    summary="Confirm it's me with the code sent",
+)
+def email_check_confirm(request: HttpRequest, payload: CodeIn) -> dict[str, Any]:
+    """Pass the check with the code sent to the address; this token may then set up a factor until `passed_until`."""
+    token = require_reauthentication(request)
+    try:
+        until = email_check.confirm(token.user, payload.code, email_check.token_holder(token.pk), Origin.of(request))
+    except email_check.CheckError as exc:
+        if exc.reason == "no_check":
+            raise ApiError("invalid_code", "No code was sent for this token (or its address was removed).") from None
+        raise ApiError(
+            "invalid_code", "That code didn't work. Check it and try again, or ask for a new code."
+        ) from None
+    return {"passed_until": until}
+
+
+@router.post(
     "/factors/sms",
     auth=SECURITY,
     response={200: CodeSentOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, *SEND_ERRORS)},
@@ -288,6 +351,7 @@ def sms_start(request: HttpRequest, payload: PhoneFactorIn) -> dict[str, Any]:
     """
     token = require_reauthentication(request)
     _require_allowed(Method.SMS, NO_SMS)
+    _require_email_check(token, Method.SMS)
     try:
         pending = sms_flows.start_enrolment(token.user, payload.phone_id, Origin.of(request))
     except sms_flows.EnrolmentError:
@@ -311,6 +375,7 @@ def sms_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]
     """
     token = require_reauthentication(request)
     _require_allowed(Method.SMS, NO_SMS)
+    _require_email_check(token, Method.SMS)
     with tokens.sparing(token):
         try:
             authenticator = sms_flows.confirm(token.user, payload.code, Origin.of(request))

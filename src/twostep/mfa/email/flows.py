@@ -23,7 +23,7 @@ from twostep.factors.totp import is_well_formed
 from twostep.mail import MailDeliveryError, send_mail
 from twostep.mfa import codes
 from twostep.mfa.methods import SecurityPanel, register, register_panel
-from twostep.mfa.models import Authenticator, Method, OneTimeCode, PendingLogin
+from twostep.mfa.models import Authenticator, EmailCheck, Method, OneTimeCode, PendingLogin
 from twostep.usersessions.services import end_sessions
 
 #: How long an address picked for enrolment waits for its confirmation code.
@@ -76,7 +76,7 @@ def is_available(authenticator: Authenticator) -> bool:
     return owns_address(authenticator.user_id, authenticator.destination)
 
 
-def _deliver(
+def deliver_code(
     user: User,
     destination: str,
     template: str,
@@ -85,15 +85,20 @@ def _deliver(
     origin: Origin,
     pending: PendingLogin | None = None,
     authenticator: Authenticator | None = None,
+    email_check: EmailCheck | None = None,
 ) -> None:
-    """Issue a code, mail it, and make it live; on failure nothing is consumed.
+    """Issue a code for its binding, mail it, and make it live; on failure nothing is consumed.
+
+    ``kind`` is the auth-log event of the send (success or failure).
 
     Raises:
         codes.SendRefused: cooldown or a send cap.
         MailDeliveryError: the mail server did not take the message (logged with its error).
     """
     try:
-        row, code = codes.issue(user, METHOD, destination, pending=pending, authenticator=authenticator)
+        row, code = codes.issue(
+            user, METHOD, destination, pending=pending, authenticator=authenticator, email_check=email_check
+        )
     except codes.SendRefused as refused:
         if refused.reason != "cooldown":
             record(kind, Outcome.FAILURE, origin=origin, user=user, method=METHOD, reason=refused.reason)
@@ -167,7 +172,7 @@ def start_enrolment(user: User, address_id: int, origin: Origin) -> Authenticato
             )
         else:
             Authenticator.objects.filter(pk=pending.pk).update(pending_until=now + ENROLMENT_TTL)
-    _deliver(user, address.email, "enrol_code", kind="email.code_sent", origin=origin, authenticator=pending)
+    deliver_code(user, address.email, "enrol_code", kind="email.code_sent", origin=origin, authenticator=pending)
     return pending
 
 
@@ -272,7 +277,7 @@ def send_login_code(pending: PendingLogin, authenticator: Authenticator, origin:
     if not is_available(authenticator):
         raise EnrolmentError("address_removed")
     user = User.objects.get(pk=pending.user_id)
-    _deliver(user, authenticator.destination, "login_code", kind="login.code_sent", origin=origin, pending=pending)
+    deliver_code(user, authenticator.destination, "login_code", kind="login.code_sent", origin=origin, pending=pending)
 
 
 @dataclass(frozen=True)

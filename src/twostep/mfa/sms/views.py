@@ -13,6 +13,7 @@ from twostep.accounts.models import User
 from twostep.audit.services import Origin
 from twostep.core.decorators import fresh_password
 from twostep.mfa import codes
+from twostep.mfa.email_check_views import email_checked
 from twostep.mfa.methods import SecurityPanel, register_panel
 from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import two_factor_state
@@ -32,6 +33,7 @@ def _phone_id(request: HttpRequest) -> int:
 
 
 @fresh_password
+@email_checked(Method.SMS)
 @require_http_methods(["GET", "POST"])
 def sms_setup_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from twostep.accounts.models import User
 from twostep.audit.services import Origin
 from twostep.core.decorators import fresh_password
+from twostep.mfa.email_check_views import email_checked
 from twostep.mfa.forms import CodeForm
 from twostep.mfa.methods import SecurityPanel, register_panel
 from twostep.mfa.models import Authenticator, Method
@@ -20,6 +21,7 @@ from twostep.mfa.totp import flows as totp_flows
 
 
 @fresh_password
+@email_checked(Method.TOTP)
 @require_http_methods(["GET", "POST"])
 def totp_setup_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]

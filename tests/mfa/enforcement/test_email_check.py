@@ -1,0 +1,256 @@
+"""Under a 2FA requirement, a first authenticator app or SMS number needs a code from the user's mailbox first (FB-10).
+
+The threat: a thief with the password alone signs in, is sent to enrol, and
+binds his own authenticator to the account.  With
+``two_factor.enrolment_email_check`` on, he must first enter a code sent to
+one of the addresses an administrator put on the account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.test import Client
+
+from tests.api.conftest import Api, allow_only, api, error_code
+from tests.conftest import sign_in
+from tests.mail.smtp_server import (
+    Certificates,
+    SmtpServer,
+    certificates,
+    closed_port,
+    configure_twostep,
+    mail_server,
+    smtp_server,
+)
+from tests.mfa.email.conftest import BACKUP
+from tests.mfa.enforcement.test_gates import fresh, require
+from tests.mfa.recovery_codes.helpers import enrol_totp, events, signed_in_with_totp
+from twostep.accounts.models import User
+from twostep.api import tokens
+from twostep.audit.services import CLI
+from twostep.core import clock
+from twostep.core.runtime import SettingError, get_setting, set_setting
+from twostep.factors import totp
+from twostep.mfa import email_check
+from twostep.mfa.models import Authenticator, EmailCheck, OneTimeCode
+
+__all__ = ["api", "certificates", "closed_port", "mail_server", "smtp_server"]
+
+pytestmark = pytest.mark.django_db
+
+ENROL = "/account/security/enrol"
+CHECK = "/account/security/enrol/email-check"
+TOTP_SETUP = "/account/security/totp"
+
+
+@pytest.fixture
+def check_on(mail_server: SmtpServer, two_factor_on: None) -> SmtpServer:
+    """Everyone must enrol, at once; the email check is on and mail goes to the test SMTP server."""
+    require()
+    set_setting(email_check.KEY, True)
+    return mail_server
+
+
+def address_id(user: User, email: str = BACKUP) -> int:
+    return int(user.email_addresses.get(email=email).pk)
+
+
+def pass_check(client: Client, user: User, server: SmtpServer, method: str = "totp") -> None:
+    """Send the code to the backup address and enter it, as the user would."""
+    sent = client.post(f"{CHECK}?method={method}", {"action": "send", "address": address_id(user)})
+    assert sent.status_code == 302, sent
+    done = client.post(f"{CHECK}?method={method}", {"action": "confirm", "code": server.last_code(BACKUP)})
+    assert done.status_code == 302 and done["Location"] == f"/account/security/{method}", done
+
+
+def test_setting_needs_smtp(db: None) -> None:
+    """The check cannot be turned on while no mail server is set up: every enrolment would then be stuck."""
+    set_setting("email.host", "")
+    with pytest.raises(SettingError, match="cannot be on"):
+        set_setting(email_check.KEY, True)
+    set_setting("email.host", "mail.example.com")
+    set_setting(email_check.KEY, True)
+
+
+def test_password_alone_cannot_reach_totp_setup(client: Client, user: User, check_on: SmtpServer) -> None:
+    """Signed in with the password, the user is sent from the TOTP set-up page to the check; no secret is shown."""
+    sign_in(client, user.username)
+    enrol = client.get(ENROL).content.decode()
+    assert "we will send a code to one of your email addresses" in enrol
+    response = client.get(TOTP_SETUP)
+    assert response.status_code == 302 and response["Location"] == f"{CHECK}?method=totp"
+    assert client.post(TOTP_SETUP, {"code": "123456"})["Location"] == f"{CHECK}?method=totp"
+    assert not Authenticator.objects.filter(user=user).exists()
+    page = client.get(f"{CHECK}?method=totp").content.decode()
+    assert "Confirm it's you" in page and BACKUP in page and "alice@example.com" in page
+
+
+def test_check_then_enrol(client: Client, user: User, check_on: SmtpServer) -> None:
+    """A wrong code keeps the gate shut; the mailed code opens it, and the app can then be set up."""
+    sign_in(client, user.username)
+    client.post(f"{CHECK}?method=totp", {"action": "send", "address": address_id(user)})
+    message = check_on.messages()[-1]
+    assert BACKUP in message.rcpt_tos and "about to set up a second sign-in step" in message.text
+    code = check_on.last_code(BACKUP)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    refused = client.post(f"{CHECK}?method=totp", {"action": "confirm", "code": wrong})
+    assert refused.status_code == 200 and "That code didn&#x27;t match" in refused.content.decode()
+    assert client.get(TOTP_SETUP)["Location"] == f"{CHECK}?method=totp"
+    done = client.post(f"{CHECK}?method=totp", {"action": "confirm", "code": code})
+    assert done["Location"] == TOTP_SETUP
+    fresh(client)
+    page = client.get(TOTP_SETUP)
+    assert page.status_code == 200
+    secret = page.context["provisioning"].secret
+    response = client.post(TOTP_SETUP, {"code": totp.totp(totp.decode_secret(secret), clock.timestamp())})
+    assert response["Location"] == "/account/security"
+    assert Authenticator.objects.filter(user=user, method="totp", confirmed_at__isnull=False).exists()
+    assert [(e.outcome, e.reason) for e in events("email_check")] == [("failure", "wrong_code"), ("success", "")]
+
+
+def test_a_pass_belongs_to_its_session(user: User, check_on: SmtpServer) -> None:
+    """Another browser signed in with the same password does not ride on the owner's check."""
+    owner, thief = Client(), Client()
+    sign_in(owner, user.username)
+    sign_in(thief, user.username)
+    pass_check(owner, user, check_on)
+    assert owner.get(TOTP_SETUP).status_code == 200
+    assert thief.get(TOTP_SETUP)["Location"] == f"{CHECK}?method=totp"
+
+
+def test_a_pass_lasts_thirty_minutes(
+    client: Client, user: User, check_on: SmtpServer, frozen_clock: clock.FrozenClock
+) -> None:
+    """After ``PASSED_FOR`` the check is asked again."""
+    sign_in(client, user.username)
+    pass_check(client, user, check_on)
+    frozen_clock.advance(email_check.PASSED_FOR.total_seconds() - 60)
+    fresh(client)
+    assert client.get(TOTP_SETUP).status_code == 200
+    frozen_clock.advance(120)
+    assert client.get(TOTP_SETUP)["Location"] == f"{CHECK}?method=totp"
+
+
+def test_sms_setup_is_checked_too(client: Client, user: User, check_on: SmtpServer) -> None:
+    """An SMS number is the other factor a thief could bind; its set-up waits for the check as well."""
+    allow_only("totp", "email", "sms")
+    sign_in(client, user.username)
+    assert client.get("/account/security/sms")["Location"] == f"{CHECK}?method=sms"
+    pass_check(client, user, check_on, method="sms")
+    assert client.get("/account/security/sms").status_code == 200
+
+
+def test_email_codes_need_no_separate_check(client: Client, user: User, check_on: SmtpServer) -> None:
+    """Setting up email codes proves an address by itself, so its page opens at once."""
+    set_setting("two_factor.methods", ["totp", "email"])
+    sign_in(client, user.username)
+    assert client.get("/account/security/email").status_code == 200
+
+
+def test_smtp_failure_lets_nobody_through(
+    client: Client,
+    user: User,
+    check_on: SmtpServer,
+    closed_port: int,
+    certificates: Certificates,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the mail server down the page says so, nothing is left to guess, and the gate stays shut."""
+    sign_in(client, user.username)
+    configure_twostep(monkeypatch, certificates, closed_port)
+    response = client.post(f"{CHECK}?method=totp", {"action": "send", "address": address_id(user)})
+    assert "We could not send the code. Try again in a moment." in response.content.decode()
+    assert not OneTimeCode.objects.filter(user=user).exists()
+    assert events("email_check.code_sent")[-1].reason == "delivery_failed"
+    assert client.get(TOTP_SETUP)["Location"] == f"{CHECK}?method=totp"
+
+
+def test_only_the_users_own_addresses(
+    client: Client, user: User, make_user: Callable[..., User], check_on: SmtpServer
+) -> None:
+    """An address id of another account is refused and nothing is sent."""
+    other = make_user("bob", emails=["bob@example.com"])
+    sign_in(client, user.username)
+    response = client.post(f"{CHECK}?method=totp", {"action": "send", "address": address_id(other, "bob@example.com")})
+    assert "Choose one of the addresses on your account." in response.content.decode()
+    assert check_on.messages() == []
+
+
+def test_without_an_address_the_page_says_whom_to_ask(
+    client: Client, make_user: Callable[..., User], check_on: SmtpServer
+) -> None:
+    """A user with no address cannot pass: both pages send them to an administrator."""
+    make_user("carol")
+    sign_in(client, "carol")
+    enrol = client.get(ENROL).content.decode()
+    assert "no email address to confirm it&#x27;s you first" in enrol
+    page = client.get(f"{CHECK}?method=totp").content.decode()
+    assert "Ask an administrator to add an address" in page
+
+
+@pytest.mark.parametrize("situation", ["setting_off", "not_required", "already_enrolled", "two_factor_off"])
+def test_not_asked_when_it_protects_nothing(client: Client, user: User, check_on: SmtpServer, situation: str) -> None:
+    """Only a user who must enrol and has no factor yet is checked, and only while the setting and 2FA are on."""
+    if situation == "setting_off":
+        set_setting(email_check.KEY, False)
+    elif situation == "not_required":
+        require("nobody")
+    elif situation == "already_enrolled":
+        enrol_totp(user)
+        allow_only("totp", "email", "sms")
+    else:
+        set_setting("two_factor.enabled", False)
+    assert not email_check.needed(user, "totp") or situation == "already_enrolled"
+    if situation == "already_enrolled":
+        assert not email_check.needed(user, "sms")
+        return
+    sign_in(client, user.username)
+    fresh(client)
+    assert client.get(TOTP_SETUP).status_code == 200
+
+
+def test_api_asks_for_the_check(api: Api, user: User, check_on: SmtpServer) -> None:
+    """Through the API: 403 email_check_required, then the check with the mailed code, then set-up works."""
+    secret = tokens.issue_sign_in_token(user, origin=CLI).secret
+    other = tokens.issue_sign_in_token(user, origin=CLI).secret
+    refused = api.post("/me/factors/totp", token=secret)
+    assert refused.status_code == 403 and error_code(refused) == "email_check_required"
+    sent = api.post("/me/factors/email-check", {"email_id": address_id(user)}, token=secret)
+    assert sent.status_code == 200 and sent.json()["destination"] == BACKUP
+    wrong = api.post("/me/factors/email-check/confirm", {"code": "000000"}, token=secret)
+    code = check_on.last_code(BACKUP)
+    if code != "000000":
+        assert wrong.status_code == 422 and error_code(wrong) == "invalid_code"
+    passed = api.post("/me/factors/email-check/confirm", {"code": code}, token=secret)
+    assert passed.status_code == 200 and "passed_until" in passed.json()
+    assert api.post("/me/factors/totp", token=secret).status_code == 200
+    # The other token of the same user did not pass.
+    assert error_code(api.post("/me/factors/totp", token=other)) == "email_check_required"
+    allow_only("totp", "email", "sms")
+    phone_id = user.phone_numbers.get().pk
+    assert error_code(api.post("/me/factors/sms", {"phone_id": phone_id}, token=other)) == "email_check_required"
+
+
+def test_api_check_not_needed(api: Api, user: User, check_on: SmtpServer) -> None:
+    """A user of whom no check is asked gets 409 method_unavailable from the check endpoint, and no mail."""
+    enrol_totp(user)
+    secret = tokens.issue_sign_in_token(user, origin=CLI).secret
+    response = api.post("/me/factors/email-check", {"email_id": address_id(user)}, token=secret)
+    assert response.status_code == 409 and error_code(response) == "method_unavailable"
+    assert check_on.messages() == [] and not EmailCheck.objects.exists()
+
+
+def test_console_turns_it_on_only_with_mail(client: Client, admin: User, two_factor_on: None) -> None:
+    """The policy page saves the setting, and says why when outgoing mail is missing."""
+    key = enrol_totp(admin)
+    assert signed_in_with_totp(client, admin, key).status_code == 302
+    form = {"required": "everyone", "grace_sign_ins": "0", "trusted_days": "30", "email_check": "on"}
+    set_setting("email.host", "")
+    refused = client.post("/admin/two-factor", form)
+    assert refused.status_code == 200 and "needs outgoing mail" in refused.content.decode()
+    assert get_setting(email_check.KEY) is False and get_setting("two_factor.required") == "nobody"
+    set_setting("email.host", "mail.example.com")
+    assert client.post("/admin/two-factor", form)["Location"] == "/admin/two-factor"
+    assert get_setting(email_check.KEY) is True
