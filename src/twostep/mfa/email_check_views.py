@@ -23,6 +23,7 @@ from twostep.core.decorators import signed_in
 from twostep.mail import MailDeliveryError
 from twostep.mfa import codes, email_check, enforcement
 from twostep.mfa.email import flows as email_flows
+from twostep.mfa.email.views import CODE_ERRORS, address_id, send_error
 from twostep.mfa.forms import CodeForm
 
 PAGE_URL = f"{enforcement.ENROL_URL}/email-check"
@@ -31,11 +32,7 @@ PAGE_URL = f"{enforcement.ENROL_URL}/email-check"
 CHECK_ERRORS = {
     "not_your_address": "Choose one of the addresses on your account.",
     "no_check": "Choose an address and send a code first.",
-    "malformed_code": "Enter the 6-digit code from the message.",
-    "wrong_code": "That code didn't match. Check the newest message and try again.",
-    "expired_code": "That code has expired. Send a new code.",
-    "code_exhausted": "That code was tried too many times. Send a new code.",
-    "reused_code": "That code was already used. Send a new code.",
+    **CODE_ERRORS,
 }
 
 View = Callable[..., HttpResponse]
@@ -57,21 +54,6 @@ def email_checked(method: str) -> Callable[[View], View]:
     return decorate
 
 
-def _send_error(exc: Exception) -> str:
-    if isinstance(exc, codes.SendRefused):
-        return email_flows.refusal_message(exc)
-    if isinstance(exc, email_check.CheckError):
-        return CHECK_ERRORS.get(exc.reason, email_flows.COULD_NOT_SEND)
-    return email_flows.COULD_NOT_SEND
-
-
-def _address_id(request: HttpRequest) -> int:
-    try:
-        return int(request.POST.get("address", ""))
-    except ValueError:
-        return 0
-
-
 @signed_in
 @require_http_methods(["GET", "POST"])
 def email_check_view(request: HttpRequest) -> HttpResponse:
@@ -91,13 +73,13 @@ def email_check_view(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "") if request.method == "POST" else ""
     if action in {"send", "resend"}:
         current = email_check.in_progress(user, holder)
-        address_id = _address_id(request)
+        chosen = address_id(request)
         if action == "resend" and current is not None:
-            address_id = next((a.pk for a in email_flows.addresses_of(user) if a.email == current.destination), 0)
+            chosen = next((a.pk for a in email_flows.addresses_of(user) if a.email == current.destination), 0)
         try:
-            check = email_check.start(user, address_id, holder, origin)
+            check = email_check.start(user, chosen, holder, origin)
         except (email_check.CheckError, codes.SendRefused, MailDeliveryError) as exc:
-            error = _send_error(exc)
+            error = send_error(exc, CHECK_ERRORS)
         else:
             messages.success(request, f"We sent a code to {check.destination}.")
             return redirect(here)
@@ -121,7 +103,7 @@ def email_check_view(request: HttpRequest) -> HttpResponse:
         "mfa/enforcement/email_check.html",
         {
             "addresses": addresses,
-            "selected_id": _address_id(request) if action == "send" else (suggested.pk if suggested else 0),
+            "selected_id": address_id(request) if action == "send" else (suggested.pk if suggested else 0),
             "pending": pending,
             "choosing": choosing,
             "cooldown": email_check.cooldown(pending) if pending else 0,

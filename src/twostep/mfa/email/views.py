@@ -20,11 +20,8 @@ from twostep.mfa.views import for_pending_factor
 
 SETUP_URL = "/account/security/email"
 
-#: What the setup page says for each reason enrolment stopped.
-ENROLMENT_ERRORS = {
-    "not_your_address": "Choose one of the addresses on your account.",
-    "no_pending": "Your setup expired. Choose an address and send a new code.",
-    "address_removed": "That address is no longer on your account. Choose another one.",
+#: What a page says when an emailed code was refused, by the reason ``codes.verify`` gave.
+CODE_ERRORS = {
     "malformed_code": "Enter the 6-digit code from the message.",
     "wrong_code": "That code didn't match. Check the newest message and try again.",
     "expired_code": "That code has expired. Send a new code.",
@@ -32,16 +29,25 @@ ENROLMENT_ERRORS = {
     "reused_code": "That code was already used. Send a new code.",
 }
 
+#: What the setup page says for each reason enrolment stopped.
+ENROLMENT_ERRORS = {
+    "not_your_address": "Choose one of the addresses on your account.",
+    "no_pending": "Your setup expired. Choose an address and send a new code.",
+    "address_removed": "That address is no longer on your account. Choose another one.",
+    **CODE_ERRORS,
+}
 
-def _send_error(exc: Exception) -> str:
+
+def send_error(exc: Exception, reasons: dict[str, str]) -> str:
+    """What a page says when a code could not be sent: a cap or cooldown, a refusal in ``reasons``, or a failure."""
     if isinstance(exc, codes.SendRefused):
         return flows.refusal_message(exc)
-    if isinstance(exc, flows.EnrolmentError):
-        return ENROLMENT_ERRORS.get(exc.reason, flows.COULD_NOT_SEND)
-    return flows.COULD_NOT_SEND
+    reason = getattr(exc, "reason", "")
+    return reasons.get(reason, flows.COULD_NOT_SEND) if reason else flows.COULD_NOT_SEND
 
 
-def _address_id(request: HttpRequest) -> int:
+def address_id(request: HttpRequest) -> int:
+    """The address picked in the form (its id), or 0."""
     try:
         return int(request.POST.get("address", ""))
     except ValueError:
@@ -64,11 +70,11 @@ def email_setup_view(request: HttpRequest) -> HttpResponse:
         if action in {"send", "resend"}:
             try:
                 if action == "send":
-                    started = flows.start_enrolment(user, _address_id(request), origin)
+                    started = flows.start_enrolment(user, address_id(request), origin)
                 else:
                     started = flows.resend_enrolment_code(user, origin)
             except (flows.EnrolmentError, codes.SendRefused, MailDeliveryError) as exc:
-                error = _send_error(exc)
+                error = send_error(exc, ENROLMENT_ERRORS)
             else:
                 messages.success(request, f"We sent a code to {started.destination}.")
                 return redirect(SETUP_URL)
@@ -94,7 +100,7 @@ def email_setup_view(request: HttpRequest) -> HttpResponse:
     primary = next((a for a in addresses if a.is_primary), None)
     # Recommend (and preselect) an address other than the primary one.
     suggested = next((a for a in addresses if not a.is_primary), primary)
-    selected_id = _address_id(request) if action == "send" else (suggested.pk if suggested else 0)
+    selected_id = address_id(request) if action == "send" else (suggested.pk if suggested else 0)
     current = flows.active_factor(user)
     return render(
         request,
@@ -135,7 +141,7 @@ def login_resend_view(request: HttpRequest, pending: PendingLogin, authenticator
         status = flows.code_status(pending, authenticator)
         # Before any code went out the page already says what is wrong; say it once.
         if status.sent or (isinstance(exc, codes.SendRefused) and exc.reason == "cooldown"):
-            messages.error(request, _send_error(exc))
+            messages.error(request, send_error(exc, ENROLMENT_ERRORS))
     else:
         messages.success(
             request,
