@@ -236,6 +236,16 @@ class PhoneFactorIn(Input):
     phone_id: Integer = Field(ge=1, le=MAX_ID, description="One of your phone numbers, by its id in GET /api/v1/me.")
 
 
+class FactorSetupOut(Schema):
+    allowed_methods: list[str] = Field(description="The methods the administrator allows.")
+    emails: list[EmailOut] = Field(description="Addresses to pick for email codes or the email check (`email_id`).")
+    phones: list[PhoneOut] = Field(description="Numbers to pick for SMS codes (`phone_id`).")
+    email_check_required: bool = Field(
+        description="This token must pass the email check (POST /api/v1/me/factors/email-check) "
+        "before setting up an authenticator app or SMS codes."
+    )
+
+
 class CodeSentOut(Schema):
     method: Literal["email", "sms"]
     destination: str = Field(description="The address or number the confirmation code was sent to.")

@@ -75,7 +75,7 @@ def _check_setting(value: Any) -> bool:
     enabled = check_bool(value)
     problem = unavailable_reason() if enabled else None
     if problem:
-        raise SettingError(f"cannot be on: {problem}")
+        raise SettingError(problem)
     return enabled
 
 

@@ -68,7 +68,7 @@ def pass_check(client: Client, user: User, server: SmtpServer, method: str = "to
 def test_setting_needs_smtp(db: None) -> None:
     """The check cannot be turned on while no mail server is set up: every enrolment would then be stuck."""
     set_setting("email.host", "")
-    with pytest.raises(SettingError, match="cannot be on"):
+    with pytest.raises(SettingError, match="needs outgoing mail"):
         set_setting(email_check.KEY, True)
     set_setting("email.host", "mail.example.com")
     set_setting(email_check.KEY, True)
@@ -215,6 +215,12 @@ def test_api_asks_for_the_check(api: Api, user: User, check_on: SmtpServer) -> N
     """Through the API: 403 email_check_required, then the check with the mailed code, then set-up works."""
     secret = tokens.issue_sign_in_token(user, origin=CLI).secret
     other = tokens.issue_sign_in_token(user, origin=CLI).secret
+    setup = api.get("/me/factors/setup", token=secret).json()
+    assert setup["email_check_required"] is True
+    assert {e["email"]: e["id"] for e in setup["emails"]} == {
+        "alice@example.com": address_id(user, "alice@example.com"),
+        BACKUP: address_id(user),
+    }
     refused = api.post("/me/factors/totp", token=secret)
     assert refused.status_code == 403 and error_code(refused) == "email_check_required"
     sent = api.post("/me/factors/email-check", {"email_id": address_id(user)}, token=secret)
@@ -226,6 +232,8 @@ def test_api_asks_for_the_check(api: Api, user: User, check_on: SmtpServer) -> N
     passed = api.post("/me/factors/email-check/confirm", {"code": code}, token=secret)
     assert passed.status_code == 200 and "passed_until" in passed.json()
     assert api.post("/me/factors/totp", token=secret).status_code == 200
+    assert api.get("/me/factors/setup", token=secret).json()["email_check_required"] is False
+    assert api.get("/me/factors/setup", token=other).json()["email_check_required"] is True
     # The other token of the same user did not pass.
     assert error_code(api.post("/me/factors/totp", token=other)) == "email_check_required"
     allow_only("totp", "email", "sms")

@@ -28,6 +28,7 @@ from twostep.api.schemas import (
     EmailFactorIn,
     FactorConfirmedOut,
     FactorOut,
+    FactorSetupOut,
     MeOut,
     PhoneFactorIn,
     ReauthenticatedOut,
@@ -103,6 +104,29 @@ def reauthenticate(request: HttpRequest, payload: ReauthenticateIn) -> dict[str,
 def list_factors(request: HttpRequest) -> list[dict[str, Any]]:
     """Confirmed second factors; secrets are never returned."""
     return factors_of(current_user(request))
+
+
+@router.get(
+    "/factors/setup",
+    auth=READ,
+    response={200: FactorSetupOut, **responses(401, 403)},
+    summary="What I can set up, and where codes may go",
+)
+def factor_setup(request: HttpRequest) -> dict[str, Any]:
+    """The allowed methods, the addresses and numbers an administrator put on the account (their ids
+    are the `email_id` and `phone_id` of the set-up calls), and whether the email check comes first.
+
+    Reachable by a user who must enrol, like every `/me/factors` operation (`GET /me` is not).
+    """
+    token = current_token(request)
+    user = token.user
+    _, methods = two_factor_state()
+    return {
+        "allowed_methods": methods,
+        "emails": emails_of(user),
+        "phones": phones_of(user),
+        "email_check_required": not email_check.may_set_up(user, Method.TOTP, email_check.token_holder(token.pk)),
+    }
 
 
 @router.post(
@@ -327,7 +351,9 @@ def email_check_confirm(request: HttpRequest, payload: CodeIn) -> dict[str, Any]
         until = email_check.confirm(token.user, payload.code, email_check.token_holder(token.pk), Origin.of(request))
     except email_check.CheckError as exc:
         if exc.reason == "no_check":
-            raise ApiError("invalid_code", "No code was sent for this token (or its address was removed).") from None
+            raise ApiError(
+                "invalid_code", "No check is waiting for a code: send one first (POST /api/v1/me/factors/email-check)."
+            ) from None
         raise ApiError(
             "invalid_code", "That code didn't work. Check it and try again, or ask for a new code."
         ) from None
