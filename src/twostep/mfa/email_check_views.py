@@ -45,7 +45,10 @@ def email_checked(method: str) -> Callable[[View], View]:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             user: User = request.user  # type: ignore[assignment]
-            if not email_check.may_set_up(user, method, email_check.session_holder(request.session)):
+            # The holder name is made only when the check applies: other sessions are left untouched.
+            if email_check.needed(user, method) and not email_check.passed(
+                user, email_check.session_holder(request.session)
+            ):
                 return redirect(f"{PAGE_URL}?{urlencode({'method': method})}")
             return view(request, *args, **kwargs)
 
@@ -63,8 +66,10 @@ def email_check_view(request: HttpRequest) -> HttpResponse:
     if method not in email_check.CHECKED_METHODS:
         method = ""
     after = enforcement.SETUP_URLS[method] if method else enforcement.ENROL_URL
+    if not email_check.needed(user, method or email_check.CHECKED_METHODS[0]):
+        return redirect(after)
     holder = email_check.session_holder(request.session)
-    if not email_check.needed(user, method or email_check.CHECKED_METHODS[0]) or email_check.passed(user, holder):
+    if email_check.passed(user, holder):
         return redirect(after)
     origin = Origin.of(request)
     here = f"{PAGE_URL}?{urlencode({'method': method})}" if method else PAGE_URL
