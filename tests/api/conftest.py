@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from tests.mfa.recovery_codes.helpers import enrol_totp
 from twostep.accounts.models import User
 from twostep.api import tokens
 from twostep.audit.services import CLI
-from twostep.core import clock
-from twostep.factors import totp
-from twostep.mfa.totp import flows
+
+__all__ = ["Api", "allow_only", "api", "enrol_totp", "error_code", "token_for"]
 
 
 class Api:
@@ -66,14 +66,6 @@ def token_for() -> Callable[[User], str]:
         return tokens.issue_sign_in_token(user, origin=CLI).secret
 
     return issue
-
-
-def enrol_totp(user: User) -> bytes:
-    """Give ``user`` a confirmed authenticator app; return its key."""
-    provisioning = flows.provisioning_for(user)
-    key = totp.decode_secret(provisioning.secret)
-    flows.confirm(user, totp.totp(key, clock.timestamp() - 30), CLI)
-    return key
 
 
 def allow_only(*methods: str) -> None:

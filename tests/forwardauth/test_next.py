@@ -8,12 +8,11 @@ import pytest
 from django.test import Client
 
 from tests.conftest import PASSWORD
+from tests.mfa.recovery_codes.helpers import enrol_totp
 from twostep.accounts.models import User
-from twostep.audit.services import CLI
 from twostep.config.loader import TwostepConfig
 from twostep.core import clock
 from twostep.factors import totp
-from twostep.mfa.totp import flows
 
 pytestmark = pytest.mark.django_db
 
@@ -104,8 +103,7 @@ def test_next_survives_the_second_step(
     client: Client, user: User, two_factor_on: None, forward_config: Callable[..., TwostepConfig]
 ) -> None:
     """With an authenticator app, the browser returns to the app after the code, not before."""
-    key = totp.decode_secret(flows.provisioning_for(user).secret)
-    flows.confirm(user, totp.totp(key, clock.timestamp() - 30), CLI)
+    key = enrol_totp(user)
     assert sign_in_with_next(client, user.username, "https://wiki.example.com/x") == "/login/verify"
     response = client.post("/login/verify", {"code": totp.totp(key, clock.timestamp())})
     assert response["Location"] == "https://wiki.example.com/x"

@@ -10,12 +10,11 @@ from django.test import Client
 
 from tests.conftest import PASSWORD, sign_in
 from tests.forwardauth.conftest import PUBLIC_URL
+from tests.mfa.recovery_codes.helpers import enrol_totp
 from twostep.accounts.models import Role, User
-from twostep.audit.services import CLI
 from twostep.config.loader import TwostepConfig
 from twostep.core import clock
 from twostep.factors import totp
-from twostep.mfa.totp import flows
 
 pytestmark = pytest.mark.django_db
 
@@ -81,9 +80,7 @@ def test_pending_second_step_is_not_signed_in(
     client: Client, user: User, two_factor_on: None, forward_config: Callable[..., TwostepConfig]
 ) -> None:
     """After the password but before the code the proxy must not let the request through; after the code it does."""
-    provisioning = flows.provisioning_for(user)
-    key = totp.decode_secret(provisioning.secret)
-    flows.confirm(user, totp.totp(key, clock.timestamp() - 30), CLI)
+    key = enrol_totp(user)
     assert sign_in(client, user.username)["Location"] == "/login/verify"
     response = client.get(REQUEST, **NGINX_WIKI)
     assert response.status_code == 401 and "Remote-User" not in response

@@ -11,6 +11,7 @@ from django.db import connection
 from django.test import Client, override_settings
 
 from tests.conftest import sign_in
+from tests.mfa.recovery_codes.helpers import enrol_totp
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
@@ -26,10 +27,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def enrol(user: User) -> bytes:
-    provisioning = flows.provisioning_for(user)
-    key = totp.decode_secret(provisioning.secret)
-    flows.confirm(user, totp.totp(key, clock.timestamp() - 30), CLI)
-    return key
+    return enrol_totp(user)
 
 
 def code_now(key: bytes, offset_steps: int = 0) -> str:

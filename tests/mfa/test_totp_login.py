@@ -6,20 +6,16 @@ import pytest
 from django.test import Client
 
 from tests.conftest import PASSWORD, sign_in
+from tests.mfa.recovery_codes.helpers import enrol_totp
 from twostep.accounts.models import User
-from twostep.audit.services import CLI
 from twostep.core import clock
 from twostep.factors import totp
-from twostep.mfa.totp import flows
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def enrol(user: User) -> bytes:
-    provisioning = flows.provisioning_for(user)
-    key = totp.decode_secret(provisioning.secret)
-    flows.confirm(user, totp.totp(key, clock.timestamp() - 30), CLI)
-    return key
+    return enrol_totp(user)
 
 
 def test_password_then_code_signs_in(client: Client, user: User, two_factor_on: None) -> None:
