@@ -110,8 +110,11 @@ class OneTimeCode(models.Model):
     #: The address or number the code was sent to (kept for send caps and the log).
     destination = models.CharField(max_length=254)
     pending_login = models.ForeignKey(PendingLogin, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    authenticator = models.ForeignKey(Authenticator, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    email_check = models.ForeignKey(EmailCheck, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    # A code outlives the enrolment or check it was sent for (SET_NULL): it can no
+    # longer be used, but it still counts toward the send limits until housekeeping
+    # deletes it, so that starting over with another address does not reset them.
+    authenticator = models.ForeignKey(Authenticator, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    email_check = models.ForeignKey(EmailCheck, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     code_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField()
     #: Set once the message was handed to the mail server or SMS provider.

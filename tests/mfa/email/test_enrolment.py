@@ -12,6 +12,7 @@ from tests.mail.smtp_server import Certificates, SmtpServer, configure_twostep
 from tests.mfa.email.conftest import BACKUP, sign_in_with_email_code
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
+from twostep.core import clock
 from twostep.mfa.models import Authenticator, OneTimeCode
 
 pytestmark = pytest.mark.django_db
@@ -169,3 +170,28 @@ def test_not_allowed_by_the_admin(client: Client, user: User, two_factor_on: Non
     signed_in(client, user)
     response = client.get(SETUP)
     assert response.status_code == 302 and response["Location"] == "/account/security"
+
+
+@pytest.mark.parametrize("how", ["switching", "cancelling"])
+def test_starting_over_does_not_reset_the_send_limits(
+    client: Client, user: User, mail_server: SmtpServer, email_on: None, frozen_clock: clock.FrozenClock, how: str
+) -> None:
+    """Alternating addresses, or cancelling and starting again, sends no more than 5 codes in 15 minutes.
+
+    Each start makes a new enrolment with its own cooldown; if the old codes
+    went with the old enrolment, the account's limit would count nothing and
+    every start would mail a fresh code with five more tries.
+    """
+    signed_in(client, user)
+    ids = [address_id(user, "alice@example.com"), address_id(user, BACKUP)]
+    for attempt in range(8):
+        if how == "cancelling":
+            client.post(SETUP, {"action": "cancel"})
+        client.post(SETUP, {"action": "send", "address": ids[attempt % 2]})
+        frozen_clock.advance(5)
+    assert len(mail_server.messages()) == 5
+    refused = client.post(SETUP, {"action": "send", "address": ids[0]}).content.decode()
+    assert "Too many codes were sent to your account." in refused
+    assert [e.reason for e in AuthEvent.objects.filter(kind="email.code_sent", outcome="failure")][
+        -1
+    ] == "account_limit"

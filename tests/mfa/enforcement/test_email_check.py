@@ -262,3 +262,16 @@ def test_console_turns_it_on_only_with_mail(client: Client, admin: User, two_fac
     set_setting("email.host", "mail.example.com")
     assert client.post("/admin/two-factor", form)["Location"] == "/admin/two-factor"
     assert get_setting(email_check.KEY) is True
+
+
+def test_switching_addresses_does_not_reset_the_send_limits(
+    client: Client, user: User, check_on: SmtpServer, frozen_clock: clock.FrozenClock
+) -> None:
+    """Each address starts a new check, but the account still gets at most 5 codes in 15 minutes: 25 guesses, not more."""
+    sign_in(client, user.username)
+    ids = [address_id(user, "alice@example.com"), address_id(user)]
+    for attempt in range(8):
+        client.post(f"{CHECK}?method=totp", {"action": "send", "address": ids[attempt % 2]})
+        frozen_clock.advance(5)
+    assert len(check_on.messages()) == 5
+    assert events("email_check.code_sent")[-1].reason == "account_limit"

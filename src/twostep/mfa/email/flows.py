@@ -145,9 +145,10 @@ def pending_enrolment(user: User) -> Authenticator | None:
 def start_enrolment(user: User, address_id: int, origin: Origin) -> Authenticator:
     """Send a confirmation code to the user's address ``address_id``.
 
-    Choosing another address than the pending one starts over (its codes die
-    with it).  The current email factor, if any, keeps working until the new
-    address is confirmed.
+    Choosing another address than the pending one starts over: its codes stop
+    working, but still count toward the send limits (see ``OneTimeCode``).
+    The current email factor, if any, keeps working until the new address is
+    confirmed.
 
     Raises:
         EnrolmentError: ``not_your_address``.
