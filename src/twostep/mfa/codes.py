@@ -53,17 +53,22 @@ def _hash(user_id: int, code: str) -> str:
     return keyed_hash(settings.SECRET_KEY.encode(), "one-time-code", f"{user_id}:{code}")
 
 
-def _binding(
-    pending: PendingLogin | None, authenticator: Authenticator | None, email_check: EmailCheck | None = None
-) -> Q:
-    given = [
-        Q(**{field: value})
-        for field, value in (("pending_login", pending), ("authenticator", authenticator), ("email_check", email_check))
-        if value is not None
-    ]
+#: The columns that bind a code to what it was sent for; exactly one is set.
+_BINDING_COLUMNS = ("pending_login_id", "authenticator_id", "email_check_id")
+
+
+def _binding_of_ids(*ids: int | None) -> Q:
+    """The filter for one binding, from the ids in ``_BINDING_COLUMNS`` order (one set, the others None)."""
+    given = [Q(**{column: value}) for column, value in zip(_BINDING_COLUMNS, ids, strict=True) if value is not None]
     if len(given) != 1:
         raise ValueError("a code is bound to exactly one pending sign-in, enrolment or email check")
     return given[0]
+
+
+def _binding(
+    pending: PendingLogin | None, authenticator: Authenticator | None, email_check: EmailCheck | None = None
+) -> Q:
+    return _binding_of_ids(*(None if bound is None else bound.pk for bound in (pending, authenticator, email_check)))
 
 
 def _sent_since(queryset: QuerySet[OneTimeCode], since: datetime) -> list[datetime]:
@@ -163,12 +168,7 @@ def mark_sent(row: OneTimeCode) -> None:
     """Make ``row`` the live code of its binding; every older code of it dies."""
     now = clock.now()
     with transaction.atomic():
-        if row.pending_login_id:
-            binding = Q(pending_login_id=row.pending_login_id)
-        elif row.authenticator_id:
-            binding = Q(authenticator_id=row.authenticator_id)
-        else:
-            binding = Q(email_check_id=row.email_check_id)
+        binding = _binding_of_ids(row.pending_login_id, row.authenticator_id, row.email_check_id)
         OneTimeCode.objects.filter(binding, superseded_at__isnull=True).exclude(pk=row.pk).update(superseded_at=now)
         OneTimeCode.objects.filter(pk=row.pk).update(superseded_at=None, sent_at=now)
 
