@@ -111,17 +111,22 @@ def token_holder(token_id: int) -> str:
     return f"token:{token_id}"
 
 
-def needed(user: User, method: str) -> bool:
-    """Whether ``user`` must pass a check before setting up ``method``.
+def asked_of(user: User) -> bool:
+    """Whether the check is asked of ``user`` at all.
 
-    Only users whom something requires to enrol (the policy, or a method the
-    administrator withdrew) and who have no allowed factor yet, and only
+    Only of users whom something requires to enrol (the policy, or a method
+    the administrator withdrew) and who have no allowed factor yet, and only
     while the setting is on.
     """
-    if method not in CHECKED_METHODS or not is_enabled():
+    if not is_enabled():
         return False
     state = enforcement.requirement(user)
     return state.required and not state.enrolled
+
+
+def needed(user: User, method: str) -> bool:
+    """Whether ``user`` must pass a check before setting up ``method`` (see ``asked_of``)."""
+    return method in CHECKED_METHODS and asked_of(user)
 
 
 def passed(user: User, holder: str) -> bool:
@@ -167,6 +172,21 @@ def start(user: User, address_id: int, holder: str, origin: Origin) -> EmailChec
         user, address.email, "email_check_code", kind="email_check.code_sent", origin=origin, email_check=check
     )
     return check
+
+
+def resend(user: User, holder: str, origin: Origin) -> EmailCheck:
+    """Send a new code to the address of the holder's check in progress.
+
+    Raises:
+        CheckError: ``no_check`` (none in progress, or its address was removed).
+        codes.SendRefused: cooldown or a send cap.
+        MailDeliveryError: the message could not be delivered (logged).
+    """
+    check = in_progress(user, holder)
+    address = None if check is None else EmailAddress.objects.filter(user=user, email__iexact=check.destination).first()
+    if address is None:
+        raise CheckError("no_check")
+    return start(user, address.pk, holder, origin)
 
 
 def confirm(user: User, code: str, holder: str, origin: Origin) -> datetime:

@@ -66,7 +66,7 @@ def email_check_view(request: HttpRequest) -> HttpResponse:
     if method not in email_check.CHECKED_METHODS:
         method = ""
     after = enforcement.SETUP_URLS[method] if method else enforcement.ENROL_URL
-    if not email_check.needed(user, method or email_check.CHECKED_METHODS[0]):
+    if not (email_check.needed(user, method) if method else email_check.asked_of(user)):
         return redirect(after)
     holder = email_check.session_holder(request.session)
     if email_check.passed(user, holder):
@@ -77,12 +77,11 @@ def email_check_view(request: HttpRequest) -> HttpResponse:
     error = ""
     action = request.POST.get("action", "") if request.method == "POST" else ""
     if action in {"send", "resend"}:
-        current = email_check.in_progress(user, holder)
-        chosen = address_id(request)
-        if action == "resend" and current is not None:
-            chosen = next((a.pk for a in email_flows.addresses_of(user) if a.email == current.destination), 0)
         try:
-            check = email_check.start(user, chosen, holder, origin)
+            if action == "send":
+                check = email_check.start(user, address_id(request), holder, origin)
+            else:
+                check = email_check.resend(user, holder, origin)
         except (email_check.CheckError, codes.SendRefused, MailDeliveryError) as exc:
             error = send_error(exc, CHECK_ERRORS)
         else:

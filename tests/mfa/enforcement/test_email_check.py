@@ -275,3 +275,20 @@ def test_switching_addresses_does_not_reset_the_send_limits(
         frozen_clock.advance(5)
     assert len(check_on.messages()) == 5
     assert events("email_check.code_sent")[-1].reason == "account_limit"
+
+
+def test_resend_goes_to_the_address_being_checked(
+    client: Client, user: User, check_on: SmtpServer, frozen_clock: clock.FrozenClock
+) -> None:
+    """The "Send a new code" button mails the address being checked after the cooldown; the newest code passes."""
+    sign_in(client, user.username)
+    nothing = client.post(f"{CHECK}?method=totp", {"action": "resend"}).content.decode()
+    assert "Choose an address and send a code first." in nothing and check_on.messages() == []
+    client.post(f"{CHECK}?method=totp", {"action": "send", "address": address_id(user)})
+    early = client.post(f"{CHECK}?method=totp", {"action": "resend"}).content.decode()
+    assert "You can ask for a new code in" in early and len(check_on.messages()) == 1
+    frozen_clock.advance(61)
+    assert client.post(f"{CHECK}?method=totp", {"action": "resend"}).status_code == 302
+    assert [m.rcpt_tos for m in check_on.messages()] == [[BACKUP], [BACKUP]]
+    done = client.post(f"{CHECK}?method=totp", {"action": "confirm", "code": check_on.last_code(BACKUP)})
+    assert done["Location"] == TOTP_SETUP

@@ -125,7 +125,8 @@ def factor_setup(request: HttpRequest) -> dict[str, Any]:
         "allowed_methods": methods,
         "emails": emails_of(user),
         "phones": phones_of(user),
-        "email_check_required": not email_check.may_set_up(user, Method.TOTP, email_check.token_holder(token.pk)),
+        "email_check_required": email_check.asked_of(user)
+        and not email_check.passed(user, email_check.token_holder(token.pk)),
     }
 
 
@@ -327,7 +328,7 @@ def email_check_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str,
     check is asked of this user.  Needs a recent re-authentication.
     """
     token = require_reauthentication(request)
-    if not email_check.needed(token.user, Method.TOTP):
+    if not email_check.asked_of(token.user):
         raise ApiError("method_unavailable", "No email check is needed: set up a factor directly.")
     try:
         check = email_check.start(token.user, payload.email_id, email_check.token_holder(token.pk), Origin.of(request))
