@@ -14,7 +14,7 @@ from tests.mail.smtp_server import Certificates, SmtpServer, configure_twostep
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
 from twostep.core.models import Setting
-from twostep.core.runtime import get_settings
+from twostep.core.runtime import get_settings, set_setting
 from twostep.mail import config
 
 pytestmark = pytest.mark.django_db
@@ -88,6 +88,35 @@ def test_invalid_settings_are_explained(admin_client: Client) -> None:
     assert response.status_code == 400
     page = response.content.decode()
     assert "not a host name" in page and "less than or equal to 65535" in page
+    assert get_settings("email.host")["email.host"] == ""
+
+
+@pytest.mark.parametrize(
+    ("setting", "on", "off", "reason"),
+    [
+        ("two_factor.methods", ["totp", "email"], ["totp"], "Email codes are an allowed sign-in method"),
+        ("two_factor.enrolment_email_check", True, False, "The email check before enrolment is on"),
+    ],
+)
+def test_smtp_server_stays_while_a_feature_needs_it(
+    admin_client: Client, setting: str, on: object, off: object, reason: str
+) -> None:
+    """Removing the server while email codes or the email check use it is refused, from the page and the CLI.
+
+    Without it every emailed code would fail: users of email codes could not sign in.
+    """
+    set_setting("email.host", "smtp.example.com")
+    set_setting(setting, on)
+    response = admin_client.post("/admin/email", {"action": "save", "host": "", "port": "587", "security": "starttls"})
+    assert response.status_code == 400
+    assert reason in response.content.decode()
+    with pytest.raises(CommandError, match=reason):
+        call_command("settings", "set", "email.host", "")
+    assert get_settings("email.host")["email.host"] == "smtp.example.com"
+
+    # Once nothing needs it, it can go.
+    set_setting(setting, off)
+    call_command("settings", "set", "email.host", "", stdout=io.StringIO())
     assert get_settings("email.host")["email.host"] == ""
 
 

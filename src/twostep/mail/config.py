@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from email.utils import parseaddr
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -70,6 +71,38 @@ def check_host(value: Any) -> str:
     return host
 
 
+#: What stops working without outgoing mail, registered by the apps that
+#: send it: each returns why the SMTP server cannot be removed now (the
+#: feature is on), or None.
+MAIL_DEPENDENTS: dict[str, Callable[[], str | None]] = {}
+
+
+def register_mail_dependent(feature: str, in_use: Callable[[], str | None]) -> None:
+    """Refuse to clear ``email.host`` while ``in_use()`` returns a reason."""
+    MAIL_DEPENDENTS[feature] = in_use
+
+
+def _email_codes_in_use() -> str | None:
+    if "email" not in get_settings("two_factor.methods")["two_factor.methods"]:
+        return None
+    return (
+        "Email codes are an allowed sign-in method: remove email from the allowed methods on the "
+        "Authentication page (/admin/authentication) before removing the SMTP server."
+    )
+
+
+def _check_host_setting(value: Any) -> str:
+    # Removing the server while a sign-in method needs it would lock out
+    # everyone who signs in with an emailed code; refuse, as SMS does.
+    host = check_host(value)
+    if not host:
+        for in_use in MAIL_DEPENDENTS.values():
+            reason = in_use()
+            if reason:
+                raise SettingError(reason)
+    return host
+
+
 def _check_port(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise SettingError(f"{value!r} is not a port number from 1 to 65535")
@@ -110,7 +143,7 @@ def register() -> None:
     """Declare the runtime settings (from ``AppConfig.ready``); defaults come from config.toml."""
     file = settings.CONFIG.email
     for definition in (
-        Definition(HOST, file.host, str, check_host, "SMTP server for outgoing mail (empty: not configured)."),
+        Definition(HOST, file.host, str, _check_host_setting, "SMTP server for outgoing mail (empty: not configured)."),
         Definition(PORT, file.port, _parse_port, _check_port, "SMTP port (587 for STARTTLS, 465 for TLS)."),
         Definition(SECURITY, file.security, str, _check_security, "SMTP connection security: starttls, tls or none."),
         Definition(USERNAME, file.username, str, check_username, "SMTP username (empty: no login)."),
@@ -121,6 +154,7 @@ def register() -> None:
         register_setting(definition)
     register_encrypted_setting(PASSWORD_KEY)
     register_method_requirement("email", email_method_problem)
+    register_mail_dependent("email codes", _email_codes_in_use)
 
 
 def email_method_problem() -> str | None:
@@ -187,10 +221,11 @@ def save(*, host: str, port: int, security: str, username: str, from_address: st
     """Store the non-secret settings; return what was stored.
 
     Raises:
-        SettingError: a value is invalid (nothing is stored then).
+        SettingError: a value is invalid, or the host is cleared while email
+            codes or the email check need it (nothing is stored then).
     """
     checked = {
-        HOST: check_host(host),
+        HOST: _check_host_setting(host),
         PORT: _check_port(port),
         SECURITY: _check_security(security),
         USERNAME: check_username(username),

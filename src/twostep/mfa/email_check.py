@@ -37,6 +37,7 @@ from twostep.core.runtime import (
     register_setting,
 )
 from twostep.factors.totp import is_well_formed
+from twostep.mail.config import register_mail_dependent
 from twostep.mfa import codes, enforcement
 from twostep.mfa.email.flows import deliver_code
 from twostep.mfa.models import EmailCheck, Method
@@ -90,6 +91,16 @@ def register_settings() -> None:
             "Users who must enrol confirm one of their email addresses with a code before setting up "
             "an authenticator app or SMS codes (needs SMTP).",
         )
+    )
+    register_mail_dependent("email check", _mail_in_use)
+
+
+def _mail_in_use() -> str | None:
+    if not is_enabled():
+        return None
+    return (
+        "The email check before enrolment is on: turn it off on the Two-step policy page "
+        "(/admin/two-factor) before removing the SMTP server."
     )
 
 
