@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
@@ -351,3 +352,29 @@ def test_timed_lock_ends_but_grants_no_fresh_budget(
         assert verify(client, code_now(key)) == 1
         user.refresh_from_db()
         assert (user.second_step_failures, user.second_step_locked_at) == (0, None)
+
+
+def test_generous_lock_setting_keeps_counting_past_any_delay(
+    totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
+) -> None:
+    """With the lock far above the delay (here at 100, delays from 1), wrong codes stay counted and delayed.
+
+    The doubling delay once overflowed from the 47th step on: the failure
+    rolled back its own count, so one sign-in could guess without limit.
+    """
+    user, key = totp_user
+    generous = load_config(
+        settings.DATA_DIR,
+        {"TWOSTEP_SECURITY__SECOND_STEP_DELAY_AFTER": "1", "TWOSTEP_SECURITY__SECOND_STEP_LOCK_AFTER": "100"},
+    )
+    User.objects.filter(pk=user.pk).update(second_step_failures=60)
+    wrong = "000000" if code_now(key) != "000000" else "111111"
+    with override_settings(CONFIG=generous):
+        client = Client()
+        sign_in(client, user.username)
+        response = client.post("/login/verify", {"code": wrong})
+        assert response.status_code == 200 and b"That code didn" in response.content
+        user.refresh_from_db()
+        assert user.second_step_failures == 61
+        assert user.second_step_blocked_until == clock.now() + timedelta(minutes=15)
+        assert verify(client, code_now(key)) == 0

@@ -32,20 +32,18 @@ def check_password_step(username: str, password: str, origin: Origin, request: o
             not) or this client IP; the password was not checked.
     """
     typed = username.strip()[:150]
-    now = clock.now()
     try:
-        throttle.check(typed, origin.ip, now)
+        attempt = throttle.claim(typed, origin.ip, clock.now())
     except throttle.SignInThrottled:
         record("login.password", Outcome.FAILURE, origin=origin, username=typed, reason="throttled")
         raise
     if len(password) > MAX_PASSWORD_LENGTH:
         password = password[: MAX_PASSWORD_LENGTH + 1]
     user = authenticate(request, username=typed.lower(), password=password)  # type: ignore[arg-type]
+    throttle.settle(attempt, password_was_right=isinstance(user, User))
     if isinstance(user, User):
-        throttle.register_success(typed)
         record("login.password", Outcome.SUCCESS, origin=origin, user=user, username=typed)
         return user
-    throttle.register_failure(typed, origin.ip, now)
     known = User.objects.filter(username=typed.lower()).only("id", "is_active").first()
     if known is None:
         reason = "unknown_user"
@@ -66,16 +64,15 @@ def check_reauthentication(user: User, password: str, origin: Origin) -> bool:
     Raises:
         SignInThrottled: too many recent failures; the password was not checked.
     """
-    now = clock.now()
     try:
-        throttle.check(user.username, origin.ip, now)
+        attempt = throttle.claim(user.username, origin.ip, clock.now())
     except throttle.SignInThrottled:
         record("reauthenticate", Outcome.FAILURE, origin=origin, user=user, reason="throttled")
         raise
-    if user.check_password(password[: MAX_PASSWORD_LENGTH + 1]):
-        throttle.register_success(user.username)
+    right = user.check_password(password[: MAX_PASSWORD_LENGTH + 1])
+    throttle.settle(attempt, password_was_right=right)
+    if right:
         record("reauthenticate", Outcome.SUCCESS, origin=origin, user=user)
         return True
-    throttle.register_failure(user.username, origin.ip, now)
     record("reauthenticate", Outcome.FAILURE, origin=origin, user=user, reason="credentials")
     return False

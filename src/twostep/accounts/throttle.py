@@ -4,18 +4,24 @@ Per account: after ``ACCOUNT_FREE_FAILURES`` consecutive failures each further
 try waits a growing delay (never a lock, so a stranger cannot lock a user
 out by typing wrong passwords).  Per IP: more than ``IP_FAILURES_PER_WINDOW``
 failures in ``IP_WINDOW`` block that address for a growing time.  Counters
-live in the database (shared by every instance) and grow with single
-``UPDATE`` statements, so concurrent failures are all counted.
+live in the database, shared by every instance.
+
+A try is counted *before* its password is checked (``claim``), under a lock
+on the counters' rows, and given back when the password was right
+(``settle``).  Checking first and counting after the hash would let every
+request that arrives while the first one hashes through the same check: a
+burst as large as the server's concurrency at each turn of the delay.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 
 from twostep.accounts.models import SignInThrottle
+from twostep.core.backoff import doubling_wait
 
 ACCOUNT_FREE_FAILURES = 5
 IP_FAILURES_PER_WINDOW = 30
@@ -31,55 +37,69 @@ class SignInThrottled(Exception):
         self.retry_after = retry_after
 
 
-def _keys(username: str, ip: str | None) -> list[str]:
-    keys = [f"user:{username.strip().lower()[:150]}"]
-    if ip:
-        keys.append(f"ip:{ip}")
-    return keys
+@dataclass(frozen=True)
+class Claim:
+    """One counted password try, to be settled once the password is checked."""
+
+    account_key: str
+    ip_key: str | None
 
 
-def check(username: str, ip: str | None, now: datetime) -> None:
-    """Raises SignInThrottled when the name or the address must wait."""
-    waits = [
-        blocked - now
-        for blocked in SignInThrottle.objects.filter(key__in=_keys(username, ip), blocked_until__gt=now).values_list(
-            "blocked_until", flat=True
-        )
-        if blocked is not None
-    ]
-    if waits:
-        raise SignInThrottled(max(waits))
+def _account_key(username: str) -> str:
+    return f"user:{username.strip().lower()[:150]}"
 
 
-def _delay(excess: int) -> timedelta:
-    return min(MAX_DELAY, timedelta(seconds=2**excess))
+def claim(username: str, ip: str | None, now: datetime) -> Claim:
+    """Count a password try against the name and the address, before the password is checked.
+
+    Raises:
+        SignInThrottled: the name or the address must wait; nothing was
+            counted, and the password must not be checked.
+    """
+    attempt = Claim(_account_key(username), f"ip:{ip}" if ip else None)
+    keys = [key for key in (attempt.account_key, attempt.ip_key) if key]
+    for key in keys:
+        _ensure_row(key, now)
+    with transaction.atomic():
+        rows = list(SignInThrottle.objects.select_for_update().filter(key__in=keys).order_by("key"))
+        waits = [row.blocked_until - now for row in rows if row.blocked_until and row.blocked_until > now]
+        if waits:
+            raise SignInThrottled(max(waits))
+        for row in rows:
+            is_ip = row.key.startswith("ip:")
+            if is_ip and now - row.window_started_at > IP_WINDOW:
+                row.failures, row.window_started_at = 0, now
+            row.failures += 1
+            limit = IP_FAILURES_PER_WINDOW if is_ip else ACCOUNT_FREE_FAILURES
+            if row.failures >= limit:
+                row.blocked_until = now + doubling_wait(row.failures - limit, MAX_DELAY)
+            row.save(update_fields=["failures", "window_started_at", "blocked_until"])
+    return attempt
 
 
-def register_failure(username: str, ip: str | None, now: datetime) -> None:
-    """Count one failed password step against the name and the address."""
-    for key in _keys(username, ip):
+def settle(attempt: Claim, *, password_was_right: bool) -> None:
+    """Close a claimed try: a right password clears the name's counter and gives the address its try back.
+
+    A wrong password leaves the counts as ``claim`` made them.
+    """
+    if not password_was_right:
+        return
+    SignInThrottle.objects.filter(key=attempt.account_key).delete()
+    if attempt.ip_key:
         with transaction.atomic():
-            row = _row(key, now)
-            if key.startswith("ip:") and now - row.window_started_at > IP_WINDOW:
-                SignInThrottle.objects.filter(pk=row.pk).update(failures=0, window_started_at=now)
-            SignInThrottle.objects.filter(pk=row.pk).update(failures=F("failures") + 1)
-            failures = SignInThrottle.objects.values_list("failures", flat=True).get(pk=row.pk)
-            limit = ACCOUNT_FREE_FAILURES if key.startswith("user:") else IP_FAILURES_PER_WINDOW
-            if failures >= limit:
-                SignInThrottle.objects.filter(pk=row.pk).update(blocked_until=now + _delay(failures - limit))
+            row = SignInThrottle.objects.select_for_update().filter(key=attempt.ip_key).first()
+            if row is not None and row.failures > 0:
+                row.failures -= 1
+                if row.failures < IP_FAILURES_PER_WINDOW:
+                    row.blocked_until = None
+                row.save(update_fields=["failures", "blocked_until"])
 
 
-def register_success(username: str) -> None:
-    """A correct password clears the account's counter (the address keeps its count)."""
-    SignInThrottle.objects.filter(key__in=_keys(username, None)).delete()
-
-
-def _row(key: str, now: datetime) -> SignInThrottle:
-    row = SignInThrottle.objects.filter(key=key).first()
-    if row is not None:
-        return row
+def _ensure_row(key: str, now: datetime) -> None:
+    if SignInThrottle.objects.filter(key=key).exists():
+        return
     try:
         with transaction.atomic():
-            return SignInThrottle.objects.create(key=key, window_started_at=now)
+            SignInThrottle.objects.create(key=key, window_started_at=now)
     except IntegrityError:  # created concurrently
-        return SignInThrottle.objects.get(key=key)
+        pass

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from email.utils import parseaddr
 from collections.abc import Callable
+from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 

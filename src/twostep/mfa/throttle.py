@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db.models import F
 
 from twostep.accounts.models import User
+from twostep.core.backoff import doubling_wait
 
 #: Longest wait between attempts once the delay has grown.
 MAX_DELAY = timedelta(minutes=15)
@@ -35,7 +36,7 @@ def delay_after(failures: int) -> timedelta:
     threshold = settings.CONFIG.security.second_step_delay_after
     if failures < threshold:
         return timedelta(0)
-    return min(MAX_DELAY, timedelta(seconds=2 ** (failures - threshold + 1)))
+    return doubling_wait(failures - threshold + 1, MAX_DELAY)
 
 
 def lock_expired(locked_at: datetime, now: datetime) -> bool:

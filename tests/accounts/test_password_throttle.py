@@ -1,0 +1,88 @@
+"""The password step's throttle under persistence and concurrency (BF-14, RR)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+from django.db import connection
+
+from tests.conftest import PASSWORD
+from twostep.accounts import throttle
+from twostep.accounts.models import SignInThrottle, User
+from twostep.accounts.signin import SignInThrottled, check_password_step
+from twostep.audit.models import AuthEvent
+from twostep.audit.services import Origin
+from twostep.core import clock
+
+
+@pytest.mark.django_db
+def test_patient_guessing_keeps_being_counted_and_logged(user: User, frozen_clock: clock.FrozenClock) -> None:
+    """A guesser who waits out every delay is counted, delayed and logged at every try, however many.
+
+    The delay doubles with each failure; computing it once overflowed
+    (2 ** 47 seconds), which failed the request, rolled the count back and
+    left the name unthrottled from then on.
+    """
+    guesses = 80
+    for i in range(guesses):
+        try:
+            assert check_password_step(user.username, f"guess {i}", Origin(f"198.51.100.{i + 1}", "ua")) is None
+        except SignInThrottled as waiting:
+            frozen_clock.advance(waiting.retry_after.total_seconds())
+            assert check_password_step(user.username, f"guess {i}", Origin(f"198.51.100.{i + 1}", "ua")) is None
+    row = SignInThrottle.objects.get(key=f"user:{user.username}")
+    assert row.failures == guesses
+    assert row.blocked_until == clock.now() + throttle.MAX_DELAY
+    logged = AuthEvent.objects.filter(kind="login.password", reason="credentials", user=user).count()
+    assert logged == guesses
+    with pytest.raises(SignInThrottled):
+        check_password_step(user.username, PASSWORD, Origin("203.0.113.1", "ua"))
+
+
+@pytest.mark.django_db
+def test_a_right_password_gives_the_address_its_try_back(make_user: Callable[..., User]) -> None:
+    """Colleagues behind one NAT signing in successfully do not use up its allowance of failures."""
+    alice = make_user("alice")
+    office = Origin("192.0.2.50", "ua")
+    for i in range(throttle.IP_FAILURES_PER_WINDOW - 1):
+        check_password_step(f"typo{i}", "wrong password", office)
+    for _ in range(5):
+        assert check_password_step(alice.username, PASSWORD, office) == alice
+    assert SignInThrottle.objects.get(key="ip:192.0.2.50").failures == throttle.IP_FAILURES_PER_WINDOW - 1
+    check_password_step("one more typo", "wrong password", office)
+    with pytest.raises(SignInThrottled):
+        check_password_step(alice.username, PASSWORD, office)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_guesses_get_no_more_tries_than_sequential_ones(user: User) -> None:
+    """Forty wrong passwords at once, from forty addresses: exactly the free allowance is checked.
+
+    Counted only after the hash, every request arriving while the first ones
+    hashed passed the check: a burst as large as the server's concurrency.
+    """
+    attackers = 40
+    start = threading.Barrier(attackers)
+    outcomes: list[str] = []
+
+    def guess(i: int) -> None:
+        try:
+            start.wait()
+            check_password_step(user.username, f"wrong {i}", Origin(f"10.0.0.{i + 1}", "ua"))
+            outcomes.append("checked")
+        except SignInThrottled:
+            outcomes.append("throttled")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(attackers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("checked") == throttle.ACCOUNT_FREE_FAILURES
+    assert outcomes.count("throttled") == attackers - throttle.ACCOUNT_FREE_FAILURES
+    assert AuthEvent.objects.filter(kind="login.password", reason="credentials").count() == 5
+    assert SignInThrottle.objects.get(key=f"user:{user.username}").failures == throttle.ACCOUNT_FREE_FAILURES
