@@ -116,3 +116,18 @@ def test_removed_address_sends_nothing(
     response = api.post("/auth/login/resend", {"login_token": step["login_token"]})
     assert response.status_code == 409 and error_code(response) == "method_unavailable"
     assert len(mail_server.messages()) == sent
+
+
+def test_locked_second_step_sends_nothing(
+    api: Api, user: User, mail_server: SmtpServer, email_on: None, frozen_clock: clock.FrozenClock
+) -> None:
+    """With the second step locked, resend mails nothing and answers the generic failure, like a code would."""
+    email_flows.start_enrolment(user, user.email_addresses.get(email=BACKUP).pk, CLI)
+    email_flows.confirm_enrolment(user, mail_server.last_code(BACKUP), CLI)
+    mail_server.received.clear()
+    User.objects.filter(pk=user.pk).update(second_step_failures=20, second_step_locked_at=clock.now())
+    step = login(api, "alice")
+    frozen_clock.advance(120)
+    response = api.post("/auth/login/resend", {"login_token": step["login_token"]})
+    assert response.status_code == 401 and error_code(response) == "second_step_failed"
+    assert mail_server.messages() == []

@@ -16,8 +16,11 @@ from django.conf import settings
 from django.db.models import F
 
 from twostep.accounts.models import User
+from twostep.core import clock
 from twostep.core.backoff import doubling_wait
 
+#: What a user is told when a code is not sent because the second step is locked.
+LOCKED_MESSAGE = "Your second step is locked after too many wrong codes. Contact an administrator."
 #: Longest wait between attempts once the delay has grown.
 MAX_DELAY = timedelta(minutes=15)
 
@@ -43,6 +46,12 @@ def lock_expired(locked_at: datetime, now: datetime) -> bool:
     """True when ``security.second_step_lock_minutes`` is set and that long has passed."""
     minutes = settings.CONFIG.security.second_step_lock_minutes
     return bool(minutes) and now >= locked_at + timedelta(minutes=minutes)
+
+
+def is_locked(user: User) -> bool:
+    """True while the second step is locked (an expired timed lock no longer counts)."""
+    locked_at = user.second_step_locked_at
+    return locked_at is not None and not lock_expired(locked_at, clock.now())
 
 
 def check(user: User, now: datetime) -> None:

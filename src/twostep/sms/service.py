@@ -48,6 +48,7 @@ from twostep.core.runtime import (
 )
 from twostep.mfa.codes import mask_phone
 from twostep.mfa.models import OneTimeCode
+from twostep.mfa.throttle import LOCKED_MESSAGE
 from twostep.sms import registry
 from twostep.sms.base import ConfigurationError, DeliveryReceipt, SMSDeliveryError, SMSMessage, SMSProvider
 
@@ -80,7 +81,7 @@ USER_MESSAGES = {
     "destination_limit": "Too many codes were sent to this phone number. Try again in {minutes}.",
     "cooldown": "Wait {seconds} before asking for a new code.",
     "destination_removed": "This phone number is no longer on your account. Contact an administrator.",
-    "locked": "Your second step is locked after too many wrong codes. Contact an administrator.",
+    "locked": LOCKED_MESSAGE,
 }
 
 

@@ -16,6 +16,7 @@ from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.core import clock
 from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin
+from twostep.mfa.services import unlock_second_step
 
 pytestmark = pytest.mark.django_db
 
@@ -244,3 +245,23 @@ def test_resend_without_a_sign_in(client: Client, db: None) -> None:
     """Resend with no pending sign-in goes back to the password form."""
     response = client.post(RESEND)
     assert response.status_code == 302 and response["Location"] == "/login"
+
+
+def test_locked_second_step_sends_no_code(
+    client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer, frozen_clock: clock.FrozenClock
+) -> None:
+    """While the second step is locked, neither the password step nor "Send a new code" mails anything.
+
+    A locked sign-in cannot succeed, and codes sent to it would only fill the user's mailbox.
+    """
+    User.objects.filter(pk=user.pk).update(second_step_failures=20, second_step_locked_at=clock.now())
+    page = start(client, user)
+    assert "Your second step is locked after too many wrong codes. Contact an administrator." in page
+    frozen_clock.advance(120)
+    client.post(RESEND)
+    assert mail_server.messages() == []
+    refusals = AuthEvent.objects.filter(kind="login.code_sent", user=user, reason="locked")
+    assert refusals.count() == 2
+    unlock_second_step(user, origin=CLI)
+    client.post(RESEND)
+    assert len(mail_server.wait_for(1)) == 1

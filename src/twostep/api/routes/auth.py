@@ -237,15 +237,13 @@ def login_resend(request: HttpRequest, payload: LoginResendIn) -> dict[str, Any]
         methods.resend(pending, authenticator, Origin.of(request))
     except methods.NoCodeToResend:
         raise ApiError("method_unavailable", "This method has no code to resend: use the current code.") from None
-    except email_flows.EnrolmentError:
-        # The address was removed from the account: nothing was sent anywhere.
-        raise ApiError("method_unavailable", NO_LONGER_AVAILABLE) from None
-    except NotSent as exc:
-        if exc.reason == "destination_removed":
-            raise ApiError("method_unavailable", NO_LONGER_AVAILABLE) from None
+    except (email_flows.EnrolmentError, NotSent) as exc:
         if exc.reason == "locked":
             # As /auth/login/verify: a locked second step gets the generic answer.
             raise ApiError("second_step_failed", second_step.GENERIC_FAILURE) from None
+        if isinstance(exc, email_flows.EnrolmentError) or exc.reason == "destination_removed":
+            # The address or number was removed from the account: nothing was sent anywhere.
+            raise ApiError("method_unavailable", NO_LONGER_AVAILABLE) from None
         raise not_sent(exc) from None
     except NOT_SENT as exc:
         raise not_sent(exc) from None

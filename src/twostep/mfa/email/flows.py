@@ -24,6 +24,7 @@ from twostep.mail import MailDeliveryError, send_mail
 from twostep.mfa import codes
 from twostep.mfa.methods import SecurityPanel, register, register_panel
 from twostep.mfa.models import Authenticator, EmailCheck, Method, OneTimeCode, PendingLogin
+from twostep.mfa.throttle import LOCKED_MESSAGE, is_locked
 from twostep.usersessions.services import end_sessions
 
 #: How long an address picked for enrolment waits for its confirmation code.
@@ -38,7 +39,7 @@ class EnrolmentError(Exception):
 
     Reasons: ``not_your_address``, ``no_pending``, ``address_removed``,
     ``malformed_code``, ``wrong_code``, ``expired_code``, ``code_exhausted``,
-    ``reused_code``.
+    ``reused_code``; at sign-in also ``locked`` (the second step is locked).
     """
 
     def __init__(self, reason: str) -> None:
@@ -271,13 +272,17 @@ def send_login_code(pending: PendingLogin, authenticator: Authenticator, origin:
     A new code invalidates the previous one; the sign-in's failure count is untouched.
 
     Raises:
-        EnrolmentError: ``address_removed`` (nothing is sent anywhere).
+        EnrolmentError: ``address_removed`` or ``locked`` (nothing is sent anywhere).
         codes.SendRefused: cooldown or a send cap.
         MailDeliveryError: the message could not be delivered (logged).
     """
     if not is_available(authenticator):
         raise EnrolmentError("address_removed")
     user = User.objects.get(pk=pending.user_id)
+    if is_locked(user):
+        # A locked second step cannot succeed: spend no message on it.
+        record("login.code_sent", Outcome.FAILURE, origin=origin, user=user, method=METHOD, reason="locked")
+        raise EnrolmentError("locked")
     deliver_code(user, authenticator.destination, "login_code", kind="login.code_sent", origin=origin, pending=pending)
 
 
@@ -300,6 +305,8 @@ def code_status(pending: PendingLogin, authenticator: Authenticator) -> CodeStat
     sent = OneTimeCode.objects.filter(pending_login=pending, sent_at__isnull=False).exists()
     cooldown = codes.cooldown_remaining(pending=pending)
     blocked_for, problem = 0, ""
+    if is_locked(pending.user):
+        return CodeStatus(sent=sent, cooldown=cooldown, blocked_for=0, problem=LOCKED_MESSAGE)
     try:
         codes.check_send_allowed(pending.user, authenticator.destination, pending=pending)
     except codes.SendRefused as refused:

@@ -16,6 +16,7 @@ from twostep.mfa.email import flows
 from twostep.mfa.forms import CodeForm
 from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import two_factor_state
+from twostep.mfa.throttle import LOCKED_MESSAGE
 from twostep.mfa.views import for_pending_factor
 
 SETUP_URL = "/account/security/email"
@@ -34,6 +35,7 @@ ENROLMENT_ERRORS = {
     "not_your_address": "Choose one of the addresses on your account.",
     "no_pending": "Your setup expired. Choose an address and send a new code.",
     "address_removed": "That address is no longer on your account. Choose another one.",
+    "locked": LOCKED_MESSAGE,
     **CODE_ERRORS,
 }
 

@@ -339,7 +339,7 @@ class SignInState:
 
 def _why_no_code(pending: PendingLogin, number: str) -> NotSent:
     user = User.objects.get(pk=pending.user_id)
-    if user.second_step_locked_at is not None:
+    if throttle.is_locked(user):
         return NotSent("locked")
     try:
         service.preflight(number)
