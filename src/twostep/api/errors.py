@@ -49,6 +49,10 @@ CODES: dict[str, tuple[int, str]] = {
         "Confirm one of your email addresses first (POST /api/v1/me/factors/email-check), "
         "then set up an authenticator app or SMS codes.",
     ),
+    "second_step_locked": (
+        403,
+        "Too many wrong codes: the account's second step is locked until an administrator unlocks it.",
+    ),
     "not_found": (404, "No such resource (or route)."),
     "method_not_allowed": (405, "The route exists but not with this HTTP method; see the Allow header."),
     "conflict": (409, "The change clashes with existing data (a username, address or number already there)."),
@@ -80,6 +84,7 @@ ErrorCode = Literal[
     "password_change_required",
     "enrolment_required",
     "email_check_required",
+    "second_step_locked",
     "not_found",
     "method_not_allowed",
     "conflict",

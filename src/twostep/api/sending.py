@@ -21,7 +21,8 @@ from twostep.sms.service import NotSent
 NOT_SENT: tuple[type[Exception], ...] = (codes.SendRefused, MailDeliveryError, NotSent)
 
 
-def _rate_limited(message: str, retry_after: timedelta) -> ApiError:
+def rate_limited(message: str, retry_after: timedelta) -> ApiError:
+    """429 ``rate_limited`` with ``Retry-After`` in whole seconds (at least one)."""
     wait = max(1, math.ceil(retry_after.total_seconds()))
     return ApiError("rate_limited", message, headers={"Retry-After": str(wait)})
 
@@ -29,9 +30,9 @@ def _rate_limited(message: str, retry_after: timedelta) -> ApiError:
 def not_sent(exc: Exception) -> ApiError:
     """The ApiError for one of ``NOT_SENT``: 429 for a cooldown or cap, 503 otherwise."""
     if isinstance(exc, codes.SendRefused):
-        return _rate_limited(email_flows.refusal_message(exc), exc.retry_after)
+        return rate_limited(email_flows.refusal_message(exc), exc.retry_after)
     if isinstance(exc, NotSent) and exc.retry_after is not None:
-        return _rate_limited(exc.user_message, exc.retry_after)
+        return rate_limited(exc.user_message, exc.retry_after)
     if isinstance(exc, NotSent):
         return ApiError("delivery_failed", exc.user_message)
     return ApiError("delivery_failed", email_flows.COULD_NOT_SEND)

@@ -38,7 +38,7 @@ from twostep.core.runtime import (
 )
 from twostep.factors.totp import is_well_formed
 from twostep.mail.config import register_mail_dependent
-from twostep.mfa import codes, enforcement
+from twostep.mfa import codes, enforcement, guesses
 from twostep.mfa.email.flows import deliver_code
 from twostep.mfa.models import EmailCheck, Method
 
@@ -56,7 +56,8 @@ class CheckError(Exception):
 
     Reasons: ``not_your_address``, ``no_check`` (none started, or its address
     was removed), ``malformed_code``, ``wrong_code``, ``expired_code``,
-    ``code_exhausted``, ``reused_code``.
+    ``code_exhausted``, ``reused_code``; ``throttled`` or ``locked`` when the
+    account's budget of wrong codes is spent (``twostep.mfa.guesses``).
     """
 
     def __init__(self, reason: str) -> None:
@@ -204,8 +205,9 @@ def confirm(user: User, code: str, holder: str, origin: Origin) -> datetime:
     """Pass the holder's check if ``code`` is the one sent for it; return when the pass ends.
 
     Raises:
-        CheckError: ``malformed_code``, ``no_check``, or the code's failure
-            (``wrong_code``, ``expired_code``, ``code_exhausted``, ``reused_code``).
+        CheckError: ``malformed_code``, ``no_check``, ``throttled``,
+            ``locked``, or the code's failure (``wrong_code``, ``expired_code``,
+            ``code_exhausted``, ``reused_code``; counted against the account).
     """
     passed_at = clock.now()
     if not is_well_formed(code):
@@ -222,9 +224,10 @@ def confirm(user: User, code: str, holder: str, origin: Origin) -> datetime:
             if check is None or not EmailAddress.objects.filter(user=user, email__iexact=check.destination).exists():
                 reason = "no_check"
             else:
-                # A wrong try is counted by this UPDATE and must be kept: nothing
-                # raises inside this block, so nothing is rolled back.
-                reason = codes.verify(user.pk, code, email_check=check)
+                # Wrong tries are counted by these UPDATEs and must be kept:
+                # nothing raises inside this block, so nothing is rolled back.
+                reason = guesses.blocked_reason(user) or codes.verify(user.pk, code, email_check=check)
+                guesses.settle(user, reason, origin)
             if reason is None and check is not None:
                 EmailCheck.objects.filter(pk=check.pk).update(passed_at=passed_at)
     if reason is not None or check is None:

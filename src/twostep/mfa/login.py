@@ -23,8 +23,8 @@ from twostep.accounts.models import User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.factors.totp import is_well_formed
+from twostep.mfa import guesses, throttle
 from twostep.mfa import pending as store
-from twostep.mfa import throttle
 from twostep.mfa.methods import handler_for, is_usable
 from twostep.mfa.models import Authenticator, PendingLogin
 from twostep.mfa.policy import two_factor_state
@@ -228,16 +228,7 @@ def count_failure(user: User, pending: PendingLogin, origin: Origin, now: dateti
     recovery codes), so that they all spend one budget.
     """
     PendingLogin.objects.filter(pk=pending.pk).update(failures=F("failures") + 1)
-    failures, locked = throttle.register_failure(user.pk, now or clock.now())
-    if locked:
-        record(
-            "second_step.locked",
-            Outcome.FAILURE,
-            origin=origin,
-            user=user,
-            reason="too_many_failures",
-            detail={"failures": failures},
-        )
+    guesses.count(user, origin, now)
 
 
 def _record_failure(user: User, pending: PendingLogin, origin: Origin, reason: str) -> None:

@@ -126,7 +126,7 @@ def test_wrong_code_then_right_code(client: Client, user: User, mail_server: Smt
 
 
 def test_five_wrong_codes_kill_the_enrolment_code(
-    client: Client, user: User, mail_server: SmtpServer, email_on: None
+    client: Client, user: User, mail_server: SmtpServer, email_on: None, frozen_clock: clock.FrozenClock
 ) -> None:
     """After five wrong tries the right code is refused: a new code must be sent."""
     signed_in(client, user)
@@ -134,6 +134,9 @@ def test_five_wrong_codes_kill_the_enrolment_code(
     code = mail_server.wait_for(1)[0].code()
     for _ in range(5):
         client.post(SETUP, {"action": "confirm", "code": f"{(int(code) + 1) % 10**6:06d}"})
+    waiting = client.post(SETUP, {"action": "confirm", "code": code})
+    assert "Too many wrong codes. Wait a moment" in waiting.content.decode()
+    frozen_clock.advance(2)  # the account's delay after five wrong codes
     response = client.post(SETUP, {"action": "confirm", "code": code})
     assert "tried too many times" in response.content.decode()
     assert not Authenticator.objects.filter(user=user, confirmed_at__isnull=False).exists()

@@ -291,3 +291,50 @@ def test_resend_goes_to_the_address_being_checked(
     assert [m.rcpt_tos for m in check_on.messages()] == [[BACKUP], [BACKUP]]
     done = client.post(f"{CHECK}?method=totp", {"action": "confirm", "code": check_on.last_code(BACKUP)})
     assert done["Location"] == TOTP_SETUP
+
+
+def test_wrong_codes_spend_the_accounts_budget(
+    client: Client, user: User, check_on: SmtpServer, frozen_clock: clock.FrozenClock
+) -> None:
+    """Guessing the check's code waits, then locks the account, as wrong sign-in codes do; the right code is then refused.
+
+    Each new code brought five fresh tries and nothing else counted them:
+    with the send caps, some 2 000 guesses a day for a password thief.
+    """
+    sign_in(client, user.username)
+    page = f"{CHECK}?method=totp"
+    client.post(page, {"action": "send", "address": address_id(user)})
+    code = check_on.last_code(BACKUP)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    waited = 0
+    for _ in range(60):  # far more than the lock needs
+        if User.objects.get(pk=user.pk).second_step_locked_at is not None:
+            break
+        answer = client.post(page, {"action": "confirm", "code": wrong}).content.decode()
+        if "Too many wrong codes. Wait a moment" in answer:
+            waited += 1
+            frozen_clock.advance(15 * 60)
+    assert User.objects.get(pk=user.pk).second_step_failures == 20 and waited == 15
+    refused = client.post(page, {"action": "confirm", "code": code})
+    assert "Your second step is locked" in refused.content.decode()
+    fresh(client)
+    assert client.get(TOTP_SETUP)["Location"] == page
+    assert events("second_step.locked")
+    # Waiting out each delay (15 minutes here) let the code expire: guesses at a dead code count too.
+    assert [e.reason for e in events("email_check")] == (
+        ["wrong_code"] * 5 + ["throttled", "expired_code"] * waited + ["locked"]
+    )
+
+
+def test_api_answers_a_spent_budget(api: Api, user: User, check_on: SmtpServer) -> None:
+    """The API says 429 with Retry-After while wrong codes must wait, and 403 second_step_locked once locked."""
+    secret = tokens.issue_sign_in_token(user, origin=CLI).secret
+    api.post("/me/factors/email-check", {"email_id": address_id(user)}, token=secret)
+    code = check_on.last_code(BACKUP)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    answers = [api.post("/me/factors/email-check/confirm", {"code": wrong}, token=secret) for _ in range(6)]
+    assert [error_code(a) for a in answers] == ["invalid_code"] * 5 + ["rate_limited"]
+    assert int(answers[-1]["Retry-After"]) >= 1
+    User.objects.filter(pk=user.pk).update(second_step_blocked_until=None, second_step_locked_at=clock.now())
+    locked = api.post("/me/factors/email-check/confirm", {"code": code}, token=secret)
+    assert locked.status_code == 403 and error_code(locked) == "second_step_locked"

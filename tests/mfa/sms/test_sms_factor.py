@@ -94,7 +94,9 @@ def test_numbers_of_other_users_cannot_be_chosen(phone_user: User, make_user, tw
     assert not Authenticator.objects.filter(user=phone_user, method="sms").exists()
 
 
-def test_wrong_confirmation_code_does_not_enable(phone_user: User, twilio: FakeTwilio) -> None:
+def test_wrong_confirmation_code_does_not_enable(
+    phone_user: User, twilio: FakeTwilio, frozen_clock: clock.FrozenClock
+) -> None:
     """A wrong code is refused; after five wrong tries the right code no longer works."""
     client = signed_in(phone_user)
     client.post("/account/security/sms", {"action": "send", "phone": phone_id(phone_user, PRIMARY)})
@@ -103,6 +105,7 @@ def test_wrong_confirmation_code_does_not_enable(phone_user: User, twilio: FakeT
     for _ in range(5):
         response = client.post("/account/security/sms", {"action": "confirm", "code": wrong})
         assert response.status_code == 200 and "That code didn" in response.content.decode()
+    frozen_clock.advance(2)  # the account's delay after five wrong codes
     client.post("/account/security/sms", {"action": "confirm", "code": right})
     assert not Authenticator.objects.filter(user=phone_user, method="sms", confirmed_at__isnull=False).exists()
     assert AuthEvent.objects.filter(kind="sms.enrol", reason="code_exhausted").exists()

@@ -40,9 +40,10 @@ from twostep.api.schemas import (
     TokenOut,
     TotpProvisioningOut,
 )
-from twostep.api.sending import NOT_SENT, not_sent
+from twostep.api.sending import NOT_SENT, not_sent, rate_limited
 from twostep.audit.services import Origin
-from twostep.mfa import codes, email_check
+from twostep.core import clock
+from twostep.mfa import codes, email_check, guesses
 from twostep.mfa.email import flows as email_flows
 from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.policy import forced_off_by_config, two_factor_state
@@ -268,10 +269,26 @@ EMAIL_CONFIRM_MESSAGES = {
 }
 
 
+def code_refused(user: User, reason: str, message: str) -> ApiError:
+    """The answer to a set-up code that was not accepted.
+
+    422 ``invalid_code`` with ``message``; but 429 ``rate_limited`` while the
+    account's wrong codes must wait, and 403 ``second_step_locked`` once they
+    locked it (``twostep.mfa.guesses``).
+    """
+    if reason == "throttled":
+        blocked_until = User.objects.values_list("second_step_blocked_until", flat=True).get(pk=user.pk)
+        now = clock.now()
+        return rate_limited(guesses.REFUSALS["throttled"], (blocked_until or now) - now)
+    if reason == "locked":
+        return ApiError("second_step_locked", guesses.REFUSALS["locked"])
+    return ApiError("invalid_code", message)
+
+
 @router.post(
     "/factors/email/confirm",
     auth=SECURITY,
-    response={201: FactorConfirmedOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
+    response={201: FactorConfirmedOut, **responses(*BODY_ERRORS, 401, 403, 409, 422, 429)},
     summary="Confirm email codes with the code sent",
 )
 def email_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]:
@@ -289,7 +306,7 @@ def email_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any
             message = EMAIL_CONFIRM_MESSAGES.get(
                 exc.reason, "That code didn't work. Check it and try again, or ask for a new code."
             )
-            raise ApiError("invalid_code", message) from None
+            raise code_refused(token.user, exc.reason, message) from None
     created = recovery_codes.create_first_set(token.user, Origin.of(request))
     return Status(201, {**factor(authenticator), "recovery_codes": created.formatted if created else None})
 
@@ -342,7 +359,7 @@ def email_check_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str,
 @router.post(
     "/factors/email-check/confirm",
     auth=SECURITY,
-    response={200: EmailCheckPassedOut, **responses(*BODY_ERRORS, 401, 403, 422)},
+    response={200: EmailCheckPassedOut, **responses(*BODY_ERRORS, 401, 403, 422, 429)},
     summary="Confirm it's me with the code sent",
 )
 def email_check_confirm(request: HttpRequest, payload: CodeIn) -> dict[str, Any]:
@@ -355,8 +372,8 @@ def email_check_confirm(request: HttpRequest, payload: CodeIn) -> dict[str, Any]
             raise ApiError(
                 "invalid_code", "No check is waiting for a code: send one first (POST /api/v1/me/factors/email-check)."
             ) from None
-        raise ApiError(
-            "invalid_code", "That code didn't work. Check it and try again, or ask for a new code."
+        raise code_refused(
+            token.user, exc.reason, "That code didn't work. Check it and try again, or ask for a new code."
         ) from None
     return {"passed_until": until}
 
@@ -391,7 +408,7 @@ def sms_start(request: HttpRequest, payload: PhoneFactorIn) -> dict[str, Any]:
 @router.post(
     "/factors/sms/confirm",
     auth=SECURITY,
-    response={201: FactorConfirmedOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
+    response={201: FactorConfirmedOut, **responses(*BODY_ERRORS, 401, 403, 409, 422, 429)},
     summary="Confirm SMS codes with the code sent",
 )
 def sms_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]:
@@ -407,7 +424,7 @@ def sms_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]
         try:
             authenticator = sms_flows.confirm(token.user, payload.code, Origin.of(request))
         except sms_flows.EnrolmentError as exc:
-            raise ApiError("invalid_code", sms_flows.enrolment_message(exc.reason)) from None
+            raise code_refused(token.user, exc.reason, sms_flows.enrolment_message(exc.reason)) from None
     created = recovery_codes.create_first_set(token.user, Origin.of(request))
     return Status(201, {**factor(authenticator), "recovery_codes": created.formatted if created else None})
 

@@ -21,7 +21,7 @@ from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.factors.totp import is_well_formed
 from twostep.mail import MailDeliveryError, send_mail
-from twostep.mfa import codes
+from twostep.mfa import codes, guesses
 from twostep.mfa.methods import SecurityPanel, register, register_panel
 from twostep.mfa.models import Authenticator, EmailCheck, Method, OneTimeCode, PendingLogin
 from twostep.mfa.throttle import LOCKED_MESSAGE, is_locked
@@ -39,7 +39,8 @@ class EnrolmentError(Exception):
 
     Reasons: ``not_your_address``, ``no_pending``, ``address_removed``,
     ``malformed_code``, ``wrong_code``, ``expired_code``, ``code_exhausted``,
-    ``reused_code``; at sign-in also ``locked`` (the second step is locked).
+    ``reused_code``; ``throttled`` or ``locked`` when the account's budget of
+    wrong codes is spent (at sign-in: the second step is locked).
     """
 
     def __init__(self, reason: str) -> None:
@@ -208,8 +209,9 @@ def confirm_enrolment(user: User, code: str, origin: Origin, *, keep_session_key
 
     Raises:
         EnrolmentError: ``malformed_code``, ``no_pending``, ``address_removed``,
-            or the code's failure (``wrong_code``, ``expired_code``,
-            ``code_exhausted``, ``reused_code``).
+            ``throttled``, ``locked``, or the code's failure (``wrong_code``,
+            ``expired_code``, ``code_exhausted``, ``reused_code``; counted
+            against the account).
     """
     if not is_well_formed(code):
         raise EnrolmentError("malformed_code")
@@ -226,9 +228,10 @@ def confirm_enrolment(user: User, code: str, origin: Origin, *, keep_session_key
         elif not owns_address(user.pk, pending.destination):
             reason = "address_removed"
         else:
-            # A wrong try is counted by this UPDATE and must survive: no
+            # Wrong tries are counted by these UPDATEs and must survive: no
             # exception leaves this block, so nothing is rolled back.
-            reason = codes.verify(user.pk, code, authenticator=pending)
+            reason = guesses.blocked_reason(user) or codes.verify(user.pk, code, authenticator=pending)
+            guesses.settle(user, reason, origin)
         if reason is None and pending is not None:
             replaced = Authenticator.objects.filter(user=user, method=METHOD, confirmed_at__isnull=False).delete()[0]
             pending.confirmed_at = now

@@ -11,12 +11,11 @@ from twostep.accounts.models import User
 from twostep.audit.services import Origin
 from twostep.core.decorators import fresh_password
 from twostep.mail import MailDeliveryError
-from twostep.mfa import codes
+from twostep.mfa import codes, guesses
 from twostep.mfa.email import flows
 from twostep.mfa.forms import CodeForm
 from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import two_factor_state
-from twostep.mfa.throttle import LOCKED_MESSAGE
 from twostep.mfa.views import for_pending_factor
 
 SETUP_URL = "/account/security/email"
@@ -28,6 +27,7 @@ CODE_ERRORS = {
     "expired_code": "That code has expired. Send a new code.",
     "code_exhausted": "That code was tried too many times. Send a new code.",
     "reused_code": "That code was already used. Send a new code.",
+    **guesses.REFUSALS,
 }
 
 #: What the setup page says for each reason enrolment stopped.
@@ -35,7 +35,6 @@ ENROLMENT_ERRORS = {
     "not_your_address": "Choose one of the addresses on your account.",
     "no_pending": "Your setup expired. Choose an address and send a new code.",
     "address_removed": "That address is no longer on your account. Choose another one.",
-    "locked": LOCKED_MESSAGE,
     **CODE_ERRORS,
 }
 

@@ -27,7 +27,7 @@ from twostep.accounts.models import PhoneNumber, User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.factors.totp import is_well_formed
-from twostep.mfa import codes, throttle
+from twostep.mfa import codes, guesses, throttle
 from twostep.mfa.methods import register
 from twostep.mfa.models import Authenticator, Method, OneTimeCode, PendingLogin
 from twostep.sms import service
@@ -50,6 +50,7 @@ ENROLMENT_MESSAGES = {
     "unknown_number": "Choose one of the phone numbers on your account.",
     "no_pending": "That code has expired. Send a new code.",
     "number_removed": "That phone number is no longer on your account. Choose another one.",
+    **guesses.REFUSALS,
 }
 
 
@@ -235,8 +236,9 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
     other sessions end.
 
     Raises:
-        EnrolmentError: ``no_pending``, ``number_removed``, or a code failure
-            (``malformed_code``, ``wrong_code``, ``expired_code``, ``code_exhausted``).
+        EnrolmentError: ``no_pending``, ``number_removed``, ``throttled``,
+            ``locked``, or a code failure (``malformed_code``, ``wrong_code``,
+            ``expired_code``, ``code_exhausted``; counted against the account).
     """
     now = clock.now()
     reason: str | None = None
@@ -255,7 +257,8 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
             reason = "malformed_code"
         else:
             # Failures counted here must survive: decide inside, raise outside.
-            reason = codes.verify(user.pk, code, authenticator=pending)
+            reason = guesses.blocked_reason(user) or codes.verify(user.pk, code, authenticator=pending)
+            guesses.settle(user, reason, origin)
         if reason is None and pending is not None:
             replaced = list(Authenticator.objects.filter(user=user, method=Method.SMS, confirmed_at__isnull=False))
             for old in replaced:
