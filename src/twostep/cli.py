@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     from twostep.config import ConfigError
 
     try:
+        if args[0] != "init" and not {"-h", "--help"} & set(args):
+            problem = _not_initialised()
+            if problem:
+                print(f"twostep: {problem}", file=sys.stderr)
+                return 2
         from django.core.management import execute_from_command_line
 
         execute_from_command_line(["twostep", *args])
@@ -50,6 +55,29 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     return 0
+
+
+def _not_initialised() -> str | None:
+    """Why the data directory cannot serve a command yet (no directory, no signing key), or None.
+
+    Raises:
+        ConfigError: the configuration itself is invalid.
+    """
+    from django.conf import settings
+
+    config = settings.CONFIG  # the whole configuration is checked first: its errors say more
+    key_file = config.path(config.secret_key_file)
+    if os.environ.get("TWOSTEP_SECRET_KEY") or key_file.is_file():
+        return None
+    if not config.data_dir.is_dir():
+        return (
+            f"there is no data directory at {config.data_dir.resolve()}: run `twostep init` first, "
+            "or point TWOSTEP_DATA_DIR at an existing one"
+        )
+    return (
+        f"{key_file} is missing: run `twostep init` on a new instance, or copy secret.key and "
+        "encryption.keys from the first instance"
+    )
 
 
 if __name__ == "__main__":

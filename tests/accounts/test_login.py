@@ -189,6 +189,12 @@ def test_admin_set_password_must_be_changed(make_user: Callable[..., User]) -> N
     client = Client()
     assert sign_in(client, user.username)["Location"] == "/account/password"
     assert client.get("/account")["Location"] == "/account/password"
+    # The password the administrator chose (and knows) cannot be kept.
+    same = client.post(
+        "/account/password", {"current_password": PASSWORD, "new_password": PASSWORD, "repeat_password": PASSWORD}
+    )
+    assert same.status_code == 200 and "Choose a password different from your current one." in same.content.decode()
+    assert User.objects.get(pk=user.pk).must_change_password
     response = client.post(
         "/account/password",
         {"current_password": PASSWORD, "new_password": "my very own secret", "repeat_password": "my very own secret"},

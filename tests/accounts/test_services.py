@@ -40,6 +40,8 @@ def test_create_user_with_addresses_and_phones(make_user: Callable[..., User]) -
         ({"phones": ["5551234567"]}, "international form"),
         ({"phones": ["+1555"]}, "not a valid phone number"),
         ({"emails": ["not-an-address"]}, "valid email"),
+        ({"emails": ["x" * 250 + "@e.com"]}, "at most 254 characters"),
+        ({"display_name": "D" * 151}, "at most 150 characters"),
         ({"role": "root"}, "Unknown role"),
     ],
 )

@@ -103,6 +103,9 @@ def test_users_add_with_password_stdin(twostep: Runner) -> None:
         (["settings", "set", "two_factor.enabled", "maybe"], "not true or false"),
         (["settings", "set", "two_factor.methods", "totp,carrier-pigeon"], "unknown method"),
         (["settings", "set", "nonsense", "1"], "unknown setting"),
+        (["settings", "set", "email.password", "hunter2"], "twostep email set-password"),
+        (["users", "add", "bad4", "--display-name", "D" * 151], "at most 150 characters"),
+        (["users", "add", "bad5", "--email", "x" * 250 + "@e.com"], "at most 254 characters"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(twostep: Runner, args: list[str], message: str) -> None:
@@ -110,6 +113,24 @@ def test_bad_input_exits_2_with_a_clear_message(twostep: Runner, args: list[str]
     result = twostep(*args)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_without_a_data_directory_it_says_to_run_init(tmp_path: Path) -> None:
+    """Any command but init, run where there is no data directory (or no key), says what to do."""
+    runner = Runner(tmp_path / "data")
+    result = runner("users", "list")
+    assert result.returncode == 2 and "no data directory" in result.stderr and "twostep init" in result.stderr
+    (tmp_path / "data").mkdir()
+    result = runner("serve")
+    assert result.returncode == 2 and "secret.key is missing" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_list_in_the_environment_must_be_json(twostep: Runner) -> None:
+    """A malformed JSON value in a TWOSTEP_* variable is named, with the expected form, not a traceback."""
+    result = twostep("users", "list", env={"TWOSTEP_SERVER__TRUSTED_PROXIES": "10.0.0.1, 10.0.0.2"})
+    assert result.returncode == 2 and "written in JSON" in result.stderr and '"server"' in result.stderr
     assert "Traceback" not in result.stderr
 
 

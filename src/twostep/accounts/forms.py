@@ -53,4 +53,7 @@ class ChangePasswordForm(LabelledForm):
         data = super().clean() or {}
         if data.get("new_password") and data.get("new_password") != data.get("repeat_password"):
             self.add_error("repeat_password", "The two new passwords differ.")
+        elif data.get("new_password") and data.get("new_password") == data.get("current_password"):
+            # Above all after a reset: the administrator who chose that password knows it.
+            self.add_error("new_password", "Choose a password different from your current one.")
         return data

@@ -71,7 +71,7 @@ def create_user(
     clean_phones = _unique(normalize_phone(phone) for phone in phones)
     if User.objects.filter(username=name).exists():
         raise ValidationError(f"The username {name!r} is taken.", code="username_taken")
-    user = User(username=name, display_name=display_name.strip(), role=role)
+    user = User(username=name, display_name=_check_display_name(display_name), role=role)
     if password is None:
         user.set_unusable_password()
     else:
@@ -99,6 +99,16 @@ def _unique(values: Iterable[str]) -> list[str]:
     return seen
 
 
+MAX_DISPLAY_NAME = User._meta.get_field("display_name").max_length or 150
+
+
+def _check_display_name(display_name: str) -> str:
+    name = display_name.strip()
+    if len(name) > MAX_DISPLAY_NAME:
+        raise ValidationError(f"The display name must be at most {MAX_DISPLAY_NAME} characters.")
+    return name
+
+
 def _is_last_admin(user: User) -> bool:
     return user.is_admin and not User.objects.filter(role=Role.ADMIN, is_active=True).exclude(pk=user.pk).exists()
 
@@ -116,11 +126,13 @@ def update_user(
     """Change a user's name, role or active flag.  Deactivation ends their sessions.
 
     Raises:
-        ValidationError: unknown role, or the change would leave no active administrator.
+        ValidationError: unknown role, a display name over 150 characters, an
+            administrator deactivating their own account, or the change would
+            leave no active administrator.
     """
     changes: dict[str, object] = {}
     if display_name is not None and display_name.strip() != user.display_name:
-        user.display_name = display_name.strip()
+        user.display_name = _check_display_name(display_name)
         changes["display_name"] = user.display_name
     if role is not None and role != user.role:
         _check_role(role)
@@ -129,6 +141,8 @@ def update_user(
         user.role = role
         changes["role"] = role
     if is_active is not None and is_active != user.is_active:
+        if not is_active and actor is not None and actor.pk == user.pk:
+            raise ValidationError("You cannot deactivate your own account; another administrator can.")
         if not is_active and _is_last_admin(user):
             raise ValidationError("This is the last active administrator; it cannot be deactivated.")
         user.is_active = is_active

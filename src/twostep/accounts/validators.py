@@ -29,9 +29,15 @@ def normalize_username(raw: str) -> str:
     return username
 
 
+#: RFC 5321's limit on a forward path, and the database column's length.
+MAX_EMAIL_LENGTH = 254
+
+
 def normalize_email(raw: str) -> str:
-    """Raises ValidationError for anything that is not one email address."""
+    """Raises ValidationError for anything that is not one email address of at most 254 characters."""
     email = raw.strip()
+    if len(email) > MAX_EMAIL_LENGTH:
+        raise ValidationError(f"An email address can have at most {MAX_EMAIL_LENGTH} characters.", code="invalid")
     validate_email(email)
     local, _, domain = email.rpartition("@")
     return f"{local}@{domain.lower()}"

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
 
 DEFAULT_DATA_DIR = "data"
 CONFIG_FILE_NAME = "config.toml"
@@ -314,7 +320,14 @@ def _environment_values(env: Mapping[str, str]) -> dict[str, Any]:
         _EnvironmentShape, env_prefix="TWOSTEP_", env_nested_delimiter="__", case_sensitive=False
     )
     source.env_vars = {key.lower(): value for key, value in env.items()}
-    return source()
+    try:
+        return source()
+    except SettingsError as exc:
+        # A list or table given in the environment is JSON; say so instead of a traceback.
+        raise ConfigError(
+            f"invalid configuration: {exc}; lists and tables in TWOSTEP_* variables are written in JSON, "
+            """e.g. TWOSTEP_SERVER__TRUSTED_PROXIES='["10.0.0.1"]'"""
+        ) from None
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -82,6 +82,21 @@ def create_user_view(request: HttpRequest) -> HttpResponse:
     return render(request, "console/user_new.html", {"form": form})
 
 
+def _done(request: HttpRequest, message: str, url: str) -> HttpResponse:
+    """Say ``message`` on ``url`` after a change; on the sign-in page when it ended the admin's own session.
+
+    Resetting one's own password or second factor ends every session of the
+    account, this one included: the response must not save into it.
+    """
+    key = request.session.session_key
+    if key is not None and not request.session.exists(key):
+        request.session.flush()
+        messages.success(request, f"{message} That ended your own session too: sign in again.")
+        return redirect("/login")
+    messages.success(request, message)
+    return redirect(url)
+
+
 def _user_or_404(username: str) -> User:
     return get_object_or_404(User, username=username.lower())
 
@@ -140,7 +155,9 @@ def user_password_view(request: HttpRequest, username: str) -> HttpResponse:
         except ValidationError as exc:
             _show_errors(request, exc)
         else:
-            messages.success(request, f"Password of {user.username} reset; their sessions ended.")
+            return _done(
+                request, f"Password of {user.username} reset; their sessions ended.", f"/admin/users/{user.username}"
+            )
     else:
         messages.error(request, "Enter a new password.")
     return redirect(f"/admin/users/{user.username}")
@@ -167,10 +184,11 @@ def user_delete_view(request: HttpRequest, username: str) -> HttpResponse:
 def user_reset_2fa_view(request: HttpRequest, username: str) -> HttpResponse:
     user = _user_or_404(username)
     removed = mfa_services.reset_two_factor(user, origin=Origin.of(request), actor=_actor(request))
-    messages.success(
-        request, f"Two-factor authentication of {user.username} reset ({removed} factor(s) removed); sessions ended."
+    return _done(
+        request,
+        f"Two-factor authentication of {user.username} reset ({removed} factor(s) removed); sessions ended.",
+        f"/admin/users/{user.username}",
     )
-    return redirect(f"/admin/users/{user.username}")
 
 
 @admin_only
