@@ -81,6 +81,26 @@ def test_lock_notifies(
         client.post("/login/verify", {"code": "abcdef"})
     locked = [m for m in outbox.sent if "locked" in m.text]
     assert len(locked) == 2  # one per address
+    # The usual "if this was you, there is nothing to do" would mislead: it says what to do instead.
+    assert "recovery codes" in locked[0].text and "nothing to do" not in locked[0].text
+    assert "recovery codes" in locked[0].html and "nothing to do" not in locked[0].html
+
+
+def test_ways_to_skip_the_second_step_are_told(
+    user: User, two_factor_on: None, outbox: RecordingMailer, frozen_clock: clock.FrozenClock
+) -> None:
+    """A personal API token and a trusted browser both let their holder past the second step: both are told."""
+    from twostep.api.tokens import create_personal_token
+
+    create_personal_token(user, name="laptop script", scopes=["read"], origin=CLI)
+    assert len([m for m in outbox.sent if "personal API token was created" in m.text]) == 2  # one per address
+    key = totp.decode_secret(flows.provisioning_for(user).secret)
+    flows.confirm(user, totp.totp(key, clock.timestamp()), CLI)
+    frozen_clock.advance(30)
+    client = Client()
+    sign_in(client, user.username)
+    client.post("/login/verify", {"code": totp.totp(key, clock.timestamp()), "trust": "1"})
+    assert len([m for m in outbox.sent if "trusted to skip the second sign-in step" in m.text]) == 2
 
 
 def test_failed_delivery_is_retried_not_lost(user: User, two_factor_on: None, outbox: RecordingMailer) -> None:

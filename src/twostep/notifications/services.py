@@ -39,6 +39,17 @@ NOTICES = {
     "email.removed": "An email address was removed from your account.",
     "phone.added": "A phone number was added to your account.",
     "phone.removed": "A phone number was removed from your account.",
+    # Both let someone who has them skip the second step for weeks: the owner must hear of it.
+    "api_token.created": "A personal API token was created for your account.",
+    "trusted_browser.added": "A browser was trusted to skip the second sign-in step.",
+}
+#: Event kind → what to do, where "If this was you, there is nothing to do" would mislead.
+ADVICE = {
+    "second_step.locked": (
+        "Until it is unlocked nobody can sign in to your account: sign in with one of your recovery "
+        "codes, or ask your administrator to unlock it. Whoever typed the wrong codes knew your "
+        "password; if it was not you, change your password as soon as you are signed in."
+    ),
 }
 MAX_ATTEMPTS = 5
 RETRY_FOR = timedelta(days=1)
@@ -56,6 +67,7 @@ def notify_for_event(event: Any) -> None:
         created_at=clock.now(),
         context={
             "what": NOTICES[event.kind],
+            "advice": ADVICE.get(event.kind, ""),
             "when": event.created_at.strftime("%Y-%m-%d %H:%M UTC"),
             "ip": event.ip or "",
             "browser": describe_agent(event.user_agent) if event.user_agent else "",
