@@ -109,11 +109,26 @@ def test_deny_and_default_deny() -> None:
         "/ADMIN",
         "/Admin/users",
         "/../../admin/",
+        "/admin%00",
+        "/admin%00.html",
+        "/admin%0a",
+        "/admin%09/users",
+        "/admin.",
+        "/admin%20/users",
+        "/admin../users",
     ],
 )
 def test_spellings_of_a_protected_path_cannot_dodge_it(path: str) -> None:
     """Dot segments, repeated slashes, percent-encoding, backslashes, ;params and case all reach the admin rule."""
     assert decide(rules(), "grafana.example.com", path, "user") is FORBID
+
+
+def test_control_characters_are_refused_everywhere() -> None:
+    """A NUL, tab or line break, however encoded, is refused even under an open rule: apps disagree on where the path ends."""
+    items = [{"host": "app.example.com", "policy": "signed_in"}]
+    for path in ("/ok%00", "/ok\x00", "/a%0d%0ab", "/%2500"):
+        assert decide(rules(items), "app.example.com", path, "admin") is FORBID, path
+    assert decide(rules(items), "app.example.com", "/ok", "admin") is ALLOW
 
 
 def test_dodging_a_deny_rule_fails() -> None:

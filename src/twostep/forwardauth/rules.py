@@ -7,7 +7,9 @@ A path can be read several ways by the application behind the proxy
 (``/a/%2e%2e/admin``, ``//admin``, ``/admin;x``, ``/ADMIN`` may all reach
 ``/admin``), so every reasonable reading is checked and the strictest
 decision wins: a rule can never be sidestepped by spelling the path
-differently.
+differently.  A path that holds a control character once decoded (``%00``,
+a tab, a line break) is refused outright: applications disagree on where
+such a path ends, and no real page needs one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from urllib.parse import unquote
 
 _SLASHES = re.compile(r"/{2,}")
 _PATH_PARAMETERS = re.compile(r";[^/]*")
+#: Trailing dots and spaces of a segment, which Windows servers drop (``/admin.`` is ``/admin``).
+_TRAILING_DOTS = re.compile(r"(?<=[^/])[. ]+(?=/|$)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: Percent-decoding stops after this many rounds (double-encoding tricks).
 _DECODE_ROUNDS = 4
 
@@ -69,7 +74,8 @@ def path_readings(path: str) -> list[str]:
     """The ways an application might read ``path`` (no query string), normalised.
 
     As sent; percent-decoded (repeatedly, with backslashes as slashes);
-    each without ``;parameters``; and each case-folded.
+    each without ``;parameters``, and without trailing dots and spaces of its
+    segments; and each case-folded.
     """
     decoded = path
     for _ in range(_DECODE_ROUNDS):
@@ -82,8 +88,10 @@ def path_readings(path: str) -> list[str]:
         for variant in (base, _PATH_PARAMETERS.sub("", base)):
             for spelled in (variant, variant.casefold()):
                 normalised = _normalise(spelled)
-                if normalised not in readings:
-                    readings.append(normalised)
+                # Trimmed once dot segments are resolved, so that ".." keeps its meaning.
+                for reading in (normalised, _normalise(_TRAILING_DOTS.sub("", normalised))):
+                    if reading not in readings:
+                        readings.append(reading)
     return readings
 
 
@@ -109,10 +117,14 @@ def _decide_one(rules: Sequence[Rule], host: str, path: str, role: str | None) -
 def decide(rules: Sequence[Rule], host: str, path: str, role: str | None) -> Decision:
     """What the rules say about ``host`` + ``path`` for a user with ``role`` (None: not signed in).
 
-    No matching rule, or a ``deny`` rule, forbids; the strictest decision
-    over all readings of the path wins.
+    No matching rule, or a ``deny`` rule, forbids; so does a control
+    character in any reading; the strictest decision over all readings of
+    the path wins.
     """
-    return max(_decide_one(rules, host, reading, role) for reading in path_readings(path))
+    readings = path_readings(path)
+    if any(_CONTROL.search(reading) for reading in readings):
+        return Decision.FORBID
+    return max(_decide_one(rules, host, reading, role) for reading in readings)
 
 
 def allows_destination(rules: Iterable[Rule], host: str) -> bool:
