@@ -53,8 +53,9 @@ def test_init_creates_data_dir_once(twostep: Runner) -> None:
     assert "One-time password" in first.stdout
     for name in ("config.toml", "secret.key", "encryption.keys", "twostep.db"):
         assert (twostep.data_dir / name).exists(), name
-    for name in ("secret.key", "encryption.keys"):
-        assert stat.S_IMODE((twostep.data_dir / name).stat().st_mode) == 0o600
+    for name in ("secret.key", "encryption.keys", "twostep.db"):
+        assert stat.S_IMODE((twostep.data_dir / name).stat().st_mode) == 0o600, name
+    assert stat.S_IMODE(twostep.data_dir.stat().st_mode) == 0o700
     config = (twostep.data_dir / "config.toml").read_text()
     assert "[two_factor]" in config and "# Break-glass switch" in config
     again = twostep("init")

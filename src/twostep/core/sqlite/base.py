@@ -30,6 +30,19 @@ FIRST_WAIT = 0.00005
 LONGEST_WAIT = 0.001
 
 
+def _create_private(path: str) -> None:
+    """Create the database file readable by its owner only, if it does not exist yet.
+
+    It holds session keys and password hashes; SQLite would create it with
+    the process's umask (often world-readable) and gives its ``-wal`` and
+    ``-shm`` files the database file's permissions.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     #: The lock file's descriptor.  Closed with the connection, or when the
     #: wrapper is collected: servers retire idle threads without closing
@@ -41,6 +54,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
     _writer_lock_timeout = 5.0
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        if not self.is_in_memory_db():
+            _create_private(str(self.settings_dict["NAME"]))
         connection = super().get_new_connection(conn_params)
         self._writer_lock_timeout = float(conn_params.get("timeout", 5))
         if not self.is_in_memory_db() and self._writer_lock is None:

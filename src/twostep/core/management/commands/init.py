@@ -35,7 +35,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, admin_username: str, **options: Any) -> None:
         data_dir = Path(settings.DATA_DIR)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        # Only the service's own user: the database holds sessions and password hashes.
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         config_file = data_dir / CONFIG_FILE_NAME
         if not config_file.exists():
             config_file.write_text(files("twostep.config").joinpath("template.toml").read_text())
