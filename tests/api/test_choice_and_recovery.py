@@ -65,10 +65,15 @@ def test_switch_to_a_method_not_set_up(api: Api, user: User, two_factor_on: None
 
 
 def test_method_chosen_at_login(api: Api, user: User, enrolled: Authenticator, mail_server: SmtpServer) -> None:
-    """Naming a method at the password step starts with it; an unusable name falls back to the default."""
+    """Naming a method at the password step starts with it; an unusable one is refused, and nothing is sent."""
     enrol_totp(user)
     assert login(api, method="totp")["method"] == "totp"
-    assert login(api, method="sms")["method"] == "email"
+    sent = len(mail_server.messages())
+    refused = api.post("/auth/login", {"username": user.username, "password": PASSWORD, "method": "sms"})
+    assert refused.status_code == 409 and error_code(refused) == "method_unavailable"
+    message = refused.json()["error"]["message"]
+    assert "email" in message and "totp" in message  # the methods that can be used
+    assert len(mail_server.messages()) == sent  # the default (email) did not send a code instead
 
 
 def test_first_factor_brings_recovery_codes(api: Api, user: User, two_factor_on: None, token_for) -> None:  # type: ignore[no-untyped-def]

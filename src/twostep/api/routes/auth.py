@@ -78,7 +78,7 @@ def issue_access(user: User, origin: Origin) -> dict[str, Any]:
 @router.post(
     "/login",
     auth=None,
-    response={200: SignedInOut | SecondStepOut, **responses(*BODY_ERRORS, 401, 403, 429, 503)},
+    response={200: SignedInOut | SecondStepOut, **responses(*BODY_ERRORS, 401, 403, 409, 429, 503)},
     summary="Sign in with username and password",
 )
 def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
@@ -88,6 +88,7 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
     Unknown users, wrong passwords and disabled accounts all get the same
     401 `invalid_credentials`.  Too many failures for the name or the client
     address get 429 `rate_limited` with `Retry-After`, without checking the password.  Methods that send a code (email, SMS) send it now.
+    A `method` the user cannot use answers 409 `method_unavailable` and starts nothing.
     """
     origin = Origin.of(request)
     try:
@@ -104,10 +105,21 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
         # reaches only the enrolment endpoints (403 enrolment_required).
         enforcement.note_sign_in(user, origin)
         return answer
-    # A method asked for by name is used only if it is one of the user's
-    # usable, allowed factors (mfa.choice decides which those are).
-    usable = choice.available(user.pk) if payload.method else []
-    chosen = next((a for a in usable if a.method == payload.method), authenticators[0])
+    chosen = authenticators[0]
+    if payload.method:
+        # Only one of the user's usable, allowed factors (mfa.choice decides
+        # which); another is refused rather than replaced, so that no code
+        # goes out by a method nobody asked for.
+        usable = choice.available(user.pk)
+        asked = next((a for a in usable if a.method == payload.method), None)
+        if asked is None:
+            names = ", ".join(a.method for a in usable) or "none"
+            raise ApiError(
+                "method_unavailable",
+                f"{payload.method} is not one of your second-step methods ({names}): "
+                "sign in again with one of them, or without `method`.",
+            )
+        chosen = asked
     try:
         pending, token = second_step.start(user, chosen, origin)
     except second_step.SecondStepError:
