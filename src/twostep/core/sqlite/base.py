@@ -17,6 +17,7 @@ SQLite still guards them with its own lock and wait.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
@@ -37,10 +38,8 @@ def _create_private(path: str) -> None:
     the process's umask (often world-readable) and gives its ``-wal`` and
     ``-shm`` files the database file's permissions.
     """
-    try:
+    with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
