@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -36,16 +37,35 @@ def signed_in(view: View) -> View:
 
 
 def admin_only(view: View) -> View:
-    """Signed in and an administrator; anyone else signed in gets 403."""
+    """Signed in and an administrator; anyone else signed in gets 403.
+
+    A change (POST) also needs the password entered within
+    ``security.reauth_max_age`` seconds, as sensitive changes on a user's own
+    Security page do: an administrator's session left open, or stolen, must
+    not be enough to reset another user's password or second factor.  Without
+    it the administrator is asked for the password and brought back to the
+    page they were on, to make the change again.
+    """
 
     @signed_in
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_admin:  # type: ignore[union-attr]
             raise PermissionDenied
+        if request.method == "POST" and not recently_authenticated(request):
+            messages.info(request, "Enter your password again to make changes, then make the change again.")
+            return redirect(f"/account/reauthenticate?{urlencode({'next': _console_page(request)})}")
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def _console_page(request: HttpRequest) -> str:
+    """The console page a form was posted from (its Referer, if on this site), else the console's start."""
+    referer = urlsplit(request.headers.get("Referer", ""))
+    if referer.netloc in {"", request.get_host()} and referer.path.startswith("/admin/"):
+        return referer.path + (f"?{referer.query}" if referer.query else "")
+    return "/admin/users"
 
 
 def mark_reauthenticated(request: HttpRequest) -> None:
