@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import pytest
 from django.db import connection
+from django.test import Client
 
-from tests.conftest import PASSWORD
-from twostep.accounts import throttle
+from tests.conftest import PASSWORD, sign_in
+from twostep.accounts import devices, throttle
 from twostep.accounts.models import SignInThrottle, User
 from twostep.accounts.signin import SignInThrottled, check_password_step
 from twostep.audit.models import AuthEvent
@@ -86,3 +87,44 @@ def test_parallel_guesses_get_no_more_tries_than_sequential_ones(user: User) -> 
     assert outcomes.count("throttled") == attackers - throttle.ACCOUNT_FREE_FAILURES
     assert AuthEvent.objects.filter(kind="login.password", reason="credentials").count() == 5
     assert SignInThrottle.objects.get(key=f"user:{user.username}").failures == throttle.ACCOUNT_FREE_FAILURES
+
+
+@pytest.mark.django_db
+def test_a_stranger_cannot_delay_a_browser_that_signed_in_before(user: User) -> None:
+    """Wrong passwords typed for a name delay that name everywhere but in the owner's own browser (BF-11).
+
+    Without the device cookie, one wrong password every 15 minutes kept the
+    owner out; now only browsers that never signed in to the account wait.
+    """
+    owner = Client(REMOTE_ADDR="192.0.2.10")
+    assert sign_in(owner, user.username)["Location"] == "/account"
+    assert devices.cookie_name() in owner.cookies
+    owner.post("/logout")
+
+    for i in range(8):
+        Client(REMOTE_ADDR=f"198.51.100.{i + 1}").post("/login", {"username": user.username, "password": f"not it {i}"})
+    assert (
+        Client(REMOTE_ADDR="203.0.113.5").post("/login", {"username": user.username, "password": PASSWORD}).status_code
+        == 429
+    )
+    assert sign_in(owner, user.username)["Location"] == "/account"
+
+
+@pytest.mark.django_db
+def test_the_device_keeps_its_own_count(user: User, make_user: Callable[..., User]) -> None:
+    """Wrong passwords from the device are still delayed; its cookie does nothing for another name, or forged."""
+    owner = Client(REMOTE_ADDR="192.0.2.11")
+    sign_in(owner, user.username)
+    owner.post("/logout")
+    statuses = [
+        owner.post("/login", {"username": user.username, "password": f"typo {i}"}).status_code for i in range(6)
+    ]
+    assert statuses == [200] * 5 + [429]
+
+    bob = make_user("bob")
+    for i in range(6):
+        Client().post("/login", {"username": "bob", "password": f"guess {i}"})
+    assert owner.post("/login", {"username": bob.username, "password": PASSWORD}).status_code == 429
+    forged = Client()
+    forged.cookies[devices.cookie_name()] = "eyJhY2NvdW50IjoiYm9iIn0:forged:signature"
+    assert forged.post("/login", {"username": bob.username, "password": PASSWORD}).status_code == 429

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import PHONE, Person, admin_signs_in, sign_in, sign_out
+from tests.browser.conftest import ADMIN_PASSWORD, PHONE, Person, admin_signs_in, sign_in, sign_out
 from tests.browser.totp_helpers import KeyURI, scan_qr
 from twostep.factors import totp
 
@@ -171,6 +171,12 @@ def test_user_enrols_from_qr_and_signs_in_with_codes(
     admin.page.goto(f"/admin/users/{USERNAME}")
     twofa = admin.page.get_by_role("region", name="Two-factor authentication")
     expect(twofa).to_contain_text("Authenticator app")
+    twofa.get_by_role("button", name="Reset two-factor authentication").click()
+    # The admin's password is older than the re-authentication window: asked again, then back.
+    expect(admin.page).to_have_url(re.compile(r"/account/reauthenticate\?next=%2Fadmin%2Fusers%2Fdave$"))
+    admin.page.get_by_label("Password").fill(ADMIN_PASSWORD)
+    admin.page.get_by_role("button", name="Continue").click()
+    expect(admin.page).to_have_url(re.compile(rf"/admin/users/{USERNAME}$"))
     twofa.get_by_role("button", name="Reset two-factor authentication").click()
     expect(admin.page.get_by_role("status")).to_contain_text(f"Two-factor authentication of {USERNAME} reset")
     expect(admin.page.get_by_role("region", name="Two-factor authentication")).to_contain_text(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from django.http import HttpRequest
 
-from twostep.accounts import throttle
+from twostep.accounts import devices, throttle
 from twostep.accounts.models import User
 from twostep.accounts.throttle import SignInThrottled
 from twostep.accounts.validators import MAX_PASSWORD_LENGTH
@@ -19,7 +20,9 @@ GENERIC_FAILURE = "Your username or password is incorrect."
 THROTTLED = "Too many sign-in attempts. Wait a few minutes, then try again."
 
 
-def check_password_step(username: str, password: str, origin: Origin, request: object = None) -> User | None:
+def check_password_step(
+    username: str, password: str, origin: Origin, request: HttpRequest | None = None
+) -> User | None:
     """Return the user when ``username`` and ``password`` match an active account, else None.
 
     Unknown users, wrong passwords and inactive accounts take the same path
@@ -33,13 +36,13 @@ def check_password_step(username: str, password: str, origin: Origin, request: o
     """
     typed = username.strip()[:150]
     try:
-        attempt = throttle.claim(typed, origin.ip, clock.now())
+        attempt = throttle.claim(typed, origin.ip, clock.now(), device=devices.device_id(request, typed))
     except throttle.SignInThrottled:
         record("login.password", Outcome.FAILURE, origin=origin, username=typed, reason="throttled")
         raise
     if len(password) > MAX_PASSWORD_LENGTH:
         password = password[: MAX_PASSWORD_LENGTH + 1]
-    user = authenticate(request, username=typed.lower(), password=password)  # type: ignore[arg-type]
+    user = authenticate(request, username=typed.lower(), password=password)
     throttle.settle(attempt, password_was_right=isinstance(user, User))
     if isinstance(user, User):
         record("login.password", Outcome.SUCCESS, origin=origin, user=user, username=typed)

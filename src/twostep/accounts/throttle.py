@@ -1,8 +1,10 @@
 """Throttling of the password step, per account name and per client IP.
 
 Per account: after ``ACCOUNT_FREE_FAILURES`` consecutive failures each further
-try waits a growing delay (never a lock, so a stranger cannot lock a user
-out by typing wrong passwords).  Per IP: more than ``IP_FAILURES_PER_WINDOW``
+try waits a growing delay, up to ``MAX_DELAY`` (never a lock).  A browser
+that signed in to the account before counts on its own device id instead
+(``twostep.accounts.devices``), so a stranger typing wrong passwords delays
+only browsers the account was never used in.  Per IP: more than ``IP_FAILURES_PER_WINDOW``
 failures in ``IP_WINDOW`` block that address for a growing time.  Counters
 live in the database, shared by every instance.
 
@@ -49,14 +51,19 @@ def _account_key(username: str) -> str:
     return f"user:{username.strip().lower()[:150]}"
 
 
-def claim(username: str, ip: str | None, now: datetime) -> Claim:
+def claim(username: str, ip: str | None, now: datetime, *, device: str | None = None) -> Claim:
     """Count a password try against the name and the address, before the password is checked.
+
+    With ``device`` (the id of a browser that signed in to this account
+    before, ``twostep.accounts.devices``) the try counts against that device
+    instead of the name, so that others' failures for the name do not delay it.
 
     Raises:
         SignInThrottled: the name or the address must wait; nothing was
             counted, and the password must not be checked.
     """
-    attempt = Claim(_account_key(username), f"ip:{ip}" if ip else None)
+    account_key = f"device:{device}" if device else _account_key(username)
+    attempt = Claim(account_key, f"ip:{ip}" if ip else None)
     keys = [key for key in (attempt.account_key, attempt.ip_key) if key]
     for key in keys:
         _ensure_row(key, now)
@@ -78,7 +85,7 @@ def claim(username: str, ip: str | None, now: datetime) -> Claim:
 
 
 def settle(attempt: Claim, *, password_was_right: bool) -> None:
-    """Close a claimed try: a right password clears the name's counter and gives the address its try back.
+    """Close a claimed try: a right password clears the name's (or device's) counter and gives the address its try back.
 
     A wrong password leaves the counts as ``claim`` made them.
     """

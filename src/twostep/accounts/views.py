@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from twostep.accounts import services
+from twostep.accounts import devices, services
 from twostep.accounts.forms import ChangePasswordForm, LoginForm, PasswordForm
 from twostep.accounts.models import User
 from twostep.accounts.signin import (
@@ -81,9 +81,9 @@ def complete_sign_in(request: HttpRequest, user: User) -> HttpResponse:
         record("login", Outcome.SUCCESS, origin=Origin.of(request), user=user)
         # Written now, in this transaction; the response's save then finds nothing new.
         request.session.save()
-    if user.must_change_password:
-        return redirect("/account/password")
-    return redirect(destination)
+    response = redirect("/account/password" if user.must_change_password else destination)
+    devices.remember(request, response, user.username)
+    return response
 
 
 @require_http_methods(["GET", "POST"])
