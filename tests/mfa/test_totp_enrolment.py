@@ -76,6 +76,10 @@ def test_pending_secret_stable_across_wrong_codes_and_expires(signed_in: Client,
     first = shown_secret(signed_in)
     response = signed_in.post("/account/security/totp", {"code": "000000"})
     assert b"didn&#x27;t match" in response.content or b"didn't match" in response.content
+    for malformed in ("abcdef", "12345"):
+        # Not a code at all: said so, rather than blaming the phone's clock.
+        page = signed_in.post("/account/security/totp", {"code": malformed}).content.decode()
+        assert "Enter the 6-digit code from your authenticator app." in page and "time on your phone" not in page
     assert shown_secret(signed_in) == first
     assert not Authenticator.objects.filter(confirmed_at__isnull=False).exists()
     frozen_clock.advance(601)  # type: ignore[attr-defined]

@@ -32,5 +32,5 @@ def end_session_view(request: HttpRequest) -> HttpResponse:
 def end_other_sessions_view(request: HttpRequest) -> HttpResponse:
     count = end_sessions(request.user, except_key=request.session.session_key)  # type: ignore[arg-type]
     record("session.ended_others", Outcome.INFO, origin=Origin.of(request), user=request.user, detail={"count": count})
-    messages.success(request, f"{count} other session(s) signed out.")
+    messages.success(request, f"{count} other session{'' if count == 1 else 's'} signed out.")
     return redirect("/account/security#sessions")

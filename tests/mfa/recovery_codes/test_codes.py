@@ -114,8 +114,11 @@ def test_a_code_signs_in_once(client: Client, codes_user: tuple[User, bytes, lis
     page = client.get("/account/security").content.decode()
     assert "9 codes left" in page and "You signed in with a recovery code" in page
     client.post("/logout")
-    response = recovery_sign_in(Client(), user, codes[3])
+    again = Client()
+    response = recovery_sign_in(again, user, codes[3])
     assert response.status_code == 200 and FAILURE in response.content.decode()
+    # Reloading the refused page (a GET of the form's address) goes back to the second step, not to an error.
+    assert again.get("/login/recovery")["Location"] == "/login/verify"
     assert [e.reason for e in events("login.second_step", method="recovery_code")] == ["reused_code"]
 
 
@@ -233,9 +236,9 @@ def test_a_code_lifts_a_lock_but_wrong_codes_wait(
 
 
 def test_recovery_needs_a_pending_sign_in(client: Client, codes_user: tuple[User, bytes, list[str]]) -> None:
-    """Without the password step a code does nothing (and the form is POST only)."""
+    """Without the password step a code does nothing (and a GET only leads back to the second step)."""
     _, _, codes = codes_user
-    assert client.get("/login/recovery").status_code == 405
+    assert client.get("/login/recovery")["Location"] == "/login/verify"
     response = client.post("/login/recovery", {"recovery_code": codes[0]})
     assert response.status_code == 302 and response["Location"] == "/login"
     assert services.remaining(codes_user[0].pk) == 10

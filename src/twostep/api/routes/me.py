@@ -181,6 +181,8 @@ def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]
         except totp_flows.EnrolmentError as exc:
             if str(exc) == "no_pending_secret":
                 raise ApiError("invalid_code", "There is no set-up in progress (or it expired): start again.") from None
+            if str(exc) == "malformed_code":
+                raise ApiError("invalid_code", "A code is exactly 6 digits, from your authenticator app.") from None
             raise ApiError(
                 "invalid_code", "That code didn't match. Check the time on your phone and enter the current code."
             ) from None

@@ -8,7 +8,7 @@ from urllib.parse import quote
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from twostep.accounts.models import User
 from twostep.accounts.views import NEXT_KEY, PENDING_KEY, complete_sign_in, pending_sign_in, sign_in_expired
@@ -79,9 +79,12 @@ def regenerate_view(request: HttpRequest) -> HttpResponse:
     return render(request, "mfa/recovery_codes/new.html", _shown(request, user, codes))
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def login_recovery_view(request: HttpRequest) -> HttpResponse:
-    """The second step with a recovery code instead of the usual method."""
+    """The second step with a recovery code instead of the usual method (its form is on /login/verify)."""
+    if request.method == "GET":
+        # A reload after a refused code: back to the page that has the form.
+        return redirect("/login/verify")
     token = request.session.get(PENDING_KEY)
     pending = pending_sign_in(request)
     if pending is None:

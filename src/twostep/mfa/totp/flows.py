@@ -83,8 +83,11 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
     The user's other sessions end.
 
     Raises:
-        EnrolmentError: no live pending secret, or ``code`` does not match it.
+        EnrolmentError: ``malformed_code`` (not six digits), ``no_pending_secret``
+            or ``wrong_code``.
     """
+    if not totp.is_well_formed(code):
+        raise EnrolmentError("malformed_code")
     now = clock.now()
     with transaction.atomic():
         pending = (

@@ -19,6 +19,8 @@ from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.policy import two_factor_state
 from twostep.mfa.totp import flows as totp_flows
 
+MALFORMED = "Enter the 6-digit code from your authenticator app."
+
 
 @fresh_password
 @email_checked(Method.TOTP)
@@ -36,14 +38,18 @@ def totp_setup_view(request: HttpRequest) -> HttpResponse:
             totp_flows.confirm(
                 user, form.cleaned_data["code"], Origin.of(request), keep_session_key=request.session.session_key
             )
-        except totp_flows.EnrolmentError:
-            error = "That code didn't match. Check the time on your phone and enter the current code."
+        except totp_flows.EnrolmentError as exc:
+            error = (
+                MALFORMED
+                if str(exc) == "malformed_code"
+                else "That code didn't match. Check the time on your phone and enter the current code."
+            )
         else:
             request.session.cycle_key()
             messages.success(request, "Your authenticator app is now required when you sign in.")
             return redirect("/account/security")
     elif request.method == "POST":
-        error = "Enter the 6-digit code from your authenticator app."
+        error = MALFORMED
     provisioning = totp_flows.provisioning_for(user)
     replacing = Authenticator.objects.filter(user=user, method=Method.TOTP, confirmed_at__isnull=False).exists()
     return render(
