@@ -58,9 +58,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "twostep.core.middleware.DrainRequestBodyMiddleware",
+    # Before SecurityMiddleware, which reads X-Forwarded-Proto (see its docstring).
+    "twostep.core.middleware.ClientInfoMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "twostep.core.middleware.ClientInfoMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -128,3 +128,13 @@ def test_the_device_keeps_its_own_count(user: User, make_user: Callable[..., Use
     forged = Client()
     forged.cookies[devices.cookie_name()] = "eyJhY2NvdW50IjoiYm9iIn0:forged:signature"
     assert forged.post("/login", {"username": bob.username, "password": PASSWORD}).status_code == 429
+
+
+@pytest.mark.django_db
+def test_an_ipv6_network_shares_one_allowance() -> None:
+    """Addresses of one /64 (what one IPv6 subscriber holds) count together; another /64 has its own."""
+    for i in range(throttle.IP_FAILURES_PER_WINDOW):
+        check_password_step(f"name{i}", "wrong password", Origin(f"2001:db8:1:2::{i + 1:x}", "ua"))
+    with pytest.raises(SignInThrottled):
+        check_password_step("another", "wrong password", Origin("2001:db8:1:2:ffff::1", "ua"))
+    assert check_password_step("another", "wrong password", Origin("2001:db8:1:3::1", "ua")) is None

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from django.http import HttpRequest, HttpResponse
+from django.test import RequestFactory, override_settings
+
 from twostep.core.client import client_ip, parse_networks
+from twostep.core.middleware import ClientInfoMiddleware
 
 PROXY = parse_networks(["10.0.0.0/8"])
 
@@ -28,3 +32,20 @@ def test_forwarded_header() -> None:
 def test_garbage_header_stops_at_the_proxy() -> None:
     """An unparsable hop is not believed; the proxy itself is reported."""
     assert client_ip("10.0.0.2", "", "not-an-ip", PROXY) == "10.0.0.2"
+
+
+@override_settings(SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"))
+def test_https_is_believed_only_from_a_trusted_proxy() -> None:
+    """X-Forwarded-Proto from a client that reaches the port directly is dropped; from the proxy it counts."""
+    seen: list[bool] = []
+
+    def view(request: HttpRequest) -> HttpResponse:
+        seen.append(request.is_secure())
+        return HttpResponse()
+
+    middleware = ClientInfoMiddleware(view)
+    middleware.trusted = PROXY  # as with server.trusted_proxies = ["10.0.0.0/8"]
+    factory = RequestFactory()
+    middleware(factory.get("/", HTTP_X_FORWARDED_PROTO="https", REMOTE_ADDR="10.1.2.3"))
+    middleware(factory.get("/", HTTP_X_FORWARDED_PROTO="https", REMOTE_ADDR="198.51.100.7"))
+    assert seen == [True, False]

@@ -4,9 +4,10 @@ Per account: after ``ACCOUNT_FREE_FAILURES`` consecutive failures each further
 try waits a growing delay, up to ``MAX_DELAY`` (never a lock).  A browser
 that signed in to the account before counts on its own device id instead
 (``twostep.accounts.devices``), so a stranger typing wrong passwords delays
-only browsers the account was never used in.  Per IP: more than ``IP_FAILURES_PER_WINDOW``
-failures in ``IP_WINDOW`` block that address for a growing time.  Counters
-live in the database, shared by every instance.
+only browsers the account was never used in.  Per IP: more than
+``IP_FAILURES_PER_WINDOW`` failures in ``IP_WINDOW`` block that address (for
+IPv6, its /64) for a growing time.  Counters live in the database, shared by
+every instance.
 
 A try is counted *before* its password is checked (``claim``), under a lock
 on the counters' rows, and given back when the password was right
@@ -17,6 +18,7 @@ burst as large as the server's concurrency at each turn of the delay.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -51,6 +53,15 @@ def _account_key(username: str) -> str:
     return f"user:{username.strip().lower()[:150]}"
 
 
+def _address_key(ip: str) -> str:
+    # One IPv6 subscriber usually holds a whole /64: counting each address
+    # apart would give them 2**64 separate allowances.
+    address = ipaddress.ip_address(ip)
+    if address.version == 6:
+        return f"ip:{ipaddress.ip_network((address, 64), strict=False)}"
+    return f"ip:{address}"
+
+
 def claim(username: str, ip: str | None, now: datetime, *, device: str | None = None) -> Claim:
     """Count a password try against the name and the address, before the password is checked.
 
@@ -63,7 +74,7 @@ def claim(username: str, ip: str | None, now: datetime, *, device: str | None = 
             counted, and the password must not be checked.
     """
     account_key = f"device:{device}" if device else _account_key(username)
-    attempt = Claim(account_key, f"ip:{ip}" if ip else None)
+    attempt = Claim(account_key, _address_key(ip) if ip else None)
     keys = [key for key in (attempt.account_key, attempt.ip_key) if key]
     for key in keys:
         _ensure_row(key, now)

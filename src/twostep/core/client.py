@@ -59,6 +59,12 @@ def client_ip(remote_addr: str, forwarded: str, x_forwarded_for: str, trusted: S
     return candidate
 
 
+def is_trusted_peer(remote_addr: str, trusted: Sequence[IPNetwork]) -> bool:
+    """True when the connection itself comes from one of the ``trusted`` proxies."""
+    address = _valid_ip(remote_addr)
+    return address is not None and _is_trusted(address, trusted)
+
+
 def _is_trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
     ip = ipaddress.ip_address(address)
     return any(ip in network for network in trusted)

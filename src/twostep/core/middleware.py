@@ -7,13 +7,19 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from twostep.core.client import client_ip, parse_networks
+from twostep.core.client import client_ip, is_trusted_peer, parse_networks
 
 Handler = Callable[[HttpRequest], HttpResponse]
 
 
 class ClientInfoMiddleware:
-    """Sets ``request.client_ip`` and ``request.user_agent`` once, for everything after it."""
+    """Sets ``request.client_ip`` and ``request.user_agent`` once, for everything after it.
+
+    It also drops ``X-Forwarded-Proto`` unless the connection comes from a
+    trusted proxy: Django believes that header (``SECURE_PROXY_SSL_HEADER``)
+    from anyone once proxies are configured, and a client reaching the port
+    directly could otherwise pass plain HTTP off as HTTPS.
+    """
 
     def __init__(self, get_response: Handler) -> None:
         self.get_response = get_response
@@ -21,6 +27,8 @@ class ClientInfoMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         meta = request.META
+        if "HTTP_X_FORWARDED_PROTO" in meta and not is_trusted_peer(meta.get("REMOTE_ADDR", ""), self.trusted):
+            del meta["HTTP_X_FORWARDED_PROTO"]
         request.client_ip = client_ip(  # type: ignore[attr-defined]
             meta.get("REMOTE_ADDR", ""),
             meta.get("HTTP_FORWARDED", ""),
