@@ -64,7 +64,9 @@ def test_setup_needs_recent_password(signed_in: Client) -> None:
     assert signed_in.get("/account/security/totp")["Location"].startswith("/account/reauthenticate")
     bad = signed_in.post("/account/reauthenticate", {"password": "nope nope nope", "next": "/account/security/totp"})
     assert bad.status_code == 200 and b"incorrect" in bad.content
+    before = signed_in.session.session_key
     reauthenticate(signed_in)
+    assert signed_in.session.session_key != before  # a new session id with the raised privilege
     page = signed_in.get("/account/security/totp")
     assert page.status_code == 200
     assert b"<svg" in page.content and b"manual-key" in page.content

@@ -206,6 +206,8 @@ def reauthenticate_view(request: HttpRequest) -> HttpResponse:
             status = 429
         else:
             if correct:
+                # A new session id with the raised privilege, as at sign-in.
+                request.session.cycle_key()
                 mark_reauthenticated(request)
                 return redirect(next_url)
             form.add_error("password", "That password is incorrect.")
