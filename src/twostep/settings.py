@@ -212,5 +212,13 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": CONFIG.log_level},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        # httpx logs every request's full URL at INFO: an SMS webhook's URL may
+        # carry its token in the query string.  twostep logs deliveries itself.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        # A request for a host name not in ALLOWED_HOSTS is scanners' noise; its 400 answer is enough.
+        "django.security.DisallowedHost": {"level": "CRITICAL"},
+    },
 }

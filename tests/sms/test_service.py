@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from io import StringIO
 
 import pytest
@@ -290,6 +291,20 @@ def test_configuration_change_is_audited_without_secrets(fakes: FakeSet) -> None
     assert event.detail["options"]["url"] == fake.hook_url
     assert event.detail["secrets_changed"] == ["signing_secret"]
     assert "s3cret-value" not in _all_events_text() and "in-the-url" not in _all_events_text()
+
+
+def test_a_url_token_stays_out_of_the_logs(fakes: FakeSet, caplog: pytest.LogCaptureFixture) -> None:
+    """Sending through a webhook whose URL carries a token logs nothing of that URL (httpx logs URLs at INFO)."""
+    fake = fakes.webhook()
+    service.save_configuration(
+        "webhook",
+        {"url": fake.hook_url + "?token=in-the-url", "signing_secret": fake.signing_secret},
+        SENDER,
+        origin=CLI,
+    )
+    caplog.set_level(logging.DEBUG)
+    service.send_test(NUMBER, origin=CLI)
+    assert fake.received and "in-the-url" not in caplog.text
 
 
 def test_sender_goes_through_sms_configure() -> None:
