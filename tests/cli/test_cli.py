@@ -106,6 +106,7 @@ def test_users_add_with_password_stdin(twostep: Runner) -> None:
         (["settings", "set", "nonsense", "1"], "unknown setting"),
         (["settings", "set", "email.password", "hunter2"], "twostep email set-password"),
         (["users", "add", "bad4", "--display-name", "D" * 151], "at most 150 characters"),
+        (["audit", "tail", "-n", "0"], "give at least 1"),
         (["users", "add", "bad5", "--email", "x" * 250 + "@e.com"], "at most 254 characters"),
     ],
 )

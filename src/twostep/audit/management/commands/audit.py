@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from typing import Any
 
@@ -13,6 +14,16 @@ from twostep.core.housekeeping import prune
 from twostep.core.management.base import NounCommand
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least 1")
+    return value
+
+
 class Command(NounCommand):
     help = "The auth log."
     verbs = {
@@ -22,7 +33,7 @@ class Command(NounCommand):
 
     def add_verb_arguments(self, verb: str, parser: CommandParser) -> None:
         if verb == "tail":
-            parser.add_argument("-n", "--lines", type=int, default=20, help="How many events (default 20).")
+            parser.add_argument("-n", "--lines", type=_positive, default=20, help="How many events (default 20).")
             parser.add_argument("--user", default="", help="Only this username.")
             parser.add_argument("--outcome", choices=["success", "failure", "info"], default="")
             parser.add_argument("-f", "--follow", action="store_true", help="Keep printing new events.")

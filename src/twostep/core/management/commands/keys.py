@@ -28,5 +28,7 @@ class Command(NounCommand):
             raise CommandError(str(exc)) from None
         record("keys.rotated", Outcome.INFO, origin=CLI, detail={"secrets": count, "dropped_old": drop_old})
         self.stdout.write(f"New key added; {count} secret(s) re-encrypted.")
-        if not drop_old:
+        if drop_old:
+            self.stdout.write("Old keys were removed: backups encrypted with them can no longer be read.")
+        else:
             self.stdout.write("Old keys are kept for decryption; remove them with --drop-old once backups are updated.")
