@@ -30,13 +30,18 @@ def login(api: Api, username: str) -> dict[str, Any]:
     return body
 
 
+def enrol_email_codes(user: User, server: SmtpServer) -> None:
+    """Email codes to the backup address, confirmed; the mailbox emptied."""
+    email_flows.start_enrolment(user, user.email_addresses.get(email=BACKUP).pk, CLI)
+    email_flows.confirm_enrolment(user, server.last_code(BACKUP), CLI)
+    server.received.clear()
+
+
 def test_email_resend_cooldown_then_new_code(
     api: Api, user: User, mail_server: SmtpServer, email_on: None, frozen_clock: clock.FrozenClock
 ) -> None:
     """Within the cooldown: 429 with Retry-After and no mail; after it, a new code that signs in (the old one dies)."""
-    email_flows.start_enrolment(user, user.email_addresses.get(email=BACKUP).pk, CLI)
-    email_flows.confirm_enrolment(user, mail_server.last_code(BACKUP), CLI)
-    mail_server.received.clear()
+    enrol_email_codes(user, mail_server)
 
     step = login(api, "alice")
     assert step["method"] == "email"
@@ -122,9 +127,7 @@ def test_locked_second_step_sends_nothing(
     api: Api, user: User, mail_server: SmtpServer, email_on: None, frozen_clock: clock.FrozenClock
 ) -> None:
     """With the second step locked, resend mails nothing and answers the generic failure, like a code would."""
-    email_flows.start_enrolment(user, user.email_addresses.get(email=BACKUP).pk, CLI)
-    email_flows.confirm_enrolment(user, mail_server.last_code(BACKUP), CLI)
-    mail_server.received.clear()
+    enrol_email_codes(user, mail_server)
     User.objects.filter(pk=user.pk).update(second_step_failures=20, second_step_locked_at=clock.now())
     step = login(api, "alice")
     frozen_clock.advance(120)
