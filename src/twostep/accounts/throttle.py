@@ -22,7 +22,8 @@ import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
+from django.db.models import Case, F, Value, When
 
 from twostep.accounts.models import SignInThrottle
 from twostep.core.backoff import doubling_wait
@@ -76,9 +77,11 @@ def claim(username: str, ip: str | None, now: datetime, *, device: str | None = 
     account_key = f"device:{device}" if device else _account_key(username)
     attempt = Claim(account_key, _address_key(ip) if ip else None)
     keys = [key for key in (attempt.account_key, attempt.ip_key) if key]
-    for key in keys:
-        _ensure_row(key, now)
+    # One transaction, one commit: a sign-in pays for this besides the hash.
     with transaction.atomic():
+        SignInThrottle.objects.bulk_create(
+            [SignInThrottle(key=key, window_started_at=now) for key in keys], ignore_conflicts=True
+        )
         rows = list(SignInThrottle.objects.select_for_update().filter(key__in=keys).order_by("key"))
         waits = [row.blocked_until - now for row in rows if row.blocked_until and row.blocked_until > now]
         if waits:
@@ -91,7 +94,7 @@ def claim(username: str, ip: str | None, now: datetime, *, device: str | None = 
             limit = IP_FAILURES_PER_WINDOW if is_ip else ACCOUNT_FREE_FAILURES
             if row.failures >= limit:
                 row.blocked_until = now + doubling_wait(row.failures - limit, MAX_DELAY)
-            row.save(update_fields=["failures", "window_started_at", "blocked_until"])
+        SignInThrottle.objects.bulk_update(rows, ["failures", "window_started_at", "blocked_until"])
     return attempt
 
 
@@ -102,22 +105,13 @@ def settle(attempt: Claim, *, password_was_right: bool) -> None:
     """
     if not password_was_right:
         return
-    SignInThrottle.objects.filter(key=attempt.account_key).delete()
-    if attempt.ip_key:
-        with transaction.atomic():
-            row = SignInThrottle.objects.select_for_update().filter(key=attempt.ip_key).first()
-            if row is not None and row.failures > 0:
-                row.failures -= 1
-                if row.failures < IP_FAILURES_PER_WINDOW:
-                    row.blocked_until = None
-                row.save(update_fields=["failures", "blocked_until"])
-
-
-def _ensure_row(key: str, now: datetime) -> None:
-    if SignInThrottle.objects.filter(key=key).exists():
-        return
-    try:
-        with transaction.atomic():
-            SignInThrottle.objects.create(key=key, window_started_at=now)
-    except IntegrityError:  # created concurrently
-        pass
+    with transaction.atomic():
+        SignInThrottle.objects.filter(key=attempt.account_key).delete()
+        if attempt.ip_key:
+            # One conditional UPDATE: the try back, and no block once under the limit again.
+            SignInThrottle.objects.filter(key=attempt.ip_key, failures__gt=0).update(
+                failures=F("failures") - 1,
+                blocked_until=Case(
+                    When(failures__lte=IP_FAILURES_PER_WINDOW, then=Value(None)), default=F("blocked_until")
+                ),
+            )
