@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
+from django.forms import Form
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -105,10 +107,7 @@ def _user_or_404(username: str) -> User:
 @require_http_methods(["GET", "POST"])
 def user_view(request: HttpRequest, username: str) -> HttpResponse:
     user = _user_or_404(username)
-    form = EditUserForm(
-        request.POST or None,
-        initial={"display_name": user.display_name, "role": user.role, "is_active": user.is_active},
-    )
+    form = _edit_form(user, request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             services.update_user(
@@ -124,21 +123,37 @@ def user_view(request: HttpRequest, username: str) -> HttpResponse:
         else:
             messages.success(request, "Saved.")
             return redirect(f"/admin/users/{user.username}")
+    return _user_page(request, user, form=form)
+
+
+def _edit_form(user: User, data: Any = None) -> EditUserForm:
+    return EditUserForm(
+        data, initial={"display_name": user.display_name, "role": user.role, "is_active": user.is_active}
+    )
+
+
+def _user_page(request: HttpRequest, user: User, status: int = 200, **forms: Form) -> HttpResponse:
+    """A user's console page; ``forms`` replaces blank ones (e.g. a refused entry, kept with its error)."""
     factors = Authenticator.objects.filter(user=user, confirmed_at__isnull=False).order_by("method")
+    blank = {
+        "form": _edit_form(user),
+        "email_form": AddEmailForm(),
+        "phone_form": AddPhoneForm(),
+        "password_form": ResetPasswordForm(),
+    }
     return render(
         request,
         "console/user.html",
         {
             "subject": user,
-            "form": form,
             "emails": user.email_addresses.all(),
             "phones": user.phone_numbers.all(),
             "factors": factors,
             "trusted": trusted_browsers.list_trusted(user),
-            "email_form": AddEmailForm(),
-            "phone_form": AddPhoneForm(),
-            "password_form": ResetPasswordForm(),
+            **blank,
+            **forms,
         },
+        status=status,
     )
 
 
@@ -230,11 +245,20 @@ def user_emails_view(request: HttpRequest, username: str) -> HttpResponse:
     try:
         if action == "add":
             form = AddEmailForm(request.POST)
-            if not form.is_valid():
-                raise ValidationError("Enter an email address.")
-            services.add_email(
-                user, form.cleaned_data["email"], primary=form.cleaned_data["primary"], origin=origin, actor=actor
-            )
+            try:
+                if form.is_valid():
+                    services.add_email(
+                        user,
+                        form.cleaned_data["email"],
+                        primary=form.cleaned_data["primary"],
+                        origin=origin,
+                        actor=actor,
+                    )
+            except ValidationError as exc:
+                form.add_error("email", exc)
+            if form.errors:
+                # The page again, with the typed address and what is wrong with it.
+                return _user_page(request, user, status=400, email_form=form)
         elif action == "remove":
             services.remove_email(user, int(request.POST.get("id", "0")), origin=origin, actor=actor)
         elif action == "primary":
@@ -257,11 +281,19 @@ def user_phones_view(request: HttpRequest, username: str) -> HttpResponse:
     try:
         if action == "add":
             form = AddPhoneForm(request.POST)
-            if not form.is_valid():
-                raise ValidationError("Enter a phone number.")
-            services.add_phone(
-                user, form.cleaned_data["phone"], primary=form.cleaned_data["primary"], origin=origin, actor=actor
-            )
+            try:
+                if form.is_valid():
+                    services.add_phone(
+                        user,
+                        form.cleaned_data["phone"],
+                        primary=form.cleaned_data["primary"],
+                        origin=origin,
+                        actor=actor,
+                    )
+            except ValidationError as exc:
+                form.add_error("phone", exc)
+            if form.errors:
+                return _user_page(request, user, status=400, phone_form=form)
         elif action == "remove":
             services.remove_phone(user, int(request.POST.get("id", "0")), origin=origin, actor=actor)
         elif action == "primary":

@@ -1,0 +1,43 @@
+"""The console's user page: adding addresses and numbers."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tests.conftest import sign_in
+from twostep.accounts.models import User
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client: Client, admin: User) -> Client:
+    assert sign_in(client, admin.username).status_code == 302
+    return client
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "typed", "error"),
+    [
+        ("emails", "email", "alice at example", "Enter a valid email address."),
+        ("emails", "email", "alice@example.com", "already"),
+        ("phones", "phone", "555 123 4567", "international form"),
+    ],
+)
+def test_a_refused_entry_stays_in_its_field_with_the_reason(
+    admin_client: Client, user: User, path: str, field: str, typed: str, error: str
+) -> None:
+    """The page comes back (400) with what was typed and why it was refused; nothing is added."""
+    before = user.email_addresses.count() + user.phone_numbers.count()
+    response = admin_client.post(f"/admin/users/{user.username}/{path}", {"action": "add", field: typed})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert f'value="{typed}"' in page and error in page
+    assert user.email_addresses.count() + user.phone_numbers.count() == before
+
+
+def test_an_accepted_entry_is_added(admin_client: Client, user: User) -> None:
+    response = admin_client.post(f"/admin/users/{user.username}/phones", {"action": "add", "phone": "+44 7911 123456"})
+    assert response.status_code == 302
+    assert user.phone_numbers.filter(number="+447911123456").exists()
