@@ -111,6 +111,17 @@ def test_a_stranger_cannot_delay_a_browser_that_signed_in_before(user: User) -> 
 
 
 @pytest.mark.django_db
+def test_a_stranger_cannot_block_the_owners_password_confirmation(user: User) -> None:
+    """The same holds when a signed-in owner enters the password again for a sensitive change."""
+    owner = Client(REMOTE_ADDR="192.0.2.12")
+    sign_in(owner, user.username)
+    for i in range(8):
+        Client(REMOTE_ADDR=f"198.51.100.{i + 1}").post("/login", {"username": user.username, "password": f"no {i}"})
+    response = owner.post("/account/reauthenticate", {"password": PASSWORD, "next": "/account"})
+    assert response.status_code == 302 and response["Location"] == "/account"
+
+
+@pytest.mark.django_db
 def test_the_device_keeps_its_own_count(user: User, make_user: Callable[..., User]) -> None:
     """Wrong passwords from the device are still delayed; its cookie does nothing for another name, or forged."""
     owner = Client(REMOTE_ADDR="192.0.2.11")

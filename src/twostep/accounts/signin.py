@@ -58,17 +58,20 @@ def check_password_step(
     return None
 
 
-def check_reauthentication(user: User, password: str, origin: Origin) -> bool:
+def check_reauthentication(user: User, password: str, origin: Origin, request: HttpRequest | None = None) -> bool:
     """True when ``password`` is ``user``'s, for a sensitive change; records the attempt.
 
-    Wrong passwords here count against the same per-name and per-IP limits as
-    the sign-in form, so a stolen session cannot be used to guess the password.
+    Wrong passwords here count against the same limits as the sign-in form
+    (the name's, or this browser's device counter, and the address's), so a
+    stolen session cannot be used to guess the password.
 
     Raises:
         SignInThrottled: too many recent failures; the password was not checked.
     """
     try:
-        attempt = throttle.claim(user.username, origin.ip, clock.now())
+        attempt = throttle.claim(
+            user.username, origin.ip, clock.now(), device=devices.device_id(request, user.username)
+        )
     except throttle.SignInThrottled:
         record("reauthenticate", Outcome.FAILURE, origin=origin, user=user, reason="throttled")
         raise

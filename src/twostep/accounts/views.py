@@ -164,7 +164,7 @@ def change_password_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             # Throttled like sign-in, so that an open session cannot be used to guess the password.
-            correct = check_reauthentication(user, form.cleaned_data["current_password"], Origin.of(request))
+            correct = check_reauthentication(user, form.cleaned_data["current_password"], Origin.of(request), request)
         except SignInThrottled:
             correct = False
             form.add_error("current_password", THROTTLED)
@@ -200,7 +200,7 @@ def reauthenticate_view(request: HttpRequest) -> HttpResponse:
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
-            correct = check_reauthentication(user, form.cleaned_data["password"], Origin.of(request))
+            correct = check_reauthentication(user, form.cleaned_data["password"], Origin.of(request), request)
         except SignInThrottled:
             form.add_error("password", THROTTLED)
             status = 429
