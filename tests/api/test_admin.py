@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from tests.api.conftest import Api, enrol_totp, error_code
+from tests.conftest import PASSWORD
 from twostep.accounts.models import User
 from twostep.api import tokens
 from twostep.api.models import AccessToken
@@ -211,3 +212,21 @@ def test_admin_surface_refuses_users(api: Api, user: User, token_for) -> None:  
     assert not User.objects.filter(username="mallory").exists()
     assert api.patch("/admin/settings", {"values": {"two_factor.enabled": True}}, token=token).status_code == 403
     assert get_setting("two_factor.enabled") is False
+
+
+def test_changes_need_a_recent_password_with_a_sign_in_token(
+    api: Api, root: str, admin: User, user: User, frozen_clock: clock.FrozenClock
+) -> None:
+    """Six minutes after signing in, an admin's change answers 403 reauthentication_required; reading does not.
+
+    After POST /me/reauthenticate the change goes through.  A personal admin
+    token (for automation; making it needed the password) is not asked.
+    """
+    personal = tokens.create_personal_token(admin, name="ops script", scopes=["admin"], origin=CLI).secret
+    frozen_clock.advance(6 * 60)
+    stale = api.post("/admin/users/alice/unlock", token=root)
+    assert stale.status_code == 403 and error_code(stale) == "reauthentication_required"
+    assert api.get("/admin/users/alice", token=root).status_code == 200
+    assert api.post("/me/reauthenticate", {"password": PASSWORD}, token=root).status_code == 200
+    assert api.post("/admin/users/alice/unlock", token=root).status_code == 204
+    assert api.post("/admin/users/alice/unlock", token=personal).status_code == 204

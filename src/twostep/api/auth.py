@@ -14,8 +14,10 @@ from ninja.security import HttpBearer
 from twostep.accounts.models import User
 from twostep.api import tokens
 from twostep.api.errors import ApiError
-from twostep.api.models import AccessToken, Scope
+from twostep.api.models import AccessToken, Scope, TokenKind
 from twostep.mfa import enforcement
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class BearerToken(HttpBearer):
@@ -35,6 +37,19 @@ class BearerToken(HttpBearer):
             if self.scope == Scope.ADMIN:
                 raise ApiError("forbidden", "This needs an administrator's token with the admin scope.")
             raise ApiError("forbidden", f"This needs a token with the {self.scope} scope.")
+        if (
+            self.scope == Scope.ADMIN
+            and request.method not in SAFE_METHODS
+            and access.kind == TokenKind.SIGN_IN
+            and not tokens.recently_reauthenticated(access)
+        ):
+            # As in the console: an administrator's change needs a recent
+            # password.  Personal admin tokens are for automation; making one
+            # already needed the password.
+            raise ApiError(
+                "reauthentication_required",
+                "Enter your password again first (POST /api/v1/me/reauthenticate), then repeat the change.",
+            )
         if not enforcement.api_path_allowed(request.path) and enforcement.enrolment_required(access.user):
             raise ApiError(
                 "enrolment_required",
