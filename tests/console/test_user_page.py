@@ -41,3 +41,17 @@ def test_an_accepted_entry_is_added(admin_client: Client, user: User) -> None:
     response = admin_client.post(f"/admin/users/{user.username}/phones", {"action": "add", "phone": "+44 7911 123456"})
     assert response.status_code == 302
     assert user.phone_numbers.filter(number="+447911123456").exists()
+
+
+def test_make_primary_and_remove(admin_client: Client, user: User) -> None:
+    """The other two actions of both lists; a bad id is a message, not an error page."""
+    backup = user.email_addresses.get(is_primary=False)
+    page = f"/admin/users/{user.username}"
+    assert admin_client.post(f"{page}/emails", {"action": "primary", "id": backup.pk})["Location"] == f"{page}#emails"
+    assert user.email_addresses.get(is_primary=True).pk == backup.pk
+    admin_client.post(f"{page}/phones", {"action": "add", "phone": "+15557654321"})
+    added = user.phone_numbers.get(number="+15557654321")
+    assert admin_client.post(f"{page}/phones", {"action": "remove", "id": added.pk})["Location"] == f"{page}#phones"
+    assert not user.phone_numbers.filter(pk=added.pk).exists()
+    refused = admin_client.post(f"{page}/phones", {"action": "remove", "id": "not a number"}, follow=True)
+    assert refused.status_code == 200 and "Invalid request." in refused.content.decode()

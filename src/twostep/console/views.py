@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -236,75 +238,84 @@ def user_trusted_browsers_view(request: HttpRequest, username: str) -> HttpRespo
     return redirect(f"/admin/users/{user.username}#trusted")
 
 
-@admin_only
-@require_POST
-def user_emails_view(request: HttpRequest, username: str) -> HttpResponse:
+@dataclass(frozen=True)
+class _Contacts:
+    """What differs between a user's email addresses and phone numbers on their console page."""
+
+    form: type[AddEmailForm | AddPhoneForm]
+    field: str
+    add: Callable[..., Any]
+    remove: Callable[..., Any]
+    make_primary: Callable[..., Any]
+    updated: str
+    anchor: str
+
+
+_EMAILS = _Contacts(
+    AddEmailForm,
+    "email",
+    services.add_email,
+    services.remove_email,
+    services.make_primary_email,
+    "Email addresses updated.",
+    "emails",
+)
+_PHONES = _Contacts(
+    AddPhoneForm,
+    "phone",
+    services.add_phone,
+    services.remove_phone,
+    services.make_primary_phone,
+    "Phone numbers updated.",
+    "phones",
+)
+
+
+def _change_contacts(request: HttpRequest, username: str, contacts: _Contacts) -> HttpResponse:
+    """Add, remove or make primary one of the user's addresses or numbers."""
     user = _user_or_404(username)
     action = request.POST.get("action", "add")
     origin, actor = Origin.of(request), _actor(request)
     try:
         if action == "add":
-            form = AddEmailForm(request.POST)
+            form = contacts.form(request.POST)
             try:
                 if form.is_valid():
-                    services.add_email(
+                    contacts.add(
                         user,
-                        form.cleaned_data["email"],
+                        form.cleaned_data[contacts.field],
                         primary=form.cleaned_data["primary"],
                         origin=origin,
                         actor=actor,
                     )
             except ValidationError as exc:
-                form.add_error("email", exc)
+                form.add_error(contacts.field, exc)
             if form.errors:
-                # The page again, with the typed address and what is wrong with it.
-                return _user_page(request, user, status=400, email_form=form)
+                # The page again, with what was typed and what is wrong with it.
+                return _user_page(request, user, status=400, **{f"{contacts.field}_form": form})
         elif action == "remove":
-            services.remove_email(user, int(request.POST.get("id", "0")), origin=origin, actor=actor)
+            contacts.remove(user, int(request.POST.get("id", "0")), origin=origin, actor=actor)
         elif action == "primary":
-            services.make_primary_email(user, int(request.POST.get("id", "0")), origin=origin, actor=actor)
+            contacts.make_primary(user, int(request.POST.get("id", "0")), origin=origin, actor=actor)
         else:
             raise ValidationError("Unknown action.")
     except (ValidationError, ValueError) as exc:
         _show_errors(request, exc if isinstance(exc, ValidationError) else ValidationError("Invalid request."))
     else:
-        messages.success(request, "Email addresses updated.")
-    return redirect(f"/admin/users/{user.username}#emails")
+        messages.success(request, contacts.updated)
+    return redirect(f"/admin/users/{user.username}#{contacts.anchor}")
+
+
+@admin_only
+@require_POST
+def user_emails_view(request: HttpRequest, username: str) -> HttpResponse:
+    return _change_contacts(request, username, _EMAILS)
 
 
 @admin_only
 @require_POST
 def user_phones_view(request: HttpRequest, username: str) -> HttpResponse:
-    user = _user_or_404(username)
-    action = request.POST.get("action", "add")
-    origin, actor = Origin.of(request), _actor(request)
-    try:
-        if action == "add":
-            form = AddPhoneForm(request.POST)
-            try:
-                if form.is_valid():
-                    services.add_phone(
-                        user,
-                        form.cleaned_data["phone"],
-                        primary=form.cleaned_data["primary"],
-                        origin=origin,
-                        actor=actor,
-                    )
-            except ValidationError as exc:
-                form.add_error("phone", exc)
-            if form.errors:
-                return _user_page(request, user, status=400, phone_form=form)
-        elif action == "remove":
-            services.remove_phone(user, int(request.POST.get("id", "0")), origin=origin, actor=actor)
-        elif action == "primary":
-            services.make_primary_phone(user, int(request.POST.get("id", "0")), origin=origin, actor=actor)
-        else:
-            raise ValidationError("Unknown action.")
-    except (ValidationError, ValueError) as exc:
-        _show_errors(request, exc if isinstance(exc, ValidationError) else ValidationError("Invalid request."))
-    else:
-        messages.success(request, "Phone numbers updated.")
-    return redirect(f"/admin/users/{user.username}#phones")
+    return _change_contacts(request, username, _PHONES)
 
 
 @admin_only
