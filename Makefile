@@ -21,14 +21,14 @@ run: $(BIN)/twostep
 	$(BIN)/twostep init
 	$(BIN)/twostep serve
 
-## test: lint, type-check, then the whole suite on SQLite and on PostgreSQL
+## test: lint, type-check, then the whole suite on SQLite and on PostgreSQL (two pytest workers, one per core)
 test: $(VENV)/.test-deps
 	scripts/ensure-system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest $(PYTEST_ARGS)
-	TWOSTEP_TEST_DB=postgres $(BIN)/pytest -m "not browser" $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	TWOSTEP_TEST_DB=postgres $(BIN)/pytest -n 2 -m "not browser" $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-deps
 	$(BIN)/ruff check src tests bench
