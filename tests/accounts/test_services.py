@@ -38,6 +38,7 @@ def test_create_user_with_addresses_and_phones(make_user: Callable[..., User]) -
     ("kwargs", "message"),
     [
         ({"phones": ["5551234567"]}, "international form"),
+        ({"phones": ["+15551234567 ext 5"]}, "has an extension"),
         ({"phones": ["+1555"]}, "not a valid phone number"),
         ({"emails": ["not-an-address"]}, "valid email"),
         ({"emails": ["x" * 250 + "@e.com"]}, "at most 254 characters"),

@@ -100,7 +100,7 @@ def test_password_is_not_a_plain_runtime_setting() -> None:
         ("email.security", "ssl", "starttls, tls, none"),
         ("email.host", "smtp.example.com/evil", "not a host name"),
         ("email.from_address", "not an address", "not an email address"),
-        ("email.from_address", "a@example.com\nBcc: x@example.com", "printable"),
+        ("email.from_address", "a@example.com\nBcc: x@example.com", "on one line"),
     ],
 )
 def test_invalid_values_are_refused(key: str, value: str, message: str) -> None:

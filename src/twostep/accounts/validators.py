@@ -23,7 +23,8 @@ def normalize_username(raw: str) -> str:
     username = raw.strip().lower()
     if not USERNAME_RE.fullmatch(username):
         raise ValidationError(
-            "A username is 1 to 64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit.",
+            "A username is 1 to 64 characters: letters a-z (no accents), digits, '.', '_' or '-', "
+            "starting with a letter or digit.",
             code="invalid_username",
         )
     return username
@@ -66,6 +67,11 @@ def normalize_phone(raw: str) -> str:
     # refusing a working number would lock its owner out of SMS codes.
     if not phonenumbers.is_possible_number(parsed):
         raise ValidationError(f"{raw!r} is not a valid phone number.", code="invalid_phone")
+    if parsed.extension:
+        # E.164 has no room for it, and an extension cannot receive a text message.
+        raise ValidationError(
+            f"{raw!r} has an extension; give a number that receives text messages directly.", code="invalid_phone"
+        )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -50,8 +50,10 @@ def _text(value: Any, what: str, max_length: int) -> str:
     if not isinstance(value, str):
         raise SettingError(f"{what} must be text")
     text = value.strip()
-    if len(text) > max_length or not text.isprintable():
-        raise SettingError(f"{what} must be at most {max_length} printable characters")
+    if not text.isprintable():
+        raise SettingError(f"{what} must be on one line, without control characters")
+    if len(text) > max_length:
+        raise SettingError(f"{what} must be at most {max_length} characters")
     return text
 
 

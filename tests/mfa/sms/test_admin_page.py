@@ -87,6 +87,8 @@ def test_test_sms_failure_shows_the_provider_error(admin_client: Client, fakes: 
     assert "The test SMS was not sent (delivery_failed)" in page and "gateway on fire" in page
     bad = admin_client.post("/admin/sms", {"action": "test", "number": "5551234567"}).content.decode()
     assert "international form" in bad
+    empty = admin_client.post("/admin/sms", {"action": "test", "number": ""}).content.decode()
+    assert "Enter the phone number to send the test SMS to" in empty
 
 
 def test_limits_form(admin_client: Client) -> None:

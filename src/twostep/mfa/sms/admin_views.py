@@ -98,6 +98,8 @@ def sms_admin_view(request: HttpRequest) -> HttpResponse:
     elif action == "test":
         test_number = request.POST.get("number", "").strip()
         try:
+            if not test_number:
+                raise ValueError("Enter the phone number to send the test SMS to, like +15551234567.")
             receipt = service.send_test(test_number, origin=origin, actor=actor)
         except ValueError as exc:
             test_errors["number"] = str(exc)
