@@ -226,8 +226,7 @@ def confirm(user: User, code: str, holder: str, origin: Origin) -> datetime:
             else:
                 # Wrong tries are counted by these UPDATEs and must be kept:
                 # nothing raises inside this block, so nothing is rolled back.
-                reason = guesses.blocked_reason(user) or codes.verify(user.pk, code, email_check=check)
-                guesses.settle(user, reason, origin)
+                reason = guesses.check_code(user, origin, lambda: codes.verify(user.pk, code, email_check=check))
             if reason is None and check is not None:
                 EmailCheck.objects.filter(pk=check.pk).update(passed_at=passed_at)
     if reason is not None or check is None:

@@ -13,6 +13,7 @@ wrong codes count in the same budget, and none is checked while it is spent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from twostep.accounts.models import User
@@ -31,27 +32,27 @@ REFUSALS = {
 GUESSES = frozenset({"wrong_code", "expired_code", "code_exhausted", "reused_code"})
 
 
-def blocked_reason(user: User) -> str | None:
-    """``locked`` or ``throttled`` when the account may not try a code now, else None.
+def check_code(user: User, origin: Origin, verify: Callable[[], str | None]) -> str | None:
+    """Run ``verify`` (which checks and consumes a set-up code) within the account's budget.
 
-    Call it inside the transaction that then checks the code: the account's
-    row is locked for it, so parallel guesses queue and each sees the count
-    the previous one left.
+    Returns ``locked`` or ``throttled`` without calling ``verify`` while the
+    budget is spent; otherwise ``verify``'s failure reason, counted against
+    the account when it was a guess, or None on success (which clears the
+    count).  Call it inside the transaction that consumes the code: the
+    account's row is locked for it, so parallel guesses queue and each sees
+    the count the previous one left.
     """
     current = User.objects.select_for_update().get(pk=user.pk)
     try:
         throttle.check(current, clock.now())
     except throttle.Blocked as blocked:
         return blocked.reason
-    return None
-
-
-def settle(user: User, reason: str | None, origin: Origin) -> None:
-    """Count a guessed code against the account (logging a lock it engages), or clear the count on success."""
+    reason = verify()
     if reason is None:
         throttle.register_success(user.pk)
     elif reason in GUESSES:
         count(user, origin)
+    return reason
 
 
 def count(user: User, origin: Origin, now: datetime | None = None) -> None:

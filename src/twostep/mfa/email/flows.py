@@ -230,8 +230,7 @@ def confirm_enrolment(user: User, code: str, origin: Origin, *, keep_session_key
         else:
             # Wrong tries are counted by these UPDATEs and must survive: no
             # exception leaves this block, so nothing is rolled back.
-            reason = guesses.blocked_reason(user) or codes.verify(user.pk, code, authenticator=pending)
-            guesses.settle(user, reason, origin)
+            reason = guesses.check_code(user, origin, lambda: codes.verify(user.pk, code, authenticator=pending))
         if reason is None and pending is not None:
             replaced = Authenticator.objects.filter(user=user, method=METHOD, confirmed_at__isnull=False).delete()[0]
             pending.confirmed_at = now

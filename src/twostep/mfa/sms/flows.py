@@ -257,8 +257,7 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
             reason = "malformed_code"
         else:
             # Failures counted here must survive: decide inside, raise outside.
-            reason = guesses.blocked_reason(user) or codes.verify(user.pk, code, authenticator=pending)
-            guesses.settle(user, reason, origin)
+            reason = guesses.check_code(user, origin, lambda: codes.verify(user.pk, code, authenticator=pending))
         if reason is None and pending is not None:
             replaced = list(Authenticator.objects.filter(user=user, method=Method.SMS, confirmed_at__isnull=False))
             for old in replaced:
