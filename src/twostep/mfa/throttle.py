@@ -48,15 +48,15 @@ def lock_expired(locked_at: datetime, now: datetime) -> bool:
     return bool(minutes) and now >= locked_at + timedelta(minutes=minutes)
 
 
-def is_locked(user: User) -> bool:
+def is_locked(user: User, now: datetime | None = None) -> bool:
     """True while the second step is locked (an expired timed lock no longer counts)."""
     locked_at = user.second_step_locked_at
-    return locked_at is not None and not lock_expired(locked_at, clock.now())
+    return locked_at is not None and not lock_expired(locked_at, now or clock.now())
 
 
 def check(user: User, now: datetime) -> None:
     """Raises Blocked when the account is locked or must still wait."""
-    if user.second_step_locked_at is not None and not lock_expired(user.second_step_locked_at, now):
+    if is_locked(user, now):
         raise Blocked("locked")
     if user.second_step_blocked_until is not None and user.second_step_blocked_until > now:
         raise Blocked("throttled", user.second_step_blocked_until - now)

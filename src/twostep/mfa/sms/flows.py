@@ -311,12 +311,9 @@ def send_sign_in_code(pending: PendingLogin, authenticator: Authenticator, origi
     try:
         if not has_number(user.pk, number):
             raise NotSent("destination_removed")
-        try:
-            throttle.check(user, clock.now())
-        except throttle.Blocked as blocked:
+        if throttle.is_locked(user):
             # A locked second step cannot succeed: spend no message on it.
-            if blocked.reason == "locked":
-                raise NotSent("locked") from None
+            raise NotSent("locked")
     except NotSent as exc:
         _refused(user, number, "sign_in", origin, exc)
         raise
