@@ -21,16 +21,14 @@ from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 
+from twostep.accounts.throttle import account_name
+
 MAX_AGE = 365 * 86400
 _SALT = "twostep.accounts.devices"
 
 
 def cookie_name() -> str:
     return "__Host-twostep_device" if settings.SESSION_COOKIE_SECURE else "twostep_device"
-
-
-def _account(username: str) -> str:
-    return username.strip().lower()[:150]
 
 
 def device_id(request: HttpRequest | None, username: str) -> str | None:
@@ -42,7 +40,7 @@ def device_id(request: HttpRequest | None, username: str) -> str | None:
         value = signing.loads(raw, salt=_SALT, max_age=MAX_AGE)
     except signing.BadSignature:
         return None
-    if not isinstance(value, dict) or value.get("account") != _account(username):
+    if not isinstance(value, dict) or value.get("account") != account_name(username):
         return None
     device = value.get("device")
     return device if isinstance(device, str) and device else None
@@ -51,7 +49,7 @@ def device_id(request: HttpRequest | None, username: str) -> str | None:
 def remember(request: HttpRequest, response: HttpResponse, username: str) -> None:
     """Give the browser a device cookie for ``username`` after a complete sign-in (keeping its id if it had one)."""
     device = device_id(request, username) or secrets.token_urlsafe(16)
-    value = signing.dumps({"account": _account(username), "device": device}, salt=_SALT, compress=True)
+    value = signing.dumps({"account": account_name(username), "device": device}, salt=_SALT, compress=True)
     response.set_cookie(
         cookie_name(),
         value,

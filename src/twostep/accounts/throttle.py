@@ -50,8 +50,13 @@ class Claim:
     ip_key: str | None
 
 
+def account_name(username: str) -> str:
+    """The account a typed name counts for: trimmed, lower-cased, at most 150 characters."""
+    return username.strip().lower()[:150]
+
+
 def _account_key(username: str) -> str:
-    return f"user:{username.strip().lower()[:150]}"
+    return f"user:{account_name(username)}"
 
 
 def _address_key(ip: str) -> str:
