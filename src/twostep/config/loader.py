@@ -24,6 +24,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from twostep.core.client import ProxyHeader
+
 DEFAULT_DATA_DIR = "data"
 CONFIG_FILE_NAME = "config.toml"
 
@@ -47,8 +49,12 @@ class ServerConfig(_Section):
     #: The address users type, e.g. ``https://login.example.com``.  When it is
     #: https, cookies get ``Secure`` and the ``__Host-`` prefix and HSTS is sent.
     public_url: str = "http://127.0.0.1:8000"
-    #: Peers whose ``X-Forwarded-For`` / ``Forwarded`` headers are believed.
+    #: Peers whose proxy headers (``client_ip_header``, ``X-Forwarded-Proto``) are believed.
     trusted_proxies: list[str] = Field(default_factory=list)
+    #: The one header the trusted proxies write the client's address into:
+    #: ``x-forwarded-for`` or RFC 7239 ``forwarded``.  The other is ignored,
+    #: since a proxy passes it on as the client sent it.
+    client_ip_header: ProxyHeader = "x-forwarded-for"
 
     @field_validator("public_url")
     @classmethod

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from typing import Literal
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: The header a trusted proxy writes the client's address into.  Only that one
+#: is read: a proxy passes the other through as the client sent it.
+ProxyHeader = Literal["x-forwarded-for", "forwarded"]
 
 
 def parse_networks(items: Sequence[str]) -> list[IPNetwork]:
@@ -24,32 +29,32 @@ def _valid_ip(value: str) -> str | None:
         return None
 
 
-def _forwarded_chain(forwarded: str, x_forwarded_for: str) -> list[str]:
+def proxy_chain(header: ProxyHeader, value: str) -> list[str]:
+    """The hops named by one proxy header, left (farthest) to right (nearest)."""
+    if header == "x-forwarded-for":
+        return value.split(",") if value else []
     chain: list[str] = []
-    if forwarded:
-        for element in forwarded.split(","):
-            for pair in element.split(";"):
-                name, _, value = pair.partition("=")
-                if name.strip().lower() == "for":
-                    chain.append(value)
-    elif x_forwarded_for:
-        chain = x_forwarded_for.split(",")
+    for element in value.split(","):
+        for pair in element.split(";"):
+            name, _, hop = pair.partition("=")
+            if name.strip().lower() == "for":
+                chain.append(hop)
     return chain
 
 
-def client_ip(remote_addr: str, forwarded: str, x_forwarded_for: str, trusted: Sequence[IPNetwork]) -> str:
+def client_ip(remote_addr: str, chain: Sequence[str], trusted: Sequence[IPNetwork]) -> str:
     """Return the address of the client that made the request.
 
-    Proxy headers are believed only when the direct peer is a trusted proxy;
-    then the chain is walked from the right, skipping trusted hops, and the
-    first untrusted address is the client.  A spoofed header from an
-    untrusted peer changes nothing.
+    ``chain`` is what the proxy header names (``proxy_chain``).  It is
+    believed only when the direct peer is a trusted proxy; then it is walked
+    from the right, skipping trusted hops, and the first untrusted address is
+    the client.  A spoofed header from an untrusted peer changes nothing.
     """
     peer = _valid_ip(remote_addr) or "0.0.0.0"  # noqa: S104 - an unknown peer, not a bind address
     if not trusted or not _is_trusted(peer, trusted):
         return peer
     candidate = peer
-    for hop in reversed(_forwarded_chain(forwarded, x_forwarded_for)):
+    for hop in reversed(chain):
         address = _valid_ip(hop)
         if address is None:
             break

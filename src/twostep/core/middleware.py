@@ -7,7 +7,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from twostep.core.client import client_ip, is_trusted_peer, parse_networks
+from twostep.core.client import client_ip, is_trusted_peer, parse_networks, proxy_chain
 
 Handler = Callable[[HttpRequest], HttpResponse]
 
@@ -24,6 +24,8 @@ class ClientInfoMiddleware:
     def __init__(self, get_response: Handler) -> None:
         self.get_response = get_response
         self.trusted = parse_networks(settings.CONFIG.server.trusted_proxies)
+        self.proxy_header = settings.CONFIG.server.client_ip_header
+        self.proxy_header_key = "HTTP_" + self.proxy_header.upper().replace("-", "_")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         meta = request.META
@@ -31,8 +33,7 @@ class ClientInfoMiddleware:
             del meta["HTTP_X_FORWARDED_PROTO"]
         request.client_ip = client_ip(  # type: ignore[attr-defined]
             meta.get("REMOTE_ADDR", ""),
-            meta.get("HTTP_FORWARDED", ""),
-            meta.get("HTTP_X_FORWARDED_FOR", ""),
+            proxy_chain(self.proxy_header, meta.get(self.proxy_header_key, "")),
             self.trusted,
         )
         request.user_agent = meta.get("HTTP_USER_AGENT", "")[:300]  # type: ignore[attr-defined]
