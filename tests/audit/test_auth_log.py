@@ -83,3 +83,14 @@ def test_audit_tail(user: User, capsys: pytest.CaptureFixture[str]) -> None:
     assert "reason=credentials" in lines[0] and "login " in lines[1]
     call_command("audit", "prune")
     assert "deleted" in capsys.readouterr().out
+
+
+def test_audit_tail_escapes_what_strangers_typed(user: User, capsys: pytest.CaptureFixture[str]) -> None:
+    """A username typed at the password step cannot forge a line or send escape codes to the terminal."""
+    forged = "nobody\n2030-01-01 00:00:00  success  login  root  127.0.0.1\x1b[2K"
+    response = Client().post("/login", {"username": forged, "password": "x" * 12})
+    assert response.status_code == 200
+    call_command("audit", "tail", "-n", "1")
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "\x1b" not in out
+    assert "nobody\\n2030-01-01" in out and "\\x1b[2K" in out

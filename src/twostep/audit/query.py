@@ -38,21 +38,35 @@ def events(criteria: EventFilter) -> QuerySet[AuthEvent]:
     return queryset
 
 
+def printable(text: object) -> str:
+    """``text`` safe for one terminal line: control and other unprintable characters escaped.
+
+    The auth log stores what strangers typed (a username at the password
+    step, a token's name); a line break in it would forge a log line, an
+    escape sequence would drive the reader's terminal.  Backslashes are
+    escaped too, so that an escaped character cannot be faked.
+    """
+    return "".join(
+        char if char.isprintable() and char != "\\" else char.encode("unicode_escape").decode("ascii")
+        for char in str(text)
+    )
+
+
 def describe(event: AuthEvent) -> str:
     """One line for terminals: time, outcome, kind, who, from where, why."""
     parts = [
         event.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         f"{event.outcome:<7}",
         f"{event.kind:<22}",
-        event.username or "-",
+        printable(event.username) or "-",
         event.ip or "-",
     ]
     if event.method:
         parts.append(f"method={event.method}")
     if event.reason:
-        parts.append(f"reason={event.reason}")
+        parts.append(f"reason={printable(event.reason)}")
     if event.actor is not None:
-        parts.append(f"by={event.actor.username}")
+        parts.append(f"by={printable(event.actor.username)}")
     if event.detail:
-        parts.append(" ".join(f"{key}={value}" for key, value in sorted(event.detail.items())))
+        parts.append(" ".join(f"{key}={printable(value)}" for key, value in sorted(event.detail.items())))
     return "  ".join(parts)
