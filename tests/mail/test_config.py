@@ -9,10 +9,11 @@ import pytest
 from django.conf import settings
 
 from twostep.config.loader import ConfigError, EmailConfig, load_config
-from twostep.core.keyring import ENCRYPTED_SETTINGS, rotate_keys
+from twostep.core.keyring import ENCRYPTED_SETTINGS, rotate_keys, secret_box
 from twostep.core.models import Setting
-from twostep.core.runtime import DEFINITIONS, SettingError, get_setting, set_setting_from_text
+from twostep.core.runtime import DEFINITIONS, SettingError, get_setting, set_setting, set_setting_from_text
 from twostep.mail import config
+from twostep.mail.base import MailDeliveryError
 
 pytestmark = pytest.mark.django_db
 
@@ -71,7 +72,38 @@ def test_console_values_win_over_the_file(monkeypatch: pytest.MonkeyPatch, rereg
     )
     assert current.from_address == "a@example.org"
     config.clear_password()
+    # config.toml's password is for config.toml's server, not the console's.
+    with pytest.raises(MailDeliveryError, match=r"in config\.toml was given for smtp\.file\.example:587"):
+        config.current()
+    config.save(host="smtp.file.example", port=587, security="starttls", username="u", from_address="")
     assert config.current().password == "from-file"
+
+
+@pytest.mark.parametrize(
+    "moved",
+    [{"host": "mx.attacker.example"}, {"port": 2525}, {"security": "none"}],
+    ids=["host", "port", "plaintext"],
+)
+def test_stored_password_is_only_sent_to_its_server(moved: dict[str, object]) -> None:
+    """Another host, port, or no encryption (however set: console, `settings set`, API): the password stays home.
+
+    Stored passwords are never shown; sending them wherever email.host pointed let anyone
+    who could change that setting (a stolen admin session, a personal admin token) collect one.
+    """
+    server = {"host": "smtp.corp.example", "port": 587, "security": "starttls"}
+    config.save(**server, username="relay", from_address="")
+    config.set_password("s3cret-relay-pw")
+    assert config.current().password == "s3cret-relay-pw"
+    for key, value in moved.items():
+        set_setting(f"email.{key}", value)
+    with pytest.raises(MailDeliveryError, match="only sent there") as refused:
+        config.current()
+    assert refused.value.smtp_error == "password for another server"
+    assert "s3cret" not in str(refused.value)
+    set_setting("email.username", "")  # no login: nothing to send, nothing refused
+    assert config.current().password == ""
+    config.save(**server, username="relay", from_address="")
+    assert config.current().password == "s3cret-relay-pw"
 
 
 def test_password_is_encrypted_at_rest_and_rotated_with_the_keys() -> None:
@@ -117,3 +149,20 @@ def test_default_from_address_uses_the_public_host(monkeypatch: pytest.MonkeyPat
     assert config.default_from_address() == "twostep@login.example.com"
     monkeypatch.setattr(settings.CONFIG.server, "public_url", "http://127.0.0.1:8000")
     assert config.default_from_address() == "twostep@localhost"
+
+
+def test_password_stored_before_binding_keeps_working_after_the_upgrade() -> None:
+    """A password stored without its server is bound, by the migration, to the server named at the upgrade."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    config.save(host="smtp.corp.example", port=587, security="starttls", username="relay", from_address="")
+    Setting.objects.create(key=config.PASSWORD_KEY, value=secret_box().encrypt("old-style"))
+    migration = import_module("twostep.core.migrations.0002_smtp_password_bound_to_server")
+    migration.bind_to_current_server(apps, None)
+    migration.bind_to_current_server(apps, None)  # once bound, left alone
+    assert config.current().password == "old-style"
+    set_setting("email.host", "mx.attacker.example")
+    with pytest.raises(MailDeliveryError, match="only sent there"):
+        config.current()

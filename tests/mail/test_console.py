@@ -61,13 +61,25 @@ def test_save_settings_and_password_is_write_only(admin_client: Client) -> None:
     assert "stored (encrypted)" in page
     assert SMTP_SECRET not in str(Setting.objects.get(key=config.PASSWORD_KEY).value)
     # Saving again with an empty password keeps the stored one.
-    admin_client.post(
-        "/admin/email",
-        {"action": "save", "host": "smtp.example.com", "port": "587", "security": "starttls", "password": ""},
-    )
+    same_server = {"action": "save", "host": "smtp.example.com", "port": "465", "security": "tls", "username": "mailer"}
+    assert admin_client.post("/admin/email", {**same_server, "from_address": "", "password": ""}).status_code == 302
     assert config.current().password == SMTP_SECRET
     event = AuthEvent.objects.filter(kind="settings.email").first()
     assert event is not None and SMTP_SECRET not in str(event.detail)
+
+
+def test_another_server_needs_its_password(admin_client: Client) -> None:
+    """Pointing the settings at another server with the password left empty is refused, and nothing is lost."""
+    config.save(host="smtp.example.com", port=465, security="tls", username="mailer", from_address="")
+    config.set_password(SMTP_SECRET)
+    moved = {"action": "save", "host": "mx.elsewhere.example", "port": "465", "security": "tls", "username": "mailer"}
+    response = admin_client.post("/admin/email", moved)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "only sent there" in page and 'value="mx.elsewhere.example"' in page
+    assert get_settings(config.HOST)[config.HOST] == "smtp.example.com"
+    assert admin_client.post("/admin/email", {**moved, "password": "the-new-one"}).status_code == 302
+    assert config.current().password == "the-new-one"
 
 
 def test_clear_password(admin_client: Client) -> None:

@@ -6,11 +6,19 @@ them; their defaults are the config file's values.  The password is stored
 encrypted with the service's keys under ``email.password`` (rotated by
 ``twostep keys rotate``) and is write-only: nothing ever displays it.
 Timeout and certificate checks come only from the config file.
+
+A password is only ever sent to the server it was given for: the stored one
+is kept with the host, port and connection security it was entered with, the
+config file's goes with the config file's server.  Pointing ``email.host``
+elsewhere (from the console, ``settings set`` or the API) therefore cannot
+make twostep hand the password to another machine, nor send it unencrypted
+after the security was switched to ``none``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Callable
 from email.utils import parseaddr
@@ -180,6 +188,60 @@ def _stored_password_token() -> str:
     return token if isinstance(token, str) else ""
 
 
+def server_of(host: str, port: int, security: str) -> str:
+    """Where a password goes: ``host:port (security)``, the identity a password is kept with."""
+    return f"{host}:{port} ({security})"
+
+
+def _current_server() -> str:
+    values = get_settings(HOST, PORT, SECURITY)
+    return server_of(values[HOST], int(values[PORT]), values[SECURITY])
+
+
+def _password_and_server() -> tuple[str, str, str]:
+    """The password that applies, the server it was given for, and its source (``console``, ``config``, ``""``).
+
+    Raises:
+        MailDeliveryError: the stored password cannot be decrypted.
+    """
+    token = _stored_password_token()
+    if token:
+        try:
+            stored = json.loads(secret_box().decrypt(token))
+            return str(stored["password"]), str(stored["server"]), "console"
+        except (DecryptionError, KeyFileError, ValueError, KeyError, TypeError) as exc:
+            raise MailDeliveryError(
+                f"The stored SMTP password cannot be read ({exc}); enter it again under Admin, Outgoing mail (/admin/email).",
+                "stored password unreadable",
+            ) from None
+    file = settings.CONFIG.email
+    if file.password:
+        return file.password, server_of(file.host, file.port, file.security), "config"
+    return "", "", ""
+
+
+def password_elsewhere(host: str, port: int, security: str, username: str) -> str | None:
+    """Why a login to this server would have no password, or None.
+
+    That is when a username is set and the password there is (stored, or in
+    the config file) was given for another server: it is not sent here.
+    An unreadable stored password is ``current``'s to report.
+    """
+    if not username:
+        return None
+    try:
+        password, given_for, source = _password_and_server()
+    except MailDeliveryError:
+        return None
+    if not password or given_for == server_of(host, port, security):
+        return None
+    where = "stored" if source == "console" else "in config.toml"
+    return (
+        f"The SMTP password {where} was given for {given_for} and is only sent there: "
+        f"enter the password for {server_of(host, port, security)}."
+    )
+
+
 def password_source() -> str:
     """Where the password comes from: ``console``, ``config`` or ``""`` (none)."""
     if _stored_password_token():
@@ -192,20 +254,17 @@ def current() -> SmtpSettings:
 
     Raises:
         MailDeliveryError: the stored password cannot be decrypted (key file
-            missing or the key that encrypted it was dropped).
+            missing or the key that encrypted it was dropped), or a username
+            is set and the password was given for another server.
     """
     file = settings.CONFIG.email
     values = get_settings(*KEYS)
-    token = _stored_password_token()
-    password = file.password
-    if token:
-        try:
-            password = secret_box().decrypt(token)
-        except (DecryptionError, KeyFileError) as exc:
-            raise MailDeliveryError(
-                f"The stored SMTP password cannot be decrypted ({exc}); enter it again under Admin, Outgoing mail (/admin/email).",
-                "stored password unreadable",
-            ) from None
+    password, given_for, _ = _password_and_server()
+    if given_for != server_of(values[HOST], int(values[PORT]), values[SECURITY]):
+        elsewhere = password_elsewhere(values[HOST], int(values[PORT]), values[SECURITY], values[USERNAME])
+        if elsewhere:
+            raise MailDeliveryError(f"{elsewhere} (Admin, Outgoing mail: /admin/email)", "password for another server")
+        password = ""
     return SmtpSettings(
         host=values[HOST],
         port=int(values[PORT]),
@@ -239,14 +298,15 @@ def save(*, host: str, port: int, security: str, username: str, from_address: st
 
 
 def set_password(password: str) -> None:
-    """Store the SMTP password, encrypted.
+    """Store the SMTP password, encrypted, for the server the settings name now.
 
     Raises:
         SettingError: empty, too long or containing line breaks.
     """
     if not password or len(password) > 1024 or "\n" in password or "\r" in password:
         raise SettingError("the SMTP password must be 1 to 1024 characters on one line")
-    Setting.objects.update_or_create(key=PASSWORD_KEY, defaults={"value": secret_box().encrypt(password)})
+    stored = json.dumps({"server": _current_server(), "password": password})
+    Setting.objects.update_or_create(key=PASSWORD_KEY, defaults={"value": secret_box().encrypt(stored)})
 
 
 def clear_password() -> bool:

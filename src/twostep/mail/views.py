@@ -39,6 +39,13 @@ def _initial() -> dict[str, Any]:
 
 def _save(request: HttpRequest, form: SmtpSettingsForm) -> bool:
     data = form.cleaned_data
+    if not data["password"] and not data["clear_password"]:
+        # A new server (or security) with the old password left behind: the
+        # password is not sent there, so sign-in codes would stop; ask now.
+        elsewhere = config.password_elsewhere(data["host"], data["port"], data["security"], data["username"])
+        if elsewhere:
+            form.add_error("password", elsewhere)
+            return False
     try:
         config.save(
             host=data["host"],
@@ -113,6 +120,9 @@ def email_settings_view(request: HttpRequest) -> HttpResponse:
             "test_form": test_form,
             "test_result": test_result,
             "password_source": config.password_source(),
+            "password_elsewhere": config.password_elsewhere(
+                values[config.HOST], int(values[config.PORT]), values[config.SECURITY], values[config.USERNAME]
+            ),
             "effective_from": values[config.FROM_ADDRESS] or config.default_from_address(),
             "configured": bool(values[config.HOST]),
             "file": file,
