@@ -155,6 +155,10 @@ def test_settings(api: Api, root: str, user: User) -> None:
     assert get_setting("two_factor.enabled") is True
     unknown = api.patch("/admin/settings", {"values": {"no.such": 1}}, token=root)
     assert unknown.status_code == 422
+    # The SMS provider is configured as a whole (its secrets checked with its URL), elsewhere.
+    sms_part = api.patch("/admin/settings", {"values": {"sms.provider": "webhook"}}, token=root)
+    assert sms_part.status_code == 422 and "twostep sms configure" in sms_part.json()["error"]["message"]
+    assert get_setting("sms.provider") == ""
     assert AuthEvent.objects.filter(kind="settings.changed").count() == 2
 
 

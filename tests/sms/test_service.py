@@ -53,6 +53,37 @@ def test_blank_secret_keeps_the_stored_one(fakes: FakeSet) -> None:
     assert service.send_test(NUMBER, origin=CLI).provider == "vonage"
 
 
+@pytest.mark.parametrize("provider", ["twilio", "vonage", "webhook"])
+def test_stored_secret_does_not_follow_a_new_endpoint(fakes: FakeSet, provider: str) -> None:
+    """A new API or webhook URL with the secret left blank is refused: the secret never reaches the new address.
+
+    Secrets are never shown back, but carrying them to whatever URL was typed let anyone who
+    could edit the settings collect them with a test message.
+    """
+    legit = getattr(fakes, provider)()
+    configure(legit)
+    elsewhere = getattr(fakes, provider)()
+    name, moved_options, secrets = provider_options(elsewhere)
+    blank = {key: "" for key in secrets}
+    with pytest.raises(ConfigurationError, match="only sent where it was entered for") as refused:
+        service.save_configuration(name, {**moved_options, **blank}, SENDER, origin=CLI)
+    assert refused.value.setting in secrets
+    assert service.read_configuration().options == provider_options(legit)[1]
+    service.send_test(NUMBER, origin=CLI)
+    assert elsewhere.requests == [] and len(legit.requests) == 1
+    # Entered again, the secrets go to the new address.
+    service.save_configuration(name, {**moved_options, **secrets}, SENDER, origin=CLI)
+    service.send_test(NUMBER, origin=CLI)
+    assert len(elsewhere.requests) == 1
+
+
+def test_provider_settings_are_changed_as_a_whole() -> None:
+    """`settings set` and the API cannot change one part of the SMS configuration (e.g. its URL) on its own."""
+    for key in service.CONFIG_KEYS:
+        with pytest.raises(SettingError, match="twostep sms configure"):
+            set_setting_from_text(key, '{"base_url": "http://127.0.0.1:9/"}')
+
+
 def test_optional_secret_can_be_removed(fakes: FakeSet) -> None:
     """A stored optional secret (the webhook signing secret) is dropped when asked to."""
     fake = fakes.webhook()

@@ -32,6 +32,10 @@ class Definition:
     parse: Callable[[str], Any]
     check: Callable[[Any], Any]
     help: str
+    #: Where the setting is changed instead, when it is one part of a larger
+    #: configuration checked as a whole (the SMS provider, its options and
+    #: secrets): ``settings set`` and the API refuse it and name this place.
+    managed_by: str = ""
 
 
 def parse_bool(text: str) -> bool:
@@ -151,8 +155,25 @@ def set_setting(key: str, value: Any) -> Any:
     return checked
 
 
+def check_settable(key: str) -> None:
+    """Whether ``key`` may be set on its own, by ``settings set`` or the API.
+
+    Raises:
+        SettingError: unknown key, or one that is changed with the rest of
+            its configuration elsewhere (the message says where).
+    """
+    definition = _definition(key)
+    if definition.managed_by:
+        raise SettingError(f"set {key} with {definition.managed_by}")
+
+
 def set_setting_from_text(key: str, text: str) -> Any:
-    """Parse ``text`` as typed on a command line, then ``set_setting``."""
+    """Parse ``text`` as typed on a command line, then ``set_setting``.
+
+    Raises:
+        SettingError: see ``check_settable``; or the text or value is invalid.
+    """
+    check_settable(key)
     return set_setting(key, _definition(key).parse(text))
 
 

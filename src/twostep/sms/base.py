@@ -99,12 +99,16 @@ class Option:
     """One setting a provider needs; the admin console builds its form from these.
 
     ``secret`` options are stored encrypted and never shown back in full.
+    ``endpoint`` options say where requests go (a URL, a host): when one of
+    them changes, stored secrets are not carried over and must be entered
+    again, so that nobody who can edit the settings can send them elsewhere.
     """
 
     name: str
     label: str
     required: bool = False
     secret: bool = False
+    endpoint: bool = False
     default: str = ""
     help: str = ""
 

@@ -115,11 +115,10 @@ class NotSent(Exception):
 # Runtime settings
 
 
-def _refuse_text(key: str) -> Any:
-    def parse(text: str) -> Any:
-        raise SettingError(f"set {key} with `twostep sms configure` or on the console's SMS page")
-
-    return parse
+#: The provider, its options, secrets and sender are checked together (a
+#: stored secret is only sent where it was entered for), so they are only
+#: changed through ``save_configuration``.
+CONFIGURED_ON = "`twostep sms configure` or on the console's SMS page (/admin/sms)"
 
 
 def _check_provider(value: Any) -> str:
@@ -207,17 +206,16 @@ def check_countries(value: Any) -> list[str]:
 def register_settings() -> None:
     """Declare the SMS runtime settings (called from the mfa app's ``ready``)."""
     for definition in (
-        Definition(
-            PROVIDER, "", _refuse_text(PROVIDER), _check_provider, "SMS provider (set on the console's SMS page)."
-        ),
-        Definition(OPTIONS, {}, _refuse_text(OPTIONS), _check_options, "SMS provider options that are not secret."),
-        Definition(SECRETS, "", _refuse_text(SECRETS), _check_token, "SMS provider secrets (encrypted)."),
+        Definition(PROVIDER, "", str, _check_provider, "SMS provider.", CONFIGURED_ON),
+        Definition(OPTIONS, {}, json.loads, _check_options, "SMS provider options that are not secret.", CONFIGURED_ON),
+        Definition(SECRETS, "", str, _check_token, "SMS provider secrets (encrypted).", CONFIGURED_ON),
         Definition(
             SENDER,
             "",
-            _refuse_text(SENDER),
+            str,
             check_sender,
             "SMS sender: a number (+15551234567) or a name of up to 11 characters.",
+            CONFIGURED_ON,
         ),
         Definition(
             DAILY_LIMIT,
@@ -297,15 +295,17 @@ def save_configuration(
 ) -> Configuration:
     """Validate and store a provider configuration.
 
-    A secret option left blank keeps its stored value when the provider does
-    not change (forms never show secrets back, so blank means "unchanged");
-    the secret options named in ``clear`` are removed instead.
+    A secret option left blank keeps its stored value when neither the
+    provider nor its endpoint options change (forms never show secrets back,
+    so blank means "unchanged"); the secret options named in ``clear`` are
+    removed instead.  A stored secret is never carried to a new endpoint: it
+    must be entered again (or cleared).
     The provider is built once from the result, so a mistake is reported
     now rather than at someone's next sign-in.
 
     Raises:
-        ConfigurationError: unknown provider, or an invalid option (``setting``
-            names it).
+        ConfigurationError: unknown provider, an invalid option, or a stored
+            secret left blank while an endpoint changed (``setting`` names it).
     """
     cls = registry.provider_class(provider)
     try:
@@ -317,6 +317,13 @@ def save_configuration(
     except ConfigurationError:
         previous = Configuration("", {}, {}, "")
     keep_old = previous.provider == provider
+    moved = [
+        option.label
+        for option in cls.options
+        if option.endpoint
+        and (str(values.get(option.name, "") or "").strip() or option.default)
+        != (previous.options.get(option.name) or option.default)
+    ]
     options: dict[str, str] = {}
     secrets: dict[str, str] = {}
     changed: list[str] = []
@@ -324,6 +331,12 @@ def save_configuration(
         value = str(values.get(option.name, "") or "").strip()
         if option.secret:
             old = previous.secrets.get(option.name, "") if keep_old else ""
+            if not value and old and option.name not in clear and moved:
+                raise ConfigurationError(
+                    f"{option.label}: the {moved[0]} changed, and a stored secret is only sent where it was "
+                    "entered for. Enter it again, or remove it.",
+                    setting=option.name,
+                )
             if not value and option.name not in clear:
                 value = old
             if value != old:

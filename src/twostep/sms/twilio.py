@@ -55,7 +55,9 @@ class TwilioProvider:
             "Messaging service SID",
             help="Optional. Starts with MG; used instead of the sender number.",
         ),
-        Option("base_url", "API base URL", default=DEFAULT_BASE_URL, help="Change only for a test double."),
+        Option(
+            "base_url", "API base URL", endpoint=True, default=DEFAULT_BASE_URL, help="Change only for a test double."
+        ),
         Option("timeout", "Timeout (seconds)", default="10", help="1 to 30 seconds."),
     )
 

@@ -37,7 +37,9 @@ class VonageProvider:
     options: ClassVar[tuple[Option, ...]] = (
         Option("api_key", "API key", required=True, help="On the Vonage API dashboard."),
         Option("api_secret", "API secret", required=True, secret=True),
-        Option("base_url", "API base URL", default=DEFAULT_BASE_URL, help="Change only for a test double."),
+        Option(
+            "base_url", "API base URL", endpoint=True, default=DEFAULT_BASE_URL, help="Change only for a test double."
+        ),
         Option("timeout", "Timeout (seconds)", default="10", help="1 to 30 seconds."),
     )
 

@@ -44,7 +44,13 @@ class WebhookProvider:
     name: ClassVar[str] = "webhook"
     label: ClassVar[str] = "Webhook (your own HTTP endpoint)"
     options: ClassVar[tuple[Option, ...]] = (
-        Option("url", "Webhook URL", required=True, help="https:// endpoint that receives a JSON POST per message."),
+        Option(
+            "url",
+            "Webhook URL",
+            required=True,
+            endpoint=True,
+            help="https:// endpoint that receives a JSON POST per message.",
+        ),
         Option(
             "signing_secret",
             "Signing secret",

@@ -48,7 +48,7 @@ from twostep.api.schemas import (
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core.keyring import ENCRYPTED_SETTINGS
-from twostep.core.runtime import DEFINITIONS, get_settings, set_setting
+from twostep.core.runtime import DEFINITIONS, check_settable, get_settings, set_setting
 from twostep.mfa import services as mfa_services
 from twostep.mfa.policy import forced_off_by_config
 
@@ -392,6 +392,8 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
     secret = sorted(set(payload.values) & ENCRYPTED_SETTINGS)
     if secret:
         raise ApiError("invalid_value", f"Secret settings are set in the console or the CLI: {', '.join(secret)}.")
+    for key in sorted(payload.values):
+        check_settable(key)  # SettingError: 400 invalid_value, naming where the key is set
     context = _context(request)
     with transaction.atomic():
         before = get_settings(*TWO_FACTOR_KEYS)

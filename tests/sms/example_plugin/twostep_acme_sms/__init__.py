@@ -29,7 +29,7 @@ class AcmeProvider:
     label: ClassVar[str] = "ACME SMS gateway"
     options: ClassVar[tuple[Option, ...]] = (
         Option("api_token", "API token", required=True, secret=True),
-        Option("base_url", "API base URL", default="https://api.acme.example"),
+        Option("base_url", "API base URL", endpoint=True, default="https://api.acme.example"),
         Option("timeout", "Timeout (seconds)", default="10"),
     )
 
