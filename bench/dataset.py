@@ -276,7 +276,7 @@ def pending_browsers(population: Population, indexes: Sequence[int], csrf: str, 
     from twostep.accounts.views import NEXT_KEY, PENDING_KEY
     from twostep.core import clock
     from twostep.mfa.models import Method, PendingLogin
-    from twostep.usersessions.backend import SessionStore
+    from twostep.usersessions.backend import SessionStore, stored_key
     from twostep.usersessions.models import UserSession
 
     now = clock.now()
@@ -301,7 +301,7 @@ def pending_browsers(population: Population, indexes: Sequence[int], csrf: str, 
         data = store.encode({PENDING_KEY: token, NEXT_KEY: "/account"})
         sessions.append(
             UserSession(
-                session_key=key,
+                session_key=stored_key(key),
                 session_data=data,
                 expire_date=now + timedelta(seconds=settings.SESSION_COOKIE_AGE),
                 ip=client_ip,

@@ -15,6 +15,7 @@ from twostep.accounts import services
 from twostep.accounts.models import SignInThrottle, User
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
+from twostep.usersessions.backend import stored_key
 from twostep.usersessions.models import UserSession
 
 pytestmark = pytest.mark.django_db
@@ -83,8 +84,8 @@ def test_session_id_rotates_at_sign_in(user: User) -> None:
     sign_in(client, user.username)
     after = client.cookies[settings.SESSION_COOKIE_NAME].value
     assert before != after
-    assert not UserSession.objects.filter(session_key=before).exists()
-    assert UserSession.objects.get(session_key=after).user_id == user.pk
+    assert not UserSession.objects.filter(session_key=stored_key(before)).exists()
+    assert UserSession.objects.get(session_key=stored_key(after)).user_id == user.pk
 
 
 def test_session_records_ip_and_agent(user: User) -> None:
@@ -133,7 +134,7 @@ def test_logout_is_post_only_and_server_side(user: User) -> None:
     assert client.get("/logout").status_code == 200
     assert client.get("/account").status_code == 200
     client.post("/logout")
-    assert not UserSession.objects.filter(session_key=cookie).exists()
+    assert not UserSession.objects.filter(session_key=stored_key(cookie)).exists()
     replay = Client()
     replay.cookies[settings.SESSION_COOKIE_NAME] = cookie
     assert replay.get("/account").status_code == 302

@@ -9,7 +9,7 @@ from django.test import Client
 from tests.conftest import sign_in
 from twostep.accounts.models import User
 from twostep.usersessions.models import UserSession
-from twostep.usersessions.services import describe_agent, handle_for
+from twostep.usersessions.services import current_handle, describe_agent
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,8 @@ def test_security_page_lists_sessions_without_keys(user: User) -> None:
     page = laptop.get("/account/security").content.decode()
     assert "Firefox on Linux" in page and "Safari on iPhone" in page
     assert "192.0.2.2" in page and "this browser" in page
-    for key in UserSession.objects.values_list("session_key", flat=True):
+    cookies = [c.cookies[settings.SESSION_COOKIE_NAME].value for c in (laptop, phone)]
+    for key in [*UserSession.objects.values_list("session_key", flat=True), *cookies]:
         assert key not in page
 
 
@@ -37,12 +38,26 @@ def test_end_one_and_all_other_sessions(user: User) -> None:
         sign_in(client, user.username)
     keys = [c.cookies[settings.SESSION_COOKIE_NAME].value for c in clients]
     me = clients[0]
-    assert me.post("/account/sessions/end", {"session": handle_for(keys[1])}).status_code == 302
+    assert me.post("/account/sessions/end", {"session": current_handle(keys[1])}).status_code == 302
     assert clients[1].get("/account").status_code == 302
     assert clients[2].get("/account").status_code == 200
     me.post("/account/sessions/end-others")
     assert clients[2].get("/account").status_code == 302
     assert me.get("/account").status_code == 200
+
+
+def test_table_holds_no_usable_session_key(user: User) -> None:
+    """Whoever reads the sessions table (a backup, a replica) cannot sign in with what is in it."""
+    browser = Client()
+    sign_in(browser, user.username)
+    cookie = browser.cookies[settings.SESSION_COOKIE_NAME].value
+    rows = list(UserSession.objects.values_list("session_key", "session_data"))
+    assert rows and all(cookie not in name and cookie not in data for name, data in rows)
+    for name, _ in rows:
+        thief = Client()
+        thief.cookies[settings.SESSION_COOKIE_NAME] = name
+        assert thief.get("/account").status_code == 302
+    assert browser.get("/account").status_code == 200
 
 
 def test_cannot_end_someone_elses_session(user: User, make_user: object) -> None:
@@ -52,7 +67,7 @@ def test_cannot_end_someone_elses_session(user: User, make_user: object) -> None
     sign_in(victim, other.username)
     attacker = Client()
     sign_in(attacker, user.username)
-    handle = handle_for(victim.cookies[settings.SESSION_COOKIE_NAME].value)
+    handle = current_handle(victim.cookies[settings.SESSION_COOKIE_NAME].value)
     attacker.post("/account/sessions/end", {"session": handle})
     assert victim.get("/account").status_code == 200
 

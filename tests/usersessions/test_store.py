@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from twostep.core import clock
-from twostep.usersessions.backend import SessionStore, new_session_key
+from twostep.usersessions.backend import SessionStore, new_session_key, stored_key
 from twostep.usersessions.models import UserSession
 
 pytestmark = pytest.mark.django_db
@@ -31,14 +31,16 @@ def test_round_trip_through_the_table() -> None:
     store = stored({"colour": "blue", "count": 3})
     again = SessionStore(store.session_key)
     assert again["colour"] == "blue" and again["count"] == 3
-    row = UserSession.objects.get(session_key=store.session_key)
+    row = UserSession.objects.get(session_key=stored_key(store.session_key))
     assert row.expire_date > row.created_at
 
 
 def test_expired_or_unknown_session_loads_empty() -> None:
     """A key that is not in the table (or has expired) gives an empty session and no key."""
     store = stored({"colour": "blue"})
-    UserSession.objects.filter(session_key=store.session_key).update(expire_date=UserSession.objects.get().created_at)
+    UserSession.objects.filter(session_key=stored_key(store.session_key)).update(
+        expire_date=UserSession.objects.get().created_at
+    )
     for key in (store.session_key, "x" * 32):
         fresh = SessionStore(key)
         assert fresh.load() == {}
@@ -132,8 +134,23 @@ def test_expiry_follows_twostep_clock(frozen_clock: clock.FrozenClock) -> None:
     """A session's expiry is reckoned from twostep's clock, like every other time limit."""
     frozen_clock.advance(10 * 86400)
     store = stored({"a": 1})
-    row = UserSession.objects.get(session_key=store.session_key)
+    row = UserSession.objects.get(session_key=stored_key(store.session_key))
     assert row.expire_date == clock.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE)
     assert SessionStore(store.session_key)["a"] == 1
     frozen_clock.advance(settings.SESSION_COOKIE_AGE + 1)
     assert SessionStore(store.session_key).load() == {}
+
+
+def test_upgrade_renames_existing_rows_without_signing_anyone_out() -> None:
+    """Rows written under their plain keys (before digests) still load after the data migration."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    store = stored({"kept": True})
+    row_name = stored_key(store.session_key)
+    UserSession.objects.filter(session_key=row_name).update(session_key=store.session_key)  # as before the upgrade
+    assert SessionStore(store.session_key).load() == {}
+    import_module("twostep.usersessions.migrations.0002_rows_named_by_key_digest").rename_rows(apps, None)
+    assert list(UserSession.objects.values_list("session_key", flat=True)) == [row_name]
+    assert SessionStore(store.session_key)["kept"] is True

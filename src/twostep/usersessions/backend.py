@@ -1,5 +1,10 @@
 """Session engine: Django's database sessions, in a table with user, IP, agent and last-seen.
 
+The table does not hold session keys: a row is named by a digest of its
+key (``stored_key``), so whoever reads the database (a backup, a replica)
+cannot present a row's name as a cookie and be signed in.  The key has 160
+random bits, so an unkeyed hash is enough and no secret needs rotating.
+
 The statements that requests run are written by hand
 (``twostep.core.rawsql``): sessions are read and written on nearly every
 request, and a sign-in renames its session instead of copying it, so the
@@ -9,6 +14,7 @@ ORM's query building was most of their cost.
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -53,6 +59,7 @@ class SessionStore(DBStore):
 
     def create_model_instance(self, data: dict[str, Any]) -> Any:
         instance = cast("UserSession", super().create_model_instance(data))
+        instance.session_key = stored_key(instance.session_key)
         user_id = data.get("_auth_user_id")
         instance.user_id = int(user_id) if user_id is not None else None
         instance.ip = self.client_ip
@@ -79,8 +86,14 @@ class SessionStore(DBStore):
         # ``create`` already retries when the INSERT finds the key taken.
         return new_session_key()
 
+    def exists(self, session_key: str) -> bool:
+        return bool(self.model.objects.filter(session_key=stored_key(session_key)).exists())
+
     def load(self) -> dict[str, Any]:
-        row = rawsql.fetchone(self._sql.load, [self.session_key, rawsql.prep(self.model, "expire_date", clock.now())])
+        if not self.session_key:
+            return {}
+        now = rawsql.prep(self.model, "expire_date", clock.now())
+        row = rawsql.fetchone(self._sql.load, [stored_key(self.session_key), now])
         if row is None:
             self._session_key = None
             return {}
@@ -131,7 +144,7 @@ class SessionStore(DBStore):
         old = self.session_key
         if old:
             new = new_session_key()
-            if rawsql.execute(self._sql.rename, [new, old]):
+            if rawsql.execute(self._sql.rename, [stored_key(new), stored_key(old)]):
                 self._session_key = new
                 self._session_cache = data
                 self.modified = True
@@ -144,7 +157,7 @@ class SessionStore(DBStore):
             if self.session_key is None:
                 return
             session_key = self.session_key
-        rawsql.execute(self._sql.delete, [session_key])
+        rawsql.execute(self._sql.delete, [stored_key(session_key)])
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,16 @@ def new_session_key() -> str:
     subset of the characters Django accepts in a session key.
     """
     return base64.b32encode(secrets.token_bytes(20)).decode("ascii").lower()
+
+
+def stored_key(session_key: str) -> str:
+    """The name of a session's row: 160 bits of the key's SHA-256, in the key's own alphabet.
+
+    The cookie holds the key, the table only this; ``cycle_key`` renames
+    the row to the new key's digest.
+    """
+    digest = hashlib.sha256(session_key.encode()).digest()[:20]
+    return base64.b32encode(digest).decode("ascii").lower()
 
 
 @cache

@@ -11,6 +11,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.dispatch import Signal
 
 from twostep.core import clock
+from twostep.usersessions.backend import stored_key
 from twostep.usersessions.models import UserSession
 
 #: Sent after sessions of a user were ended; arguments: ``user``, ``except_key``.
@@ -19,10 +20,10 @@ sessions_ended = Signal()
 
 
 def end_sessions(user: AbstractBaseUser, *, except_key: str | None = None) -> int:
-    """Delete every session of ``user`` (but ``except_key``); return how many ended."""
+    """Delete every session of ``user`` (but the one whose key is ``except_key``); return how many ended."""
     sessions = UserSession.objects.filter(user_id=user.pk)
     if except_key:
-        sessions = sessions.exclude(session_key=except_key)
+        sessions = sessions.exclude(session_key=stored_key(except_key))
     deleted, _ = sessions.delete()
     sessions_ended.send(sender=UserSession, user=user, except_key=except_key)
     return deleted
@@ -40,14 +41,20 @@ class SessionInfo:
     current: bool
 
 
-def handle_for(session_key: str) -> str:
-    """A public name for a session: a hash, so pages never reveal a session key."""
-    return hashlib.sha256(session_key.encode()).hexdigest()[:20]
+def handle_for(row_name: str) -> str:
+    """A public name for a session (its row's name, ``stored_key``, hashed again): pages show this."""
+    return hashlib.sha256(row_name.encode()).hexdigest()[:20]
+
+
+def current_handle(session_key: str | None) -> str:
+    """The public name of the session whose key is ``session_key`` ("" for none)."""
+    return handle_for(stored_key(session_key)) if session_key else ""
 
 
 def list_sessions(user: AbstractBaseUser, current_key: str | None) -> list[SessionInfo]:
-    """The user's live sessions, most recently active first."""
+    """The user's live sessions, most recently active first; ``current_key`` is this request's session key."""
     rows = UserSession.objects.filter(user_id=user.pk, expire_date__gt=clock.now()).order_by("-last_seen")
+    current_row = stored_key(current_key) if current_key else None
     return [
         SessionInfo(
             handle=handle_for(row.session_key),
@@ -55,7 +62,7 @@ def list_sessions(user: AbstractBaseUser, current_key: str | None) -> list[Sessi
             ip=row.ip,
             signed_in_at=row.created_at,
             last_seen=row.last_seen,
-            current=row.session_key == current_key,
+            current=row.session_key == current_row,
         )
         for row in rows
     ]

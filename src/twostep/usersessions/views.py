@@ -9,15 +9,14 @@ from django.views.decorators.http import require_POST
 
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core.decorators import signed_in
-from twostep.usersessions.services import end_session, end_sessions, handle_for
+from twostep.usersessions.services import current_handle, end_session, end_sessions
 
 
 @signed_in
 @require_POST
 def end_session_view(request: HttpRequest) -> HttpResponse:
     handle = request.POST.get("session", "")
-    current = request.session.session_key or ""
-    if handle == handle_for(current):
+    if handle == current_handle(request.session.session_key):
         messages.error(request, "To end this session, sign out.")
     elif end_session(request.user, handle):  # type: ignore[arg-type]
         record("session.ended", Outcome.INFO, origin=Origin.of(request), user=request.user)
