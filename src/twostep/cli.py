@@ -12,7 +12,7 @@ import sys
 COMMANDS = {
     "init": "Create ./data: configuration, keys, database and the first administrator.",
     "serve": "Run the web server (granian by default, or gunicorn).",
-    "db": "Database: upgrade.",
+    "db": "Database: upgrade, status.",
     "users": "Users: add, list, show, set-password, reset-2fa, unlock, disable, enable.",
     "settings": "Runtime settings: show, set.",
     "keys": "Encryption keys: rotate.",

@@ -90,10 +90,30 @@ def test_sms_resend_cooldown_and_provider_failure(
     assert verified.status_code == 200
 
 
+def test_login_says_when_no_code_could_be_sent(
+    api: Api, make_user: Callable[..., User], twilio: FakeTwilio, frozen_clock: clock.FrozenClock
+) -> None:
+    """The provider down at the password step: the answer says no code is out (not "sent to ..."); resend fixes it."""
+    bob = make_user("bob", phones=[PHONE])
+    sms_flows.start_enrolment(bob, bob.phone_numbers.get().pk, CLI)
+    sms_flows.confirm(bob, twilio.last_code(PHONE), CLI)
+    frozen_clock.advance(61)
+    twilio.fail(500, {"code": 20500, "message": "down"})
+    step = login(api, "bob")
+    assert step["code_sent"] is False
+    assert "could not send" in step["prompt"] and "sent to" not in step["prompt"]
+    twilio.recover()
+    resent = api.post("/auth/login/resend", {"login_token": step["login_token"]}).json()
+    assert resent["code_sent"] is True and resent["prompt"].startswith("Enter the code sent to")
+    verified = api.post("/auth/login/verify", {"login_token": step["login_token"], "code": twilio.last_code(PHONE)})
+    assert verified.status_code == 200
+
+
 def test_totp_has_nothing_to_resend(api: Api, user: User, two_factor_on: None) -> None:
     """An authenticator app's sign-in answers 409 method_unavailable, and the sign-in goes on."""
     enrol_totp(user)
     step = login(api, "alice")
+    assert step["code_sent"] is None
     response = api.post("/auth/login/resend", {"login_token": step["login_token"]})
     assert response.status_code == 409 and error_code(response) == "method_unavailable"
     assert "no code to resend" in response.json()["error"]["message"]

@@ -64,6 +64,20 @@ def test_init_creates_data_dir_once(twostep: Runner) -> None:
     assert "initialised" in again.stdout
 
 
+def test_init_without_keys_for_a_database_in_use_refuses(twostep: Runner) -> None:
+    """A second instance's init (or one after the keys were lost) does not write keys that cannot read the data."""
+    key_files = [twostep.data_dir / name for name in ("secret.key", "encryption.keys")]
+    before = [path.read_bytes() for path in key_files]
+    key_files[1].rename(twostep.data_dir / "elsewhere.keys")
+    refused = twostep("init")
+    assert refused.returncode != 0
+    assert "copy them from the first instance" in refused.stderr and "encryption.keys" in refused.stderr
+    assert not key_files[1].exists()
+    (twostep.data_dir / "elsewhere.keys").rename(key_files[1])
+    assert twostep("init").returncode == 0
+    assert [path.read_bytes() for path in key_files] == before
+
+
 def test_help_lists_commands(twostep: Runner) -> None:
     """`twostep` alone explains itself."""
     result = twostep()

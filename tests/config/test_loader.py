@@ -74,3 +74,14 @@ def test_shipped_template_is_the_defaults(tmp_path: Path) -> None:
     assert load_config(tmp_path, {}).model_dump() == load_config(tmp_path / "none", {}).model_dump(
         exclude={"data_dir"}
     ) | {"data_dir": tmp_path}
+
+
+def test_public_url_follows_the_port_unless_set(tmp_path: Path) -> None:
+    """Only the port changed: links and redirects use it too; a public_url that is set is kept as it is."""
+    assert load_config(tmp_path, {}).server.public_url == "http://127.0.0.1:8000"
+    moved = load_config(tmp_path, {"TWOSTEP_SERVER__PORT": "8100", "TWOSTEP_SERVER__HOST": "0.0.0.0"})  # noqa: S104 - listening everywhere
+    assert moved.server.public_url == "http://127.0.0.1:8100"
+    chosen = load_config(
+        tmp_path, {"TWOSTEP_SERVER__PORT": "8100", "TWOSTEP_SERVER__PUBLIC_URL": "https://login.example.com/"}
+    )
+    assert chosen.server.public_url == "https://login.example.com"

@@ -261,8 +261,12 @@ def test_break_glass_config_disables_second_step(totp_user: tuple[User, bytes]) 
     with override_settings(CONFIG=forced_off):
         client = Client()
         assert sign_in(client, user.username)["Location"] == "/account"
+    # Each such sign-in says in the auth log that the switch let it in.
+    skipped = AuthEvent.objects.filter(kind="login.second_step", reason="forced_off_by_config", user=user)
+    assert skipped.count() == 1
     client = Client()
     assert sign_in(client, user.username)["Location"] == "/login/verify"
+    assert skipped.count() == 1
 
 
 def test_console_switch_off_disables_second_step(totp_user: tuple[User, bytes]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core.management import call_command
@@ -155,6 +156,16 @@ def test_remove_needs_post_and_password(signed_in: Client, user: User) -> None:
     session.save()
     assert signed_in.post("/account/security/totp/remove")["Location"].startswith("/account/reauthenticate")
     assert Authenticator.objects.filter(user=user, confirmed_at__isnull=False).exists()
+    # Asked from the Security page's button, the password brings the user back to that page,
+    # not to the POST-only address of the button (a blank 405).
+    asked = signed_in.post("/account/security/totp/remove", HTTP_REFERER="http://testserver/account/security")
+    (back_to,) = parse_qs(urlsplit(asked["Location"]).query)["next"]
+    back = signed_in.post("/account/reauthenticate", {"password": PASSWORD, "next": back_to})
+    assert back["Location"] == "/account/security"
+    assert signed_in.get(back["Location"]).status_code == 200
+    session = signed_in.session
+    session["twostep_reauth_at"] = clock.timestamp() - 301
+    session.save()
     reauthenticate(signed_in)
     signed_in.post("/account/security/totp/remove")
     assert not Authenticator.objects.filter(user=user).exists()

@@ -29,7 +29,7 @@ from twostep.forwardauth.services import is_allowed_destination
 from twostep.mfa import enforcement
 from twostep.mfa import login as second_step
 from twostep.mfa.models import PendingLogin
-from twostep.mfa.policy import login_authenticators
+from twostep.mfa.policy import login_authenticators, note_break_glass
 from twostep.mfa.trusted import services as trusted_browsers
 from twostep.usersessions.backend import LAST_SEEN_KEY, STARTED_KEY
 
@@ -106,6 +106,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
             request.session[NEXT_KEY] = next_url
             authenticators = login_authenticators(user.pk)
             if not authenticators:
+                note_break_glass(user, origin)
                 # Without a second step: a user who must (or soon must) enrol goes to enrolment.
                 return enforcement.after_password_only_sign_in(request, user, complete_sign_in(request, user))
             if trusted_browsers.recognise(request, user) is not None:

@@ -113,7 +113,14 @@ class SecondStepOut(Schema):
     login_token: str = Field(description="Send with the code to /api/v1/auth/login/verify. Shown once.")
     method: str = Field(description="The method asked for.")
     methods: list[str] = Field(description="Every method this user can use; sign in again with `method` to switch.")
-    prompt: str = Field(description="What to tell the user.")
+    prompt: str = Field(
+        description="What to tell the user: where the code went, or, when none could be sent, why "
+        "(then `/auth/login/resend` tries again, or `/auth/login/method` picks another method)."
+    )
+    code_sent: bool | None = Field(
+        description="For methods that send a code (email, SMS): whether one is on its way for this sign-in. "
+        "null for an authenticator app."
+    )
     expires_at: datetime
 
 

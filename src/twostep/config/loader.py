@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -48,7 +48,8 @@ class ServerConfig(_Section):
     threads: int = Field(default=4, ge=1, le=256)
     #: The address users type, e.g. ``https://login.example.com``.  When it is
     #: https, cookies get ``Secure`` and the ``__Host-`` prefix and HSTS is sent.
-    public_url: str = "http://127.0.0.1:8000"
+    #: Unset, it is where ``host`` and ``port`` listen (``http://127.0.0.1:8000``).
+    public_url: str = ""
     #: Peers whose proxy headers (``client_ip_header``, ``X-Forwarded-Proto``) are believed.
     trusted_proxies: list[str] = Field(default_factory=list)
     #: The one header the trusted proxies write the client's address into:
@@ -59,9 +60,17 @@ class ServerConfig(_Section):
     @field_validator("public_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+        if value and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _default_public_url(self) -> ServerConfig:
+        # Changing only the port must not leave redirects and links on the old one.
+        if not self.public_url:
+            host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host  # noqa: S104 - a listen address
+            self.public_url = f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        return self
 
     @field_validator("trusted_proxies")
     @classmethod

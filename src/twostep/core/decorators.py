@@ -54,18 +54,19 @@ def admin_only(view: View) -> View:
             raise PermissionDenied
         if request.method == "POST" and not recently_authenticated(request):
             messages.info(request, "Enter your password again to make changes, then make the change again.")
-            return redirect(f"/account/reauthenticate?{urlencode({'next': _console_page(request)})}")
+            back = _page_posted_from(request, "/admin/", "/admin/users")
+            return redirect(f"/account/reauthenticate?{urlencode({'next': back})}")
         return view(request, *args, **kwargs)
 
     return wrapper
 
 
-def _console_page(request: HttpRequest) -> str:
-    """The console page a form was posted from (its Referer, if on this site), else the console's start."""
+def _page_posted_from(request: HttpRequest, section: str, fallback: str) -> str:
+    """The page under ``section`` a form was posted from (its Referer, if on this site), else ``fallback``."""
     referer = urlsplit(request.headers.get("Referer", ""))
-    if referer.netloc in {"", request.get_host()} and referer.path.startswith("/admin/"):
+    if referer.netloc in {"", request.get_host()} and referer.path.startswith(section):
         return referer.path + (f"?{referer.query}" if referer.query else "")
-    return "/admin/users"
+    return fallback
 
 
 def mark_reauthenticated(request: HttpRequest) -> None:
@@ -79,13 +80,22 @@ def recently_authenticated(request: HttpRequest) -> bool:
 
 
 def fresh_password(view: View) -> View:
-    """Sensitive changes need the password entered within the last few minutes."""
+    """Sensitive changes need the password entered within the last few minutes.
+
+    The user is asked for it and brought back to the page (a form's POST
+    comes back to the page the form was on: its own URL only takes POSTs).
+    """
 
     @signed_in
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not recently_authenticated(request):
-            return redirect(f"/account/reauthenticate?{urlencode({'next': request.get_full_path()})}")
+            if request.method == "POST":
+                messages.info(request, "Enter your password again, then make the change again.")
+                back = _page_posted_from(request, "/account/", "/account/security")
+            else:
+                back = request.get_full_path()
+            return redirect(f"/account/reauthenticate?{urlencode({'next': back})}")
         return view(request, *args, **kwargs)
 
     return wrapper

@@ -40,6 +40,18 @@ class MethodHandler(Protocol):
         well formed.
         """
 
+    def code_delivery(self, pending: PendingLogin, authenticator: Authenticator) -> CodeDelivery | None:
+        """Whether a code is out for ``pending`` and, if not, what to tell the user; None: nothing is sent."""
+
+
+@dataclass(frozen=True)
+class CodeDelivery:
+    """The state of a sent code (email, SMS) for one pending sign-in."""
+
+    sent: bool
+    #: Why no code is out (or why none can be sent now), for the user; "" when all is well.
+    problem: str
+
 
 _HANDLERS: dict[str, Any] = {}
 

@@ -7,7 +7,9 @@ is the break-glass switch for a locked-out administrator.
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 
+from twostep.audit.services import Origin, Outcome, record
 from twostep.core.runtime import get_settings
 from twostep.mfa.models import Authenticator
 
@@ -43,3 +45,14 @@ def login_authenticators(user_id: int) -> list[Authenticator]:
         ),
         user_id,
     )
+
+
+def note_break_glass(user: AbstractBaseUser, origin: Origin) -> None:
+    """Log a sign-in that skipped its second step only because the config file switched 2FA off.
+
+    The break-glass switch lets an account with factors in by its password
+    alone; the auth log says so at each such sign-in, so that its use (and
+    a switch left off by mistake) shows.
+    """
+    if forced_off_by_config() and Authenticator.objects.filter(user_id=user.pk, confirmed_at__isnull=False).exists():
+        record("login.second_step", Outcome.INFO, origin=origin, user=user, reason="forced_off_by_config")

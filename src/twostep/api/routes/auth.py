@@ -35,7 +35,7 @@ from twostep.mfa import login as second_step
 from twostep.mfa.email import flows as email_flows
 from twostep.mfa.methods import handler_for
 from twostep.mfa.models import PendingLogin
-from twostep.mfa.policy import login_authenticators
+from twostep.mfa.policy import login_authenticators, note_break_glass
 from twostep.mfa.recovery_codes import services as recovery_codes
 from twostep.sms.service import NotSent
 
@@ -100,6 +100,7 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
         raise ApiError("invalid_credentials", GENERIC_FAILURE)
     authenticators = login_authenticators(user.pk)
     if not authenticators:
+        note_break_glass(user, origin)
         answer = signed_in(user, origin)
         # Counts towards an enrolment grace period; once it is over, the token
         # reaches only the enrolment endpoints (403 enrolment_required).
@@ -132,13 +133,23 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
 def second_step_answer(pending: PendingLogin, login_token: str) -> dict[str, Any]:
     """The "second step required" body for ``pending``: the method asked for and the others available."""
     authenticator = second_step.authenticator_for(pending)
-    methods = [a.method for a in choice.available(pending.user_id)]
+    available = [a.method for a in choice.available(pending.user_id)]
+    handler = handler_for(pending.method)
+    prompt, code_sent = "", None
+    if authenticator is not None:
+        prompt = handler.prompt(authenticator)
+        delivery = handler.code_delivery(pending, authenticator)
+        if delivery is not None:
+            # Not "a code was sent to ..." when none was (a mail server down, a send cap).
+            code_sent = delivery.sent
+            prompt = delivery.problem or prompt
     return {
         "status": "second_step_required",
         "login_token": login_token,
         "method": pending.method,
-        "methods": methods or [pending.method],
-        "prompt": handler_for(pending.method).prompt(authenticator) if authenticator else "",
+        "methods": available or [pending.method],
+        "prompt": prompt,
+        "code_sent": code_sent,
         "expires_at": pending.expires_at,
     }
 

@@ -22,7 +22,7 @@ from twostep.core import clock
 from twostep.factors.totp import is_well_formed
 from twostep.mail import MailDeliveryError, send_mail
 from twostep.mfa import codes, guesses
-from twostep.mfa.methods import SecurityPanel, register, register_panel
+from twostep.mfa.methods import CodeDelivery, SecurityPanel, register, register_panel
 from twostep.mfa.models import Authenticator, EmailCheck, Method, OneTimeCode, PendingLogin
 from twostep.mfa.throttle import LOCKED_MESSAGE, is_locked
 from twostep.usersessions.services import end_sessions
@@ -335,6 +335,10 @@ class EmailHandler:
 
     def verify_context(self, pending: PendingLogin, authenticator: Authenticator) -> dict[str, Any]:
         return {"email_code": code_status(pending, authenticator)}
+
+    def code_delivery(self, pending: PendingLogin, authenticator: Authenticator) -> CodeDelivery:
+        status = code_status(pending, authenticator)
+        return CodeDelivery(sent=status.sent, problem=status.problem)
 
     def begin(self, pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
         # Never raises: when the address was removed, nothing is sent and the

@@ -28,7 +28,7 @@ from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.factors.totp import is_well_formed
 from twostep.mfa import codes, guesses, throttle
-from twostep.mfa.methods import register
+from twostep.mfa.methods import CodeDelivery, register
 from twostep.mfa.models import Authenticator, Method, OneTimeCode, PendingLogin
 from twostep.sms import service
 from twostep.sms.service import NotSent
@@ -392,6 +392,10 @@ class SMSHandler:
 
     def verify_context(self, pending: PendingLogin, authenticator: Authenticator) -> dict[str, Any]:
         return {"sms": sign_in_state(pending, authenticator)}
+
+    def code_delivery(self, pending: PendingLogin, authenticator: Authenticator) -> CodeDelivery:
+        state = sign_in_state(pending, authenticator)
+        return CodeDelivery(sent=state.code_sent, problem=state.problem)
 
     def resend(self, pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
         """``methods.resend`` hook; raises NotSent as ``send_sign_in_code``."""

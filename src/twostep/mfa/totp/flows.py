@@ -140,6 +140,9 @@ class TOTPHandler:
     def begin(self, pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
         return None
 
+    def code_delivery(self, pending: PendingLogin, authenticator: Authenticator) -> None:
+        return None  # the app makes its own codes
+
     def verify(self, pending: PendingLogin, authenticator: Authenticator, code: str, now: datetime) -> str | None:
         key = totp.decode_secret(secret_box().decrypt(authenticator.secret))
         step = totp.match_step(key, code, now.timestamp(), skew=_skew())

@@ -10,7 +10,8 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
 
 from twostep.accounts import services
 from twostep.accounts.models import Role, User
@@ -24,6 +25,13 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     os.chmod(path, 0o600)
+
+
+def _database_in_use() -> bool:
+    """True when the configured database already has twostep's accounts in it."""
+    if User._meta.db_table not in connection.introspection.table_names():
+        return False
+    return User.objects.exists()
 
 
 class Command(BaseCommand):
@@ -42,12 +50,24 @@ class Command(BaseCommand):
             config_file.write_text(files("twostep.config").joinpath("template.toml").read_text())
             self.stdout.write(f"Wrote {config_file}")
         key_file = settings.CONFIG.path(settings.CONFIG.secret_key_file)
+        keys_file = settings.ENCRYPTION_KEYS_PATH
+        missing = [path for path in (key_file, keys_file) if not path.exists()]
+        if missing and _database_in_use():
+            # New keys could not read the secrets already stored (TOTP keys,
+            # SMTP and SMS credentials) nor accept the sessions signed with the
+            # old ones: the instance would half work.  Ask for the real ones.
+            names = " and ".join(path.name for path in missing)
+            raise CommandError(
+                f"The database already holds an installation of twostep, but {data_dir} has no {names}. "
+                "For another instance sharing this database, copy them from the first instance's data "
+                "directory (with the same modes, 0600); after a loss, restore them from a backup. "
+                "New keys could not read what the database holds, so none were written."
+            )
         if not key_file.exists():
             key = secrets.token_urlsafe(50)
             _write_private(key_file, key + "\n")
             settings.SECRET_KEY = key
             self.stdout.write(f"Wrote {key_file}")
-        keys_file = settings.ENCRYPTION_KEYS_PATH
         if not keys_file.exists():
             write_keys(keys_file, [new_key()])
             self.stdout.write(f"Wrote {keys_file}")
