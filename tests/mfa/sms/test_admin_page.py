@@ -77,6 +77,31 @@ def test_invalid_settings_are_shown_next_to_the_field(admin_client: Client) -> N
     assert get_setting(service.PROVIDER) == ""
 
 
+def test_new_address_asks_for_the_secret_again(admin_client: Client, fakes: FakeSet) -> None:
+    """A new API base URL with the token left blank: the page asks for the token, keeps what was typed, sends nothing."""
+    legit = fakes.twilio()
+    configure(legit)
+    elsewhere = fakes.twilio()
+    response = admin_client.post(
+        "/admin/sms",
+        {
+            "action": "save",
+            "provider": "twilio",
+            "opt_account_sid": TWILIO_SID,
+            "opt_auth_token": "",
+            "opt_base_url": elsewhere.url,
+            "opt_timeout": "5",
+            "sender": "+15550001111",
+        },
+    )
+    page = response.content.decode()
+    assert 'id="opt_auth_token-error"' in page and "Enter it again" in page
+    assert f'value="{elsewhere.url}"' in page
+    assert get_setting(service.OPTIONS)["base_url"] == legit.url
+    admin_client.post("/admin/sms", {"action": "test", "number": "+15551234567"})
+    assert elsewhere.requests == []
+
+
 def test_test_sms_failure_shows_the_provider_error(admin_client: Client, fakes: FakeSet) -> None:
     """When the test SMS fails, the admin sees the provider's answer."""
     fake = fakes.webhook()
