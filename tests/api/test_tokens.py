@@ -164,6 +164,18 @@ def test_token_cannot_mint_wider_scopes(api: Api, admin: User) -> None:
     assert AccessToken.objects.filter(user=admin).count() == 1
 
 
+def test_token_cannot_mint_a_longer_lived_token(api: Api, user: User) -> None:
+    """A personal token about to expire cannot renew itself for a year with the password alone."""
+    token = tokens.create_personal_token(user, name="ci", scopes=["read", "security"], days=1, origin=CLI).secret
+    assert api.post("/me/reauthenticate", {"password": PASSWORD}, token=token).status_code == 200
+    longer = api.post("/me/tokens", {"name": "forever", "scopes": ["read"], "expires_in_days": 365}, token=token)
+    assert longer.status_code == 422 and "cannot last longer" in longer.json()["error"]["message"]
+    assert AccessToken.objects.filter(user=user).count() == 1
+    signed_in = tokens.issue_sign_in_token(user, origin=CLI).secret
+    year = api.post("/me/tokens", {"name": "yearly", "scopes": ["read"], "expires_in_days": 365}, token=signed_in)
+    assert year.status_code == 201, year.content
+
+
 def test_sensitive_changes_need_recent_password(
     api: Api, user: User, two_factor_on: None, frozen_clock: clock.FrozenClock
 ) -> None:

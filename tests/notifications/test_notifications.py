@@ -122,3 +122,58 @@ def test_no_address_means_nothing_to_send(make_user: object, outbox: RecordingMa
     services.set_password(loner, "another long password", origin=CLI)
     assert outbox.sent == []
     assert not Notification.objects.filter(sent_at=None).exists()
+
+
+def test_unreadable_mail_settings_keep_the_notice_queued(user: User, outbox: RecordingMailer) -> None:
+    """A mail configuration that cannot be used now (here: the password given for another server) is a failure
+    to retry, not "no mail server": the notice goes out once it is fixed."""
+
+    class SettingsReadingMailer(RecordingMailer):
+        def send(self, message: OutgoingMessage) -> None:
+            config.current()  # as the SMTP mailer does before connecting
+            super().send(message)
+
+    config.save(host="smtp.example.test", port=25, security="none", username="relay", from_address="")
+    config.set_password("relay-password")
+    config.save(host="smtp.elsewhere.test", port=25, security="none", username="relay", from_address="")
+    mailer = SettingsReadingMailer()
+    with use_mailer(mailer):
+        services.set_password(user, "another long password", origin=CLI)
+        waiting = Notification.objects.get(kind="password.changed")
+        assert waiting.sent_at is None and "only sent there" in waiting.last_error
+        config.set_password("relay-password")
+        assert retry_pending() == 1
+    assert len(mailer.sent) == 2
+
+
+def test_waiting_notices_go_out_with_the_next_one_and_abandoned_ones_are_logged(
+    user: User, outbox: RecordingMailer, frozen_clock: clock.FrozenClock
+) -> None:
+    """Mail back: the next notice also sends the waiting ones. One that waited too long is given up, in the auth log."""
+    from twostep.audit.models import AuthEvent
+
+    outbox.failing = True
+    services.set_password(user, "another long password", origin=CLI)
+    frozen_clock.advance(2 * 86400)
+    services.set_password(user, "yet another long password", origin=CLI)
+    stale, recent = Notification.objects.filter(kind="password.changed").order_by("created_at")
+    outbox.failing = False
+    services.add_email(user, "third@example.org", origin=CLI)
+    stale.refresh_from_db()
+    recent.refresh_from_db()
+    assert recent.sent_at is not None and recent.last_error == ""
+    assert stale.sent_at is not None and "refused" in stale.last_error
+    assert Notification.objects.filter(sent_at=None).count() == 0
+    (abandoned,) = AuthEvent.objects.filter(kind="notification.abandoned")
+    assert abandoned.user_id == user.pk and abandoned.detail["notice"] == "password.changed"
+    assert abandoned.reason == "delivery_failed" and abandoned.outcome == "failure"
+
+
+def test_removed_address_is_told_and_no_stranger_words(make_user: object, outbox: RecordingMailer) -> None:
+    """The removed address gets the notice too; an unrecognised User-Agent is not quoted in the message."""
+    bob = make_user("bob", emails=["bob@example.org", "old@example.org"])  # type: ignore[operator]
+    outbox.sent.clear()
+    origin = Origin("198.51.100.7", "IT helpdesk: call +1 555 0100 to unlock")
+    services.remove_email(bob, bob.email_addresses.get(email="old@example.org").pk, origin=origin)
+    assert sorted(m.to for m in outbox.sent) == ["bob@example.org", "old@example.org"]
+    assert all("helpdesk" not in m.text and "Unknown device" in m.text for m in outbox.sent)

@@ -161,15 +161,27 @@ def create_personal_token(
     days: int = PERSONAL_DEFAULT_DAYS,
     origin: Origin,
     allowed_scopes: Iterable[str] | None = None,
+    allowed_until: datetime | None = None,
 ) -> Issued:
     """Create a personal token; its secret is in the result and nowhere else.
 
+    ``allowed_scopes`` and ``allowed_until`` bound what a token may create:
+    no scope it lacks, and no life beyond its own expiry.
+
     Raises:
-        ValidationError: see ``check_personal_token_request``; or the user
-            already holds MAX_PERSONAL_TOKENS live personal tokens.
+        ValidationError: see ``check_personal_token_request``; an expiry after
+            ``allowed_until``; or the user already holds MAX_PERSONAL_TOKENS
+            live personal tokens.
     """
     clean_name, clean_scopes = check_personal_token_request(user, name, scopes, days, allowed_scopes=allowed_scopes)
     now = clock.now()
+    if allowed_until is not None and now + timedelta(days=days) > allowed_until:
+        # Else a token about to expire could renew itself for a year with the password alone.
+        left = max(0, (allowed_until - now).days)
+        raise ValidationError(
+            f"This token expires in {left} day{'' if left == 1 else 's'}; a token it creates cannot last longer.",
+            code="invalid_expiry",
+        )
     _purge_dead(user, now)
     if AccessToken.objects.filter(user=user, kind=TokenKind.PERSONAL).count() >= MAX_PERSONAL_TOKENS:
         raise ValidationError(

@@ -26,6 +26,8 @@ class Origin:
 
 
 CLI = Origin(None, "twostep-cli")
+#: Work the service does on its own (housekeeping), not for a request.
+SYSTEM = Origin(None, "twostep")
 
 #: Roughly one event in this many triggers housekeeping.
 PRUNE_ONE_IN = 500

@@ -23,7 +23,7 @@ from twostep.mail.service import send_test_email
 from twostep.mail.smtp import resolve_ca_file
 
 #: Auth-log kinds whose failures are mail deliveries.
-DELIVERY_KINDS = ("login.code_sent", "email.code_sent", "email_check.code_sent", "email.test")
+DELIVERY_KINDS = ("login.code_sent", "email.code_sent", "email_check.code_sent", "email.test", "notification.abandoned")
 
 
 def _initial() -> dict[str, Any]:

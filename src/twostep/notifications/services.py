@@ -5,7 +5,9 @@ to all the user's addresses, whatever code path made the change: the hook
 sits in ``twostep.audit.services.record``, not in the features.  The
 notification is written in the same transaction as the event (an outbox) and
 sent after the commit; a failed send stays in the outbox and is retried by
-housekeeping, so a change is never silently left unnotified.
+housekeeping and whenever another notification goes out (mail works again),
+for a day; one given up on is recorded in the auth log
+(``notification.abandoned``), so a change is never silently left unnotified.
 """
 
 from __future__ import annotations
@@ -70,18 +72,26 @@ def notify_for_event(event: Any) -> None:
             "advice": ADVICE.get(event.kind, ""),
             "when": event.created_at.strftime("%Y-%m-%d %H:%M UTC"),
             "ip": event.ip or "",
-            "browser": describe_agent(event.user_agent) if event.user_agent else "",
+            # Only a browser's name: the User-Agent is whatever the requester
+            # sent, and this email speaks with the service's voice.
+            "browser": describe_agent(event.user_agent, known_only=True) if event.user_agent else "",
             "by_admin": bool(event.actor_id and event.actor_id != event.user_id),
+            # The address taken away hears of it too (it may be the owner's
+            # only one they still read).
+            "also_to": [event.detail["email"]] if event.kind == "email.removed" and event.detail else [],
         },
     )
     transaction.on_commit(lambda: deliver(notification.pk))
 
 
-def deliver(notification_id: int) -> bool:
+def deliver(notification_id: int, *, then_retry: bool = True) -> bool:
     """Send one queued notification to every address of its user; True when done.
 
-    Never raises: a failure is kept on the row for the next retry.
+    Never raises: a failure is kept on the row for the next retry.  When it
+    went out and ``then_retry``, the notifications still waiting are tried
+    too: mail works (again).
     """
+    from twostep.core.runtime import get_settings
     from twostep.mail import config
     from twostep.mail.base import MailDeliveryError
     from twostep.mail.service import send_mail
@@ -90,12 +100,11 @@ def deliver(notification_id: int) -> bool:
     if notification is None:
         return True
     addresses = list(notification.user.email_addresses.values_list("email", flat=True))
-    try:
-        configured = bool(config.current().host)
-    except Exception:  # a broken mail configuration must not break the change itself
-        configured = False
-    if not addresses or not configured:
-        # Nobody to tell, or no way to tell them: nothing to retry.
+    addresses += [a for a in notification.context.get("also_to", []) if a.lower() not in {b.lower() for b in addresses}]
+    if not addresses or not get_settings(config.HOST)[config.HOST]:
+        # Nobody to tell, or no mail server at all: nothing to retry.  Any
+        # other trouble (an unreadable password, a server down) is a failure
+        # below, kept for the next try.
         Notification.objects.filter(pk=notification.pk).update(
             sent_at=clock.now(), last_error="not sent: no address or no mail server"
         )
@@ -116,11 +125,35 @@ def deliver(notification_id: int) -> bool:
     Notification.objects.filter(pk=notification.pk).update(
         sent_at=clock.now(), attempts=notification.attempts + 1, last_error=""
     )
+    if then_retry:
+        retry_pending()
     return True
 
 
 def retry_pending() -> int:
-    """Try again the notifications that failed recently; return how many went out."""
+    """Try again the notifications that failed recently; return how many went out.
+
+    Those past ``MAX_ATTEMPTS`` tries or ``RETRY_FOR`` are given up on, each
+    with a ``notification.abandoned`` entry in the auth log (the Outgoing
+    mail page lists it among delivery failures).
+    """
+    from twostep.audit.services import SYSTEM, Outcome, record
+
     since = clock.now() - RETRY_FOR
-    pending = Notification.objects.filter(sent_at=None, attempts__lt=MAX_ATTEMPTS, created_at__gte=since)
-    return sum(deliver(pk) for pk in pending.values_list("pk", flat=True))
+    waiting = Notification.objects.filter(sent_at=None)
+    for stale in waiting.exclude(attempts__lt=MAX_ATTEMPTS, created_at__gte=since).select_related("user"):
+        # Marked done first: of two instances retrying at once, one records it.
+        if Notification.objects.filter(pk=stale.pk, sent_at=None).update(sent_at=clock.now()):
+            record(
+                "notification.abandoned",
+                Outcome.FAILURE,
+                origin=SYSTEM,
+                user=stale.user,
+                reason="delivery_failed",
+                detail={"notice": stale.kind, "attempts": stale.attempts, "error": stale.last_error[:200]},
+            )
+            logger.error(
+                "security notification %s abandoned after %s tries: %s", stale.pk, stale.attempts, stale.last_error
+            )
+    pending = waiting.filter(attempts__lt=MAX_ATTEMPTS, created_at__gte=since)
+    return sum(deliver(pk, then_retry=False) for pk in pending.values_list("pk", flat=True))

@@ -89,12 +89,19 @@ _SYSTEMS = (
 )
 
 
-def describe_agent(user_agent: str) -> str:
-    """A short human name for a User-Agent, e.g. "Firefox on Linux"; the raw text when unknown."""
+def describe_agent(user_agent: str, *, known_only: bool = False) -> str:
+    """A short human name for a User-Agent, e.g. "Firefox on Linux".
+
+    When neither browser nor system is recognised: the raw text (shortened),
+    or with ``known_only`` just "Unknown device", for messages that must not
+    carry words a stranger chose.
+    """
     if not user_agent:
         return "Unknown device"
     browser = next((name for marker, name in _BROWSERS if marker in user_agent), None)
     system = next((name for marker, name in _SYSTEMS if marker in user_agent), None)
     if browser and system:
         return f"{browser} on {system}"
+    if known_only:
+        return browser or system or "Unknown device"
     return browser or system or re.sub(r"\s+", " ", user_agent)[:60]

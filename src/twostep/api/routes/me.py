@@ -17,7 +17,7 @@ from twostep.accounts.signin import SignInThrottled, check_reauthentication
 from twostep.api import tokens
 from twostep.api.auth import READ, SECURITY, current_token, current_user, require_reauthentication
 from twostep.api.errors import ApiError, responses
-from twostep.api.models import AccessToken
+from twostep.api.models import AccessToken, TokenKind
 from twostep.api.presenters import emails_of, factor, factors_of, phones_of, token_out
 from twostep.api.schemas import (
     TOKEN_ID_PATTERN,
@@ -500,7 +500,9 @@ def list_tokens(request: HttpRequest) -> list[dict[str, Any]]:
 def create_token(request: HttpRequest, payload: TokenCreateIn) -> Status[dict[str, Any]]:
     """A token for automation, with the scopes and expiry asked for; the secret is shown once.
 
-    It cannot carry a scope the calling token lacks.  Needs a recent re-authentication.
+    It cannot carry a scope the calling token lacks, nor, when the calling
+    token is a personal one, outlive it (422 `invalid_value`).  Needs a
+    recent re-authentication.
     """
     token = require_reauthentication(request)
     issued = tokens.create_personal_token(
@@ -510,6 +512,9 @@ def create_token(request: HttpRequest, payload: TokenCreateIn) -> Status[dict[st
         days=payload.expires_in_days,
         origin=Origin.of(request),
         allowed_scopes=token.scopes,
+        # A sign-in token stands for a browser-like session, which may create
+        # tokens as the web page does; a personal token may not outlive itself.
+        allowed_until=token.expires_at if token.kind == TokenKind.PERSONAL else None,
     )
     return Status(201, {**token_out(issued.token, current=token), "token": issued.secret})
 
