@@ -89,6 +89,31 @@ def test_older_step_refused_after_newer(totp_user: tuple[User, bytes]) -> None:
     assert verify(second, code_now(key)) == 0
 
 
+def test_clock_gone_back_refuses_without_counting(
+    totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
+) -> None:
+    """A sign-in while the server clock ran an hour ahead; once it is put right, the right codes are refused
+    (the step was used) but are not wrong guesses: no failure is counted, so they cannot lock the account."""
+    user, key = totp_user
+    frozen_clock.advance(3600)
+    ahead = Client()
+    sign_in(ahead, user.username)
+    assert verify(ahead, code_now(key)) == 1
+    frozen_clock.advance(-3600)
+    for _ in range(25):
+        browser = Client()
+        sign_in(browser, user.username)
+        assert verify(browser, code_now(key)) == 0
+    user.refresh_from_db()
+    assert user.second_step_failures == 0 and user.second_step_locked_at is None
+    assert AuthEvent.objects.filter(kind="login.second_step", reason="clock_behind_last_use").count() == 25
+    wrong = Client()
+    sign_in(wrong, user.username)
+    assert verify(wrong, "000000" if code_now(key) != "000000" else "111111") == 0
+    user.refresh_from_db()
+    assert user.second_step_failures == 1  # a wrong code still counts
+
+
 @pytest.mark.parametrize("variant", [" {c}", "{c} ", "{c}\n", "{c3} {c3b}", "{wide}"])
 def test_padded_replay_refused(totp_user: tuple[User, bytes], variant: str) -> None:
     """Variants of an accepted code (spaces, full-width digits) never pass (RR-04, CVE-2025-6014)."""

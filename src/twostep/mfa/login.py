@@ -25,7 +25,7 @@ from twostep.core import clock
 from twostep.factors.totp import is_well_formed
 from twostep.mfa import guesses, throttle
 from twostep.mfa import pending as store
-from twostep.mfa.methods import handler_for, is_usable
+from twostep.mfa.methods import CLOCK_BEHIND, handler_for, is_usable
 from twostep.mfa.models import Authenticator, PendingLogin
 from twostep.mfa.policy import two_factor_state
 
@@ -189,7 +189,7 @@ def _attempt(fresh: PendingLogin, code: str, origin: Origin, known: object) -> s
             throttle.register_success(user.pk)
         record("login.second_step", Outcome.SUCCESS, origin=origin, user=user, method=fresh.method)
         return None
-    if reason not in {"expired_login", "method_unavailable"}:
+    if reason not in {"expired_login", "method_unavailable", CLOCK_BEHIND}:
         count_failure(user, fresh, origin)
     _record_failure(user, fresh, origin, reason)
     return reason

@@ -53,6 +53,11 @@ class CodeDelivery:
     problem: str
 
 
+#: A handler's failure reason for the right code refused only because the
+#: server clock went back since the factor's last use: logged, not counted
+#: as a wrong guess (the user did nothing wrong).
+CLOCK_BEHIND = "clock_behind_last_use"
+
 _HANDLERS: dict[str, Any] = {}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -15,9 +16,11 @@ from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock, rawsql
 from twostep.core.keyring import secret_box
 from twostep.factors import totp
-from twostep.mfa.methods import register
+from twostep.mfa.methods import CLOCK_BEHIND, register
 from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.usersessions.services import end_sessions
+
+logger = logging.getLogger(__name__)
 
 #: How long a scanned-but-unconfirmed secret stays usable for confirmation.
 ENROLMENT_TTL = timedelta(minutes=10)
@@ -154,7 +157,22 @@ class TOTPHandler:
         won = rawsql.execute(
             _replay_guard_statement(), [step, rawsql.prep(Authenticator, "last_used_at", now), authenticator.pk, step]
         )
-        return None if won else "reused_code"
+        if won:
+            return None
+        last = authenticator.last_step or 0
+        if last > totp.time_step(now.timestamp()) + _skew():
+            # The last accepted step lies beyond anything the clock allows
+            # now: the server clock went back since that sign-in.  The right
+            # code is refused until the clock passes that step again, but it
+            # is not a guess: not counted towards the lock.
+            logger.warning(
+                "TOTP of user %s last accepted step %s, ahead of the clock (step %s): did the server clock go back?",
+                authenticator.user_id,
+                last,
+                totp.time_step(now.timestamp()),
+            )
+            return CLOCK_BEHIND
+        return "reused_code"
 
 
 @cache
