@@ -123,3 +123,15 @@ def test_deleting_user_ends_sessions(client: Client, user: User, admin: User) ->
     services.delete_user(user, origin=CLI, actor=admin)
     assert not UserSession.objects.filter(user_id=user.pk).exists()
     assert client.get("/account").status_code == 302
+
+
+def test_new_role_ends_the_users_sessions(user: User, admin: User) -> None:
+    """A promotion (or demotion) is a change of privilege: the user signs in again, with a new session."""
+    browser = Client()
+    sign_in(browser, user.username)
+    assert browser.get("/account").status_code == 200
+    services.update_user(user, display_name="Alice A.", origin=CLI, actor=admin)
+    assert browser.get("/account").status_code == 200  # a new name changes no privilege
+    services.update_user(user, role=Role.ADMIN, origin=CLI, actor=admin)
+    assert browser.get("/admin/users").status_code == 302
+    assert not UserSession.objects.filter(user=user).exists()

@@ -123,7 +123,10 @@ def update_user(
     role: str | None = None,
     is_active: bool | None = None,
 ) -> User:
-    """Change a user's name, role or active flag.  Deactivation ends their sessions.
+    """Change a user's name, role or active flag.  A new role or deactivation ends their sessions.
+
+    A new role is a change of privilege: the user signs in again under it
+    (and under the second-step policy for that role), with a new session.
 
     Raises:
         ValidationError: unknown role, a display name over 150 characters, an
@@ -150,7 +153,7 @@ def update_user(
     if not changes:
         return user
     user.save()
-    if user.is_active is False:
+    if user.is_active is False or "role" in changes:
         end_sessions(user)
     record("user.updated", Outcome.INFO, origin=origin, user=user, actor=actor, detail=changes)
     return user
