@@ -138,13 +138,14 @@ def test_security_scope_cannot_read(api: Api, user: User) -> None:
 
 
 def test_admin_scope_follows_the_role(api: Api, admin: User, make_user) -> None:  # type: ignore[no-untyped-def]
-    """An admin token loses its admin powers the moment the user stops being an administrator."""
+    """An admin token loses its admin powers the moment the user stops being an administrator:
+    a new role ends the user's sessions and tokens, as any change of privilege."""
     make_user("second-admin", role=Role.ADMIN)
     token = personal(admin, ["read", "admin"])
     assert api.get("/admin/users", token=token).status_code == 200
     services.update_user(admin, role=Role.USER, origin=CLI)
     response = api.get("/admin/users", token=token)
-    assert response.status_code == 403 and error_code(response) == "forbidden"
+    assert response.status_code == 401 and error_code(response) == "unauthorized"
 
 
 def test_users_cannot_get_the_admin_scope(api: Api, user: User, token_for) -> None:  # type: ignore[no-untyped-def]

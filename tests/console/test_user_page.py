@@ -55,3 +55,32 @@ def test_make_primary_and_remove(admin_client: Client, user: User) -> None:
     assert not user.phone_numbers.filter(pk=added.pk).exists()
     refused = admin_client.post(f"{page}/phones", {"action": "remove", "id": "not a number"}, follow=True)
     assert refused.status_code == 200 and "Invalid request." in refused.content.decode()
+
+
+def test_user_page_ids_are_unique(admin_client: Client, user: User) -> None:
+    """The address and number forms both have "Make primary": each label names its own checkbox."""
+    import re
+
+    page = admin_client.get(f"/admin/users/{user.username}").content.decode()
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
+def test_new_user_form_shows_every_problem_at_once(admin_client: Client) -> None:
+    """One submission: each field says what is wrong with it, naming the bad line; nothing is created."""
+    response = admin_client.post(
+        "/admin/users/new",
+        {
+            "username": "Frank Spaces",
+            "role": "user",
+            "password": "short",
+            "emails": "frank@example.org\nfrank@",
+            "phones": "+15551234567\n555 0100",
+        },
+    )
+    page = response.content.decode()
+    assert response.status_code == 200
+    for field in ("username", "password", "emails", "phones"):
+        assert f'id="id_{field}_error"' in page, field
+    assert "&#x27;frank@&#x27;" in page and "&#x27;555 0100&#x27;" in page
+    assert not User.objects.filter(username__icontains="frank").exists()

@@ -271,5 +271,7 @@ def test_concurrent_submissions_of_one_code_let_exactly_one_in(user: User) -> No
 
 def test_masks() -> None:
     """Addresses and numbers are shown masked on the sign-in page."""
-    assert codes.mask_email("jane.doe@example.com") == "j•••@example.com"
+    assert codes.mask_email("jane.doe@example.com") == "ja•••e@example.com"
+    assert codes.mask_email("jane.alt@example.com") == "ja•••t@example.com"
+    assert codes.mask_email("al@example.com") == "a•••@example.com"
     assert codes.mask_phone("+15551234567") == "+1 ••• ••• 4567"

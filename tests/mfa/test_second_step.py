@@ -407,3 +407,16 @@ def test_generous_lock_setting_keeps_counting_past_any_delay(
         assert user.second_step_failures == 61
         assert user.second_step_blocked_until == clock.now() + timedelta(minutes=15)
         assert verify(client, code_now(key)) == 0
+
+
+def test_refusal_explains_pauses_and_locks_the_same_way(totp_user: tuple[User, bytes]) -> None:
+    """A wrong code and a right code refused by the lock get the same page, which says what to do when locked."""
+    user, key = totp_user
+    browser = Client()
+    sign_in(browser, user.username)
+    wrong = browser.post("/login/verify", {"code": "000000" if code_now(key) != "000000" else "111111"})
+    User.objects.filter(pk=user.pk).update(second_step_locked_at=clock.now())
+    locked = browser.post("/login/verify", {"code": code_now(key)})
+    for page in (wrong.content.decode(), locked.content.decode()):
+        assert "That code didn" in page and "A recovery code, or an administrator, gets you in" in page
+    assert wrong.content.decode().count("code-error") == locked.content.decode().count("code-error")

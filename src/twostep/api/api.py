@@ -22,7 +22,7 @@ and administer users and settings.
 `POST /api/v1/auth/login` (and `/auth/login/verify` when a second step is required) or is a
 personal token created on `/account/tokens`. Session cookies are never accepted.
 Sign-in tokens end after 1 hour unused or 24 hours, personal tokens at their expiry, and all
-of a user's tokens end when their sessions do (password change, deactivation, 2FA reset).
+of a user's tokens end when their sessions do (password change, role change, deactivation, 2FA reset).
 
 **Re-authentication.** Adding or removing a factor and creating a personal token need the
 password entered within the last 5 minutes: a sign-in counts, or `POST /api/v1/me/reauthenticate`.

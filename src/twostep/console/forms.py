@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
 
-from twostep.accounts.models import Role
-from twostep.accounts.validators import MAX_PASSWORD_LENGTH
+from twostep.accounts.models import Role, User
+from twostep.accounts.services import check_password_rules
+from twostep.accounts.validators import MAX_PASSWORD_LENGTH, normalize_email, normalize_phone, normalize_username
 from twostep.core.runtime import DEFINITIONS, METHOD_REQUIREMENTS, METHODS, SettingError
 from twostep.mfa.models import Method
 
@@ -43,11 +45,38 @@ class CreateUserForm(ConsoleForm):
         help_text="One number per line in international form, e.g. +15551234567; the first is primary.",
     )
 
+    # Every field is checked with the rules the service applies, so that one
+    # submission shows every problem on its own field, naming the bad line.
+    def clean_username(self) -> str:
+        return normalize_username(self.cleaned_data["username"])
+
     def clean_emails(self) -> list[str]:
-        return _lines(self.cleaned_data["emails"])
+        return _each_line(_lines(self.cleaned_data["emails"]), normalize_email)
 
     def clean_phones(self) -> list[str]:
-        return _lines(self.cleaned_data["phones"])
+        return _each_line(_lines(self.cleaned_data["phones"]), normalize_phone)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("password"):
+            try:
+                check_password_rules(data["password"], User(username=data.get("username", "")))
+            except forms.ValidationError as exc:
+                self.add_error("password", exc)
+        return data
+
+
+def _each_line(lines: list[str], check: Callable[[str], str]) -> list[str]:
+    """``check`` applied to each line; raises one ValidationError naming every bad line."""
+    checked, problems = [], []
+    for line in lines:
+        try:
+            checked.append(check(line))
+        except forms.ValidationError as exc:
+            problems.append(f"{line!r}: {' '.join(exc.messages)}")
+    if problems:
+        raise forms.ValidationError(problems)
+    return checked
 
 
 class EditUserForm(ConsoleForm):
@@ -70,10 +99,19 @@ class AddEmailForm(ConsoleForm):
     email = forms.CharField(max_length=254, label="Email address")
     primary = forms.BooleanField(required=False, label="Make primary")
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Both forms share a page and a field name: their ids must differ.
+        kwargs.setdefault("auto_id", "email_%s")
+        super().__init__(*args, **kwargs)
+
 
 class AddPhoneForm(ConsoleForm):
     phone = forms.CharField(max_length=32, label="Phone number", help_text="International form, e.g. +15551234567.")
     primary = forms.BooleanField(required=False, label="Make primary")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "phone_%s")
+        super().__init__(*args, **kwargs)
 
 
 class TwoFactorSettingsForm(ConsoleForm):

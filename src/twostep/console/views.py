@@ -79,7 +79,7 @@ def create_user_view(request: HttpRequest) -> HttpResponse:
                 actor=_actor(request),
             )
         except ValidationError as exc:
-            form.add_error(None, exc)
+            form.add_error("username" if exc.code == "username_taken" else None, exc)
         else:
             messages.success(request, f"User {user.username} created.")
             return redirect(f"/admin/users/{user.username}")

@@ -218,9 +218,18 @@ def verify(
 
 
 def mask_email(address: str) -> str:
-    """``jane.doe@example.com`` → ``j•••@example.com``."""
+    """``jane.doe@example.com`` → ``ja•••e@example.com`` (``j•••@`` for a local part of three or fewer).
+
+    Enough to tell two of one's own addresses at one domain apart (the
+    recommended set-up: codes to a second address), too little to give a
+    stranger the address.
+    """
     local, _, domain = address.rpartition("@")
-    return f"{local[:1]}•••@{domain}" if local else address
+    if not local:
+        return address
+    if len(local) <= 3:
+        return f"{local[:1]}•••@{domain}"
+    return f"{local[:2]}•••{local[-1]}@{domain}"
 
 
 def mask_phone(number: str) -> str:

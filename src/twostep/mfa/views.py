@@ -51,6 +51,34 @@ def for_pending_factor(method: str) -> Callable[[FactorView], Callable[[HttpRequ
     return decorate
 
 
+def confirm_if_last(
+    method: str, name: str
+) -> Callable[[Callable[[HttpRequest], HttpResponse]], Callable[[HttpRequest], HttpResponse]]:
+    """Turning off the account's last second-step method first asks, saying what it leaves.
+
+    One click next to "Change address" would otherwise leave the account
+    with its password alone and delete its recovery codes.  The page posts
+    back with ``confirm=yes``.
+    """
+
+    def decorate(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest) -> HttpResponse:
+            from twostep.mfa.recovery_codes.services import remaining
+
+            user: User = request.user  # type: ignore[assignment]
+            confirmed = Authenticator.objects.filter(user=user, confirmed_at__isnull=False)
+            is_last = confirmed.filter(method=method).exists() and not confirmed.exclude(method=method).exists()
+            if is_last and request.POST.get("confirm") != "yes":
+                context = {"name": name, "action": request.path, "recovery_codes": remaining(user.pk)}
+                return render(request, "mfa/confirm_turn_off.html", context)
+            return view(request)
+
+        return wrapper
+
+    return decorate
+
+
 @require_http_methods(["GET", "POST"])
 def verify_view(request: HttpRequest) -> HttpResponse:
     token = request.session.get(PENDING_KEY)
@@ -84,13 +112,19 @@ def verify_view(request: HttpRequest) -> HttpResponse:
             return response
     elif request.method == "POST":
         error = second_step.GENERIC_FAILURE
+    prompt = handler.prompt(authenticator)
+    delivery = handler.code_delivery(pending, authenticator)
+    if delivery is not None and not delivery.sent:
+        # Not "Enter the code sent to ..." when none went out; the method's
+        # own box below says why and offers to send one.
+        prompt = "No code was sent for this sign-in yet. Enter a code once one arrives."
     return render(
         request,
         "mfa/verify.html",
         {
             "form": form,
             "error": error,
-            "prompt": handler.prompt(authenticator),
+            "prompt": prompt,
             "extra_template": handler.verify_template,
             "pending": pending,
             "authenticator": authenticator,

@@ -1,4 +1,4 @@
-"""Listing and ending a user's sessions: on sign-out, password change, deactivation, 2FA reset."""
+"""Listing and ending a user's sessions: on sign-out, password change, role change, deactivation, 2FA reset."""
 
 from __future__ import annotations
 

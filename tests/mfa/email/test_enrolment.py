@@ -164,7 +164,11 @@ def test_smtp_failure_during_enrolment(
 def test_turn_off(client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer) -> None:
     """Turning email codes off removes the factor."""
     sign_in_with_email_code(client, user, mail_server)
-    assert client.post("/account/security/email/remove").status_code == 302
+    # The only method: the page asks first, saying what it leaves, and nothing changes yet.
+    asked = client.post("/account/security/email/remove")
+    assert asked.status_code == 200 and "your password alone signs in" in asked.content.decode()
+    assert Authenticator.objects.filter(user=user, method="email").exists()
+    assert client.post("/account/security/email/remove", {"confirm": "yes"}).status_code == 302
     assert not Authenticator.objects.filter(user=user, method="email").exists()
 
 

@@ -285,6 +285,35 @@ def test_concurrent_use_of_one_code_exactly_one_wins(codes_user: tuple[User, byt
     assert PendingLogin.objects.filter(pk__in=[p.pk for p in pendings], completed_at__isnull=False).count() == 1
 
 
+def test_parallel_wrong_codes_while_locked_get_one_try(codes_user: tuple[User, bytes, list[str]]) -> None:
+    """Locked: ten wrong recovery codes at the same moment are one try, the rest wait (they queue on the account)."""
+    user, _, _ = codes_user
+    User.objects.filter(pk=user.pk).update(second_step_locked_at=clock.now(), second_step_failures=20)
+    pendings = [second_step.start(user, login_authenticators(user.pk)[0], CLI)[0] for _ in range(10)]
+    barrier = threading.Barrier(len(pendings))
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def attempt_one(pending: PendingLogin) -> None:
+        try:
+            barrier.wait()
+            services.sign_in(pending, "AAAA-AAAA-AAAA-AAAA", CLI)
+            outcome = "ok"
+        except second_step.SecondStepError as exc:
+            outcome = exc.reason
+        finally:
+            connection.close()
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=attempt_one, args=(p,)) for p in pendings]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["throttled"] * 9 + ["wrong_code"], (connection.vendor, results)
+
+
 def test_last_factor_removed_takes_the_codes(codes_user: tuple[User, bytes, list[str]]) -> None:
     """Turning off the only factor deletes the codes; a new first factor brings a new set."""
     user, _, _ = codes_user

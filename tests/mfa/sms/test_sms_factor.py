@@ -177,7 +177,8 @@ def test_turn_off(phone_user: User, twilio: FakeTwilio) -> None:
     """Turning SMS off removes the factor: the next sign-in needs only the password."""
     client = signed_in(phone_user)
     enrol(client, phone_user, twilio)
-    response = client.post("/account/security/sms/remove")
+    assert "Turn off SMS codes?" in client.post("/account/security/sms/remove").content.decode()
+    response = client.post("/account/security/sms/remove", {"confirm": "yes"})
     assert response.status_code == 302
     assert not Authenticator.objects.filter(user=phone_user, method="sms").exists()
     assert sign_in(Client(), phone_user.username)["Location"] == "/account"
@@ -278,6 +279,6 @@ def test_enrolment_codes_survive_factor_removal_for_the_caps(phone_user: User, t
     """Turning SMS off keeps its codes' send history, so caps cannot be reset by re-enrolling."""
     client = signed_in(phone_user)
     enrol(client, phone_user, twilio)
-    client.post("/account/security/sms/remove")
+    client.post("/account/security/sms/remove", {"confirm": "yes"})
     assert OneTimeCode.objects.filter(user=phone_user, method="sms").count() == 1
     assert flows.active_factor(phone_user) is None

@@ -46,6 +46,8 @@ def test_provider_error_at_sign_in(
     page = browser.get("/login/verify").content.decode()
     assert COULD_NOT_SEND in page
     assert "Send a new code" in page
+    # The field's label does not claim a code went to the number.
+    assert "No code was sent for this sign-in yet" in page and "Enter the code sent to" not in page
     assert browser.get("/account").status_code == 302
     event = AuthEvent.objects.filter(kind="sms.not_sent", reason="delivery_failed").latest("id")
     assert f"HTTP {status}" in event.detail["error"]

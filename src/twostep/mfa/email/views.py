@@ -16,7 +16,7 @@ from twostep.mfa.email import flows
 from twostep.mfa.forms import CodeForm
 from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import two_factor_state
-from twostep.mfa.views import for_pending_factor
+from twostep.mfa.views import confirm_if_last, for_pending_factor
 
 SETUP_URL = "/account/security/email"
 
@@ -124,6 +124,7 @@ def email_setup_view(request: HttpRequest) -> HttpResponse:
 
 @fresh_password
 @require_POST
+@confirm_if_last(Method.EMAIL, "email codes")
 def email_remove_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     if flows.remove(user, Origin.of(request), keep_session_key=request.session.session_key):

@@ -190,20 +190,15 @@ def sign_in(pending: PendingLogin, typed: str, origin: Origin) -> tuple[User, in
             ``wrong_code`` or ``reused_code``.
     """
     now = clock.now()
-    user = User.objects.get(pk=pending.user_id)
-    locked = user.second_step_locked_at is not None
-    if user.second_step_blocked_until is not None and user.second_step_blocked_until > now:
-        _record_failure(user, origin, "throttled")
-        raise SecondStepError("throttled")
     with transaction.atomic():
-        fresh = PendingLogin.objects.select_related("user").get(pk=pending.pk)
-        reason = "expired_login" if not is_live(fresh) else consume(user.pk, typed, now)
-        if reason is None:
-            completed = PendingLogin.objects.filter(pk=fresh.pk, completed_at__isnull=True).update(completed_at=now)
-            if not completed:
-                # Another request finished this sign-in first: keep the code unspent.
-                transaction.set_rollback(True)
-                reason = "expired_login"
+        # The account's row is locked for the whole check, as for other
+        # codes: parallel guesses queue, and each sees the wait the previous
+        # one set.
+        user = User.objects.select_for_update().get(pk=pending.user_id)
+        locked = user.second_step_locked_at is not None
+        reason = _spend(user, pending, typed, now)
+        if reason not in (None, "throttled", "expired_login"):
+            _count_failure(user, pending, origin, locked, now)
     if reason is None:
         if locked:
             throttle.unlock(user)
@@ -215,20 +210,32 @@ def sign_in(pending: PendingLogin, typed: str, origin: Origin) -> tuple[User, in
             "recovery_codes.used", Outcome.SUCCESS, origin=origin, user=user, method=METHOD, detail={"remaining": left}
         )
         return user, left
-    if reason != "expired_login":
-        _count_failure(user, pending, origin, locked)
     _record_failure(user, origin, reason)
     raise SecondStepError(reason)
 
 
-def _count_failure(user: User, pending: PendingLogin, origin: Origin, locked: bool) -> None:
-    now = clock.now()
+def _spend(user: User, pending: PendingLogin, typed: str, now: datetime) -> str | None:
+    """Check and spend the code and the pending sign-in (inside ``sign_in``'s transaction); None or the reason."""
+    if user.second_step_blocked_until is not None and user.second_step_blocked_until > now:
+        return "throttled"
+    fresh = PendingLogin.objects.select_related("user").get(pk=pending.pk)
     with transaction.atomic():
-        count_failure(user, pending, origin, now)
-        if locked:
-            # The lock stays, and recovery codes are the way out of it; but
-            # one guess per longest delay keeps them from being a guessing channel.
-            User.objects.filter(pk=user.pk).update(second_step_blocked_until=now + throttle.MAX_DELAY)
+        reason = "expired_login" if not is_live(fresh) else consume(user.pk, typed, now)
+        if reason is None:
+            completed = PendingLogin.objects.filter(pk=fresh.pk, completed_at__isnull=True).update(completed_at=now)
+            if not completed:
+                # Another request finished this sign-in first: keep the code unspent.
+                transaction.set_rollback(True)
+                reason = "expired_login"
+    return reason
+
+
+def _count_failure(user: User, pending: PendingLogin, origin: Origin, locked: bool, now: datetime) -> None:
+    count_failure(user, pending, origin, now)
+    if locked:
+        # The lock stays, and recovery codes are the way out of it; but
+        # one guess per longest delay keeps them from being a guessing channel.
+        User.objects.filter(pk=user.pk).update(second_step_blocked_until=now + throttle.MAX_DELAY)
 
 
 def _record_failure(user: User, origin: Origin, reason: str) -> None:

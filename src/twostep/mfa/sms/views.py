@@ -18,7 +18,7 @@ from twostep.mfa.methods import SecurityPanel, register_panel
 from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import two_factor_state
 from twostep.mfa.sms import flows
-from twostep.mfa.views import for_pending_factor
+from twostep.mfa.views import confirm_if_last, for_pending_factor
 from twostep.sms import service
 from twostep.sms.service import NotSent
 
@@ -98,6 +98,7 @@ def sms_setup_view(request: HttpRequest) -> HttpResponse:
 
 @fresh_password
 @require_POST
+@confirm_if_last(Method.SMS, "SMS codes")
 def sms_remove_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     if flows.remove(user, Origin.of(request), keep_session_key=request.session.session_key):

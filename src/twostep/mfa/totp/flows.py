@@ -39,6 +39,11 @@ class Provisioning:
     qr_svg: str
     expires_at: datetime
 
+    @property
+    def secret_for_typing(self) -> str:
+        """The key in groups of four, as people copy it by hand (apps ignore the spaces)."""
+        return " ".join(self.secret[i : i + 4] for i in range(0, len(self.secret), 4))
+
 
 def _issuer() -> str:
     return settings.CONFIG.two_factor.issuer

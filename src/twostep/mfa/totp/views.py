@@ -18,6 +18,7 @@ from twostep.mfa.methods import SecurityPanel, register_panel
 from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.policy import two_factor_state
 from twostep.mfa.totp import flows as totp_flows
+from twostep.mfa.views import confirm_if_last
 
 MALFORMED = "Enter the 6-digit code from your authenticator app."
 
@@ -61,6 +62,7 @@ def totp_setup_view(request: HttpRequest) -> HttpResponse:
 
 @fresh_password
 @require_POST
+@confirm_if_last(Method.TOTP, "your authenticator app")
 def totp_remove_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     if totp_flows.remove(user, Origin.of(request), keep_session_key=request.session.session_key):
