@@ -69,3 +69,14 @@ def test_reading_the_console_needs_no_new_password(stale_admin: Client, user: Us
 def test_a_foreign_referer_is_not_followed(stale_admin: Client, user: User) -> None:
     response = stale_admin.post("/admin/users/alice/unlock", HTTP_REFERER="https://evil.example/admin/x")
     assert response["Location"] == f"{REAUTHENTICATE}?next=%2Fadmin%2Fusers"
+
+
+def test_console_offers_the_password_prompt_before_a_form_is_filled(client: Client, admin: User) -> None:
+    """A stale password: every console page says so up front and links to the prompt, which leads back."""
+    sign_in(client, admin.username)
+    assert "Enter it now" not in client.get("/admin/users").content.decode()
+    session = client.session
+    session["twostep_reauth_at"] = clock.timestamp() - 301
+    session.save()
+    page = client.get("/admin/email").content.decode()
+    assert 'href="/account/reauthenticate?next=/admin/email"' in page

@@ -84,3 +84,25 @@ def test_new_user_form_shows_every_problem_at_once(admin_client: Client) -> None
         assert f'id="id_{field}_error"' in page, field
     assert "&#x27;frank@&#x27;" in page and "&#x27;555 0100&#x27;" in page
     assert not User.objects.filter(username__icontains="frank").exists()
+
+
+def test_removing_where_codes_go_asks_first(admin_client: Client, user: User) -> None:
+    """The address a user's email codes go to is marked, and removing it asks first (saying what it stops)."""
+    from twostep.audit.models import AuthEvent
+    from twostep.core import clock
+    from twostep.mfa.models import Authenticator, Method
+
+    backup = user.email_addresses.get(is_primary=False)
+    Authenticator.objects.create(
+        user=user, method=Method.EMAIL, destination=backup.email, created_at=clock.now(), confirmed_at=clock.now()
+    )
+    page = f"/admin/users/{user.username}"
+    assert "email codes go here" in admin_client.get(page).content.decode()
+    asked = admin_client.post(f"{page}/emails", {"action": "remove", "id": backup.pk})
+    assert asked.status_code == 200 and "email codes go to" in asked.content.decode()
+    assert user.email_addresses.filter(pk=backup.pk).exists()
+    done = admin_client.post(f"{page}/emails", {"action": "remove", "id": backup.pk, "confirm": "yes"})
+    assert done["Location"] == f"{page}#emails"
+    assert not user.email_addresses.filter(pk=backup.pk).exists()
+    removed = AuthEvent.objects.get(kind="email.removed", user=user)
+    assert removed.actor is not None and removed.actor.is_admin

@@ -34,7 +34,7 @@ from twostep.core import clock
 from twostep.core.decorators import admin_only
 from twostep.core.runtime import get_settings, set_setting
 from twostep.mfa import services as mfa_services
-from twostep.mfa.models import Authenticator
+from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.policy import forced_off_by_config
 from twostep.mfa.trusted import services as trusted_browsers
 
@@ -151,6 +151,7 @@ def _user_page(request: HttpRequest, user: User, status: int = 200, **forms: For
             "emails": user.email_addresses.all(),
             "phones": user.phone_numbers.all(),
             "factors": factors,
+            "code_destinations": {f.destination.lower() for f in factors if f.destination},
             "trusted": trusted_browsers.list_trusted(user),
             **blank,
             **forms,
@@ -249,6 +250,11 @@ class _Contacts:
     make_primary: Callable[..., Any]
     updated: str
     anchor: str
+    #: The second-step method whose codes go to one of these, and its name.
+    method: str
+    method_name: str
+    #: The user's entry with this id as its text, or None.
+    text_of: Callable[[User, int], str | None]
 
 
 _EMAILS = _Contacts(
@@ -259,6 +265,9 @@ _EMAILS = _Contacts(
     services.make_primary_email,
     "Email addresses updated.",
     "emails",
+    Method.EMAIL,
+    "email codes",
+    lambda user, pk: user.email_addresses.filter(pk=pk).values_list("email", flat=True).first(),
 )
 _PHONES = _Contacts(
     AddPhoneForm,
@@ -268,7 +277,17 @@ _PHONES = _Contacts(
     services.make_primary_phone,
     "Phone numbers updated.",
     "phones",
+    Method.SMS,
+    "SMS codes",
+    lambda user, pk: user.phone_numbers.filter(pk=pk).values_list("number", flat=True).first(),
 )
+
+
+def _codes_go_to(user: User, contacts: _Contacts, pk: int) -> str | None:
+    """The entry ``pk`` when the user's confirmed factor sends its codes there, else None."""
+    text = contacts.text_of(user, pk)
+    factors = Authenticator.objects.filter(user=user, method=contacts.method, confirmed_at__isnull=False)
+    return text if text and factors.filter(destination__iexact=text).exists() else None
 
 
 def _change_contacts(request: HttpRequest, username: str, contacts: _Contacts) -> HttpResponse:
@@ -294,7 +313,13 @@ def _change_contacts(request: HttpRequest, username: str, contacts: _Contacts) -
                 # The page again, with what was typed and what is wrong with it.
                 return _user_page(request, user, status=400, **{f"{contacts.field}_form": form})
         elif action == "remove":
-            contacts.remove(user, int(request.POST.get("id", "0")), origin=origin, actor=actor)
+            pk = int(request.POST.get("id", "0"))
+            in_use = _codes_go_to(user, contacts, pk)
+            if in_use and request.POST.get("confirm") != "yes":
+                # The user's codes go there: removing it stops that method for them.
+                context = {"subject": user, "value": in_use, "method_name": contacts.method_name, "id": pk}
+                return render(request, "console/confirm_remove.html", {**context, "action": request.path})
+            contacts.remove(user, pk, origin=origin, actor=actor)
         elif action == "primary":
             contacts.make_primary(user, int(request.POST.get("id", "0")), origin=origin, actor=actor)
         else:

@@ -52,7 +52,11 @@ def admin_only(view: View) -> View:
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_admin:  # type: ignore[union-attr]
             raise PermissionDenied
-        if request.method == "POST" and not recently_authenticated(request):
+        fresh = recently_authenticated(request)
+        # Console pages offer the password prompt up front, so that a long
+        # form is not filled in only to be asked for it on saving.
+        request.console_needs_password = not fresh  # type: ignore[attr-defined]
+        if request.method == "POST" and not fresh:
             messages.info(request, "Enter your password again to make changes, then make the change again.")
             back = _page_posted_from(request, "/admin/", "/admin/users")
             return redirect(f"/account/reauthenticate?{urlencode({'next': back})}")
