@@ -106,3 +106,11 @@ def test_removing_where_codes_go_asks_first(admin_client: Client, user: User) ->
     assert not user.email_addresses.filter(pk=backup.pk).exists()
     removed = AuthEvent.objects.get(kind="email.removed", user=user)
     assert removed.actor is not None and removed.actor.is_admin
+
+
+def test_empty_checkbox_groups_say_what_to_choose(admin_client: Client) -> None:
+    """No allowed method ticked, or no token scope: the message says what to do, not just "required"."""
+    methods = admin_client.post("/admin/authentication", {"enabled": "on"}).content.decode()
+    assert "Choose at least one method" in methods
+    scopes = admin_client.post("/account/tokens", {"name": "ci", "days": "30"}).content.decode()
+    assert "Choose at least one scope" in scopes

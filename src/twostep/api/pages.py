@@ -25,7 +25,10 @@ EXPIRY_CHOICES = [(7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "1 year
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=tokens.MAX_NAME_LENGTH, help_text="What the token is for, e.g. “backup script”.")
     scopes = forms.MultipleChoiceField(
-        choices=Scope.choices, widget=forms.CheckboxSelectMultiple, help_text="Give the token only what it needs."
+        choices=Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Give the token only what it needs.",
+        error_messages={"required": "Choose at least one scope."},
     )
     days = forms.TypedChoiceField(
         label="Expires after", choices=EXPIRY_CHOICES, coerce=int, initial=tokens.PERSONAL_DEFAULT_DAYS

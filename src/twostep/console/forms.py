@@ -120,6 +120,7 @@ class TwoFactorSettingsForm(ConsoleForm):
         choices=[(value, label) for value, label in Method.choices if value in METHODS],
         widget=forms.CheckboxSelectMultiple,
         label="Allowed methods",
+        error_messages={"required": "Choose at least one method (to allow none, turn two-factor authentication off)."},
     )
     #: The number of affected users the admin saw and accepted.
     confirm = forms.IntegerField(required=False, widget=forms.HiddenInput)
