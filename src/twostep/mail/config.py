@@ -193,7 +193,8 @@ def server_of(host: str, port: int, security: str) -> str:
     return f"{host}:{port} ({security})"
 
 
-def _current_server() -> str:
+def current_server() -> str:
+    """``server_of`` the host, port and security the settings name now."""
     values = get_settings(HOST, PORT, SECURITY)
     return server_of(values[HOST], int(values[PORT]), values[SECURITY])
 
@@ -220,6 +221,16 @@ def _password_and_server() -> tuple[str, str, str]:
     return "", "", ""
 
 
+def _given_elsewhere(password: str, given_for: str, source: str, server: str, username: str) -> str | None:
+    """Why ``password`` (from ``source``, given for ``given_for``) is not sent to ``server``, or None when it is."""
+    if not username or not password or given_for == server:
+        return None
+    where = "stored" if source == "console" else "in config.toml"
+    return (
+        f"The SMTP password {where} was given for {given_for} and is only sent there: enter the password for {server}."
+    )
+
+
 def password_elsewhere(host: str, port: int, security: str, username: str) -> str | None:
     """Why a login to this server would have no password, or None.
 
@@ -227,19 +238,17 @@ def password_elsewhere(host: str, port: int, security: str, username: str) -> st
     the config file) was given for another server: it is not sent here.
     An unreadable stored password is ``current``'s to report.
     """
-    if not username:
-        return None
     try:
         password, given_for, source = _password_and_server()
     except MailDeliveryError:
         return None
-    if not password or given_for == server_of(host, port, security):
-        return None
-    where = "stored" if source == "console" else "in config.toml"
-    return (
-        f"The SMTP password {where} was given for {given_for} and is only sent there: "
-        f"enter the password for {server_of(host, port, security)}."
-    )
+    return _given_elsewhere(password, given_for, source, server_of(host, port, security), username)
+
+
+def current_password_elsewhere() -> str | None:
+    """``password_elsewhere`` for the settings stored now (for the console page and ``email show``)."""
+    values = get_settings(HOST, PORT, SECURITY, USERNAME)
+    return password_elsewhere(values[HOST], int(values[PORT]), values[SECURITY], values[USERNAME])
 
 
 def password_source() -> str:
@@ -259,12 +268,13 @@ def current() -> SmtpSettings:
     """
     file = settings.CONFIG.email
     values = get_settings(*KEYS)
-    password, given_for, _ = _password_and_server()
-    if given_for != server_of(values[HOST], int(values[PORT]), values[SECURITY]):
-        elsewhere = password_elsewhere(values[HOST], int(values[PORT]), values[SECURITY], values[USERNAME])
-        if elsewhere:
-            raise MailDeliveryError(f"{elsewhere} (Admin, Outgoing mail: /admin/email)", "password for another server")
-        password = ""
+    password, given_for, source = _password_and_server()
+    server = server_of(values[HOST], int(values[PORT]), values[SECURITY])
+    elsewhere = _given_elsewhere(password, given_for, source, server, values[USERNAME])
+    if elsewhere:
+        raise MailDeliveryError(f"{elsewhere} (Admin, Outgoing mail: /admin/email)", "password for another server")
+    if given_for != server:
+        password = ""  # no login (no username): nothing is sent, but never to another server
     return SmtpSettings(
         host=values[HOST],
         port=int(values[PORT]),
@@ -305,7 +315,7 @@ def set_password(password: str) -> None:
     """
     if not password or len(password) > 1024 or "\n" in password or "\r" in password:
         raise SettingError("the SMTP password must be 1 to 1024 characters on one line")
-    stored = json.dumps({"server": _current_server(), "password": password})
+    stored = json.dumps({"server": current_server(), "password": password})
     Setting.objects.update_or_create(key=PASSWORD_KEY, defaults={"value": secret_box().encrypt(stored)})
 
 

@@ -120,9 +120,7 @@ def email_settings_view(request: HttpRequest) -> HttpResponse:
             "test_form": test_form,
             "test_result": test_result,
             "password_source": config.password_source(),
-            "password_elsewhere": config.password_elsewhere(
-                values[config.HOST], int(values[config.PORT]), values[config.SECURITY], values[config.USERNAME]
-            ),
+            "password_elsewhere": config.current_password_elsewhere(),
             "effective_from": values[config.FROM_ADDRESS] or config.default_from_address(),
             "configured": bool(values[config.HOST]),
             "file": file,

@@ -45,12 +45,7 @@ class Command(NounCommand):
             self.stdout.write(f"  (messages are sent from {mail_config.default_from_address()})")
         source = {"console": "stored, encrypted", "config": "from config.toml or the environment", "": "none"}
         self.stdout.write(f"email.password: {source[mail_config.password_source()]}")
-        elsewhere = mail_config.password_elsewhere(
-            values[mail_config.HOST],
-            int(values[mail_config.PORT]),
-            values[mail_config.SECURITY],
-            values[mail_config.USERNAME],
-        )
+        elsewhere = mail_config.current_password_elsewhere()
         if elsewhere:
             self.stdout.write(f"  {elsewhere} (`twostep email set-password`)")
         from django.conf import settings
@@ -66,11 +61,7 @@ class Command(NounCommand):
         except SettingError as exc:
             raise fail(str(exc)) from None
         record("settings.email", Outcome.INFO, origin=CLI, detail={"password": "changed"})
-        values = get_settings(mail_config.HOST, mail_config.PORT, mail_config.SECURITY)
-        server = mail_config.server_of(
-            values[mail_config.HOST], int(values[mail_config.PORT]), values[mail_config.SECURITY]
-        )
-        self.stdout.write(f"SMTP password stored (encrypted), to be sent only to {server}.")
+        self.stdout.write(f"SMTP password stored (encrypted), to be sent only to {mail_config.current_server()}.")
 
     def handle_clear_password(self, **_: Any) -> None:
         removed = mail_config.clear_password()
