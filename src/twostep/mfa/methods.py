@@ -132,6 +132,7 @@ def verify_context(pending: PendingLogin, authenticator: Authenticator) -> dict[
     """Extra context for the handler's ``verify_template`` (e.g. a resend cooldown).
 
     From the handler's ``verify_context(pending, authenticator)``; {} without one.
+    Methods that send codes include ``code_delivery`` (a ``CodeDelivery``).
     """
     extra = getattr(handler_for(pending.method), "verify_context", None)
     return {} if extra is None else dict(extra(pending, authenticator))

@@ -113,7 +113,8 @@ def verify_view(request: HttpRequest) -> HttpResponse:
     elif request.method == "POST":
         error = second_step.GENERIC_FAILURE
     prompt = handler.prompt(authenticator)
-    delivery = handler.code_delivery(pending, authenticator)
+    extra = verify_context(pending, authenticator)
+    delivery = extra.get("code_delivery")  # read from the method's own state, worked out once
     if delivery is not None and not delivery.sent:
         # Not "Enter the code sent to ..." when none went out; the method's
         # own box below says why and offers to send one.
@@ -128,7 +129,7 @@ def verify_view(request: HttpRequest) -> HttpResponse:
             "extra_template": handler.verify_template,
             "pending": pending,
             "authenticator": authenticator,
-            **verify_context(pending, authenticator),
+            **extra,
             **verify_page_context(pending),
         },
         status=200,

@@ -334,11 +334,12 @@ class EmailHandler:
         return is_available(authenticator)
 
     def verify_context(self, pending: PendingLogin, authenticator: Authenticator) -> dict[str, Any]:
-        return {"email_code": code_status(pending, authenticator)}
+        status = code_status(pending, authenticator)
+        return {"email_code": status, "code_delivery": CodeDelivery(sent=status.sent, problem=status.problem)}
 
     def code_delivery(self, pending: PendingLogin, authenticator: Authenticator) -> CodeDelivery:
-        status = code_status(pending, authenticator)
-        return CodeDelivery(sent=status.sent, problem=status.problem)
+        delivery: CodeDelivery = self.verify_context(pending, authenticator)["code_delivery"]
+        return delivery
 
     def begin(self, pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
         # Never raises: when the address was removed, nothing is sent and the

@@ -391,11 +391,12 @@ class SMSHandler:
         return has_number(authenticator.user_id, authenticator.destination)
 
     def verify_context(self, pending: PendingLogin, authenticator: Authenticator) -> dict[str, Any]:
-        return {"sms": sign_in_state(pending, authenticator)}
+        state = sign_in_state(pending, authenticator)
+        return {"sms": state, "code_delivery": CodeDelivery(sent=state.code_sent, problem=state.problem)}
 
     def code_delivery(self, pending: PendingLogin, authenticator: Authenticator) -> CodeDelivery:
-        state = sign_in_state(pending, authenticator)
-        return CodeDelivery(sent=state.code_sent, problem=state.problem)
+        delivery: CodeDelivery = self.verify_context(pending, authenticator)["code_delivery"]
+        return delivery
 
     def resend(self, pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
         """``methods.resend`` hook; raises NotSent as ``send_sign_in_code``."""
