@@ -37,6 +37,13 @@ def enrol_email_codes(user: User, server: SmtpServer) -> None:
     server.received.clear()
 
 
+def enrol_sms_codes(user: User, twilio: FakeTwilio) -> None:
+    """SMS codes to the user's one number, confirmed; the provider's inbox emptied."""
+    sms_flows.start_enrolment(user, user.phone_numbers.get().pk, CLI)
+    sms_flows.confirm(user, twilio.last_code(PHONE), CLI)
+    twilio.received.clear()
+
+
 def test_email_resend_cooldown_then_new_code(
     api: Api, user: User, mail_server: SmtpServer, email_on: None, frozen_clock: clock.FrozenClock
 ) -> None:
@@ -68,10 +75,7 @@ def test_sms_resend_cooldown_and_provider_failure(
     api: Api, make_user: Callable[..., User], twilio: FakeTwilio, frozen_clock: clock.FrozenClock
 ) -> None:
     """SMS: 429 within the cooldown; a provider failure answers 503 delivery_failed; then a new code signs in."""
-    bob = make_user("bob", phones=[PHONE])
-    sms_flows.start_enrolment(bob, bob.phone_numbers.get().pk, CLI)
-    sms_flows.confirm(bob, twilio.last_code(PHONE), CLI)
-    twilio.received.clear()
+    enrol_sms_codes(make_user("bob", phones=[PHONE]), twilio)
 
     step = login(api, "bob")
     assert step["method"] == "sms" and len(twilio.received) == 1
@@ -94,9 +98,7 @@ def test_login_says_when_no_code_could_be_sent(
     api: Api, make_user: Callable[..., User], twilio: FakeTwilio, frozen_clock: clock.FrozenClock
 ) -> None:
     """The provider down at the password step: the answer says no code is out (not "sent to ..."); resend fixes it."""
-    bob = make_user("bob", phones=[PHONE])
-    sms_flows.start_enrolment(bob, bob.phone_numbers.get().pk, CLI)
-    sms_flows.confirm(bob, twilio.last_code(PHONE), CLI)
+    enrol_sms_codes(make_user("bob", phones=[PHONE]), twilio)
     frozen_clock.advance(61)
     twilio.fail(500, {"code": 20500, "message": "down"})
     step = login(api, "bob")

@@ -100,7 +100,8 @@ def deliver(notification_id: int, *, then_retry: bool = True) -> bool:
     if notification is None:
         return True
     addresses = list(notification.user.email_addresses.values_list("email", flat=True))
-    addresses += [a for a in notification.context.get("also_to", []) if a.lower() not in {b.lower() for b in addresses}]
+    known = {address.lower() for address in addresses}
+    addresses += [a for a in notification.context.get("also_to", []) if a.lower() not in known]
     if not addresses or not get_settings(config.HOST)[config.HOST]:
         # Nobody to tell, or no mail server at all: nothing to retry.  Any
         # other trouble (an unreadable password, a server down) is a failure

@@ -252,11 +252,11 @@ def test_verify_page_offers_a_recovery_code(client: Client, codes_user: tuple[Us
     assert "Use a recovery code" in html and 'action="/login/recovery"' in html
 
 
-@pytest.mark.parametrize("attempt", range(2))
-def test_concurrent_use_of_one_code_exactly_one_wins(codes_user: tuple[User, bytes, list[str]], attempt: int) -> None:
-    """Ten sign-ins submitting the same code at the same moment: exactly one succeeds, on this database (RR-07)."""
-    user, _, codes = codes_user
-    pendings = [second_step.start(user, login_authenticators(user.pk)[0], CLI)[0] for _ in range(10)]
+def sign_in_all_at_once(pendings: list[PendingLogin], code: str) -> list[str]:
+    """Submit recovery ``code`` for every pending sign-in from its own thread, released together.
+
+    Returns each outcome: ``ok`` or the refusal's reason.
+    """
     barrier = threading.Barrier(len(pendings))
     results: list[str] = []
     lock = threading.Lock()
@@ -264,7 +264,7 @@ def test_concurrent_use_of_one_code_exactly_one_wins(codes_user: tuple[User, byt
     def attempt_one(pending: PendingLogin) -> None:
         try:
             barrier.wait()
-            services.sign_in(pending, codes[attempt], CLI)
+            services.sign_in(pending, code, CLI)
             outcome = "ok"
         except second_step.SecondStepError as exc:
             outcome = exc.reason
@@ -278,6 +278,15 @@ def test_concurrent_use_of_one_code_exactly_one_wins(codes_user: tuple[User, byt
         thread.start()
     for thread in threads:
         thread.join()
+    return results
+
+
+@pytest.mark.parametrize("attempt", range(2))
+def test_concurrent_use_of_one_code_exactly_one_wins(codes_user: tuple[User, bytes, list[str]], attempt: int) -> None:
+    """Ten sign-ins submitting the same code at the same moment: exactly one succeeds, on this database (RR-07)."""
+    user, _, codes = codes_user
+    pendings = [second_step.start(user, login_authenticators(user.pk)[0], CLI)[0] for _ in range(10)]
+    results = sign_in_all_at_once(pendings, codes[attempt])
     # The losers count as failures, so a late one may already find the account throttled.
     assert results.count("ok") == 1, (connection.vendor, results)
     assert len(results) == 10 and set(results) <= {"ok", "reused_code", "throttled"}, results
@@ -290,27 +299,7 @@ def test_parallel_wrong_codes_while_locked_get_one_try(codes_user: tuple[User, b
     user, _, _ = codes_user
     User.objects.filter(pk=user.pk).update(second_step_locked_at=clock.now(), second_step_failures=20)
     pendings = [second_step.start(user, login_authenticators(user.pk)[0], CLI)[0] for _ in range(10)]
-    barrier = threading.Barrier(len(pendings))
-    results: list[str] = []
-    lock = threading.Lock()
-
-    def attempt_one(pending: PendingLogin) -> None:
-        try:
-            barrier.wait()
-            services.sign_in(pending, "AAAA-AAAA-AAAA-AAAA", CLI)
-            outcome = "ok"
-        except second_step.SecondStepError as exc:
-            outcome = exc.reason
-        finally:
-            connection.close()
-        with lock:
-            results.append(outcome)
-
-    threads = [threading.Thread(target=attempt_one, args=(p,)) for p in pendings]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = sign_in_all_at_once(pendings, "AAAA-AAAA-AAAA-AAAA")
     assert sorted(results) == ["throttled"] * 9 + ["wrong_code"], (connection.vendor, results)
 
 

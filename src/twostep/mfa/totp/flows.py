@@ -164,8 +164,8 @@ class TOTPHandler:
         )
         if won:
             return None
-        last = authenticator.last_step or 0
-        if last > totp.time_step(now.timestamp()) + _skew():
+        last, current = authenticator.last_step or 0, totp.time_step(now.timestamp())
+        if last > current + _skew():
             # The last accepted step lies beyond anything the clock allows
             # now: the server clock went back since that sign-in.  The right
             # code is refused until the clock passes that step again, but it
@@ -174,7 +174,7 @@ class TOTPHandler:
                 "TOTP of user %s last accepted step %s, ahead of the clock (step %s): did the server clock go back?",
                 authenticator.user_id,
                 last,
-                totp.time_step(now.timestamp()),
+                current,
             )
             return CLOCK_BEHIND
         return "reused_code"
