@@ -71,6 +71,11 @@ def sign_in(client: Client, username: str, password: str = PASSWORD) -> Any:
     return client.post("/login", {"username": username, "password": password})
 
 
+def asked_for_password(response: Any) -> bool:
+    """True when ``response`` is the password prompt standing in for a change posted with a stale password."""
+    return response.status_code == 200 and "accounts/reauthenticate.html" in [t.name for t in response.templates]
+
+
 @pytest.fixture
 def signed_in_client(client: Client, user: User) -> Client:
     response = sign_in(client, user.username)

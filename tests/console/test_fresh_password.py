@@ -7,6 +7,7 @@ from django.test import Client
 
 from tests.conftest import PASSWORD, sign_in
 from twostep.accounts.models import User
+from twostep.audit.models import AuthEvent, Outcome
 from twostep.core import clock
 
 pytestmark = pytest.mark.django_db
@@ -41,34 +42,90 @@ def stale_admin(client: Client, admin: User, frozen_clock: clock.FrozenClock) ->
     ],
 )
 def test_every_change_asks_for_the_password_again(stale_admin: Client, user: User, path: str) -> None:
+    """The answer is the password prompt, which posts the change back to where it was going."""
     response = stale_admin.post(
         path, {"password": "a brand new long one"}, HTTP_REFERER="http://testserver/admin/users/alice"
     )
-    assert response.status_code == 302
-    assert response["Location"] == f"{REAUTHENTICATE}?next=%2Fadmin%2Fusers%2Falice"
+    assert response.status_code == 200
+    assert response.templates[0].name == "accounts/reauthenticate.html"
+    page = response.content.decode()
+    assert f'action="{path}"' in page
+    assert '<input type="hidden" name="password" value="a brand new long one">' in page
+    assert 'name="reauth-password"' in page
+    assert '<a href="/admin/users/alice">Cancel</a>' in page
 
 
-def test_after_the_password_the_change_goes_through(stale_admin: Client, user: User) -> None:
-    """A stale session changes nothing; the password brings the admin back to the page, where the change works."""
+def test_the_change_goes_through_once_the_password_is_given(stale_admin: Client, user: User) -> None:
+    """A stale session changes nothing; the prompt's password makes the change that was posted, on a new session key."""
     page = "/admin/users/alice"
-    refused = stale_admin.post(f"{page}/password", {"password": "a brand new long one"}, HTTP_REFERER=page)
-    assert refused["Location"].startswith(REAUTHENTICATE)
+    change = {"password": "a brand new long one"}
+    prompt = stale_admin.post(f"{page}/password", change, HTTP_REFERER=page)
+    assert prompt.status_code == 200
     assert User.objects.get(pk=user.pk).check_password(PASSWORD)
-    back = stale_admin.post(REAUTHENTICATE, {"password": PASSWORD, "next": page})
-    assert back["Location"] == page
-    done = stale_admin.post(f"{page}/password", {"password": "a brand new long one"}, HTTP_REFERER=page)
-    assert done["Location"] == page
+    key = stale_admin.session.session_key
+    done = stale_admin.post(f"{page}/password", {**change, "reauth-password": PASSWORD}, HTTP_REFERER=page)
+    assert done.status_code == 302 and done["Location"] == page
     assert User.objects.get(pk=user.pk).check_password("a brand new long one")
+    assert stale_admin.session.session_key != key
+    # Fresh now: the next change needs no prompt.
+    again = stale_admin.post(f"{page}/password", {"password": "yet another long one"}, HTTP_REFERER=page)
+    assert again.status_code == 302
+    assert User.objects.get(pk=user.pk).check_password("yet another long one")
+
+
+def test_a_wrong_password_makes_no_change_and_keeps_the_fields(stale_admin: Client, user: User) -> None:
+    page = "/admin/users/alice"
+    wrong = stale_admin.post(
+        f"{page}/password", {"password": "a brand new long one", "reauth-password": "not it"}, HTTP_REFERER=page
+    )
+    assert wrong.status_code == 200
+    content = wrong.content.decode()
+    assert "That password is incorrect." in content
+    assert '<input type="hidden" name="password" value="a brand new long one">' in content
+    assert 'value="not it"' not in content
+    assert User.objects.get(pk=user.pk).check_password(PASSWORD)
+    failures = AuthEvent.objects.filter(kind="reauthenticate", outcome=Outcome.FAILURE)
+    assert failures.count() == 1
+
+
+def test_wrong_passwords_at_the_prompt_are_throttled(stale_admin: Client, admin: User, user: User) -> None:
+    """The prompt counts against the sign-in limits: a stolen, stale session cannot guess the password."""
+    page = "/admin/users/alice"
+    statuses = [
+        stale_admin.post(f"{page}/unlock", {"reauth-password": f"guess {n}"}, HTTP_REFERER=page).status_code
+        for n in range(12)
+    ]
+    assert 429 in statuses
+    throttled = stale_admin.post(f"{page}/unlock", {"reauth-password": PASSWORD}, HTTP_REFERER=page)
+    assert throttled.status_code == 429
+    assert not AuthEvent.objects.filter(kind="reauthenticate", outcome=Outcome.SUCCESS).exists()
+    still_stale = stale_admin.post(f"{page}/unlock", HTTP_REFERER=page)
+    assert still_stale.templates[0].name == "accounts/reauthenticate.html"
+
+
+def test_carried_fields_are_escaped_and_the_csrf_token_is_the_prompts_own(stale_admin: Client, user: User) -> None:
+    response = stale_admin.post(
+        "/admin/users/alice/emails",
+        {"address": '"><script>alert(1)</script>', "csrfmiddlewaretoken": "from-the-form"},
+    )
+    content = response.content.decode()
+    assert "<script>alert(1)</script>" not in content
+    assert 'value="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in content
+    assert "from-the-form" not in content
+    prompt = content.split('action="/admin/users/alice/emails"')[1].split("</form>")[0]
+    assert prompt.count('name="csrfmiddlewaretoken"') == 1
+
+
+def test_a_foreign_referer_is_not_followed(stale_admin: Client, user: User) -> None:
+    response = stale_admin.post("/admin/users/alice/unlock", HTTP_REFERER="https://evil.example/admin/x")
+    content = response.content.decode()
+    assert '<a href="/admin/users">Cancel</a>' in content
+    assert "evil.example" not in content
 
 
 def test_reading_the_console_needs_no_new_password(stale_admin: Client, user: User) -> None:
     assert stale_admin.get("/admin/users/alice").status_code == 200
     assert stale_admin.get("/admin/audit").status_code == 200
-
-
-def test_a_foreign_referer_is_not_followed(stale_admin: Client, user: User) -> None:
-    response = stale_admin.post("/admin/users/alice/unlock", HTTP_REFERER="https://evil.example/admin/x")
-    assert response["Location"] == f"{REAUTHENTICATE}?next=%2Fadmin%2Fusers"
 
 
 def test_console_offers_the_password_prompt_before_a_form_is_filled(client: Client, admin: User) -> None:

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from twostep.accounts import devices, services
+from twostep.accounts import devices, reauth, services
 from twostep.accounts.forms import ChangePasswordForm, LoginForm, PasswordForm
 from twostep.accounts.models import User
 from twostep.accounts.signin import (
@@ -195,21 +195,12 @@ def change_password_view(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def reauthenticate_view(request: HttpRequest) -> HttpResponse:
     """Ask for the password again before a sensitive change."""
-    user: User = request.user  # type: ignore[assignment]
     form = PasswordForm(request.POST or None)
     next_url = safe_next(request, request.POST.get("next") or request.GET.get("next"))
-    status = 200
-    if request.method == "POST" and form.is_valid():
-        try:
-            correct = check_reauthentication(user, form.cleaned_data["password"], Origin.of(request), request)
-        except SignInThrottled:
-            form.add_error("password", THROTTLED)
-            status = 429
-        else:
-            if correct:
-                # A new session id with the raised privilege, as at sign-in.
-                request.session.cycle_key()
-                mark_reauthenticated(request)
-                return redirect(next_url)
-            form.add_error("password", "That password is incorrect.")
-    return render(request, "accounts/reauthenticate.html", {"form": form, "next": next_url}, status=status)
+    status: int | None = 200
+    if request.method == "POST":
+        status = reauth.confirm(request, form)
+        if status is None:
+            return redirect(next_url)
+    context = {"form": form, "next": next_url, "console": next_url.startswith("/admin/")}
+    return render(request, "accounts/reauthenticate.html", context, status=status)

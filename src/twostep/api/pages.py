@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any, cast
-from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import messages
@@ -17,7 +16,7 @@ from twostep.accounts.models import User
 from twostep.api import tokens
 from twostep.api.models import Scope
 from twostep.audit.services import Origin
-from twostep.core.decorators import recently_authenticated, signed_in
+from twostep.core.decorators import fresh_password, recently_authenticated, signed_in
 
 EXPIRY_CHOICES = [(7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "1 year")]
 
@@ -61,9 +60,12 @@ def tokens_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     if request.method == "GET":
         return _page(request, TokenForm(user=user))
-    # Creating a credential is a sensitive change: the password must be recent.
-    if not recently_authenticated(request):
-        return redirect(f"/account/reauthenticate?{urlencode({'next': '/account/tokens'})}")
+    return _create(request)
+
+
+@fresh_password  # creating a credential is a sensitive change
+def _create(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
     form = TokenForm(request.POST, user=user)
     if form.is_valid():
         try:

@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
-from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -43,8 +42,8 @@ def admin_only(view: View) -> View:
     ``security.reauth_max_age`` seconds, as sensitive changes on a user's own
     Security page do: an administrator's session left open, or stolen, must
     not be enough to reset another user's password or second factor.  Without
-    it the administrator is asked for the password and brought back to the
-    page they were on, to make the change again.
+    it the administrator is asked for the password, and the change is made
+    once it is given (``accounts.reauth``).
     """
 
     @signed_in
@@ -57,12 +56,17 @@ def admin_only(view: View) -> View:
         # form is not filled in only to be asked for it on saving.
         request.console_needs_password = not fresh  # type: ignore[attr-defined]
         if request.method == "POST" and not fresh:
-            messages.info(request, "Enter your password again to make changes, then make the change again.")
-            back = _page_posted_from(request, "/admin/", "/admin/users")
-            return redirect(f"/account/reauthenticate?{urlencode({'next': back})}")
+            return _password_then(request, _page_posted_from(request, "/admin/", "/admin/users"), view, *args, **kwargs)
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+def _password_then(request: HttpRequest, back: str, view: View, *args: Any, **kwargs: Any) -> HttpResponse:
+    # Accounts builds on core: imported when needed, not at start-up.
+    from twostep.accounts.reauth import password_then
+
+    return password_then(request, back, view, *args, **kwargs)
 
 
 def _page_posted_from(request: HttpRequest, section: str, fallback: str) -> str:
@@ -86,8 +90,9 @@ def recently_authenticated(request: HttpRequest) -> bool:
 def fresh_password(view: View) -> View:
     """Sensitive changes need the password entered within the last few minutes.
 
-    The user is asked for it and brought back to the page (a form's POST
-    comes back to the page the form was on: its own URL only takes POSTs).
+    A page asked for (GET) without it leads to the password prompt and back;
+    a change posted without it is made once the password is given
+    (``accounts.reauth``).
     """
 
     @signed_in
@@ -95,11 +100,9 @@ def fresh_password(view: View) -> View:
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not recently_authenticated(request):
             if request.method == "POST":
-                messages.info(request, "Enter your password again, then make the change again.")
                 back = _page_posted_from(request, "/account/", "/account/security")
-            else:
-                back = request.get_full_path()
-            return redirect(f"/account/reauthenticate?{urlencode({'next': back})}")
+                return _password_then(request, back, view, *args, **kwargs)
+            return redirect(f"/account/reauthenticate?{urlencode({'next': request.get_full_path()})}")
         return view(request, *args, **kwargs)
 
     return wrapper

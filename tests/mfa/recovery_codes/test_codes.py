@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
-from tests.conftest import sign_in
+from tests.conftest import asked_for_password, sign_in
 from tests.mfa.recovery_codes.helpers import enrol_totp, events, fresh_codes, signed_in_with_totp
 from twostep.accounts import services as accounts
 from twostep.accounts.models import User
@@ -101,8 +101,7 @@ def test_no_codes_without_a_recent_password(client: Client, user: User, two_fact
     session.save()
     html = client.get("/account/security").content.decode()
     assert "Create recovery codes" in html and not RecoveryCode.objects.exists()
-    response = client.post("/account/security/recovery-codes")
-    assert response.status_code == 302 and response["Location"].startswith("/account/reauthenticate")
+    assert asked_for_password(client.post("/account/security/recovery-codes"))
     assert not RecoveryCode.objects.exists()
 
 
@@ -150,7 +149,7 @@ def test_regenerating_needs_the_password_and_kills_old_codes(
     session = client.session
     session[REAUTH_KEY] = clock.timestamp() - 3600
     session.save()
-    assert client.post("/account/security/recovery-codes")["Location"].startswith("/account/reauthenticate")
+    assert asked_for_password(client.post("/account/security/recovery-codes"))
     session = client.session
     session[REAUTH_KEY] = clock.timestamp()
     session.save()

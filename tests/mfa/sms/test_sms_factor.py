@@ -7,7 +7,7 @@ import re
 import pytest
 from django.test import Client
 
-from tests.conftest import sign_in
+from tests.conftest import asked_for_password, sign_in
 from tests.mfa.sms.conftest import PRIMARY, SECOND
 from tests.sms.fakes import FakeTwilio
 from twostep.accounts import services
@@ -146,7 +146,7 @@ def test_setup_needs_a_recent_password(phone_user: User, twilio: FakeTwilio, fro
     client = signed_in(phone_user)
     frozen_clock.advance(301)
     response = client.post("/account/security/sms", {"action": "send", "phone": phone_id(phone_user, PRIMARY)})
-    assert response.status_code == 302 and response["Location"].startswith("/account/reauthenticate")
+    assert asked_for_password(response)
     assert twilio.received == []
 
 
