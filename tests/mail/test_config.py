@@ -120,7 +120,7 @@ def test_password_is_encrypted_at_rest_and_rotated_with_the_keys() -> None:
 
 def test_password_is_not_a_plain_runtime_setting() -> None:
     """`twostep settings set email.password` cannot store it in clear text."""
-    with pytest.raises(SettingError, match="unknown setting"):
+    with pytest.raises(SettingError, match="twostep email set-password"):
         set_setting_from_text(config.PASSWORD_KEY, "secret")
 
 

@@ -107,9 +107,20 @@ DEFINITIONS: dict[str, Definition] = {
 }
 
 
+#: Keys that are not set one by one (``settings set``, the API), and where they are set instead.
+SET_ELSEWHERE: dict[str, str] = {}
+
+
 def register_setting(definition: Definition) -> None:
     """Declare a runtime setting (apps call this from ``AppConfig.ready``)."""
     DEFINITIONS[definition.key] = definition
+    if definition.managed_by:
+        SET_ELSEWHERE[definition.key] = definition.managed_by
+
+
+def register_set_elsewhere(key: str, where: str) -> None:
+    """Name where ``key``, which people may try to set as a runtime setting, is set instead (the SMTP password)."""
+    SET_ELSEWHERE[key] = where
 
 
 def _definition(key: str) -> Definition:
@@ -159,12 +170,12 @@ def check_settable(key: str) -> None:
     """Whether ``key`` may be set on its own, by ``settings set`` or the API.
 
     Raises:
-        SettingError: unknown key, or one that is changed with the rest of
-            its configuration elsewhere (the message says where).
+        SettingError: unknown key, or one that is set elsewhere: a secret, or
+            a part of a configuration checked as a whole (the message says where).
     """
-    definition = _definition(key)
-    if definition.managed_by:
-        raise SettingError(f"set {key} with {definition.managed_by}")
+    if key in SET_ELSEWHERE:
+        raise SettingError(f"set {key} with {SET_ELSEWHERE[key]}")
+    _definition(key)
 
 
 def set_setting_from_text(key: str, text: str) -> Any:

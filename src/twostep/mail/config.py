@@ -37,6 +37,7 @@ from twostep.core.runtime import (
     SettingError,
     get_settings,
     register_method_requirement,
+    register_set_elsewhere,
     register_setting,
     set_setting,
 )
@@ -163,6 +164,10 @@ def register() -> None:
     ):
         register_setting(definition)
     register_encrypted_setting(PASSWORD_KEY)
+    register_set_elsewhere(
+        PASSWORD_KEY,
+        "`twostep email set-password` (read from standard input, never shown) or the console's Outgoing mail page",
+    )
     register_method_requirement("email", email_method_problem)
     register_mail_dependent("email codes", _email_codes_in_use)
 

@@ -11,11 +11,6 @@ from twostep.audit.services import CLI, Outcome, record
 from twostep.core.management.base import NounCommand, fail
 from twostep.core.runtime import DEFINITIONS, SettingError, get_setting, render_value, set_setting_from_text
 
-#: Keys that are not runtime settings but that people try to set here, and where they are set.
-ELSEWHERE = {
-    "email.password": "the SMTP password is set with `twostep email set-password` (read from standard input, never shown)",
-}
-
 
 class Command(NounCommand):
     help = "Runtime settings stored in the database."
@@ -33,8 +28,6 @@ class Command(NounCommand):
             self.stdout.write("note: two-factor authentication is forced off by the configuration file or environment.")
 
     def handle_set(self, key: str, value: str, **_: Any) -> None:
-        if key in ELSEWHERE:
-            raise fail(f"{key}: {ELSEWHERE[key]}")
         try:
             stored = set_setting_from_text(key, value)
         except SettingError as exc:
