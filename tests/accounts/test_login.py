@@ -204,6 +204,26 @@ def test_admin_set_password_must_be_changed(make_user: Callable[..., User]) -> N
     assert client.get("/account").status_code == 200
 
 
+def test_forced_password_change_goes_on_to_where_the_sign_in_was_going(make_user: Callable[..., User]) -> None:
+    """A deep link (here one behind forward-auth would be the same) survives the forced change; a later change does not reuse it."""
+    user = make_user("newbie", must_change_password=True)
+    client = Client()
+    signed = client.post("/login?next=/account/sessions%3Ftab%3Dall", {"username": user.username, "password": PASSWORD})
+    assert signed["Location"] == "/account/password"
+    change = {
+        "current_password": PASSWORD,
+        "new_password": "my very own secret",
+        "repeat_password": "my very own secret",
+    }
+    assert client.post("/account/password", change)["Location"] == "/account/sessions?tab=all"
+    again = {
+        "current_password": "my very own secret",
+        "new_password": "another one of mine",
+        "repeat_password": "another one of mine",
+    }
+    assert client.post("/account/password", again)["Location"] == "/account"
+
+
 def test_idle_timeout_ends_session(user: User, frozen_clock: object) -> None:
     """A session idle for more than an hour is signed out on its next request (SES-07)."""
     client = Client()

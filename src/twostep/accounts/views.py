@@ -161,6 +161,7 @@ def account_view(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def change_password_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
+    forced = user.must_change_password
     form = ChangePasswordForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -187,8 +188,10 @@ def change_password_view(request: HttpRequest) -> HttpResponse:
                 # A new session id, and the session's password hash updated so it stays signed in.
                 update_session_auth_hash(request, user)
                 messages.success(request, "Your password is changed. Your other sessions were signed out.")
-                return redirect(settings.LOGIN_REDIRECT_URL)
-    return render(request, "accounts/change_password.html", {"form": form, "forced": user.must_change_password})
+                # A change the sign-in asked for goes on to where the sign-in was going.
+                destination = request.session.pop(NEXT_KEY, None) if forced else None
+                return redirect(safe_next(request, destination))
+    return render(request, "accounts/change_password.html", {"form": form, "forced": forced})
 
 
 @signed_in

@@ -22,6 +22,7 @@ from django.db import transaction
 from twostep.accounts.models import User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
+from twostep.mfa import codes
 from twostep.mfa.codes import mask_email, mask_phone
 from twostep.mfa.login import SecondStepError, is_live
 from twostep.mfa.methods import handler_for, is_usable
@@ -141,8 +142,10 @@ def switch(pending: PendingLogin, method: str, origin: Origin) -> PendingLogin:
 
     The sign-in keeps its token, its expiry and its failure count; what was
     sent for the previous method dies with the previous row (a code is bound
-    to one pending row), so a code sent by email cannot complete an SMS step
-    and the resend cooldown of one method does not hold back the other.
+    to one pending row), so a code sent by email cannot complete an SMS step.
+    Switching back finds the code already sent still valid (``codes.carry_over``);
+    the resend cooldown of one method does not hold back the other, and
+    switching back does not restart it.
 
     Raises:
         SecondStepError: ``expired_login`` (the sign-in is over) or
@@ -182,5 +185,6 @@ def switch(pending: PendingLogin, method: str, origin: Origin) -> PendingLogin:
             ip=current.ip,
         )
     record("login.method_chosen", Outcome.INFO, origin=origin, user=current.user, method=factor.method)
-    handler_for(factor.method).begin(switched, factor, origin)
+    if not codes.carry_over(switched, factor.destination):
+        handler_for(factor.method).begin(switched, factor, origin)
     return PendingLogin.objects.select_related("user").get(pk=switched.pk)

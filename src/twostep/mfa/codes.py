@@ -71,6 +71,34 @@ def _binding(
     return _binding_of_ids(*(None if bound is None else bound.pk for bound in (pending, authenticator, email_check)))
 
 
+def _cooldown_scope(
+    pending: PendingLogin | None, authenticator: Authenticator | None, email_check: EmailCheck | None
+) -> Q:
+    """The codes whose sending holds back another for this binding.
+
+    For a sign-in that is every code sent for the same method in the same
+    sign-in: switching methods gives the sign-in a new row (``choice.switch``)
+    that keeps its start time, and email, authenticator app, email again must
+    not be a way around the wait.
+    """
+    if pending is None:
+        return _binding(pending, authenticator, email_check)
+    return Q(
+        pending_login__user_id=pending.user_id,
+        pending_login__created_at=pending.created_at,
+        pending_login__method=pending.method,
+    )
+
+
+def _last_sent(scope: Q) -> datetime | None:
+    return (
+        OneTimeCode.objects.filter(scope, sent_at__isnull=False)
+        .order_by("-sent_at")
+        .values_list("sent_at", flat=True)
+        .first()
+    )
+
+
 def _sent_since(queryset: QuerySet[OneTimeCode], since: datetime) -> list[datetime]:
     # Strictly after ``since``: a send exactly one window old has left it, so
     # waiting the ``retry_after`` that check_send_allowed reports is enough.
@@ -87,12 +115,7 @@ def check_send_allowed(
 ) -> None:
     """Raises SendRefused when the cooldown or a send cap forbids a code now."""
     now = clock.now()
-    last = (
-        OneTimeCode.objects.filter(_binding(pending, authenticator, email_check), sent_at__isnull=False)
-        .order_by("-sent_at")
-        .values_list("sent_at", flat=True)
-        .first()
-    )
+    last = _last_sent(_cooldown_scope(pending, authenticator, email_check))
     if last is not None and now - last < COOLDOWN:
         raise SendRefused("cooldown", COOLDOWN - (now - last))
     since = now - SEND_WINDOW
@@ -113,12 +136,7 @@ def cooldown_remaining(
     email_check: EmailCheck | None = None,
 ) -> int:
     """Whole seconds until a new code may be sent for this binding (0 when it may)."""
-    last = (
-        OneTimeCode.objects.filter(_binding(pending, authenticator, email_check), sent_at__isnull=False)
-        .order_by("-sent_at")
-        .values_list("sent_at", flat=True)
-        .first()
-    )
+    last = _last_sent(_cooldown_scope(pending, authenticator, email_check))
     if last is None:
         return 0
     remaining = COOLDOWN - (clock.now() - last)
@@ -162,6 +180,34 @@ def issue(
             superseded_at=now,
         )
     return row, code
+
+
+def carry_over(pending: PendingLogin, destination: str) -> bool:
+    """Give ``pending`` the code already sent to ``destination`` earlier in the same sign-in, if it still works.
+
+    Switching methods gives a sign-in a new row (``choice.switch``); switching
+    back (email, app, email again) leaves the code the user already holds the
+    one to type, instead of sending another or making them wait for the
+    resend cooldown.  True when a code was carried over.
+    """
+    live = (
+        OneTimeCode.objects.filter(
+            _cooldown_scope(pending, None, None),
+            destination=destination,
+            sent_at__isnull=False,
+            superseded_at__isnull=True,
+            consumed_at__isnull=True,
+            expires_at__gt=clock.now(),
+            failures__lt=MAX_TRIES,
+        )
+        .exclude(pending_login=pending)
+        .order_by("-sent_at")
+        .first()
+    )
+    if live is None:
+        return False
+    OneTimeCode.objects.filter(pk=live.pk).update(pending_login=pending)
+    return True
 
 
 def mark_sent(row: OneTimeCode) -> None:

@@ -16,7 +16,7 @@ from twostep.core import clock
 from twostep.core.runtime import set_setting
 from twostep.mfa import choice
 from twostep.mfa.email import flows as email_flows
-from twostep.mfa.models import Authenticator, DefaultMethod, PendingLogin
+from twostep.mfa.models import Authenticator, DefaultMethod, OneTimeCode, PendingLogin
 from twostep.mfa.policy import login_authenticators
 
 __all__ = ["certificates", "mail_server", "smtp_server"]
@@ -84,6 +84,44 @@ def test_switching_back_kills_the_emailed_code(
     response = client.post("/login/verify", {"code": emailed})
     assert response.status_code == 200
     assert client.post("/login/verify", {"code": next_code(key)})["Location"] == "/account"
+
+
+def test_switching_back_keeps_the_code_already_sent(
+    client: Client, both: tuple[User, bytes], mail_server: SmtpServer, frozen_clock: clock.FrozenClock
+) -> None:
+    """Email, app, email again: no second email (switching is no way around the resend wait); the first code works."""
+    user, _ = both
+    sign_in(client, user.username)
+    client.post("/login/verify/method", {"method": "email"})
+    first = mail_server.wait_for(1)[0].code()
+    client.post("/login/verify/method", {"method": "totp"})
+    frozen_clock.advance(20)
+    client.post("/login/verify/method", {"method": "email"})
+    assert "Enter the code sent to al•••p@example.org" in verify_page(client)
+    client.post("/login/verify/email/resend")
+    assert len(mail_server.messages()) == 1
+    assert client.post("/login/verify", {"code": first})["Location"] == "/account"
+
+
+def test_switching_back_after_the_code_died_waits_out_the_cooldown(
+    client: Client, both: tuple[User, bytes], mail_server: SmtpServer, frozen_clock: clock.FrozenClock
+) -> None:
+    """A code used up by wrong tries is not carried over, and a new one waits for the cooldown."""
+    user, _ = both
+    sign_in(client, user.username)
+    client.post("/login/verify/method", {"method": "email"})
+    mail_server.wait_for(1)
+    PendingLogin.objects.filter(method="email").update(failures=0)
+    OneTimeCode.objects.update(failures=5)
+    client.post("/login/verify/method", {"method": "totp"})
+    frozen_clock.advance(20)
+    client.post("/login/verify/method", {"method": "email"})
+    assert len(mail_server.messages()) == 1
+    assert "You can ask for a new code in 40 seconds." in verify_page(client)
+    frozen_clock.advance(41)
+    client.post("/login/verify/email/resend")
+    second = mail_server.wait_for(2)[1].code()
+    assert client.post("/login/verify", {"code": second})["Location"] == "/account"
 
 
 def test_switching_keeps_token_expiry_and_failures(client: Client, both: tuple[User, bytes]) -> None:

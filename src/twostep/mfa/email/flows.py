@@ -314,7 +314,9 @@ def code_status(pending: PendingLogin, authenticator: Authenticator) -> CodeStat
     except codes.SendRefused as refused:
         if refused.reason != "cooldown":
             blocked_for = int(refused.retry_after.total_seconds() + 0.999)
-            problem = "" if sent else refusal_message(refused)
+        # Without a code out, even the cooldown is the problem: the user
+        # switched back to email within a minute of its last code.
+        problem = "" if sent else refusal_message(refused)
     if not sent and not problem:
         # begin() always tries to send; with no code and no cap in the way, the delivery failed.
         problem = COULD_NOT_SEND
