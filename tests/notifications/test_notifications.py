@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 from django.test import Client
 
 from tests.conftest import sign_in
+from tests.mail.smtp_server import Certificates, certificates, configure_twostep, hanging_port
 from twostep.accounts import services
 from twostep.accounts.models import User
 from twostep.audit.services import CLI, Origin
-from twostep.core import clock
+from twostep.core import background, clock
 from twostep.factors import totp
 from twostep.mail import config
 from twostep.mail.base import MailDeliveryError, OutgoingMessage
@@ -19,6 +21,8 @@ from twostep.mail.service import use_mailer
 from twostep.mfa.totp import flows
 from twostep.notifications.models import Notification
 from twostep.notifications.services import retry_pending
+
+__all__ = ["certificates", "hanging_port"]
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -177,3 +181,41 @@ def test_removed_address_is_told_and_no_stranger_words(make_user: object, outbox
     services.remove_email(bob, bob.email_addresses.get(email="old@example.org").pk, origin=origin)
     assert sorted(m.to for m in outbox.sent) == ["bob@example.org", "old@example.org"]
     assert all("helpdesk" not in m.text and "Unknown device" in m.text for m in outbox.sent)
+
+
+def test_in_the_server_a_hanging_mail_server_does_not_hold_up_the_change(
+    user: User, admin: User, monkeypatch: pytest.MonkeyPatch, certificates: Certificates, hanging_port: int
+) -> None:
+    """The change returns at once; the notice waits beside it on the mail server and stays in the outbox."""
+    configure_twostep(monkeypatch, certificates, hanging_port, timeout=2.0)
+    monkeypatch.setattr(background, "_enabled", True)  # as the WSGI application does
+    started = time.monotonic()
+    services.set_password(user, "a brand new password", origin=CLI, actor=admin, must_change=True)
+    assert time.monotonic() - started < 1.5  # two addresses at 2 s each, had it waited
+    assert background.wait_until_idle(timeout=30)
+    (notice,) = Notification.objects.filter(user=user)
+    assert notice.sent_at is None and notice.attempts == 1 and notice.last_error
+
+
+def test_background_jobs_run_in_order_and_survive_a_failing_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(background, "_enabled", True)
+    ran: list[int] = []
+
+    def failing() -> None:
+        raise RuntimeError("boom")
+
+    background.run(lambda: ran.append(1))
+    background.run(failing)
+    background.run(lambda: ran.append(2))
+    assert background.wait_until_idle()
+    assert ran == [1, 2]
+
+
+def test_the_wsgi_application_sends_beside_the_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(background, "_enabled", False)
+    import importlib
+
+    import twostep.wsgi
+
+    importlib.reload(twostep.wsgi)
+    assert background._enabled

@@ -53,10 +53,12 @@ def record(
         # also deletes what has outlived the retention period and retries
         # unsent notifications.  Only once the caller's transaction (e.g. a
         # sign-in's) has committed: not while it holds its locks, and a
-        # failure here must not undo it (``robust``: logged, not raised).
+        # failure here must not undo it.  In the server it runs beside the
+        # request (core.background): a retry may wait on a mail server.
+        from twostep.core import background
         from twostep.core.housekeeping import prune
 
-        transaction.on_commit(prune, robust=True)
+        transaction.on_commit(lambda: background.run(prune))
     event = AuthEvent(
         created_at=clock.now(),
         kind=kind,

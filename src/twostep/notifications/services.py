@@ -4,7 +4,7 @@ Every auth-log event of a kind listed in ``NOTICES`` becomes a notification
 to all the user's addresses, whatever code path made the change: the hook
 sits in ``twostep.audit.services.record``, not in the features.  The
 notification is written in the same transaction as the event (an outbox) and
-sent after the commit; a failed send stays in the outbox and is retried by
+sent after the commit (in the server, beside the request: ``core.background``); a failed send stays in the outbox and is retried by
 housekeeping and whenever another notification goes out (mail works again),
 for a day; one given up on is recorded in the auth log
 (``notification.abandoned``), so a change is never silently left unnotified.
@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.db import transaction
 
-from twostep.core import clock
+from twostep.core import background, clock
 from twostep.notifications.models import Notification
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,9 @@ def notify_for_event(event: Any) -> None:
             "also_to": [event.detail["email"]] if event.kind == "email.removed" and event.detail else [],
         },
     )
-    transaction.on_commit(lambda: deliver(notification.pk))
+    # Sent beside the request in the server (core.background): the user who
+    # made the change does not wait on the mail server.
+    transaction.on_commit(lambda: background.run(partial(deliver, notification.pk)))
 
 
 def deliver(notification_id: int, *, then_retry: bool = True) -> bool:
