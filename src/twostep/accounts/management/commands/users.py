@@ -1,4 +1,4 @@
-"""``twostep users add|list|show|set-password|reset-2fa|unlock|disable|enable``."""
+"""``twostep users add|list|show|set-password|reset-2fa|unlock|disable|enable|add-email|remove-email|add-phone|remove-phone``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.core.management.base import CommandParser
 
 from twostep.accounts import services
 from twostep.accounts.models import Role, User
+from twostep.accounts.validators import normalize_phone
 from twostep.audit.services import CLI
 from twostep.core.management.base import NounCommand, fail, read_password_stdin
 from twostep.mfa import services as mfa_services
@@ -32,6 +33,10 @@ class Command(NounCommand):
         "unlock": "Lift a second-step lock after too many wrong codes.",
         "disable": "Stop a user from signing in and end their sessions.",
         "enable": "Allow a disabled user to sign in again.",
+        "add-email": "Give a user an email address (for email codes and security notices).",
+        "remove-email": "Take an email address from a user.",
+        "add-phone": "Give a user a phone number (E.164, for SMS codes).",
+        "remove-phone": "Take a phone number from a user.",
     }
 
     def add_verb_arguments(self, verb: str, parser: CommandParser) -> None:
@@ -51,6 +56,12 @@ class Command(NounCommand):
             parser.add_argument("--json", action="store_true", help="Print JSON.")
         elif verb == "set-password":
             parser.add_argument("--password-stdin", action="store_true", help="Read the password from standard input.")
+        elif verb in {"add-email", "remove-email"}:
+            parser.add_argument("address", help="Email address.")
+        elif verb in {"add-phone", "remove-phone"}:
+            parser.add_argument("number", help="Phone number, E.164 (+15551234567).")
+        if verb in {"add-email", "add-phone"}:
+            parser.add_argument("--primary", action="store_true", help="Make it the primary one.")
 
     def _user(self, name: str) -> User:
         try:
@@ -161,6 +172,9 @@ class Command(NounCommand):
 
     def handle_unlock(self, name: str, **_: Any) -> None:
         user = self._user(name)
+        if user.second_step_locked_at is None and not user.second_step_failures:
+            self.stdout.write(f"The second step of {user.username} was not locked; nothing changed.")
+            return
         mfa_services.unlock_second_step(user, origin=CLI)
         self.stdout.write(f"Second step of {user.username} unlocked.")
 
@@ -170,6 +184,42 @@ class Command(NounCommand):
     def handle_enable(self, name: str, **_: Any) -> None:
         self._set_active(name, True)
 
+    def handle_add_email(self, name: str, address: str, primary: bool, **_: Any) -> None:
+        user = self._user(name)
+        try:
+            added = services.add_email(user, address, origin=CLI, primary=primary)
+        except ValidationError as exc:
+            raise fail("; ".join(exc.messages)) from None
+        self.stdout.write(f"{added.email} added to {user.username}{' as primary' if added.is_primary else ''}.")
+
+    def handle_remove_email(self, name: str, address: str, **_: Any) -> None:
+        user = self._user(name)
+        found = user.email_addresses.filter(email__iexact=address.strip()).first()
+        if found is None:
+            raise fail(f"{address} is not an address of {user.username}.")
+        services.remove_email(user, found.pk, origin=CLI)
+        self.stdout.write(f"{found.email} removed from {user.username}.{_in_use_note(user, 'email', found.email)}")
+
+    def handle_add_phone(self, name: str, number: str, primary: bool, **_: Any) -> None:
+        user = self._user(name)
+        try:
+            added = services.add_phone(user, number, origin=CLI, primary=primary)
+        except ValidationError as exc:
+            raise fail("; ".join(exc.messages)) from None
+        self.stdout.write(f"{added.number} added to {user.username}{' as primary' if added.is_primary else ''}.")
+
+    def handle_remove_phone(self, name: str, number: str, **_: Any) -> None:
+        user = self._user(name)
+        try:
+            normalized = normalize_phone(number)
+        except ValidationError as exc:
+            raise fail("; ".join(exc.messages)) from None
+        found = user.phone_numbers.filter(number=normalized).first()
+        if found is None:
+            raise fail(f"{normalized} is not a number of {user.username}.")
+        services.remove_phone(user, found.pk, origin=CLI)
+        self.stdout.write(f"{found.number} removed from {user.username}.{_in_use_note(user, 'sms', found.number)}")
+
     def _set_active(self, name: str, active: bool) -> None:
         user = self._user(name)
         try:
@@ -177,6 +227,14 @@ class Command(NounCommand):
         except ValidationError as exc:
             raise fail("; ".join(exc.messages)) from None
         self.stdout.write(f"{user.username} {'enabled' if active else 'disabled'}.")
+
+
+def _in_use_note(user: User, method: str, destination: str) -> str:
+    """A warning when the removed address or number is where the user's codes go."""
+    factor = Authenticator.objects.filter(user=user, method=method, confirmed_at__isnull=False).first()
+    if factor is None or factor.destination.lower() != destination.lower():
+        return ""
+    return f" Their {'email' if method == 'email' else 'SMS'} codes went there: that method stops working until they set it up again."
 
 
 def _dumps(value: object) -> str:
