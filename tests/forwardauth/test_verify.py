@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -210,3 +211,43 @@ def test_each_endpoint_ignores_the_other_conventions_headers(
     # Only the endpoint's own headers count: without them there is nothing to allow.
     assert client.get(FORWARD, **NGINX_WIKI).status_code == 403
     assert client.get(REQUEST, **TRAEFIK_WIKI).status_code == 403
+
+
+def test_backslash_in_the_query_passes(
+    client: Client, user: User, forward_config: Callable[..., TwostepConfig]
+) -> None:
+    """?q=a\\b is an ordinary query: a signed-in user passes, and an anonymous one comes back to it after sign-in."""
+    url = "https://wiki.example.com/x?q=a\\b"
+    via_traefik = {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_FORWARDED_HOST": "wiki.example.com"}
+    anonymous = Client().get(REQUEST, **nginx(url))
+    assert anonymous.status_code == 401
+    next_url = next_of(anonymous["Location"])
+    assert next_url == "https://wiki.example.com/x?q=a%5Cb"
+    sign_in(client, user.username)
+    assert client.get(REQUEST, **nginx(url)).status_code == 200
+    assert client.get(FORWARD, **via_traefik, HTTP_X_FORWARDED_URI="/x?q=a\\b").status_code == 200
+    # The escaped URL is a destination the sign-in form returns to.
+    response = client.post("/login", {"username": user.username, "password": PASSWORD, "next": next_url})
+    assert response["Location"] == next_url
+
+
+def test_backslash_in_the_path_is_refused_and_logged_as_such(
+    client: Client, user: User, forward_config: Callable[..., TwostepConfig], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A backslash in the path gets 403; the log names the host and the backslash, and does not blame the proxy."""
+    sign_in(client, user.username)
+    with caplog.at_level(logging.INFO, logger="twostep.forwardauth"):
+        assert client.get(REQUEST, **nginx("https://wiki.example.com/a\\b?q=1")).status_code == 403
+        assert (
+            client.get(
+                FORWARD,
+                HTTP_X_FORWARDED_PROTO="https",
+                HTTP_X_FORWARDED_HOST="wiki.example.com",
+                HTTP_X_FORWARDED_URI="/a\\b",
+            ).status_code
+            == 403
+        )
+    messages = [record.getMessage() for record in caplog.records if record.name.startswith("twostep.forwardauth")]
+    refusals = [message for message in messages if "refused a request for wiki.example.com" in message]
+    assert len(refusals) == 2 and all("backslash" in message for message in refusals)
+    assert not any("no usable" in message for message in messages)

@@ -34,9 +34,15 @@ def _verify(
     if not services.is_trusted_proxy(remote_addr):
         logger.warning("forward-auth: %s is not in server.trusted_proxies; its request is denied", remote_addr)
     else:
-        proxied = read(request.headers)
-        if proxied is None:
-            logger.warning("forward-auth: the proxy at %s sent no usable %s", remote_addr, expected)
+        try:
+            proxied = read(request.headers)
+        except target.RefusedTarget as refused:
+            # The proxy did its job: the request itself is refused, so say
+            # what about it instead of sending the operator to the proxy.
+            logger.info("forward-auth: refused a request for %s: %s", refused.host, refused)
+        else:
+            if proxied is None:
+                logger.warning("forward-auth: the proxy at %s sent no usable %s", remote_addr, expected)
     user: User | None = request.user if request.user.is_authenticated else None  # type: ignore[assignment]
     result = services.answer(proxied, user)
     # Host and outcome only: paths and query strings may carry secrets.
