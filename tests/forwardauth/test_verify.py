@@ -191,6 +191,38 @@ def test_identity_headers_cannot_be_split(
     assert response["Remote-Email"] == ""  # always sent, empty without an address
 
 
+@pytest.mark.parametrize(
+    ("server_software", "expected"),
+    [
+        # PEP 3333: UTF-8 bytes as latin-1 code points, which gunicorn writes byte for byte.
+        ("gunicorn/27.0.1", "Änne Łukasz 日本".encode().decode("latin-1")),
+        ("WSGIServer/0.2 CPython/3.11", "Änne Łukasz 日本".encode().decode("latin-1")),
+        # granian writes a value's text as UTF-8 itself: it gets the text.
+        ("Granian", "Änne Łukasz 日本"),
+        ("granian/2.8.9", "Änne Łukasz 日本"),
+    ],
+)
+def test_identity_headers_reach_each_server_in_the_form_it_writes_as_utf8(
+    client: Client,
+    make_user: Callable[..., User],
+    forward_config: Callable[..., TwostepConfig],
+    server_software: str,
+    expected: str,
+) -> None:
+    """What Django hands the WSGI server (``response.items()``) is the value that server turns into UTF-8 bytes."""
+    make_user("zoe", display_name="Änne Łukasz 日本")
+    sign_in(client, "zoe")
+    response = client.get(REQUEST, **NGINX_WIKI, SERVER_SOFTWARE=server_software)
+    assert response.status_code == 200
+    handed_over = {name: value for name, value in response.items() if name.startswith("Remote-")}
+    assert handed_over == {
+        "Remote-User": "zoe",
+        "Remote-Name": expected,
+        "Remote-Email": "",
+        "Remote-Groups": "user",
+    }
+
+
 def test_each_endpoint_ignores_the_other_conventions_headers(
     client: Client, user: User, forward_config: Callable[..., TwostepConfig]
 ) -> None:
