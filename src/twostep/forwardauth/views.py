@@ -34,6 +34,8 @@ class _ProxyAnswer(HttpResponse):
     gunicorn writes them byte for byte.  granian writes a value's text as
     UTF-8 instead, which would encode them twice; for it ``items()``, the
     list Django's WSGI handler passes to the server, holds the text itself.
+    (Setting the text as the header would not do: Django turns text beyond
+    latin-1 into a MIME encoded-word, ``=?utf-8?b?...?=``.)
     """
 
     def __init__(self, answer: services.Answer, *, server_writes_utf8: bool) -> None:
