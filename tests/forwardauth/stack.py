@@ -8,8 +8,10 @@ maps ``*.example.test`` to 127.0.0.1):
   then the echo app, which shows the ``Remote-*`` headers it received.
 
 The nginx and Caddy configurations are the ones from docs/forward-auth.md
-with the names and ports filled in.  Caddy protects the same app host on
-its own port, calling ``/auth/forward``.
+with the names and ports filled in (plain http; the catch-all without
+TLS).  Caddy protects the same app host on its own port, calling
+``/auth/forward``.  A rule also names ``other.example.test``, which no
+proxy serves: a host a client might put in ``Host`` to pick other rules.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from twostep.factors import totp
 DOMAIN = "example.test"
 LOGIN_HOST = f"login.{DOMAIN}"
 APP_HOST = f"app.{DOMAIN}"
+#: Named by a rule but served by no proxy here: a host a client may forge.
+OTHER_HOST = f"other.{DOMAIN}"
 ECHOED = ("Remote-User", "Remote-Name", "Remote-Email", "Remote-Groups")
 
 NGINX_CONF = """
@@ -49,19 +53,14 @@ http {{
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
 
-    # twostep on its own sub-domain.
-    server {{
-        listen 127.0.0.1:{port};
-        server_name {login_host};
-        location / {{
-            proxy_pass http://127.0.0.1:{twostep_port};
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $remote_addr;
-            proxy_set_header X-Forwarded-Proto $scheme;
-        }}
+    # For WebSocket applications: "Connection: upgrade" only when the client asks for one.
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        ''      close;
     }}
 
-    # An application protected by twostep.
+    # An application protected by twostep.  Its block comes first, so that
+    # without the catch-all below nginx would hand it every unknown name.
     server {{
         listen 127.0.0.1:{port};
         server_name {app_host};
@@ -72,7 +71,7 @@ http {{
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header Host {login_host};
-            proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+            proxy_set_header X-Original-URL $scheme://{app_host}:{port}$request_uri;
             proxy_set_header X-Forwarded-For $remote_addr;
         }}
 
@@ -86,12 +85,34 @@ http {{
             error_page 401 =302 $twostep_location;
 
             proxy_pass http://127.0.0.1:{app_port};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
             proxy_set_header Host $host;
             proxy_set_header Remote-User $twostep_user;
             proxy_set_header Remote-Name $twostep_name;
             proxy_set_header Remote-Email $twostep_email;
             proxy_set_header Remote-Groups $twostep_groups;
         }}
+    }}
+
+    # twostep on its own sub-domain.
+    server {{
+        listen 127.0.0.1:{port};
+        server_name {login_host};
+        location / {{
+            proxy_pass http://127.0.0.1:{twostep_port};
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+    }}
+
+    # Any name that no block carries: refused (the documented catch-all).
+    server {{
+        listen 127.0.0.1:{port} default_server;
+        server_name _;
+        return 444;
     }}
 }}
 """
@@ -141,6 +162,9 @@ class _Echo(BaseHTTPRequestHandler):
         seen = {name: self.headers.get(name) for name in ECHOED}
         # Header bytes arrive as latin-1 code points; twostep sends UTF-8.
         seen = {k: v.encode("latin-1").decode("utf-8") if v else v for k, v in seen.items()}
+        if self.headers.get("Upgrade"):
+            # What a WebSocket application needs to switch protocols.
+            seen.update({name: self.headers.get(name) for name in ("Upgrade", "Connection")})
         body = json.dumps({"path": self.path, **seen})
         page = f'<!doctype html><html lang="en"><title>app</title><pre id="identity">{body}</pre></html>'
         data = page.encode()

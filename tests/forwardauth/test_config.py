@@ -23,11 +23,11 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_rules_from_the_file(tmp_path: Path) -> None:
-    """[[forward_auth.rules]] tables load in order, hosts lower-cased and prefixes without a trailing slash."""
+    """[[forward_auth.rules]] tables load in order, hosts and prefixes lower-cased, prefixes without a trailing slash."""
     write(
         tmp_path,
         '[forward_auth]\nsession_cookie_domain = ".Example.com"\n'
-        '[[forward_auth.rules]]\nhost = "Grafana.Example.com."\npath_prefix = "/admin/"\npolicy = ["admin"]\n'
+        '[[forward_auth.rules]]\nhost = "Grafana.Example.com."\npath_prefix = "/Admin/"\npolicy = ["admin"]\n'
         '[[forward_auth.rules]]\nhost = "*.example.com"\npolicy = "signed_in"\n',
     )
     config = load_config(tmp_path, {}).forward_auth

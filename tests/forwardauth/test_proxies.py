@@ -6,6 +6,8 @@ Caddy (forward_auth, the 302 style that Traefik uses too) guards the same app on
 from __future__ import annotations
 
 import json
+import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
@@ -17,7 +19,17 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from tests.forwardauth.stack import APP_HOST, DOMAIN, LOGIN_HOST, Authenticator, caddy, echo_app, free_port, nginx
+from tests.forwardauth.stack import (
+    APP_HOST,
+    DOMAIN,
+    LOGIN_HOST,
+    OTHER_HOST,
+    Authenticator,
+    caddy,
+    echo_app,
+    free_port,
+    nginx,
+)
 from tests.live import LiveServer, create_server
 from twostep.factors import totp
 
@@ -29,6 +41,8 @@ PASSWORD = "a long passphrase for the proxy test"
 RULES = [
     {"host": APP_HOST, "path_prefix": "/admin", "policy": ["admin"]},
     {"host": APP_HOST, "policy": "signed_in"},
+    # Another application, open to every signed-in user: a name a client might put in Host.
+    {"host": OTHER_HOST, "policy": "signed_in"},
 ]
 
 
@@ -227,6 +241,48 @@ def test_clients_cannot_forge_identity_or_target(stack: Stack) -> None:
         assert client.get("/internal/twostep").status_code == 404
 
 
+def raw_get(port: int, request_target: str, host: str, cookie: str, headers: str = "Connection: close\r\n") -> bytes:
+    """Send one GET exactly as written (the request line's target and the Host header chosen apart); return the answer."""
+    request = f"GET {request_target} HTTP/1.1\r\nHost: {host}\r\nCookie: twostep_session={cookie}\r\n{headers}\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request.encode())
+        received = b""
+        # Until the server closes, or the whole body is in (a kept-alive connection stays open).
+        while chunk := sock.recv(65536):
+            received += chunk
+            head, separator, body = received.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length: *(\d+)\r?$", head)
+            if separator and length and len(body) >= int(length.group(1)):
+                break
+    return received
+
+
+def test_a_forged_host_cannot_pick_the_rules(stack: Stack) -> None:
+    """dave may use the other app but not the app's /admin: naming the other app's host does not open /admin.
+
+    The app's server block is nginx's first, so without a default_server it would take requests for any
+    name, and an X-Original-URL built from the client's Host would be judged by the other host's rule.
+    """
+    dave = password_session(stack, "dave")
+    # The documented catch-all default_server closes the connection (444) on names no block carries.
+    for host in (f"{OTHER_HOST}:{stack.port}", f"anything.{DOMAIN}:{stack.port}"):
+        assert raw_get(stack.port, "/admin/users", host, dave) == b"", host
+    # An absolute request target picks the server block by its own host, while $http_host is still the
+    # forged Host header: X-Original-URL names the block's own server, so the app's rules decide.
+    answer = raw_get(stack.port, f"{stack.app}/admin/users", f"{OTHER_HOST}:{stack.port}", dave)
+    assert answer.startswith(b"HTTP/1.1 403 "), answer[:200]
+    answer = raw_get(stack.port, f"{stack.app}/notes", f"{OTHER_HOST}:{stack.port}", dave)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"dave" in answer, answer[:200]
+
+
+def test_websocket_upgrade_reaches_the_app(stack: Stack) -> None:
+    """The documented nginx app location passes a client's Upgrade on, so WebSocket applications work behind it."""
+    upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    answer = raw_get(stack.port, "/live", f"{APP_HOST}:{stack.port}", password_session(stack, "dave"), upgrade)
+    seen = echoed(answer.decode())
+    assert (seen["Remote-User"], seen["Upgrade"], seen["Connection"]) == ("dave", "websocket", "upgrade")
+
+
 def password_session(stack: Stack, username: str) -> str:
     """Sign ``username`` in through nginx with a plain HTTP client; return the session cookie's value."""
     with httpx.Client(
@@ -274,3 +330,11 @@ def test_caddy_forward_auth(stack: Stack) -> None:
             "X-Forwarded-Proto": "http",
         }
         assert client.get("/admin/x", headers=steering).status_code == 403
+
+    # Caddy runs a site's forward_auth only for the site's own name, and tells twostep that same name
+    # (an absolute request target sets both): no Host a client picks is judged by another host's rule.
+    dave = password_session(stack, "dave")
+    answer = raw_get(stack.caddy_port, "/admin/users", f"{OTHER_HOST}:{stack.caddy_port}", dave)
+    assert b"identity" not in answer, answer[:300]
+    answer = raw_get(stack.caddy_port, f"{stack.caddy_app}/admin/users", f"{OTHER_HOST}:{stack.caddy_port}", dave)
+    assert answer.startswith(b"HTTP/1.1 403 "), answer[:300]

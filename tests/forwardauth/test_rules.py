@@ -47,10 +47,13 @@ def test_host_patterns(pattern: str, host: str, expected: bool) -> None:
         ("/wiki", "/wiki/page", True),
         ("/wiki", "/wikipedia", False),
         ("/wiki", "/", False),
+        ("/wiki", "/WIKI/Page", True),
+        ("/Wiki", "/wiki", True),
+        ("/Wiki", "/wIKIPEDIA", False),
     ],
 )
 def test_path_prefix_respects_segments(prefix: str, path: str, expected: bool) -> None:
-    """A prefix covers itself and what is below it, not a longer segment that starts the same way."""
+    """A prefix covers itself and what is below it, whatever the case, not a longer segment that starts the same way."""
     assert path_matches(prefix, path) is expected
 
 
@@ -140,6 +143,52 @@ def test_dodging_a_deny_rule_fails() -> None:
     for path in ("/internal", "/public/../internal", "/public/%2e%2e/internal/x", "//internal", "/Internal"):
         assert decide(rules(items), "app.example.com", path, "admin") is FORBID, path
     assert decide(rules(items), "app.example.com", "/public/internal", "admin") is ALLOW
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/Private/x",
+        "/private/x",
+        "/PRIVATE/x",
+        "/pRiVaTe",
+        "/%50rivate/x",
+        "/%70RIVATE/x",
+        "/%2570rivate/x",
+        "/x/..%2FPRIVATE/y",
+        "/x/%2E%2E/Pr%49vate",
+    ],
+)
+def test_a_capitalised_deny_prefix_covers_every_case(path: str) -> None:
+    """A /Private deny rule above an allowed catch-all denies /private and /PRIVATE too, percent-encoded or not.
+
+    Applications that ignore case serve all of them as the same page; only the exact spelling was denied.
+    """
+    items = [
+        {"host": "app.example.com", "path_prefix": "/Private", "policy": "deny"},
+        {"host": "app.example.com", "policy": "signed_in"},
+    ]
+    assert decide(rules(items), "app.example.com", path, "admin") is FORBID
+    assert decide(rules(items), "app.example.com", "/public/x", "admin") is ALLOW
+
+
+@pytest.mark.parametrize("path", ["/Docs", "/docs", "/DOCS/intro", "/dOcS/"])
+def test_a_capitalised_allow_prefix_lets_users_in(path: str) -> None:
+    """A lone /Docs signed_in rule opens /Docs (it used to forbid it to everyone) and every other case of it."""
+    items = [{"host": "app.example.com", "path_prefix": "/Docs", "policy": "signed_in"}]
+    assert decide(rules(items), "app.example.com", path, "user") is ALLOW
+    assert decide(rules(items), "app.example.com", path, None) is SIGN_IN
+    assert decide(rules(items), "app.example.com", "/Docsx", "user") is FORBID
+
+
+def test_non_ascii_prefixes_ignore_case_too() -> None:
+    """/Ärger covers /ärger and its percent-encoded UTF-8 spelling."""
+    items = [
+        {"host": "app.example.com", "path_prefix": "/Ärger", "policy": "deny"},
+        {"host": "app.example.com", "policy": "signed_in"},
+    ]
+    for path in ("/ärger", "/%C3%A4rger/x", "/%c3%84RGER"):
+        assert decide(rules(items), "app.example.com", path, "admin") is FORBID, path
 
 
 def test_readings_cover_raw_and_decoded_paths() -> None:

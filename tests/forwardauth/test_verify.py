@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -190,6 +191,38 @@ def test_identity_headers_cannot_be_split(
     assert response["Remote-Email"] == ""  # always sent, empty without an address
 
 
+@pytest.mark.parametrize(
+    ("server_software", "expected"),
+    [
+        # PEP 3333: UTF-8 bytes as latin-1 code points, which gunicorn writes byte for byte.
+        ("gunicorn/27.0.1", "Änne Łukasz 日本".encode().decode("latin-1")),
+        ("WSGIServer/0.2 CPython/3.11", "Änne Łukasz 日本".encode().decode("latin-1")),
+        # granian writes a value's text as UTF-8 itself: it gets the text.
+        ("Granian", "Änne Łukasz 日本"),
+        ("granian/2.8.9", "Änne Łukasz 日本"),
+    ],
+)
+def test_identity_headers_reach_each_server_in_the_form_it_writes_as_utf8(
+    client: Client,
+    make_user: Callable[..., User],
+    forward_config: Callable[..., TwostepConfig],
+    server_software: str,
+    expected: str,
+) -> None:
+    """What Django hands the WSGI server (``response.items()``) is the value that server turns into UTF-8 bytes."""
+    make_user("zoe", display_name="Änne Łukasz 日本")
+    sign_in(client, "zoe")
+    response = client.get(REQUEST, **NGINX_WIKI, SERVER_SOFTWARE=server_software)
+    assert response.status_code == 200
+    handed_over = {name: value for name, value in response.items() if name.startswith("Remote-")}
+    assert handed_over == {
+        "Remote-User": "zoe",
+        "Remote-Name": expected,
+        "Remote-Email": "",
+        "Remote-Groups": "user",
+    }
+
+
 def test_each_endpoint_ignores_the_other_conventions_headers(
     client: Client, user: User, forward_config: Callable[..., TwostepConfig]
 ) -> None:
@@ -210,3 +243,43 @@ def test_each_endpoint_ignores_the_other_conventions_headers(
     # Only the endpoint's own headers count: without them there is nothing to allow.
     assert client.get(FORWARD, **NGINX_WIKI).status_code == 403
     assert client.get(REQUEST, **TRAEFIK_WIKI).status_code == 403
+
+
+def test_backslash_in_the_query_passes(
+    client: Client, user: User, forward_config: Callable[..., TwostepConfig]
+) -> None:
+    """?q=a\\b is an ordinary query: a signed-in user passes, and an anonymous one comes back to it after sign-in."""
+    url = "https://wiki.example.com/x?q=a\\b"
+    via_traefik = {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_FORWARDED_HOST": "wiki.example.com"}
+    anonymous = Client().get(REQUEST, **nginx(url))
+    assert anonymous.status_code == 401
+    next_url = next_of(anonymous["Location"])
+    assert next_url == "https://wiki.example.com/x?q=a%5Cb"
+    sign_in(client, user.username)
+    assert client.get(REQUEST, **nginx(url)).status_code == 200
+    assert client.get(FORWARD, **via_traefik, HTTP_X_FORWARDED_URI="/x?q=a\\b").status_code == 200
+    # The escaped URL is a destination the sign-in form returns to.
+    response = client.post("/login", {"username": user.username, "password": PASSWORD, "next": next_url})
+    assert response["Location"] == next_url
+
+
+def test_backslash_in_the_path_is_refused_and_logged_as_such(
+    client: Client, user: User, forward_config: Callable[..., TwostepConfig], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A backslash in the path gets 403; the log names the host and the backslash, and does not blame the proxy."""
+    sign_in(client, user.username)
+    with caplog.at_level(logging.INFO, logger="twostep.forwardauth"):
+        assert client.get(REQUEST, **nginx("https://wiki.example.com/a\\b?q=1")).status_code == 403
+        assert (
+            client.get(
+                FORWARD,
+                HTTP_X_FORWARDED_PROTO="https",
+                HTTP_X_FORWARDED_HOST="wiki.example.com",
+                HTTP_X_FORWARDED_URI="/a\\b",
+            ).status_code
+            == 403
+        )
+    messages = [record.getMessage() for record in caplog.records if record.name.startswith("twostep.forwardauth")]
+    refusals = [message for message in messages if "refused a request for wiki.example.com" in message]
+    assert len(refusals) == 2 and all("backslash" in message for message in refusals)
+    assert not any("no usable" in message for message in messages)

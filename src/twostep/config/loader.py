@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from twostep.core.client import ProxyHeader
+from twostep.forwardauth.rules import fold_case
 
 DEFAULT_DATA_DIR = "data"
 CONFIG_FILE_NAME = "config.toml"
@@ -153,7 +154,8 @@ class ForwardAuthRule(_Section):
     #: ``app.example.com``, or ``*.example.com`` for every sub-domain (not
     #: example.com itself).  Ports are ignored.
     host: str
-    #: ``/wiki`` covers /wiki and /wiki/..., not /wikipedia.
+    #: ``/wiki`` covers /wiki and /wiki/..., not /wikipedia; case is ignored
+    #: (kept case-folded).
     path_prefix: str = "/"
     #: ``"signed_in"`` (anyone fully signed in), a list of roles such as
     #: ``["admin"]``, or ``"deny"``.
@@ -169,7 +171,9 @@ class ForwardAuthRule(_Section):
     def _check_path_prefix(cls, value: str) -> str:
         if not value.startswith("/") or any(char in value for char in "?#\\") or not value.isprintable():
             raise ValueError("must be a path starting with / (no query, fragment or backslash)")
-        return value.rstrip("/") or "/"
+        # Folded as the request's path is: matching ignores case, so that a
+        # /Private rule covers /private too (and /Docs matches /Docs at all).
+        return fold_case(value.rstrip("/")) or "/"
 
     @field_validator("policy")
     @classmethod

@@ -55,10 +55,25 @@ def host_matches(pattern: str, host: str) -> bool:
     return host == pattern
 
 
+def fold_case(text: str) -> str:
+    """``text`` as path rules compare it: case-folded (``/ADMIN`` and ``/Admin`` are ``/admin``).
+
+    The configuration loader folds each rule's ``path_prefix`` with this, and
+    ``path_readings`` folds every reading, so the two always agree.
+    """
+    return text.casefold()
+
+
 def path_matches(prefix: str, path: str) -> bool:
-    """``/wiki`` covers ``/wiki`` and ``/wiki/...`` but not ``/wikipedia``; ``/`` covers all."""
+    """``/wiki`` covers ``/wiki`` and ``/wiki/...`` but not ``/wikipedia``; ``/`` covers all.
+
+    Compared case-insensitively: many applications (any on Windows or macOS
+    file systems, many routers) serve ``/Wiki`` and ``/wiki`` alike, so a
+    rule must cover both, whichever way either is written.
+    """
     if prefix == "/":
         return True
+    prefix, path = fold_case(prefix), fold_case(path)
     return path == prefix or path.startswith(prefix + "/")
 
 
@@ -75,7 +90,8 @@ def path_readings(path: str) -> list[str]:
 
     As sent; percent-decoded (repeatedly, with backslashes as slashes);
     each without ``;parameters``, and without trailing dots and spaces of its
-    segments; and each case-folded.
+    segments.  All readings are case-folded (``fold_case``): rules match
+    regardless of case, so the case as sent never decides anything.
     """
     decoded = path
     for _ in range(_DECODE_ROUNDS):
@@ -86,12 +102,11 @@ def path_readings(path: str) -> list[str]:
     readings: list[str] = []
     for base in (path, decoded.replace("\\", "/")):
         for variant in (base, _PATH_PARAMETERS.sub("", base)):
-            for spelled in (variant, variant.casefold()):
-                normalised = _normalise(spelled)
-                # Trimmed once dot segments are resolved, so that ".." keeps its meaning.
-                for reading in (normalised, _normalise(_TRAILING_DOTS.sub("", normalised))):
-                    if reading not in readings:
-                        readings.append(reading)
+            normalised = _normalise(fold_case(variant))
+            # Trimmed once dot segments are resolved, so that ".." keeps its meaning.
+            for reading in (normalised, _normalise(_TRAILING_DOTS.sub("", normalised))):
+                if reading not in readings:
+                    readings.append(reading)
     return readings
 
 

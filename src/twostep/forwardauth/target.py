@@ -14,7 +14,11 @@ client's own headers through and only overwrites the ones it sets itself:
 
 An endpoint never reads the other convention's headers: a client could
 send them, and the proxy in front of that endpoint would not replace them.
-Plain Python, no Django.
+
+Headers that are missing or malformed give no target (the proxy is set up
+wrongly); a well-formed request that twostep will not judge raises
+``RefusedTarget`` instead, so that the log blames the request, not the
+proxy.  Plain Python, no Django.
 """
 
 from __future__ import annotations
@@ -29,6 +33,15 @@ from urllib.parse import urlsplit, urlunsplit
 MAX_URL_LENGTH = 4096
 _HOST = re.compile(r"^(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)*(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _PORT = re.compile(r"^[0-9]{1,5}$")
+
+
+class RefusedTarget(ValueError):
+    """The proxy named a request clearly, but one twostep refuses to judge; the message says why."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(reason)
+        #: The requested host (no port), for the log; the path may carry secrets.
+        self.host = host
 
 
 class Style(Enum):
@@ -63,11 +76,19 @@ def _target(scheme: str, netloc: str, path_and_query: str, style: Style) -> Targ
         return None
     if not path_and_query.startswith("/"):
         return None
-    if not path_and_query.isprintable() or " " in path_and_query or "\\" in path_and_query:
+    if not path_and_query.isprintable() or " " in path_and_query:
         return None
     host, port = parsed
-    authority = f"{host}:{port}" if port else host
     path, _, query = path_and_query.partition("?")
+    if "\\" in path:
+        # Some servers and frameworks read "\" in a path as "/", others as a
+        # plain character: which page is meant depends on the application.
+        raise RefusedTarget(host, "its path holds a backslash, which applications read differently (some as /)")
+    authority = f"{host}:{port}" if port else host
+    # A backslash in the query is an ordinary character (?q=a\b).  Escaped,
+    # it means the same to the application, and the URL stays acceptable as
+    # the ``next`` to return to after sign-in, which refuses backslashes.
+    query = query.replace("\\", "%5C")
     url = urlunsplit((scheme, authority, path, query, ""))
     if len(url) > MAX_URL_LENGTH:
         url = f"{scheme}://{authority}/"
@@ -78,6 +99,9 @@ def from_original_url(headers: Mapping[str, str]) -> Target | None:
     """The request nginx asks about (``X-Original-URL``); None when missing or malformed.
 
     ``headers`` must come from a trusted proxy: the caller checks that.
+
+    Raises:
+        RefusedTarget: the URL is well-formed but its path is ambiguous (a backslash).
     """
     original = headers.get("X-Original-URL", "")
     try:
@@ -94,6 +118,9 @@ def from_forwarded(headers: Mapping[str, str]) -> Target | None:
     """The request Traefik or Caddy asks about (``X-Forwarded-Proto/Host/Uri``); None when missing or malformed.
 
     ``headers`` must come from a trusted proxy: the caller checks that.
+
+    Raises:
+        RefusedTarget: the request is well-formed but its path is ambiguous (a backslash).
     """
     host = headers.get("X-Forwarded-Host", "")
     if not host or "," in host:
