@@ -98,18 +98,21 @@ TEMPLATES = [
 
 def _database() -> dict[str, object]:
     if CONFIG.database.url:
-        url = urlsplit(CONFIG.database.url)
+        # libpq's parameters, decoded and checked at config load; everything
+        # but the five Django names (sslmode, sslrootcert, ...) goes to psycopg.
+        parameters = CONFIG.database.connection_parameters()
         return {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": url.path.lstrip("/"),
-            "USER": url.username or "",
-            "PASSWORD": url.password or "",
-            "HOST": url.hostname or "",
-            "PORT": str(url.port or ""),
+            "NAME": parameters.pop("dbname", ""),
+            "USER": parameters.pop("user", ""),
+            "PASSWORD": parameters.pop("password", ""),
+            "HOST": parameters.pop("host", ""),
+            "PORT": parameters.pop("port", ""),
             # Persistent connections: one per worker thread, checked before reuse.
             "CONN_MAX_AGE": 600,
             "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": {"connect_timeout": 5},
+            # A connect_timeout in the URL wins over the default.
+            "OPTIONS": {"connect_timeout": 5, **parameters},
             "TEST": {"NAME": os.environ.get("TWOSTEP_TEST_DATABASE_NAME") or None},
         }
     return {

@@ -24,6 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from twostep.config import database
 from twostep.core.client import ProxyHeader
 
 DEFAULT_DATA_DIR = "data"
@@ -85,7 +86,8 @@ class ServerConfig(_Section):
 
 
 class DatabaseConfig(_Section):
-    #: ``postgresql://user@host:5432/name`` for PostgreSQL; empty for SQLite.
+    #: ``postgresql://user:password@host:5432/name?sslmode=verify-full`` for
+    #: PostgreSQL, read as libpq reads it (see twostep.config.database); empty for SQLite.
     url: str = ""
     #: SQLite file, relative to the data directory.
     sqlite_path: str = "twostep.db"
@@ -93,9 +95,17 @@ class DatabaseConfig(_Section):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if value and not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("only postgresql:// URLs are supported (leave empty for SQLite)")
+        if value:
+            database.parse_url(value)  # raises ValueError, whose message never holds the password
         return value
+
+    def connection_parameters(self) -> dict[str, str]:
+        """libpq's parameters for ``url`` (``dbname``, ``user``, ``password``, ``host``, ``port``, ``sslmode``...).
+
+        Raises:
+            ValueError: ``url`` is empty or invalid (never for a loaded configuration: it was checked).
+        """
+        return database.parse_url(self.url)
 
 
 class TwoFactorConfig(_Section):
@@ -296,6 +306,12 @@ def _describe(error: Mapping[str, Any]) -> str:
     message = str(error["msg"])
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key"
+    if isinstance(value, str) and (key == "database.url" or "://" in value):
+        # database.url (or a URL given where another key was meant) may carry a password.
+        return f"{key} = {database.redact_url(value)!r}: {message}"
+    if key.startswith("database") and not isinstance(value, str | int | float | bool):
+        # The whole [database] section as a table (TWOSTEP_DATABASE='{...}'): it holds the URL.
+        return f"{key}: {message}"
     return f"{key} = {value!r}: {message}"
 
 
@@ -304,7 +320,8 @@ def load_config(data_dir: Path | str | None = None, environ: Mapping[str, str] |
 
     Raises:
         ConfigError: the TOML file is malformed, or a key is unknown or has a
-            value of the wrong type or range.  The message names the key and value.
+            value of the wrong type or range.  The message names the key and
+            value (a database URL without its password).
     """
     env = dict(os.environ if environ is None else environ)
     directory = Path(data_dir or env.get("TWOSTEP_DATA_DIR") or DEFAULT_DATA_DIR)
