@@ -62,6 +62,8 @@ MIDDLEWARE = [
     "twostep.core.middleware.ClientInfoMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before everything that uses the database: an outage answers 503 (see its docstring).
+    "twostep.core.middleware.DatabaseOutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -213,10 +215,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"database_outage": {"()": "twostep.core.middleware.DatabaseOutageLogFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": CONFIG.log_level},
     "loggers": {
-        "django.request": {"level": "ERROR"},
+        # A database outage is logged once, as one line, by DatabaseOutageMiddleware.
+        "django.request": {"level": "ERROR", "filters": ["database_outage"]},
         # httpx logs every request's full URL at INFO: an SMS webhook's URL may
         # carry its token in the query string.  twostep logs deliveries itself.
         "httpx": {"level": "WARNING"},
