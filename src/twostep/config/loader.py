@@ -300,6 +300,12 @@ class TwostepConfig(_Section):
         """Return ``name`` resolved against the data directory."""
         return (self.data_dir / name).resolve()
 
+    def database_location(self) -> str:
+        """The database for messages, e.g. ``PostgreSQL db.internal:5432/twostep``, never with its password."""
+        if self.database.url:
+            return f"PostgreSQL {database.describe(self.database.connection_parameters())}"
+        return f"SQLite {self.path(self.database.sqlite_path)}"
+
 
 def _describe(error: Mapping[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])
