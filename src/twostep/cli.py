@@ -27,7 +27,12 @@ USAGE = "usage: twostep <command> [<args>]\n\ncommands:\n" + "\n".join(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one twostep command; return the exit code."""
+    """Run one twostep command; return the exit code.
+
+    0 on success; 2 for bad input or configuration; 1 when the database cannot
+    be reached or a key or data file cannot be read, said in one line (the
+    traceback only with Django's ``--traceback``, given before the verb).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in {"-h", "--help", "help"}:
         print(USAGE)
@@ -38,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"twostep {__version__}")
         return 0
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "twostep.settings")
+    from django.db import InterfaceError, OperationalError
+
     from twostep.config import ConfigError
 
     try:
@@ -54,7 +61,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
+    except (OperationalError, InterfaceError) as exc:
+        # Django's own --traceback (given before the verb: `twostep db --traceback status`) keeps the details.
+        if "--traceback" in args:
+            raise
+        from twostep.core.middleware import database_error_text
+
+        print(
+            f"twostep: cannot reach the database ({_database_location()}): {database_error_text(exc)}", file=sys.stderr
+        )
+        return 1
+    except OSError as exc:
+        # A key or data file that cannot be read or written: a directory in
+        # its place, wrong permissions, a full disk.
+        if "--traceback" in args or exc.filename is None:
+            raise
+        print(f"twostep: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _database_location() -> str:
+    """Which database failed, e.g. ``PostgreSQL 127.0.0.1:5432/twostep`` (no password)."""
+    from django.conf import settings
+
+    location: str = settings.CONFIG.database_location()
+    return location
 
 
 def _not_initialised() -> str | None:

@@ -62,6 +62,8 @@ MIDDLEWARE = [
     "twostep.core.middleware.ClientInfoMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before everything that uses the database: an outage answers 503 (see its docstring).
+    "twostep.core.middleware.DatabaseOutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -98,18 +100,21 @@ TEMPLATES = [
 
 def _database() -> dict[str, object]:
     if CONFIG.database.url:
-        url = urlsplit(CONFIG.database.url)
+        # libpq's parameters, decoded and checked at config load; everything
+        # but the five Django names (sslmode, sslrootcert, ...) goes to psycopg.
+        parameters = CONFIG.database.connection_parameters()
         return {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": url.path.lstrip("/"),
-            "USER": url.username or "",
-            "PASSWORD": url.password or "",
-            "HOST": url.hostname or "",
-            "PORT": str(url.port or ""),
+            "NAME": parameters.pop("dbname", ""),
+            "USER": parameters.pop("user", ""),
+            "PASSWORD": parameters.pop("password", ""),
+            "HOST": parameters.pop("host", ""),
+            "PORT": parameters.pop("port", ""),
             # Persistent connections: one per worker thread, checked before reuse.
             "CONN_MAX_AGE": 600,
             "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": {"connect_timeout": 5},
+            # A connect_timeout in the URL wins over the default.
+            "OPTIONS": {"connect_timeout": 5, **parameters},
             "TEST": {"NAME": os.environ.get("TWOSTEP_TEST_DATABASE_NAME") or None},
         }
     return {
@@ -210,10 +215,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"database_outage": {"()": "twostep.core.middleware.DatabaseOutageLogFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": CONFIG.log_level},
     "loggers": {
-        "django.request": {"level": "ERROR"},
+        # A database outage is logged once, as one line, by DatabaseOutageMiddleware.
+        "django.request": {"level": "ERROR", "filters": ["database_outage"]},
         # httpx logs every request's full URL at INFO: an SMS webhook's URL may
         # carry its token in the query string.  twostep logs deliveries itself.
         "httpx": {"level": "WARNING"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -225,3 +226,82 @@ def test_keys_rotate(twostep: Runner) -> None:
     ]
     assert len(after) == 2 and after[1] in before
     assert stat.S_IMODE((twostep.data_dir / "encryption.keys").stat().st_mode) == 0o600
+
+
+#: Nothing listens there: connections are refused at once.
+REFUSED_URL = "postgresql://twostep:S3cretDBpass@127.0.0.1:5499/twostep"
+
+
+@pytest.mark.parametrize("args", [["db", "status"], ["users", "list"], ["settings", "show"], ["init"]])
+def test_unreachable_database_is_one_clear_line(twostep: Runner, args: list[str]) -> None:
+    """Every command names the database it could not reach (never its password) in one line, exit 1."""
+    result = twostep(*args, env={"TWOSTEP_DATABASE__URL": REFUSED_URL})
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stderr.startswith("twostep: cannot reach the database (PostgreSQL 127.0.0.1:5499/twostep): ")
+    assert "Connection refused" in result.stderr and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr and "S3cretDBpass" not in result.stderr
+
+
+def test_traceback_flag_keeps_the_details(twostep: Runner) -> None:
+    """Django's --traceback (before the verb) still shows where it failed."""
+    result = twostep("db", "--traceback", "status", env={"TWOSTEP_DATABASE__URL": REFUSED_URL})
+    assert result.returncode == 1 and "Traceback" in result.stderr and "OperationalError" in result.stderr
+
+
+def test_init_against_an_unreachable_database_writes_no_keys(tmp_path: Path) -> None:
+    """A first init that cannot reach the database says so and leaves no keys that might not match it."""
+    fresh = Runner(tmp_path / "data")
+    result = fresh("init", env={"TWOSTEP_DATABASE__URL": REFUSED_URL})
+    assert result.returncode == 1 and "cannot reach the database" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (fresh.data_dir / "secret.key").exists() and not (fresh.data_dir / "encryption.keys").exists()
+
+
+def _postgres_url() -> str:
+    """The test suite's PostgreSQL server; skipped where there is none, except on CI."""
+    url = os.environ.get("TWOSTEP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+    except OSError:
+        if os.environ.get("TWOSTEP_CI"):
+            raise
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+    return url
+
+
+def test_missing_database_is_one_clear_line(twostep: Runner) -> None:
+    """A database name that does not exist on a running server: named, with PostgreSQL's reason."""
+    url = _postgres_url().rsplit("/", 1)[0] + "/twostep_no_such_database"
+    result = twostep("users", "list", env={"TWOSTEP_DATABASE__URL": url})
+    assert result.returncode == 1, result.stderr
+    assert "cannot reach the database (PostgreSQL 127.0.0.1:5432/twostep_no_such_database)" in result.stderr
+    assert 'database "twostep_no_such_database" does not exist' in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_key_file_that_is_a_directory_is_named(tmp_path: Path) -> None:
+    """secret.key replaced by a directory: the path and the reason, not IsADirectoryError's traceback."""
+    fresh = Runner(tmp_path / "data")
+    assert fresh("init").returncode == 0
+    (fresh.data_dir / "secret.key").unlink()
+    (fresh.data_dir / "secret.key").mkdir()
+    result = fresh("db", "status")
+    assert result.returncode == 1
+    assert result.stderr == f"twostep: {fresh.data_dir / 'secret.key'}: Is a directory\n"
+
+
+@pytest.mark.parametrize("name", ["TWOSTEP_DATABASE_URL", "TWOSTEP_TWO_FACTOR_ENABLED", "TWOSTEP_TWOFACTOR__ENABLED"])
+def test_misspelt_variable_stops_init(tmp_path: Path, name: str) -> None:
+    """A misspelt variable is not ignored: init stops before creating anything (no SQLite install, no admin)."""
+    fresh = Runner(tmp_path / "data")
+    result = fresh("init", env={name: "false" if "ENABLED" in name else REFUSED_URL})
+    assert result.returncode == 2 and "did you mean TWOSTEP_" in result.stderr
+    assert "S3cretDBpass" not in result.stderr
+    assert not fresh.data_dir.exists()
+
+
+def test_database_password_is_not_printed_in_a_config_error(twostep: Runner) -> None:
+    """A misspelt scheme is refused with the URL shown without its password."""
+    result = twostep("users", "list", env={"TWOSTEP_DATABASE__URL": "postgresq://twostep:S3cretDBpass@db/twostep"})
+    assert result.returncode == 2
+    assert "postgresq://twostep:***@db/twostep" in result.stderr and "S3cretDBpass" not in result.stderr

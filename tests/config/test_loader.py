@@ -85,3 +85,43 @@ def test_public_url_follows_the_port_unless_set(tmp_path: Path) -> None:
         tmp_path, {"TWOSTEP_SERVER__PORT": "8100", "TWOSTEP_SERVER__PUBLIC_URL": "https://login.example.com/"}
     )
     assert chosen.server.public_url == "https://login.example.com"
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("TWOSTEP_DATABASE_URL", "did you mean TWOSTEP_DATABASE__URL?"),
+        ("TWOSTEP_TWO_FACTOR_ENABLED", "did you mean TWOSTEP_TWO_FACTOR__ENABLED?"),
+        ("TWOSTEP_SERVER_PORT", "did you mean TWOSTEP_SERVER__PORT?"),
+        ("TWOSTEP_FORWARD_AUTH_RULES", "did you mean TWOSTEP_FORWARD_AUTH__RULES?"),
+        ("TWOSTEP_TWOFACTOR__ENABLED", "did you mean TWOSTEP_TWO_FACTOR__ENABLED?"),
+        ("TWOSTEP_DATABSE__URL", "did you mean TWOSTEP_DATABASE__URL?"),
+        ("TWOSTEP_DB__URL", "the sections are server, database, two_factor"),
+        ("twostep_database_url", "did you mean TWOSTEP_DATABASE__URL?"),
+    ],
+)
+def test_misspelt_variable_names_are_refused(tmp_path: Path, name: str, suggestion: str) -> None:
+    """A TWOSTEP_* name that would be silently ignored (wrong section, one underscore) stops the start, with the right name."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path, {name: "false"})
+    assert name in str(refused.value) and suggestion in str(refused.value)
+    assert "false" not in str(refused.value).replace(name, "")  # the value (maybe a secret) is not shown
+
+
+def test_variables_of_other_shapes_are_left_alone(tmp_path: Path) -> None:
+    """Top-level keys, TWOSTEP_DATA_DIR, TWOSTEP_SECRET_KEY and the test suite's own variables still work."""
+    others = {
+        "TWOSTEP_DATA_DIR": str(tmp_path),
+        "TWOSTEP_SECRET_KEY": "x" * 50,
+        "TWOSTEP_TEST_DB": "postgres",
+        "TWOSTEP_TEST_POSTGRES_URL": "postgresql://postgres@127.0.0.1:5432/test",
+        "TWOSTEP_TEST_DATABASE_NAME": "test_other",
+        "TWOSTEP_TEST_DATA_DIR": str(tmp_path),
+        "TWOSTEP_CI": "true",
+        "TWOSTEP_BROWSER_SHOTS": str(tmp_path),
+        "TWOSTEP_FUZZ_SEED": "1",
+        "TWOSTEP_LOG_LEVEL": "WARNING",
+        "TWOSTEP_SECRET_KEY_FILE": "other.key",
+    }
+    config = load_config(tmp_path, others)
+    assert config.log_level == "WARNING" and config.secret_key_file == "other.key"

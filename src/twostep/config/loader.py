@@ -8,6 +8,7 @@ Django imports: the Django settings module is built from its result.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -24,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from twostep.config import database
 from twostep.core.client import ProxyHeader
 from twostep.forwardauth.rules import fold_case
 
@@ -86,7 +88,8 @@ class ServerConfig(_Section):
 
 
 class DatabaseConfig(_Section):
-    #: ``postgresql://user@host:5432/name`` for PostgreSQL; empty for SQLite.
+    #: ``postgresql://user:password@host:5432/name?sslmode=verify-full`` for
+    #: PostgreSQL, read as libpq reads it (see twostep.config.database); empty for SQLite.
     url: str = ""
     #: SQLite file, relative to the data directory.
     sqlite_path: str = "twostep.db"
@@ -94,9 +97,17 @@ class DatabaseConfig(_Section):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if value and not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("only postgresql:// URLs are supported (leave empty for SQLite)")
+        if value:
+            database.parse_url(value)  # raises ValueError, whose message never holds the password
         return value
+
+    def connection_parameters(self) -> dict[str, str]:
+        """libpq's parameters for ``url`` (``dbname``, ``user``, ``password``, ``host``, ``port``, ``sslmode``...).
+
+        Raises:
+            ValueError: ``url`` is empty or invalid (never for a loaded configuration: it was checked).
+        """
+        return database.parse_url(self.url)
 
 
 class TwoFactorConfig(_Section):
@@ -293,6 +304,12 @@ class TwostepConfig(_Section):
         """Return ``name`` resolved against the data directory."""
         return (self.data_dir / name).resolve()
 
+    def database_location(self) -> str:
+        """The database for messages, e.g. ``PostgreSQL db.internal:5432/twostep``, never with its password."""
+        if self.database.url:
+            return f"PostgreSQL {database.describe(self.database.connection_parameters())}"
+        return f"SQLite {self.path(self.database.sqlite_path)}"
+
 
 def _describe(error: Mapping[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])
@@ -300,6 +317,12 @@ def _describe(error: Mapping[str, Any]) -> str:
     message = str(error["msg"])
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key"
+    if isinstance(value, str) and (key == "database.url" or "://" in value):
+        # database.url (or a URL given where another key was meant) may carry a password.
+        return f"{key} = {database.redact_url(value)!r}: {message}"
+    if key.startswith("database") and not isinstance(value, str | int | float | bool):
+        # The whole [database] section as a table (TWOSTEP_DATABASE='{...}'): it holds the URL.
+        return f"{key}: {message}"
     return f"{key} = {value!r}: {message}"
 
 
@@ -307,8 +330,11 @@ def load_config(data_dir: Path | str | None = None, environ: Mapping[str, str] |
     """Load the configuration for ``data_dir`` (default: ``$TWOSTEP_DATA_DIR`` or ``./data``).
 
     Raises:
-        ConfigError: the TOML file is malformed, or a key is unknown or has a
-            value of the wrong type or range.  The message names the key and value.
+        ConfigError: the TOML file is malformed, a key is unknown or has a
+            value of the wrong type or range (the message names the key and
+            value, a database URL without its password), or a ``TWOSTEP_*``
+            variable names an unknown section or joins section and key with
+            one underscore (the message suggests the right name).
     """
     env = dict(os.environ if environ is None else environ)
     directory = Path(data_dir or env.get("TWOSTEP_DATA_DIR") or DEFAULT_DATA_DIR)
@@ -321,6 +347,7 @@ def load_config(data_dir: Path | str | None = None, environ: Mapping[str, str] |
             raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
     file_values["data_dir"] = directory
     env.pop("TWOSTEP_DATA_DIR", None)
+    _check_variable_names(env)
     try:
         return _build(file_values, env)
     except ValidationError as exc:
@@ -332,6 +359,58 @@ class _EnvironmentShape(BaseSettings, TwostepConfig):
     """The same fields, read by pydantic-settings from ``TWOSTEP_*`` variables."""
 
     model_config = SettingsConfigDict(env_prefix="TWOSTEP_", env_nested_delimiter="__", extra="forbid")
+
+
+def _sections() -> list[str]:
+    """The config file's [sections]: the fields of TwostepConfig that are themselves models."""
+    return [
+        name
+        for name, field in TwostepConfig.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    ]
+
+
+def _misspelt_variable(name: str, sections: list[str]) -> str | None:
+    """Why the variable ``name`` is refused, or None when it is fine or not meant for the configuration.
+
+    pydantic-settings reads ``TWOSTEP_<SECTION>__<KEY>`` and ignores every
+    other ``TWOSTEP_*`` name, so a wrong section or a single underscore would
+    silently drop a setting (a PostgreSQL URL, the break-glass switch).  Names
+    of other shapes (``TWOSTEP_DATA_DIR``, ``TWOSTEP_SECRET_KEY``, the test
+    suite's ``TWOSTEP_TEST_*``) are left alone.
+    """
+    upper = name.upper()
+    if not upper.startswith("TWOSTEP_"):
+        return None
+    rest = upper.removeprefix("TWOSTEP_")
+    upper_sections = [section.upper() for section in sections]
+    section, delimiter, key = rest.partition("__")
+    if delimiter:
+        if section in upper_sections:
+            return None  # an unknown key in a known section is named by the model's own check
+        close = difflib.get_close_matches(section, upper_sections, n=1)
+        if close:
+            return f"{name}: there is no section {section.lower()!r}; did you mean TWOSTEP_{close[0]}__{key}?"
+        return f"{name}: there is no section {section.lower()!r}; the sections are {', '.join(sections)}"
+    for section in upper_sections:
+        if rest.startswith(section + "_") and rest.lower() not in TwostepConfig.model_fields:
+            key = rest.removeprefix(section + "_")
+            return (
+                f"{name}: a section and its key are joined with two underscores; did you mean TWOSTEP_{section}__{key}?"
+            )
+    return None
+
+
+def _check_variable_names(env: Mapping[str, str]) -> None:
+    """Refuse ``TWOSTEP_*`` variables that look meant for the configuration but would be ignored.
+
+    Raises:
+        ConfigError: names each such variable (never its value) and the name it was probably meant to be.
+    """
+    sections = _sections()
+    problems = [problem for name in sorted(env) if (problem := _misspelt_variable(name, sections))]
+    if problems:
+        raise ConfigError(f"invalid configuration: {'; '.join(problems)}")
 
 
 def _environment_values(env: Mapping[str, str]) -> dict[str, Any]:

@@ -1,15 +1,37 @@
-"""Request-wide middleware: client information and response caching rules."""
+"""Request-wide middleware: client information, response caching rules, database outages."""
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.core.signals import got_request_exception
+from django.db import InterfaceError, OperationalError, connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 
 from twostep.core.client import client_ip, is_trusted_peer, parse_networks, proxy_chain
 
 Handler = Callable[[HttpRequest], HttpResponse]
+
+logger = logging.getLogger("twostep.database")
+
+#: What Django raises when the database cannot be used at all (refused, gone,
+#: does not exist, locked too long), as opposed to a fault in a query.
+OUTAGE_ERRORS = (OperationalError, InterfaceError)
+OUTAGE_MESSAGE = "twostep cannot reach its database; nobody was signed in; try again in a moment."
+#: The page is rendered outside the middleware that adds these, and must not be framed or cached either.
+_OUTAGE_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'; object-src 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+}
+_OUTAGE_ATTRIBUTE = "_twostep_database_outage"
 
 
 class ClientInfoMiddleware:
@@ -75,3 +97,76 @@ class DrainRequestBodyMiddleware:
             except Exception:  # noqa: S110 - a broken or oversized body: the server closes the connection anyway
                 pass
         return response
+
+
+def database_error_text(exc: BaseException) -> str:
+    """The database error's message on one line (libpq's span several) and without the database password."""
+    message = " ".join(str(exc).split())
+    password = str(connection.settings_dict.get("PASSWORD") or "")
+    return message.replace(password, "***") if password else message
+
+
+def _note_outage(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    # Sent by Django while it turns an uncaught exception into its 500 answer,
+    # inside the except block: sys.exc_info() is that exception.
+    error = sys.exc_info()[1]
+    if request is not None and isinstance(error, OUTAGE_ERRORS):
+        setattr(request, _OUTAGE_ATTRIBUTE, error)
+
+
+class DatabaseOutageMiddleware:
+    """A database outage anywhere in a request answers 503, saying so, instead of a bare 500.
+
+    Django turns an exception into a 500 response at the layer where it
+    happens (a session loaded by a middleware, a view), so no outer
+    ``try`` sees it; its ``got_request_exception`` signal marks the request
+    instead, and this middleware swaps the 500 for: ``/healthz``'s own
+    ``{"status": "unavailable"}``, the API's error shape
+    (``{"error": {"code": "unavailable", ...}}``) under ``/api/``, and a page
+    elsewhere.  Nothing was committed for such a request, so nobody was
+    signed in.  It is logged once, as one line (``DatabaseOutageLogFilter``
+    keeps Django's traceback of the same error out of the log).
+
+    It must come before every middleware that uses the database (sessions first).
+    """
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+        got_request_exception.connect(_note_outage, dispatch_uid="twostep.core.middleware.database_outage")
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        error = getattr(request, _OUTAGE_ATTRIBUTE, None)
+        if error is None:
+            return response
+        logger.error(
+            "database unavailable: %s %s answered 503: %s", request.method, request.path, database_error_text(error)
+        )
+        return outage_response(request)
+
+
+def outage_response(request: HttpRequest) -> HttpResponse:
+    """The 503 answer to ``request`` when the database cannot be reached."""
+    response: HttpResponse
+    if request.path == "/healthz":
+        response = JsonResponse({"status": "unavailable"}, status=503)
+    elif request.path.startswith("/api/"):
+        response = JsonResponse({"error": {"code": "unavailable", "message": OUTAGE_MESSAGE}}, status=503)
+    else:
+        # Without the request: context processors would read the session, from the database.
+        page = render_to_string("twostep/database_unavailable.html", {"message": OUTAGE_MESSAGE})
+        response = HttpResponse(page, status=503)
+        for name, value in _OUTAGE_PAGE_HEADERS.items():
+            response[name] = value
+    response["Cache-Control"] = "no-store"
+    # Logged by the middleware as one line; Django would log the 503 again.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
+class DatabaseOutageLogFilter(logging.Filter):
+    """Keeps django.request's traceback of a database outage out of the log: DatabaseOutageMiddleware logs it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, OUTAGE_ERRORS)
