@@ -11,7 +11,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import OperationalError
 
 from twostep.core.crypto import KeyFileError, read_keys
-from twostep.core.migrations_state import pending_migrations
+from twostep.core.keycheck import describe, instance_key_problems, secret_key_problem, secret_key_source
+from twostep.core.management.commands.db import NEWER_DATABASE
+from twostep.core.migrations_state import pending_migrations, unknown_migrations
 
 
 class Command(BaseCommand):
@@ -41,8 +43,10 @@ class Command(BaseCommand):
         """Refuse to start a server that would be unsafe or broken.
 
         Raises:
-            CommandError: debug without --dev, missing keys, or an
-                un-migrated database.
+            CommandError: debug without --dev, missing or too short keys, an
+                un-migrated database or one upgraded by a newer version, or
+                keys that differ from the other instances' (the database's
+                key check, stored at the first start when there is none).
         """
         if settings.DEBUG and not dev:
             raise CommandError("debug is on: refusing to serve in production; set debug = false (or pass --dev).")
@@ -50,6 +54,9 @@ class Command(BaseCommand):
             raise CommandError(
                 f"no secret key in {settings.CONFIG.path(settings.CONFIG.secret_key_file)}; run `twostep init`."
             )
+        short = secret_key_problem(settings.SECRET_KEY, secret_key_source())
+        if short is not None:
+            raise CommandError(short.message)
         try:
             read_keys(settings.ENCRYPTION_KEYS_PATH)
         except KeyFileError as exc:
@@ -64,6 +71,12 @@ class Command(BaseCommand):
             raise CommandError(
                 f"the database is not up to date ({len(pending)} migration(s) pending); run `twostep db upgrade`."
             )
+        unknown = unknown_migrations()
+        if unknown:
+            raise CommandError(NEWER_DATABASE.format(names=", ".join(unknown)))
+        problems = instance_key_problems(record_if_missing=True)
+        if problems:
+            raise CommandError(f"refusing to serve: {describe(problems)}")
 
 
 def granian_command(host: str, port: int, workers: int, threads: int) -> list[str]:
