@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError
 
+from twostep.core.clockcheck import database_offset, offset_warning
 from twostep.core.crypto import KeyFileError
 from twostep.core.keycheck import describe, instance_key_problems, stored_check
 from twostep.core.management.base import NounCommand
@@ -23,7 +24,7 @@ class Command(NounCommand):
     help = "Database schema."
     verbs = {
         "upgrade": "Apply pending migrations (once, with every instance of the previous version stopped).",
-        "status": "List pending migrations; check this instance's keys against the database.",
+        "status": "List pending migrations; check this instance's keys and clock against the database.",
     }
 
     def handle_upgrade(self, **options: Any) -> None:
@@ -68,5 +69,11 @@ class Command(NounCommand):
                 self.stdout.write("keys: secret.key and encryption.keys match the database")
             else:
                 self.stdout.write("keys: no key check in the database yet (`twostep serve` stores one at start-up)")
+        offset = database_offset()
+        if offset is not None:
+            self.stdout.write(f"clock: {offset.seconds:+.1f} s against the database server's")
+            warning = offset_warning(offset)
+            if warning:
+                self.stderr.write(f"warning: {warning}")
         if problems:
             raise CommandError("\n".join(problems))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -10,10 +11,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import OperationalError
 
+from twostep.core.clockcheck import clock_warning
 from twostep.core.crypto import KeyFileError, read_keys
 from twostep.core.keycheck import describe, instance_key_problems, secret_key_problem, secret_key_source
 from twostep.core.management.commands.db import NEWER_DATABASE
 from twostep.core.migrations_state import pending_migrations, unknown_migrations
+
+logger = logging.getLogger("twostep.serve")
 
 
 class Command(BaseCommand):
@@ -41,6 +45,9 @@ class Command(BaseCommand):
 
     def check_deployment(self, dev: bool) -> None:
         """Refuse to start a server that would be unsafe or broken.
+
+        Also warns (server log) when this instance's clock is off from the
+        database server's.
 
         Raises:
             CommandError: debug without --dev, missing or too short keys, an
@@ -77,6 +84,9 @@ class Command(BaseCommand):
         problems = instance_key_problems(record_if_missing=True)
         if problems:
             raise CommandError(f"refusing to serve: {describe(problems)}")
+        warning = clock_warning()
+        if warning:
+            logger.warning(warning)
 
 
 def granian_command(host: str, port: int, workers: int, threads: int) -> list[str]:
