@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import socket
 import sqlite3
 import stat
@@ -305,3 +307,50 @@ def test_database_password_is_not_printed_in_a_config_error(twostep: Runner) -> 
     result = twostep("users", "list", env={"TWOSTEP_DATABASE__URL": "postgresq://twostep:S3cretDBpass@db/twostep"})
     assert result.returncode == 2
     assert "postgresq://twostep:***@db/twostep" in result.stderr and "S3cretDBpass" not in result.stderr
+
+
+def test_keys_add_then_rotate(twostep: Runner) -> None:
+    """keys add writes a key that does not encrypt yet and prints the procedure; rotate then promotes it."""
+    added = twostep("keys", "add")
+    assert added.returncode == 0, added.stderr
+    assert "does not encrypt yet" in added.stdout and "copy" in added.stdout and "keys rotate" in added.stdout
+    assert "next:" in (twostep.data_dir / "encryption.keys").read_text()
+    status = twostep("keys", "status")
+    assert status.returncode == 0 and "added key:" in status.stdout and "match the database" in status.stdout
+    staged = status.stdout.split("added key:")[1].split()[0]
+    rotated = twostep("keys", "rotate")
+    assert rotated.returncode == 0 and f"The added key {staged} now encrypts" in rotated.stdout
+    assert "next:" not in (twostep.data_dir / "encryption.keys").read_text()
+    assert f"encrypting key: {staged}" in twostep("keys", "status").stdout
+    dropped = twostep("keys", "drop-old")
+    assert dropped.returncode == 0 and "older keys removed" in dropped.stdout
+    assert "older key:" not in twostep("keys", "status").stdout
+
+
+def test_an_instance_whose_keys_differ_is_refused_and_told_which_file(tmp_path: Path) -> None:
+    """Instance B shares A's database: after A rotates alone, or with another or a short secret.key, B says what to copy."""
+    a = Runner(tmp_path / "a")
+    assert a("init").returncode == 0
+    b = Runner(tmp_path / "b")
+    b.env["TWOSTEP_DATABASE__SQLITE_PATH"] = str(a.data_dir / "twostep.db")
+    b.data_dir.mkdir(mode=0o700)
+    for name in ("secret.key", "encryption.keys"):
+        shutil.copy2(a.data_dir / name, b.data_dir / name)
+    status = b("db", "status")
+    assert status.returncode == 0 and "match the database" in status.stdout
+
+    assert a("keys", "rotate").returncode == 0  # without `keys add` first, B's file is now stale
+    for result in (b("serve"), b("db", "status")):
+        assert result.returncode == 1, result.stdout
+        assert "encryption.keys" in result.stderr and "Copy encryption.keys" in result.stderr
+        assert "Traceback" not in result.stderr
+    shutil.copy2(a.data_dir / "encryption.keys", b.data_dir / "encryption.keys")
+    assert b("keys", "status").returncode == 0
+
+    (b.data_dir / "secret.key").write_text(secrets.token_urlsafe(50) + "\n")
+    result = b("serve")
+    assert result.returncode == 1 and "Copy secret.key" in result.stderr
+    (b.data_dir / "secret.key").write_text("abc\n")
+    result = b("serve")
+    assert result.returncode == 1 and "has 3 characters" in result.stderr and "at least 32" in result.stderr
+    assert "Traceback" not in result.stderr

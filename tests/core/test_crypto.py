@@ -10,10 +10,15 @@ import pytest
 from twostep.core.crypto import (
     DecryptionError,
     KeyFileError,
+    KeyRing,
     SecretBox,
+    box_from_file,
     constant_time_equals,
+    key_id,
     new_key,
+    read_key_file,
     read_keys,
+    write_key_file,
     write_keys,
 )
 
@@ -70,3 +75,40 @@ def test_constant_time_equals() -> None:
     assert constant_time_equals("123456", "123456")
     assert not constant_time_equals("123456", "123457")
     assert constant_time_equals(b"ab", "ab")
+
+
+def test_a_staged_key_decrypts_but_does_not_encrypt(tmp_path: Path) -> None:
+    """`keys add` writes a `next:` line: read back as staged, it opens tokens but new ones use the current key."""
+    path = tmp_path / "encryption.keys"
+    current, older, staged = new_key(), new_key(), new_key()
+    write_key_file(path, KeyRing((current, older), staged))
+    assert f"next:{staged}" in path.read_text()
+    ring = read_key_file(path)
+    assert ring == KeyRing((current, older), staged) and ring.encrypting == current
+    assert read_keys(path) == [current, older, staged]
+    box = box_from_file(path)
+    assert box.decrypt(SecretBox([staged]).encrypt("from the rotated instance")) == "from the rotated instance"
+    assert SecretBox([current]).decrypt(box.encrypt("new")) == "new"
+    with pytest.raises(DecryptionError):
+        SecretBox([staged]).decrypt(box.encrypt("new"))
+
+
+def test_key_file_with_only_a_staged_key_or_two_is_refused(tmp_path: Path) -> None:
+    """A staged key alone encrypts nothing; two staged keys are ambiguous: both are errors."""
+    path = tmp_path / "encryption.keys"
+    path.write_text(f"next:{new_key()}\n")
+    with pytest.raises(KeyFileError, match="no key"):
+        read_key_file(path)
+    path.write_text(f"next:{new_key()}\nnext:{new_key()}\n{new_key()}\n")
+    with pytest.raises(KeyFileError, match="more than one"):
+        read_key_file(path)
+    path.write_text(f"next:not-a-key\n{new_key()}\n")
+    with pytest.raises(KeyFileError, match="malformed"):
+        read_key_file(path)
+
+
+def test_key_ids_tell_keys_apart_without_showing_them() -> None:
+    """The same key gives the same id anywhere; another key another id; the id is not part of the key."""
+    key = new_key()
+    assert key_id(key) == key_id(key) and key_id(key) != key_id(new_key())
+    assert len(key_id(key)) == 16 and key_id(key) not in key

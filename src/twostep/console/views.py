@@ -31,6 +31,7 @@ from twostep.console.forms import (
     TwoFactorSettingsForm,
 )
 from twostep.core import clock
+from twostep.core.clockcheck import database_offset, offset_warning
 from twostep.core.decorators import admin_only
 from twostep.core.runtime import get_settings, set_setting
 from twostep.mfa import services as mfa_services
@@ -371,6 +372,7 @@ def authentication_view(request: HttpRequest) -> HttpResponse:
             messages.success(request, "Authentication settings saved.")
             return redirect("/admin/authentication")
     enrolled = Authenticator.objects.filter(confirmed_at__isnull=False).values("method").annotate(users=Count("user"))
+    offset = database_offset()
     return render(
         request,
         "console/authentication.html",
@@ -379,6 +381,9 @@ def authentication_view(request: HttpRequest) -> HttpResponse:
             "affected": affected,
             "forced_off": forced_off_by_config(),
             "server_time": clock.now(),
+            # Several instances: this one's clock against the database server's (PostgreSQL only).
+            "clock_offset": offset,
+            "clock_warning": offset_warning(offset),
             "enrolled": {row["method"]: row["users"] for row in enrolled},
         },
     )

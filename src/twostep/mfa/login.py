@@ -25,13 +25,15 @@ from twostep.core import clock
 from twostep.factors.totp import is_well_formed
 from twostep.mfa import guesses, throttle
 from twostep.mfa import pending as store
-from twostep.mfa.methods import CLOCK_BEHIND, handler_for, is_usable
+from twostep.mfa.methods import CLOCK_BEHIND, SECRET_UNREADABLE, handler_for, is_usable
 from twostep.mfa.models import Authenticator, PendingLogin
 from twostep.mfa.policy import two_factor_state
 
 R = TypeVar("R")
 
 GENERIC_FAILURE = "That code didn't work. Check it and try again."
+#: When the code could not be checked at all (a fault of the service, e.g. ``SECRET_UNREADABLE``).
+CANNOT_CHECK = "We could not check your code. Try again in a moment."
 
 
 class SecondStepError(Exception):
@@ -189,7 +191,7 @@ def _attempt(fresh: PendingLogin, code: str, origin: Origin, known: object) -> s
             throttle.register_success(user.pk)
         record("login.second_step", Outcome.SUCCESS, origin=origin, user=user, method=fresh.method)
         return None
-    if reason not in {"expired_login", "method_unavailable", CLOCK_BEHIND}:
+    if reason not in {"expired_login", "method_unavailable", CLOCK_BEHIND, SECRET_UNREADABLE}:
         count_failure(user, fresh, origin)
     _record_failure(user, fresh, origin, reason)
     return reason

@@ -58,6 +58,12 @@ class CodeDelivery:
 #: as a wrong guess (the user did nothing wrong).
 CLOCK_BEHIND = "clock_behind_last_use"
 
+#: A handler's failure reason when the factor's stored secret cannot be
+#: decrypted with this instance's keys (another instance encrypted it with
+#: keys this one lacks): a fault of the service, not of the user, so not
+#: counted as a wrong guess; the user is asked to try again later.
+SECRET_UNREADABLE = "secret_unreadable"  # noqa: S105 - a reason code, not a secret
+
 _HANDLERS: dict[str, Any] = {}
 
 

@@ -17,7 +17,7 @@ from twostep.core.decorators import recently_authenticated, signed_in
 from twostep.mfa import login as second_step
 from twostep.mfa.choice_views import verify_page_context
 from twostep.mfa.forms import CodeForm
-from twostep.mfa.methods import handler_for, panels, verify_context
+from twostep.mfa.methods import SECRET_UNREADABLE, handler_for, panels, verify_context
 from twostep.mfa.models import Authenticator, PendingLogin
 from twostep.mfa.policy import forced_off_by_config, two_factor_state
 from twostep.mfa.trusted import services as trusted_browsers
@@ -92,6 +92,7 @@ def verify_view(request: HttpRequest) -> HttpResponse:
     handler = handler_for(pending.method)
     form = CodeForm(request.POST or None)
     error = None
+    status = 200
     if request.method == "POST" and form.is_valid():
         try:
             response = second_step.verify(
@@ -100,8 +101,11 @@ def verify_view(request: HttpRequest) -> HttpResponse:
                 Origin.of(request),
                 then=lambda user: complete_sign_in(request, user),
             )
-        except second_step.SecondStepError:
+        except second_step.SecondStepError as exc:
             error = second_step.GENERIC_FAILURE
+            if exc.reason == SECRET_UNREADABLE:
+                # The service's fault (its keys), not a wrong code: say so, without a 500.
+                error, status = second_step.CANNOT_CHECK, 503
             if second_step.resolve(token) is None:
                 request.session.pop(PENDING_KEY, None)
                 messages.error(request, "That code didn't work, and this sign-in has ended. Please sign in again.")
@@ -132,7 +136,7 @@ def verify_view(request: HttpRequest) -> HttpResponse:
             **extra,
             **verify_page_context(pending),
         },
-        status=200,
+        status=status,
     )
 
 

@@ -14,9 +14,10 @@ from django.db import transaction
 from twostep.accounts.models import User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock, rawsql
+from twostep.core.crypto import DecryptionError, KeyFileError
 from twostep.core.keyring import secret_box
 from twostep.factors import totp
-from twostep.mfa.methods import CLOCK_BEHIND, register
+from twostep.mfa.methods import CLOCK_BEHIND, SECRET_UNREADABLE, register
 from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.usersessions.services import end_sessions
 
@@ -152,7 +153,18 @@ class TOTPHandler:
         return None  # the app makes its own codes
 
     def verify(self, pending: PendingLogin, authenticator: Authenticator, code: str, now: datetime) -> str | None:
-        key = totp.decode_secret(secret_box().decrypt(authenticator.secret))
+        try:
+            key = totp.decode_secret(secret_box().decrypt(authenticator.secret))
+        except (DecryptionError, KeyFileError) as exc:
+            logger.error(
+                "TOTP secret of user %s cannot be decrypted: the encryption keys of this instance (%s) do not "
+                "match the ones that encrypted it (%s). Copy encryption.keys from the instance where keys were "
+                "last created or rotated; `twostep keys status` on each instance shows its keys.",
+                authenticator.user_id,
+                settings.ENCRYPTION_KEYS_PATH,
+                exc,
+            )
+            return SECRET_UNREADABLE
         step = totp.match_step(key, code, now.timestamp(), skew=_skew())
         if step is None:
             return "wrong_code"

@@ -18,6 +18,8 @@ from twostep.accounts.models import Role, User
 from twostep.audit.services import CLI
 from twostep.config.loader import CONFIG_FILE_NAME
 from twostep.core.crypto import new_key, write_keys
+from twostep.core.keycheck import describe, instance_key_problems
+from twostep.core.migrations_state import upgrade_lock
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -71,7 +73,13 @@ class Command(BaseCommand):
         if not keys_file.exists():
             write_keys(keys_file, [new_key()])
             self.stdout.write(f"Wrote {keys_file}")
-        call_command("migrate", interactive=False, verbosity=0)
+        with upgrade_lock(on_wait=lambda: self.stdout.write("Waiting for another upgrade of the database to finish.")):
+            call_command("migrate", interactive=False, verbosity=0)
+        # Records the key check on a new database; on another instance's
+        # init, says which copied key file does not match the first one's.
+        problems = instance_key_problems(record_if_missing=True)
+        if problems:
+            raise CommandError(describe(problems))
         if User.objects.filter(role=Role.ADMIN).exists():
             self.stdout.write(f"twostep is initialised in {data_dir}.")
             return

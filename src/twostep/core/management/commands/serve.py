@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -10,8 +11,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import OperationalError
 
+from twostep.core.clockcheck import clock_warning
 from twostep.core.crypto import KeyFileError, read_keys
-from twostep.core.migrations_state import pending_migrations
+from twostep.core.keycheck import describe, instance_key_problems, secret_key_problem, secret_key_source
+from twostep.core.management.commands.db import NEWER_DATABASE
+from twostep.core.migrations_state import pending_migrations, unknown_migrations
+
+logger = logging.getLogger("twostep.serve")
 
 
 class Command(BaseCommand):
@@ -40,9 +46,14 @@ class Command(BaseCommand):
     def check_deployment(self, dev: bool) -> None:
         """Refuse to start a server that would be unsafe or broken.
 
+        Also warns (server log) when this instance's clock is off from the
+        database server's.
+
         Raises:
-            CommandError: debug without --dev, missing keys, or an
-                un-migrated database.
+            CommandError: debug without --dev, missing or too short keys, an
+                un-migrated database or one upgraded by a newer version, or
+                keys that differ from the other instances' (the database's
+                key check, stored at the first start when there is none).
         """
         if settings.DEBUG and not dev:
             raise CommandError("debug is on: refusing to serve in production; set debug = false (or pass --dev).")
@@ -50,6 +61,9 @@ class Command(BaseCommand):
             raise CommandError(
                 f"no secret key in {settings.CONFIG.path(settings.CONFIG.secret_key_file)}; run `twostep init`."
             )
+        short = secret_key_problem(settings.SECRET_KEY, secret_key_source())
+        if short is not None:
+            raise CommandError(short.message)
         try:
             read_keys(settings.ENCRYPTION_KEYS_PATH)
         except KeyFileError as exc:
@@ -64,6 +78,15 @@ class Command(BaseCommand):
             raise CommandError(
                 f"the database is not up to date ({len(pending)} migration(s) pending); run `twostep db upgrade`."
             )
+        unknown = unknown_migrations()
+        if unknown:
+            raise CommandError(NEWER_DATABASE.format(names=", ".join(unknown)))
+        problems = instance_key_problems(record_if_missing=True)
+        if problems:
+            raise CommandError(f"refusing to serve: {describe(problems)}")
+        warning = clock_warning()
+        if warning:
+            logger.warning(warning)
 
 
 def granian_command(host: str, port: int, workers: int, threads: int) -> list[str]:
