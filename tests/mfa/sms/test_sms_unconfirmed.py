@@ -40,7 +40,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 UNCONFIRMED = "The SMS provider did not confirm the message; if a code arrives, enter it; otherwise ask for a new one"
 #: The provider answers this long after the request; the configured timeout is 1 second.
-SLOW = 2.0
+SLOW = 2.5
 
 
 @pytest.fixture
