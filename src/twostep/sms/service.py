@@ -759,5 +759,6 @@ def send_test(number: str, *, origin: Origin, actor: Any = None) -> DeliveryRece
     try:
         return deliver(clean, test_message(), purpose="test", origin=origin, actor=actor)
     except Unconfirmed as exc:
-        # A test message carries no code: for the administrator it simply did not work.
+        # A test message carries no code and counts for nothing: the
+        # administrator is told it was not confirmed, and why.
         raise NotSent("delivery_unconfirmed", admin_detail=exc.admin_detail) from None

@@ -180,8 +180,11 @@ def _is_unconfirmed(code: OneTimeCode) -> bool:
 
 
 def unconfirmed_problem(*, pending: PendingLogin | None = None, authenticator: Authenticator | None = None) -> str:
-    """What to tell the user when the live code of a sign-in (``pending``) or an enrolment
-    (``authenticator``) went to a provider that did not confirm it; "" otherwise."""
+    """The user's message when the live code went to a provider that did not confirm it; "" otherwise.
+
+    The code is the live one of the sign-in ``pending`` or of the enrolment
+    ``authenticator``; the message says when a new one may be asked for.
+    """
     live = _live_code(pending=pending, authenticator=authenticator)
     if live is None or not _is_unconfirmed(live):
         return ""
