@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -218,3 +219,104 @@ def test_not_configured_is_a_clear_error(db: None) -> None:
     """With no SMTP host, sending fails with an instruction, not a crash."""
     with pytest.raises(MailDeliveryError, match="Outgoing mail is not configured"):
         send_mail("alice@example.com", "test", CONTEXT)
+
+
+def smtp_log(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.name == "twostep.mail.smtp"]
+
+
+def test_failed_delivery_is_logged_once(
+    mail_server: SmtpServer,
+    closed_port: int,
+    certificates: Certificates,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A mail outage reaches the server log: one WARNING naming the server and what went wrong."""
+    configure_twostep(monkeypatch, certificates, closed_port)
+    with pytest.raises(MailDeliveryError):
+        send_mail("alice@example.com", "test", CONTEXT)
+    [record] = smtp_log(caplog)
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == f"Mail delivery through 127.0.0.1:{closed_port} failed: connection refused"
+    assert "alice@example.com" not in caplog.text
+
+
+SECRET_CODE = "424242"
+LOGGED_PASSWORD = "relay-password-never-logged"
+
+
+@pytest.mark.parametrize(
+    ("refusal", "kind"),
+    [
+        ({"data_reply": f"554 5.7.1 Message with {SECRET_CODE} rejected"}, "message refused (554)"),
+        ({"rcpt_reply": "550 5.1.1 <alice@example.com>: Recipient address rejected"}, "recipient refused (550)"),
+        ({"password": LOGGED_PASSWORD}, "login refused (535)"),
+    ],
+    ids=["message", "recipient", "login"],
+)
+def test_logged_failure_holds_no_code_password_or_address(
+    certificates: Certificates, caplog: pytest.LogCaptureFixture, refusal: dict[str, str], kind: str
+) -> None:
+    """The log line says the kind of failure (with the reply code), never the message, the password or the recipient.
+
+    The server here echoes the code and the address in its replies: they reach
+    the administrator's error and the auth log, not the server log.
+    """
+    server = SmtpServer(certificates, mode="starttls", auth=True).start()
+    try:
+        server.rcpt_reply = refusal.get("rcpt_reply", "")
+        server.data_reply = refusal.get("data_reply", "")
+        mailer = SmtpMailer(
+            SmtpSettings(
+                host="127.0.0.1",
+                port=server.port,
+                username=SMTP_USER,
+                password=refusal.get("password", SMTP_PASSWORD),
+                from_address="twostep@example.test",
+                timeout=3.0,
+                ca_file=str(certificates.ca_file),
+            )
+        )
+        message = OutgoingMessage(
+            to="alice@example.com",
+            subject="Your sign-in code",
+            text=f"Your code is {SECRET_CODE}.",
+            html=f"<p>Your code is {SECRET_CODE}.</p>",
+        )
+        with pytest.raises(MailDeliveryError):
+            mailer.send(message)
+    finally:
+        server.stop()
+    [record] = smtp_log(caplog)
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == f"Mail delivery through 127.0.0.1:{server.port} failed: {kind}"
+    for secret in (SECRET_CODE, LOGGED_PASSWORD, SMTP_PASSWORD, "alice@example.com", "sign-in code"):
+        assert secret not in caplog.text
+
+
+def test_timeout_is_logged(
+    hanging_port: int, certificates: Certificates, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that never answers: the log says so."""
+    configure_twostep(monkeypatch, certificates, hanging_port, timeout=1.0)
+    with pytest.raises(MailDeliveryError):
+        send_mail("alice@example.com", "test", CONTEXT)
+    [record] = smtp_log(caplog)
+    assert record.getMessage() == f"Mail delivery through 127.0.0.1:{hanging_port} failed: no answer within 1 seconds"
+
+
+def test_unexpected_error_is_logged_once_with_its_traceback(
+    mail_server: SmtpServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug (not an outage) is one ERROR with the traceback, not an ERROR and a WARNING."""
+
+    def broken(self: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("django.core.mail.EmailMultiAlternatives.send", broken)
+    with pytest.raises(MailDeliveryError, match="failed unexpectedly"):
+        send_mail("alice@example.com", "test", CONTEXT)
+    [record] = smtp_log(caplog)
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert record.getMessage() == f"Mail delivery through 127.0.0.1:{mail_server.port} failed unexpectedly"

@@ -4,7 +4,8 @@ Each fake checks what the real API checks that matters here (path, method,
 authentication, content type and required fields, as the providers' public
 API references define them), answers in the provider's response format,
 and records every message it accepted.  Tests switch a fake into failure
-modes: an HTTP error status, a slow answer (for timeouts), or down.
+modes: an HTTP error status, a slow answer (for timeouts), an answer
+trickled out a byte at a time after the message was accepted, or down.
 """
 
 from __future__ import annotations
@@ -39,12 +40,19 @@ class Received:
 
 @dataclass
 class Failure:
-    """How the next requests fail: an HTTP status with a body, or a delay before answering."""
+    """How the next requests fail: an HTTP status with a body, a delay before answering, or a trickled answer.
+
+    With ``trickle`` the message is accepted as usual, then the answer goes
+    out one byte every ``trickle`` seconds: the body only, or the status line
+    and headers too with ``trickle_headers``.
+    """
 
     status: int = 0
     body: Any = None
     delay: float = 0.0
     count: int = 1_000_000
+    trickle: float = 0.0
+    trickle_headers: bool = False
 
 
 class FakeProviderServer:
@@ -74,6 +82,23 @@ class FakeProviderServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _trickle(self, status: int, payload: Any, interval: float, headers_too: bool) -> None:
+                data = json.dumps(payload).encode()
+                head = (
+                    f"HTTP/1.1 {status} {self.responses[status][0]}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+                ).encode()
+                self.close_connection = True
+                try:
+                    if not headers_too:
+                        self.wfile.write(head)
+                        head = b""
+                    for byte in head + data:
+                        self.wfile.write(bytes([byte]))
+                        time.sleep(interval)
+                except OSError:  # the client gave up
+                    return
+
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
@@ -98,6 +123,10 @@ class FakeProviderServer:
     def fail(self, status: int = 0, body: Any = None, *, delay: float = 0.0, count: int = 1_000_000) -> None:
         """Make the next ``count`` requests fail (status) or answer late (delay)."""
         self.failure = Failure(status, body, delay, count)
+
+    def trickle(self, interval: float, *, headers: bool = False, count: int = 1_000_000) -> None:
+        """Accept the next ``count`` messages, then send each answer one byte every ``interval`` seconds."""
+        self.failure = Failure(count=count, trickle=interval, trickle_headers=headers)
 
     def recover(self) -> None:
         self.failure = None
@@ -141,7 +170,7 @@ class FakeProviderServer:
                 failure.count -= 1
                 if failure.count <= 0:
                     self.failure = None
-        if failure is not None:
+        if failure is not None and not failure.trickle:
             if failure.delay:
                 time.sleep(failure.delay)
             if failure.status:
@@ -154,6 +183,9 @@ class FakeProviderServer:
         if message is not None:
             with self._lock:
                 self.received.append(message)
+        if failure is not None and failure.trickle:
+            handler._trickle(status, payload, failure.trickle, failure.trickle_headers)
+            return
         handler._reply(status, payload)
 
     def handle(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any, Received | None]:

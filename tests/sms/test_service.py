@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 from io import StringIO
+from pathlib import Path
 
+import httpx
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -18,8 +20,8 @@ from twostep.audit.services import CLI
 from twostep.core.keyring import rotate_keys, secret_box
 from twostep.core.models import Setting
 from twostep.core.runtime import SettingError, get_setting, set_setting, set_setting_from_text
-from twostep.sms import service
-from twostep.sms.base import ConfigurationError, DeliveryReceipt
+from twostep.sms import registry, service
+from twostep.sms.base import ConfigurationError, DeliveryReceipt, SMSDeliveryError, SMSMessage
 
 pytestmark = pytest.mark.django_db
 
@@ -217,6 +219,48 @@ def test_code_is_scrubbed_even_if_the_provider_reformats_it(fakes: FakeSet) -> N
     with pytest.raises(service.NotSent):
         service.deliver(NUMBER, "your code is 987654", purpose="sign_in", origin=CLI, secret="987654")
     assert "987654" not in _all_events_text()
+
+
+def test_unconfirmed_test_message(fakes: FakeSet, caplog: pytest.LogCaptureFixture) -> None:
+    """A test SMS the provider took but did not answer in time: logged as unconfirmed, not as failed."""
+    fake = fakes.webhook()
+    configure(fake, timeout="1")
+    fake.fail(delay=2.0, count=1)
+    with pytest.raises(service.NotSent) as caught:
+        service.send_test(NUMBER, origin=CLI)
+    assert caught.value.reason == "delivery_unconfirmed"
+    assert "no answer within 1 second after the request was sent" in caught.value.admin_detail
+    event = AuthEvent.objects.get(kind="sms.unconfirmed")
+    assert event.reason == "delivery_unconfirmed" and event.detail["purpose"] == "test"
+    assert not AuthEvent.objects.filter(kind="sms.not_sent").exists()
+    [warning] = [r for r in caplog.records if r.name == "twostep.sms"]
+    assert warning.levelno == logging.WARNING and "was not confirmed (it may have been sent)" in warning.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("error", "sent"),
+    [
+        (httpx.ReadTimeout, True),
+        (httpx.RemoteProtocolError, True),
+        (httpx.ConnectError, False),
+        (httpx.ConnectTimeout, False),
+    ],
+)
+def test_third_party_failure_is_judged_by_its_httpx_error(
+    acme_plugin: Path, error: type[httpx.TransportError], sent: bool
+) -> None:
+    """A provider that does not set possibly_sent (the documented example) is judged by the httpx error behind it."""
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        raise error("gateway trouble", request=request)
+
+    provider = registry.load_provider(
+        "acme", {"api_token": "t0ken"}, http=httpx.Client(transport=httpx.MockTransport(gateway))
+    )
+    with pytest.raises(SMSDeliveryError) as caught:
+        provider.send(SMSMessage(to=NUMBER, body="code 123456"))
+    assert caught.value.possibly_sent is None
+    assert service.possibly_sent(caught.value) is sent
 
 
 def test_provider_bug_fails_closed(fakes: FakeSet, monkeypatch: pytest.MonkeyPatch) -> None:

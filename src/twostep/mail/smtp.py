@@ -5,7 +5,10 @@ that answers slowly, line by line, could hold a request far longer than the
 timeout.  Here every command and every reply gets only what is left of one
 deadline (``timeout`` seconds from the start), so a delivery never takes
 longer than that, whatever the server does.  Errors become
-``MailDeliveryError`` with a sentence an administrator can act on.
+``MailDeliveryError`` with a sentence an administrator can act on, and each
+failed delivery is logged once, at WARNING (ERROR for an unexpected one),
+naming the server and the kind of failure, never the recipient, the message
+or the password, so that whoever watches the server log sees a mail outage.
 """
 
 from __future__ import annotations
@@ -170,12 +173,25 @@ class SmtpMailer:
         self.settings = settings
 
     def send(self, message: OutgoingMessage) -> None:
-        """Deliver ``message`` within ``settings.timeout`` seconds.
+        """Deliver ``message`` within ``settings.timeout`` seconds; log a failure once.
 
         Raises:
             MailDeliveryError: not configured, unreachable, too slow, TLS or
                 login failure, or the server refused the message.
         """
+        try:
+            self._deliver(message)
+        except Exception as exc:
+            kind, error = classify(exc, self.settings)
+            server = self.settings.where if self.settings.host else "no server"
+            if kind == UNEXPECTED:
+                # A bug rather than an outage: with the traceback.
+                logger.error("Mail delivery through %s failed unexpectedly", server, exc_info=exc)
+            else:
+                logger.warning("Mail delivery through %s failed: %s", server, kind)
+            raise error from None
+
+    def _deliver(self, message: OutgoingMessage) -> None:
         settings = self.settings
         if not settings.host:
             raise MailDeliveryError(
@@ -199,10 +215,7 @@ class SmtpMailer:
             connection=backend,
         )
         email.attach_alternative(message.html, "text/html")
-        try:
-            email.send()
-        except Exception as exc:
-            raise describe(exc, settings) from None
+        email.send()
 
 
 def _domain_of(address: str) -> str:
@@ -216,79 +229,120 @@ def _reply(code: int, text: bytes | str) -> str:
     return f"{code} {' '.join(text.split())}".strip()
 
 
+#: ``classify``'s kind for an error that is a bug rather than a mail problem.
+UNEXPECTED = "unexpected error"
+
+
+def _codes(exc: smtplib.SMTPResponseException) -> str:
+    return f" ({exc.smtp_code})" if exc.smtp_code else ""
+
+
 def describe(exc: BaseException, settings: SmtpSettings) -> MailDeliveryError:
     """Turn an exception from an SMTP delivery into a MailDeliveryError in plain words."""
+    return classify(exc, settings)[1]
+
+
+def classify(exc: BaseException, settings: SmtpSettings) -> tuple[str, MailDeliveryError]:
+    """(the kind of failure, the MailDeliveryError in plain words) for an exception from a delivery.
+
+    The kind is a short phrase for the server log ("connection refused",
+    "recipient refused (550)"): it never holds an address, the message, a
+    server's reply text or the password.
+    """
     where = settings.where
     if isinstance(exc, MailDeliveryError):
-        return exc
+        # Raised here before any connection: its short text is ours and says what was wrong.
+        return exc.smtp_error, exc
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         refused = "; ".join(f"{address}: {_reply(*reply)}" for address, reply in exc.recipients.items())
-        return MailDeliveryError(f"The mail server at {where} refused the recipient ({refused}).", refused)
+        replies = ", ".join(sorted({str(code) for code, _ in exc.recipients.values()}))
+        return (
+            f"recipient refused ({replies})",
+            MailDeliveryError(f"The mail server at {where} refused the recipient ({refused}).", refused),
+        )
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         reply = _reply(exc.smtp_code, exc.smtp_error)
-        return MailDeliveryError(f"The mail server at {where} refused the username or password ({reply}).", reply)
+        return (
+            f"login refused{_codes(exc)}",
+            MailDeliveryError(f"The mail server at {where} refused the username or password ({reply}).", reply),
+        )
     if isinstance(exc, smtplib.SMTPSenderRefused):
         reply = _reply(exc.smtp_code, exc.smtp_error)
-        return MailDeliveryError(
+        return f"sender address refused{_codes(exc)}", MailDeliveryError(
             f"The mail server at {where} refused the sender address {exc.sender} ({reply}). "
             "Check the From address: many servers only accept their own domain.",
             reply,
         )
     if isinstance(exc, smtplib.SMTPDataError):
         reply = _reply(exc.smtp_code, exc.smtp_error)
-        return MailDeliveryError(f"The mail server at {where} refused the message ({reply}).", reply)
+        return (
+            f"message refused{_codes(exc)}",
+            MailDeliveryError(f"The mail server at {where} refused the message ({reply}).", reply),
+        )
     if isinstance(exc, smtplib.SMTPResponseException):
         reply = _reply(exc.smtp_code, exc.smtp_error)
-        return MailDeliveryError(f"The mail server at {where} answered with an error ({reply}).", reply)
+        return (
+            f"error reply{_codes(exc)}",
+            MailDeliveryError(f"The mail server at {where} answered with an error ({reply}).", reply),
+        )
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         if "STARTTLS" in str(exc).upper():
-            return MailDeliveryError(
+            return "STARTTLS not offered", MailDeliveryError(
                 f"The mail server at {where} does not offer STARTTLS, so nothing was sent. "
                 "Use implicit TLS if it listens for it (usually port 465), or the right port.",
                 str(exc),
             )
-        return MailDeliveryError(f"The mail server at {where} does not accept a login here ({exc}).", str(exc))
+        return "login not supported", MailDeliveryError(
+            f"The mail server at {where} does not accept a login here ({exc}).", str(exc)
+        )
     if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
-        return MailDeliveryError(
+        return f"no answer within {settings.timeout:g} seconds", MailDeliveryError(
             f"The mail server at {where} did not answer within {settings.timeout:g} seconds.", "timed out"
         )
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = exc.verify_message or str(exc)
-        return MailDeliveryError(
+        return "TLS certificate not verified", MailDeliveryError(
             f"The TLS certificate of the mail server at {where} could not be verified ({reason}). "
             "Use the host name the certificate names, or trust its authority with [email] ca_file.",
             reason,
         )
     if isinstance(exc, ssl.SSLError):
         reason = exc.reason or str(exc)
-        return MailDeliveryError(
+        return f"TLS failed ({reason})", MailDeliveryError(
             f"TLS with the mail server at {where} failed ({reason}). Check the security setting: "
             "port 465 usually needs TLS, port 587 STARTTLS.",
             str(reason),
         )
     if isinstance(exc, smtplib.SMTPServerDisconnected):
-        return MailDeliveryError(f"The mail server at {where} closed the connection unexpectedly.", str(exc))
+        return "connection closed by the server", MailDeliveryError(
+            f"The mail server at {where} closed the connection unexpectedly.", str(exc)
+        )
     if isinstance(exc, ConnectionRefusedError):
-        return MailDeliveryError(
+        return "connection refused", MailDeliveryError(
             f"Could not connect to the mail server at {where}: connection refused. "
             "Is the server running, and is the port right?",
             "connection refused",
         )
     if isinstance(exc, socket.gaierror):
-        return MailDeliveryError(
+        return "host name not resolved", MailDeliveryError(
             f"The mail server name {settings.host!r} could not be resolved ({exc.strerror}).", str(exc.strerror)
         )
     if isinstance(exc, smtplib.SMTPException):
-        return MailDeliveryError(f"The mail server at {where} failed: {exc}.", str(exc))
+        return f"SMTP error ({type(exc).__name__})", MailDeliveryError(
+            f"The mail server at {where} failed: {exc}.", str(exc)
+        )
     if isinstance(exc, OSError):
         reason = exc.strerror or str(exc) or type(exc).__name__
-        return MailDeliveryError(f"Could not reach the mail server at {where}: {reason}.", reason)
+        return f"network error ({reason})", MailDeliveryError(
+            f"Could not reach the mail server at {where}: {reason}.", reason
+        )
     if isinstance(exc, (ValueError, UnicodeError)):
         # Django refuses header injection and malformed addresses before any connection.
-        return MailDeliveryError(f"The message could not be built: {exc}.", str(exc))
+        return "message could not be built", MailDeliveryError(f"The message could not be built: {exc}.", str(exc))
     # Anything else is a bug, but a sign-in must still end in a clear error, not a 500.
-    logger.error("unexpected error while sending mail to %s", where, exc_info=exc)
-    return MailDeliveryError(f"Sending through {where} failed unexpectedly ({type(exc).__name__}).", repr(exc))
+    return UNEXPECTED, MailDeliveryError(
+        f"Sending through {where} failed unexpectedly ({type(exc).__name__}).", repr(exc)
+    )
 
 
 def resolve_ca_file(name: str, data_dir: Path) -> str:

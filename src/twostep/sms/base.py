@@ -48,7 +48,7 @@ class ConfigurationError(SMSError):
 
 
 class SMSDeliveryError(SMSError):
-    """The provider did not accept the message.
+    """The provider did not accept the message, or did not say that it did.
 
     The text is for administrators (it goes to the auth log), so it must say
     what the provider answered, and must never contain the message body.
@@ -59,13 +59,30 @@ class SMSDeliveryError(SMSError):
             not until someone changes something (bad credentials, barred number).
         provider: the provider's name.
         status: the HTTP status the provider answered, if any.
+        possibly_sent: True when the message may have gone out although no
+            acceptance came back (the request was sent, then the answer did
+            not come in time or the connection broke); False when it certainly
+            did not (no connection was made, or the provider refused it);
+            None when the provider does not say: twostep then judges by the
+            httpx error it was raised from, if any, and otherwise takes it as
+            not sent.  A possibly sent message counts against every limit and
+            its code stays usable.
     """
 
-    def __init__(self, message: str, *, retryable: bool, provider: str = "", status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        provider: str = "",
+        status: int | None = None,
+        possibly_sent: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.provider = provider
         self.status = status
+        self.possibly_sent = possibly_sent
 
 
 @dataclass(frozen=True)

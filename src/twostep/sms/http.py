@@ -1,16 +1,21 @@
 """Shared plumbing of the providers that speak HTTP: one bounded POST, errors mapped.
 
-Every request has a timeout (connect and read), follows no redirect (a
-redirect would re-send credentials and the code to a place nobody chose) and
-turns every transport failure into ``SMSDeliveryError`` with the right
-``retryable`` flag.  Response bodies quoted in errors are cut short.
+Every request ends within its timeout, from connecting to the last byte of
+the answer (see ``Deadline``), follows no redirect (a redirect would re-send
+credentials and the code to a place nobody chose) and turns every transport
+failure into ``SMSDeliveryError`` with the right ``retryable`` and
+``possibly_sent`` flags.  Response bodies quoted in errors are cut short.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
+import socket
+import threading
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
@@ -61,6 +66,129 @@ def short(text: str) -> str:
     return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 1] + "…"
 
 
+#: httpx errors raised before any of the request can have reached the provider.
+_BEFORE_SENDING: tuple[type[httpx.HTTPError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+
+
+def possibly_sent(exc: BaseException | None) -> bool:
+    """Whether a send that failed with ``exc`` may still have handed the message over.
+
+    True for an httpx error raised once the request could have gone out (no
+    answer in time, the connection broke, a garbled answer); False for one
+    raised before (no connection) and for anything that is not an httpx error.
+    """
+    return isinstance(exc, httpx.HTTPError) and not isinstance(exc, _BEFORE_SENDING)
+
+
+def _shut(sock: socket.socket) -> None:
+    # Already closed by either side: nothing is left to end.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class Deadline:
+    """Ends one request's network exchange ``seconds`` after it starts, whatever the server does.
+
+    httpx's timeouts apply to each network operation, so a server that sends
+    a byte just before every read times out holds a request for as long as
+    it likes.  httpcore reports every connection it opens through the
+    ``trace`` request extension (``trace`` below); at the deadline a timer
+    shuts that connection's socket down, which ends the read or write
+    waiting on it at once, a TLS handshake included.  Only the host name
+    lookup escapes: opening the connection is bounded by the connect timeout.
+
+    Use as a context manager around one request made with
+    ``extensions={"trace": deadline.trace}``.  A connection taken from the
+    pool is not reported, so the request must not reuse one (``post`` sends
+    ``Connection: close``).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        #: The timer went off (the request's connections were shut down then).
+        self.expired = False
+        #: The request started going out before the deadline: the provider may have it.
+        self.sending = False
+        #: httpcore reported at least one event (a transport without trace events reports none).
+        self.traced = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
+
+    def trace(self, event: str, info: Mapping[str, Any]) -> None:
+        """The ``trace`` extension's callback; httpcore calls it in the requesting thread."""
+        self.traced = True
+        if event.endswith(".connect_tcp.complete"):
+            stream = info.get("return_value")
+            raw = stream.get_extra_info("socket") if stream is not None else None
+            if not isinstance(raw, socket.socket):
+                return
+            try:
+                # A second descriptor of the same connection: shutting it down ends the
+                # connection even after TLS has taken over the original socket object, and
+                # it stays ours, so it can never be a later, unrelated socket's number.
+                own = raw.dup()
+            except OSError:  # out of descriptors: the per-operation timeouts still apply
+                return
+            with self._lock:
+                self._sockets.append(own)
+                if self.expired:
+                    _shut(own)
+        elif event.endswith(".send_request_headers.started"):
+            with self._lock:
+                # Once expired the socket is shut: whatever is written now reaches nobody.
+                self.sending = not self.expired
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} second{'' if value == 1 else 's'}"
+
+
+def transport_error(provider: str, timeout: float, exc: httpx.HTTPError, deadline: Deadline) -> SMSDeliveryError:
+    """The retryable SMSDeliveryError for a request that failed with ``exc`` under ``deadline``."""
+    sent = possibly_sent(exc) and (deadline.sending or not deadline.traced)
+    timed_out = deadline.expired or isinstance(exc, httpx.TimeoutException)
+    detail = short(str(exc)) or type(exc).__name__
+    if sent and timed_out:
+        text = f"no answer within {_seconds(timeout)} after the request was sent"
+    elif sent:
+        text = f"the connection broke after the request was sent ({type(exc).__name__}: {detail})"
+    elif timed_out:
+        text = f"cannot connect within {_seconds(timeout)}"
+    elif isinstance(exc, httpx.ConnectError):
+        text = f"cannot connect ({detail})"
+    else:
+        text = f"{type(exc).__name__} ({detail})"
+    return SMSDeliveryError(f"{provider}: {text}", retryable=True, provider=provider, possibly_sent=sent)
+
+
 def post(
     client: httpx.Client,
     url: str,
@@ -72,16 +200,28 @@ def post(
     headers: Mapping[str, str] | None = None,
     auth: tuple[str, str] | None = None,
 ) -> httpx.Response:
-    """POST once and return the response, whatever its status.
+    """POST once and return the response, whatever its status, within ``timeout`` seconds in all.
+
+    Connecting, sending, and receiving the headers and the body all count
+    against one deadline (``Deadline``); a response complete in time is
+    returned even if the timer goes off just after.
 
     Raises:
-        SMSDeliveryError: timeout or connection failure (retryable), or any
-            other transport error (retryable).
+        SMSDeliveryError: retryable, for every transport failure:
+            ``possibly_sent=False`` when no connection was made (refused,
+            unreachable, TLS failure, connect timeout), True when the request
+            went out and no whole answer came back in time or the connection
+            broke.
     """
+    deadline = Deadline(timeout)
     kwargs: dict[str, Any] = {
         "timeout": httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-        "headers": dict(headers or {}),
+        # A kept-alive connection would be reused without being reported to
+        # the deadline, which could then not cut it off: one connection per
+        # message (messages are few).
+        "headers": {**dict(headers or {}), "Connection": "close"},
         "follow_redirects": False,
+        "extensions": {"trace": deadline.trace},
     }
     if data is not None:
         kwargs["data"] = dict(data)
@@ -90,19 +230,10 @@ def post(
     if auth is not None:
         kwargs["auth"] = auth
     try:
-        return client.post(url, **kwargs)
-    except httpx.TimeoutException:
-        raise SMSDeliveryError(
-            f"{provider}: no answer within {timeout:g} seconds", retryable=True, provider=provider
-        ) from None
-    except httpx.ConnectError as exc:
-        raise SMSDeliveryError(
-            f"{provider}: cannot connect ({short(str(exc))})", retryable=True, provider=provider
-        ) from None
+        with deadline:
+            return client.post(url, **kwargs)
     except httpx.HTTPError as exc:
-        raise SMSDeliveryError(
-            f"{provider}: {type(exc).__name__} ({short(str(exc))})", retryable=True, provider=provider
-        ) from None
+        raise transport_error(provider, timeout, exc, deadline) from None
 
 
 def without_body(text: str, body: str) -> str:
@@ -120,12 +251,15 @@ def without_body(text: str, body: str) -> str:
 def status_error(provider: str, response: httpx.Response, body: str, detail: str = "") -> SMSDeliveryError:
     """The error for a non-success HTTP status: 5xx and 408/425/429 may be retried.
 
+    The provider answered and did not take the message, so it was not sent.
     ``body`` is the message body, cut out of whatever the provider answered.
     """
     status = response.status_code
     retryable = status >= 500 or status in RETRYABLE_4XX
     text = short(without_body(detail or response.text, body)) or response.reason_phrase
-    return SMSDeliveryError(f"{provider}: HTTP {status}: {text}", retryable=retryable, provider=provider, status=status)
+    return SMSDeliveryError(
+        f"{provider}: HTTP {status}: {text}", retryable=retryable, provider=provider, status=status, possibly_sent=False
+    )
 
 
 def json_object(response: httpx.Response) -> dict[str, Any]:

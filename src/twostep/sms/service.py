@@ -10,7 +10,10 @@ process until the stored values change.
 
 ``deliver`` is the only way a message leaves: it checks the limits, sends,
 and writes the outcome to the auth log with the number masked and without the
-message body; a provider error reaches the log, scrubbed of the body.
+message body; a provider error reaches the log, scrubbed of the body.  A
+failure after which the message may still have gone out (the request was
+sent, the answer did not come) is ``Unconfirmed``, not ``NotSent``: whatever
+the message carried must then be treated as sent.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from twostep.core.runtime import (
 from twostep.mfa.codes import mask_phone
 from twostep.mfa.models import OneTimeCode
 from twostep.mfa.throttle import LOCKED_MESSAGE
+from twostep.sms import http as sms_http
 from twostep.sms import registry
 from twostep.sms.base import ConfigurationError, DeliveryReceipt, SMSDeliveryError, SMSMessage, SMSProvider
 
@@ -85,8 +89,24 @@ USER_MESSAGES = {
 }
 
 
+#: What users are told when the provider may have sent a code but did not
+#: confirm it; ``{wait}`` is " in 42 seconds", or "" once a new code may be sent.
+UNCONFIRMED_MESSAGE = (
+    "The SMS provider did not confirm the message; if a code arrives, enter it; otherwise ask for a new one{wait}."
+)
+
+
+def unconfirmed_message(wait_seconds: int) -> str:
+    """``UNCONFIRMED_MESSAGE`` for a resend allowed in ``wait_seconds`` (0: now)."""
+    wait = f" in {wait_seconds} second{'s' if wait_seconds != 1 else ''}" if wait_seconds > 0 else ""
+    return UNCONFIRMED_MESSAGE.format(wait=wait)
+
+
 class NotSent(Exception):
     """No message was sent; nothing was consumed.
+
+    (``send_test`` also raises it, with ``delivery_unconfirmed``, for a test
+    message the provider did not confirm: it may arrive, but counts for nothing.)
 
     Attributes:
         reason: a key of ``USER_MESSAGES`` (also the auth log's reason).
@@ -109,6 +129,23 @@ class NotSent(Exception):
             seconds=f"{seconds} second{'s' if seconds != 1 else ''}",
             minutes=f"{minutes} minute{'s' if minutes != 1 else ''}",
         )
+
+
+class Unconfirmed(Exception):
+    """The provider may have sent the message but did not confirm it.
+
+    The request went out, then the answer did not come in time, the
+    connection broke, or the answer did not say (see
+    ``SMSDeliveryError.possibly_sent``).  What the message carried must be
+    treated as sent: a code stays usable and counts against every limit.
+
+    Attributes:
+        admin_detail: the provider's error, for administrators only.
+    """
+
+    def __init__(self, admin_detail: str) -> None:
+        super().__init__(admin_detail)
+        self.admin_detail = admin_detail
 
 
 # ---------------------------------------------------------------------------
@@ -491,7 +528,11 @@ def check_country(number: str) -> None:
 
 
 def sent_in_window() -> int:
-    """SMS codes sent in the last 24 hours (failed sends are not counted: they are discarded)."""
+    """SMS codes sent in the last 24 hours.
+
+    Codes whose delivery certainly failed are discarded, so not counted;
+    unconfirmed ones (the message may have gone out) are.
+    """
     return OneTimeCode.objects.filter(method="sms", sent_at__gte=clock.now() - DAILY_WINDOW).count()
 
 
@@ -596,6 +637,18 @@ def _not_sent(reason: str, detail: dict[str, Any], *, origin: Origin, user: Any,
     )
 
 
+def possibly_sent(exc: SMSDeliveryError) -> bool:
+    """Whether the message may have gone out despite ``exc``.
+
+    The provider's own word (``exc.possibly_sent``) when it gives one;
+    otherwise judged by the httpx error ``exc`` was raised from (a provider
+    that wraps a read timeout without saying so), and False without one.
+    """
+    if exc.possibly_sent is not None:
+        return exc.possibly_sent
+    return sms_http.possibly_sent(exc.__cause__ or exc.__context__)
+
+
 def deliver(
     number: str,
     body: str,
@@ -605,18 +658,26 @@ def deliver(
     user: Any = None,
     actor: Any = None,
     secret: str = "",
+    code_id: int | None = None,
 ) -> DeliveryReceipt:
     """Send ``body`` to ``number`` with the configured provider and log the outcome.
 
     ``secret`` (the code in ``body``) is scrubbed from anything logged, in
-    case a provider echoes it.
+    case a provider echoes it.  ``code_id``, the one-time code row the
+    message carries, goes into the auth log events (``code_id``), so that an
+    unconfirmed code can be told apart later.
 
     Raises:
         NotSent: ``not_configured``, ``country_not_allowed`` or
-            ``delivery_failed`` (the provider's error is in the auth log).
+            ``delivery_failed`` (the message certainly did not go out; the
+            provider's error is in the auth log).
+        Unconfirmed: the message may have gone out, but the provider did not
+            confirm it (auth log: ``sms.unconfirmed``).
     """
     who = {"origin": origin, "user": user, "actor": actor}
     detail: dict[str, Any] = {"to": mask(number), "purpose": purpose}
+    if code_id is not None:
+        detail["code_id"] = code_id
     try:
         provider = configured_provider()
     except ConfigurationError as exc:
@@ -635,9 +696,21 @@ def deliver(
         receipt = provider.send(message)
     except SMSDeliveryError as exc:
         error = scrub(str(exc), message, secret)
-        _not_sent(
-            "delivery_failed", {**detail, "error": error, "retryable": exc.retryable, "status": exc.status}, **who
-        )
+        facts = {**detail, "error": error, "retryable": exc.retryable, "status": exc.status}
+        if possibly_sent(exc):
+            record(
+                "sms.unconfirmed",
+                Outcome.FAILURE,
+                method="sms",
+                reason="delivery_unconfirmed",
+                detail=facts,
+                **who,
+            )
+            logger.warning(
+                "SMS to %s through %s was not confirmed (it may have been sent): %s", detail["to"], provider.name, error
+            )
+            raise Unconfirmed(error) from None
+        _not_sent("delivery_failed", facts, **who)
         logger.warning("SMS to %s through %s failed: %s", detail["to"], provider.name, error)
         raise NotSent("delivery_failed", admin_detail=error) from None
     except Exception as exc:  # a provider's bug must fail closed: never a 500, never a "success"
@@ -670,7 +743,9 @@ def send_test(number: str, *, origin: Origin, actor: Any = None) -> DeliveryRece
 
     Raises:
         ValueError: ``number`` is not a phone number in international form.
-        NotSent: see ``deliver``; also ``daily_limit``.
+        NotSent: see ``deliver``; also ``daily_limit``, and
+            ``delivery_unconfirmed`` when the provider did not confirm the
+            message (it may still arrive; ``admin_detail`` says why).
     """
     try:
         clean = normalize_phone(number)
@@ -681,4 +756,9 @@ def send_test(number: str, *, origin: Origin, actor: Any = None) -> DeliveryRece
     except NotSent:
         _not_sent("daily_limit", {"to": mask(clean), "purpose": "test"}, origin=origin, user=None, actor=actor)
         raise
-    return deliver(clean, test_message(), purpose="test", origin=origin, actor=actor)
+    try:
+        return deliver(clean, test_message(), purpose="test", origin=origin, actor=actor)
+    except Unconfirmed as exc:
+        # A test message carries no code and counts for nothing: the
+        # administrator is told it was not confirmed, and why.
+        raise NotSent("delivery_unconfirmed", admin_detail=exc.admin_detail) from None

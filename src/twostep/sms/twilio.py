@@ -141,11 +141,13 @@ class TwilioProvider:
             raise sms_http.status_error(self.name, response, message.body, detail)
         sid = answer.get("sid")
         if not isinstance(sid, str) or not sid:
+            # A success status: Twilio may have queued the message all the same.
             raise SMSDeliveryError(
                 f"{self.name}: HTTP {response.status_code} without a message sid",
                 retryable=False,
                 provider=self.name,
                 status=response.status_code,
+                possibly_sent=True,
             )
         return DeliveryReceipt(self.name, sid)
 

@@ -97,8 +97,12 @@ class VonageProvider:
         messages = answer.get("messages")
         first = messages[0] if isinstance(messages, list) and messages and isinstance(messages[0], dict) else None
         if first is None:
+            # A success status without the per-message outcome: Vonage may have taken it.
             raise SMSDeliveryError(
-                f"{self.name}: unexpected answer without messages", retryable=False, provider=self.name
+                f"{self.name}: unexpected answer without messages",
+                retryable=False,
+                provider=self.name,
+                possibly_sent=True,
             )
         status = str(first.get("status", ""))
         if status != "0":
@@ -108,6 +112,7 @@ class VonageProvider:
                 retryable=status in RETRYABLE_STATUSES,
                 provider=self.name,
                 status=response.status_code,
+                possibly_sent=False,
             )
         message_id = first.get("message-id")
         return DeliveryReceipt(self.name, str(message_id) if message_id else None)

@@ -116,6 +116,16 @@ def test_test_sms_failure_shows_the_provider_error(admin_client: Client, fakes: 
     assert "Enter the phone number to send the test SMS to" in empty
 
 
+def test_unconfirmed_test_sms_says_it_may_arrive(admin_client: Client, fakes: FakeSet) -> None:
+    """A test SMS the provider did not confirm in time is reported as such, with the provider's error."""
+    fake = fakes.webhook()
+    configure(fake, timeout="1")
+    fake.fail(delay=2.0, count=1)
+    page = admin_client.post("/admin/sms", {"action": "test", "number": "+15551234567"}).content.decode()
+    assert "The provider did not confirm the test SMS; it may still arrive" in page
+    assert "no answer within 1 second after the request was sent" in page
+
+
 def test_limits_form(admin_client: Client) -> None:
     """The daily limit and allowed countries are saved; invalid input is explained and not stored."""
     response = admin_client.post("/admin/sms", {"action": "limits", "daily_limit": "40", "countries": "44, 1"})

@@ -105,7 +105,10 @@ def sms_admin_view(request: HttpRequest) -> HttpResponse:
             test_errors["number"] = str(exc)
         except NotSent as exc:
             detail = f": {exc.admin_detail}" if exc.admin_detail else ""
-            test_errors["number"] = f"The test SMS was not sent ({exc.reason}){detail}"
+            if exc.reason == "delivery_unconfirmed":
+                test_errors["number"] = f"The provider did not confirm the test SMS; it may still arrive{detail}"
+            else:
+                test_errors["number"] = f"The test SMS was not sent ({exc.reason}){detail}"
         else:
             suffix = f" (message id {receipt.message_id})" if receipt.message_id else ""
             messages.success(request, f"Test SMS handed to {receipt.provider} for {service.mask(test_number)}{suffix}.")

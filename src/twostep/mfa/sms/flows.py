@@ -9,8 +9,11 @@ told at sign-in to contact an administrator.
 
 Every code goes out through ``_send_code``: the service's checks (provider,
 allowed countries, global daily limit), then ``codes.issue`` (cooldown and
-per-account and per-number caps) under a lock, then the provider; a failed
-delivery discards the code, so nothing is consumed.
+per-account and per-number caps) under a lock, then the provider.  A
+delivery that certainly failed discards the code, so nothing is consumed.
+One the provider did not confirm (the request went out, the answer did not
+come) keeps the code as sent: it works if the message arrives, and it counts
+against the cooldown and every cap; the user is told so (``unconfirmed_problem``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from django.db import transaction
 from django.db.models.functions import Coalesce
 
 from twostep.accounts.models import PhoneNumber, User
+from twostep.audit.models import AuthEvent
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.factors.totp import is_well_formed
@@ -108,9 +112,12 @@ def _send_code(
 ) -> None:
     """Create a code bound to ``pending`` or ``authenticator`` and send ``body(code)`` to ``number``.
 
+    Returns normally when the provider accepted the message, and also when
+    it did not confirm it (``unconfirmed_problem`` then says so).
+
     Raises:
-        NotSent: a limit refused it (nothing sent) or the provider failed
-            (the code is discarded); the auth log says which.
+        NotSent: a limit refused it (nothing sent) or the provider certainly
+            did not send it (the code is discarded); the auth log says which.
     """
     try:
         service.preflight(number)
@@ -126,11 +133,18 @@ def _send_code(
         _refused(user, number, purpose, origin, exc)
         raise
     try:
-        service.deliver(number, body(code), purpose=purpose, origin=origin, user=user, secret=code)
+        service.deliver(number, body(code), purpose=purpose, origin=origin, user=user, secret=code, code_id=row.pk)
+    except service.Unconfirmed:
+        # It may have gone out: the code stays usable and counts like a sent
+        # one.  Discarding it would waste the code the user may receive and
+        # would let anyone with the password send message after message, past
+        # the cooldown and every cap, for as long as the provider is slow.
+        codes.mark_sent(row)
     except NotSent:
         codes.discard(row)
         raise
-    codes.mark_sent(row)
+    else:
+        codes.mark_sent(row)
 
 
 def _retire_codes(authenticator: Authenticator) -> None:
@@ -142,6 +156,39 @@ def _retire_codes(authenticator: Authenticator) -> None:
     OneTimeCode.objects.filter(authenticator=authenticator).update(
         authenticator=None, superseded_at=Coalesce("superseded_at", clock.now())
     )
+
+
+def _live_code(
+    *, pending: PendingLogin | None = None, authenticator: Authenticator | None = None
+) -> OneTimeCode | None:
+    bound = {"pending_login": pending} if pending is not None else {"authenticator": authenticator}
+    return (
+        OneTimeCode.objects.filter(
+            **bound, superseded_at__isnull=True, consumed_at__isnull=True, expires_at__gt=clock.now()
+        )
+        .order_by("-sent_at")
+        .first()
+    )
+
+
+def _is_unconfirmed(code: OneTimeCode) -> bool:
+    # The auth log is where the outcome of a delivery is kept (``deliver``
+    # records the code's row id with it); the code row has no column for it.
+    return AuthEvent.objects.filter(
+        user_id=code.user_id, kind="sms.unconfirmed", created_at__gte=code.created_at, detail__code_id=code.pk
+    ).exists()
+
+
+def unconfirmed_problem(*, pending: PendingLogin | None = None, authenticator: Authenticator | None = None) -> str:
+    """The user's message when the live code went to a provider that did not confirm it; "" otherwise.
+
+    The code is the live one of the sign-in ``pending`` or of the enrolment
+    ``authenticator``; the message says when a new one may be asked for.
+    """
+    live = _live_code(pending=pending, authenticator=authenticator)
+    if live is None or not _is_unconfirmed(live):
+        return ""
+    return service.unconfirmed_message(codes.cooldown_remaining(pending=pending, authenticator=authenticator))
 
 
 def has_number(user_id: int, number: str) -> bool:
@@ -173,7 +220,8 @@ def start_enrolment(user: User, phone_id: int, origin: Origin) -> Authenticator:
     """Point the user's SMS enrolment at their phone number ``phone_id`` and send it a code.
 
     The enrolment is kept even when sending fails, so the page can offer to
-    send again.  An earlier code for another number stops working.
+    send again.  An earlier code for another number stops working.  A
+    message the provider did not confirm counts as sent (see ``_send_code``).
 
     Raises:
         EnrolmentError: ``unknown_number`` (not one of the user's numbers).
@@ -303,6 +351,8 @@ def remove(user: User, origin: Origin, *, keep_session_key: str | None = None) -
 def send_sign_in_code(pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
     """Send a (new) sign-in code for ``pending`` to the factor's number.
 
+    A message the provider did not confirm counts as sent (see ``_send_code``).
+
     Raises:
         NotSent: ``destination_removed``, ``locked``, a limit, or a provider failure.
     """
@@ -321,9 +371,7 @@ def send_sign_in_code(pending: PendingLogin, authenticator: Authenticator, origi
 
 
 def has_live_code(pending: PendingLogin) -> bool:
-    return OneTimeCode.objects.filter(
-        pending_login=pending, superseded_at__isnull=True, consumed_at__isnull=True, expires_at__gt=clock.now()
-    ).exists()
+    return _live_code(pending=pending) is not None
 
 
 @dataclass(frozen=True)
@@ -352,13 +400,23 @@ def _why_no_code(pending: PendingLogin, number: str) -> NotSent:
 
 
 def sign_in_state(pending: PendingLogin, authenticator: Authenticator) -> SignInState:
-    """Whether a code is out for ``pending``, how long until another may be sent, and any problem."""
-    code_sent = has_live_code(pending)
-    problem = "" if code_sent else _why_no_code(pending, authenticator.destination).user_message
+    """Whether a code is out for ``pending``, how long until another may be sent, and any problem.
+
+    A code the provider did not confirm counts as out (it may arrive), with
+    the problem saying so.
+    """
+    live = _live_code(pending=pending)
+    cooldown = codes.cooldown_remaining(pending=pending)
+    if live is None:
+        problem = _why_no_code(pending, authenticator.destination).user_message
+    elif _is_unconfirmed(live):
+        problem = service.unconfirmed_message(cooldown)
+    else:
+        problem = ""
     return SignInState(
         sent_to=service.mask(authenticator.destination),
-        code_sent=code_sent,
-        cooldown=codes.cooldown_remaining(pending=pending),
+        code_sent=live is not None,
+        cooldown=cooldown,
         problem=problem,
     )
 

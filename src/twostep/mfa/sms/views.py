@@ -45,13 +45,17 @@ def sms_setup_view(request: HttpRequest) -> HttpResponse:
     error = ""
     action = request.POST.get("action", "") if request.method == "POST" else ""
     try:
-        if action == "send":
-            pending = flows.start_enrolment(user, _phone_id(request), origin)
-            messages.success(request, f"We sent a code to {service.mask(pending.destination)}.")
-            return redirect(SETUP_URL)
-        if action == "resend":
-            pending = flows.resend_enrolment_code(user, origin)
-            messages.success(request, f"We sent a new code to {service.mask(pending.destination)}.")
+        if action in {"send", "resend"}:
+            if action == "send":
+                pending = flows.start_enrolment(user, _phone_id(request), origin)
+            else:
+                pending = flows.resend_enrolment_code(user, origin)
+            problem = flows.unconfirmed_problem(authenticator=pending)
+            if problem:
+                messages.warning(request, problem)
+            else:
+                new = "a new code" if action == "resend" else "a code"
+                messages.success(request, f"We sent {new} to {service.mask(pending.destination)}.")
             return redirect(SETUP_URL)
         if action == "change":
             flows.cancel_enrolment(user)
@@ -120,7 +124,9 @@ def sms_resend_view(request: HttpRequest, pending: PendingLogin, authenticator: 
             # Without a live code the page itself explains what is wrong.
             messages.error(request, f"{exc.user_message} The code we sent before still works.")
     else:
-        messages.success(request, f"We sent a new code to {service.mask(authenticator.destination)}.")
+        # An unconfirmed message is explained by the page itself (the method's box).
+        if not flows.unconfirmed_problem(pending=pending):
+            messages.success(request, f"We sent a new code to {service.mask(authenticator.destination)}.")
     return redirect("/login/verify")
 
 
