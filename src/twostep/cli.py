@@ -15,7 +15,7 @@ COMMANDS = {
     "db": "Database: upgrade, status.",
     "users": "Users: add, list, show, set-password, reset-2fa, unlock, disable, enable.",
     "settings": "Runtime settings: show, set.",
-    "keys": "Encryption keys: rotate.",
+    "keys": "Encryption keys: status, add, rotate, drop-old.",
     "email": "Outgoing mail: test, show, set-password, clear-password.",
     "sms": "SMS codes: test, status, providers, configure, remove.",
     "audit": "The auth log: tail, prune.",

@@ -206,6 +206,27 @@ def test_settings_page_warns_before_disabling(signed_in: Client, admin: User) ->
     assert get_setting("two_factor.enabled") is False
 
 
+def test_withdrawing_a_method_says_whether_a_password_alone_then_sets_up_another(
+    signed_in: Client, admin: User
+) -> None:
+    """Users left without an allowed method enrol again at their next sign-in: with the password alone unless the email check is on."""
+    from twostep.core.runtime import set_setting
+
+    enrol_via_pages(signed_in)
+    set_setting("email.host", "smtp.example.test")
+    set_setting("two_factor.methods", ["totp", "email"])
+    console = Client()
+    sign_in(console, admin.username)
+    withdraw = {"enabled": "on", "methods": ["email"]}
+    page = console.post("/admin/authentication", withdraw).content.decode()
+    assert "<strong>1</strong> user who enrolled only methods you are switching off" in page
+    assert "which their password alone allows" in page
+    set_setting("two_factor.enrolment_email_check", True)
+    page = console.post("/admin/authentication", withdraw).content.decode()
+    assert "after entering a code sent to one of their email addresses" in page
+    assert "password alone" not in page
+
+
 def test_cli_reset_2fa(signed_in: Client, user: User, capsys: pytest.CaptureFixture[str]) -> None:
     """`twostep users reset-2fa NAME` is the lost-device path from a shell."""
     enrol_via_pages(signed_in)

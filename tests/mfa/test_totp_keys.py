@@ -34,6 +34,7 @@ def test_a_secret_this_instance_cannot_decrypt_fails_cleanly(
         response = client.post("/login/verify", {"code": totp.totp(key, clock.timestamp())})
     assert response.status_code == 503
     assert "We could not check your code. Try again in a moment." in response.content.decode()
+    assert "After several wrong codes" not in response.content.decode()  # not the user's doing
     assert client.get("/account").status_code == 302
     errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
     assert any("encryption keys of this instance" in message and "do not match" in message for message in errors)

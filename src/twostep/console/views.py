@@ -33,7 +33,8 @@ from twostep.console.forms import (
 from twostep.core import clock
 from twostep.core.clockcheck import database_offset, offset_warning
 from twostep.core.decorators import admin_only
-from twostep.core.runtime import get_settings, set_setting
+from twostep.core.runtime import get_setting, get_settings, set_setting
+from twostep.mfa import email_check
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.policy import forced_off_by_config
@@ -379,6 +380,8 @@ def authentication_view(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "affected": affected,
+            # Whether those users then prove an email address before setting up a new method.
+            "enrolment_email_check": bool(get_setting(email_check.KEY)),
             "forced_off": forced_off_by_config(),
             "server_time": clock.now(),
             # Several instances: this one's clock against the database server's (PostgreSQL only).

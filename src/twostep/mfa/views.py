@@ -91,7 +91,7 @@ def verify_view(request: HttpRequest) -> HttpResponse:
         return render(request, "mfa/verify_unavailable.html", verify_page_context(pending), status=409)
     handler = handler_for(pending.method)
     form = CodeForm(request.POST or None)
-    error = None
+    error: str | None = None
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
@@ -129,6 +129,8 @@ def verify_view(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "error": error,
+            # Not under "We could not check your code": that one is the service's fault.
+            "wrong_code_hint": error == second_step.GENERIC_FAILURE,
             "prompt": prompt,
             "extra_template": handler.verify_template,
             "pending": pending,
