@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -209,6 +210,26 @@ def test_audit_log_query(api: Api, root: str, user: User, admin: User, frozen_cl
     assert page_two["page"] == 2 and len(page_two["items"]) == 2
     naive = api.get("/admin/audit?since=2027-01-01T00:00:00", token=root)
     assert naive.status_code == 400 and error_code(naive) == "invalid_request"
+
+
+def test_a_page_past_the_end_is_empty(api: Api, root: str, user: User, make_user: Callable[..., User]) -> None:
+    """Every paginated list answers a page past the end with no items, the page asked for and the
+    real total (never the last page again), so a client reading until a page is empty stops."""
+    make_user("bob")
+    make_user("carol")
+    users = api.get("/admin/users?page_size=2&page=2", token=root).json()
+    assert [u["username"] for u in users["items"]] == ["carol", "root"] and users["total"] == 4
+    past = api.get("/admin/users?page_size=2&page=99", token=root)
+    assert past.status_code == 200
+    assert past.json() == {"items": [], "total": 4, "page": 99, "page_size": 2}
+    AuthEvent.objects.all().delete()
+    for _ in range(3):
+        record("login.password", Outcome.FAILURE, origin=CLI, user=user, reason="credentials")
+    audit = api.get("/admin/audit?page=999", token=root)
+    assert audit.status_code == 200
+    assert audit.json() == {"items": [], "total": 3, "page": 999, "page_size": 50}
+    last = api.get("/admin/audit?page_size=2&page=2", token=root).json()
+    assert len(last["items"]) == 1 and last["page"] == 2
 
 
 def test_admin_surface_refuses_users(api: Api, user: User, token_for) -> None:  # type: ignore[no-untyped-def]

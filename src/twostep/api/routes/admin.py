@@ -9,9 +9,8 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any, Literal
 
-from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from ninja import P, PathEx, Query, Router, Schema, Status
 from pydantic import ConfigDict, Field, StringConstraints
@@ -88,8 +87,21 @@ def _context(request: HttpRequest) -> dict[str, Any]:
 class Page(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    page: int = Field(default=1, ge=1, le=100_000)
+    page: int = Field(default=1, ge=1, le=100_000, description="From 1. A page past the end has no items.")
     page_size: int = Field(default=50, ge=1, le=200)
+
+
+def _page_of(queryset: QuerySet[Any], filters: Page) -> tuple[list[Any], dict[str, Any]]:
+    """The items of the page ``filters`` asks for, and the page's ``total``, ``page`` and ``page_size``.
+
+    A page past the end is empty and keeps the number asked for (Django's
+    ``Paginator.get_page`` would answer the last page again, and a client
+    reading pages until one comes back empty would never stop).
+    """
+    total = queryset.count()
+    start = (filters.page - 1) * filters.page_size
+    items = list(queryset[start : start + filters.page_size]) if start < total else []
+    return items, {"total": total, "page": filters.page, "page_size": filters.page_size}
 
 
 class UserFilter(Page):
@@ -123,14 +135,8 @@ def list_users(request: HttpRequest, filters: Query[UserFilter]) -> dict[str, An
     ).order_by("username")
     if filters.q:
         users = users.filter(Q(username__icontains=filters.q) | Q(display_name__icontains=filters.q))
-    paginator = Paginator(users, filters.page_size)
-    page = paginator.get_page(filters.page)
-    return {
-        "items": [user_summary(u, has_factor=bool(u.factor_count)) for u in page.object_list],  # type: ignore[attr-defined]
-        "total": paginator.count,
-        "page": page.number,
-        "page_size": filters.page_size,
-    }
+    items, page = _page_of(users, filters)
+    return {"items": [user_summary(u, has_factor=bool(u.factor_count)) for u in items], **page}
 
 
 @router.post(
@@ -430,14 +436,7 @@ def audit_log(request: HttpRequest, filters: Query[EventFilter]) -> dict[str, An
         events = events.filter(created_at__gte=filters.since)
     if filters.until:
         events = events.filter(created_at__lt=filters.until)
-    paginator = Paginator(events, filters.page_size)
-    page = paginator.get_page(filters.page)
-    items = list(page.object_list)
+    items, page = _page_of(events, filters)
     actor_ids = {item.actor_id for item in items if item.actor_id}
     usernames = dict(User.objects.filter(pk__in=actor_ids).values_list("pk", "username"))
-    return {
-        "items": [event(item, usernames) for item in items],
-        "total": paginator.count,
-        "page": page.number,
-        "page_size": filters.page_size,
-    }
+    return {"items": [event(item, usernames) for item in items], **page}
