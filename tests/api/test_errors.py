@@ -59,6 +59,21 @@ def test_body_size_limit(api: Api, db: None) -> None:
     assert response.status_code == 413 and error_code(response) == "payload_too_large"
 
 
+def test_body_without_content_length_is_411(api: Api, user: User) -> None:
+    """A body sent with Transfer-Encoding and no Content-Length (chunked) gets 411 length_required, before
+    any other check: under WSGI Django would read it as empty and refuse it as a missing payload."""
+    chunked = {"HTTP_TRANSFER_ENCODING": "chunked", "CONTENT_TYPE": "application/json"}
+    response = api.post("/auth/login", raw=b"", **chunked)
+    assert response.status_code == 411 and error_code(response) == "length_required"
+    assert "Content-Length" in response.json()["error"]["message"]
+    for path in ["/me?=x", "/no/such/route"]:
+        response = api.get(path, raw=b"", **chunked)
+        assert response.status_code == 411 and error_code(response) == "length_required", path
+    # With a Content-Length (a proxy that de-chunked the body) the body is read as usual.
+    raw = b'{"username": "alice", "password": "correct horse battery staple"}'
+    assert api.post("/auth/login", raw=raw, HTTP_TRANSFER_ENCODING="chunked").status_code == 200
+
+
 @pytest.mark.parametrize(
     "content_type",
     [

@@ -28,7 +28,7 @@ of a user's tokens end when their sessions do (password change, role change, dea
 password entered within the last 5 minutes: a sign-in counts, or `POST /api/v1/me/reauthenticate`.
 
 **Requests.** Bodies are JSON (`Content-Type: application/json`, UTF-8), at most
-{MAX_BODY_BYTES} bytes; unknown fields are refused.
+{MAX_BODY_BYTES} bytes, sent with a `Content-Length` header (not chunked: 411); unknown fields are refused.
 
 **Errors** all have the shape `{{"error": {{"code": "...", "message": "..."}}}}` (plus `fields`
 for invalid input). The codes are stable:

@@ -58,6 +58,10 @@ CODES: dict[str, tuple[int, str]] = {
     "conflict": (409, "The change clashes with existing data (a username, address or number already there)."),
     "confirmation_required": (409, "The change affects other users; repeat it with the confirmation asked for."),
     "method_unavailable": (409, "That second-step method is not allowed or not set up for this user."),
+    "length_required": (
+        411,
+        "A request body was sent without a Content-Length header (e.g. chunked): send it with one.",
+    ),
     "payload_too_large": (413, "The request body is larger than the API accepts."),
     "unsupported_media_type": (415, "A request body must be sent as application/json."),
     "invalid_value": (422, "The request is well formed but a value breaks a rule (e.g. a password that is too weak)."),
@@ -90,6 +94,7 @@ ErrorCode = Literal[
     "conflict",
     "confirmation_required",
     "method_unavailable",
+    "length_required",
     "payload_too_large",
     "unsupported_media_type",
     "invalid_value",

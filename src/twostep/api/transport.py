@@ -58,6 +58,11 @@ class JsonParser(Parser):
 
 def check_request(request: HttpRequest) -> HttpResponse | None:
     """An error response when the body is too large or not JSON, else None."""
+    if request.META.get("HTTP_TRANSFER_ENCODING") and not request.META.get("CONTENT_LENGTH"):
+        # Under WSGI, Django reads no body without a Content-Length: a chunked
+        # body would pass every check below as empty, and then be refused as
+        # "payload: Field required", or silently ignored.  Say what to change.
+        return error_response("length_required", "Send the request body with a Content-Length header, not chunked.")
     if "" in request.GET:
         return error_response("invalid_request", "A query parameter has no name.")
     # No operation takes a list in its query: a repeated name is a mistake (or a probe).
@@ -88,9 +93,16 @@ def _drain(request: HttpRequest) -> None:
     answer, even an early refusal, first consumes the body, up to a bound.
     """
     remaining = MAX_DRAIN_BYTES
+    stream: Any = request
+    if not request.META.get("CONTENT_LENGTH") and request.META.get("wsgi.input_terminated"):
+        # A body without Content-Length (chunked, refused with 411): Django's
+        # stream reads none of it, and granian then sometimes drops the
+        # connection.  A server that sets wsgi.input_terminated (granian,
+        # gunicorn) ends its input where the body ends, so it can be read.
+        stream = request.META["wsgi.input"]
     try:
         while remaining > 0:
-            chunk = request.read(min(64 * 1024, remaining))
+            chunk = stream.read(min(64 * 1024, remaining))
             if not chunk:
                 return
             remaining -= len(chunk)
