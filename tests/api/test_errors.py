@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from django.conf import settings
 
 from tests.api.conftest import Api, error_code
 from twostep.accounts.models import User
+from twostep.api import api as api_module
+from twostep.api.api import api as ninja_api
 from twostep.api.errors import CODES
 from twostep.api.transport import MAX_BODY_BYTES
 
@@ -181,6 +185,46 @@ def test_spec_is_complete(api: Api, db: None) -> None:
             ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             body = spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
             assert body["additionalProperties"] is False, (method, path)
+
+
+def test_spec_declares_the_transport_answers(api: Api, user: User, token_for) -> None:  # type: ignore[no-untyped-def]
+    """Every operation declares 400, 411, 413 and 415: the transport checks answer them whatever the
+    operation (a body to GET /me, text/plain to a route that takes no body, a body too large)."""
+    spec = api.get("/openapi.json").json()
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            assert {"400", "411", "413", "415"} <= set(operation["responses"]), (method, path)
+    token = token_for(user)
+    assert api.get("/me", raw=b"x" * (MAX_BODY_BYTES + 1), token=token).status_code == 413
+    assert api.post("/me/factors/totp", raw=b"{}", content_type="text/plain", token=token).status_code == 415
+    assert "415" in spec["paths"]["/api/v1/me/factors/totp"]["post"]["responses"]
+
+
+def test_spec_names_the_server(api: Api, db: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """servers holds the configured public URL (the paths already start with /api/v1)."""
+    monkeypatch.setattr(settings.CONFIG.server, "public_url", "https://login.example.com")
+    spec = api.get("/openapi.json").json()
+    assert [server["url"] for server in spec["servers"]] == ["https://login.example.com"]
+    assert all(path.startswith("/api/v1/") for path in spec["paths"])
+
+
+def test_spec_is_built_once(api: Api, db: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The document is built on the first request of a process, then served as built."""
+    monkeypatch.setattr(ninja_api, "_openapi_schemas", {})
+    built = []
+    build = api_module.get_schema
+
+    def counting(**kwargs: Any) -> Any:
+        built.append(kwargs)
+        return build(**kwargs)
+
+    monkeypatch.setattr(api_module, "get_schema", counting)
+    first = api.get("/openapi.json")
+    second = api.get("/openapi.json")
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json() and len(built) == 1
+    # The reference page reads the same document.
+    assert api.client.get("/api/v1/docs").status_code == 200 and len(built) == 1
 
 
 def test_reference_page(client, db: None) -> None:  # type: ignore[no-untyped-def]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from ninja import NinjaAPI
+from ninja.openapi import get_schema
+from ninja.openapi.schema import OpenAPISchema
 
 from twostep.api import errors
 from twostep.api.routes.admin import router as admin_router
@@ -40,9 +43,36 @@ for invalid input). The codes are stable:
 
 
 class TwostepAPI(NinjaAPI):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        #: (path prefix, public URL) -> the built document; see get_openapi_schema.
+        self._openapi_schemas: dict[tuple[str, str], OpenAPISchema] = {}
+
     def get_openapi_operation_id(self, operation: Any) -> str:
         # Short, stable ids (the view functions' names are unique across routers).
         return str(operation.view_func.__name__)
+
+    def get_openapi_schema(
+        self, *, path_prefix: str | None = None, path_params: dict[str, Any] | None = None
+    ) -> OpenAPISchema:
+        """The OpenAPI document, built once per process and path prefix.
+
+        Building it walks every operation and schema (about a second on a
+        busy machine), and it depends only on the code and the config file,
+        which do not change while the process runs.  Callers must not modify
+        the document they get.  ``servers`` names ``server.public_url``: the
+        paths already begin with /api/v1.
+        """
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        public_url = settings.CONFIG.server.public_url
+        key = (path_prefix, public_url)
+        schema = self._openapi_schemas.get(key)
+        if schema is None:
+            self.servers = [{"url": public_url, "description": "This twostep server (server.public_url)."}]
+            schema = get_schema(api=self, path_prefix=path_prefix)
+            self._openapi_schemas[key] = schema
+        return schema
 
 
 api = TwostepAPI(

@@ -157,13 +157,19 @@ def error_response(
     return response
 
 
+#: What any request can be refused with before an operation sees it (``api.transport``):
+#: a malformed query or header or a body where none is taken (400), a body without
+#: Content-Length (411), too large (413) or not JSON (415).  Every operation declares them.
+TRANSPORT_ERRORS = (400, 411, 413, 415)
+
+
 def responses(*statuses: int) -> dict[int, type[ErrorBody]]:
     """The OpenAPI ``response`` entries for the error statuses an operation can answer.
 
-    400 is always among them: any request can be malformed at the transport
-    level (a bad Content-Length or Host header).
+    ``TRANSPORT_ERRORS`` are always among them: the transport checks run on
+    every request, whatever the operation and its method.
     """
-    return dict.fromkeys(sorted({400, *statuses}), ErrorBody)
+    return dict.fromkeys(sorted({*TRANSPORT_ERRORS, *statuses}), ErrorBody)
 
 
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="twostep"'}

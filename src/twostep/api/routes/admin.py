@@ -53,7 +53,6 @@ from twostep.mfa.policy import forced_off_by_config
 
 router = Router(tags=["admin"])
 
-BODY_ERRORS = (400, 413, 415)
 TWO_FACTOR_KEYS = ("two_factor.enabled", "two_factor.methods")
 
 
@@ -142,7 +141,7 @@ def list_users(request: HttpRequest, filters: Query[UserFilter]) -> dict[str, An
 @router.post(
     "/users",
     auth=ADMIN,
-    response={201: UserDetailOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
+    response={201: UserDetailOut, **responses(401, 403, 409, 422)},
     summary="Create a user",
 )
 def create_user(request: HttpRequest, payload: UserCreateIn) -> Status[dict[str, Any]]:
@@ -177,7 +176,7 @@ def get_user(request: HttpRequest, username: UsernamePath) -> dict[str, Any]:
 @router.patch(
     "/users/{username}",
     auth=ADMIN,
-    response={200: UserDetailOut, **responses(*BODY_ERRORS, 401, 403, 404, 422)},
+    response={200: UserDetailOut, **responses(401, 403, 404, 422)},
     summary="Change a user's name, role or active flag",
 )
 def update_user(request: HttpRequest, payload: UserUpdateIn, username: UsernamePath) -> dict[str, Any]:
@@ -204,7 +203,7 @@ def delete_user(request: HttpRequest, username: UsernamePath) -> Status[None]:
 @router.post(
     "/users/{username}/password",
     auth=ADMIN,
-    response={204: None, **responses(*BODY_ERRORS, 401, 403, 404, 422)},
+    response={204: None, **responses(401, 403, 404, 422)},
     summary="Set a user's password",
 )
 def set_password(request: HttpRequest, payload: SetPasswordIn, username: UsernamePath) -> Status[None]:
@@ -245,7 +244,7 @@ def unlock(request: HttpRequest, username: UsernamePath) -> Status[None]:
 @router.post(
     "/users/{username}/emails",
     auth=ADMIN,
-    response={201: EmailOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, 422)},
+    response={201: EmailOut, **responses(401, 403, 404, 409, 422)},
     summary="Add an email address",
 )
 def add_email(request: HttpRequest, payload: EmailIn, username: UsernamePath) -> Status[dict[str, Any]]:
@@ -279,7 +278,7 @@ def primary_email(request: HttpRequest, username: UsernamePath, email_id: IdPath
 @router.post(
     "/users/{username}/phones",
     auth=ADMIN,
-    response={201: PhoneOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, 422)},
+    response={201: PhoneOut, **responses(401, 403, 404, 409, 422)},
     summary="Add a phone number",
 )
 def add_phone(request: HttpRequest, payload: PhoneIn, username: UsernamePath) -> Status[dict[str, Any]]:
@@ -381,7 +380,7 @@ def get_runtime_settings(request: HttpRequest) -> dict[str, Any]:
 @router.patch(
     "/settings",
     auth=ADMIN,
-    response={200: SettingsOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
+    response={200: SettingsOut, **responses(401, 403, 409, 422)},
     summary="Change runtime settings",
 )
 def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[str, Any]:

@@ -41,9 +41,6 @@ from twostep.sms.service import NotSent
 
 router = Router(tags=["sign-in"])
 
-#: Transport errors every operation with a body can answer.
-BODY_ERRORS = (400, 413, 415)
-
 
 def signed_in(user: User, origin: Origin) -> dict[str, Any]:
     """Finish a sign-in: a new access token, or 403 for a user who must change their password first."""
@@ -78,7 +75,7 @@ def issue_access(user: User, origin: Origin) -> dict[str, Any]:
 @router.post(
     "/login",
     auth=None,
-    response={200: SignedInOut | SecondStepOut, **responses(*BODY_ERRORS, 401, 403, 409, 429, 503)},
+    response={200: SignedInOut | SecondStepOut, **responses(401, 403, 409, 429, 503)},
     summary="Sign in with username and password",
 )
 def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
@@ -172,7 +169,7 @@ def _failed(login_token: str) -> ApiError:
 @router.post(
     "/login/verify",
     auth=None,
-    response={200: SignedInOut, **responses(*BODY_ERRORS, 401, 403, 409)},
+    response={200: SignedInOut, **responses(401, 403, 409)},
     summary="Complete a sign-in with a second-step code",
 )
 def login_verify(request: HttpRequest, payload: LoginVerifyIn) -> dict[str, Any]:
@@ -209,7 +206,7 @@ def login_verify(request: HttpRequest, payload: LoginVerifyIn) -> dict[str, Any]
 @router.post(
     "/login/method",
     auth=None,
-    response={200: SecondStepOut, **responses(*BODY_ERRORS, 401, 409, 503)},
+    response={200: SecondStepOut, **responses(401, 409, 503)},
     summary="Use another second-step method for a pending sign-in",
 )
 def login_method(request: HttpRequest, payload: MethodSwitchIn) -> dict[str, Any]:
@@ -240,7 +237,7 @@ NO_LONGER_AVAILABLE = (
 @router.post(
     "/login/resend",
     auth=None,
-    response={200: SecondStepOut, **responses(*BODY_ERRORS, 401, 409, 429, 503)},
+    response={200: SecondStepOut, **responses(401, 409, 429, 503)},
     summary="Send a new code for a pending sign-in",
 )
 def login_resend(request: HttpRequest, payload: LoginResendIn) -> dict[str, Any]:
@@ -276,7 +273,7 @@ def login_resend(request: HttpRequest, payload: LoginResendIn) -> dict[str, Any]
 @router.post(
     "/login/recovery",
     auth=None,
-    response={200: SignedInOut, **responses(*BODY_ERRORS, 401, 403)},
+    response={200: SignedInOut, **responses(401, 403)},
     summary="Complete a sign-in with a recovery code",
 )
 def login_recovery(request: HttpRequest, payload: RecoveryLoginIn) -> dict[str, Any]:

@@ -53,7 +53,6 @@ from twostep.mfa.totp import flows as totp_flows
 
 router = Router(tags=["me"])
 
-BODY_ERRORS = (400, 413, 415)
 TokenIdPath = PathEx[str, P(pattern=TOKEN_ID_PATTERN, description="A token's id, as listed.")]
 
 
@@ -79,7 +78,7 @@ def me(request: HttpRequest) -> dict[str, Any]:
 @router.post(
     "/reauthenticate",
     auth=SECURITY,
-    response={200: ReauthenticatedOut, **responses(*BODY_ERRORS, 401, 403, 429)},
+    response={200: ReauthenticatedOut, **responses(401, 403, 429)},
     summary="Enter the password again",
 )
 def reauthenticate(request: HttpRequest, payload: ReauthenticateIn) -> dict[str, Any]:
@@ -161,7 +160,7 @@ def totp_start(request: HttpRequest) -> dict[str, Any]:
 @router.post(
     "/factors/totp/confirm",
     auth=SECURITY,
-    response={201: FactorConfirmedOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
+    response={201: FactorConfirmedOut, **responses(401, 403, 409, 422)},
     summary="Confirm the authenticator app with a current code",
 )
 def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]:
@@ -242,7 +241,7 @@ SEND_ERRORS = (429, 503)
 @router.post(
     "/factors/email",
     auth=SECURITY,
-    response={200: CodeSentOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, *SEND_ERRORS)},
+    response={200: CodeSentOut, **responses(401, 403, 404, 409, *SEND_ERRORS)},
     summary="Start setting up email codes: send a code to one of my addresses",
 )
 def email_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str, Any]:
@@ -290,7 +289,7 @@ def code_refused(user: User, reason: str, message: str) -> ApiError:
 @router.post(
     "/factors/email/confirm",
     auth=SECURITY,
-    response={201: FactorConfirmedOut, **responses(*BODY_ERRORS, 401, 403, 409, 422, 429)},
+    response={201: FactorConfirmedOut, **responses(401, 403, 409, 422, 429)},
     summary="Confirm email codes with the code sent",
 )
 def email_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]:
@@ -332,7 +331,7 @@ def email_remove(request: HttpRequest) -> Status[None]:
 @router.post(
     "/factors/email-check",
     auth=SECURITY,
-    response={200: EmailCheckSentOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, *SEND_ERRORS)},
+    response={200: EmailCheckSentOut, **responses(401, 403, 404, 409, *SEND_ERRORS)},
     summary="Confirm it's me: send a code to one of my addresses before setting up a first factor",
 )
 def email_check_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str, Any]:
@@ -361,7 +360,7 @@ def email_check_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str,
 @router.post(
     "/factors/email-check/confirm",
     auth=SECURITY,
-    response={200: EmailCheckPassedOut, **responses(*BODY_ERRORS, 401, 403, 422, 429)},
+    response={200: EmailCheckPassedOut, **responses(401, 403, 422, 429)},
     summary="Confirm it's me with the code sent",
 )
 def email_check_confirm(request: HttpRequest, payload: CodeIn) -> dict[str, Any]:
@@ -383,7 +382,7 @@ def email_check_confirm(request: HttpRequest, payload: CodeIn) -> dict[str, Any]
 @router.post(
     "/factors/sms",
     auth=SECURITY,
-    response={200: CodeSentOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, *SEND_ERRORS)},
+    response={200: CodeSentOut, **responses(401, 403, 404, 409, *SEND_ERRORS)},
     summary="Start setting up SMS codes: send a code to one of my phone numbers",
 )
 def sms_start(request: HttpRequest, payload: PhoneFactorIn) -> dict[str, Any]:
@@ -410,7 +409,7 @@ def sms_start(request: HttpRequest, payload: PhoneFactorIn) -> dict[str, Any]:
 @router.post(
     "/factors/sms/confirm",
     auth=SECURITY,
-    response={201: FactorConfirmedOut, **responses(*BODY_ERRORS, 401, 403, 409, 422, 429)},
+    response={201: FactorConfirmedOut, **responses(401, 403, 409, 422, 429)},
     summary="Confirm SMS codes with the code sent",
 )
 def sms_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]:
@@ -494,7 +493,7 @@ def list_tokens(request: HttpRequest) -> list[dict[str, Any]]:
 @router.post(
     "/tokens",
     auth=SECURITY,
-    response={201: TokenCreatedOut, **responses(*BODY_ERRORS, 401, 403, 422)},
+    response={201: TokenCreatedOut, **responses(401, 403, 422)},
     summary="Create a personal access token",
 )
 def create_token(request: HttpRequest, payload: TokenCreateIn) -> Status[dict[str, Any]]:
