@@ -101,6 +101,40 @@ def test_json_with_utf8_charset_is_fine(api: Api, user: User) -> None:
     assert response.status_code == 200
 
 
+def _operations() -> list[tuple[str, str, bool]]:
+    spec = ninja_api.get_openapi_schema(path_prefix="/api/v1/")
+    return [
+        (method, path, "requestBody" in operation)
+        for path, methods in spec["paths"].items()
+        for method, operation in methods.items()
+    ]
+
+
+@pytest.mark.parametrize(("method", "path", "takes_body"), _operations())
+def test_a_body_where_none_is_taken_is_refused(api: Api, db: None, method: str, path: str, takes_body: bool) -> None:
+    """An operation the document shows without a request body refuses one (400 invalid_request, before
+    authentication), as unknown fields are refused; the others read theirs."""
+    concrete = path.removeprefix("/api/v1").format(username="alice", email_id=1, phone_id=1, token_id="0" * 16)
+    response = api.call(method.upper(), concrete, {"x": 1})
+    takes_none = "takes no request body" in response.content.decode()
+    assert takes_none is not takes_body, (method, path, response.content)
+    if takes_none:
+        assert response.status_code == 400 and error_code(response) == "invalid_request"
+        assert response.json()["error"]["fields"] == [{"field": "x", "message": "Unknown field."}]
+
+
+def test_no_body_operations_take_nothing_or_an_empty_object(api: Api, user: User, token_for) -> None:  # type: ignore[no-untyped-def]
+    """No body, an empty one or {} is fine; any other body, JSON or not, is refused."""
+    token = token_for(user)
+    assert api.get("/me", token=token).status_code == 200
+    assert api.get("/me", raw=b"{}", token=token).status_code == 200
+    assert api.post("/me/factors/totp", raw=b" { } ", token=token).status_code == 200
+    for raw in [b'{"x": 1}', b"[]", b"null", b"{oops", b'"text"']:
+        response = api.post("/me/factors/totp", raw=raw, token=token)
+        assert response.status_code == 400 and error_code(response) == "invalid_request", raw
+        assert "takes no request body" in response.json()["error"]["message"]
+
+
 def test_wrong_method_is_405_with_allow(api: Api, db: None) -> None:
     """An existing route called with another method gets 405 method_not_allowed and an Allow header."""
     response = api.get("/auth/login")

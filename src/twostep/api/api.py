@@ -13,7 +13,7 @@ from twostep.api import errors
 from twostep.api.routes.admin import router as admin_router
 from twostep.api.routes.auth import router as auth_router
 from twostep.api.routes.me import router as me_router
-from twostep.api.transport import MAX_BODY_BYTES, JsonParser
+from twostep.api.transport import MAX_BODY_BYTES, JsonParser, refuse_unexpected_body
 
 
 def _description() -> str:
@@ -31,7 +31,8 @@ of a user's tokens end when their sessions do (password change, role change, dea
 password entered within the last 5 minutes: a sign-in counts, or `POST /api/v1/me/reauthenticate`.
 
 **Requests.** Bodies are JSON (`Content-Type: application/json`, UTF-8), at most
-{MAX_BODY_BYTES} bytes, sent with a `Content-Length` header (not chunked: 411); unknown fields are refused.
+{MAX_BODY_BYTES} bytes, sent with a `Content-Length` header (not chunked: 411); unknown fields are refused,
+and so is a body sent to an operation that shows none (send nothing there, or `{{}}`).
 
 **Errors** all have the shape `{{"error": {{"code": "...", "message": "..."}}}}` (plus `fields`
 for invalid input). The codes are stable:
@@ -84,6 +85,7 @@ api = TwostepAPI(
     parser=JsonParser(),
 )
 errors.install(api)
+api.add_decorator(refuse_unexpected_body, mode="view")
 api.add_router("/auth", auth_router)
 api.add_router("/me", me_router)
 api.add_router("/admin", admin_router)

@@ -16,6 +16,7 @@ from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import URLPattern, URLResolver
+from ninja.operation import Operation
 from ninja.parser import Parser
 
 from twostep.api.errors import error_response
@@ -83,6 +84,61 @@ def check_request(request: HttpRequest) -> HttpResponse | None:
         if request.content_type != JSON_MEDIA_TYPE or charset not in {"utf-8", "utf8"}:
             return error_response("unsupported_media_type", "Send the request body as application/json (UTF-8).")
     return None
+
+
+def _takes_body(operation: Operation) -> bool:
+    return any(getattr(model, "__ninja_param_source__", None) == "body" for model in operation.models)
+
+
+def _unexpected_body(request: HttpRequest) -> HttpResponse | None:
+    """400 invalid_request when ``request`` carries a body other than nothing or ``{}``, else None.
+
+    ``{}`` passes: many clients send it with every POST, and it holds no
+    field to refuse.  Anything else would be silently ignored, while the
+    documentation promises that unknown fields are refused.
+    """
+    if not request.META.get("CONTENT_LENGTH") or not request.body.strip():
+        return None
+    try:
+        data = JsonParser().parse_body(request)
+    except ValueError:  # not JSON, not UTF-8, NaN: a body all the same
+        data = None
+    if data == {}:
+        return None
+    fields = (
+        [{"field": str(name), "message": "Unknown field."} for name in list(data)[:20]]
+        if isinstance(data, dict)
+        else None
+    )
+    return error_response(
+        "invalid_request", "This operation takes no request body: send none (or an empty object, {}).", fields=fields
+    )
+
+
+def refuse_unexpected_body(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A ninja "view" decorator for every operation (``api.add_decorator(..., mode="view")``): one
+    that declares no body answers 400 ``invalid_request`` to a request that carries one.
+
+    It wraps the operation's ``run``, so it answers before authentication,
+    like the other transport checks.  An operation with a body parameter is
+    left as it is: its schema refuses unknown fields.
+
+    Raises:
+        TypeError: ``run`` is not an operation's bound ``run`` method (ninja's
+            decorator API changed), when the API's URLs are built.
+    """
+    operation = getattr(run, "__self__", None)
+    if not isinstance(operation, Operation):
+        # ninja hands over the operation's bound run method; anything else means its API changed.
+        raise TypeError(f"expected an operation's run method, got {run!r}")
+    if _takes_body(operation):
+        return run
+
+    @wraps(run)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return _unexpected_body(request) or run(request, *args, **kwargs)
+
+    return checked
 
 
 def _drain(request: HttpRequest) -> None:
