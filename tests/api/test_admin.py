@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -164,6 +165,50 @@ def test_settings(api: Api, root: str, user: User) -> None:
     assert sms_part.status_code == 422 and "twostep sms configure" in sms_part.json()["error"]["message"]
     assert get_setting("sms.provider") == ""
     assert AuthEvent.objects.filter(kind="settings.changed").count() == 2
+
+
+def test_settings_errors_name_their_key(api: Api, root: str, user: User) -> None:
+    """Each refusal of PATCH /admin/settings starts with the key (and names it in fields); text where
+    the setting holds a list or a switch, as typed for `twostep settings set`, is shown as JSON."""
+
+    def refused(values: dict[str, object]) -> dict[str, Any]:
+        response = api.patch("/admin/settings", {"values": values}, token=root)
+        assert response.status_code == 422 and error_code(response) == "invalid_value", response.content
+        return response.json()["error"]  # type: ignore[no-any-return]
+
+    listed = refused({"two_factor.methods": "totp,email"})
+    assert listed["message"] == 'two_factor.methods: must be a list of method names, e.g. ["totp", "email"]'
+    assert listed["fields"] == [
+        {"field": "values.two_factor.methods", "message": 'must be a list of method names, e.g. ["totp", "email"]'}
+    ]
+    assert refused({"two_factor.enabled": "yes"})["message"].startswith("two_factor.enabled: 'yes' is not true")
+    assert refused({"two_factor.enabled": "yes"})["message"].endswith("e.g. true")
+    assert refused({"two_factor.methods": ["fax"]})["message"].startswith("two_factor.methods: unknown method(s) fax")
+    second = refused({"two_factor.enabled": True, "two_factor.grace_sign_ins": -1})
+    assert second["message"].startswith("two_factor.grace_sign_ins: ")
+    assert refused({"no.such": 1})["message"].startswith("no.such: unknown setting")
+    assert refused({"email.password": "hunter2"})["message"].startswith("email.password: set email.password with")
+    assert get_setting("two_factor.enabled") is False
+
+
+def test_email_codes_need_the_mail_server_which_the_api_sets(api: Api, root: str, user: User) -> None:
+    """Allowing email codes (or the email check) without a mail server says that PATCH sets one; in the
+    same request, the server first, it goes through."""
+    for values in [{"two_factor.methods": ["totp", "email"]}, {"two_factor.enrolment_email_check": True}]:
+        response = api.patch("/admin/settings", {"values": values}, token=root)
+        assert response.status_code == 422, values
+        message = response.json()["error"]["message"]
+        assert message.startswith(f"{next(iter(values))}: ") and "PATCH /api/v1/admin/settings" in message
+        assert "email.host" in message and "twostep email set-password" in message
+    both = {
+        "email.host": "smtp.example.com",
+        "email.port": 465,
+        "email.security": "tls",
+        "two_factor.methods": ["totp", "email"],
+    }
+    response = api.patch("/admin/settings", {"values": both}, token=root)
+    assert response.status_code == 200, response.content
+    assert get_setting("two_factor.methods") == ["totp", "email"] and get_setting("email.host") == "smtp.example.com"
 
 
 def test_settings_change_that_drops_protection_needs_confirmation(

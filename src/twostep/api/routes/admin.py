@@ -6,6 +6,7 @@ one calls the same service function as the console and the CLI.
 
 from __future__ import annotations
 
+import json
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any, Literal
 
@@ -47,7 +48,15 @@ from twostep.api.schemas import (
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core.keyring import ENCRYPTED_SETTINGS
-from twostep.core.runtime import DEFINITIONS, check_settable, get_settings, set_setting
+from twostep.core.runtime import (
+    DEFINITIONS,
+    METHOD_REQUIREMENTS,
+    SettingError,
+    check_settable,
+    get_settings,
+    set_setting,
+)
+from twostep.mfa import email_check
 from twostep.mfa import services as mfa_services
 from twostep.mfa.policy import forced_off_by_config
 
@@ -369,6 +378,49 @@ def _settings_out() -> dict[str, Any]:
     return {"settings": items, "forced_off_by_config": forced_off_by_config()}
 
 
+#: Said when a setting needs outgoing mail that is not set up: the services' message
+#: names the console page, but the API sets the mail server too.
+OUTGOING_MAIL_BY_API = (
+    "Through the API: set email.host (and email.port, email.security, email.username) with "
+    "PATCH /api/v1/admin/settings, in an earlier request or before this key in the same values; "
+    "only the SMTP password is set elsewhere (`twostep email set-password` or the console's Outgoing mail page)."
+)
+
+
+def _needs_outgoing_mail(problem: str) -> bool:
+    """True when ``problem`` is the refusal of something that needs an SMTP server, none being set."""
+    email_problem = METHOD_REQUIREMENTS.get("email")
+    reasons = {email_problem() if email_problem else None, email_check.unavailable_reason()}
+    return problem in reasons - {None}
+
+
+def _json_example(key: str, value: Any) -> str | None:
+    """For a value sent as text where the setting holds another type (``"totp,email"``, as on the
+    command line, for a list): the JSON to send instead, or None."""
+    definition = DEFINITIONS.get(key)
+    if definition is None or not isinstance(value, str) or isinstance(definition.default, str):
+        return None
+    try:
+        # What the command line makes of the text, even if it is refused next:
+        # it shows how to write what was meant.
+        example = definition.parse(value)
+    except ValueError:  # SettingError is one
+        example = definition.default
+    return json.dumps(example)
+
+
+def _setting_refused(key: str, exc: SettingError, value: Any = None) -> ApiError:
+    """422 ``invalid_value`` for ``key``: the message begins with the key, and ``fields`` names it
+    (``values.<key>``), as for a value the schema refuses."""
+    problem = str(exc)
+    example = _json_example(key, value)
+    if example is not None:
+        problem += f", e.g. {example}"
+    if _needs_outgoing_mail(str(exc)):
+        problem += " " + OUTGOING_MAIL_BY_API
+    return ApiError("invalid_value", f"{key}: {problem}", fields=[{"field": f"values.{key}", "message": problem}])
+
+
 @router.get("/settings", auth=ADMIN, response={200: SettingsOut, **responses(401, 403)}, summary="Runtime settings")
 def get_runtime_settings(request: HttpRequest) -> dict[str, Any]:
     """Every runtime setting (2FA switch, allowed methods, ...) with its value, default and help.
@@ -384,7 +436,14 @@ def get_runtime_settings(request: HttpRequest) -> dict[str, Any]:
     summary="Change runtime settings",
 )
 def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[str, Any]:
-    """Set several settings at once; all or none are stored.
+    """Set several settings at once, in the order given; all or none are stored.
+
+    A value that is refused answers 422 `invalid_value` naming its key (the
+    message starts with it; `fields` holds `values.<key>`).  Lists are JSON
+    lists (`["totp", "email"]`), not the comma-separated text of `twostep
+    settings set`.  The mail server (`email.host`, `email.port`,
+    `email.security`, `email.username`) is set here too, which email codes and
+    the email check need first; only the SMTP password is set elsewhere.
 
     A change of `two_factor.enabled` or `two_factor.methods` that would stop
     asking some users for their second factor answers 409
@@ -392,19 +451,29 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
     number of those users, as in the console.
     """
     for key in sorted(payload.values):
-        check_settable(key)  # SettingError: 422 invalid_value, unknown or naming where the key is set
+        try:
+            check_settable(key)  # unknown, or naming where the key is set instead
+        except SettingError as exc:
+            raise _setting_refused(key, exc) from None
     context = _context(request)
     with transaction.atomic():
         before = get_settings(*TWO_FACTOR_KEYS)
-        stored = {key: set_setting(key, value) for key, value in payload.values.items()}
+        stored = {}
+        # In the order given: a later value's check sees the earlier ones (email.host before email codes).
+        for key, value in payload.values.items():
+            try:
+                stored[key] = set_setting(key, value)
+            except SettingError as exc:
+                raise _setting_refused(key, exc, value) from None
         after = get_settings(*TWO_FACTOR_KEYS)
         if after != before:
             affected = mfa_services.affected_by(bool(after["two_factor.enabled"]), list(after["two_factor.methods"]))
             if affected and payload.confirm_affected != affected:
                 transaction.set_rollback(True)
+                changed = " and ".join(key for key in TWO_FACTOR_KEYS if after[key] != before[key])
                 raise ApiError(
                     "confirmation_required",
-                    f"{affected} user(s) would no longer be asked for their second factor. "
+                    f"{changed}: {affected} user(s) would no longer be asked for their second factor. "
                     f"Repeat the request with confirm_affected={affected} to go ahead.",
                 )
     for key, value in stored.items():
