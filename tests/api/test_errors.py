@@ -189,6 +189,7 @@ def test_error_codes_are_documented(api: Api, db: None) -> None:
     spec = api.get("/openapi.json").json()
     detail = spec["components"]["schemas"]["ErrorDetail"]
     assert set(detail["properties"]["code"]["enum"]) == set(CODES)
+    assert {"fields", "methods"} <= set(detail["properties"])
     for code in CODES:
         assert f"`{code}`" in spec["info"]["description"]
     for path, methods in spec["paths"].items():

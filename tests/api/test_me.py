@@ -60,6 +60,7 @@ def test_totp_not_allowed(api: Api, user: User, token_for) -> None:  # type: ign
     allow_only("email")
     response = api.post("/me/factors/totp", token=token_for(user))
     assert response.status_code == 409 and error_code(response) == "method_unavailable"
+    assert response.json()["error"]["methods"] == ["email"]  # what may be set up instead
 
 
 def test_remove_totp(api: Api, user: User, two_factor_on: None, token_for) -> None:  # type: ignore[no-untyped-def]

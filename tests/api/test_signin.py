@@ -143,6 +143,7 @@ def test_method_withdrawn_mid_sign_in(api: Api, user: User, two_factor_on: None)
     allow_only("email")
     response = api.post("/auth/login/verify", {"login_token": login_token, "code": "123456"})
     assert response.status_code == 409 and error_code(response) == "method_unavailable"
+    assert response.json()["error"]["methods"] == []  # none left: a recovery code, then
 
 
 def test_must_change_password_gets_no_token(api: Api, make_user) -> None:  # type: ignore[no-untyped-def]

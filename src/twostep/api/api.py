@@ -35,7 +35,8 @@ password entered within the last 5 minutes: a sign-in counts, or `POST /api/v1/m
 and so is a body sent to an operation that shows none (send nothing there, or `{{}}`).
 
 **Errors** all have the shape `{{"error": {{"code": "...", "message": "..."}}}}` (plus `fields`
-for invalid input). The codes are stable:
+for invalid input, and `methods`, the methods that can be used, with `method_unavailable`).
+The codes are stable:
 
 | code | status | meaning |
 |---|---|---|

@@ -18,6 +18,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
+from pydantic import Field
 
 from twostep.core.runtime import SettingError
 
@@ -57,7 +58,10 @@ CODES: dict[str, tuple[int, str]] = {
     "method_not_allowed": (405, "The route exists but not with this HTTP method; see the Allow header."),
     "conflict": (409, "The change clashes with existing data (a username, address or number already there)."),
     "confirmation_required": (409, "The change affects other users; repeat it with the confirmation asked for."),
-    "method_unavailable": (409, "That second-step method is not allowed or not set up for this user."),
+    "method_unavailable": (
+        409,
+        "That second-step method is not allowed or not set up for this user; `methods` lists those that can be used.",
+    ),
     "length_required": (
         411,
         "A request body was sent without a Content-Length header (e.g. chunked): send it with one.",
@@ -117,7 +121,13 @@ class FieldError(Schema):
 class ErrorDetail(Schema):
     code: ErrorCode
     message: str
-    fields: list[FieldError] | None = None
+    fields: list[FieldError] | None = Field(default=None, description="With invalid input: each field and its problem.")
+    methods: list[str] | None = Field(
+        default=None,
+        description="With 409 `method_unavailable`: the methods that can be used instead: at sign-in the "
+        "user's usable second-step methods (as `methods` of the second-step answer), when setting up a "
+        "factor the methods the administrator allows. May be empty.",
+    )
 
 
 class ErrorBody(Schema):
@@ -135,6 +145,7 @@ class ApiError(Exception):
         message: str,
         *,
         fields: list[dict[str, str]] | None = None,
+        methods: list[str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -142,15 +153,23 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.fields = fields
+        self.methods = methods
         self.headers = headers or {}
 
 
 def error_response(
-    code: str, message: str, *, fields: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None
+    code: str,
+    message: str,
+    *,
+    fields: list[dict[str, str]] | None = None,
+    methods: list[str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> HttpResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if fields:
         body["fields"] = fields
+    if methods is not None:  # an empty list says something too: no method is left
+        body["methods"] = methods
     response = JsonResponse({"error": body}, status=CODES[code][0])
     for name, value in (headers or {}).items():
         response[name] = value
@@ -213,7 +232,7 @@ def install(api: NinjaAPI) -> None:
     """Replace ninja's error answers with the error shape."""
 
     def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
-        return error_response(exc.code, exc.message, fields=exc.fields, headers=exc.headers)
+        return error_response(exc.code, exc.message, fields=exc.fields, methods=exc.methods, headers=exc.headers)
 
     def on_validation(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
         fields = _validation_fields(exc.errors)

@@ -111,11 +111,12 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
         usable = choice.available(user.pk)
         asked = next((a for a in usable if a.method == payload.method), None)
         if asked is None:
-            names = ", ".join(a.method for a in usable) or "none"
+            names = [a.method for a in usable]
             raise ApiError(
                 "method_unavailable",
-                f"{payload.method} is not one of your second-step methods ({names}): "
+                f"{payload.method} is not one of your second-step methods ({', '.join(names) or 'none'}): "
                 "sign in again with one of them, or without `method`.",
+                methods=names,
             )
         chosen = asked
     try:
@@ -151,6 +152,17 @@ def second_step_answer(pending: PendingLogin, login_token: str) -> dict[str, Any
     }
 
 
+def method_unavailable(pending: PendingLogin, message: str) -> ApiError:
+    """409 ``method_unavailable`` for a pending sign-in, with the user's usable methods in ``methods``."""
+    return ApiError("method_unavailable", message, methods=[a.method for a in choice.available(pending.user_id)])
+
+
+NO_LONGER_AVAILABLE = (
+    "This second-step method is no longer available: switch to another (/auth/login/method) "
+    "or use a recovery code (/auth/login/recovery)."
+)
+
+
 def _live_pending(login_token: str) -> PendingLogin:
     """Raises ApiError(login_expired)."""
     pending = second_step.resolve(login_token)
@@ -182,11 +194,7 @@ def login_verify(request: HttpRequest, payload: LoginVerifyIn) -> dict[str, Any]
     origin = Origin.of(request)
     pending = _live_pending(payload.login_token)
     if second_step.authenticator_for(pending) is None:
-        raise ApiError(
-            "method_unavailable",
-            "This second-step method is no longer available: switch to another (/auth/login/method) "
-            "or use a recovery code (/auth/login/recovery).",
-        )
+        raise method_unavailable(pending, NO_LONGER_AVAILABLE)
 
     def complete(user: User) -> dict[str, Any] | None:
         # In the verification's transaction: the token, its log entry and the
@@ -223,15 +231,9 @@ def login_method(request: HttpRequest, payload: MethodSwitchIn) -> dict[str, Any
         if exc.reason == "expired_login":
             raise ApiError("login_expired", "This sign-in has ended. Please sign in again.") from None
         if exc.reason == "method_unavailable":
-            raise ApiError("method_unavailable", "That method is not available for this account.") from None
+            raise method_unavailable(pending, "That method is not available for this account.") from None
         raise ApiError("second_step_unavailable", "We could not switch methods. Try again in a moment.") from None
     return second_step_answer(switched, payload.login_token)
-
-
-NO_LONGER_AVAILABLE = (
-    "This second-step method is no longer available: switch to another (/auth/login/method) "
-    "or use a recovery code (/auth/login/recovery)."
-)
 
 
 @router.post(
@@ -252,18 +254,18 @@ def login_resend(request: HttpRequest, payload: LoginResendIn) -> dict[str, Any]
     pending = _live_pending(payload.login_token)
     authenticator = second_step.authenticator_for(pending)
     if authenticator is None:
-        raise ApiError("method_unavailable", NO_LONGER_AVAILABLE)
+        raise method_unavailable(pending, NO_LONGER_AVAILABLE)
     try:
         methods.resend(pending, authenticator, Origin.of(request))
     except methods.NoCodeToResend:
-        raise ApiError("method_unavailable", "This method has no code to resend: use the current code.") from None
+        raise method_unavailable(pending, "This method has no code to resend: use the current code.") from None
     except (email_flows.EnrolmentError, NotSent) as exc:
         if exc.reason == "locked":
             # As /auth/login/verify: a locked second step gets the generic answer.
             raise ApiError("second_step_failed", second_step.GENERIC_FAILURE) from None
         if isinstance(exc, email_flows.EnrolmentError) or exc.reason == "destination_removed":
             # The address or number was removed from the account: nothing was sent anywhere.
-            raise ApiError("method_unavailable", NO_LONGER_AVAILABLE) from None
+            raise method_unavailable(pending, NO_LONGER_AVAILABLE) from None
         raise not_sent(exc) from None
     except NOT_SENT as exc:
         raise not_sent(exc) from None

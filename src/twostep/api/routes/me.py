@@ -144,9 +144,7 @@ def totp_start(request: HttpRequest) -> dict[str, Any]:
     new one is confirmed.  Needs a recent re-authentication.
     """
     token = require_reauthentication(request)
-    _, methods = two_factor_state()
-    if Method.TOTP not in methods:
-        raise ApiError("method_unavailable", "Your administrator does not allow authenticator apps.")
+    _require_allowed(Method.TOTP, NO_TOTP)
     _require_email_check(token, Method.TOTP)
     provisioning = totp_flows.provisioning_for(current_user(request))
     return {
@@ -170,9 +168,7 @@ def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]
     With the user's first factor the answer carries their recovery codes,
     shown this once (as on the Security page)."""
     token = require_reauthentication(request)
-    _, methods = two_factor_state()
-    if Method.TOTP not in methods:
-        raise ApiError("method_unavailable", "Your administrator does not allow authenticator apps.")
+    _require_allowed(Method.TOTP, NO_TOTP)
     _require_email_check(token, Method.TOTP)
     with tokens.sparing(token):
         try:
@@ -215,11 +211,17 @@ def _require_email_check(token: AccessToken, method: Method) -> None:
         )
 
 
+def _not_allowed(refusal: str) -> ApiError:
+    """409 ``method_unavailable``, with the methods the administrator allows in ``methods``."""
+    _, methods = two_factor_state()
+    return ApiError("method_unavailable", refusal, methods=list(methods))
+
+
 def _require_allowed(method: Method, refusal: str) -> None:
     """Raises ApiError(method_unavailable) when the administrator does not allow ``method``."""
     _, methods = two_factor_state()
     if method not in methods:
-        raise ApiError("method_unavailable", refusal)
+        raise ApiError("method_unavailable", refusal, methods=list(methods))
 
 
 def _code_sent(pending: Authenticator) -> dict[str, Any]:
@@ -233,6 +235,7 @@ def _code_sent(pending: Authenticator) -> dict[str, Any]:
     }
 
 
+NO_TOTP = "Your administrator does not allow authenticator apps."
 NO_EMAIL = "Your administrator does not allow email codes."
 NO_SMS = "Your administrator does not allow SMS codes."
 SEND_ERRORS = (429, 503)
@@ -347,7 +350,7 @@ def email_check_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str,
     """
     token = require_reauthentication(request)
     if not email_check.asked_of(token.user):
-        raise ApiError("method_unavailable", "No email check is needed: set up a factor directly.")
+        raise _not_allowed("No email check is needed: set up a factor directly.")
     try:
         check = email_check.start(token.user, payload.email_id, email_check.token_holder(token.pk), Origin.of(request))
     except email_check.CheckError:
