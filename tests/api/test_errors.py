@@ -184,6 +184,25 @@ def test_query_parameters_are_validated(api: Api, admin: User, token_for) -> Non
         assert api.get("/admin/audit?" + query, token=token).status_code == 200, query
 
 
+def test_empty_query_parameters_count_as_not_given(api: Api, admin: User, token_for) -> None:  # type: ignore[no-untyped-def]
+    """A query template sent with its unused parameters empty works, as if they were left out; the
+    document marks every query parameter allowEmptyValue. Unknown names are refused even empty."""
+    token = token_for(admin)
+    template = api.get("/admin/audit?user=&kind=&outcome=&ip=&since=&until=&page=&page_size=", token=token)
+    assert template.status_code == 200, template.content
+    assert template.json()["page"] == 1 and template.json()["page_size"] == 50
+    assert template.json()["total"] == api.get("/admin/audit", token=token).json()["total"]
+    users = api.get("/admin/users?q=&page=&page_size=", token=token)
+    assert users.status_code == 200 and users.json()["total"] == 1
+    assert api.get("/admin/audit?outcome=&page=2&page_size=1", token=token).json()["page"] == 2
+    typo = api.get("/admin/audit?usr=", token=token)
+    assert typo.status_code == 400 and error_code(typo) == "invalid_request"
+    spec = api.get("/openapi.json").json()
+    for path in ["/api/v1/admin/audit", "/api/v1/admin/users"]:
+        parameters = spec["paths"][path]["get"]["parameters"]
+        assert parameters and all(p["allowEmptyValue"] is True for p in parameters if p["in"] == "query"), path
+
+
 def test_error_codes_are_documented(api: Api, db: None) -> None:
     """The OpenAPI document lists every error code, and every error response uses ErrorBody."""
     spec = api.get("/openapi.json").json()

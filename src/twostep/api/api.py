@@ -73,8 +73,21 @@ class TwostepAPI(NinjaAPI):
         if schema is None:
             self.servers = [{"url": public_url, "description": "This twostep server (server.public_url)."}]
             schema = get_schema(api=self, path_prefix=path_prefix)
+            _describe_central_rules(schema)
             self._openapi_schemas[key] = schema
         return schema
+
+
+def _describe_central_rules(schema: dict[str, Any]) -> None:
+    """Add to ``schema`` what checks outside the operations decide, so that each operation says it."""
+    for methods in schema["paths"].values():
+        for operation in methods.values():
+            # The transport leaves out query parameters sent empty
+            # (transport.drop_empty_query_parameters): a client may send
+            # `?page=`, and a fuzzer must not take it for invalid input.
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "query" and not parameter.get("required"):
+                    parameter["allowEmptyValue"] = True
 
 
 api = TwostepAPI(

@@ -166,6 +166,24 @@ def _drain(request: HttpRequest) -> None:
         return
 
 
+def drop_empty_query_parameters(request: HttpRequest) -> None:
+    """Leave out of ``request.GET`` the parameters sent empty: they count as not given.
+
+    A query built from a template (``/admin/audit?user=&kind=&page=``), or
+    by an HTML form, sends the unused parameters empty; every query
+    parameter of the API is optional, and the OpenAPI document marks them
+    ``allowEmptyValue``.  Run after ``check_request``, which refuses a
+    repeated name, so each name has one value.
+    """
+    if "" not in request.GET.values():
+        return
+    query = request.GET.copy()
+    for name in [name for name, value in query.items() if value == ""]:
+        del query[name]
+    query._mutable = False
+    request.GET = query  # type: ignore[assignment]  # the stubs' read-only QueryDict type is private
+
+
 def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Wrap an API view: transport checks first, and JSON for 404 and 405."""
 
@@ -175,6 +193,7 @@ def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         if problem is not None:
             _drain(request)
             return problem
+        drop_empty_query_parameters(request)
         try:
             response = view(request, *args, **kwargs)
         except Http404:

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, QueryDict
 from ninja import P, PathEx, Query, Router, Schema, Status
 from pydantic import ConfigDict, Field, StringConstraints
 
@@ -82,7 +82,10 @@ def _user(username: str) -> User:
 def _known_query(request: HttpRequest, model: type[Schema]) -> None:
     """Raises ApiError(invalid_request) for a query parameter ``model`` does not declare (a typo
     such as ``?usr=alice`` must not silently return everything)."""
-    unknown = sorted(set(request.GET) - set(model.model_fields))
+    # The query as sent: request.GET no longer holds the parameters sent empty
+    # (transport.drop_empty_query_parameters), and an unknown name is a mistake even then.
+    sent = QueryDict(request.META.get("QUERY_STRING", ""))
+    unknown = sorted(set(sent) - set(model.model_fields))
     if unknown:
         fields = [{"field": name, "message": "Unknown query parameter."} for name in unknown[:20]]
         raise ApiError("invalid_request", f"Unknown query parameter(s): {', '.join(unknown[:5])}.", fields=fields)
