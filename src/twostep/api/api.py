@@ -10,6 +10,7 @@ from ninja.openapi import get_schema
 from ninja.openapi.schema import OpenAPISchema
 
 from twostep.api import errors
+from twostep.api.auth import SAFE_METHODS
 from twostep.api.routes.admin import router as admin_router
 from twostep.api.routes.auth import router as auth_router
 from twostep.api.routes.me import router as me_router
@@ -27,8 +28,11 @@ personal token created on `/account/tokens`. Session cookies are never accepted.
 Sign-in tokens end after 1 hour unused or 24 hours, personal tokens at their expiry, and all
 of a user's tokens end when their sessions do (password change, role change, deactivation, 2FA reset).
 
-**Re-authentication.** Adding or removing a factor and creating a personal token need the
-password entered within the last 5 minutes: a sign-in counts, or `POST /api/v1/me/reauthenticate`.
+**Re-authentication.** Every step of setting up a factor (the email check included), removing
+one, new recovery codes, creating a personal token and, with a sign-in token, every administrative
+change (`POST`, `PATCH`, `DELETE` under `/api/v1/admin/`) need the password entered within the
+last 5 minutes, else `403 reauthentication_required`: a sign-in counts, or
+`POST /api/v1/me/reauthenticate`. Each of these operations says so.
 
 **Requests.** Bodies are JSON (`Content-Type: application/json`, UTF-8), at most
 {MAX_BODY_BYTES} bytes, sent with a `Content-Length` header (not chunked: 411); unknown fields are refused,
@@ -78,16 +82,27 @@ class TwostepAPI(NinjaAPI):
         return schema
 
 
+ADMIN_REAUTHENTICATION = (
+    "With a sign-in token, needs a recent re-authentication (403 `reauthentication_required`); "
+    "a personal token with the admin scope does not."
+)
+
+
 def _describe_central_rules(schema: dict[str, Any]) -> None:
     """Add to ``schema`` what checks outside the operations decide, so that each operation says it."""
     for methods in schema["paths"].values():
-        for operation in methods.values():
+        for method, operation in methods.items():
             # The transport leaves out query parameters sent empty
             # (transport.drop_empty_query_parameters): a client may send
             # `?page=`, and a fuzzer must not take it for invalid input.
             for parameter in operation.get("parameters", []):
                 if parameter["in"] == "query" and not parameter.get("required"):
                     parameter["allowEmptyValue"] = True
+            # BearerToken.authenticate asks an admin's change made with a sign-in token for a recent password.
+            admin = any("BearerAdmin" in item for item in operation.get("security", []))
+            if admin and method.upper() not in SAFE_METHODS:
+                description = operation.get("description", "")
+                operation["description"] = f"{description}\n\n{ADMIN_REAUTHENTICATION}".strip()
 
 
 api = TwostepAPI(

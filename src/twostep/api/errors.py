@@ -35,7 +35,11 @@ CODES: dict[str, tuple[int, str]] = {
     ),
     "unauthorized": (401, "No bearer token, or the token is unknown, expired or revoked."),
     "invalid_credentials": (401, "Sign-in refused: unknown user, wrong password or disabled account (one message)."),
-    "second_step_failed": (401, "The code was wrong, reused or malformed, or the account is throttled or locked."),
+    "second_step_failed": (
+        401,
+        "The code was wrong, reused or malformed, or the account is held back or locked after wrong codes "
+        "(then even a right code gets this, with no Retry-After).",
+    ),
     "login_expired": (401, "The pending sign-in expired, was used up or ended; sign in again."),
     "forbidden": (403, "The token's scopes or the user's role do not allow this operation."),
     "reauthentication_required": (403, "Enter the password again first (POST /api/v1/me/reauthenticate)."),
@@ -43,7 +47,8 @@ CODES: dict[str, tuple[int, str]] = {
     "password_change_required": (403, "The user must choose a new password on the web page before using the API."),
     "enrolment_required": (
         403,
-        "Two-factor authentication is required of this user: set up a factor (POST /api/v1/me/factors/...) first.",
+        "Two-factor authentication is required of this user: set up a factor first "
+        "(GET /api/v1/me/factors/setup lists what, then POST /api/v1/me/factors/...).",
     ),
     "email_check_required": (
         403,

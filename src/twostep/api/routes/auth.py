@@ -84,7 +84,10 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
 
     Unknown users, wrong passwords and disabled accounts all get the same
     401 `invalid_credentials`.  Too many failures for the name or the client
-    address get 429 `rate_limited` with `Retry-After`, without checking the password.  Methods that send a code (email, SMS) send it now.
+    address (30 in 15 minutes, shared by every user behind one address unless
+    that address is in `server.trusted_proxies` and forwards theirs) get 429
+    `rate_limited` with `Retry-After`, without checking the password.  Methods
+    that send a code (email, SMS) send it now.
     A `method` the user cannot use answers 409 `method_unavailable` and starts nothing.
     """
     origin = Origin.of(request)
@@ -187,9 +190,19 @@ def _failed(login_token: str) -> ApiError:
 def login_verify(request: HttpRequest, payload: LoginVerifyIn) -> dict[str, Any]:
     """Check the code for the pending sign-in and answer an access token.
 
-    Wrong, reused and malformed codes, and a throttled or locked account, all
-    get 401 `second_step_failed`; once the pending sign-in is used up or
-    expired, 401 `login_expired` (sign in again).
+    Wrong, reused and malformed codes get 401 `second_step_failed`; once the
+    pending sign-in is used up (5 wrong codes) or expired, 401 `login_expired`
+    (sign in again).
+
+    There is no 429 here, on purpose.  After several wrong codes in a row
+    the account is held back (a growing delay, up to 15 minutes), then
+    locked; meanwhile every code, **a right one too**, gets the same 401
+    `second_step_failed`, with no `Retry-After`, so that a guesser learns
+    nothing.  Tell the user that after several wrong codes even a right one
+    is refused for a while: wait a few minutes and sign in again, or use a
+    recovery code (`/auth/login/recovery`, which lifts a lock), or ask an
+    administrator to unlock the account (`POST /admin/users/{username}/unlock`).
+    Only waiting, a recovery code or the unlock helps; retrying does not.
     """
     origin = Origin.of(request)
     pending = _live_pending(payload.login_token)

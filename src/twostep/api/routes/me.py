@@ -1,8 +1,11 @@
 """The caller's own account: profile, re-authentication, second factors and tokens.
 
-Sensitive changes (a new factor, removing one, a new personal token) need a
+Sensitive changes (every step of setting up a factor, the email check
+included, removing one, new recovery codes, a new personal token) need a
 password entered within the last few minutes, as on the pages: a sign-in
-counts, and so does POST /me/reauthenticate.
+counts, and so does POST /me/reauthenticate.  Each such operation calls
+``require_reauthentication`` first and says so in its description
+(tests/api/test_reauthentication.py holds docs/api.md's list to the code).
 """
 
 from __future__ import annotations
@@ -166,7 +169,7 @@ def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]
     this token stays.  The confirming code cannot be used again to sign in.
 
     With the user's first factor the answer carries their recovery codes,
-    shown this once (as on the Security page)."""
+    shown this once (as on the Security page).  Needs a recent re-authentication."""
     token = require_reauthentication(request)
     _require_allowed(Method.TOTP, NO_TOTP)
     _require_email_check(token, Method.TOTP)
@@ -192,7 +195,9 @@ def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]
     summary="Remove the authenticator app",
 )
 def totp_remove(request: HttpRequest) -> Status[None]:
-    """Turn the authenticator app off.  The user's other sessions and tokens end; this token stays."""
+    """Turn the authenticator app off.  The user's other sessions and tokens end; this token stays.
+
+    Needs a recent re-authentication."""
     token = require_reauthentication(request)
     with tokens.sparing(token):
         removed = totp_flows.remove(token.user, Origin.of(request))
@@ -300,6 +305,7 @@ def email_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any
 
     The user's other sessions and tokens end; this token stays.  With the
     user's first factor the answer carries their recovery codes, shown this once.
+    Needs a recent re-authentication.
     """
     token = require_reauthentication(request)
     _require_allowed(Method.EMAIL, NO_EMAIL)
@@ -322,7 +328,9 @@ def email_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any
     summary="Turn email codes off",
 )
 def email_remove(request: HttpRequest) -> Status[None]:
-    """Turn email codes off (and drop a set-up in progress).  The user's other sessions and tokens end; this token stays."""
+    """Turn email codes off (and drop a set-up in progress).  The user's other sessions and tokens end; this token stays.
+
+    Needs a recent re-authentication."""
     token = require_reauthentication(request)
     with tokens.sparing(token):
         removed = email_flows.remove(token.user, Origin.of(request))
@@ -367,7 +375,9 @@ def email_check_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str,
     summary="Confirm it's me with the code sent",
 )
 def email_check_confirm(request: HttpRequest, payload: CodeIn) -> dict[str, Any]:
-    """Pass the check with the code sent to the address; this token may then set up a factor until `passed_until`."""
+    """Pass the check with the code sent to the address; this token may then set up a factor until `passed_until`.
+
+    Needs a recent re-authentication."""
     token = require_reauthentication(request)
     try:
         until = email_check.confirm(token.user, payload.code, email_check.token_holder(token.pk), Origin.of(request))
@@ -420,6 +430,7 @@ def sms_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]
 
     The user's other sessions and tokens end; this token stays.  With the
     user's first factor the answer carries their recovery codes, shown this once.
+    Needs a recent re-authentication.
     """
     token = require_reauthentication(request)
     _require_allowed(Method.SMS, NO_SMS)
@@ -440,7 +451,9 @@ def sms_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]
     summary="Turn SMS codes off",
 )
 def sms_remove(request: HttpRequest) -> Status[None]:
-    """Turn SMS codes off (and drop a set-up in progress).  The user's other sessions and tokens end; this token stays."""
+    """Turn SMS codes off (and drop a set-up in progress).  The user's other sessions and tokens end; this token stays.
+
+    Needs a recent re-authentication."""
     token = require_reauthentication(request)
     with tokens.sparing(token):
         removed = sms_flows.remove(token.user, Origin.of(request))
