@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -165,6 +167,50 @@ def test_settings(api: Api, root: str, user: User) -> None:
     assert AuthEvent.objects.filter(kind="settings.changed").count() == 2
 
 
+def test_settings_errors_name_their_key(api: Api, root: str, user: User) -> None:
+    """Each refusal of PATCH /admin/settings starts with the key (and names it in fields); text where
+    the setting holds a list or a switch, as typed for `twostep settings set`, is shown as JSON."""
+
+    def refused(values: dict[str, object]) -> dict[str, Any]:
+        response = api.patch("/admin/settings", {"values": values}, token=root)
+        assert response.status_code == 422 and error_code(response) == "invalid_value", response.content
+        return response.json()["error"]  # type: ignore[no-any-return]
+
+    listed = refused({"two_factor.methods": "totp,email"})
+    assert listed["message"] == 'two_factor.methods: must be a list of method names, e.g. ["totp", "email"]'
+    assert listed["fields"] == [
+        {"field": "values.two_factor.methods", "message": 'must be a list of method names, e.g. ["totp", "email"]'}
+    ]
+    assert refused({"two_factor.enabled": "yes"})["message"].startswith("two_factor.enabled: 'yes' is not true")
+    assert refused({"two_factor.enabled": "yes"})["message"].endswith("e.g. true")
+    assert refused({"two_factor.methods": ["fax"]})["message"].startswith("two_factor.methods: unknown method(s) fax")
+    second = refused({"two_factor.enabled": True, "two_factor.grace_sign_ins": -1})
+    assert second["message"].startswith("two_factor.grace_sign_ins: ")
+    assert refused({"no.such": 1})["message"].startswith("no.such: unknown setting")
+    assert refused({"email.password": "hunter2"})["message"].startswith("email.password: set email.password with")
+    assert get_setting("two_factor.enabled") is False
+
+
+def test_email_codes_need_the_mail_server_which_the_api_sets(api: Api, root: str, user: User) -> None:
+    """Allowing email codes (or the email check) without a mail server says that PATCH sets one; in the
+    same request, the server first, it goes through."""
+    for values in [{"two_factor.methods": ["totp", "email"]}, {"two_factor.enrolment_email_check": True}]:
+        response = api.patch("/admin/settings", {"values": values}, token=root)
+        assert response.status_code == 422, values
+        message = response.json()["error"]["message"]
+        assert message.startswith(f"{next(iter(values))}: ") and "PATCH /api/v1/admin/settings" in message
+        assert "email.host" in message and "twostep email set-password" in message
+    both = {
+        "email.host": "smtp.example.com",
+        "email.port": 465,
+        "email.security": "tls",
+        "two_factor.methods": ["totp", "email"],
+    }
+    response = api.patch("/admin/settings", {"values": both}, token=root)
+    assert response.status_code == 200, response.content
+    assert get_setting("two_factor.methods") == ["totp", "email"] and get_setting("email.host") == "smtp.example.com"
+
+
 def test_settings_change_that_drops_protection_needs_confirmation(
     api: Api, root: str, user: User, two_factor_on: None
 ) -> None:
@@ -209,6 +255,26 @@ def test_audit_log_query(api: Api, root: str, user: User, admin: User, frozen_cl
     assert page_two["page"] == 2 and len(page_two["items"]) == 2
     naive = api.get("/admin/audit?since=2027-01-01T00:00:00", token=root)
     assert naive.status_code == 400 and error_code(naive) == "invalid_request"
+
+
+def test_a_page_past_the_end_is_empty(api: Api, root: str, user: User, make_user: Callable[..., User]) -> None:
+    """Every paginated list answers a page past the end with no items, the page asked for and the
+    real total (never the last page again), so a client reading until a page is empty stops."""
+    make_user("bob")
+    make_user("carol")
+    users = api.get("/admin/users?page_size=2&page=2", token=root).json()
+    assert [u["username"] for u in users["items"]] == ["carol", "root"] and users["total"] == 4
+    past = api.get("/admin/users?page_size=2&page=99", token=root)
+    assert past.status_code == 200
+    assert past.json() == {"items": [], "total": 4, "page": 99, "page_size": 2}
+    AuthEvent.objects.all().delete()
+    for _ in range(3):
+        record("login.password", Outcome.FAILURE, origin=CLI, user=user, reason="credentials")
+    audit = api.get("/admin/audit?page=999", token=root)
+    assert audit.status_code == 200
+    assert audit.json() == {"items": [], "total": 3, "page": 999, "page_size": 50}
+    last = api.get("/admin/audit?page_size=2&page=2", token=root).json()
+    assert len(last["items"]) == 1 and last["page"] == 2
 
 
 def test_admin_surface_refuses_users(api: Api, user: User, token_for) -> None:  # type: ignore[no-untyped-def]

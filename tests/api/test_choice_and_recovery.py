@@ -60,6 +60,7 @@ def test_switch_to_a_method_not_set_up(api: Api, user: User, two_factor_on: None
     step = login(api)
     response = api.post("/auth/login/method", {"login_token": step["login_token"], "method": "sms"})
     assert response.status_code == 409 and error_code(response) == "method_unavailable"
+    assert response.json()["error"]["methods"] == ["totp"]
     expired = api.post("/auth/login/method", {"login_token": "nope", "method": "totp"})
     assert expired.status_code == 401 and error_code(expired) == "login_expired"
 
@@ -67,12 +68,16 @@ def test_switch_to_a_method_not_set_up(api: Api, user: User, two_factor_on: None
 def test_method_chosen_at_login(api: Api, user: User, enrolled: Authenticator, mail_server: SmtpServer) -> None:
     """Naming a method at the password step starts with it; an unusable one is refused, and nothing is sent."""
     enrol_totp(user)
-    assert login(api, method="totp")["method"] == "totp"
+    first = login(api, method="totp")
+    assert first["method"] == "totp"
+    usable = first["methods"]
     sent = len(mail_server.messages())
     refused = api.post("/auth/login", {"username": user.username, "password": PASSWORD, "method": "sms"})
     assert refused.status_code == 409 and error_code(refused) == "method_unavailable"
     message = refused.json()["error"]["message"]
     assert "email" in message and "totp" in message  # the methods that can be used
+    # ... and the same for a program, as `methods` of the second-step answer lists them
+    assert refused.json()["error"]["methods"] == usable and set(usable) == {"email", "totp"}
     assert len(mail_server.messages()) == sent  # the default (email) did not send a code instead
 
 

@@ -160,6 +160,7 @@ def test_email_not_allowed(
     token = token_for(user)
     started = api.post("/me/factors/email", {"email_id": email_id(user, BACKUP)}, token=token)
     assert started.status_code == 409 and error_code(started) == "method_unavailable"
+    assert started.json()["error"]["methods"] == ["totp"]
     confirmed = api.post("/me/factors/email/confirm", {"code": "123456"}, token=token)
     assert confirmed.status_code == 409 and error_code(confirmed) == "method_unavailable"
     assert mail_server.messages() == []

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from django.conf import settings
 
 from tests.api.conftest import Api, error_code
 from twostep.accounts.models import User
+from twostep.api import api as api_module
+from twostep.api.api import api as ninja_api
 from twostep.api.errors import CODES
 from twostep.api.transport import MAX_BODY_BYTES
 
@@ -59,6 +63,21 @@ def test_body_size_limit(api: Api, db: None) -> None:
     assert response.status_code == 413 and error_code(response) == "payload_too_large"
 
 
+def test_body_without_content_length_is_411(api: Api, user: User) -> None:
+    """A body sent with Transfer-Encoding and no Content-Length (chunked) gets 411 length_required, before
+    any other check: under WSGI Django would read it as empty and refuse it as a missing payload."""
+    chunked = {"HTTP_TRANSFER_ENCODING": "chunked", "CONTENT_TYPE": "application/json"}
+    response = api.post("/auth/login", raw=b"", **chunked)
+    assert response.status_code == 411 and error_code(response) == "length_required"
+    assert "Content-Length" in response.json()["error"]["message"]
+    for path in ["/me?=x", "/no/such/route"]:
+        response = api.get(path, raw=b"", **chunked)
+        assert response.status_code == 411 and error_code(response) == "length_required", path
+    # With a Content-Length (a proxy that de-chunked the body) the body is read as usual.
+    raw = b'{"username": "alice", "password": "correct horse battery staple"}'
+    assert api.post("/auth/login", raw=raw, HTTP_TRANSFER_ENCODING="chunked").status_code == 200
+
+
 @pytest.mark.parametrize(
     "content_type",
     [
@@ -80,6 +99,40 @@ def test_json_with_utf8_charset_is_fine(api: Api, user: User) -> None:
     raw = b'{"username": "alice", "password": "correct horse battery staple"}'
     response = api.post("/auth/login", raw=raw, content_type="application/json; charset=UTF-8")
     assert response.status_code == 200
+
+
+def _operations() -> list[tuple[str, str, bool]]:
+    spec = ninja_api.get_openapi_schema(path_prefix="/api/v1/")
+    return [
+        (method, path, "requestBody" in operation)
+        for path, methods in spec["paths"].items()
+        for method, operation in methods.items()
+    ]
+
+
+@pytest.mark.parametrize(("method", "path", "takes_body"), _operations())
+def test_a_body_where_none_is_taken_is_refused(api: Api, db: None, method: str, path: str, takes_body: bool) -> None:
+    """An operation the document shows without a request body refuses one (400 invalid_request, before
+    authentication), as unknown fields are refused; the others read theirs."""
+    concrete = path.removeprefix("/api/v1").format(username="alice", email_id=1, phone_id=1, token_id="0" * 16)
+    response = api.call(method.upper(), concrete, {"x": 1})
+    takes_none = "takes no request body" in response.content.decode()
+    assert takes_none is not takes_body, (method, path, response.content)
+    if takes_none:
+        assert response.status_code == 400 and error_code(response) == "invalid_request"
+        assert response.json()["error"]["fields"] == [{"field": "x", "message": "Unknown field."}]
+
+
+def test_no_body_operations_take_nothing_or_an_empty_object(api: Api, user: User, token_for) -> None:  # type: ignore[no-untyped-def]
+    """No body, an empty one or {} is fine; any other body, JSON or not, is refused."""
+    token = token_for(user)
+    assert api.get("/me", token=token).status_code == 200
+    assert api.get("/me", raw=b"{}", token=token).status_code == 200
+    assert api.post("/me/factors/totp", raw=b" { } ", token=token).status_code == 200
+    for raw in [b'{"x": 1}', b"[]", b"null", b"{oops", b'"text"']:
+        response = api.post("/me/factors/totp", raw=raw, token=token)
+        assert response.status_code == 400 and error_code(response) == "invalid_request", raw
+        assert "takes no request body" in response.json()["error"]["message"]
 
 
 def test_wrong_method_is_405_with_allow(api: Api, db: None) -> None:
@@ -131,11 +184,31 @@ def test_query_parameters_are_validated(api: Api, admin: User, token_for) -> Non
         assert api.get("/admin/audit?" + query, token=token).status_code == 200, query
 
 
+def test_empty_query_parameters_count_as_not_given(api: Api, admin: User, token_for) -> None:  # type: ignore[no-untyped-def]
+    """A query template sent with its unused parameters empty works, as if they were left out; the
+    document marks every query parameter allowEmptyValue. Unknown names are refused even empty."""
+    token = token_for(admin)
+    template = api.get("/admin/audit?user=&kind=&outcome=&ip=&since=&until=&page=&page_size=", token=token)
+    assert template.status_code == 200, template.content
+    assert template.json()["page"] == 1 and template.json()["page_size"] == 50
+    assert template.json()["total"] == api.get("/admin/audit", token=token).json()["total"]
+    users = api.get("/admin/users?q=&page=&page_size=", token=token)
+    assert users.status_code == 200 and users.json()["total"] == 1
+    assert api.get("/admin/audit?outcome=&page=2&page_size=1", token=token).json()["page"] == 2
+    typo = api.get("/admin/audit?usr=", token=token)
+    assert typo.status_code == 400 and error_code(typo) == "invalid_request"
+    spec = api.get("/openapi.json").json()
+    for path in ["/api/v1/admin/audit", "/api/v1/admin/users"]:
+        parameters = spec["paths"][path]["get"]["parameters"]
+        assert parameters and all(p["allowEmptyValue"] is True for p in parameters if p["in"] == "query"), path
+
+
 def test_error_codes_are_documented(api: Api, db: None) -> None:
     """The OpenAPI document lists every error code, and every error response uses ErrorBody."""
     spec = api.get("/openapi.json").json()
     detail = spec["components"]["schemas"]["ErrorDetail"]
     assert set(detail["properties"]["code"]["enum"]) == set(CODES)
+    assert {"fields", "methods"} <= set(detail["properties"])
     for code in CODES:
         assert f"`{code}`" in spec["info"]["description"]
     for path, methods in spec["paths"].items():
@@ -166,6 +239,46 @@ def test_spec_is_complete(api: Api, db: None) -> None:
             ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
             body = spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
             assert body["additionalProperties"] is False, (method, path)
+
+
+def test_spec_declares_the_transport_answers(api: Api, user: User, token_for) -> None:  # type: ignore[no-untyped-def]
+    """Every operation declares 400, 411, 413 and 415: the transport checks answer them whatever the
+    operation (a body to GET /me, text/plain to a route that takes no body, a body too large)."""
+    spec = api.get("/openapi.json").json()
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            assert {"400", "411", "413", "415"} <= set(operation["responses"]), (method, path)
+    token = token_for(user)
+    assert api.get("/me", raw=b"x" * (MAX_BODY_BYTES + 1), token=token).status_code == 413
+    assert api.post("/me/factors/totp", raw=b"{}", content_type="text/plain", token=token).status_code == 415
+    assert "415" in spec["paths"]["/api/v1/me/factors/totp"]["post"]["responses"]
+
+
+def test_spec_names_the_server(api: Api, db: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """servers holds the configured public URL (the paths already start with /api/v1)."""
+    monkeypatch.setattr(settings.CONFIG.server, "public_url", "https://login.example.com")
+    spec = api.get("/openapi.json").json()
+    assert [server["url"] for server in spec["servers"]] == ["https://login.example.com"]
+    assert all(path.startswith("/api/v1/") for path in spec["paths"])
+
+
+def test_spec_is_built_once(api: Api, db: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The document is built on the first request of a process, then served as built."""
+    monkeypatch.setattr(ninja_api, "_openapi_schemas", {})
+    built = []
+    build = api_module.get_schema
+
+    def counting(**kwargs: Any) -> Any:
+        built.append(kwargs)
+        return build(**kwargs)
+
+    monkeypatch.setattr(api_module, "get_schema", counting)
+    first = api.get("/openapi.json")
+    second = api.get("/openapi.json")
+    assert first.status_code == second.status_code == 200
+    assert first.json() == second.json() and len(built) == 1
+    # The reference page reads the same document.
+    assert api.client.get("/api/v1/docs").status_code == 200 and len(built) == 1
 
 
 def test_reference_page(client, db: None) -> None:  # type: ignore[no-untyped-def]

@@ -95,7 +95,8 @@ def test_admin_surface_end_to_end(server: Any) -> None:
 
 
 def test_transport_rules_on_the_real_server(server: Any) -> None:
-    """Through gunicorn, on one kept-alive connection: form posts get 415, huge bodies 413, junk JSON 400,
+    """Through the server, on one kept-alive connection: form posts get 415, chunked bodies 411, huge bodies 413,
+    junk JSON 400,
     unknown routes a JSON 404 (refused bodies are drained, so the connection stays usable)."""
     with httpx.Client(base_url=f"{server.url}/api/v1", timeout=30) as http:
         form = http.post("/auth/login", data={"username": "bob", "password": USER_PASSWORD})
@@ -104,6 +105,10 @@ def test_transport_rules_on_the_real_server(server: Any) -> None:
             "/auth/login", content=b"{" + b" " * 100_000 + b"}", headers={"Content-Type": "application/json"}
         )
         assert huge.status_code == 413 and huge.json()["error"]["code"] == "payload_too_large"
+        # httpx sends a body from an iterator chunked, without Content-Length.
+        chunks = iter([b'{"username": "bob", ', b'"password": "' + USER_PASSWORD.encode() + b'"}'])
+        chunked = http.post("/auth/login", content=chunks, headers={"Content-Type": "application/json"})
+        assert chunked.status_code == 411 and chunked.json()["error"]["code"] == "length_required"
         junk = http.post("/auth/login", content=b"{oops", headers={"Content-Type": "application/json"})
         assert junk.status_code == 400 and junk.json()["error"]["code"] == "invalid_request"
         missing = http.get("/no/such/route")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.api.conftest import Api, allow_only, enrol_totp, error_code
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
 from twostep.core import clock
+from twostep.core.runtime import set_setting
 from twostep.factors import totp
 from twostep.mfa.models import Authenticator
 
@@ -60,6 +63,7 @@ def test_totp_not_allowed(api: Api, user: User, token_for) -> None:  # type: ign
     allow_only("email")
     response = api.post("/me/factors/totp", token=token_for(user))
     assert response.status_code == 409 and error_code(response) == "method_unavailable"
+    assert response.json()["error"]["methods"] == ["email"]  # what may be set up instead
 
 
 def test_remove_totp(api: Api, user: User, two_factor_on: None, token_for) -> None:  # type: ignore[no-untyped-def]
@@ -72,3 +76,21 @@ def test_remove_totp(api: Api, user: User, two_factor_on: None, token_for) -> No
     assert again.status_code == 404 and error_code(again) == "not_found"
     login = api.post("/auth/login", {"username": "alice", "password": "correct horse battery staple"})
     assert login.json()["status"] == "signed_in"
+
+
+def test_set_up_ids_are_where_a_user_who_must_enrol_can_read_them(
+    api: Api, user: User, two_factor_on: None, token_for
+) -> None:  # type: ignore[no-untyped-def]
+    """email_id and phone_id say where their ids are listed, and that operation answers a user who must
+    enrol (GET /me does not) with those ids."""
+    set_setting("two_factor.required", "everyone")
+    token = token_for(user)
+    assert api.get("/me", token=token).status_code == 403
+    schemas = api.get("/openapi.json").json()["components"]["schemas"]
+    for schema, field, listed in [("EmailFactorIn", "email_id", "emails"), ("PhoneFactorIn", "phone_id", "phones")]:
+        description = schemas[schema]["properties"][field]["description"]
+        match = re.search(r"GET (/api/v1/[\w/-]+)", description)
+        assert match, description
+        response = api.get(match.group(1).removeprefix("/api/v1"), token=token)
+        assert response.status_code == 200, (field, match.group(1), response.content)
+        assert response.json()[listed] and all(isinstance(item["id"], int) for item in response.json()[listed])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.api.conftest import Api, allow_only, enrol_totp, error_code
@@ -135,6 +137,31 @@ def test_locked_account_gets_the_generic_failure(api: Api, user: User, two_facto
     assert response.json()["error"]["message"] == CODE_FAILURE
 
 
+def test_held_back_account_is_refused_silently_as_documented(
+    api: Api, user: User, two_factor_on: None, frozen_clock: clock.FrozenClock
+) -> None:
+    """After wrong codes a right one gets 401 second_step_failed too, with no Retry-After (never 429), and
+    the guide and the operation's description say exactly that, not "429 with Retry-After"."""
+    key = enrol_totp(user)
+    login_token = login(api, user.username).json()["login_token"]
+    for _ in range(4):
+        assert api.post("/auth/login/verify", {"login_token": login_token, "code": "000000"}).status_code == 401
+    login_token = login(api, user.username).json()["login_token"]
+    assert api.post("/auth/login/verify", {"login_token": login_token, "code": "000000"}).status_code == 401
+    assert User.objects.get(pk=user.pk).second_step_blocked_until is not None  # held back now
+    right = api.post("/auth/login/verify", {"login_token": login_token, "code": totp.totp(key, clock.timestamp())})
+    assert right.status_code == 401 and error_code(right) == "second_step_failed"
+    assert "Retry-After" not in right and right.json()["error"]["message"] == CODE_FAILURE
+    frozen_clock.advance(60)
+    later = api.post("/auth/login/verify", {"login_token": login_token, "code": totp.totp(key, clock.timestamp())})
+    assert later.status_code == 200, later.content
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    assert "Too many failures: `429 rate_limited`" not in guide
+    assert "**even for a right\n  code**, with no `Retry-After`" in guide
+    verify = api.get("/openapi.json").json()["paths"]["/api/v1/auth/login/verify"]["post"]["description"]
+    assert "There is no 429 here" in verify and "a right one too" in verify and "no `Retry-After`" in verify
+
+
 def test_method_withdrawn_mid_sign_in(api: Api, user: User, two_factor_on: None) -> None:
     """If the admin disallows the method between the steps, verify answers 409 method_unavailable."""
 
@@ -143,6 +170,7 @@ def test_method_withdrawn_mid_sign_in(api: Api, user: User, two_factor_on: None)
     allow_only("email")
     response = api.post("/auth/login/verify", {"login_token": login_token, "code": "123456"})
     assert response.status_code == 409 and error_code(response) == "method_unavailable"
+    assert response.json()["error"]["methods"] == []  # none left: a recovery code, then
 
 
 def test_must_change_password_gets_no_token(api: Api, make_user) -> None:  # type: ignore[no-untyped-def]

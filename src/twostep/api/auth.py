@@ -54,7 +54,8 @@ class BearerToken(HttpBearer):
             raise ApiError(
                 "enrolment_required",
                 "Two-factor authentication is required for your account: set up a second factor first "
-                "(POST /api/v1/me/factors/totp, or on the web page /account/security/enrol).",
+                "(GET /api/v1/me/factors/setup lists the methods and where codes may go; then "
+                "POST /api/v1/me/factors/totp, /email or /sms; or on the web page /account/security/enrol).",
             )
         return access
 

@@ -18,6 +18,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
+from pydantic import Field
 
 from twostep.core.runtime import SettingError
 
@@ -34,7 +35,11 @@ CODES: dict[str, tuple[int, str]] = {
     ),
     "unauthorized": (401, "No bearer token, or the token is unknown, expired or revoked."),
     "invalid_credentials": (401, "Sign-in refused: unknown user, wrong password or disabled account (one message)."),
-    "second_step_failed": (401, "The code was wrong, reused or malformed, or the account is throttled or locked."),
+    "second_step_failed": (
+        401,
+        "The code was wrong, reused or malformed, or the account is held back or locked after wrong codes "
+        "(then even a right code gets this, with no Retry-After).",
+    ),
     "login_expired": (401, "The pending sign-in expired, was used up or ended; sign in again."),
     "forbidden": (403, "The token's scopes or the user's role do not allow this operation."),
     "reauthentication_required": (403, "Enter the password again first (POST /api/v1/me/reauthenticate)."),
@@ -42,7 +47,8 @@ CODES: dict[str, tuple[int, str]] = {
     "password_change_required": (403, "The user must choose a new password on the web page before using the API."),
     "enrolment_required": (
         403,
-        "Two-factor authentication is required of this user: set up a factor (POST /api/v1/me/factors/...) first.",
+        "Two-factor authentication is required of this user: set up a factor first "
+        "(GET /api/v1/me/factors/setup lists what, then POST /api/v1/me/factors/...).",
     ),
     "email_check_required": (
         403,
@@ -57,7 +63,14 @@ CODES: dict[str, tuple[int, str]] = {
     "method_not_allowed": (405, "The route exists but not with this HTTP method; see the Allow header."),
     "conflict": (409, "The change clashes with existing data (a username, address or number already there)."),
     "confirmation_required": (409, "The change affects other users; repeat it with the confirmation asked for."),
-    "method_unavailable": (409, "That second-step method is not allowed or not set up for this user."),
+    "method_unavailable": (
+        409,
+        "That second-step method is not allowed or not set up for this user; `methods` lists those that can be used.",
+    ),
+    "length_required": (
+        411,
+        "A request body was sent without a Content-Length header (e.g. chunked): send it with one.",
+    ),
     "payload_too_large": (413, "The request body is larger than the API accepts."),
     "unsupported_media_type": (415, "A request body must be sent as application/json."),
     "invalid_value": (422, "The request is well formed but a value breaks a rule (e.g. a password that is too weak)."),
@@ -90,6 +103,7 @@ ErrorCode = Literal[
     "conflict",
     "confirmation_required",
     "method_unavailable",
+    "length_required",
     "payload_too_large",
     "unsupported_media_type",
     "invalid_value",
@@ -112,7 +126,13 @@ class FieldError(Schema):
 class ErrorDetail(Schema):
     code: ErrorCode
     message: str
-    fields: list[FieldError] | None = None
+    fields: list[FieldError] | None = Field(default=None, description="With invalid input: each field and its problem.")
+    methods: list[str] | None = Field(
+        default=None,
+        description="With 409 `method_unavailable`: the methods that can be used instead: at sign-in the "
+        "user's usable second-step methods (as `methods` of the second-step answer), when setting up a "
+        "factor the methods the administrator allows. May be empty.",
+    )
 
 
 class ErrorBody(Schema):
@@ -130,6 +150,7 @@ class ApiError(Exception):
         message: str,
         *,
         fields: list[dict[str, str]] | None = None,
+        methods: list[str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -137,28 +158,42 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.fields = fields
+        self.methods = methods
         self.headers = headers or {}
 
 
 def error_response(
-    code: str, message: str, *, fields: list[dict[str, str]] | None = None, headers: dict[str, str] | None = None
+    code: str,
+    message: str,
+    *,
+    fields: list[dict[str, str]] | None = None,
+    methods: list[str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> HttpResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if fields:
         body["fields"] = fields
+    if methods is not None:  # an empty list says something too: no method is left
+        body["methods"] = methods
     response = JsonResponse({"error": body}, status=CODES[code][0])
     for name, value in (headers or {}).items():
         response[name] = value
     return response
 
 
+#: What any request can be refused with before an operation sees it (``api.transport``):
+#: a malformed query or header or a body where none is taken (400), a body without
+#: Content-Length (411), too large (413) or not JSON (415).  Every operation declares them.
+TRANSPORT_ERRORS = (400, 411, 413, 415)
+
+
 def responses(*statuses: int) -> dict[int, type[ErrorBody]]:
     """The OpenAPI ``response`` entries for the error statuses an operation can answer.
 
-    400 is always among them: any request can be malformed at the transport
-    level (a bad Content-Length or Host header).
+    ``TRANSPORT_ERRORS`` are always among them: the transport checks run on
+    every request, whatever the operation and its method.
     """
-    return dict.fromkeys(sorted({400, *statuses}), ErrorBody)
+    return dict.fromkeys(sorted({*TRANSPORT_ERRORS, *statuses}), ErrorBody)
 
 
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="twostep"'}
@@ -202,7 +237,7 @@ def install(api: NinjaAPI) -> None:
     """Replace ninja's error answers with the error shape."""
 
     def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
-        return error_response(exc.code, exc.message, fields=exc.fields, headers=exc.headers)
+        return error_response(exc.code, exc.message, fields=exc.fields, methods=exc.methods, headers=exc.headers)
 
     def on_validation(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
         fields = _validation_fields(exc.errors)

@@ -236,11 +236,21 @@ class CodeIn(Input):
 
 
 class EmailFactorIn(Input):
-    email_id: Integer = Field(ge=1, le=MAX_ID, description="One of your addresses, by its id in GET /api/v1/me.")
+    email_id: Integer = Field(
+        ge=1,
+        le=MAX_ID,
+        description="One of your addresses, by its id in GET /api/v1/me/factors/setup "
+        "(which answers while you must enrol; GET /api/v1/me does not).",
+    )
 
 
 class PhoneFactorIn(Input):
-    phone_id: Integer = Field(ge=1, le=MAX_ID, description="One of your phone numbers, by its id in GET /api/v1/me.")
+    phone_id: Integer = Field(
+        ge=1,
+        le=MAX_ID,
+        description="One of your phone numbers, by its id in GET /api/v1/me/factors/setup "
+        "(which answers while you must enrol; GET /api/v1/me does not).",
+    )
 
 
 class FactorSetupOut(Schema):

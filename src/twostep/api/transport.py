@@ -16,6 +16,7 @@ from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import URLPattern, URLResolver
+from ninja.operation import Operation
 from ninja.parser import Parser
 
 from twostep.api.errors import error_response
@@ -58,6 +59,11 @@ class JsonParser(Parser):
 
 def check_request(request: HttpRequest) -> HttpResponse | None:
     """An error response when the body is too large or not JSON, else None."""
+    if request.META.get("HTTP_TRANSFER_ENCODING") and not request.META.get("CONTENT_LENGTH"):
+        # Under WSGI, Django reads no body without a Content-Length: a chunked
+        # body would pass every check below as empty, and then be refused as
+        # "payload: Field required", or silently ignored.  Say what to change.
+        return error_response("length_required", "Send the request body with a Content-Length header, not chunked.")
     if "" in request.GET:
         return error_response("invalid_request", "A query parameter has no name.")
     # No operation takes a list in its query: a repeated name is a mistake (or a probe).
@@ -80,6 +86,61 @@ def check_request(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
+def _takes_body(operation: Operation) -> bool:
+    return any(getattr(model, "__ninja_param_source__", None) == "body" for model in operation.models)
+
+
+def _unexpected_body(request: HttpRequest) -> HttpResponse | None:
+    """400 invalid_request when ``request`` carries a body other than nothing or ``{}``, else None.
+
+    ``{}`` passes: many clients send it with every POST, and it holds no
+    field to refuse.  Anything else would be silently ignored, while the
+    documentation promises that unknown fields are refused.
+    """
+    if not request.META.get("CONTENT_LENGTH") or not request.body.strip():
+        return None
+    try:
+        data = JsonParser().parse_body(request)
+    except ValueError:  # not JSON, not UTF-8, NaN: a body all the same
+        data = None
+    if data == {}:
+        return None
+    fields = (
+        [{"field": str(name), "message": "Unknown field."} for name in list(data)[:20]]
+        if isinstance(data, dict)
+        else None
+    )
+    return error_response(
+        "invalid_request", "This operation takes no request body: send none (or an empty object, {}).", fields=fields
+    )
+
+
+def refuse_unexpected_body(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A ninja "view" decorator for every operation (``api.add_decorator(..., mode="view")``): one
+    that declares no body answers 400 ``invalid_request`` to a request that carries one.
+
+    It wraps the operation's ``run``, so it answers before authentication,
+    like the other transport checks.  An operation with a body parameter is
+    left as it is: its schema refuses unknown fields.
+
+    Raises:
+        TypeError: ``run`` is not an operation's bound ``run`` method (ninja's
+            decorator API changed), when the API's URLs are built.
+    """
+    operation = getattr(run, "__self__", None)
+    if not isinstance(operation, Operation):
+        # ninja hands over the operation's bound run method; anything else means its API changed.
+        raise TypeError(f"expected an operation's run method, got {run!r}")
+    if _takes_body(operation):
+        return run
+
+    @wraps(run)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return _unexpected_body(request) or run(request, *args, **kwargs)
+
+    return checked
+
+
 def _drain(request: HttpRequest) -> None:
     """Read what is left of the request body and discard it.
 
@@ -88,14 +149,39 @@ def _drain(request: HttpRequest) -> None:
     answer, even an early refusal, first consumes the body, up to a bound.
     """
     remaining = MAX_DRAIN_BYTES
+    stream: Any = request
+    if not request.META.get("CONTENT_LENGTH") and request.META.get("wsgi.input_terminated"):
+        # A body without Content-Length (chunked, refused with 411): Django's
+        # stream reads none of it, and granian then sometimes drops the
+        # connection.  A server that sets wsgi.input_terminated (granian,
+        # gunicorn) ends its input where the body ends, so it can be read.
+        stream = request.META["wsgi.input"]
     try:
         while remaining > 0:
-            chunk = request.read(min(64 * 1024, remaining))
+            chunk = stream.read(min(64 * 1024, remaining))
             if not chunk:
                 return
             remaining -= len(chunk)
     except OSError:
         return
+
+
+def drop_empty_query_parameters(request: HttpRequest) -> None:
+    """Leave out of ``request.GET`` the parameters sent empty: they count as not given.
+
+    A query built from a template (``/admin/audit?user=&kind=&page=``), or
+    by an HTML form, sends the unused parameters empty; every query
+    parameter of the API is optional, and the OpenAPI document marks them
+    ``allowEmptyValue``.  Run after ``check_request``, which refuses a
+    repeated name, so each name has one value.
+    """
+    if "" not in request.GET.values():
+        return
+    query = request.GET.copy()
+    for name in [name for name, value in query.items() if value == ""]:
+        del query[name]
+    query._mutable = False
+    request.GET = query  # type: ignore[assignment]  # the stubs' read-only QueryDict type is private
 
 
 def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -107,6 +193,7 @@ def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         if problem is not None:
             _drain(request)
             return problem
+        drop_empty_query_parameters(request)
         try:
             response = view(request, *args, **kwargs)
         except Http404:

@@ -6,13 +6,13 @@ one calls the same service function as the console and the CLI.
 
 from __future__ import annotations
 
+import json
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any, Literal
 
-from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, Q
-from django.http import HttpRequest
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, QueryDict
 from ninja import P, PathEx, Query, Router, Schema, Status
 from pydantic import ConfigDict, Field, StringConstraints
 
@@ -48,13 +48,20 @@ from twostep.api.schemas import (
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core.keyring import ENCRYPTED_SETTINGS
-from twostep.core.runtime import DEFINITIONS, check_settable, get_settings, set_setting
+from twostep.core.runtime import (
+    DEFINITIONS,
+    METHOD_REQUIREMENTS,
+    SettingError,
+    check_settable,
+    get_settings,
+    set_setting,
+)
+from twostep.mfa import email_check
 from twostep.mfa import services as mfa_services
 from twostep.mfa.policy import forced_off_by_config
 
 router = Router(tags=["admin"])
 
-BODY_ERRORS = (400, 413, 415)
 TWO_FACTOR_KEYS = ("two_factor.enabled", "two_factor.methods")
 
 
@@ -75,7 +82,10 @@ def _user(username: str) -> User:
 def _known_query(request: HttpRequest, model: type[Schema]) -> None:
     """Raises ApiError(invalid_request) for a query parameter ``model`` does not declare (a typo
     such as ``?usr=alice`` must not silently return everything)."""
-    unknown = sorted(set(request.GET) - set(model.model_fields))
+    # The query as sent: request.GET no longer holds the parameters sent empty
+    # (transport.drop_empty_query_parameters), and an unknown name is a mistake even then.
+    sent = QueryDict(request.META.get("QUERY_STRING", ""))
+    unknown = sorted(set(sent) - set(model.model_fields))
     if unknown:
         fields = [{"field": name, "message": "Unknown query parameter."} for name in unknown[:20]]
         raise ApiError("invalid_request", f"Unknown query parameter(s): {', '.join(unknown[:5])}.", fields=fields)
@@ -88,8 +98,21 @@ def _context(request: HttpRequest) -> dict[str, Any]:
 class Page(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    page: int = Field(default=1, ge=1, le=100_000)
+    page: int = Field(default=1, ge=1, le=100_000, description="From 1. A page past the end has no items.")
     page_size: int = Field(default=50, ge=1, le=200)
+
+
+def _page_of(queryset: QuerySet[Any], filters: Page) -> tuple[list[Any], dict[str, Any]]:
+    """The items of the page ``filters`` asks for, and the page's ``total``, ``page`` and ``page_size``.
+
+    A page past the end is empty and keeps the number asked for (Django's
+    ``Paginator.get_page`` would answer the last page again, and a client
+    reading pages until one comes back empty would never stop).
+    """
+    total = queryset.count()
+    start = (filters.page - 1) * filters.page_size
+    items = list(queryset[start : start + filters.page_size]) if start < total else []
+    return items, {"total": total, "page": filters.page, "page_size": filters.page_size}
 
 
 class UserFilter(Page):
@@ -123,20 +146,14 @@ def list_users(request: HttpRequest, filters: Query[UserFilter]) -> dict[str, An
     ).order_by("username")
     if filters.q:
         users = users.filter(Q(username__icontains=filters.q) | Q(display_name__icontains=filters.q))
-    paginator = Paginator(users, filters.page_size)
-    page = paginator.get_page(filters.page)
-    return {
-        "items": [user_summary(u, has_factor=bool(u.factor_count)) for u in page.object_list],  # type: ignore[attr-defined]
-        "total": paginator.count,
-        "page": page.number,
-        "page_size": filters.page_size,
-    }
+    items, page = _page_of(users, filters)
+    return {"items": [user_summary(u, has_factor=bool(u.factor_count)) for u in items], **page}
 
 
 @router.post(
     "/users",
     auth=ADMIN,
-    response={201: UserDetailOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
+    response={201: UserDetailOut, **responses(401, 403, 409, 422)},
     summary="Create a user",
 )
 def create_user(request: HttpRequest, payload: UserCreateIn) -> Status[dict[str, Any]]:
@@ -171,7 +188,7 @@ def get_user(request: HttpRequest, username: UsernamePath) -> dict[str, Any]:
 @router.patch(
     "/users/{username}",
     auth=ADMIN,
-    response={200: UserDetailOut, **responses(*BODY_ERRORS, 401, 403, 404, 422)},
+    response={200: UserDetailOut, **responses(401, 403, 404, 422)},
     summary="Change a user's name, role or active flag",
 )
 def update_user(request: HttpRequest, payload: UserUpdateIn, username: UsernamePath) -> dict[str, Any]:
@@ -198,7 +215,7 @@ def delete_user(request: HttpRequest, username: UsernamePath) -> Status[None]:
 @router.post(
     "/users/{username}/password",
     auth=ADMIN,
-    response={204: None, **responses(*BODY_ERRORS, 401, 403, 404, 422)},
+    response={204: None, **responses(401, 403, 404, 422)},
     summary="Set a user's password",
 )
 def set_password(request: HttpRequest, payload: SetPasswordIn, username: UsernamePath) -> Status[None]:
@@ -239,7 +256,7 @@ def unlock(request: HttpRequest, username: UsernamePath) -> Status[None]:
 @router.post(
     "/users/{username}/emails",
     auth=ADMIN,
-    response={201: EmailOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, 422)},
+    response={201: EmailOut, **responses(401, 403, 404, 409, 422)},
     summary="Add an email address",
 )
 def add_email(request: HttpRequest, payload: EmailIn, username: UsernamePath) -> Status[dict[str, Any]]:
@@ -273,7 +290,7 @@ def primary_email(request: HttpRequest, username: UsernamePath, email_id: IdPath
 @router.post(
     "/users/{username}/phones",
     auth=ADMIN,
-    response={201: PhoneOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, 422)},
+    response={201: PhoneOut, **responses(401, 403, 404, 409, 422)},
     summary="Add a phone number",
 )
 def add_phone(request: HttpRequest, payload: PhoneIn, username: UsernamePath) -> Status[dict[str, Any]]:
@@ -364,6 +381,49 @@ def _settings_out() -> dict[str, Any]:
     return {"settings": items, "forced_off_by_config": forced_off_by_config()}
 
 
+#: Said when a setting needs outgoing mail that is not set up: the services' message
+#: names the console page, but the API sets the mail server too.
+OUTGOING_MAIL_BY_API = (
+    "Through the API: set email.host (and email.port, email.security, email.username) with "
+    "PATCH /api/v1/admin/settings, in an earlier request or before this key in the same values; "
+    "only the SMTP password is set elsewhere (`twostep email set-password` or the console's Outgoing mail page)."
+)
+
+
+def _needs_outgoing_mail(problem: str) -> bool:
+    """True when ``problem`` is the refusal of something that needs an SMTP server, none being set."""
+    email_problem = METHOD_REQUIREMENTS.get("email")
+    reasons = {email_problem() if email_problem else None, email_check.unavailable_reason()}
+    return problem in reasons - {None}
+
+
+def _json_example(key: str, value: Any) -> str | None:
+    """For a value sent as text where the setting holds another type (``"totp,email"``, as on the
+    command line, for a list): the JSON to send instead, or None."""
+    definition = DEFINITIONS.get(key)
+    if definition is None or not isinstance(value, str) or isinstance(definition.default, str):
+        return None
+    try:
+        # What the command line makes of the text, even if it is refused next:
+        # it shows how to write what was meant.
+        example = definition.parse(value)
+    except ValueError:  # SettingError is one
+        example = definition.default
+    return json.dumps(example)
+
+
+def _setting_refused(key: str, exc: SettingError, value: Any = None) -> ApiError:
+    """422 ``invalid_value`` for ``key``: the message begins with the key, and ``fields`` names it
+    (``values.<key>``), as for a value the schema refuses."""
+    problem = str(exc)
+    example = _json_example(key, value)
+    if example is not None:
+        problem += f", e.g. {example}"
+    if _needs_outgoing_mail(str(exc)):
+        problem += " " + OUTGOING_MAIL_BY_API
+    return ApiError("invalid_value", f"{key}: {problem}", fields=[{"field": f"values.{key}", "message": problem}])
+
+
 @router.get("/settings", auth=ADMIN, response={200: SettingsOut, **responses(401, 403)}, summary="Runtime settings")
 def get_runtime_settings(request: HttpRequest) -> dict[str, Any]:
     """Every runtime setting (2FA switch, allowed methods, ...) with its value, default and help.
@@ -375,11 +435,18 @@ def get_runtime_settings(request: HttpRequest) -> dict[str, Any]:
 @router.patch(
     "/settings",
     auth=ADMIN,
-    response={200: SettingsOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
+    response={200: SettingsOut, **responses(401, 403, 409, 422)},
     summary="Change runtime settings",
 )
 def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[str, Any]:
-    """Set several settings at once; all or none are stored.
+    """Set several settings at once, in the order given; all or none are stored.
+
+    A value that is refused answers 422 `invalid_value` naming its key (the
+    message starts with it; `fields` holds `values.<key>`).  Lists are JSON
+    lists (`["totp", "email"]`), not the comma-separated text of `twostep
+    settings set`.  The mail server (`email.host`, `email.port`,
+    `email.security`, `email.username`) is set here too, which email codes and
+    the email check need first; only the SMTP password is set elsewhere.
 
     A change of `two_factor.enabled` or `two_factor.methods` that would stop
     asking some users for their second factor answers 409
@@ -387,19 +454,29 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
     number of those users, as in the console.
     """
     for key in sorted(payload.values):
-        check_settable(key)  # SettingError: 422 invalid_value, unknown or naming where the key is set
+        try:
+            check_settable(key)  # unknown, or naming where the key is set instead
+        except SettingError as exc:
+            raise _setting_refused(key, exc) from None
     context = _context(request)
     with transaction.atomic():
         before = get_settings(*TWO_FACTOR_KEYS)
-        stored = {key: set_setting(key, value) for key, value in payload.values.items()}
+        stored = {}
+        # In the order given: a later value's check sees the earlier ones (email.host before email codes).
+        for key, value in payload.values.items():
+            try:
+                stored[key] = set_setting(key, value)
+            except SettingError as exc:
+                raise _setting_refused(key, exc, value) from None
         after = get_settings(*TWO_FACTOR_KEYS)
         if after != before:
             affected = mfa_services.affected_by(bool(after["two_factor.enabled"]), list(after["two_factor.methods"]))
             if affected and payload.confirm_affected != affected:
                 transaction.set_rollback(True)
+                changed = " and ".join(key for key in TWO_FACTOR_KEYS if after[key] != before[key])
                 raise ApiError(
                     "confirmation_required",
-                    f"{affected} user(s) would no longer be asked for their second factor. "
+                    f"{changed}: {affected} user(s) would no longer be asked for their second factor. "
                     f"Repeat the request with confirm_affected={affected} to go ahead.",
                 )
     for key, value in stored.items():
@@ -430,14 +507,7 @@ def audit_log(request: HttpRequest, filters: Query[EventFilter]) -> dict[str, An
         events = events.filter(created_at__gte=filters.since)
     if filters.until:
         events = events.filter(created_at__lt=filters.until)
-    paginator = Paginator(events, filters.page_size)
-    page = paginator.get_page(filters.page)
-    items = list(page.object_list)
+    items, page = _page_of(events, filters)
     actor_ids = {item.actor_id for item in items if item.actor_id}
     usernames = dict(User.objects.filter(pk__in=actor_ids).values_list("pk", "username"))
-    return {
-        "items": [event(item, usernames) for item in items],
-        "total": paginator.count,
-        "page": page.number,
-        "page_size": filters.page_size,
-    }
+    return {"items": [event(item, usernames) for item in items], **page}

@@ -41,9 +41,6 @@ from twostep.sms.service import NotSent
 
 router = Router(tags=["sign-in"])
 
-#: Transport errors every operation with a body can answer.
-BODY_ERRORS = (400, 413, 415)
-
 
 def signed_in(user: User, origin: Origin) -> dict[str, Any]:
     """Finish a sign-in: a new access token, or 403 for a user who must change their password first."""
@@ -78,7 +75,7 @@ def issue_access(user: User, origin: Origin) -> dict[str, Any]:
 @router.post(
     "/login",
     auth=None,
-    response={200: SignedInOut | SecondStepOut, **responses(*BODY_ERRORS, 401, 403, 409, 429, 503)},
+    response={200: SignedInOut | SecondStepOut, **responses(401, 403, 409, 429, 503)},
     summary="Sign in with username and password",
 )
 def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
@@ -87,7 +84,10 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
 
     Unknown users, wrong passwords and disabled accounts all get the same
     401 `invalid_credentials`.  Too many failures for the name or the client
-    address get 429 `rate_limited` with `Retry-After`, without checking the password.  Methods that send a code (email, SMS) send it now.
+    address (30 in 15 minutes, shared by every user behind one address unless
+    that address is in `server.trusted_proxies` and forwards theirs) get 429
+    `rate_limited` with `Retry-After`, without checking the password.  Methods
+    that send a code (email, SMS) send it now.
     A `method` the user cannot use answers 409 `method_unavailable` and starts nothing.
     """
     origin = Origin.of(request)
@@ -114,11 +114,12 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
         usable = choice.available(user.pk)
         asked = next((a for a in usable if a.method == payload.method), None)
         if asked is None:
-            names = ", ".join(a.method for a in usable) or "none"
+            names = [a.method for a in usable]
             raise ApiError(
                 "method_unavailable",
-                f"{payload.method} is not one of your second-step methods ({names}): "
+                f"{payload.method} is not one of your second-step methods ({', '.join(names) or 'none'}): "
                 "sign in again with one of them, or without `method`.",
+                methods=names,
             )
         chosen = asked
     try:
@@ -154,6 +155,17 @@ def second_step_answer(pending: PendingLogin, login_token: str) -> dict[str, Any
     }
 
 
+def method_unavailable(pending: PendingLogin, message: str) -> ApiError:
+    """409 ``method_unavailable`` for a pending sign-in, with the user's usable methods in ``methods``."""
+    return ApiError("method_unavailable", message, methods=[a.method for a in choice.available(pending.user_id)])
+
+
+NO_LONGER_AVAILABLE = (
+    "This second-step method is no longer available: switch to another (/auth/login/method) "
+    "or use a recovery code (/auth/login/recovery)."
+)
+
+
 def _live_pending(login_token: str) -> PendingLogin:
     """Raises ApiError(login_expired)."""
     pending = second_step.resolve(login_token)
@@ -172,24 +184,30 @@ def _failed(login_token: str) -> ApiError:
 @router.post(
     "/login/verify",
     auth=None,
-    response={200: SignedInOut, **responses(*BODY_ERRORS, 401, 403, 409)},
+    response={200: SignedInOut, **responses(401, 403, 409)},
     summary="Complete a sign-in with a second-step code",
 )
 def login_verify(request: HttpRequest, payload: LoginVerifyIn) -> dict[str, Any]:
     """Check the code for the pending sign-in and answer an access token.
 
-    Wrong, reused and malformed codes, and a throttled or locked account, all
-    get 401 `second_step_failed`; once the pending sign-in is used up or
-    expired, 401 `login_expired` (sign in again).
+    Wrong, reused and malformed codes get 401 `second_step_failed`; once the
+    pending sign-in is used up (5 wrong codes) or expired, 401 `login_expired`
+    (sign in again).
+
+    There is no 429 here, on purpose.  After several wrong codes in a row
+    the account is held back (a growing delay, up to 15 minutes), then
+    locked; meanwhile every code, **a right one too**, gets the same 401
+    `second_step_failed`, with no `Retry-After`, so that a guesser learns
+    nothing.  Tell the user that after several wrong codes even a right one
+    is refused for a while: wait a few minutes and sign in again, or use a
+    recovery code (`/auth/login/recovery`, which lifts a lock), or ask an
+    administrator to unlock the account (`POST /admin/users/{username}/unlock`).
+    Only waiting, a recovery code or the unlock helps; retrying does not.
     """
     origin = Origin.of(request)
     pending = _live_pending(payload.login_token)
     if second_step.authenticator_for(pending) is None:
-        raise ApiError(
-            "method_unavailable",
-            "This second-step method is no longer available: switch to another (/auth/login/method) "
-            "or use a recovery code (/auth/login/recovery).",
-        )
+        raise method_unavailable(pending, NO_LONGER_AVAILABLE)
 
     def complete(user: User) -> dict[str, Any] | None:
         # In the verification's transaction: the token, its log entry and the
@@ -209,7 +227,7 @@ def login_verify(request: HttpRequest, payload: LoginVerifyIn) -> dict[str, Any]
 @router.post(
     "/login/method",
     auth=None,
-    response={200: SecondStepOut, **responses(*BODY_ERRORS, 401, 409, 503)},
+    response={200: SecondStepOut, **responses(401, 409, 503)},
     summary="Use another second-step method for a pending sign-in",
 )
 def login_method(request: HttpRequest, payload: MethodSwitchIn) -> dict[str, Any]:
@@ -226,21 +244,15 @@ def login_method(request: HttpRequest, payload: MethodSwitchIn) -> dict[str, Any
         if exc.reason == "expired_login":
             raise ApiError("login_expired", "This sign-in has ended. Please sign in again.") from None
         if exc.reason == "method_unavailable":
-            raise ApiError("method_unavailable", "That method is not available for this account.") from None
+            raise method_unavailable(pending, "That method is not available for this account.") from None
         raise ApiError("second_step_unavailable", "We could not switch methods. Try again in a moment.") from None
     return second_step_answer(switched, payload.login_token)
-
-
-NO_LONGER_AVAILABLE = (
-    "This second-step method is no longer available: switch to another (/auth/login/method) "
-    "or use a recovery code (/auth/login/recovery)."
-)
 
 
 @router.post(
     "/login/resend",
     auth=None,
-    response={200: SecondStepOut, **responses(*BODY_ERRORS, 401, 409, 429, 503)},
+    response={200: SecondStepOut, **responses(401, 409, 429, 503)},
     summary="Send a new code for a pending sign-in",
 )
 def login_resend(request: HttpRequest, payload: LoginResendIn) -> dict[str, Any]:
@@ -255,18 +267,18 @@ def login_resend(request: HttpRequest, payload: LoginResendIn) -> dict[str, Any]
     pending = _live_pending(payload.login_token)
     authenticator = second_step.authenticator_for(pending)
     if authenticator is None:
-        raise ApiError("method_unavailable", NO_LONGER_AVAILABLE)
+        raise method_unavailable(pending, NO_LONGER_AVAILABLE)
     try:
         methods.resend(pending, authenticator, Origin.of(request))
     except methods.NoCodeToResend:
-        raise ApiError("method_unavailable", "This method has no code to resend: use the current code.") from None
+        raise method_unavailable(pending, "This method has no code to resend: use the current code.") from None
     except (email_flows.EnrolmentError, NotSent) as exc:
         if exc.reason == "locked":
             # As /auth/login/verify: a locked second step gets the generic answer.
             raise ApiError("second_step_failed", second_step.GENERIC_FAILURE) from None
         if isinstance(exc, email_flows.EnrolmentError) or exc.reason == "destination_removed":
             # The address or number was removed from the account: nothing was sent anywhere.
-            raise ApiError("method_unavailable", NO_LONGER_AVAILABLE) from None
+            raise method_unavailable(pending, NO_LONGER_AVAILABLE) from None
         raise not_sent(exc) from None
     except NOT_SENT as exc:
         raise not_sent(exc) from None
@@ -276,7 +288,7 @@ def login_resend(request: HttpRequest, payload: LoginResendIn) -> dict[str, Any]
 @router.post(
     "/login/recovery",
     auth=None,
-    response={200: SignedInOut, **responses(*BODY_ERRORS, 401, 403)},
+    response={200: SignedInOut, **responses(401, 403)},
     summary="Complete a sign-in with a recovery code",
 )
 def login_recovery(request: HttpRequest, payload: RecoveryLoginIn) -> dict[str, Any]:

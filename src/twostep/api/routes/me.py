@@ -1,8 +1,11 @@
 """The caller's own account: profile, re-authentication, second factors and tokens.
 
-Sensitive changes (a new factor, removing one, a new personal token) need a
+Sensitive changes (every step of setting up a factor, the email check
+included, removing one, new recovery codes, a new personal token) need a
 password entered within the last few minutes, as on the pages: a sign-in
-counts, and so does POST /me/reauthenticate.
+counts, and so does POST /me/reauthenticate.  Each such operation calls
+``require_reauthentication`` first and says so in its description
+(tests/api/test_reauthentication.py holds docs/api.md's list to the code).
 """
 
 from __future__ import annotations
@@ -53,7 +56,6 @@ from twostep.mfa.totp import flows as totp_flows
 
 router = Router(tags=["me"])
 
-BODY_ERRORS = (400, 413, 415)
 TokenIdPath = PathEx[str, P(pattern=TOKEN_ID_PATTERN, description="A token's id, as listed.")]
 
 
@@ -79,7 +81,7 @@ def me(request: HttpRequest) -> dict[str, Any]:
 @router.post(
     "/reauthenticate",
     auth=SECURITY,
-    response={200: ReauthenticatedOut, **responses(*BODY_ERRORS, 401, 403, 429)},
+    response={200: ReauthenticatedOut, **responses(401, 403, 429)},
     summary="Enter the password again",
 )
 def reauthenticate(request: HttpRequest, payload: ReauthenticateIn) -> dict[str, Any]:
@@ -145,9 +147,7 @@ def totp_start(request: HttpRequest) -> dict[str, Any]:
     new one is confirmed.  Needs a recent re-authentication.
     """
     token = require_reauthentication(request)
-    _, methods = two_factor_state()
-    if Method.TOTP not in methods:
-        raise ApiError("method_unavailable", "Your administrator does not allow authenticator apps.")
+    _require_allowed(Method.TOTP, NO_TOTP)
     _require_email_check(token, Method.TOTP)
     provisioning = totp_flows.provisioning_for(current_user(request))
     return {
@@ -161,7 +161,7 @@ def totp_start(request: HttpRequest) -> dict[str, Any]:
 @router.post(
     "/factors/totp/confirm",
     auth=SECURITY,
-    response={201: FactorConfirmedOut, **responses(*BODY_ERRORS, 401, 403, 409, 422)},
+    response={201: FactorConfirmedOut, **responses(401, 403, 409, 422)},
     summary="Confirm the authenticator app with a current code",
 )
 def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]:
@@ -169,11 +169,9 @@ def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]
     this token stays.  The confirming code cannot be used again to sign in.
 
     With the user's first factor the answer carries their recovery codes,
-    shown this once (as on the Security page)."""
+    shown this once (as on the Security page).  Needs a recent re-authentication."""
     token = require_reauthentication(request)
-    _, methods = two_factor_state()
-    if Method.TOTP not in methods:
-        raise ApiError("method_unavailable", "Your administrator does not allow authenticator apps.")
+    _require_allowed(Method.TOTP, NO_TOTP)
     _require_email_check(token, Method.TOTP)
     with tokens.sparing(token):
         try:
@@ -197,7 +195,9 @@ def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]
     summary="Remove the authenticator app",
 )
 def totp_remove(request: HttpRequest) -> Status[None]:
-    """Turn the authenticator app off.  The user's other sessions and tokens end; this token stays."""
+    """Turn the authenticator app off.  The user's other sessions and tokens end; this token stays.
+
+    Needs a recent re-authentication."""
     token = require_reauthentication(request)
     with tokens.sparing(token):
         removed = totp_flows.remove(token.user, Origin.of(request))
@@ -216,11 +216,17 @@ def _require_email_check(token: AccessToken, method: Method) -> None:
         )
 
 
+def _not_allowed(refusal: str) -> ApiError:
+    """409 ``method_unavailable``, with the methods the administrator allows in ``methods``."""
+    _, methods = two_factor_state()
+    return ApiError("method_unavailable", refusal, methods=list(methods))
+
+
 def _require_allowed(method: Method, refusal: str) -> None:
     """Raises ApiError(method_unavailable) when the administrator does not allow ``method``."""
     _, methods = two_factor_state()
     if method not in methods:
-        raise ApiError("method_unavailable", refusal)
+        raise ApiError("method_unavailable", refusal, methods=list(methods))
 
 
 def _code_sent(pending: Authenticator) -> dict[str, Any]:
@@ -234,6 +240,7 @@ def _code_sent(pending: Authenticator) -> dict[str, Any]:
     }
 
 
+NO_TOTP = "Your administrator does not allow authenticator apps."
 NO_EMAIL = "Your administrator does not allow email codes."
 NO_SMS = "Your administrator does not allow SMS codes."
 SEND_ERRORS = (429, 503)
@@ -242,7 +249,7 @@ SEND_ERRORS = (429, 503)
 @router.post(
     "/factors/email",
     auth=SECURITY,
-    response={200: CodeSentOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, *SEND_ERRORS)},
+    response={200: CodeSentOut, **responses(401, 403, 404, 409, *SEND_ERRORS)},
     summary="Start setting up email codes: send a code to one of my addresses",
 )
 def email_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str, Any]:
@@ -290,7 +297,7 @@ def code_refused(user: User, reason: str, message: str) -> ApiError:
 @router.post(
     "/factors/email/confirm",
     auth=SECURITY,
-    response={201: FactorConfirmedOut, **responses(*BODY_ERRORS, 401, 403, 409, 422, 429)},
+    response={201: FactorConfirmedOut, **responses(401, 403, 409, 422, 429)},
     summary="Confirm email codes with the code sent",
 )
 def email_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]:
@@ -298,6 +305,7 @@ def email_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any
 
     The user's other sessions and tokens end; this token stays.  With the
     user's first factor the answer carries their recovery codes, shown this once.
+    Needs a recent re-authentication.
     """
     token = require_reauthentication(request)
     _require_allowed(Method.EMAIL, NO_EMAIL)
@@ -320,7 +328,9 @@ def email_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any
     summary="Turn email codes off",
 )
 def email_remove(request: HttpRequest) -> Status[None]:
-    """Turn email codes off (and drop a set-up in progress).  The user's other sessions and tokens end; this token stays."""
+    """Turn email codes off (and drop a set-up in progress).  The user's other sessions and tokens end; this token stays.
+
+    Needs a recent re-authentication."""
     token = require_reauthentication(request)
     with tokens.sparing(token):
         removed = email_flows.remove(token.user, Origin.of(request))
@@ -332,7 +342,7 @@ def email_remove(request: HttpRequest) -> Status[None]:
 @router.post(
     "/factors/email-check",
     auth=SECURITY,
-    response={200: EmailCheckSentOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, *SEND_ERRORS)},
+    response={200: EmailCheckSentOut, **responses(401, 403, 404, 409, *SEND_ERRORS)},
     summary="Confirm it's me: send a code to one of my addresses before setting up a first factor",
 )
 def email_check_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str, Any]:
@@ -348,7 +358,7 @@ def email_check_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str,
     """
     token = require_reauthentication(request)
     if not email_check.asked_of(token.user):
-        raise ApiError("method_unavailable", "No email check is needed: set up a factor directly.")
+        raise _not_allowed("No email check is needed: set up a factor directly.")
     try:
         check = email_check.start(token.user, payload.email_id, email_check.token_holder(token.pk), Origin.of(request))
     except email_check.CheckError:
@@ -361,11 +371,13 @@ def email_check_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str,
 @router.post(
     "/factors/email-check/confirm",
     auth=SECURITY,
-    response={200: EmailCheckPassedOut, **responses(*BODY_ERRORS, 401, 403, 422, 429)},
+    response={200: EmailCheckPassedOut, **responses(401, 403, 422, 429)},
     summary="Confirm it's me with the code sent",
 )
 def email_check_confirm(request: HttpRequest, payload: CodeIn) -> dict[str, Any]:
-    """Pass the check with the code sent to the address; this token may then set up a factor until `passed_until`."""
+    """Pass the check with the code sent to the address; this token may then set up a factor until `passed_until`.
+
+    Needs a recent re-authentication."""
     token = require_reauthentication(request)
     try:
         until = email_check.confirm(token.user, payload.code, email_check.token_holder(token.pk), Origin.of(request))
@@ -383,7 +395,7 @@ def email_check_confirm(request: HttpRequest, payload: CodeIn) -> dict[str, Any]
 @router.post(
     "/factors/sms",
     auth=SECURITY,
-    response={200: CodeSentOut, **responses(*BODY_ERRORS, 401, 403, 404, 409, *SEND_ERRORS)},
+    response={200: CodeSentOut, **responses(401, 403, 404, 409, *SEND_ERRORS)},
     summary="Start setting up SMS codes: send a code to one of my phone numbers",
 )
 def sms_start(request: HttpRequest, payload: PhoneFactorIn) -> dict[str, Any]:
@@ -410,7 +422,7 @@ def sms_start(request: HttpRequest, payload: PhoneFactorIn) -> dict[str, Any]:
 @router.post(
     "/factors/sms/confirm",
     auth=SECURITY,
-    response={201: FactorConfirmedOut, **responses(*BODY_ERRORS, 401, 403, 409, 422, 429)},
+    response={201: FactorConfirmedOut, **responses(401, 403, 409, 422, 429)},
     summary="Confirm SMS codes with the code sent",
 )
 def sms_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]:
@@ -418,6 +430,7 @@ def sms_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]
 
     The user's other sessions and tokens end; this token stays.  With the
     user's first factor the answer carries their recovery codes, shown this once.
+    Needs a recent re-authentication.
     """
     token = require_reauthentication(request)
     _require_allowed(Method.SMS, NO_SMS)
@@ -438,7 +451,9 @@ def sms_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]
     summary="Turn SMS codes off",
 )
 def sms_remove(request: HttpRequest) -> Status[None]:
-    """Turn SMS codes off (and drop a set-up in progress).  The user's other sessions and tokens end; this token stays."""
+    """Turn SMS codes off (and drop a set-up in progress).  The user's other sessions and tokens end; this token stays.
+
+    Needs a recent re-authentication."""
     token = require_reauthentication(request)
     with tokens.sparing(token):
         removed = sms_flows.remove(token.user, Origin.of(request))
@@ -494,7 +509,7 @@ def list_tokens(request: HttpRequest) -> list[dict[str, Any]]:
 @router.post(
     "/tokens",
     auth=SECURITY,
-    response={201: TokenCreatedOut, **responses(*BODY_ERRORS, 401, 403, 422)},
+    response={201: TokenCreatedOut, **responses(401, 403, 422)},
     summary="Create a personal access token",
 )
 def create_token(request: HttpRequest, payload: TokenCreateIn) -> Status[dict[str, Any]]:
