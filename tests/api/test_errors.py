@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.test import Client
 
 from tests.api.conftest import Api, error_code
 from twostep.accounts.models import User
@@ -296,3 +298,24 @@ def test_reference_page(client, db: None) -> None:  # type: ignore[no-untyped-de
         assert f"<code>{code}</code>" in html
     assert "<script" not in html and "cdn" not in html.lower() and "https://" not in html
     assert "default-src 'self'" in response["Content-Security-Policy"]
+
+
+def test_a_database_outage_in_an_operation_is_503_unavailable(
+    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a 500 internal_error: the client is told the service is down for now and nothing happened."""
+    from django.db import OperationalError
+
+    from twostep.api.routes import auth
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise OperationalError("connection to server at 127.0.0.1, port 5499 failed: Connection refused")
+
+    monkeypatch.setattr(auth, "check_password_step", unreachable)
+    with caplog.at_level(logging.ERROR):
+        response = client.post(
+            "/api/v1/auth/login", {"username": "alice", "password": "x"}, content_type="application/json"
+        )
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
+    assert any("database unavailable" in record.getMessage() for record in caplog.records)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.test import Client, override_settings
 
-from tests.conftest import sign_in
+from tests.conftest import PASSWORD, sign_in
 from tests.mfa.recovery_codes.helpers import enrol_totp
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
@@ -45,3 +45,22 @@ def test_a_secret_this_instance_cannot_decrypt_fails_cleanly(
     # With the right keys again (the file copied), the same sign-in goes on.
     response = client.post("/login/verify", {"code": totp.totp(key, clock.timestamp())})
     assert response.status_code == 302 and response["Location"] == "/account"
+
+
+def test_through_the_api_it_is_503_second_step_unavailable(
+    client: Client, user: User, two_factor_on: None, tmp_path: Path
+) -> None:
+    """An application is told the service could not check the code, not that the code was wrong."""
+    key = enrol_totp(user)
+    other_keys = tmp_path / "encryption.keys"
+    write_keys(other_keys, [new_key()])
+    started = client.post(
+        "/api/v1/auth/login", {"username": user.username, "password": PASSWORD}, content_type="application/json"
+    ).json()
+    verify = {"login_token": started["login_token"], "code": totp.totp(key, clock.timestamp())}
+    with override_settings(ENCRYPTION_KEYS_PATH=other_keys):
+        refused = client.post("/api/v1/auth/login/verify", verify, content_type="application/json")
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "second_step_unavailable"
+    user.refresh_from_db()
+    assert user.second_step_failures == 0
+    assert client.post("/api/v1/auth/login/verify", verify, content_type="application/json").status_code == 200

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
 from pydantic import Field
 
+from twostep.core.middleware import OUTAGE_MESSAGE
 from twostep.core.runtime import SettingError
 
 if TYPE_CHECKING:
@@ -77,7 +79,12 @@ CODES: dict[str, tuple[int, str]] = {
     "invalid_code": (422, "The code does not confirm the factor being set up."),
     "rate_limited": (429, "Too many attempts; wait and retry (see Retry-After)."),
     "internal_error": (500, "An unexpected fault on the server; it is logged there. Please report it."),
-    "second_step_unavailable": (503, "The second step could not be started (e.g. a code could not be sent)."),
+    "second_step_unavailable": (
+        503,
+        "The second step could not be started or the code could not be checked (a fault of the service, "
+        "e.g. a code could not be sent); nothing was counted against the user.",
+    ),
+    "unavailable": (503, "The service cannot reach its database; nothing was changed and nobody was signed in."),
     "delivery_failed": (
         503,
         "A code could not be sent (mail server or SMS provider failed, or sending is not possible now); "
@@ -111,6 +118,7 @@ ErrorCode = Literal[
     "rate_limited",
     "internal_error",
     "second_step_unavailable",
+    "unavailable",
     "delivery_failed",
 ]
 
@@ -279,6 +287,11 @@ def install(api: NinjaAPI) -> None:
     def on_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
         return error_response("payload_too_large", "The request body is too large.")
 
+    def on_database_outage(request: HttpRequest, exc: Exception) -> HttpResponse:
+        # Nothing was committed: say so, as the pages do (core.middleware), not a bare 500.
+        logger.error("database unavailable: %s %s answered 503: %s", request.method, request.path, exc)
+        return error_response("unavailable", OUTAGE_MESSAGE)
+
     def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
         logger.exception("unexpected error in %s %s", request.method, request.path)
         return error_response("internal_error", "Something went wrong on our side.")
@@ -294,6 +307,8 @@ def install(api: NinjaAPI) -> None:
         (DjangoValidationError, on_django_validation),
         (SettingError, on_setting_error),
         (RequestDataTooBig, on_too_big),
+        (OperationalError, on_database_outage),
+        (InterfaceError, on_database_outage),
         (Exception, on_unexpected),
     ]
     for exc_class, handler in handlers:

@@ -268,6 +268,11 @@ class CodeSentOut(Schema):
     destination: str = Field(description="The address or number the confirmation code was sent to.")
     expires_at: datetime = Field(description="Confirm before this, or start again.")
     resend_after: int = Field(description="Seconds before another code may be asked for (start again to resend).")
+    problem: str = Field(
+        "",
+        description='What to tell the user when the code may not have arrived ("" when all is well): an SMS '
+        "provider that did not confirm the message. The code stays valid if it arrives.",
+    )
 
 
 class EmailCheckSentOut(Schema):

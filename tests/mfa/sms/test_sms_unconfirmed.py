@@ -200,3 +200,19 @@ def test_unconfirmed_rows_are_the_codes_sent(
     code = OneTimeCode.objects.filter(pending_login__isnull=False).get()
     assert code.sent_at is not None and code.superseded_at is None and code.consumed_at is None
     assert AuthEvent.objects.get(kind="sms.unconfirmed").detail["code_id"] == code.pk
+
+
+def test_api_enrolment_says_the_code_may_arrive(
+    api: Api, phone_user: User, slow_twilio: FakeTwilio, frozen_clock: clock.FrozenClock
+) -> None:
+    """POST /me/factors/sms answers 200 with `problem` set; the late code confirms the factor."""
+    from twostep.api import tokens
+
+    token = tokens.issue_sign_in_token(phone_user, origin=CLI).secret
+    slow_twilio.fail(delay=SLOW)
+    started = api.post("/me/factors/sms", {"phone_id": phone_id(phone_user, SECOND)}, token=token)
+    assert started.status_code == 200, started.content
+    assert started.json()["problem"] == f"{UNCONFIRMED} in 60 seconds."
+    slow_twilio.wait_for(1)
+    confirmed = api.post("/me/factors/sms/confirm", {"code": slow_twilio.last_code(SECOND)}, token=token)
+    assert confirmed.status_code == 201, confirmed.content

@@ -33,7 +33,7 @@ from twostep.audit.services import Origin, Outcome, record
 from twostep.mfa import choice, enforcement, methods
 from twostep.mfa import login as second_step
 from twostep.mfa.email import flows as email_flows
-from twostep.mfa.methods import handler_for
+from twostep.mfa.methods import SECRET_UNREADABLE, handler_for
 from twostep.mfa.models import PendingLogin
 from twostep.mfa.policy import login_authenticators, note_break_glass
 from twostep.mfa.recovery_codes import services as recovery_codes
@@ -184,7 +184,7 @@ def _failed(login_token: str) -> ApiError:
 @router.post(
     "/login/verify",
     auth=None,
-    response={200: SignedInOut, **responses(401, 403, 409)},
+    response={200: SignedInOut, **responses(401, 403, 409, 503)},
     summary="Complete a sign-in with a second-step code",
 )
 def login_verify(request: HttpRequest, payload: LoginVerifyIn) -> dict[str, Any]:
@@ -217,7 +217,10 @@ def login_verify(request: HttpRequest, payload: LoginVerifyIn) -> dict[str, Any]
 
     try:
         answer = second_step.verify(pending, payload.code, origin, then=complete)
-    except second_step.SecondStepError:
+    except second_step.SecondStepError as exc:
+        if exc.reason == SECRET_UNREADABLE:
+            # The service's fault (this instance's keys), not a wrong code.
+            raise ApiError("second_step_unavailable", second_step.CANNOT_CHECK) from None
         raise _failed(payload.login_token) from None
     if answer is None:
         refuse_until_password_changed(pending.user, origin)

@@ -237,6 +237,7 @@ def _code_sent(pending: Authenticator) -> dict[str, Any]:
         "destination": pending.destination,
         "expires_at": pending.pending_until,
         "resend_after": codes.cooldown_remaining(authenticator=pending),
+        "problem": sms_flows.unconfirmed_problem(authenticator=pending) if pending.method == Method.SMS else "",
     }
 
 
