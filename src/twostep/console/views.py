@@ -288,8 +288,7 @@ _PHONES = _Contacts(
 def _codes_go_to(user: User, contacts: _Contacts, pk: int) -> str | None:
     """The entry ``pk`` when the user's confirmed factor sends its codes there, else None."""
     text = contacts.text_of(user, pk)
-    factors = Authenticator.objects.filter(user=user, method=contacts.method, confirmed_at__isnull=False)
-    return text if text and factors.filter(destination__iexact=text).exists() else None
+    return text if text and mfa_services.sends_codes_to(user, contacts.method, text) else None
 
 
 def _change_contacts(request: HttpRequest, username: str, contacts: _Contacts) -> HttpResponse:

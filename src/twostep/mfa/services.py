@@ -11,6 +11,13 @@ from twostep.mfa.models import Authenticator, DefaultMethod, PendingLogin, Recov
 from twostep.usersessions.services import end_sessions
 
 
+def sends_codes_to(user: User, method: str, destination: str) -> bool:
+    """True when ``user``'s confirmed ``method`` factor (email or SMS) sends its codes to ``destination``."""
+    return Authenticator.objects.filter(
+        user=user, method=method, confirmed_at__isnull=False, destination__iexact=destination
+    ).exists()
+
+
 def reset_two_factor(user: User, *, origin: Origin, actor: User | None = None) -> int:
     """Remove every factor of ``user`` (the lost-device path), their recovery codes and
     trusted browsers, end their sessions and lift any lock.

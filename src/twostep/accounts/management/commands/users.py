@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -16,6 +18,15 @@ from twostep.audit.services import CLI
 from twostep.core.management.base import NounCommand, fail, read_password_stdin
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator
+
+
+@contextmanager
+def _bad_input() -> Iterator[None]:
+    """A service's ValidationError becomes the command's bad-input error (exit 2), its messages joined."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise fail("; ".join(exc.messages)) from None
 
 
 def _generated_password() -> str:
@@ -80,7 +91,7 @@ class Command(NounCommand):
         **_: Any,
     ) -> None:
         password = read_password_stdin() if password_stdin else _generated_password()
-        try:
+        with _bad_input():
             user = services.create_user(
                 name,
                 password=password,
@@ -91,8 +102,6 @@ class Command(NounCommand):
                 must_change_password=not password_stdin,
                 origin=CLI,
             )
-        except ValidationError as exc:
-            raise fail("; ".join(exc.messages)) from None
         self.stdout.write(f"Created {user.role} {user.username}.")
         if not password_stdin:
             self.stdout.write(f"One-time password (shown once; must be changed at first sign-in): {password}")
@@ -155,10 +164,8 @@ class Command(NounCommand):
     def handle_set_password(self, name: str, password_stdin: bool, **_: Any) -> None:
         user = self._user(name)
         password = read_password_stdin() if password_stdin else _generated_password()
-        try:
+        with _bad_input():
             services.set_password(user, password, must_change=not password_stdin, origin=CLI)
-        except ValidationError as exc:
-            raise fail("; ".join(exc.messages)) from None
         self.stdout.write(f"Password of {user.username} set; their sessions ended.")
         if not password_stdin:
             self.stdout.write(f"One-time password (shown once; must be changed at next sign-in): {password}")
@@ -186,10 +193,8 @@ class Command(NounCommand):
 
     def handle_add_email(self, name: str, address: str, primary: bool, **_: Any) -> None:
         user = self._user(name)
-        try:
+        with _bad_input():
             added = services.add_email(user, address, origin=CLI, primary=primary)
-        except ValidationError as exc:
-            raise fail("; ".join(exc.messages)) from None
         self.stdout.write(f"{added.email} added to {user.username}{' as primary' if added.is_primary else ''}.")
 
     def handle_remove_email(self, name: str, address: str, **_: Any) -> None:
@@ -202,18 +207,14 @@ class Command(NounCommand):
 
     def handle_add_phone(self, name: str, number: str, primary: bool, **_: Any) -> None:
         user = self._user(name)
-        try:
+        with _bad_input():
             added = services.add_phone(user, number, origin=CLI, primary=primary)
-        except ValidationError as exc:
-            raise fail("; ".join(exc.messages)) from None
         self.stdout.write(f"{added.number} added to {user.username}{' as primary' if added.is_primary else ''}.")
 
     def handle_remove_phone(self, name: str, number: str, **_: Any) -> None:
         user = self._user(name)
-        try:
+        with _bad_input():
             normalized = normalize_phone(number)
-        except ValidationError as exc:
-            raise fail("; ".join(exc.messages)) from None
         found = user.phone_numbers.filter(number=normalized).first()
         if found is None:
             raise fail(f"{normalized} is not a number of {user.username}.")
@@ -222,17 +223,14 @@ class Command(NounCommand):
 
     def _set_active(self, name: str, active: bool) -> None:
         user = self._user(name)
-        try:
+        with _bad_input():
             services.set_active(user, active, origin=CLI)
-        except ValidationError as exc:
-            raise fail("; ".join(exc.messages)) from None
         self.stdout.write(f"{user.username} {'enabled' if active else 'disabled'}.")
 
 
 def _in_use_note(user: User, method: str, destination: str) -> str:
     """A warning when the removed address or number is where the user's codes go."""
-    factor = Authenticator.objects.filter(user=user, method=method, confirmed_at__isnull=False).first()
-    if factor is None or factor.destination.lower() != destination.lower():
+    if not mfa_services.sends_codes_to(user, method, destination):
         return ""
     return f" Their {'email' if method == 'email' else 'SMS'} codes went there: that method stops working until they set it up again."
 
