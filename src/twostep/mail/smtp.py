@@ -237,11 +237,6 @@ def _codes(exc: smtplib.SMTPResponseException) -> str:
     return f" ({exc.smtp_code})" if exc.smtp_code else ""
 
 
-def describe(exc: BaseException, settings: SmtpSettings) -> MailDeliveryError:
-    """Turn an exception from an SMTP delivery into a MailDeliveryError in plain words."""
-    return classify(exc, settings)[1]
-
-
 def classify(exc: BaseException, settings: SmtpSettings) -> tuple[str, MailDeliveryError]:
     """(the kind of failure, the MailDeliveryError in plain words) for an exception from a delivery.
 
