@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
 from pydantic import Field
 
-from twostep.core.middleware import OUTAGE_MESSAGE
+from twostep.core.middleware import OUTAGE_ERRORS, OUTAGE_MESSAGE, log_outage
 from twostep.core.runtime import SettingError
 
 if TYPE_CHECKING:
@@ -289,7 +288,7 @@ def install(api: NinjaAPI) -> None:
 
     def on_database_outage(request: HttpRequest, exc: Exception) -> HttpResponse:
         # Nothing was committed: say so, as the pages do (core.middleware), not a bare 500.
-        logger.error("database unavailable: %s %s answered 503: %s", request.method, request.path, exc)
+        log_outage(request, exc)
         return error_response("unavailable", OUTAGE_MESSAGE)
 
     def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
@@ -307,8 +306,7 @@ def install(api: NinjaAPI) -> None:
         (DjangoValidationError, on_django_validation),
         (SettingError, on_setting_error),
         (RequestDataTooBig, on_too_big),
-        (OperationalError, on_database_outage),
-        (InterfaceError, on_database_outage),
+        *((error, on_database_outage) for error in OUTAGE_ERRORS),
         (Exception, on_unexpected),
     ]
     for exc_class, handler in handlers:

@@ -106,6 +106,13 @@ def database_error_text(exc: BaseException) -> str:
     return message.replace(password, "***") if password else message
 
 
+def log_outage(request: HttpRequest, error: BaseException) -> None:
+    """The one ERROR line for a request that met a database outage (without the database password)."""
+    logger.error(
+        "database unavailable: %s %s answered 503: %s", request.method, request.path, database_error_text(error)
+    )
+
+
 def _note_outage(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
     # Sent by Django while it turns an uncaught exception into its 500 answer,
     # inside the except block: sys.exc_info() is that exception.
@@ -139,9 +146,7 @@ class DatabaseOutageMiddleware:
         error = getattr(request, _OUTAGE_ATTRIBUTE, None)
         if error is None:
             return response
-        logger.error(
-            "database unavailable: %s %s answered 503: %s", request.method, request.path, database_error_text(error)
-        )
+        log_outage(request, error)
         return outage_response(request)
 
 
