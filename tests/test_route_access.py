@@ -12,8 +12,11 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from tests.conftest import sign_in
+from tests.conftest import asked_for_password, sign_in
 from twostep.accounts.models import User
+from twostep.core import clock
+from twostep.core.decorators import REAUTH_KEY
+from twostep.mfa.models import Authenticator
 
 pytestmark = pytest.mark.django_db
 
@@ -94,3 +97,77 @@ def test_pending_second_step_reaches_nothing_private(user: User, two_factor_on: 
             continue
         response = client.get(concrete(route, user.username))
         assert response.status_code in (302, 401, 403, 405), route
+
+
+#: Routes that take no CSRF token: the reverse proxy's sub-request carries no form.
+CSRF_EXEMPT = {"auth/request", "auth/forward"}
+
+
+@pytest.mark.parametrize("role", ["user", "admin"])
+def test_every_page_refuses_a_post_without_the_csrf_token(role: str, user: User, admin: User) -> None:
+    """Signed in as a user and as an administrator, a form posted from elsewhere changes nothing (CSRF-01)."""
+    signed_in_as = admin if role == "admin" else user
+    client = Client()
+    assert sign_in(client, signed_in_as.username).status_code == 302
+    client.handler.enforce_csrf_checks = True
+    for route in page_routes():
+        if route in CSRF_EXEMPT:
+            continue
+        url = concrete(route, user.username)
+        response = client.post(url, {"confirm": user.username, "action": "remove", "id": "1"})
+        assert response.status_code == 403 and b"could not be verified" in response.content, (url, response.status_code)
+    user.refresh_from_db()
+    assert user.is_active and user.email_addresses.count() == 2
+    assert client.get("/account").status_code == 200  # still signed in: not even sign-out got through
+
+
+#: Changes on the user's own pages that need the password entered within
+#: ``security.reauth_max_age``; every /admin/ change needs it too.
+ACCOUNT_CHANGES_NEEDING_PASSWORD = [
+    ("account/security/totp", {"action": "confirm", "code": "123456"}),
+    ("account/security/totp/remove", {"confirm": "yes"}),
+    ("account/security/email", {"action": "send", "address": "1"}),
+    ("account/security/email/remove", {"confirm": "yes"}),
+    ("account/security/sms", {"action": "send", "phone": "1"}),
+    ("account/security/sms/remove", {"confirm": "yes"}),
+    ("account/security/recovery-codes", {}),
+    ("account/tokens", {"name": "ci", "scope": "self"}),
+]
+
+
+def stale(client: Client) -> None:
+    """Age the password entry of ``client``'s session past ``security.reauth_max_age``."""
+    session = client.session
+    session[REAUTH_KEY] = clock.timestamp() - 3600
+    session.save()
+
+
+def test_sensitive_changes_need_a_recent_password(user: User, two_factor_on: None) -> None:
+    """With an old password entry each change on the Security page shows the password prompt instead (RA-01).
+
+    The prompt comes before anything else, whether the method is allowed or not.
+    """
+    client = Client()
+    assert sign_in(client, user.username).status_code == 302
+    assert {route for route, _ in ACCOUNT_CHANGES_NEEDING_PASSWORD} <= set(page_routes())
+    for route, data in ACCOUNT_CHANGES_NEEDING_PASSWORD:
+        stale(client)
+        response = client.post("/" + route, data)
+        assert asked_for_password(response), (route, response.status_code)
+    assert not Authenticator.objects.filter(user=user).exists()
+
+
+def test_every_console_change_needs_a_recent_password(user: User, admin: User) -> None:
+    """An administrator's session left open is not enough to change anything in the console (RA-02)."""
+    client = Client()
+    assert sign_in(client, admin.username).status_code == 302
+    routes = [route for route in page_routes() if route.startswith("admin/") and route != "admin/"]
+    assert len(routes) >= 14
+    for route in routes:
+        stale(client)
+        response = client.post(
+            concrete(route, user.username), {"confirm": user.username, "action": "remove", "id": "1"}
+        )
+        assert asked_for_password(response), (route, response.status_code)
+    user.refresh_from_db()
+    assert user.is_active and user.email_addresses.count() == 2

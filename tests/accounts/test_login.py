@@ -5,12 +5,14 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.conf import settings
 from django.test import Client
 
 from tests.conftest import PASSWORD, sign_in
+from tests.hashers import FastArgon2PasswordHasher
 from twostep.accounts import services
 from twostep.accounts.models import SignInThrottle, User
 from twostep.audit.models import AuthEvent
@@ -71,6 +73,51 @@ def test_unknown_user_takes_as_long_as_wrong_password(make_user: Callable[..., U
     unknown = statistics.median(u for _, u in samples)
     # A short-circuit for unknown users would be several times faster; noise is well within 2x.
     assert 0.5 < unknown / known < 2.0
+
+
+def test_unknown_user_runs_the_hasher_as_often_as_a_wrong_password(
+    make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted, not timed: an unknown name costs the same argon2 work as a known one (ENUM-03).
+
+    The timing test above cannot see a skipped hash with the test suite's cheap
+    hasher parameters; the number of argon2 computations can.
+    """
+    make_user("counted")
+    calls: list[str] = []
+    for name in ("encode", "verify"):
+        original = getattr(FastArgon2PasswordHasher, name)
+
+        def counting(self: FastArgon2PasswordHasher, *args: str, _original: Any = original, _name: str = name) -> Any:
+            calls.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(FastArgon2PasswordHasher, name, counting)
+
+    def argon2_work(username: str) -> int:
+        calls.clear()
+        Client().post("/login", {"username": username, "password": "wrong password here"})
+        return len(calls)
+
+    assert argon2_work("counted") == argon2_work("nobody-at-all") >= 1
+
+
+def test_planted_session_does_not_reach_the_second_step(user: User, two_factor_on: None) -> None:
+    """A session key fixed before the password step is replaced there, not only at the end (SES-01)."""
+    from tests.mfa.recovery_codes.helpers import enrol_totp
+
+    enrol_totp(user)
+    victim = Client()
+    session = victim.session
+    session["planted"] = True
+    session.save()
+    planted = victim.cookies[settings.SESSION_COOKIE_NAME].value
+    assert sign_in(victim, user.username)["Location"] == "/login/verify"
+    assert victim.cookies[settings.SESSION_COOKIE_NAME].value != planted
+    attacker = Client()
+    attacker.cookies[settings.SESSION_COOKIE_NAME] = planted
+    response = attacker.get("/login/verify")
+    assert response.status_code == 302 and response["Location"].startswith("/login")
 
 
 def test_session_id_rotates_at_sign_in(user: User) -> None:

@@ -53,6 +53,18 @@ def test_second_step_with_totp(api: Api, user: User, two_factor_on: None) -> Non
     assert api.get("/me", token=verified.json()["access_token"]).status_code == 200
 
 
+def test_completed_login_token_cannot_sign_in_again(api: Api, user: User, two_factor_on: None) -> None:
+    """A login token that completed its sign-in is spent: with another valid code it gets login_expired (RR-05)."""
+    key = enrol_totp(user)
+    login_token = login(api, user.username).json()["login_token"]
+    step = totp.time_step(clock.timestamp())
+    first = api.post("/auth/login/verify", {"login_token": login_token, "code": totp.hotp(key, step)})
+    assert first.status_code == 200
+    again = api.post("/auth/login/verify", {"login_token": login_token, "code": totp.hotp(key, step + 1)})
+    assert again.status_code == 401 and error_code(again) == "login_expired"
+    assert AccessToken.objects.filter(user=user).count() == 1
+
+
 def test_password_failures_are_indistinguishable(api: Api, user: User, make_user) -> None:  # type: ignore[no-untyped-def]
     """Unknown user, wrong password and disabled account get the same 401 body; the log tells them apart."""
     disabled = make_user("dora")

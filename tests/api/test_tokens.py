@@ -148,6 +148,17 @@ def test_admin_scope_follows_the_role(api: Api, admin: User, make_user) -> None:
     assert response.status_code == 401 and error_code(response) == "unauthorized"
 
 
+def test_admin_scope_needs_the_role_even_if_the_token_survived(api: Api, admin: User, make_user) -> None:  # type: ignore[no-untyped-def]
+    """Second guard: a token left over from a role change made outside the service
+    (a database edit, a race) still loses the admin scope with the role."""
+    make_user("second-admin", role=Role.ADMIN)
+    token = personal(admin, ["read", "admin"])
+    User.objects.filter(pk=admin.pk).update(role=Role.USER)
+    response = api.get("/admin/users", token=token)
+    assert response.status_code == 403 and error_code(response) == "forbidden"
+    assert api.get("/me", token=token).status_code == 200  # the token itself still works
+
+
 def test_users_cannot_get_the_admin_scope(api: Api, user: User, token_for) -> None:  # type: ignore[no-untyped-def]
     """A regular user can neither sign in with nor create a token carrying the admin scope."""
     token = token_for(user)

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.authenticator_app import AuthenticatorApp
 from tests.browser.conftest import PHONE, Person, admin_signs_in, sign_in, sign_out
 from tests.browser.totp_helpers import scan_qr
 from tests.mail.smtp_server import Certificates, SmtpServer, certificates, smtp_server
@@ -33,40 +34,25 @@ CODES_ADDRESS = "frank.codes@example.org"
 RECOVERY_CODE = re.compile(r"^[0-9A-Z]{4}(-[0-9A-Z]{4}){3}$")
 
 
-class Authenticator:
-    """The user's phone: a TOTP key, never giving the same step twice (the server refuses replays)."""
-
-    def __init__(self, key: bytes) -> None:
-        self.key = key
-        self.last_step = 0
-
-    def code(self) -> str:
-        step = max(self.last_step + 1, totp.time_step(time.time()))
-        if step > totp.time_step(time.time()) + 1:
-            time.sleep((step - 1) * 30 - time.time() + 0.5)
-        self.last_step = step
-        return totp.hotp(self.key, step)
-
-
 def add_user(server: Any, name: str, *emails: str) -> None:
     args = ["users", "add", name, *[part for email in emails for part in ("--email", email)], "--password-stdin"]
     server.cli(*args, input=PASSWORD + "\n")
 
 
-def api_enrol_totp(server: Any, username: str) -> tuple[Authenticator, list[str]]:
+def api_enrol_totp(server: Any, username: str) -> tuple[AuthenticatorApp, list[str]]:
     """Sign in through the API and set up an authenticator app; return the 'phone' and the recovery codes shown."""
     with httpx.Client(base_url=f"{server.url}/api/v1", timeout=10) as api:
         login = api.post("/auth/login", json={"username": username, "password": PASSWORD})
         assert login.status_code == 200 and login.json()["status"] == "signed_in", login.text
         headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
         secret = api.post("/me/factors/totp", headers=headers).json()["secret"]
-        phone = Authenticator(totp.decode_secret(secret))
+        phone = AuthenticatorApp(totp.decode_secret(secret))
         confirmed = api.post("/me/factors/totp/confirm", json={"code": phone.code()}, headers=headers)
         assert confirmed.status_code == 201, confirmed.text
         return phone, confirmed.json()["recovery_codes"]
 
 
-def second_step_with_app(person: Person, phone: Authenticator, *, trust: bool = False) -> None:
+def second_step_with_app(person: Person, phone: AuthenticatorApp, *, trust: bool = False) -> None:
     page = person.page
     expect(page).to_have_url(re.compile(r"/login/verify$"))
     if trust:
@@ -104,7 +90,7 @@ def test_several_methods_and_use_another_method(
     page.goto("/account/security")
     page.get_by_role("link", name="Set up authenticator app").click()
     uri = scan_qr(page, tmp_path / "qr.png")
-    phone = Authenticator(uri.key)
+    phone = AuthenticatorApp(uri.key)
     page.get_by_label("Enter the 6-digit code the app shows now").fill(phone.code())
     page.get_by_role("button", name="Turn on").click()
     expect(page).to_have_url(re.compile(r"/account/security$"))

@@ -29,8 +29,6 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from twostep.factors import totp
-
 DOMAIN = "example.test"
 LOGIN_HOST = f"login.{DOMAIN}"
 APP_HOST = f"app.{DOMAIN}"
@@ -267,25 +265,3 @@ def caddy(directory: Path, port: int, twostep_port: int, app_port: int) -> Itera
         yield port
     finally:
         stop(process)
-
-
-class Authenticator:
-    """An authenticator app holding one key; never shows a code for a step already used."""
-
-    def __init__(self, key: bytes) -> None:
-        self.key = key
-        self.last_step = -1
-
-    def use(self, step: int) -> None:
-        self.last_step = max(self.last_step, step)
-
-    def code(self) -> str:
-        """A code twostep accepts now: the current step, or the next one (skew) after a used one."""
-        while True:
-            now = time.time()
-            step = totp.time_step(now)
-            wanted = max(step, self.last_step + 1)
-            if wanted <= step + 1:
-                self.last_step = wanted
-                return totp.totp(self.key, wanted * totp.DEFAULT_PERIOD)
-            time.sleep((step + 1) * totp.DEFAULT_PERIOD - now + 0.05)

@@ -19,12 +19,12 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
+from tests.authenticator_app import AuthenticatorApp
 from tests.forwardauth.stack import (
     APP_HOST,
     DOMAIN,
     LOGIN_HOST,
     OTHER_HOST,
-    Authenticator,
     caddy,
     echo_app,
     free_port,
@@ -121,7 +121,7 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 
 
 @pytest.fixture(scope="module")
-def alice_app(stack: Stack, browser: Browser) -> Authenticator:
+def alice_app(stack: Stack, browser: Browser) -> AuthenticatorApp:
     """Alice enrols an authenticator app on the Security page, reading the key shown under the QR code."""
     context = browser.new_context()
     context.set_default_timeout(10_000)
@@ -129,7 +129,7 @@ def alice_app(stack: Stack, browser: Browser) -> Authenticator:
     page.goto(f"{stack.login}/login")
     submit_password(page, "alice")
     page.goto(f"{stack.login}/account/security/totp")
-    app = Authenticator(totp.decode_secret(page.locator("#manual-key").inner_text().replace(" ", "").strip()))
+    app = AuthenticatorApp(totp.decode_secret(page.locator("#manual-key").inner_text().replace(" ", "").strip()))
     page.fill("#id_code", app.code())
     page.press("#id_code", "Enter")
     page.wait_for_url(f"{stack.login}/account/security")
@@ -153,7 +153,7 @@ def echoed(html: str) -> dict[str, str | None]:
 
 
 def test_sign_in_with_second_step_returns_to_the_app(
-    stack: Stack, context: BrowserContext, alice_app: Authenticator
+    stack: Stack, context: BrowserContext, alice_app: AuthenticatorApp
 ) -> None:
     """Unauthenticated → twostep's sign-in → password + TOTP → back at the original URL as alice."""
     original = f"{stack.app}/notes/today?sort=new&tag=a%20b"

@@ -16,6 +16,7 @@ from django.test import override_settings
 
 from twostep.accounts.models import User
 from twostep.core import clock
+from twostep.core.crypto import constant_time_equals
 from twostep.mfa import codes
 from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin
 
@@ -100,7 +101,7 @@ def test_valid_until_ten_minutes(user: User, frozen_clock: clock.FrozenClock) ->
     """Valid one second before the 10-minute lifetime ends."""
     pending = new_pending(user)
     code = send(user, pending)
-    frozen_clock.advance(codes.CODE_TTL.total_seconds() - 1)
+    frozen_clock.advance(599)  # the product brief's 10 minutes, not whatever CODE_TTL says
     assert check(user, pending, code) is None
 
 
@@ -108,7 +109,7 @@ def test_expired_after_ten_minutes(user: User, frozen_clock: clock.FrozenClock) 
     """Refused one second after the lifetime, even though it is the right code."""
     pending = new_pending(user)
     code = send(user, pending)
-    frozen_clock.advance(codes.CODE_TTL.total_seconds() + 1)
+    frozen_clock.advance(601)
     assert check(user, pending, code) == "expired_code"
 
 
@@ -118,6 +119,23 @@ def test_single_use(user: User) -> None:
     code = send(user, pending)
     assert check(user, pending, code) is None
     assert check(user, pending, code) == "expired_code"
+
+
+def test_codes_are_compared_in_constant_time(user: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typed code is compared with the stored hash by a constant-time comparison, right or wrong."""
+    compared: list[tuple[str | bytes, str | bytes]] = []
+
+    def spy(a: str | bytes, b: str | bytes) -> bool:
+        compared.append((a, b))
+        return constant_time_equals(a, b)
+
+    monkeypatch.setattr(codes, "constant_time_equals", spy)
+    pending = new_pending(user)
+    code = send(user, pending)
+    stored = OneTimeCode.objects.get(pending_login=pending).code_hash
+    assert check(user, pending, wrong(code)) == "wrong_code"
+    assert check(user, pending, code) is None
+    assert len(compared) == 2 and all(stored in pair for pair in compared)
 
 
 def test_bound_to_its_sign_in(user: User) -> None:

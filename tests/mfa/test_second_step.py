@@ -13,7 +13,9 @@ from django.test import Client, override_settings
 
 from tests.conftest import sign_in
 from tests.mfa.recovery_codes.helpers import enrol_totp
+from twostep.accounts import services
 from twostep.accounts.models import User
+from twostep.accounts.views import PENDING_KEY
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.config import load_config
@@ -420,3 +422,57 @@ def test_refusal_explains_pauses_and_locks_the_same_way(totp_user: tuple[User, b
     for page in (wrong.content.decode(), locked.content.decode()):
         assert "That code didn" in page and "A recovery code, or an administrator, gets you in" in page
     assert wrong.content.decode().count("code-error") == locked.content.decode().count("code-error")
+
+
+def test_deactivated_account_cannot_finish_its_sign_in(totp_user: tuple[User, bytes]) -> None:
+    """An account switched off between the two steps is not signed in by its right code (AZ-09)."""
+    user, key = totp_user
+    client = Client()
+    assert sign_in(client, user.username)["Location"] == "/login/verify"
+    services.set_active(user, False, origin=CLI)
+    assert verify(client, code_now(key)) == 0
+    assert not AuthEvent.objects.filter(kind="login", outcome="success", user=user).exists()
+
+
+def test_recovery_code_rechecks_the_sign_in_inside_its_transaction(totp_user: tuple[User, bytes]) -> None:
+    """A pending sign-in found live, then its account switched off, is refused and keeps the code (AZ-09)."""
+    from twostep.mfa.recovery_codes import services as recovery
+
+    user, _ = totp_user
+    codes = recovery.regenerate(user, CLI).codes
+    client = Client()
+    sign_in(client, user.username)
+    pending = PendingLogin.objects.get(user=user, completed_at__isnull=True)
+    assert second_step.is_live(pending)
+    services.set_active(user, False, origin=CLI)  # after the page looked the sign-in up
+    with pytest.raises(second_step.SecondStepError, match="expired_login"):
+        recovery.sign_in(pending, codes[0], CLI)
+    assert recovery.remaining(user.pk) == len(codes)
+
+
+def test_signing_out_ends_the_pending_sign_in(totp_user: tuple[User, bytes]) -> None:
+    """ "Back to sign in" ends the half-done sign-in: its token is worthless afterwards (SES-05)."""
+    user, key = totp_user
+    client = Client()
+    sign_in(client, user.username)
+    token = client.session[PENDING_KEY]
+    assert second_step.resolve(token) is not None
+    client.post("/logout")
+    assert second_step.resolve(token) is None
+    with pytest.raises(second_step.SecondStepError):
+        second_step.verify(PendingLogin.objects.get(user=user), code_now(key), CLI)
+
+
+@pytest.mark.parametrize("skew", [0, 1])
+def test_totp_skew_setting_sets_the_accepted_window(
+    totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock, skew: int
+) -> None:
+    """`two_factor.totp_skew` decides whether the previous step's code still signs in (OTP-04)."""
+    user, key = totp_user
+    frozen_clock.advance(120)  # past the step used at enrolment
+    previous = code_now(key, -1)
+    config = load_config(settings.DATA_DIR, {"TWOSTEP_TWO_FACTOR__TOTP_SKEW": str(skew)})
+    with override_settings(CONFIG=config):
+        client = Client()
+        sign_in(client, user.username)
+        assert verify(client, previous) == skew

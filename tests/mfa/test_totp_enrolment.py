@@ -78,6 +78,8 @@ def test_pending_secret_stable_across_wrong_codes_and_expires(signed_in: Client,
     first = shown_secret(signed_in)
     response = signed_in.post("/account/security/totp", {"code": "000000"})
     assert b"didn&#x27;t match" in response.content or b"didn't match" in response.content
+    # Kept in the auth log although the confirmation's transaction was rolled back.
+    assert AuthEvent.objects.filter(kind="totp.enrol", outcome="failure", reason="wrong_code").count() == 1
     for malformed in ("abcdef", "12345"):
         # Not a code at all: said so, rather than blaming the phone's clock.
         page = signed_in.post("/account/security/totp", {"code": malformed}).content.decode()

@@ -12,6 +12,7 @@ from tests.mfa.sms.conftest import PRIMARY, SECOND
 from tests.sms.fakes import FakeTwilio
 from twostep.accounts import services
 from twostep.accounts.models import PhoneNumber, User
+from twostep.accounts.views import PENDING_KEY
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.core import clock
@@ -218,6 +219,21 @@ def test_removed_number_kills_a_code_already_sent(phone_user: User, twilio: Fake
     services.remove_phone(phone_user, phone_id(phone_user, SECOND), origin=CLI)
     browser.post("/login/verify", {"code": code})
     assert browser.get("/account").status_code == 302
+
+
+def test_number_removed_during_the_check_is_refused(phone_user: User, twilio: FakeTwilio) -> None:
+    """Second guard: the number removed after the page found the factor usable, before the code was checked."""
+    from twostep.mfa import login as second_step
+
+    enrol(signed_in(phone_user), phone_user, twilio, SECOND)
+    browser = Client()
+    sign_in(browser, phone_user.username)
+    code = twilio.last_code(SECOND)
+    pending = second_step.resolve(browser.session[PENDING_KEY])
+    assert pending is not None and second_step.authenticator_for(pending) is not None
+    services.remove_phone(phone_user, phone_id(phone_user, SECOND), origin=CLI)
+    with pytest.raises(second_step.SecondStepError, match="method_unavailable"):
+        second_step.verify(pending, code, CLI)
 
 
 def test_resend_at_sign_in(phone_user: User, twilio: FakeTwilio, frozen_clock: clock.FrozenClock) -> None:

@@ -108,15 +108,19 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
             raise EnrolmentError("no_pending_secret")
         key = totp.decode_secret(secret_box().decrypt(pending.secret))
         step = totp.match_step(key, code, clock.timestamp(), skew=_skew())
-        if step is None:
-            record("totp.enrol", Outcome.FAILURE, origin=origin, user=user, method=Method.TOTP, reason="wrong_code")
-            raise EnrolmentError("wrong_code")
-        replaced = Authenticator.objects.filter(user=user, method=Method.TOTP, confirmed_at__isnull=False).delete()[0]
-        pending.confirmed_at = now
-        pending.pending_until = None
-        pending.last_step = step
-        pending.save(update_fields=["confirmed_at", "pending_until", "last_step"])
-        end_sessions(user, except_key=keep_session_key)
+        if step is not None:
+            previous = Authenticator.objects.filter(user=user, method=Method.TOTP, confirmed_at__isnull=False)
+            replaced = previous.delete()[0]
+            pending.confirmed_at = now
+            pending.pending_until = None
+            pending.last_step = step
+            pending.save(update_fields=["confirmed_at", "pending_until", "last_step"])
+            end_sessions(user, except_key=keep_session_key)
+    if step is None:
+        # Recorded after the block: inside it, the rollback that the raised
+        # error causes would take the auth-log entry with it.
+        record("totp.enrol", Outcome.FAILURE, origin=origin, user=user, method=Method.TOTP, reason="wrong_code")
+        raise EnrolmentError("wrong_code")
     record(
         "totp.enabled",
         Outcome.SUCCESS,

@@ -1,0 +1,98 @@
+"""No secret, code or password reaches the Python log or the auth log, over every enrolment and sign-in (LOG-01)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import pytest
+from django.test import Client
+
+from tests.conftest import PASSWORD, sign_in
+from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
+from tests.mfa.email.conftest import BACKUP, email_on
+from tests.mfa.recovery_codes.helpers import fresh_codes
+from tests.sms.conftest import fakes, twilio
+from tests.sms.fakes import FakeTwilio
+from twostep.accounts.models import PhoneNumber, User
+from twostep.audit.models import AuthEvent
+from twostep.core import clock
+from twostep.core.runtime import set_setting
+from twostep.factors import totp
+
+__all__ = ["certificates", "email_on", "fakes", "mail_server", "smtp_server", "twilio"]
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+#: Loggers of the test's own servers, which see the messages they receive.
+TEST_SERVERS = ("mail.log", "asyncio")
+WRONG_CODE = "864213"
+
+
+def appears(secret: str, text: str) -> bool:
+    """True when ``secret`` occurs in ``text`` on its own (a code inside a longer number does not count)."""
+    return re.search(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])", text) is not None
+
+
+def test_no_secret_in_any_log(
+    user: User, email_on: None, mail_server: SmtpServer, twilio: FakeTwilio, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Enrolling each method, signing in with each, wrong codes included: the Python log at DEBUG and every
+    auth-log entry hold no password, TOTP secret, emailed or texted code, recovery code or typed code."""
+    set_setting("two_factor.methods", ["totp", "email", "sms"])
+    caplog.set_level(logging.DEBUG)
+    secrets: list[str] = [PASSWORD, WRONG_CODE]
+    client = Client()
+    assert sign_in(client, user.username)["Location"] == "/account"
+
+    page = client.get("/account/security/totp").content.decode()
+    match = re.search(r'id="manual-key">([A-Z2-7 ]+)<', page)
+    assert match
+    secret = match.group(1).replace(" ", "")
+    key = totp.decode_secret(secret)
+    assert client.post("/account/security/totp", {"code": WRONG_CODE}).status_code == 200
+    code = totp.totp(key, clock.timestamp() - 30)
+    assert client.post("/account/security/totp", {"code": code})["Location"] == "/account/security"
+    secrets += [secret, key.hex(), code]
+
+    address = user.email_addresses.get(email=BACKUP).pk
+    assert client.post("/account/security/email", {"action": "send", "address": address}).status_code == 302
+    emailed = mail_server.last_code(BACKUP)
+    assert client.post("/account/security/email", {"action": "confirm", "code": emailed}).status_code == 302
+    secrets.append(emailed)
+
+    phone = PhoneNumber.objects.get(user=user).pk
+    assert client.post("/account/security/sms", {"action": "send", "phone": phone}).status_code == 302
+    texted = twilio.last_code()
+    assert client.post("/account/security/sms", {"action": "confirm", "code": texted}).status_code == 302
+    secrets.append(texted)
+
+    recovery = fresh_codes(client)
+    assert recovery
+    secrets += recovery + [c.replace("-", "") for c in recovery]
+
+    for typed in (WRONG_CODE, totp.hotp(key, totp.time_step(clock.timestamp()) + 1)):
+        browser = Client()
+        assert sign_in(browser, user.username)["Location"] == "/login/verify"
+        browser.post("/login/verify/method", {"method": "totp"})
+        browser.post("/login/verify", {"code": typed})
+    secrets.append(typed)
+    browser = Client()
+    sign_in(browser, user.username)
+    response = browser.post("/login/recovery", {"recovery_code": recovery[0]})
+    assert response.status_code == 302, response.content.decode()[-3000:]
+
+    logged = "\n".join(
+        f"{record.name} {record.getMessage()} {record.args!r} {record.exc_text or ''}"
+        for record in caplog.records
+        if not record.name.startswith(TEST_SERVERS)
+    )
+    audited = "\n".join(
+        json.dumps([e.kind, e.reason, e.username, e.user_agent, e.detail]) for e in AuthEvent.objects.all()
+    )
+    # Signed in three times: password alone, then with the app, then with a recovery code.
+    assert AuthEvent.objects.filter(kind="login", outcome="success").count() == 3
+    for value in secrets:
+        assert not appears(value, logged), value
+        assert not appears(value, audited), value
