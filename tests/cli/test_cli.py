@@ -292,6 +292,16 @@ def test_key_file_that_is_a_directory_is_named(tmp_path: Path) -> None:
     assert result.stderr == f"twostep: {fresh.data_dir / 'secret.key'}: Is a directory\n"
 
 
+def test_secret_key_from_the_environment_writes_no_key_file(tmp_path: Path) -> None:
+    """With TWOSTEP_SECRET_KEY set, init writes no secret.key (it would never be read) and the instance works."""
+    fresh = Runner(tmp_path / "data")
+    env = {"TWOSTEP_SECRET_KEY": secrets.token_urlsafe(50)}
+    assert fresh("init", env=env).returncode == 0
+    assert not (fresh.data_dir / "secret.key").exists() and (fresh.data_dir / "encryption.keys").exists()
+    status = fresh("keys", "status", env=env)
+    assert status.returncode == 0, status.stderr
+
+
 @pytest.mark.parametrize("name", ["TWOSTEP_DATABASE_URL", "TWOSTEP_TWO_FACTOR_ENABLED", "TWOSTEP_TWOFACTOR__ENABLED"])
 def test_misspelt_variable_stops_init(tmp_path: Path, name: str) -> None:
     """A misspelt variable is not ignored: init stops before creating anything (no SQLite install, no admin)."""

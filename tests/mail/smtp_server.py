@@ -9,6 +9,7 @@ nobody listening.  Import the fixtures into a conftest to use them.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ipaddress
@@ -171,6 +172,7 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.server.data_reply:
+            await asyncio.sleep(self.server.data_delay)
             return self.server.data_reply
         content = envelope.original_content or b""
         message = email.message_from_bytes(content, policy=email.policy.default)
@@ -186,6 +188,8 @@ class _Handler:
                     login=login,
                 )
             )
+        if self.server.data_delay:
+            await asyncio.sleep(self.server.data_delay)
         return "250 Message accepted"
 
 
@@ -202,7 +206,8 @@ class SmtpServer:
     ``mode``: ``starttls`` (STARTTLS required before MAIL), ``tls`` (implicit
     TLS) or ``plain`` (no TLS offered).  ``auth``: require a login
     (``SMTP_USER`` / ``SMTP_PASSWORD``).  Set ``rcpt_reply`` or
-    ``data_reply`` to a 5xx line to refuse.
+    ``data_reply`` to a 5xx line to refuse; ``data_delay`` to keep a received
+    message's confirmation waiting that many seconds.
     """
 
     def __init__(self, certificates: Certificates, *, mode: str = "starttls", auth: bool = False) -> None:
@@ -213,6 +218,7 @@ class SmtpServer:
         self.lock = threading.Lock()
         self.rcpt_reply = ""
         self.data_reply = ""
+        self.data_delay = 0.0
         kwargs: dict[str, Any] = {}
         context = certificates.server_context()
         if mode == "starttls":

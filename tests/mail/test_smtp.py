@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.mail.smtp_server import SMTP_PASSWORD, SMTP_USER, Certificates, SmtpServer, configure_twostep
-from twostep.mail import MailDeliveryError, send_mail
+from twostep.mail import MailDeliveryError, MailUnconfirmed, send_mail
 from twostep.mail.base import OutgoingMessage
 from twostep.mail.smtp import SmtpMailer, SmtpSettings
 
@@ -154,9 +154,30 @@ def test_server_that_never_answers_times_out(
     """A server that accepts the connection and stays silent fails after the configured timeout."""
     configure_twostep(monkeypatch, certificates, hanging_port, timeout=1.0)
     started = time.monotonic()
-    with pytest.raises(MailDeliveryError, match="did not answer within 1 seconds"):
+    with pytest.raises(MailDeliveryError, match="did not answer within 1 seconds") as caught:
         send_mail("alice@example.com", "test", CONTEXT)
     assert 0.9 < time.monotonic() - started < 2.5
+    assert caught.type is MailDeliveryError  # nothing was sent: not "may still arrive"
+
+
+def test_message_received_but_not_confirmed(
+    mail_server: SmtpServer, certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server has the whole message but does not confirm it in time: the error says it may still arrive."""
+    configure_twostep(monkeypatch, certificates, mail_server.port, timeout=1.0)
+    mail_server.data_delay = 2.0
+    with pytest.raises(MailUnconfirmed, match=r"received the message but did not confirm it \(no answer within 1 "):
+        send_mail("alice@example.com", "test", CONTEXT)
+    assert [m.rcpt_tos for m in mail_server.messages()] == [["alice@example.com"]]
+
+
+def test_message_refused_after_a_slow_answer_is_refused(mail_server: SmtpServer) -> None:
+    """An error reply to the message, however late within the timeout, is a refusal, not "may still arrive"."""
+    mail_server.data_reply = "554 5.7.1 Message rejected as spam"
+    mail_server.data_delay = 0.3
+    with pytest.raises(MailDeliveryError, match="refused the message") as caught:
+        send_mail("alice@example.com", "test", CONTEXT)
+    assert caught.type is MailDeliveryError
 
 
 @pytest.fixture

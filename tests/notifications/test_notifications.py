@@ -16,7 +16,7 @@ from twostep.audit.services import CLI, Origin
 from twostep.core import background, clock
 from twostep.factors import totp
 from twostep.mail import config
-from twostep.mail.base import MailDeliveryError, OutgoingMessage
+from twostep.mail.base import MailDeliveryError, MailUnconfirmed, OutgoingMessage
 from twostep.mail.service import use_mailer
 from twostep.mfa.totp import flows
 from twostep.notifications.models import Notification
@@ -31,11 +31,14 @@ class RecordingMailer:
     def __init__(self) -> None:
         self.sent: list[OutgoingMessage] = []
         self.failing = False
+        self.unconfirmed = False
 
     def send(self, message: OutgoingMessage) -> None:
         if self.failing:
             raise MailDeliveryError("The mail server refused the message.", "550 no")
         self.sent.append(message)
+        if self.unconfirmed:
+            raise MailUnconfirmed("The mail server received the message but did not confirm it.", "no answer")
 
 
 @pytest.fixture
@@ -118,6 +121,16 @@ def test_failed_delivery_is_retried_not_lost(user: User, two_factor_on: None, ou
     assert retry_pending() == 1
     assert Notification.objects.get(kind="totp.enabled").sent_at is not None
     assert len(outbox.sent) == 2
+
+
+def test_unconfirmed_notice_is_not_sent_twice(user: User, two_factor_on: None, outbox: RecordingMailer) -> None:
+    """A notice the mail server received without confirming it may arrive: it is not sent again."""
+    outbox.unconfirmed = True
+    key = totp.decode_secret(flows.provisioning_for(user).secret)
+    flows.confirm(user, totp.totp(key, clock.timestamp()), CLI)
+    assert Notification.objects.get(kind="totp.enabled").sent_at is not None
+    assert retry_pending() == 0
+    assert len(outbox.sent) == 2  # once to each of alice's two addresses
 
 
 def test_no_address_means_nothing_to_send(make_user: object, outbox: RecordingMailer) -> None:

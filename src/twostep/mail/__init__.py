@@ -8,7 +8,15 @@ and can be overridden from ``<data_dir>/templates/mail/`` (docs/email.md).
 
 from __future__ import annotations
 
-from twostep.mail.base import MailDeliveryError, Mailer, OutgoingMessage
+from twostep.mail.base import MailDeliveryError, Mailer, MailUnconfirmed, OutgoingMessage
 from twostep.mail.service import send_mail, send_test_email, use_mailer
 
-__all__ = ["MailDeliveryError", "Mailer", "OutgoingMessage", "send_mail", "send_test_email", "use_mailer"]
+__all__ = [
+    "MailDeliveryError",
+    "MailUnconfirmed",
+    "Mailer",
+    "OutgoingMessage",
+    "send_mail",
+    "send_test_email",
+    "use_mailer",
+]

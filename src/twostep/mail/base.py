@@ -33,6 +33,14 @@ class MailDeliveryError(Exception):
         self.smtp_error = smtp_error or message
 
 
+class MailUnconfirmed(MailDeliveryError):
+    """The whole message reached the mail server, which did not confirm it in time.
+
+    It may still be delivered: a code it carries is kept, as for an SMS the
+    provider did not confirm.
+    """
+
+
 class Mailer(Protocol):
     """Delivers messages; the SMTP implementation is ``twostep.mail.smtp.SmtpMailer``."""
 
@@ -42,4 +50,5 @@ class Mailer(Protocol):
         Raises:
             MailDeliveryError: the server is unreachable, too slow, refused
                 the connection, the login or the message.
+            MailUnconfirmed: the message was sent but not confirmed in time.
         """

@@ -28,7 +28,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.smtp import EmailBackend
 from django.core.mail.utils import DNS_NAME
 
-from twostep.mail.base import MailDeliveryError, OutgoingMessage
+from twostep.mail.base import MailDeliveryError, MailUnconfirmed, OutgoingMessage
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,9 @@ class _DeadlineMixin:
     """Gives every socket operation only the time left until ``deadline``."""
 
     deadline: float = 0.0
+    #: The end of the message data went out: from then on, a silence means
+    #: the message may have been delivered.
+    message_sent: bool = False
     sock: socket.socket | None
     #: smtplib's private name of the peer, used as the TLS server name.
     _host: str
@@ -74,6 +77,8 @@ class _DeadlineMixin:
     def send(self, s: Any) -> None:
         self._arm()
         super().send(s)  # type: ignore[misc]
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.message_sent = True
 
     def getreply(self) -> tuple[int, bytes]:
         self._arm()
@@ -126,6 +131,8 @@ class _Backend(EmailBackend):
             fail_silently=False,
         )
         self._context = context
+        #: The last connection opened, kept after it is closed.
+        self.last_connection: _SMTP | _SMTPSSL | None = None
 
     @cached_property
     def ssl_context(self) -> ssl.SSLContext:
@@ -141,6 +148,7 @@ class _Backend(EmailBackend):
         else:
             connection = _SMTP(local_hostname=DNS_NAME.get_fqdn(), timeout=timeout)
         connection.deadline = time.monotonic() + timeout
+        self.last_connection = connection
         # smtplib names the TLS peer after the host given to __init__, which
         # would connect before the deadline is set; so it is set here.
         connection._host = self.host
@@ -184,7 +192,9 @@ class SmtpMailer:
         except Exception as exc:
             kind, error = classify(exc, self.settings)
             server = self.settings.where if self.settings.host else "no server"
-            if kind == UNEXPECTED:
+            if isinstance(error, MailUnconfirmed):
+                logger.warning("Mail delivery through %s not confirmed: %s", server, kind)
+            elif kind == UNEXPECTED:
                 # A bug rather than an outage: with the traceback.
                 logger.error("Mail delivery through %s failed unexpectedly", server, exc_info=exc)
             else:
@@ -215,7 +225,29 @@ class SmtpMailer:
             connection=backend,
         )
         email.attach_alternative(message.html, "text/html")
-        email.send()
+        try:
+            email.send()
+        except smtplib.SMTPResponseException:
+            raise  # an answer, even to the message: it was refused
+        except OSError as exc:
+            sent = backend.last_connection is not None and backend.last_connection.message_sent
+            if not sent:
+                raise
+            reason = _silence(exc, settings)
+            raise MailUnconfirmed(
+                f"The mail server at {settings.where} received the message but did not confirm it ({reason}). "
+                "It may still arrive.",
+                reason,
+            ) from exc
+
+
+def _silence(exc: OSError, settings: SmtpSettings) -> str:
+    """How the server failed to confirm a message it received, in a few words."""
+    if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+        return f"no answer within {settings.timeout:g} seconds"
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return "the connection was closed"
+    return exc.strerror or type(exc).__name__
 
 
 def _domain_of(address: str) -> str:

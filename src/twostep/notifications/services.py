@@ -96,7 +96,7 @@ def deliver(notification_id: int, *, then_retry: bool = True) -> bool:
     """
     from twostep.core.runtime import get_settings
     from twostep.mail import config
-    from twostep.mail.base import MailDeliveryError
+    from twostep.mail.base import MailDeliveryError, MailUnconfirmed
     from twostep.mail.service import send_mail
 
     notification = Notification.objects.select_related("user").filter(pk=notification_id, sent_at=None).first()
@@ -118,6 +118,8 @@ def deliver(notification_id: int, *, then_retry: bool = True) -> bool:
     for address in addresses:
         try:
             send_mail(address, "security_notice", context)
+        except MailUnconfirmed:
+            continue  # the server has it: trying again would send it twice (already logged)
         except MailDeliveryError as exc:
             errors.append(str(exc))
     if errors:

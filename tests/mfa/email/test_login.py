@@ -219,6 +219,29 @@ def test_smtp_never_answers(
     assert time.monotonic() - started < 4
 
 
+def test_code_the_server_did_not_confirm_still_signs_in(
+    client: Client,
+    user: User,
+    enrolled: Authenticator,
+    mail_server: SmtpServer,
+    certificates: Certificates,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server received the message but answered too late: the code it delivers signs in, and asking
+    again right away sends nothing more (the code counts as sent)."""
+    configure_twostep(monkeypatch, certificates, mail_server.port, timeout=1.0)
+    mail_server.data_delay = 1.5
+    page = start(client, user)
+    assert COULD_NOT_SEND not in page and "Enter the code sent to al•••p@example.org." in page
+    [received] = mail_server.wait_for(1)
+    event = AuthEvent.objects.get(kind="login.code_sent", user=user)
+    assert event.outcome == "success" and event.detail["unconfirmed"] == "no answer within 1 seconds"
+    client.post(RESEND)
+    assert len(mail_server.messages()) == 1
+    client.post("/login/verify", {"code": received.code()})
+    assert signed_in(client)
+
+
 def test_failed_resend_is_reported_once(
     client: Client,
     user: User,

@@ -20,7 +20,7 @@ from twostep.accounts.models import EmailAddress, User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.factors.totp import is_well_formed
-from twostep.mail import MailDeliveryError, send_mail
+from twostep.mail import MailDeliveryError, MailUnconfirmed, send_mail
 from twostep.mfa import codes, guesses
 from twostep.mfa.methods import CodeDelivery, SecurityPanel, register, register_panel
 from twostep.mfa.models import Authenticator, EmailCheck, Method, OneTimeCode, PendingLogin
@@ -91,6 +91,8 @@ def deliver_code(
 ) -> None:
     """Issue a code for its binding, mail it, and make it live; on failure nothing is consumed.
 
+    A message the server received without confirming it counts as sent.
+
     ``kind`` is the auth-log event of the send (success or failure).
 
     Raises:
@@ -115,6 +117,14 @@ def deliver_code(
     }
     try:
         send_mail(destination, template, context)
+    except MailUnconfirmed as exc:
+        # The server has the message and may deliver it: the code stays
+        # usable and counts as sent, as for an SMS the provider did not
+        # confirm.  Discarding it would refuse the code the user receives.
+        codes.mark_sent(row)
+        detail = {"destination": destination, "unconfirmed": exc.smtp_error}
+        record(kind, Outcome.SUCCESS, origin=origin, user=user, method=METHOD, detail=detail)
+        return
     except MailDeliveryError as exc:
         codes.discard(row)
         record(

@@ -51,9 +51,12 @@ class Command(BaseCommand):
         if not config_file.exists():
             config_file.write_text(files("twostep.config").joinpath("template.toml").read_text())
             self.stdout.write(f"Wrote {config_file}")
+        # With TWOSTEP_SECRET_KEY set the key file would never be read: none is written.
+        key_from_environment = bool(os.environ.get("TWOSTEP_SECRET_KEY"))
         key_file = settings.CONFIG.path(settings.CONFIG.secret_key_file)
         keys_file = settings.ENCRYPTION_KEYS_PATH
-        missing = [path for path in (key_file, keys_file) if not path.exists()]
+        wanted = [keys_file] if key_from_environment else [key_file, keys_file]
+        missing = [path for path in wanted if not path.exists()]
         if missing and _database_in_use():
             # New keys could not read the secrets already stored (TOTP keys,
             # SMTP and SMS credentials) nor accept the sessions signed with the
@@ -65,7 +68,7 @@ class Command(BaseCommand):
                 "directory (with the same modes, 0600); after a loss, restore them from a backup. "
                 "New keys could not read what the database holds, so none were written."
             )
-        if not key_file.exists():
+        if key_file in missing:
             key = secrets.token_urlsafe(50)
             _write_private(key_file, key + "\n")
             settings.SECRET_KEY = key
