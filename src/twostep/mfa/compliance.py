@@ -16,7 +16,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Count, Exists, IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from twostep.accounts.models import Role, User
+from twostep.accounts.models import EmailAddress, Role, User
 from twostep.core import clock
 from twostep.mfa import enforcement
 from twostep.mfa.choice import describe, order
@@ -126,6 +126,24 @@ def summary(policy: Policy | None = None) -> Summary:
         overdue=Count("pk", filter=_status_q(policy, "overdue")),
     )
     return Summary(**{key: int(value) for key, value in counts.items()})
+
+
+def cannot_prove_an_address(policy: Policy | None = None, *, limit: int = 5) -> tuple[int, list[str]]:
+    """Users who must enrol, have no second step and no email address, and how many there are.
+
+    With ``two_factor.enrolment_email_check`` on, such a user cannot set up
+    anything: the check sends its code to an address on the account.
+    Returns the count and the first ``limit`` usernames, administrators first.
+    """
+    policy = policy or enforcement.current_policy()
+    stuck = (
+        _annotated(policy)
+        .filter(_applies_q(policy) & Q(has_any=False))
+        .exclude(Exists(EmailAddress.objects.filter(user=OuterRef("pk"))))
+    )
+    # "admin" sorts before "user": administrators first.
+    names = list(stuck.order_by("role", "username").values_list("username", flat=True)[:limit])
+    return (stuck.count() if len(names) == limit else len(names)), names
 
 
 def overview(

@@ -128,6 +128,8 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
         page_number = 1
     page, policy = compliance.overview(status=status, search=search, page=page_number)
     admin: User = request.user  # type: ignore[assignment]
+    # With the email check on, these users have no address to prove: they cannot enrol.
+    stranded = compliance.cannot_prove_an_address(policy) if get_settings(email_check.KEY)[email_check.KEY] else (0, [])
     return render(
         request,
         "mfa/enforcement/admin.html",
@@ -141,5 +143,7 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
             "search": search,
             "forced_off": forced_off_by_config(),
             "self_enrolled": enforcement.requirement(admin, policy).enrolled,
+            "stranded_count": stranded[0],
+            "stranded": stranded[1],
         },
     )

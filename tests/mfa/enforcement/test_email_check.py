@@ -338,3 +338,20 @@ def test_api_answers_a_spent_budget(api: Api, user: User, check_on: SmtpServer) 
     User.objects.filter(pk=user.pk).update(second_step_blocked_until=None, second_step_locked_at=clock.now())
     locked = api.post("/me/factors/email-check/confirm", {"code": code}, token=secret)
     assert locked.status_code == 403 and error_code(locked) == "second_step_locked"
+
+
+def test_policy_page_names_who_the_check_would_strand(
+    client: Client, admin: User, make_user: Callable[..., User], check_on: SmtpServer
+) -> None:
+    """Users who must enrol but have no address to prove are named, the signed-in administrator first."""
+    key = enrol_totp(admin)
+    assert signed_in_with_totp(client, admin, key).status_code == 302
+    make_user("noaddress")
+    make_user("hasaddress", emails=["has@example.com"])
+    make_user("otheradmin", role="admin")
+    page = client.get("/admin/two-factor").content.decode()
+    assert "2 of them have none and cannot" in page
+    assert page.index(">otheradmin</a>") < page.index(">noaddress</a>")
+    assert ">hasaddress</a>" not in page.split("turn the email check off")[0]
+    set_setting(email_check.KEY, False)
+    assert "have none and cannot" not in client.get("/admin/two-factor").content.decode()
