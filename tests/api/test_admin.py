@@ -303,3 +303,20 @@ def test_changes_need_a_recent_password_with_a_sign_in_token(
     assert api.post("/me/reauthenticate", {"password": PASSWORD}, token=root).status_code == 200
     assert api.post("/admin/users/alice/unlock", token=root).status_code == 204
     assert api.post("/admin/users/alice/unlock", token=personal).status_code == 204
+
+
+def test_settings_change_that_strands_its_author_is_refused(api: Api, root: str, admin: User) -> None:
+    """An administrator with no factor and no address cannot turn on an email check they could not pass:
+    409 conflict, and none of the values sent is stored."""
+    from twostep.accounts import services
+    from twostep.core.runtime import set_setting
+
+    set_setting("email.host", "mail.example.com")
+    change = {"two_factor.enabled": True, "two_factor.required": "admins", "two_factor.enrolment_email_check": True}
+    refused = api.patch("/admin/settings", {"values": change}, token=root)
+    assert refused.status_code == 409 and error_code(refused) == "conflict", refused.content
+    assert "no second step and no email address" in refused.json()["error"]["message"]
+    assert [get_setting(key) for key in change] == [False, "nobody", False]
+    services.add_email(admin, "root@example.com", origin=CLI)
+    assert api.patch("/admin/settings", {"values": change}, token=root).status_code == 200
+    assert [get_setting(key) for key in change] == [True, "admins", True]

@@ -33,7 +33,7 @@ from twostep.console.forms import (
 from twostep.core import clock
 from twostep.core.clockcheck import database_offset, offset_warning
 from twostep.core.decorators import admin_only
-from twostep.core.runtime import get_setting, get_settings, set_setting
+from twostep.core.runtime import SettingError, get_setting, get_settings, set_setting
 from twostep.mfa import email_check
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator, Method
@@ -360,17 +360,22 @@ def authentication_view(request: HttpRequest) -> HttpResponse:
             # Show who loses protection before anything changes.
             form = TwoFactorSettingsForm(initial={"enabled": enabled, "methods": methods})
         else:
-            set_setting("two_factor.enabled", enabled)
-            set_setting("two_factor.methods", methods)
-            record(
-                "settings.two_factor",
-                Outcome.INFO,
-                origin=Origin.of(request),
-                actor=_actor(request),
-                detail={"enabled": enabled, "methods": methods, "affected_users": affected},
-            )
-            messages.success(request, "Authentication settings saved.")
-            return redirect("/admin/authentication")
+            try:
+                with email_check.sparing(_actor(request)):
+                    set_setting("two_factor.enabled", enabled)
+                    set_setting("two_factor.methods", methods)
+            except SettingError as exc:
+                form.add_error(None, str(exc))
+            else:
+                record(
+                    "settings.two_factor",
+                    Outcome.INFO,
+                    origin=Origin.of(request),
+                    actor=_actor(request),
+                    detail={"enabled": enabled, "methods": methods, "affected_users": affected},
+                )
+                messages.success(request, "Authentication settings saved.")
+                return redirect("/admin/authentication")
     enrolled = Authenticator.objects.filter(confirmed_at__isnull=False).values("method").annotate(users=Count("user"))
     offset = database_offset()
     return render(

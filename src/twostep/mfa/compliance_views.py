@@ -100,8 +100,9 @@ def _save(form: PolicyForm, request: HttpRequest) -> None:
         trusted.ENABLED_KEY: bool(data["trusted_enabled"]),
         trusted.DAYS_KEY: int(data["trusted_days"]),
     }
-    for key, value in values.items():
-        set_setting(key, value)
+    with email_check.sparing(request.user):  # type: ignore[arg-type]
+        for key, value in values.items():
+            set_setting(key, value)
     record("settings.two_factor_policy", Outcome.INFO, origin=Origin.of(request), actor=request.user, detail=values)
 
 

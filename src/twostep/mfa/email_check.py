@@ -19,6 +19,8 @@ consumes nothing and lets nobody through.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -134,6 +136,37 @@ def asked_of(user: User) -> bool:
         return False
     state = enforcement.requirement(user)
     return state.required and not state.enrolled
+
+
+#: Why a change of the policy was refused: it would leave its own author unable to enrol.
+LOCKS_OUT_ITS_AUTHOR = (
+    "You have no second step and no email address: with the email check on you could not set up a "
+    "second step yourself, and would be kept out until another administrator adds an address. Add an "
+    "address to your account first (Users, your name), or set up a second step, or leave the check off."
+)
+
+
+def strands(user: User) -> bool:
+    """Whether the check is asked of ``user`` (see ``asked_of``), who has no address to pass it with."""
+    return asked_of(user) and not user.email_addresses.exists()
+
+
+@contextmanager
+def sparing(author: User) -> Iterator[None]:
+    """Run a change of settings in one transaction that is undone if it strands ``author``.
+
+    An administrator who turns the check on, requires enrolment of their own
+    role, or turns 2FA on, while having neither a factor nor an address, could
+    not pass the check and would be kept out of the console.
+
+    Raises:
+        SettingError: ``LOCKS_OUT_ITS_AUTHOR``; nothing was changed.
+    """
+    with transaction.atomic():
+        stranded_before = strands(author)
+        yield
+        if strands(author) and not stranded_before:
+            raise SettingError(LOCKS_OUT_ITS_AUTHOR)
 
 
 def needed(user: User, method: str) -> bool:

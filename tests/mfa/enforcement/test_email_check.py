@@ -355,3 +355,35 @@ def test_policy_page_names_who_the_check_would_strand(
     assert ">hasaddress</a>" not in page.split("turn the email check off")[0]
     set_setting(email_check.KEY, False)
     assert "have none and cannot" not in client.get("/admin/two-factor").content.decode()
+
+
+def test_policy_that_would_lock_out_its_own_administrator_is_refused(
+    client: Client, admin: User, two_factor_on: None
+) -> None:
+    """An administrator with no second step and no address cannot turn on a check they could not pass."""
+    from twostep.accounts import services
+
+    set_setting("email.host", "mail.example.com")
+    assert sign_in(client, admin.username).status_code == 302
+    form = {"required": "admins", "grace_sign_ins": "3", "trusted_days": "30", "email_check": "on"}
+    refused = client.post("/admin/two-factor", form)
+    assert refused.status_code == 200 and "could not set up a second step yourself" in refused.content.decode()
+    assert get_setting(email_check.KEY) is False and get_setting("two_factor.required") == "nobody"
+    # Not required of administrators: nothing to lock them out of.
+    assert client.post("/admin/two-factor", {**form, "required": "roles", "roles": "user"}).status_code == 302
+    assert get_setting(email_check.KEY) is True
+    set_setting(email_check.KEY, False)
+    services.add_email(admin, "root@example.com", origin=CLI)
+    assert client.post("/admin/two-factor", form).status_code == 302
+    assert get_setting(email_check.KEY) is True and get_setting("two_factor.required") == "admins"
+
+
+def test_turning_2fa_on_cannot_strand_the_administrator_doing_it(client: Client, admin: User, db: None) -> None:
+    """The same guard on the Authentication page: 2FA switched on under a policy its author could not meet."""
+    set_setting("email.host", "mail.example.com")
+    set_setting("two_factor.required", "everyone")
+    set_setting(email_check.KEY, True)
+    assert sign_in(client, admin.username).status_code == 302
+    refused = client.post("/admin/authentication", {"enabled": "on", "methods": ["totp"]})
+    assert refused.status_code == 200 and "could not set up a second step yourself" in refused.content.decode()
+    assert get_setting("two_factor.enabled") is False

@@ -7,6 +7,8 @@ one calls the same service function as the console and the CLI.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from ipaddress import IPv4Address, IPv6Address
 from typing import Annotated, Any, Literal
 
@@ -89,6 +91,16 @@ def _known_query(request: HttpRequest, model: type[Schema]) -> None:
     if unknown:
         fields = [{"field": name, "message": "Unknown query parameter."} for name in unknown[:20]]
         raise ApiError("invalid_request", f"Unknown query parameter(s): {', '.join(unknown[:5])}.", fields=fields)
+
+
+@contextmanager
+def _sparing(author: User) -> Iterator[None]:
+    """``email_check.sparing`` for the API: a change that would strand its author answers 409 ``conflict``."""
+    try:
+        with email_check.sparing(author):
+            yield
+    except SettingError as exc:
+        raise ApiError("conflict", str(exc)) from None
 
 
 def _context(request: HttpRequest) -> dict[str, Any]:
@@ -451,7 +463,9 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
     A change of `two_factor.enabled` or `two_factor.methods` that would stop
     asking some users for their second factor answers 409
     `confirmation_required` until repeated with `confirm_affected` set to the
-    number of those users, as in the console.
+    number of those users, as in the console.  A change that would require
+    the token's own user to enrol behind the email check while they have no
+    second factor and no email address answers 409 `conflict`.
     """
     for key in sorted(payload.values):
         try:
@@ -459,7 +473,7 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
         except SettingError as exc:
             raise _setting_refused(key, exc) from None
     context = _context(request)
-    with transaction.atomic():
+    with transaction.atomic(), _sparing(current_user(request)):
         before = get_settings(*TWO_FACTOR_KEYS)
         stored = {}
         # In the order given: a later value's check sees the earlier ones (email.host before email codes).
