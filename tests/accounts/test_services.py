@@ -104,7 +104,7 @@ def test_last_admin_is_protected(admin: User) -> None:
 
 
 def test_deactivation_and_password_reset_end_sessions(client: Client, user: User) -> None:
-    """Deactivating a user or resetting their password deletes their sessions server-side."""
+    """Deactivating a user or resetting their password deletes their sessions server-side (SES-06)."""
     sign_in(client, user.username)
     assert UserSession.objects.filter(user=user).count() == 1
     services.set_password(user, "another long password", origin=CLI, must_change=True)
