@@ -455,3 +455,17 @@ def test_session_id_in_the_url_is_ignored(user: User) -> None:
     stranger.post(f"/login?{settings.SESSION_COOKIE_NAME}={key}", {"username": "x", "password": "y"})
     cookie = stranger.cookies.get(settings.SESSION_COOKIE_NAME)
     assert cookie is None or cookie.value != key
+
+
+def test_password_reset_does_not_skip_the_second_step(user: User, admin: User, two_factor_on: None) -> None:
+    """After an administrator sets a new password, signing in with it still asks for the second step first (FB-05)."""
+    from tests.mfa.recovery_codes.helpers import enrol_totp
+
+    enrol_totp(user)
+    services.set_password(user, "a brand new passphrase", origin=CLI, actor=admin, must_change=True)
+    client = Client()
+    response = sign_in(client, user.username, "a brand new passphrase")
+    assert response.status_code == 302 and response["Location"] == "/login/verify"
+    for path in ("/account", "/account/password", "/account/security"):
+        assert client.get(path)["Location"].startswith("/login"), path
+    assert "_auth_user_id" not in client.session

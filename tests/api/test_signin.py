@@ -217,7 +217,7 @@ def test_sign_in_is_audited(api: Api, user: User) -> None:
 
 
 def test_second_step_then_password_change_required(api: Api, make_user, two_factor_on: None) -> None:  # type: ignore[no-untyped-def]
-    """A correct code from a user who must change their password: 403 and no token; the code is spent."""
+    """A correct code from a user who must change their password: 403 and no token; the code is spent (FB-05)."""
     newbie = make_user("newbie", must_change_password=True)
     key = enrol_totp(newbie)
     code = totp.totp(key, clock.timestamp())
@@ -233,7 +233,7 @@ def test_second_step_then_password_change_required(api: Api, make_user, two_fact
 def test_sign_in_that_cannot_issue_a_token_keeps_the_code(
     api: Api, user: User, two_factor_on: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The code's consumption and the token share one commit: when issuing fails, nothing is spent."""
+    """The code's consumption and the token share one commit: when issuing fails, nothing is spent (FLT-05)."""
     from twostep.api import tokens
 
     key = enrol_totp(user)
@@ -337,3 +337,27 @@ def test_the_body_alone_carries_the_code(api: Api, user: User, two_factor_on: No
     assert not AccessToken.objects.filter(user=user).exists()
     verified = api.post("/auth/login/verify?code=000000", {"login_token": login_token, "code": code})
     assert verified.status_code == 200, verified.content
+
+
+def test_second_step_is_revealed_only_after_the_right_password(
+    api: Api,
+    user: User,
+    make_user,
+    two_factor_on: None,  # type: ignore[no-untyped-def]
+) -> None:
+    """A wrong password answers the same for an account with a second factor, one without, and no account (ENUM-02)."""
+    from django.test import Client
+
+    enrol_totp(user)
+    make_user("bob")
+    answers = [login(api, name, "wrong password!") for name in (user.username, "bob", "nobody-here")]
+    assert {(r.status_code, r.content) for r in answers} == {(answers[0].status_code, answers[0].content)}
+    body = answers[0].content.decode()
+    assert not [word for word in ("totp", "method", "login_token", "•") if word in body], body
+    pages = []
+    for name in (user.username, "bob"):
+        response = Client().post("/login", {"username": name, "password": "wrong password!"})
+        pages.append((response.status_code, response.content.decode().replace(str(response.context["csrf_token"]), "")))
+    assert pages[0][0] == pages[1][0] == 200
+    assert pages[0][1].replace(user.username, "NAME") == pages[1][1].replace("bob", "NAME")
+    assert "/login/verify" not in pages[0][1]

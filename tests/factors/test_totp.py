@@ -92,7 +92,7 @@ def test_step_arithmetic() -> None:
     [("186057", None), ("980357", -1), ("005924", 0), ("590587", 1), ("240500", None)],
 )
 def test_window_edges_skew_one(code: str, expected_offset: int | None) -> None:
-    """At t=1234567890 with skew 1, T-1..T+1 match and T-2, T+2 do not (security.md §3.3, OTP-06)."""
+    """At t=1234567890 with skew 1, T-1..T+1 match and T-2, T+2 do not (security.md §3.3, OTP-06, FLT-07)."""
     current = 1234567890 // 30
     matched = totp.match_step(RFC_SECRET, code, 1234567890, skew=1)
     assert matched == (None if expected_offset is None else current + expected_offset)

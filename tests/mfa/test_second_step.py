@@ -467,7 +467,7 @@ def test_signing_out_ends_the_pending_sign_in(totp_user: tuple[User, bytes]) -> 
 def test_totp_skew_setting_sets_the_accepted_window(
     totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock, skew: int
 ) -> None:
-    """`two_factor.totp_skew` decides whether the previous step's code still signs in (OTP-04)."""
+    """`two_factor.totp_skew` decides whether the previous step's code still signs in (OTP-04, FLT-07)."""
     user, key = totp_user
     frozen_clock.advance(120)  # past the step used at enrolment
     previous = code_now(key, -1)
@@ -584,3 +584,58 @@ def test_only_the_right_code_passes_the_login_path(totp_user: tuple[User, bytes]
     client = Client()
     sign_in(client, user.username)
     assert verify(client, current) == 1
+
+
+def test_nothing_between_the_steps_holds_the_password(totp_user: tuple[User, bytes]) -> None:
+    """After the password step, neither the session nor the pending sign-in holds the password, plain or encoded (SEC-08)."""
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    from tests.conftest import PASSWORD
+    from twostep.usersessions.models import UserSession
+
+    user, _ = totp_user
+    client = Client()
+    assert sign_in(client, user.username)["Location"] == "/login/verify"
+    raw = PASSWORD.encode()
+    encodings = [
+        PASSWORD,
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        raw.hex(),
+        quote(PASSWORD),
+        quote_plus(PASSWORD),
+    ]
+    stored = " ".join(
+        [
+            str(list(UserSession.objects.values())),
+            str(list(PendingLogin.objects.values())),
+            str(dict(client.session.items())),
+            *(morsel.value for morsel in client.cookies.values()),
+        ]
+    )
+    assert client.session[PENDING_KEY]  # the session does hold the pending sign-in
+    for encoded in encodings:
+        assert encoded not in stored, encoded
+
+
+def test_no_code_token_or_session_key_travels_in_a_url(totp_user: tuple[User, bytes]) -> None:
+    """Every redirect and link of a sign-in carries no code, pending-sign-in token or session key (SEC-09)."""
+    import re
+
+    user, key = totp_user
+    client = Client()
+    responses = [client.get("/login"), sign_in(client, user.username)]
+    token = client.session[PENDING_KEY]
+    middle = client.cookies[settings.SESSION_COOKIE_NAME].value
+    code = code_now(key)
+    responses += [client.get("/login/verify"), client.post("/login/verify", {"code": code})]
+    final = client.cookies[settings.SESSION_COOKIE_NAME].value
+    responses.append(client.get("/account"))
+    assert responses[3]["Location"] == "/account"
+    urls = [r["Location"] for r in responses if r.has_header("Location")]
+    for response in responses:
+        urls += re.findall(r'(?:href|action|src)="([^"]*)"', response.content.decode())
+    assert urls
+    for url in urls:
+        assert not [secret for secret in (code, token, middle, final) if secret in url], url

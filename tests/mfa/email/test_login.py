@@ -187,7 +187,7 @@ def test_smtp_down(
     certificates: Certificates,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Port closed: the clear error, the refusal logged, nothing consumed; once mail works, a resend signs in."""
+    """Port closed: the clear error, the refusal logged, nothing consumed; once mail works, a resend signs in (FLT-01)."""
     configure_twostep(monkeypatch, certificates, closed_port)
     _assert_clear_failure(client, user, "connection refused")
     # The pending sign-in was kept: with the server back, "Send a new code" works at once.
@@ -212,7 +212,7 @@ def test_smtp_never_answers(
     certificates: Certificates,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A silent server: the request returns after the (1 s) timeout with the clear error, no sign-in."""
+    """A silent server: the request returns after the (1 s) timeout with the clear error, no sign-in (FLT-02)."""
     configure_twostep(monkeypatch, certificates, hanging_port, timeout=1.0)
     started = time.monotonic()
     _assert_clear_failure(client, user, "timed out")
