@@ -171,3 +171,27 @@ def test_every_console_change_needs_a_recent_password(user: User, admin: User) -
         assert asked_for_password(response), (route, response.status_code)
     user.refresh_from_db()
     assert user.is_active and user.email_addresses.count() == 2
+
+
+def test_pending_second_step_changes_no_security_setting(user: User, two_factor_on: None) -> None:
+    """With only the password done, every change on the Security page is refused and nothing changes (FB-14)."""
+    from twostep.api.models import AccessToken
+    from twostep.audit.services import CLI
+    from twostep.factors import totp
+    from twostep.mfa.recovery_codes import services as recovery
+    from twostep.mfa.totp import flows
+
+    key = totp.decode_secret(flows.provisioning_for(user).secret)
+    flows.confirm(user, totp.totp(key, clock.timestamp()), CLI)
+    recovery.regenerate(user, CLI)
+    before = (list(Authenticator.objects.filter(user=user).values()), recovery.remaining(user.pk))
+    client = Client()
+    assert sign_in(client, user.username)["Location"] == "/login/verify"
+    changes = [*ACCOUNT_CHANGES_NEEDING_PASSWORD, ("account/password", {}), ("account/sessions/end-others", {})]
+    for route, data in changes:
+        response = client.post("/" + route, data)
+        assert response.status_code in (302, 401, 403), (route, response.status_code)
+        if response.status_code == 302:
+            assert response["Location"].startswith("/login"), (route, response["Location"])
+    assert (list(Authenticator.objects.filter(user=user).values()), recovery.remaining(user.pk)) == before
+    assert not AccessToken.objects.filter(user=user).exists()

@@ -103,7 +103,7 @@ def test_unknown_user_runs_the_hasher_as_often_as_a_wrong_password(
 
 
 def test_planted_session_does_not_reach_the_second_step(user: User, two_factor_on: None) -> None:
-    """A session key fixed before the password step is replaced there, not only at the end (SES-01)."""
+    """A session key fixed before the password step is replaced there, not only at the end (SES-01, SES-02)."""
     from tests.mfa.recovery_codes.helpers import enrol_totp
 
     enrol_totp(user)
@@ -121,7 +121,7 @@ def test_planted_session_does_not_reach_the_second_step(user: User, two_factor_o
 
 
 def test_session_id_rotates_at_sign_in(user: User) -> None:
-    """The session cookie before sign-in is not the one after it (SES-01/02)."""
+    """The session cookie before sign-in is not the one after it (SES-01, SES-02)."""
     client = Client()
     client.get("/login")
     session = client.session
@@ -188,7 +188,7 @@ def test_logout_is_post_only_and_server_side(user: User) -> None:
 
 
 def test_cookie_and_security_headers(user: User) -> None:
-    """Session cookie is HttpOnly and SameSite=Lax; pages are not cached or framed; CSP has no inline script."""
+    """Session cookie is HttpOnly and SameSite=Lax; pages are not cached or framed; CSP has no inline script (SES-03, AZ-13, FB-13)."""
     client = Client()
     response = sign_in(client, user.username)
     cookie = response.cookies[settings.SESSION_COOKIE_NAME]
@@ -202,7 +202,7 @@ def test_cookie_and_security_headers(user: User) -> None:
 
 
 def test_https_deployment_uses_host_prefixed_secure_cookies(tmp_path: object) -> None:
-    """With an https public URL the cookies are __Host- prefixed and Secure (checked in a fresh process)."""
+    """With an https public URL the cookies are __Host- prefixed and Secure (checked in a fresh process) (SES-03, SEC-12)."""
     import subprocess
     import sys
 
@@ -375,3 +375,97 @@ def test_change_password_form_is_throttled_too(user: User) -> None:
     assert b"Too many sign-in attempts" in response.content
     user.refresh_from_db()
     assert user.check_password(PASSWORD)
+
+
+def test_session_cookie_attributes_on_the_wire(user: User, tmp_path: object) -> None:
+    """The session's Set-Cookie is HttpOnly, SameSite=Lax, Path=/, without Domain; over https also __Host- and Secure (SES-03)."""
+    import subprocess
+    import sys
+
+    response = sign_in(Client(), user.username)
+    header = response.cookies[settings.SESSION_COOKIE_NAME].output(header="").strip()
+    attributes = {part.strip().split("=")[0].lower() for part in header.split(";")[1:]}
+    assert {"httponly", "path", "samesite"} <= attributes and "domain" not in attributes, header
+    assert "Path=/;" in header + ";" and "SameSite=Lax" in header
+    code = (
+        "import django;from django.conf import settings as s;django.setup();"
+        "print(s.SESSION_COOKIE_NAME, s.SESSION_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, s.SESSION_COOKIE_SAMESITE,"
+        " s.SESSION_COOKIE_PATH, s.SESSION_COOKIE_DOMAIN, s.CSRF_COOKIE_SECURE, s.CSRF_COOKIE_PATH,"
+        " s.CSRF_COOKIE_DOMAIN, s.SECURE_SSL_REDIRECT)"
+    )
+    env = {
+        "TWOSTEP_DATA_DIR": str(tmp_path),
+        "TWOSTEP_SERVER__PUBLIC_URL": "https://login.example.com",
+        "DJANGO_SETTINGS_MODULE": "twostep.settings",
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["__Host-twostep_session", "True", "True", "Lax", "/", "None", "True", "/", "None", "False"]
+
+
+def test_no_cross_origin_reads_are_allowed(user: User) -> None:
+    """No page or API answer, preflight included, grants another origin access (AZ-11)."""
+    client = Client()
+    evil = {"HTTP_ORIGIN": "https://evil.example", "HTTP_ACCESS_CONTROL_REQUEST_METHOD": "POST"}
+    answers = [
+        client.options("/login", **evil),
+        client.options("/api/v1/auth/login", **evil),
+        client.post("/login", {"username": user.username, "password": PASSWORD}, **evil),
+        client.get("/account", **evil),
+        client.post(
+            "/api/v1/auth/login",
+            {"username": user.username, "password": PASSWORD},
+            content_type="application/json",
+            **evil,
+        ),
+    ]
+    assert answers[-1].status_code == 200  # the API answered; the browser must still not let evil read it
+    for response in answers:
+        granted = [name for name in response.headers if name.lower().startswith("access-control-allow")]
+        assert granted == [], (response.request["PATH_INFO"], granted)
+
+
+@pytest.mark.parametrize(
+    "name", ["alic_", "al%", "%", "_____", "' OR 1=1 --", "alice' --", "alice\\", "*", "{0}", "%s"]
+)
+def test_wildcards_and_quotes_in_the_name_match_nobody(user: User, name: str) -> None:
+    """SQL wildcards, quotes and format strings typed as the name find no account, even with its password (FUZZ-07)."""
+    client = Client()
+    response = client.post("/login", {"username": name, "password": PASSWORD})
+    assert response.status_code == 200 and "_auth_user_id" not in client.session
+    assert AuthEvent.objects.get(kind="login.password").reason == "unknown_user"
+
+
+def test_markup_typed_as_the_name_is_escaped(user: User) -> None:
+    """A name carrying markup or a line break comes back escaped on the sign-in form (FUZZ-07)."""
+    typed = '<script>alert(1)</script>"\r\nSet-Cookie: x=1'
+    page = Client().post("/login", {"username": typed, "password": "wrong"}).content.decode()
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_session_id_in_the_url_is_ignored(user: User) -> None:
+    """A session key passed in the query string is neither read nor promoted (SES-02)."""
+    signed_in = Client()
+    sign_in(signed_in, user.username)
+    key = signed_in.cookies[settings.SESSION_COOKIE_NAME].value
+    stranger = Client()
+    for query in [f"?{settings.SESSION_COOKIE_NAME}={key}", f"?sessionid={key}", f"?session={key}"]:
+        assert stranger.get("/account" + query).status_code == 302, query
+    stranger.post(f"/login?{settings.SESSION_COOKIE_NAME}={key}", {"username": "x", "password": "y"})
+    cookie = stranger.cookies.get(settings.SESSION_COOKIE_NAME)
+    assert cookie is None or cookie.value != key
+
+
+def test_password_reset_does_not_skip_the_second_step(user: User, admin: User, two_factor_on: None) -> None:
+    """After an administrator sets a new password, signing in with it still asks for the second step first (FB-05)."""
+    from tests.mfa.recovery_codes.helpers import enrol_totp
+
+    enrol_totp(user)
+    services.set_password(user, "a brand new passphrase", origin=CLI, actor=admin, must_change=True)
+    client = Client()
+    response = sign_in(client, user.username, "a brand new passphrase")
+    assert response.status_code == 302 and response["Location"] == "/login/verify"
+    for path in ("/account", "/account/password", "/account/security"):
+        assert client.get(path)["Location"].startswith("/login"), path
+    assert "_auth_user_id" not in client.session

@@ -47,7 +47,7 @@ def test_create_user_with_addresses_and_phones(make_user: Callable[..., User]) -
     ],
 )
 def test_invalid_input_rejected_and_nothing_saved(kwargs: dict[str, object], message: str) -> None:
-    """Bad input raises a readable error and creates no user."""
+    """Bad input raises a readable error and creates no user (FUZZ-09)."""
     with pytest.raises(ValidationError, match=message):
         services.create_user("carol", password="a long enough pass", origin=CLI, **kwargs)  # type: ignore[arg-type]
     assert not User.objects.filter(username="carol").exists()
@@ -104,7 +104,7 @@ def test_last_admin_is_protected(admin: User) -> None:
 
 
 def test_deactivation_and_password_reset_end_sessions(client: Client, user: User) -> None:
-    """Deactivating a user or resetting their password deletes their sessions server-side."""
+    """Deactivating a user or resetting their password deletes their sessions server-side (SES-06)."""
     sign_in(client, user.username)
     assert UserSession.objects.filter(user=user).count() == 1
     services.set_password(user, "another long password", origin=CLI, must_change=True)
@@ -135,3 +135,27 @@ def test_new_role_ends_the_users_sessions(user: User, admin: User) -> None:
     services.update_user(user, role=Role.ADMIN, origin=CLI, actor=admin)
     assert browser.get("/admin/users").status_code == 302
     assert not UserSession.objects.filter(user=user).exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("emails", "alice@example.com\r\nBcc: everyone@example.org"),
+        ("emails", "alice@example.com\nBcc: everyone@example.org"),
+        ("emails", "alice@example.com>, <everyone@example.org"),
+        ("emails", "alice@example.com\x00"),
+        ("phones", "+44 20 7946 0958; +1 555 123 4567"),
+        ("phones", "tel:+15551234567"),
+    ],
+)
+def test_header_injection_and_junk_in_contacts_are_refused(field: str, value: str) -> None:
+    """Line breaks, a second address, NUL or letters in an address or number are refused before anything is stored (FUZZ-09)."""
+    with pytest.raises(ValidationError):
+        services.create_user("carol", password="a long enough pass", origin=CLI, **{field: [value]})  # type: ignore[arg-type]
+    assert not User.objects.filter(username="carol").exists()
+
+
+def test_a_number_is_stored_only_in_its_normal_form(make_user: Callable[..., User]) -> None:
+    """Spaces and a trailing line break around a number are dropped: only +digits are stored (FUZZ-09)."""
+    user = make_user("carol", phones=["+1 555 123 4567\r\n"])
+    assert list(user.phone_numbers.values_list("number", flat=True)) == ["+15551234567"]

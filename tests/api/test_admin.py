@@ -320,3 +320,54 @@ def test_settings_change_that_strands_its_author_is_refused(api: Api, root: str,
     services.add_email(admin, "root@example.com", origin=CLI)
     assert api.patch("/admin/settings", {"values": change}, token=root).status_code == 200
     assert [get_setting(key) for key in change] == [True, "admins", True]
+
+
+def test_admins_never_see_a_users_secrets(api: Api, root: str, admin: User, user: User, two_factor_on: None) -> None:
+    """Neither the admin API nor the console shows a user's TOTP key, recovery codes or a pending code (AZ-08)."""
+    from django.test import Client
+
+    from tests.conftest import sign_in
+    from twostep.factors import totp
+    from twostep.mfa.recovery_codes import services as recovery
+
+    key = enrol_totp(user)
+    new = recovery.regenerate(user, CLI)
+    pending_code = totp.totp(key, clock.timestamp())
+    console = Client()
+    sign_in(console, admin.username)
+    answers = [
+        api.get("/admin/users/alice", token=root).content.decode(),
+        api.get("/admin/users?q=alice", token=root).content.decode(),
+        api.get("/admin/audit", token=root).content.decode(),
+        console.get("/admin/users/alice").content.decode(),
+        console.get("/admin/users").content.decode(),
+    ]
+    secrets = [totp.encode_secret(key), key.hex(), *new.codes, *new.formatted]
+    for page in answers:
+        assert "alice" in page
+        assert not [secret for secret in secrets if secret in page]
+    assert pending_code not in answers[0]
+    reset = api.post("/admin/users/alice/reset-2fa", token=root)
+    assert reset.json() == {"removed": 1}  # a count, nothing of what was removed
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"totp_secret": "JBSWY3DPEHPK3PXP"},
+        {"mfa_enabled": False},
+        {"phone_verified": True},
+        {"is_admin": True},
+        {"is_superuser": True},
+        {"allowed_methods": ["email"]},
+        {"second_step_failures": 0},
+        {"password": "a perfectly fine passphrase"},
+        {"username": "mallory"},
+    ],
+)
+def test_user_update_takes_only_its_own_fields(api: Api, root: str, user: User, field: dict[str, object]) -> None:
+    """PATCH /admin/users refuses any field beyond name, role and active, and changes nothing (AZ-12)."""
+    before = User.objects.filter(pk=user.pk).values().get()
+    response = api.patch("/admin/users/alice", {"display_name": "Mallory", **field}, token=root)
+    assert response.status_code == 400 and error_code(response) == "invalid_request"
+    assert User.objects.filter(pk=user.pk).values().get() == before

@@ -107,3 +107,41 @@ def test_scopes_and_roles(api: Api, user: User, admin: User, method: str, path: 
         else:
             assert response.status_code == 403 and code == "forbidden", (caller.username, scopes, response.content)
     assert passes
+
+
+def test_no_public_operation_skips_the_second_step(api: Api, user: User, two_factor_on: None) -> None:
+    """With the password alone, no public operation hands out an access token to an account with a second factor (FB-02)."""
+    from tests.api.conftest import enrol_totp
+    from tests.conftest import PASSWORD
+
+    enrol_totp(user)
+    bodies: dict[str, dict[str, object]] = {
+        "/api/v1/auth/login": {"username": user.username, "password": PASSWORD},
+        "/api/v1/auth/login/verify": {"code": "000000"},
+        "/api/v1/auth/login/method": {"method": "totp"},
+        "/api/v1/auth/login/recovery": {"code": "AAAA-AAAA-AAAA-AAAA"},
+        "/api/v1/auth/login/resend": {},
+    }
+    assert set(bodies) == {path for _, path in PUBLIC}
+    for path, body in bodies.items():
+        login = api.post("/auth/login", {"username": user.username, "password": PASSWORD}).json()
+        assert login["status"] == "second_step_required" and "access_token" not in login
+        payload = body if path == "/api/v1/auth/login" else {"login_token": login["login_token"], **body}
+        response = api.post(path.removeprefix("/api/v1"), payload)
+        assert response.status_code != 500 and "access_token" not in response.content.decode(), path
+        User.objects.filter(pk=user.pk).update(second_step_failures=0, second_step_blocked_until=None)
+    from twostep.api.models import AccessToken
+
+    assert not AccessToken.objects.filter(user=user).exists()
+
+
+def test_a_login_token_opens_nothing(api: Api, user: User, two_factor_on: None) -> None:
+    """The login token of a half-done sign-in is no bearer token: every protected operation answers 401 (FB-04)."""
+    from tests.api.conftest import enrol_totp
+    from tests.conftest import PASSWORD
+
+    enrol_totp(user)
+    login_token = api.post("/auth/login", {"username": user.username, "password": PASSWORD}).json()["login_token"]
+    for method, path, _ in [op for op in OPERATIONS if (op[0], op[1]) not in PUBLIC]:
+        response = call(api, method, path, login_token)
+        assert response.status_code == 401 and code_of(response) == "unauthorized", (method, path)

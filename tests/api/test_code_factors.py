@@ -101,7 +101,7 @@ def test_email_start_refuses_someone_elses_address(
     email_on: None,
     token_for: Callable[[User], str],
 ) -> None:
-    """Another user's address id, or an unknown one, answers 404 and sends nothing."""
+    """Another user's address id, or an unknown one, answers 404 and sends nothing (ENUM-07)."""
     bob = make_user("bob", emails=["bob@example.com"])
     token = token_for(user)
     for target in (email_id(bob, "bob@example.com"), 999_999):

@@ -44,7 +44,7 @@ def test_malformed_json(api: Api, db: None) -> None:
     ids=["int", "list", "missing", "unknown-field", "nul", "lone-surrogate", "too-long", "array", "string"],
 )
 def test_invalid_bodies(api: Api, db: None, body: object) -> None:
-    """Wrong types, missing or unknown fields, control characters and over-long values get 400."""
+    """Wrong types, missing or unknown fields, control characters and over-long values get 400 (FUZZ-05)."""
     raw = json.dumps(body).encode()
     response = api.post("/auth/login", raw=raw)
     assert response.status_code == 400
@@ -166,7 +166,7 @@ def test_path_parameters_are_validated(api: Api, admin: User, token_for) -> None
 
 
 def test_query_parameters_are_validated(api: Api, admin: User, token_for) -> None:  # type: ignore[no-untyped-def]
-    """Bad page numbers, IPs, outcomes and dates are 400; far-away dates are clamped, not crashed on."""
+    """Bad page numbers, IPs, outcomes and dates are 400; far-away dates are clamped, not crashed on (FUZZ-06)."""
     token = token_for(admin)
     for query in [
         "page=0",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -156,3 +157,38 @@ def test_locked_second_step_sends_nothing(
     response = api.post("/auth/login/resend", {"login_token": step["login_token"]})
     assert response.status_code == 401 and error_code(response) == "second_step_failed"
     assert mail_server.messages() == []
+
+
+def test_codes_reach_only_their_channel(
+    api: Api, user: User, make_user: Callable[..., User], mail_server: SmtpServer, twilio: FakeTwilio,
+    email_on: None, frozen_clock: clock.FrozenClock,
+) -> None:  # fmt: skip
+    """Sign-in and resend answers, pages, redirects and headers never carry the emailed or texted code (SEC-06)."""
+    from django.test import Client
+
+    from tests.api.conftest import allow_only
+
+    allow_only("totp", "email", "sms")
+    enrol_email_codes(user, mail_server)
+    enrol_sms_codes(make_user("bob", phones=[PHONE]), twilio)
+    answers: list[Any] = []
+    sent: list[str] = []
+    for name, last_code in (("alice", lambda: mail_server.last_code(BACKUP)), ("bob", lambda: twilio.last_code(PHONE))):
+        step = api.post("/auth/login", {"username": name, "password": PASSWORD})
+        sent.append(last_code())
+        frozen_clock.advance(61)
+        answers += [step, api.post("/auth/login/resend", {"login_token": step.json()["login_token"]})]
+        sent.append(last_code())
+        answers.append(api.post("/auth/login/verify", {"login_token": step.json()["login_token"], "code": "12345"}))
+        browser = Client()
+        answers.append(browser.post("/login", {"username": name, "password": PASSWORD}))
+        sent.append(last_code())
+        answers.append(browser.get("/login/verify"))
+        frozen_clock.advance(61)
+        answers.append(browser.post(f"/login/verify/{'email' if name == 'alice' else 'sms'}/resend"))
+        sent.append(last_code())
+        answers += [browser.get("/login/verify"), browser.post("/login/verify", {"code": "12345"})]
+    assert len(set(sent)) >= 2 and all(re.fullmatch(r"[0-9]{6}", code) for code in sent)
+    for response in answers:
+        text = response.content.decode() + " ".join(f"{k}: {v}" for k, v in response.items())
+        assert not [code for code in sent if code in text], (response.status_code, text[:300])

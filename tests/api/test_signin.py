@@ -54,7 +54,7 @@ def test_second_step_with_totp(api: Api, user: User, two_factor_on: None) -> Non
 
 
 def test_completed_login_token_cannot_sign_in_again(api: Api, user: User, two_factor_on: None) -> None:
-    """A login token that completed its sign-in is spent: with another valid code it gets login_expired (RR-05)."""
+    """A login token that completed its sign-in is spent: with another valid code it gets login_expired (RR-05, RR-08)."""
     key = enrol_totp(user)
     login_token = login(api, user.username).json()["login_token"]
     step = totp.time_step(clock.timestamp())
@@ -114,7 +114,7 @@ def test_malformed_code_counts_as_a_failure(api: Api, user: User, two_factor_on:
 
 
 def test_login_token_dies_after_too_many_wrong_codes(api: Api, user: User, two_factor_on: None) -> None:
-    """After the allowed wrong codes the login token is dead: even the right code gets login_expired."""
+    """After the allowed wrong codes the login token is dead: even the right code gets login_expired (BF-15)."""
     key = enrol_totp(user)
     login_token = login(api, user.username).json()["login_token"]
     answers = [api.post("/auth/login/verify", {"login_token": login_token, "code": "000000"}) for _ in range(5)]
@@ -217,7 +217,7 @@ def test_sign_in_is_audited(api: Api, user: User) -> None:
 
 
 def test_second_step_then_password_change_required(api: Api, make_user, two_factor_on: None) -> None:  # type: ignore[no-untyped-def]
-    """A correct code from a user who must change their password: 403 and no token; the code is spent."""
+    """A correct code from a user who must change their password: 403 and no token; the code is spent (FB-05)."""
     newbie = make_user("newbie", must_change_password=True)
     key = enrol_totp(newbie)
     code = totp.totp(key, clock.timestamp())
@@ -233,7 +233,7 @@ def test_second_step_then_password_change_required(api: Api, make_user, two_fact
 def test_sign_in_that_cannot_issue_a_token_keeps_the_code(
     api: Api, user: User, two_factor_on: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The code's consumption and the token share one commit: when issuing fails, nothing is spent."""
+    """The code's consumption and the token share one commit: when issuing fails, nothing is spent (FLT-05)."""
     from twostep.api import tokens
 
     key = enrol_totp(user)
@@ -250,3 +250,114 @@ def test_sign_in_that_cannot_issue_a_token_keeps_the_code(
     verified = api.post("/auth/login/verify", {"login_token": login_token, "code": code})
     assert verified.status_code == 200, verified.content
     assert AuthEvent.objects.filter(kind="login.second_step", outcome="success").count() == 1
+
+
+def test_code_field_takes_only_a_string_of_six_ascii_digits(api: Api, user: User, two_factor_on: None) -> None:
+    """Other JSON types, other lengths, numeric spellings and huge values never sign in, never 500 (FUZZ-01, FUZZ-04, FUZZ-05)."""
+    key = enrol_totp(user)
+    code = totp.totp(key, clock.timestamp())
+    typed: list[object] = [int(code), None, True, [], [code], {"$ne": None}, {"code": {"code": code}}, 1e5]
+    spelled = ["", "1", code[:5], code + "0", code + "00", "1" * 33, "1" * 100_000, f"+{code}", f"-{code}",
+               f"{code[:1]}_{code[1:]}", f"{code}.0", f"{int(code)}e0", hex(int(code)), f"{code[:3]}\u00a0{code[3:]}"]  # fmt: skip
+    for value in [*typed, *spelled]:
+        login_token = login(api, user.username).json()["login_token"]
+        response = api.post("/auth/login/verify", {"login_token": login_token, "code": value})
+        assert response.status_code in {400, 401, 413}, (value, response.content[:200])
+        assert "access_token" not in response.content.decode()
+        User.objects.filter(pk=user.pk).update(second_step_failures=0, second_step_blocked_until=None)
+    assert not AccessToken.objects.filter(user=user).exists()
+    login_token = login(api, user.username).json()["login_token"]
+    verified = api.post("/auth/login/verify", {"login_token": login_token, "code": code})
+    assert verified.status_code == 200, verified.content  # nothing above spent the step
+
+
+@pytest.mark.parametrize("method", ["TOTP", "Totp", "sms ", "email\u0000", "push", "x" * 1000, 1, ["totp"]])
+def test_method_names_must_be_exact(api: Api, user: User, two_factor_on: None, method: object) -> None:
+    """A method that is not exactly one of the known names is refused at both steps (FUZZ-08)."""
+    enrol_totp(user)
+    refused = login(api, user.username, method=method)
+    assert refused.status_code == 400 and error_code(refused) == "invalid_request"
+    login_token = login(api, user.username).json()["login_token"]
+    switched = api.post("/auth/login/method", {"login_token": login_token, "method": method})
+    assert switched.status_code == 400 and error_code(switched) == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"skip2fa": True}, {"mfa": False}, {"remember_device": True}, {"trusted": True}, {"second_step": "done"}],
+)
+def test_client_flags_cannot_skip_the_second_step(
+    api: Api, user: User, two_factor_on: None, extra: dict[str, object]
+) -> None:
+    """Flags a client might add to skip the second step, and debug or forwarding headers, give no token (FB-03)."""
+    enrol_totp(user)
+    headers = {"HTTP_X_DEBUG": "1", "HTTP_X_FORWARDED_FOR": "127.0.0.1", "HTTP_X_REAL_IP": "10.0.0.1"}
+    body = {"username": user.username, "password": PASSWORD}
+    flagged = api.post("/auth/login", {**body, **extra}, **headers)
+    assert flagged.status_code == 400 and "access_token" not in flagged.content.decode()
+    plain = api.post("/auth/login", body, **headers)
+    assert plain.json()["status"] == "second_step_required" and "access_token" not in plain.json()
+    assert not AccessToken.objects.filter(user=user).exists()
+
+
+def test_wrong_codes_through_the_api_lock_at_the_configured_limit(
+    api: Api, user: User, two_factor_on: None, frozen_clock: clock.FrozenClock
+) -> None:
+    """A scripted loop of wrong codes over fresh login tokens stops at the account limit, right code included (BF-15)."""
+    from django.conf import settings
+
+    key = enrol_totp(user)
+    limit = settings.CONFIG.security.second_step_lock_after
+    for _ in range(limit):
+        frozen_clock.advance(901)  # past any growing delay: only the lock stops this loop
+        login_token = login(api, user.username).json()["login_token"]
+        response = api.post("/auth/login/verify", {"login_token": login_token, "code": "000000"})
+        assert response.status_code == 401
+    user.refresh_from_db()
+    assert user.second_step_failures == limit and user.second_step_locked_at is not None
+    frozen_clock.advance(3600)
+    login_token = login(api, user.username).json()["login_token"]
+    code = totp.totp(key, clock.timestamp())
+    right = api.post("/auth/login/verify", {"login_token": login_token, "code": code})
+    assert right.status_code == 401 and error_code(right) == "second_step_failed"
+    assert not AccessToken.objects.filter(user=user).exists()
+
+
+def test_the_body_alone_carries_the_code(api: Api, user: User, two_factor_on: None) -> None:
+    """A name repeated in the JSON body is refused, whichever value comes last; a code in the query is ignored (FUZZ-06)."""
+    key = enrol_totp(user)
+    code = totp.totp(key, clock.timestamp())
+    login_token = login(api, user.username).json()["login_token"]
+    for first, last in [("000000", code), (code, "000000")]:
+        repeated = f'{{"login_token": "{login_token}", "code": "{first}", "code": "{last}"}}'.encode()
+        response = api.post("/auth/login/verify", raw=repeated)
+        assert response.status_code == 400 and error_code(response) == "invalid_request"
+    in_query = api.post(f"/auth/login/verify?code={code}", {"login_token": login_token, "code": "000000"})
+    assert in_query.status_code == 401 and error_code(in_query) == "second_step_failed"
+    assert not AccessToken.objects.filter(user=user).exists()
+    verified = api.post("/auth/login/verify?code=000000", {"login_token": login_token, "code": code})
+    assert verified.status_code == 200, verified.content
+
+
+def test_second_step_is_revealed_only_after_the_right_password(
+    api: Api,
+    user: User,
+    make_user,
+    two_factor_on: None,  # type: ignore[no-untyped-def]
+) -> None:
+    """A wrong password answers the same for an account with a second factor, one without, and no account (ENUM-02)."""
+    from django.test import Client
+
+    enrol_totp(user)
+    make_user("bob")
+    answers = [login(api, name, "wrong password!") for name in (user.username, "bob", "nobody-here")]
+    assert {(r.status_code, r.content) for r in answers} == {(answers[0].status_code, answers[0].content)}
+    body = answers[0].content.decode()
+    assert not [word for word in ("totp", "method", "login_token", "•") if word in body], body
+    pages = []
+    for name in (user.username, "bob"):
+        response = Client().post("/login", {"username": name, "password": "wrong password!"})
+        pages.append((response.status_code, response.content.decode().replace(str(response.context["csrf_token"]), "")))
+    assert pages[0][0] == pages[1][0] == 200
+    assert pages[0][1].replace(user.username, "NAME") == pages[1][1].replace("bob", "NAME")
+    assert "/login/verify" not in pages[0][1]

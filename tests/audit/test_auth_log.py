@@ -86,7 +86,7 @@ def test_audit_tail(user: User, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_audit_tail_escapes_what_strangers_typed(user: User, capsys: pytest.CaptureFixture[str]) -> None:
-    """A username typed at the password step cannot forge a line or send escape codes to the terminal."""
+    """A username typed at the password step cannot forge a line or send escape codes to the terminal (FUZZ-07)."""
     forged = "nobody\n2030-01-01 00:00:00  success  login  root  127.0.0.1\x1b[2K"
     response = Client().post("/login", {"username": forged, "password": "x" * 12})
     assert response.status_code == 200

@@ -194,7 +194,7 @@ def test_bad_config_value_named_at_startup(twostep: Runner) -> None:
 
 
 def test_serve_refuses_unsafe_or_unready_deployments(tmp_path: Path, twostep: Runner) -> None:
-    """serve refuses debug mode, a missing key file, and an un-migrated database, saying what to do."""
+    """serve refuses debug mode, a missing key file, and an un-migrated database, saying what to do (FLT-11)."""
     debug = twostep("serve", env={"TWOSTEP_DEBUG": "true"})
     assert debug.returncode != 0 and "debug is on" in debug.stderr
 

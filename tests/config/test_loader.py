@@ -38,7 +38,7 @@ def test_bad_value_names_key_and_value(tmp_path: Path) -> None:
 
 
 def test_out_of_range_value_refused(tmp_path: Path) -> None:
-    """Limits from the security policy cannot be loosened past their ceilings."""
+    """Limits from the security policy cannot be loosened past their ceilings (OTP-09)."""
     write(tmp_path, "[security]\npending_login_ttl = 3600\n")
     with pytest.raises(ConfigError, match=r"security\.pending_login_ttl = 3600"):
         load_config(tmp_path, {})

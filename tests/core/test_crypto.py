@@ -59,7 +59,7 @@ def test_key_file_is_private(tmp_path: Path) -> None:
 
 
 def test_missing_or_broken_key_file(tmp_path: Path) -> None:
-    """A missing, empty or corrupt key file is an error, never a fresh key."""
+    """A missing, empty or corrupt key file is an error, never a fresh key (FLT-11)."""
     with pytest.raises(KeyFileError, match="cannot read"):
         read_keys(tmp_path / "absent")
     (tmp_path / "empty").write_text("# nothing\n")

@@ -110,3 +110,38 @@ def test_other_faults_still_answer_500(
     assert cookie_client.get("/account").status_code == 500
     assert [record.name for record in outage_records(caplog)] == ["django.request"]
     assert outage_records(caplog)[0].exc_info is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outage_while_checking_the_code_signs_nobody_in_and_spends_nothing(
+    user: User, two_factor_on: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database fails as the right code is being accepted: 503, no session, the step and the sign-in unspent (FLT-05)."""
+    from tests.conftest import sign_in
+    from tests.mfa.recovery_codes.helpers import enrol_totp
+    from twostep.core import clock
+    from twostep.factors import totp
+    from twostep.mfa import pending
+    from twostep.mfa.models import Authenticator, PendingLogin
+
+    key = enrol_totp(user)
+    client = Client(raise_request_exception=False)
+    assert sign_in(client, user.username)["Location"] == "/login/verify"
+    middle = client.cookies[settings.SESSION_COOKIE_NAME].value
+    last_step = Authenticator.objects.get(user=user).last_step
+    code = totp.totp(key, clock.timestamp())
+
+    def spend(*args: object, **kwargs: object) -> bool:
+        raise OperationalError(REFUSED)
+
+    with caplog.at_level(logging.ERROR), monkeypatch.context() as patch:
+        patch.setattr(pending, "spend", spend)
+        response = client.post("/login/verify", {"code": code})
+    assert response.status_code == 503 and "nobody was signed in" in response.content.decode()
+    assert client.cookies[settings.SESSION_COOKIE_NAME].value == middle
+    assert client.get("/account").status_code == 302
+    assert Authenticator.objects.get(user=user).last_step == last_step
+    assert not PendingLogin.objects.filter(user=user, completed_at__isnull=False).exists()
+    assert User.objects.get(pk=user.pk).second_step_failures == 0
+    retried = client.post("/login/verify", {"code": code})
+    assert retried.status_code == 302 and retried["Location"] == "/account"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import hmac
+import re
 from unittest import mock
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from twostep.factors import totp
@@ -51,18 +52,18 @@ def test_hotp_extra_digit_lengths() -> None:
 
 @pytest.mark.parametrize(("unix_time", "sha1", "sha256", "sha512"), TOTP_ROWS)
 def test_totp_rfc6238_appendix_b(unix_time: int, sha1: str, sha256: str, sha512: str) -> None:
-    """All 18 RFC 6238 rows, with the per-algorithm seeds, 8 digits."""
+    """All 18 RFC 6238 rows, with the per-algorithm seeds, 8 digits (OTP-02)."""
     for digest, expected in (("sha1", sha1), ("sha256", sha256), ("sha512", sha512)):
         assert totp.totp(SEEDS[digest], unix_time, digits=8, digest=digest) == expected
 
 
 def test_sha256_seed_is_not_silently_reused() -> None:
-    """The 20-byte SHA-1 seed with SHA-256 gives the known wrong value, proving seeds are not padded."""
+    """The 20-byte SHA-1 seed with SHA-256 gives the known wrong value, proving seeds are not padded (OTP-02)."""
     assert totp.totp(RFC_SECRET, 59, digits=8, digest="sha256") == "32247374"
 
 
 def test_truncation_uses_last_byte_of_long_macs() -> None:
-    """The dynamic offset comes from the last byte, also for 32- and 64-byte MACs."""
+    """The dynamic offset comes from the last byte, also for 32- and 64-byte MACs (OTP-03)."""
     for size in (32, 64):
         mac = bytes(range(size - 1)) + bytes([0x05])
         expected = (int.from_bytes(mac[5:9], "big") & 0x7FFFFFFF) % 10**6
@@ -76,7 +77,7 @@ def test_leading_zeros_preserved() -> None:
 
 
 def test_step_arithmetic() -> None:
-    """TOTP at time 30c equals HOTP(c); the step boundary falls at multiples of 30; times before T0 fail."""
+    """TOTP at time 30c equals HOTP(c); the step boundary falls at multiples of 30; times before T0 fail (OTP-05)."""
     assert totp.totp(RFC_SECRET, 29) == "755224"
     assert totp.totp(RFC_SECRET, 30) == "287082"
     assert totp.totp(RFC_SECRET, 59) == "287082"
@@ -91,20 +92,20 @@ def test_step_arithmetic() -> None:
     [("186057", None), ("980357", -1), ("005924", 0), ("590587", 1), ("240500", None)],
 )
 def test_window_edges_skew_one(code: str, expected_offset: int | None) -> None:
-    """At t=1234567890 with skew 1, T-1..T+1 match and T-2, T+2 do not (security.md §3.3)."""
+    """At t=1234567890 with skew 1, T-1..T+1 match and T-2, T+2 do not (security.md §3.3, OTP-06, FLT-07)."""
     current = 1234567890 // 30
     matched = totp.match_step(RFC_SECRET, code, 1234567890, skew=1)
     assert matched == (None if expected_offset is None else current + expected_offset)
 
 
 def test_window_skew_zero_accepts_only_current() -> None:
-    """With skew 0 only the current step's code matches."""
+    """With skew 0 only the current step's code matches (OTP-06)."""
     accepted = [c for c in ("980357", "005924", "590587") if totp.match_step(RFC_SECRET, c, 1234567890, skew=0)]
     assert accepted == ["005924"]
 
 
 def test_all_candidates_compared_without_early_return() -> None:
-    """Every window candidate goes through compare_digest, even when the first one matches."""
+    """Every window candidate goes through compare_digest, even when the first one matches (ENUM-06)."""
     with mock.patch("twostep.factors.totp.hmac.compare_digest", wraps=hmac.compare_digest) as compare:
         assert totp.match_step(RFC_SECRET, "980357", 1234567890, skew=1) is not None
     assert compare.call_count == 3
@@ -127,7 +128,7 @@ def test_all_candidates_compared_without_early_return() -> None:
     ],
 )
 def test_malformed_codes_never_match(variant: str) -> None:
-    """Only exactly six ASCII digits can match: padded, full-width, Arabic-Indic, short or long codes fail."""
+    """Only exactly six ASCII digits can match: padded, full-width, Arabic-Indic, short or long codes fail (FUZZ-01, FUZZ-02, FUZZ-03)."""
     assert totp.match_step(RFC_SECRET, variant, 1234567890) is None
 
 
@@ -139,7 +140,7 @@ def test_arbitrary_text_is_well_formed_only_if_six_ascii_digits(text: str) -> No
 
 
 def test_secret_generation() -> None:
-    """Secrets are 20 random bytes, 32 Base32 characters, unique; fewer than 16 bytes is refused."""
+    """Secrets are 20 random bytes, 32 Base32 characters, unique; fewer than 16 bytes is refused (OTP-07)."""
     encoded = {totp.encode_secret(totp.generate_secret()) for _ in range(10_000)}
     assert len(encoded) == 10_000
     assert {len(item) for item in encoded} == {32}
@@ -160,7 +161,7 @@ def test_secret_round_trip_tolerates_spacing_and_case() -> None:
 
 @pytest.mark.parametrize("account", ["john.doe@example.com", "a:b", "a&b#c d", "jürgen"])
 def test_key_uri_round_trips(account: str) -> None:
-    """The otpauth URI has issuer prefix and parameter, unpadded secret, defaults; labels round-trip."""
+    """The otpauth URI has issuer prefix and parameter, unpadded secret, defaults; labels round-trip (OTP-08)."""
     uri = totp.key_uri(RFC_SECRET, account, "ACME Co")
     parts = urlsplit(uri)
     assert parts.scheme == "otpauth" and parts.netloc == "totp"
@@ -174,7 +175,7 @@ def test_key_uri_round_trips(account: str) -> None:
 
 
 def test_issuer_with_colon_refused() -> None:
-    """A colon in the issuer would break the label, so it is refused."""
+    """A colon in the issuer would break the label, so it is refused (OTP-08)."""
     with pytest.raises(ValueError, match="colon"):
         totp.key_uri(RFC_SECRET, "x", "bad:issuer")
 
@@ -189,3 +190,40 @@ def test_factor_maths_does_not_import_django() -> None:
         alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     } | {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert "django" not in imported and "random" not in imported
+
+
+@given(
+    st.binary(min_size=20, max_size=20),
+    st.integers(min_value=60, max_value=2**40),
+    st.text(max_size=10).filter(lambda text: not totp.is_well_formed(text)),
+)
+def test_round_trip_and_window_for_random_secrets_and_times(key: bytes, unix_time: int, garbage: str) -> None:
+    """A fresh code matches its own step; T+2 never matches except by an equal code; malformed text never (FUZZ-10)."""
+    current = totp.time_step(unix_time)
+    code = totp.totp(key, unix_time)
+    assert re.fullmatch(r"[0-9]{6}", code)
+    matched = totp.match_step(key, code, unix_time, skew=1)
+    assert matched is not None and totp.hotp(key, matched) == code
+    future = totp.totp(key, unix_time + 60)
+    later = totp.match_step(key, future, unix_time, skew=1)
+    assert later is None or (later <= current + 1 and totp.hotp(key, later) == future)
+    assert totp.match_step(key, garbage, unix_time, skew=1) is None
+
+
+@given(
+    st.text(min_size=1, max_size=40).filter(lambda text: ":" not in text),
+    st.text(min_size=1, max_size=40),
+)
+@example("ACME & Co", "a:b&secret=AAAA#x y")
+def test_key_uri_labels_survive_any_text(issuer: str, account: str) -> None:
+    """Any issuer and account round-trip through urllib, add no parameter and leave no raw colon inside (FUZZ-11)."""
+    uri = totp.key_uri(RFC_SECRET, account, issuer)
+    parts = urlsplit(uri)
+    label = parts.path.lstrip("/")
+    assert label.count(":") == 1
+    encoded_issuer, _, encoded_account = label.partition(":")
+    assert unquote(encoded_issuer) == issuer and unquote(encoded_account) == account
+    query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=True)
+    assert sorted(query) == ["algorithm", "digits", "issuer", "period", "secret"]
+    assert query["issuer"] == [issuer]
+    assert query["secret"] == [base64.b32encode(RFC_SECRET).decode().rstrip("=")]

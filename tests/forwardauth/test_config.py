@@ -133,7 +133,7 @@ def test_shared_cookie_over_https_uses_secure_prefix(tmp_path: Path) -> None:
 
 
 def test_host_only_cookie_by_default(tmp_path: Path) -> None:
-    """Without a cookie domain the session cookie keeps the __Host- prefix and no Domain."""
+    """Without a cookie domain the session cookie keeps the __Host- prefix and no Domain (SES-03)."""
     cookies = django_cookie_settings(tmp_path, TWOSTEP_SERVER__PUBLIC_URL="https://login.example.com")
     assert cookies["name"] == "__Host-twostep_session"
     assert cookies["domain"] is None

@@ -80,7 +80,7 @@ def test_signed_in_user_passes_with_identity_headers(
 def test_pending_second_step_is_not_signed_in(
     client: Client, user: User, two_factor_on: None, forward_config: Callable[..., TwostepConfig]
 ) -> None:
-    """After the password but before the code the proxy must not let the request through; after the code it does."""
+    """After the password but before the code the proxy must not let the request through; after the code it does (FB-02)."""
     key = enrol_totp(user)
     assert sign_in(client, user.username)["Location"] == "/login/verify"
     response = client.get(REQUEST, **NGINX_WIKI)

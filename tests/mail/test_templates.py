@@ -39,7 +39,7 @@ def write(path: Path, text: str) -> None:
 
 @pytest.mark.parametrize("name", ["login_code", "enrol_code"])
 def test_code_messages_carry_the_code_in_both_parts_but_not_the_subject(name: str) -> None:
-    """The shipped code messages show the code in text and HTML, never in the subject."""
+    """The shipped code messages show the code in text and HTML, never in the subject (SEC-06)."""
     mail = rendering.render(name, CODE_CONTEXT)
     assert "042917" in mail.text and "042917" in mail.html
     assert "042917" not in mail.subject
@@ -48,7 +48,7 @@ def test_code_messages_carry_the_code_in_both_parts_but_not_the_subject(name: st
 
 
 def test_html_part_escapes_values_and_tracks_nothing() -> None:
-    """Values are HTML-escaped; the HTML part loads nothing remote (no images, links or scripts)."""
+    """Values are HTML-escaped; the HTML part loads nothing remote (no images, links or scripts) (SEC-09)."""
     mail = rendering.render("login_code", CODE_CONTEXT)
     assert "Alice &lt;script&gt;" in mail.html and "<script>" not in mail.html
     assert "Alice <script>" in mail.text

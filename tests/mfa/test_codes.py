@@ -82,7 +82,7 @@ def test_no_module_random_in_the_service() -> None:
 
 
 def test_only_a_keyed_hash_is_stored(user: User) -> None:
-    """No column of the row holds the code; the hash is keyed with the server's secret."""
+    """No column of the row holds the code; the hash is keyed with the server's secret (SEC-05)."""
     pending = new_pending(user)
     row, code = codes.issue(user, "email", "alice@example.com", pending=pending)
     codes.mark_sent(row)
@@ -106,7 +106,7 @@ def test_valid_until_ten_minutes(user: User, frozen_clock: clock.FrozenClock) ->
 
 
 def test_expired_after_ten_minutes(user: User, frozen_clock: clock.FrozenClock) -> None:
-    """Refused one second after the lifetime, even though it is the right code."""
+    """Refused one second after the lifetime, even though it is the right code (FLT-04)."""
     pending = new_pending(user)
     code = send(user, pending)
     frozen_clock.advance(601)
@@ -114,7 +114,7 @@ def test_expired_after_ten_minutes(user: User, frozen_clock: clock.FrozenClock) 
 
 
 def test_single_use(user: User) -> None:
-    """A code that worked does not work again."""
+    """A code that worked does not work again (RR-06)."""
     pending = new_pending(user)
     code = send(user, pending)
     assert check(user, pending, code) is None
@@ -122,7 +122,7 @@ def test_single_use(user: User) -> None:
 
 
 def test_codes_are_compared_in_constant_time(user: User, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A typed code is compared with the stored hash by a constant-time comparison, right or wrong."""
+    """A typed code is compared with the stored hash by a constant-time comparison, right or wrong (ENUM-06)."""
     compared: list[tuple[str | bytes, str | bytes]] = []
 
     def spy(a: str | bytes, b: str | bytes) -> bool:
@@ -139,7 +139,7 @@ def test_codes_are_compared_in_constant_time(user: User, monkeypatch: pytest.Mon
 
 
 def test_bound_to_its_sign_in(user: User) -> None:
-    """A code sent for one sign-in (or an enrolment) does not complete another."""
+    """A code sent for one sign-in (or an enrolment) does not complete another (FB-08)."""
     first, second = new_pending(user), new_pending(user)
     code = send(user, first)
     assert check(user, second, code) == "expired_code"
@@ -172,7 +172,7 @@ def test_five_wrong_tries_kill_the_code(user: User) -> None:
 
 
 def test_a_new_code_invalidates_the_old_one(user: User, frozen_clock: clock.FrozenClock) -> None:
-    """After a resend only the newest code works; the sends keep counting toward the caps."""
+    """After a resend only the newest code works; the sends keep counting toward the caps (RR-06, FLT-04)."""
     pending = new_pending(user)
     old = send(user, pending)
     frozen_clock.advance(60)
@@ -198,7 +198,7 @@ def test_resend_keeps_the_tries_already_used(user: User, frozen_clock: clock.Fro
 
 
 def test_cooldown_between_sends(user: User, frozen_clock: clock.FrozenClock) -> None:
-    """A second code for the same sign-in waits 60 seconds."""
+    """A second code for the same sign-in waits 60 seconds (BF-09)."""
     pending = new_pending(user)
     send(user, pending)
     frozen_clock.advance(20)
@@ -212,7 +212,7 @@ def test_cooldown_between_sends(user: User, frozen_clock: clock.FrozenClock) -> 
 
 
 def test_account_limit(user: User, frozen_clock: clock.FrozenClock) -> None:
-    """At most 5 codes per 15 minutes per account, whatever the sign-in; the wait is exact."""
+    """At most 5 codes per 15 minutes per account, whatever the sign-in; the wait is exact (BF-09)."""
     for _ in range(5):
         send(user, new_pending(user))
         frozen_clock.advance(61)
@@ -225,7 +225,7 @@ def test_account_limit(user: User, frozen_clock: clock.FrozenClock) -> None:
 
 
 def test_destination_limit(make_user: Callable[..., User], frozen_clock: clock.FrozenClock) -> None:
-    """At most 5 codes per 15 minutes to one address, even across accounts."""
+    """At most 5 codes per 15 minutes to one address, even across accounts (BF-09)."""
     users = [make_user() for _ in range(6)]
     for member in users[:5]:
         send(member, new_pending(member), "shared@example.com")
@@ -258,7 +258,7 @@ def test_unsent_code_is_not_live(user: User) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_submissions_of_one_code_let_exactly_one_in(user: User) -> None:
-    """Eight requests submitting the same right code at once: exactly one succeeds."""
+    """Eight requests submitting the same right code at once: exactly one succeeds (RR-06)."""
     if connection.vendor == "sqlite" and "memory" in str(connection.settings_dict["NAME"]):
         pytest.skip("needs a file database shared between threads")
     pending = new_pending(user)

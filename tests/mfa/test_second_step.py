@@ -95,7 +95,7 @@ def test_clock_gone_back_refuses_without_counting(
     totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
 ) -> None:
     """A sign-in while the server clock ran an hour ahead; once it is put right, the right codes are refused
-    (the step was used) but are not wrong guesses: no failure is counted, so they cannot lock the account."""
+    (the step was used) but are not wrong guesses: no failure is counted, so they cannot lock the account (FLT-08)."""
     user, key = totp_user
     frozen_clock.advance(3600)
     ahead = Client()
@@ -131,7 +131,7 @@ def test_padded_replay_refused(totp_user: tuple[User, bytes], variant: str) -> N
 
 
 def test_padded_code_refused_even_when_fresh(totp_user: tuple[User, bytes]) -> None:
-    """A correct but padded code is rejected before verification and spends no step."""
+    """A correct but padded code is rejected before verification and spends no step (FUZZ-02)."""
     user, key = totp_user
     client = Client()
     sign_in(client, user.username)
@@ -214,7 +214,7 @@ def test_session_rotates_again_after_second_step(totp_user: tuple[User, bytes]) 
 
 
 def test_five_wrong_codes_end_the_sign_in(totp_user: tuple[User, bytes]) -> None:
-    """After 5 wrong codes the pending sign-in is dead, even for the right code (BF-01)."""
+    """After 5 wrong codes the pending sign-in is dead, even for the right code (BF-01, BF-15)."""
     user, key = totp_user
     client = Client()
     sign_in(client, user.username)
@@ -229,7 +229,7 @@ def test_five_wrong_codes_end_the_sign_in(totp_user: tuple[User, bytes]) -> None
 def test_account_locks_after_twenty_failures_across_sign_ins(
     totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
 ) -> None:
-    """Failures count per account across sign-ins; at 20 even the right code fails identically (BF-03, ENUM-04)."""
+    """Failures count per account across sign-ins; at 20 even the right code fails identically (BF-03, ENUM-04, BF-13)."""
     user, key = totp_user
     wrong = "000000" if code_now(key) != "000000" else "111111"
     for _ in range(20):
@@ -451,7 +451,7 @@ def test_recovery_code_rechecks_the_sign_in_inside_its_transaction(totp_user: tu
 
 
 def test_signing_out_ends_the_pending_sign_in(totp_user: tuple[User, bytes]) -> None:
-    """ "Back to sign in" ends the half-done sign-in: its token is worthless afterwards (SES-05)."""
+    """ "Back to sign in" ends the half-done sign-in: its token is worthless afterwards (SES-05, FB-13)."""
     user, key = totp_user
     client = Client()
     sign_in(client, user.username)
@@ -467,7 +467,7 @@ def test_signing_out_ends_the_pending_sign_in(totp_user: tuple[User, bytes]) -> 
 def test_totp_skew_setting_sets_the_accepted_window(
     totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock, skew: int
 ) -> None:
-    """`two_factor.totp_skew` decides whether the previous step's code still signs in (OTP-04)."""
+    """`two_factor.totp_skew` decides whether the previous step's code still signs in (OTP-04, FLT-07)."""
     user, key = totp_user
     frozen_clock.advance(120)  # past the step used at enrolment
     previous = code_now(key, -1)
@@ -476,3 +476,166 @@ def test_totp_skew_setting_sets_the_accepted_window(
         client = Client()
         sign_in(client, user.username)
         assert verify(client, previous) == skew
+
+
+def test_replayed_verify_request_mints_no_second_session(totp_user: tuple[User, bytes]) -> None:
+    """The exact request that completed a sign-in (same cookie, same body), sent again, signs nobody in (RR-09)."""
+    user, key = totp_user
+    client = Client()
+    sign_in(client, user.username)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    code = code_now(key)
+    assert verify(client, code) == 1
+    replay = Client()
+    replay.cookies[settings.SESSION_COOKIE_NAME] = cookie
+    response = replay.post("/login/verify", {"code": code})
+    assert response.status_code == 302 and response["Location"] == "/login"
+    assert replay.get("/account").status_code == 302
+    assert AuthEvent.objects.filter(kind="login", outcome="success", user=user).count() == 1
+
+
+def test_a_second_password_entry_ends_the_first_pending_sign_in(totp_user: tuple[User, bytes]) -> None:
+    """Entering the password again in the same browser leaves one live pending sign-in, not two budgets (RR-11)."""
+    user, key = totp_user
+    client = Client()
+    sign_in(client, user.username)
+    first = client.session[PENDING_KEY]
+    sign_in(client, user.username)
+    second = client.session[PENDING_KEY]
+    assert first != second
+    assert second_step.resolve(first) is None and second_step.resolve(second) is not None
+    assert PendingLogin.objects.filter(user=user, expires_at__gt=clock.now(), completed_at__isnull=True).count() == 1
+    assert verify(client, code_now(key)) == 1
+
+
+def test_replay_state_and_lock_live_in_the_database(
+    totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
+) -> None:
+    """After a restart (new connections, nothing kept in memory) a used step stays used and a lock stays (RR-10, FLT-06, FLT-10)."""
+    user, key = totp_user
+    code = code_now(key)
+    client = Client()
+    sign_in(client, user.username)
+    assert verify(client, code) == 1
+    connection.close()  # as a restarted worker would: a fresh connection, no state carried over
+    again = Client()
+    sign_in(again, user.username)
+    assert verify(again, code) == 0
+    assert AuthEvent.objects.filter(kind="login.second_step", reason="reused_code").count() == 1
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(settings.CONFIG.security.second_step_lock_after):
+        frozen_clock.advance(901)
+        browser = Client()
+        sign_in(browser, user.username)
+        browser.post("/login/verify", {"code": wrong})
+    connection.close()
+    frozen_clock.advance(3600)
+    assert User.objects.get(pk=user.pk).second_step_locked_at is not None
+    later = Client()
+    sign_in(later, user.username)
+    assert verify(later, code_now(key)) == 0
+
+
+def test_the_code_comes_from_the_form_body_only(totp_user: tuple[User, bytes]) -> None:
+    """A code in the query string is never read; the posted form decides (FUZZ-06)."""
+    user, key = totp_user
+    client = Client()
+    sign_in(client, user.username)
+    code = code_now(key)
+    wrong = "000000" if code != "000000" else "111111"
+    response = client.post(f"/login/verify?code={code}", {"code": wrong})
+    assert response.status_code == 200 and client.get("/account").status_code == 302
+    response = client.post(f"/login/verify?code={wrong}", {"code": code})
+    assert response.status_code == 302 and response["Location"] == "/account"
+
+
+def test_someone_elses_code_or_name_does_not_complete_a_sign_in(
+    totp_user: tuple[User, bytes], make_user: Callable[..., User]
+) -> None:
+    """Alice's pending sign-in refuses Bob's current code, whatever user fields are posted with it (FB-07)."""
+    alice, alice_key = totp_user
+    bob = make_user("bob")
+    bob_key = enrol(bob)
+    bob_code = code_now(bob_key)
+    if bob_code == code_now(alice_key):
+        pytest.skip("the two keys share the current code")
+    client = Client()
+    sign_in(client, alice.username)
+    extra = {"username": "bob", "user": str(bob.pk), "user_id": str(bob.pk)}
+    response = client.post("/login/verify", {"code": bob_code, **extra})
+    assert response.status_code == 200 and client.get("/account").status_code == 302
+    assert verify(client, code_now(alice_key)) == 1
+    assert client.get("/account").context["user"].pk == alice.pk
+    assert Authenticator.objects.get(user=bob).last_step != totp.time_step(clock.timestamp())
+
+
+def test_only_the_right_code_passes_the_login_path(totp_user: tuple[User, bytes]) -> None:
+    """At sign-in, 000000, an empty code, the spent enrolment code and another key's code all fail (FB-09)."""
+    user, key = totp_user
+    current = code_now(key)
+    spent = totp.hotp(key, totp.time_step(clock.timestamp()) - 1)  # what enrol_totp confirmed with
+    stranger = totp.totp(totp.generate_secret(), clock.timestamp())
+    candidates = [c for c in ["000000", "", spent, stranger] if c != current]
+    for candidate in candidates:
+        client = Client()
+        sign_in(client, user.username)
+        assert verify(client, candidate) == 0, candidate
+        User.objects.filter(pk=user.pk).update(second_step_failures=0, second_step_blocked_until=None)
+    client = Client()
+    sign_in(client, user.username)
+    assert verify(client, current) == 1
+
+
+def test_nothing_between_the_steps_holds_the_password(totp_user: tuple[User, bytes]) -> None:
+    """After the password step, neither the session nor the pending sign-in holds the password, plain or encoded (SEC-08)."""
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    from tests.conftest import PASSWORD
+    from twostep.usersessions.models import UserSession
+
+    user, _ = totp_user
+    client = Client()
+    assert sign_in(client, user.username)["Location"] == "/login/verify"
+    raw = PASSWORD.encode()
+    encodings = [
+        PASSWORD,
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        raw.hex(),
+        quote(PASSWORD),
+        quote_plus(PASSWORD),
+    ]
+    stored = " ".join(
+        [
+            str(list(UserSession.objects.values())),
+            str(list(PendingLogin.objects.values())),
+            str(dict(client.session.items())),
+            *(morsel.value for morsel in client.cookies.values()),
+        ]
+    )
+    assert client.session[PENDING_KEY]  # the session does hold the pending sign-in
+    for encoded in encodings:
+        assert encoded not in stored, encoded
+
+
+def test_no_code_token_or_session_key_travels_in_a_url(totp_user: tuple[User, bytes]) -> None:
+    """Every redirect and link of a sign-in carries no code, pending-sign-in token or session key (SEC-09)."""
+    import re
+
+    user, key = totp_user
+    client = Client()
+    responses = [client.get("/login"), sign_in(client, user.username)]
+    token = client.session[PENDING_KEY]
+    middle = client.cookies[settings.SESSION_COOKIE_NAME].value
+    code = code_now(key)
+    responses += [client.get("/login/verify"), client.post("/login/verify", {"code": code})]
+    final = client.cookies[settings.SESSION_COOKIE_NAME].value
+    responses.append(client.get("/account"))
+    assert responses[3]["Location"] == "/account"
+    urls = [r["Location"] for r in responses if r.has_header("Location")]
+    for response in responses:
+        urls += re.findall(r'(?:href|action|src)="([^"]*)"', response.content.decode())
+    assert urls
+    for url in urls:
+        assert not [secret for secret in (code, token, middle, final) if secret in url], url

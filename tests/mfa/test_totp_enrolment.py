@@ -170,7 +170,7 @@ def test_remove_needs_post_and_password(signed_in: Client, user: User) -> None:
 
 
 def test_admin_reset_from_console(signed_in: Client, user: User, admin: User) -> None:
-    """An admin resets a user's 2FA: factors gone, sessions ended, event recorded."""
+    """An admin resets a user's 2FA: factors gone, sessions ended, event recorded (SES-06)."""
     enrol_via_pages(signed_in)
     console = Client()
     sign_in(console, admin.username)

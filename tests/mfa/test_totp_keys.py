@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 def test_a_secret_this_instance_cannot_decrypt_fails_cleanly(
     client: Client, user: User, two_factor_on: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Another instance's keys: a 503 page that says to try later, nobody signed in, an ERROR line, an auth-log entry.
+    """Another instance's keys: a 503 page that says to try later, nobody signed in, an ERROR line, an auth-log entry (FLT-11).
 
     The code is right: the failure is the service's, so it is not counted as a wrong guess.
     """

@@ -46,7 +46,7 @@ def test_replayed_code_is_refused(client: Client, user: User, two_factor_on: Non
 def test_sign_in_that_cannot_complete_keeps_the_code(
     client: Client, user: User, two_factor_on: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The code's consumption and the new session share one commit: when completing fails, nothing is spent."""
+    """The code's consumption and the new session share one commit: when completing fails, nothing is spent (FLT-05)."""
     from twostep.accounts import views
     from twostep.audit.models import AuthEvent
 

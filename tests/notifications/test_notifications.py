@@ -50,7 +50,7 @@ def outbox() -> Iterator[RecordingMailer]:
 
 
 def test_factor_added_notifies_every_address(user: User, two_factor_on: None, outbox: RecordingMailer) -> None:
-    """Enrolling an authenticator app mails all the user's addresses with time, IP and browser."""
+    """Enrolling an authenticator app mails all the user's addresses with time, IP and browser (AZ-10)."""
     key = totp.decode_secret(flows.provisioning_for(user).secret)
     flows.confirm(
         user, totp.totp(key, clock.timestamp()), Origin("192.0.2.7", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
@@ -77,7 +77,7 @@ def test_password_change_and_admin_reset_notify(user: User, admin: User, outbox:
 def test_lock_notifies(
     user: User, two_factor_on: None, outbox: RecordingMailer, frozen_clock: clock.FrozenClock
 ) -> None:
-    """Locking the second step after 20 failures sends one notice."""
+    """Locking the second step after 20 failures sends one notice (BF-13)."""
     key = totp.decode_secret(flows.provisioning_for(user).secret)
     flows.confirm(user, totp.totp(key, clock.timestamp()), CLI)
     outbox.sent.clear()
@@ -111,7 +111,7 @@ def test_ways_to_skip_the_second_step_are_told(
 
 
 def test_failed_delivery_is_retried_not_lost(user: User, two_factor_on: None, outbox: RecordingMailer) -> None:
-    """When mail fails, the change still happens and the notice waits in the outbox for a retry."""
+    """When mail fails, the change still happens and the notice waits in the outbox for a retry (FLT-12)."""
     outbox.failing = True
     key = totp.decode_secret(flows.provisioning_for(user).secret)
     flows.confirm(user, totp.totp(key, clock.timestamp()), CLI)
@@ -187,7 +187,7 @@ def test_waiting_notices_go_out_with_the_next_one_and_abandoned_ones_are_logged(
 
 
 def test_removed_address_is_told_and_no_stranger_words(make_user: object, outbox: RecordingMailer) -> None:
-    """The removed address gets the notice too; an unrecognised User-Agent is not quoted in the message."""
+    """The removed address gets the notice too; an unrecognised User-Agent is not quoted in the message (AZ-02)."""
     bob = make_user("bob", emails=["bob@example.org", "old@example.org"])  # type: ignore[operator]
     outbox.sent.clear()
     origin = Origin("198.51.100.7", "IT helpdesk: call +1 555 0100 to unlock")
@@ -232,3 +232,25 @@ def test_the_wsgi_application_sends_beside_the_requests(monkeypatch: pytest.Monk
 
     importlib.reload(twostep.wsgi)
     assert background._enabled
+
+
+def test_each_security_change_is_told_without_its_secrets(
+    user: User, admin: User, two_factor_on: None, outbox: RecordingMailer
+) -> None:
+    """Enrol, new recovery codes, removal, a contact added and an admin reset each mail a notice; none carries a code or key (AZ-10)."""
+    from twostep.mfa.recovery_codes import services as recovery
+    from twostep.mfa.services import reset_two_factor
+
+    key = totp.decode_secret(flows.provisioning_for(user).secret)
+    code = totp.totp(key, clock.timestamp())
+    flows.confirm(user, code, CLI)
+    new_codes = recovery.regenerate(user, CLI).codes
+    flows.remove(user, CLI)
+    services.add_phone(user, "+14155550123", origin=CLI)
+    reset_two_factor(user, origin=CLI, actor=admin)
+    kinds = list(Notification.objects.filter(user=user).values_list("kind", flat=True))
+    for kind in ["totp.enabled", "recovery_codes.generated", "totp.disabled", "phone.added", "two_factor.reset"]:
+        assert kind in kinds, kinds
+    everything = " ".join(m.subject + m.text + m.html for m in outbox.sent)
+    for secret in [totp.encode_secret(key), code, *new_codes]:
+        assert secret not in everything

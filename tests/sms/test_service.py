@@ -287,7 +287,7 @@ def test_provider_returning_no_receipt_is_a_failure(fakes: FakeSet, monkeypatch:
 
 
 def test_country_allowlist_blocks_other_countries(fakes: FakeSet) -> None:
-    """With allowed calling codes set, a number elsewhere gets nothing and the log says why."""
+    """With allowed calling codes set, a number elsewhere gets nothing and the log says why (FUZZ-09)."""
     fake = fakes.webhook()
     configure(fake)
     service.save_limits("100", "44, +33", origin=CLI)

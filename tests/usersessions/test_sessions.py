@@ -18,7 +18,7 @@ IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605
 
 
 def test_security_page_lists_sessions_without_keys(user: User) -> None:
-    """Each session shows device and IP; no session key appears in the page."""
+    """Each session shows device and IP; no session key appears in the page (SES-11)."""
     laptop = Client(HTTP_USER_AGENT=FIREFOX, REMOTE_ADDR="192.0.2.1")
     phone = Client(HTTP_USER_AGENT=IPHONE, REMOTE_ADDR="192.0.2.2")
     sign_in(laptop, user.username)
@@ -32,7 +32,7 @@ def test_security_page_lists_sessions_without_keys(user: User) -> None:
 
 
 def test_end_one_and_all_other_sessions(user: User) -> None:
-    """A user signs out another session, then every other one; their own stays."""
+    """A user signs out another session, then every other one; their own stays (SES-11)."""
     clients = [Client(HTTP_USER_AGENT=FIREFOX) for _ in range(3)]
     for client in clients:
         sign_in(client, user.username)

@@ -36,7 +36,7 @@ def test_round_trip_through_the_table() -> None:
 
 
 def test_expired_or_unknown_session_loads_empty() -> None:
-    """A key that is not in the table (or has expired) gives an empty session and no key."""
+    """A key that is not in the table (or has expired) gives an empty session and no key (SES-02)."""
     store = stored({"colour": "blue"})
     UserSession.objects.filter(session_key=stored_key(store.session_key)).update(
         expire_date=UserSession.objects.get().created_at
@@ -104,7 +104,7 @@ def test_create_with_a_taken_key_raises() -> None:
 
 
 def test_new_keys_are_long_random_and_valid() -> None:
-    """Keys are 32 characters Django accepts as a session key, and do not repeat."""
+    """Keys are 32 characters Django accepts as a session key, and do not repeat (SES-04)."""
     keys = {new_session_key() for _ in range(2000)}
     assert len(keys) == 2000
     assert all(len(key) == 32 and set(key) <= set(VALID_KEY_CHARS) for key in keys)

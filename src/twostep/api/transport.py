@@ -32,6 +32,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a name given twice (``{"code": "1", "code": "2"}``) is a ValueError, not "the last wins"."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise ValueError("a name is repeated in a JSON object")
+    return data
+
+
 def _check_strings(value: Any) -> None:
     """Raises ValueError for a NUL character or an unpaired surrogate anywhere in ``value``."""
     stack = [value]
@@ -49,10 +57,12 @@ def _check_strings(value: Any) -> None:
 
 
 class JsonParser(Parser):
-    """Strict JSON: UTF-8 only, no NaN/Infinity, no NUL or lone surrogates."""
+    """Strict JSON: UTF-8 only, no NaN/Infinity, no NUL or lone surrogates, no repeated names."""
 
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
-        data = json.loads(request.body.decode("utf-8"), parse_constant=_reject_constant)
+        data = json.loads(
+            request.body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_object_without_repeats
+        )
         _check_strings(data)
         return data  # type: ignore[no-any-return]
 

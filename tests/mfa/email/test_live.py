@@ -31,7 +31,7 @@ def submit(client: httpx.Client, url: str, data: dict[str, str]) -> httpx.Respon
 def test_hanging_smtp_does_not_block_the_server(
     live_server_factory: Callable[..., Any], smtp_server: SmtpServer, certificates: Certificates, hanging_port: int
 ) -> None:
-    """While one sign-in waits on a silent SMTP server, other requests are served; it ends within the timeout."""
+    """While one sign-in waits on a silent SMTP server, other requests are served; it ends within the timeout (FLT-02)."""
     server = live_server_factory(smtp_env(certificates, smtp_server.port, timeout=TIMEOUT))
     prepare(server)
     credentials = {"username": "bob", "password": PASSWORD}

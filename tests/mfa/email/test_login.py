@@ -58,7 +58,7 @@ def test_code_is_sent_to_the_chosen_address_and_signs_in(
 
 
 def test_code_works_once(client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer) -> None:
-    """A code that signed in cannot sign in again from another browser."""
+    """A code that signed in cannot sign in again from another browser (RR-06)."""
     start(client, user)
     code = mail_server.wait_for(1)[0].code()
     client.post("/login/verify", {"code": code})
@@ -71,7 +71,7 @@ def test_code_works_once(client: Client, user: User, enrolled: Authenticator, ma
 def test_resend_cooldown_and_old_code_dies(
     client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer, frozen_clock: clock.FrozenClock
 ) -> None:
-    """ "Send a new code" waits 60 s; then a new code arrives, the old one stops working, the new one works."""
+    """ "Send a new code" waits 60 s; then a new code arrives, the old one stops working, the new one works (RR-06)."""
     start(client, user)
     first = mail_server.wait_for(1)[0].code()
     frozen_clock.advance(30)
@@ -92,7 +92,7 @@ def test_resend_cooldown_and_old_code_dies(
 def test_resend_does_not_reset_the_tries(
     client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer, frozen_clock: clock.FrozenClock
 ) -> None:
-    """Three wrong codes, a resend, two more wrong codes: the sign-in has used its five tries."""
+    """Three wrong codes, a resend, two more wrong codes: the sign-in has used its five tries (BF-02)."""
     start(client, user)
     code = mail_server.wait_for(1)[0].code()
     for _ in range(3):
@@ -187,7 +187,7 @@ def test_smtp_down(
     certificates: Certificates,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Port closed: the clear error, the refusal logged, nothing consumed; once mail works, a resend signs in."""
+    """Port closed: the clear error, the refusal logged, nothing consumed; once mail works, a resend signs in (FLT-01)."""
     configure_twostep(monkeypatch, certificates, closed_port)
     _assert_clear_failure(client, user, "connection refused")
     # The pending sign-in was kept: with the server back, "Send a new code" works at once.
@@ -212,7 +212,7 @@ def test_smtp_never_answers(
     certificates: Certificates,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A silent server: the request returns after the (1 s) timeout with the clear error, no sign-in."""
+    """A silent server: the request returns after the (1 s) timeout with the clear error, no sign-in (FLT-02)."""
     configure_twostep(monkeypatch, certificates, hanging_port, timeout=1.0)
     started = time.monotonic()
     _assert_clear_failure(client, user, "timed out")

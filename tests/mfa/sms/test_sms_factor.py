@@ -163,7 +163,7 @@ def test_setup_refused_when_sms_not_allowed(phone_user: User, twilio: FakeTwilio
 def test_new_number_replaces_old_only_when_confirmed(
     phone_user: User, twilio: FakeTwilio, frozen_clock: clock.FrozenClock
 ) -> None:
-    """Moving to another number keeps the old one working until the new one is confirmed."""
+    """Moving to another number keeps the old one working until the new one is confirmed (AZ-02)."""
     client = signed_in(phone_user)
     enrol(client, phone_user, twilio, PRIMARY)
     frozen_clock.advance(61)

@@ -38,7 +38,7 @@ def start_sign_in(user: User) -> Client:
 def test_provider_error_at_sign_in(
     phone_user: User, twilio: FakeTwilio, status: int, body: object, retryable: bool
 ) -> None:
-    """A 5xx or 4xx from the provider: the user sees a clear error, the admin the provider's, nobody gets in."""
+    """A 5xx or 4xx from the provider: the user sees a clear error, the admin the provider's, nobody gets in (FLT-03)."""
     enrol(signed_in(phone_user), phone_user, twilio)
     codes_before = OneTimeCode.objects.count()
     twilio.fail(status, body if body is not None else FakeTwilio.error(401, 20003, "Authenticate"))
@@ -63,7 +63,7 @@ def test_provider_error_at_sign_in(
 
 
 def test_provider_timeout_at_sign_in_is_bounded(phone_user: User, fakes: FakeSet) -> None:
-    """A provider that hangs is given up after its timeout; the user is told, nobody gets in.
+    """A provider that hangs is given up after its timeout; the user is told, nobody gets in (FLT-03).
 
     The request had gone out, so the message may arrive: the user is told
     that, not that nothing was sent (see test_sms_unconfirmed).
@@ -118,7 +118,7 @@ def test_failed_resend_keeps_the_earlier_code(
 
 
 def test_destination_cap_at_sign_in(phone_user: User, twilio: FakeTwilio, frozen_clock: clock.FrozenClock) -> None:
-    """After 5 codes to a number in 15 minutes, nothing more is sent; the user and the log say why."""
+    """After 5 codes to a number in 15 minutes, nothing more is sent; the user and the log say why (BF-09)."""
     enrol(signed_in(phone_user), phone_user, twilio, SECOND)  # code 1
     for _ in range(4):  # codes 2-5
         frozen_clock.advance(61)
@@ -139,7 +139,7 @@ def test_destination_cap_at_sign_in(phone_user: User, twilio: FakeTwilio, frozen
 
 
 def test_daily_limit_at_sign_in(make_user, twilio: FakeTwilio, frozen_clock: clock.FrozenClock) -> None:  # type: ignore[no-untyped-def]
-    """The global daily limit stops all SMS once reached, across users, until the 24 hours roll on."""
+    """The global daily limit stops all SMS once reached, across users, until the 24 hours roll on (BF-09)."""
     service.save_limits("3", "", origin=CLI)
     users = [make_user(f"u{i}", phones=[f"+1555000000{i}"]) for i in range(3)]
     for user in users:

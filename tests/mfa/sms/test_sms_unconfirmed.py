@@ -89,7 +89,7 @@ def test_late_sms_at_sign_in_still_signs_in(
 def test_resends_while_the_provider_is_slow_are_held(
     phone_user: User, slow_twilio: FakeTwilio, frozen_clock: clock.FrozenClock
 ) -> None:
-    """Pressing "Send a new code" during a slow provider: the cooldown and the caps hold, and the count is right."""
+    """Pressing "Send a new code" during a slow provider: the cooldown and the caps hold, and the count is right (FLT-03)."""
     enrol(signed_in(phone_user), phone_user, slow_twilio)  # message 1
     frozen_clock.advance(61)
     slow_twilio.fail(delay=SLOW)
