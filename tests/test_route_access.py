@@ -105,7 +105,7 @@ CSRF_EXEMPT = {"auth/request", "auth/forward"}
 
 @pytest.mark.parametrize("role", ["user", "admin"])
 def test_every_page_refuses_a_post_without_the_csrf_token(role: str, user: User, admin: User) -> None:
-    """Signed in as a user and as an administrator, a form posted from elsewhere changes nothing (CSRF-01)."""
+    """Signed in as a user and as an administrator, a form posted from elsewhere changes nothing (AZ-03, AZ-05)."""
     signed_in_as = admin if role == "admin" else user
     client = Client()
     assert sign_in(client, signed_in_as.username).status_code == 302
@@ -143,7 +143,7 @@ def stale(client: Client) -> None:
 
 
 def test_sensitive_changes_need_a_recent_password(user: User, two_factor_on: None) -> None:
-    """With an old password entry each change on the Security page shows the password prompt instead (RA-01).
+    """With an old password entry each change on the Security page shows the password prompt instead (SES-10).
 
     The prompt comes before anything else, whether the method is allowed or not.
     """
@@ -158,7 +158,7 @@ def test_sensitive_changes_need_a_recent_password(user: User, two_factor_on: Non
 
 
 def test_every_console_change_needs_a_recent_password(user: User, admin: User) -> None:
-    """An administrator's session left open is not enough to change anything in the console (RA-02)."""
+    """An administrator's session left open is not enough to change anything in the console (SES-10)."""
     client = Client()
     assert sign_in(client, admin.username).status_code == 302
     routes = [route for route in page_routes() if route.startswith("admin/") and route != "admin/"]

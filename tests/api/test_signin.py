@@ -54,7 +54,7 @@ def test_second_step_with_totp(api: Api, user: User, two_factor_on: None) -> Non
 
 
 def test_completed_login_token_cannot_sign_in_again(api: Api, user: User, two_factor_on: None) -> None:
-    """A login token that completed its sign-in is spent: with another valid code it gets login_expired (RR-05, RR-08)."""
+    """A login token that completed its sign-in is spent: with another valid code it gets login_expired (RR-08)."""
     key = enrol_totp(user)
     login_token = login(api, user.username).json()["login_token"]
     step = totp.time_step(clock.timestamp())

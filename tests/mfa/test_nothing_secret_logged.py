@@ -1,4 +1,4 @@
-"""No secret, code or password reaches the Python log or the auth log, over every enrolment and sign-in (LOG-01)."""
+"""No secret, code or password reaches the Python log or the auth log, over every enrolment and sign-in (SEC-07)."""
 
 from __future__ import annotations
 

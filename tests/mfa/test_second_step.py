@@ -425,7 +425,7 @@ def test_refusal_explains_pauses_and_locks_the_same_way(totp_user: tuple[User, b
 
 
 def test_deactivated_account_cannot_finish_its_sign_in(totp_user: tuple[User, bytes]) -> None:
-    """An account switched off between the two steps is not signed in by its right code (AZ-09)."""
+    """An account switched off between the two steps is not signed in by its right code."""
     user, key = totp_user
     client = Client()
     assert sign_in(client, user.username)["Location"] == "/login/verify"
@@ -435,7 +435,7 @@ def test_deactivated_account_cannot_finish_its_sign_in(totp_user: tuple[User, by
 
 
 def test_recovery_code_rechecks_the_sign_in_inside_its_transaction(totp_user: tuple[User, bytes]) -> None:
-    """A pending sign-in found live, then its account switched off, is refused and keeps the code (AZ-09)."""
+    """A pending sign-in found live, then its account switched off, is refused and keeps the code."""
     from twostep.mfa.recovery_codes import services as recovery
 
     user, _ = totp_user
@@ -451,7 +451,7 @@ def test_recovery_code_rechecks_the_sign_in_inside_its_transaction(totp_user: tu
 
 
 def test_signing_out_ends_the_pending_sign_in(totp_user: tuple[User, bytes]) -> None:
-    """ "Back to sign in" ends the half-done sign-in: its token is worthless afterwards (SES-05, FB-13)."""
+    """ "Back to sign in" ends the half-done sign-in: its token is worthless afterwards (FB-13)."""
     user, key = totp_user
     client = Client()
     sign_in(client, user.username)
@@ -467,7 +467,7 @@ def test_signing_out_ends_the_pending_sign_in(totp_user: tuple[User, bytes]) -> 
 def test_totp_skew_setting_sets_the_accepted_window(
     totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock, skew: int
 ) -> None:
-    """`two_factor.totp_skew` decides whether the previous step's code still signs in (OTP-04, FLT-07)."""
+    """`two_factor.totp_skew` decides whether the previous step's code still signs in (OTP-06, FLT-07)."""
     user, key = totp_user
     frozen_clock.advance(120)  # past the step used at enrolment
     previous = code_now(key, -1)
@@ -639,3 +639,41 @@ def test_no_code_token_or_session_key_travels_in_a_url(totp_user: tuple[User, by
     assert urls
     for url in urls:
         assert not [secret for secret in (code, token, middle, final) if secret in url], url
+
+
+def test_sign_in_open_at_the_lock_cannot_guess_after_it(
+    totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
+) -> None:
+    """A sign-in that was open when the lock engaged gets no tries once a timed lock runs out, nor after an
+    unlock: the password must be entered again (BF-06)."""
+    from twostep.mfa.services import unlock_second_step
+
+    user, key = totp_user
+    timed = load_config(settings.DATA_DIR, {"TWOSTEP_SECURITY__SECOND_STEP_LOCK_MINUTES": "2"})
+    wrong = "000000" if code_now(key) != "000000" else "111111"
+    with override_settings(CONFIG=timed):
+        for _ in range(19):
+            frozen_clock.advance(901)
+            client = Client()
+            sign_in(client, user.username)
+            client.post("/login/verify", {"code": wrong})
+        frozen_clock.advance(901)
+        attacker, victim = Client(), Client()
+        sign_in(victim, user.username)
+        sign_in(attacker, user.username)
+        attacker.post("/login/verify", {"code": wrong})  # the 20th: locked
+        user.refresh_from_db()
+        assert user.second_step_locked_at is not None
+        frozen_clock.advance(3 * 60)  # the lock ran out; both sign-ins are still within their 10 minutes
+        failures = user.second_step_failures
+        assert verify(attacker, code_now(key)) == 0 and verify(victim, code_now(key)) == 0
+        user.refresh_from_db()
+        assert user.second_step_failures == failures  # refused as over, not counted
+        fresh = Client()
+        sign_in(fresh, user.username)
+        assert verify(fresh, code_now(key)) == 1  # the password again: a try
+
+    opened = Client()
+    sign_in(opened, user.username)
+    unlock_second_step(user, origin=CLI)
+    assert verify(opened, code_now(key, +1)) == 0

@@ -183,7 +183,7 @@ def test_admin_reset_from_console(signed_in: Client, user: User, admin: User) ->
 
 
 def test_admin_pages_refused_to_users(signed_in: Client, user: User) -> None:
-    """A normal user gets 403 from admin pages and cannot reset anyone's 2FA (AZ-06/07)."""
+    """A normal user gets 403 from admin pages and cannot reset anyone's 2FA (AZ-06, AZ-07)."""
     assert signed_in.get("/admin/users").status_code == 403
     assert signed_in.get("/admin/authentication").status_code == 403
     assert signed_in.post(f"/admin/users/{user.username}/reset-2fa").status_code == 403

@@ -205,9 +205,22 @@ class _SpentConcurrently(Exception):
 _UNKNOWN = object()
 
 
+def _opened_before_the_lock(pending: PendingLogin) -> bool:
+    """Whether ``pending`` was already open when the account's second step last locked.
+
+    A lock ends the guessing of every sign-in open at the time: once a timed
+    lock runs out, only a sign-in begun afterwards, with the password entered
+    again, may try a code (an unlock ends such sign-ins at once,
+    ``throttle.unlock``).  Recovery codes do not ask this: a locked user types
+    one on the very sign-in that hit the lock.
+    """
+    locked_at = pending.user.second_step_locked_at
+    return locked_at is not None and pending.created_at <= locked_at
+
+
 def _consume(fresh: PendingLogin, code: str, known: object) -> str | None:
     """Check and consume ``code`` inside ``verify``'s transaction; None on success, else the reason."""
-    if not is_live(fresh):
+    if not is_live(fresh) or _opened_before_the_lock(fresh):
         return "expired_login"
     if not is_well_formed(code):
         return "malformed_code"

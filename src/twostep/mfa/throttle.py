@@ -18,6 +18,7 @@ from django.db.models import F
 from twostep.accounts.models import User
 from twostep.core import clock
 from twostep.core.backoff import doubling_wait
+from twostep.mfa.models import PendingLogin
 
 #: What a user is told when a code is not sent because the second step is locked.
 LOCKED_MESSAGE = "Your second step is locked after too many wrong codes. Contact an administrator."
@@ -87,7 +88,14 @@ def register_success(user_id: int) -> None:
 
 
 def unlock(user: User) -> None:
-    """Lift a lock and clear the failure count."""
+    """Lift a lock and clear the failure count; end the sign-ins still open.
+
+    Whoever guessed until the lock must enter the password again: a sign-in
+    opened before the unlock gets no fresh tries from it.
+    """
     User.objects.filter(pk=user.pk).update(
         second_step_failures=0, second_step_blocked_until=None, second_step_locked_at=None
+    )
+    PendingLogin.objects.filter(user_id=user.pk, completed_at__isnull=True, expires_at__gt=clock.now()).update(
+        expires_at=clock.now()
     )
