@@ -132,6 +132,8 @@ ACCOUNT_CHANGES_NEEDING_PASSWORD = [
     ("account/security/sms/remove", {"confirm": "yes"}),
     ("account/security/recovery-codes", {}),
     ("account/tokens", {"name": "ci", "scope": "self"}),
+    ("account/sessions/end", {"session": "x"}),
+    ("account/sessions/end-others", {}),
 ]
 
 

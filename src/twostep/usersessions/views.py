@@ -1,4 +1,9 @@
-"""Ending sessions from the Security page."""
+"""Ending sessions from the Security page.
+
+Both need the password entered within the last few minutes (ASVS 7.5.2): a
+stolen session cookie alone must not be enough to sign its owner out
+everywhere else.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,11 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from twostep.audit.services import Origin, Outcome, record
-from twostep.core.decorators import signed_in
+from twostep.core.decorators import fresh_password
 from twostep.usersessions.services import current_handle, end_session, end_sessions
 
 
-@signed_in
+@fresh_password
 @require_POST
 def end_session_view(request: HttpRequest) -> HttpResponse:
     handle = request.POST.get("session", "")
@@ -26,7 +31,7 @@ def end_session_view(request: HttpRequest) -> HttpResponse:
     return redirect("/account/security#sessions")
 
 
-@signed_in
+@fresh_password
 @require_POST
 def end_other_sessions_view(request: HttpRequest) -> HttpResponse:
     count = end_sessions(request.user, except_key=request.session.session_key)  # type: ignore[arg-type]
