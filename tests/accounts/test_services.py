@@ -159,3 +159,18 @@ def test_a_number_is_stored_only_in_its_normal_form(make_user: Callable[..., Use
     """Spaces and a trailing line break around a number are dropped: only +digits are stored (FUZZ-09)."""
     user = make_user("carol", phones=["+1 555 123 4567\r\n"])
     assert list(user.phone_numbers.values_list("number", flat=True)) == ["+15551234567"]
+
+
+def test_premium_rate_numbers_are_refused_where_codes_would_be_texted(make_user: Callable[..., User]) -> None:
+    """No premium-rate number reaches an account or the test message: texts to one cost money (FUZZ-09)."""
+    from twostep.sms import service as sms
+
+    premium = "+19005551234"  # a US 900 number
+    with pytest.raises(ValidationError, match="premium-rate"):
+        make_user("caller", phones=[premium])
+    user = make_user("texter", phones=["+15551234567"])
+    with pytest.raises(ValidationError, match="premium-rate"):
+        services.add_phone(user, premium, origin=CLI)
+    with pytest.raises(ValueError, match="premium-rate"):
+        sms.send_test(premium, origin=CLI)
+    assert list(user.phone_numbers.values_list("number", flat=True)) == ["+15551234567"]

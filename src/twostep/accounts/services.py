@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from twostep.accounts.models import EmailAddress, PhoneNumber, Role, User
-from twostep.accounts.validators import normalize_email, normalize_phone, normalize_username
+from twostep.accounts.validators import normalize_email, normalize_username, textable_phone
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock, rawsql
 from twostep.usersessions.services import end_sessions
@@ -68,7 +68,7 @@ def create_user(
     name = normalize_username(username)
     _check_role(role)
     clean_emails = _unique(normalize_email(email) for email in emails)
-    clean_phones = _unique(normalize_phone(phone) for phone in phones)
+    clean_phones = _unique(textable_phone(phone) for phone in phones)
     if User.objects.filter(username=name).exists():
         raise ValidationError(f"The username {name!r} is taken.", code="username_taken")
     user = User(username=name, display_name=_check_display_name(display_name), role=role)
@@ -253,7 +253,7 @@ def add_phone(
     user: User, phone: str, *, origin: Origin, actor: User | None = None, primary: bool = False
 ) -> PhoneNumber:
     """Raises ValidationError for an invalid or duplicate number."""
-    number = normalize_phone(phone)
+    number = textable_phone(phone)
     if user.phone_numbers.filter(number=number).exists():
         raise ValidationError(f"{number} is already on this account.", code="duplicate_phone")
     make_primary = primary or not user.phone_numbers.exists()

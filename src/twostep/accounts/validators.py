@@ -75,6 +75,24 @@ def normalize_phone(raw: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+def textable_phone(raw: str) -> str:
+    """``normalize_phone``, refusing premium-rate numbers: for a number that codes are texted to.
+
+    Texts to a premium-rate number can cost whoever sends them (SMS toll
+    fraud), and nobody receives sign-in codes on one.
+
+    Raises:
+        ValidationError: not a valid phone number, or a premium-rate one.
+    """
+    number = normalize_phone(raw)
+    if phonenumbers.number_type(phonenumbers.parse(number)) == phonenumbers.PhoneNumberType.PREMIUM_RATE:
+        raise ValidationError(
+            f"{number} is a premium-rate number: texts to it could cost money, and it cannot receive codes.",
+            code="invalid_phone",
+        )
+    return number
+
+
 class MaximumLengthValidator:
     """Refuses passwords longer than MAX_PASSWORD_LENGTH characters."""
 

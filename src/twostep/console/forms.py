@@ -7,7 +7,7 @@ from django import forms
 
 from twostep.accounts.models import Role, User
 from twostep.accounts.services import check_password_rules
-from twostep.accounts.validators import MAX_PASSWORD_LENGTH, normalize_email, normalize_phone, normalize_username
+from twostep.accounts.validators import MAX_PASSWORD_LENGTH, normalize_email, normalize_username, textable_phone
 from twostep.core.runtime import DEFINITIONS, METHOD_REQUIREMENTS, METHODS, SettingError
 from twostep.mfa.models import Method
 
@@ -54,7 +54,7 @@ class CreateUserForm(ConsoleForm):
         return _each_line(_lines(self.cleaned_data["emails"]), normalize_email)
 
     def clean_phones(self) -> list[str]:
-        return _each_line(_lines(self.cleaned_data["phones"]), normalize_phone)
+        return _each_line(_lines(self.cleaned_data["phones"]), textable_phone)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -34,7 +34,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from twostep.accounts.validators import normalize_phone
+from twostep.accounts.validators import textable_phone
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.core.crypto import DecryptionError, KeyFileError
@@ -748,7 +748,7 @@ def send_test(number: str, *, origin: Origin, actor: Any = None) -> DeliveryRece
             message (it may still arrive; ``admin_detail`` says why).
     """
     try:
-        clean = normalize_phone(number)
+        clean = textable_phone(number)
     except ValidationError as exc:
         raise ValueError(exc.messages[0]) from None
     try:
