@@ -43,6 +43,18 @@ def test_patient_guessing_keeps_being_counted_and_logged(user: User, frozen_cloc
 
 
 @pytest.mark.django_db
+def test_capitalising_the_name_differently_shares_one_count(user: User) -> None:
+    """Names are case-insensitive, so "Alice", "ALICE" and " alice " are one account with one allowance of failures."""
+    spellings = [user.username.upper(), user.username.capitalize(), f" {user.username} ", user.username.swapcase()]
+    for i in range(throttle.ACCOUNT_FREE_FAILURES):
+        name = spellings[i % len(spellings)]
+        assert check_password_step(name, "wrong password", Origin(f"198.51.100.{i + 1}", "ua")) is None
+    assert SignInThrottle.objects.get(key=f"user:{user.username}").failures == throttle.ACCOUNT_FREE_FAILURES
+    with pytest.raises(SignInThrottled):
+        check_password_step(user.username.upper(), PASSWORD, Origin("203.0.113.1", "ua"))
+
+
+@pytest.mark.django_db
 def test_a_right_password_gives_the_address_its_try_back(make_user: Callable[..., User]) -> None:
     """Colleagues behind one NAT signing in successfully do not use up its allowance of failures."""
     alice = make_user("alice")

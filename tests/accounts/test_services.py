@@ -103,6 +103,19 @@ def test_last_admin_is_protected(admin: User) -> None:
         services.delete_user(admin, origin=CLI)
 
 
+def test_an_inactive_administrator_does_not_count_as_another_one(admin: User, make_user: Callable[..., User]) -> None:
+    """A deactivated administrator cannot sign in, so they do not let the last active one be demoted, deactivated or deleted."""
+    dormant = make_user("dormant", role=Role.ADMIN)
+    services.set_active(dormant, False, origin=CLI)
+    with pytest.raises(ValidationError, match="last active administrator"):
+        services.update_user(admin, role=Role.USER, origin=CLI)
+    with pytest.raises(ValidationError, match="last active administrator"):
+        services.set_active(admin, False, origin=CLI)
+    with pytest.raises(ValidationError, match="last active administrator"):
+        services.delete_user(admin, origin=CLI)
+    assert User.objects.filter(role=Role.ADMIN, is_active=True).get() == admin
+
+
 def test_deactivation_and_password_reset_end_sessions(client: Client, user: User) -> None:
     """Deactivating a user or resetting their password deletes their sessions server-side (SES-06)."""
     sign_in(client, user.username)

@@ -140,6 +140,16 @@ def test_admin_token_management(api: Api, root: str, user: User) -> None:
     assert AccessToken.objects.filter(user__username="root").count() == 1
 
 
+def test_revoking_all_of_a_users_tokens_ends_sign_in_tokens_too(api: Api, root: str, user: User) -> None:
+    """An administrator's "revoke all" ends the user's API sign-ins as well as their personal tokens."""
+    signed_in = tokens.issue_sign_in_token(user, origin=CLI).secret
+    script = tokens.create_personal_token(user, name="ci", scopes=["read"], origin=CLI).secret
+    assert api.delete("/admin/users/alice/tokens", token=root).json() == {"revoked": 2}
+    assert api.get("/me", token=signed_in).status_code == 401
+    assert api.get("/me", token=script).status_code == 401
+    assert not AccessToken.objects.filter(user=user).exists()
+
+
 def test_settings(api: Api, root: str, user: User) -> None:
     """Settings are listed with help and defaults; bad values are 422 and store nothing."""
     listing = api.get("/admin/settings", token=root).json()

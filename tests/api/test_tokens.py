@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 
 from tests.api.conftest import Api, enrol_totp, error_code
@@ -171,9 +172,37 @@ def test_token_cannot_mint_wider_scopes(api: Api, admin: User) -> None:
     """A token cannot create a personal token with a scope it does not carry itself."""
     token = personal(admin, ["read", "security"])
     assert api.post("/me/reauthenticate", {"password": PASSWORD}, token=token).status_code == 200
-    response = api.post("/me/tokens", {"name": "escalate", "scopes": ["admin"]}, token=token)
+    # A short life, so that the refusal is the scope's and not the expiry's.
+    response = api.post("/me/tokens", {"name": "escalate", "scopes": ["admin"], "expires_in_days": 1}, token=token)
     assert response.status_code == 422 and error_code(response) == "invalid_value"
+    assert "cannot grant scope(s) it does not have: admin" in response.json()["error"]["message"]
     assert AccessToken.objects.filter(user=admin).count() == 1
+
+
+def test_the_service_refuses_the_admin_scope_to_a_user(user: User) -> None:
+    """Whatever the caller offers (no cap on scopes, as from the web page), a regular user gets no admin token."""
+    with pytest.raises(ValidationError, match="Only administrators"):
+        tokens.create_personal_token(user, name="sneaky", scopes=["read", "admin"], origin=CLI)
+    assert not AccessToken.objects.filter(user=user).exists()
+
+
+def test_personal_tokens_per_user_are_capped(user: User, make_user) -> None:  # type: ignore[no-untyped-def]
+    """A user holds at most MAX_PERSONAL_TOKENS live personal tokens: one more is refused until one is revoked."""
+    for _ in range(tokens.MAX_PERSONAL_TOKENS):
+        personal(user, ["read"])
+    with pytest.raises(ValidationError, match="revoke one first"):
+        personal(user, ["read"])
+    assert AccessToken.objects.filter(user=user).count() == tokens.MAX_PERSONAL_TOKENS
+    assert personal(make_user("bob"), ["read"])  # the cap is per user
+
+
+def test_a_deactivated_users_token_stops_working_even_if_it_survived(api: Api, user: User) -> None:
+    """Second guard: a token whose row outlived the user's deactivation (any path) authenticates nothing."""
+    token = personal(user, ["read"])
+    assert api.get("/me", token=token).status_code == 200
+    User.objects.filter(pk=user.pk).update(is_active=False)  # bypasses the service, so the row stays
+    assert AccessToken.objects.filter(user=user).exists()
+    assert api.get("/me", token=token).status_code == 401
 
 
 def test_token_cannot_mint_a_longer_lived_token(api: Api, user: User) -> None:

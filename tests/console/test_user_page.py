@@ -114,3 +114,14 @@ def test_empty_checkbox_groups_say_what_to_choose(admin_client: Client) -> None:
     assert "Choose at least one method" in methods
     scopes = admin_client.post("/account/tokens", {"name": "ci", "days": "30"}).content.decode()
     assert "Choose at least one scope" in scopes
+
+
+def test_deleting_a_user_needs_their_name_typed(admin_client: Client, user: User) -> None:
+    """A delete without the username typed (or with another one) deletes nothing; with it, the user is gone."""
+    page = f"/admin/users/{user.username}"
+    for typed in ({}, {"confirm": ""}, {"confirm": "someone-else"}, {"confirm": user.username.upper()}):
+        response = admin_client.post(f"{page}/delete", typed, follow=True)
+        assert "Type the username to confirm the deletion." in response.content.decode()
+        assert User.objects.filter(pk=user.pk).exists()
+    assert admin_client.post(f"{page}/delete", {"confirm": user.username})["Location"] == "/admin/users"
+    assert not User.objects.filter(pk=user.pk).exists()

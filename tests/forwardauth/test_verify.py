@@ -135,6 +135,17 @@ def test_headers_from_an_untrusted_peer_are_ignored(
     assert client.get(REQUEST, **NGINX_WIKI, REMOTE_ADDR="10.0.0.1").status_code == 200
 
 
+@pytest.mark.parametrize("peer", ["", "unix:/run/twostep.sock", "localhost", "127.0.0.1.evil"])
+def test_a_peer_address_that_is_not_an_ip_is_never_trusted(
+    client: Client, user: User, forward_config: Callable[..., TwostepConfig], peer: str
+) -> None:
+    """A peer twostep cannot place (empty, a socket path, a name) is no trusted proxy, whatever the list holds."""
+    sign_in(client, user.username)
+    assert client.get(REQUEST, **NGINX_WIKI).status_code == 200
+    assert client.get(REQUEST, **NGINX_WIKI, REMOTE_ADDR=peer).status_code == 403
+    assert client.get(FORWARD, **TRAEFIK_WIKI, REMOTE_ADDR=peer).status_code == 403
+
+
 def test_trusted_proxy_without_target_headers_is_denied(
     client: Client, user: User, forward_config: Callable[..., TwostepConfig]
 ) -> None:

@@ -206,7 +206,10 @@ def test_cooldown_between_sends(user: User, frozen_clock: clock.FrozenClock) -> 
         codes.issue(user, "email", "alice@example.com", pending=pending)
     assert refused.value.reason == "cooldown" and refused.value.retry_after == timedelta(seconds=40)
     assert codes.cooldown_remaining(pending=pending) == 40
-    frozen_clock.advance(40)
+    frozen_clock.advance(39)  # the cooldown holds to its last second
+    with pytest.raises(codes.SendRefused, match="cooldown"):
+        codes.issue(user, "email", "alice@example.com", pending=pending)
+    frozen_clock.advance(1)
     assert codes.cooldown_remaining(pending=pending) == 0
     send(user, pending)
 

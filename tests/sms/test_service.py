@@ -15,11 +15,13 @@ from django.test import override_settings
 
 from tests.sms.fakes import TWILIO_TOKEN, VONAGE_SECRET, FakeSet, provider_options
 from tests.sms.helpers import SENDER, allow_sms, configure
+from twostep.accounts import services
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.core.keyring import rotate_keys, secret_box
 from twostep.core.models import Setting
 from twostep.core.runtime import SettingError, get_setting, set_setting, set_setting_from_text
+from twostep.mfa.sms import flows
 from twostep.sms import registry, service
 from twostep.sms.base import ConfigurationError, DeliveryReceipt, SMSDeliveryError, SMSMessage
 
@@ -299,6 +301,22 @@ def test_country_allowlist_blocks_other_countries(fakes: FakeSet) -> None:
     assert AuthEvent.objects.get(kind="sms.not_sent").reason == "country_not_allowed"
     service.send_test("+447700900123", origin=CLI)
     assert len(fake.received) == 1
+
+
+def test_test_messages_respect_the_daily_limit(fakes: FakeSet) -> None:
+    """Once the service sent its daily limit of codes, an administrator's test message is not sent either."""
+    fake = fakes.webhook()
+    configure(fake)
+    service.save_limits("1", "", origin=CLI)
+    service.send_test(NUMBER, origin=CLI)  # a test message counts for nothing
+    user = services.create_user("carol", password=None, phones=[NUMBER], origin=CLI)
+    flows.start_enrolment(user, user.phone_numbers.get().pk, CLI)  # the one code of the day
+    assert len(fake.received) == 2
+    with pytest.raises(service.NotSent) as caught:
+        service.send_test(NUMBER, origin=CLI)
+    assert caught.value.reason == "daily_limit"
+    assert len(fake.received) == 2
+    assert AuthEvent.objects.filter(kind="sms.not_sent", reason="daily_limit").exists()
 
 
 @pytest.mark.parametrize(("limit", "countries"), [("0", ""), ("many", ""), ("10", "999"), ("10", "abc")])

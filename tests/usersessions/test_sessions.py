@@ -79,3 +79,16 @@ def test_cannot_end_someone_elses_session(user: User, make_user: object) -> None
 def test_describe_agent(agent: str, expected: str) -> None:
     """User agents become short readable names."""
     assert describe_agent(agent) == expected
+
+
+def test_security_page_lists_only_ones_own_sessions(user: User, make_user: object) -> None:
+    """Another user's sessions (device, address, handle) never appear on someone's Security page."""
+    other = make_user("bob")  # type: ignore[operator]
+    stranger = Client(HTTP_USER_AGENT=IPHONE, REMOTE_ADDR="198.51.100.7")
+    sign_in(stranger, other.username)
+    me = Client(HTTP_USER_AGENT=FIREFOX, REMOTE_ADDR="192.0.2.1")
+    sign_in(me, user.username)
+    page = me.get("/account/security").content.decode()
+    assert "Firefox on Linux" in page
+    assert "Safari on iPhone" not in page and "198.51.100.7" not in page
+    assert current_handle(stranger.cookies[settings.SESSION_COOKIE_NAME].value) not in page

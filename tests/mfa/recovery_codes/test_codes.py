@@ -302,6 +302,19 @@ def test_parallel_wrong_codes_while_locked_get_one_try(codes_user: tuple[User, b
     assert sorted(results) == ["throttled"] * 9 + ["wrong_code"], (connection.vendor, results)
 
 
+def test_a_code_cannot_complete_a_dead_sign_in_and_stays_unspent(codes_user: tuple[User, bytes, list[str]]) -> None:
+    """The service itself re-checks the pending sign-in: an expired one is refused and the code keeps working."""
+    user, _, codes = codes_user
+    pending = second_step.start(user, login_authenticators(user.pk)[0], CLI)[0]
+    PendingLogin.objects.filter(pk=pending.pk).update(expires_at=clock.now())
+    with pytest.raises(second_step.SecondStepError, match="expired_login"):
+        services.sign_in(pending, codes[0], CLI)
+    assert services.remaining(user.pk) == 10
+    assert PendingLogin.objects.get(pk=pending.pk).completed_at is None
+    fresh = second_step.start(user, login_authenticators(user.pk)[0], CLI)[0]
+    assert services.sign_in(fresh, codes[0], CLI) == (user, 9)
+
+
 def test_last_factor_removed_takes_the_codes(codes_user: tuple[User, bytes, list[str]]) -> None:
     """Turning off the only factor deletes the codes; a new first factor brings a new set."""
     user, _, _ = codes_user

@@ -19,6 +19,7 @@ from twostep.core import clock
 from twostep.core.runtime import set_setting
 from twostep.mfa.models import Authenticator, OneTimeCode
 from twostep.mfa.sms import flows
+from twostep.sms.service import NotSent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -184,6 +185,51 @@ def test_turn_off(phone_user: User, twilio: FakeTwilio) -> None:
     assert not Authenticator.objects.filter(user=phone_user, method="sms").exists()
     assert sign_in(Client(), phone_user.username)["Location"] == "/account"
     assert AuthEvent.objects.filter(kind="sms.disabled").exists()
+
+
+def test_turning_sms_on_or_off_ends_the_other_sessions(phone_user: User, twilio: FakeTwilio) -> None:
+    """A factor added or removed signs the user out everywhere else; the browser that made the change stays."""
+    elsewhere = signed_in(phone_user)
+    client = signed_in(phone_user)
+    enrol(client, phone_user, twilio, SECOND)
+    assert elsewhere.get("/account").status_code == 302
+    assert client.get("/account").status_code == 200
+
+    again = Client()
+    assert sign_in(again, phone_user.username)["Location"] == "/login/verify"
+    assert again.post("/login/verify", {"code": twilio.last_code(SECOND)})["Location"] == "/account"
+    assert client.post("/account/security/sms/remove", {"confirm": "yes"}).status_code == 302
+    assert again.get("/account").status_code == 302
+    assert client.get("/account").status_code == 200
+
+
+def test_code_for_the_previous_number_dies_when_enrolment_moves(phone_user: User, twilio: FakeTwilio) -> None:
+    """Pointing an enrolment at another number kills the code sent to the first, even when no new code goes out.
+
+    Here the cooldown refuses the new number's code: the enrolment points at
+    it all the same, and the first number's code must not confirm it.
+    """
+    flows.start_enrolment(phone_user, phone_id(phone_user, PRIMARY), CLI)
+    first = twilio.last_code(PRIMARY)
+    with pytest.raises(NotSent, match="cooldown"):
+        flows.start_enrolment(phone_user, phone_id(phone_user, SECOND), CLI)
+    assert [m.to for m in twilio.received] == [PRIMARY]
+    with pytest.raises(flows.EnrolmentError):
+        flows.confirm(phone_user, first, CLI)
+    assert not Authenticator.objects.filter(user=phone_user, method="sms", confirmed_at__isnull=False).exists()
+
+
+def test_no_new_enrolment_code_goes_to_a_removed_number(
+    phone_user: User, twilio: FakeTwilio, frozen_clock: clock.FrozenClock
+) -> None:
+    """Once an admin removes the number being confirmed, "send again" sends nothing and says why."""
+    flows.start_enrolment(phone_user, phone_id(phone_user, SECOND), CLI)
+    services.remove_phone(phone_user, phone_id(phone_user, SECOND), origin=CLI)
+    frozen_clock.advance(61)
+    sent = len(twilio.received)
+    with pytest.raises(flows.EnrolmentError, match="number_removed"):
+        flows.resend_enrolment_code(phone_user, CLI)
+    assert len(twilio.received) == sent
 
 
 def test_removed_number_stops_the_method(phone_user: User, twilio: FakeTwilio) -> None:
