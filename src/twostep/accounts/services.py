@@ -110,7 +110,15 @@ def _check_display_name(display_name: str) -> str:
 
 
 def _is_last_admin(user: User) -> bool:
-    return user.is_admin and not User.objects.filter(role=Role.ADMIN, is_active=True).exclude(pk=user.pk).exists()
+    """Whether ``user`` is the only active administrator (call inside a transaction).
+
+    The active administrators' rows stay locked until the transaction ends
+    (in one order, so that no two callers deadlock): two administrators
+    demoting or deactivating each other at the same moment cannot both see
+    the other as still there.  SQLite serialises writers anyway.
+    """
+    admins = User.objects.select_for_update().filter(role=Role.ADMIN, is_active=True).order_by("pk")
+    return list(admins.values_list("pk", flat=True)) == [user.pk]
 
 
 @transaction.atomic
