@@ -189,34 +189,39 @@ def test_premium_rate_numbers_are_refused_where_codes_would_be_texted(make_user:
     assert list(user.phone_numbers.values_list("number", flat=True)) == ["+15551234567"]
 
 
+def demote_together(names: list[str]) -> list[str]:
+    """Demote each named administrator from its own thread, released at the same moment; the outcomes."""
+    import threading
+
+    barrier = threading.Barrier(len(names))
+    outcomes: list[str] = []
+
+    def demote(name: str) -> None:
+        try:
+            target = User.objects.get(username=name)
+            barrier.wait()
+            services.update_user(target, role=Role.USER, origin=CLI)
+            outcomes.append("demoted")
+        except ValidationError:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=demote, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_administrators_removing_each_other_at_once_leave_one(make_user: Callable[..., User]) -> None:
     """Demoting each other at the same moment, one of two administrators wins and one stays: the check
     and the change happen under a lock on the administrators' rows (real PostgreSQL in its run)."""
-    import threading
-
     make_user("ann", role=Role.ADMIN)
     make_user("bob", role=Role.ADMIN)
     for _ in range(5):  # a race that slips through shows within a few rounds
         User.objects.filter(username__in=["ann", "bob"]).update(role=Role.ADMIN)
-        barrier = threading.Barrier(2)
-        outcomes: list[str] = []
-
-        def demote(name: str) -> None:
-            try:
-                target = User.objects.get(username=name)
-                barrier.wait()
-                services.update_user(target, role=Role.USER, origin=CLI)
-                outcomes.append("demoted")
-            except ValidationError:
-                outcomes.append("refused")
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=demote, args=(name,)) for name in ("ann", "bob")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert sorted(outcomes) == ["demoted", "refused"]
+        assert sorted(demote_together(["ann", "bob"])) == ["demoted", "refused"]
         assert User.objects.filter(role=Role.ADMIN, is_active=True).count() == 1
