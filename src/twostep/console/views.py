@@ -216,7 +216,11 @@ def user_reset_2fa_view(request: HttpRequest, username: str) -> HttpResponse:
 def user_unlock_view(request: HttpRequest, username: str) -> HttpResponse:
     user = _user_or_404(username)
     mfa_services.unlock_second_step(user, origin=Origin.of(request), actor=_actor(request))
-    messages.success(request, f"Second step of {user.username} unlocked.")
+    messages.success(
+        request,
+        f"Second step of {user.username} unlocked. Sign-ins that were waiting for a code have ended: "
+        f"{user.username} signs in again.",
+    )
     return redirect(f"/admin/users/{user.username}")
 
 

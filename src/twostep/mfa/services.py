@@ -39,7 +39,7 @@ def reset_two_factor(user: User, *, origin: Origin, actor: User | None = None) -
 
 
 def unlock_second_step(user: User, *, origin: Origin, actor: User | None = None) -> None:
-    """Lift a second-step lock and clear the failure count."""
+    """Lift a second-step lock, clear the failure count and end the sign-ins still waiting at the second step."""
     throttle.unlock(user)
     record("second_step.unlocked", Outcome.INFO, origin=origin, user=user, actor=actor)
 

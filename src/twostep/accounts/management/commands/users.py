@@ -183,7 +183,7 @@ class Command(NounCommand):
             self.stdout.write(f"The second step of {user.username} was not locked; nothing changed.")
             return
         mfa_services.unlock_second_step(user, origin=CLI)
-        self.stdout.write(f"Second step of {user.username} unlocked.")
+        self.stdout.write(f"Second step of {user.username} unlocked; sign-ins waiting for a code have ended.")
 
     def handle_disable(self, name: str, **_: Any) -> None:
         self._set_active(name, False)
