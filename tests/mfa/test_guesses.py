@@ -69,3 +69,41 @@ def test_sms_enrolment(make_user: Callable[..., User], twilio: FakeTwilio, froze
     sms_flows.start_enrolment(bob, bob.phone_numbers.get().pk, CLI)
     assert confirm(twilio.last_code(PHONE))
     assert User.objects.get(pk=bob.pk).second_step_failures == 0
+
+
+def guess_together(user: User, count: int) -> list[str]:
+    """``count`` wrong set-up codes checked at the same moment, each in its own thread and transaction."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from twostep.mfa import guesses
+
+    barrier = threading.Barrier(count)
+    outcomes: list[str] = []
+
+    def guess() -> None:
+        try:
+            barrier.wait()
+            with transaction.atomic():
+                outcomes.append(str(guesses.check_code(user, CLI, lambda: "wrong_code")))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=guess) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_set_up_guesses_queue_on_the_account(user: User) -> None:
+    """With one guess left before the wait, eight at once get one check: the others find the wait the first
+    one set (the account's row is locked for each check; real PostgreSQL in its run) (BF-04)."""
+    from django.conf import settings
+
+    User.objects.filter(pk=user.pk).update(second_step_failures=settings.CONFIG.security.second_step_delay_after - 1)
+    outcomes = guess_together(user, 8)
+    assert sorted(outcomes) == ["throttled"] * 7 + ["wrong_code"], outcomes
