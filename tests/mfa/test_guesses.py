@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.concurrency import at_once
 from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
 from tests.mfa.email.conftest import BACKUP, email_on
 from tests.sms.conftest import fakes, twilio
@@ -72,30 +73,16 @@ def test_sms_enrolment(make_user: Callable[..., User], twilio: FakeTwilio, froze
 
 
 def guess_together(user: User, count: int) -> list[str]:
-    """``count`` wrong set-up codes checked at the same moment, each in its own thread and transaction."""
-    import threading
-
-    from django.db import connection, transaction
+    """``count`` wrong set-up codes checked at the same moment, each in its own transaction."""
+    from django.db import transaction
 
     from twostep.mfa import guesses
 
-    barrier = threading.Barrier(count)
-    outcomes: list[str] = []
+    def guess() -> str:
+        with transaction.atomic():
+            return str(guesses.check_code(user, CLI, lambda: "wrong_code"))
 
-    def guess() -> None:
-        try:
-            barrier.wait()
-            with transaction.atomic():
-                outcomes.append(str(guesses.check_code(user, CLI, lambda: "wrong_code")))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=guess) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
+    return at_once([guess] * count)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from django.conf import settings
 from django.db import connection
 from django.test import Client, override_settings
 
+from tests.concurrency import at_once
 from tests.conftest import sign_in
 from tests.mfa.recovery_codes.helpers import enrol_totp
 from twostep.accounts import services
@@ -43,26 +44,25 @@ def verify(client: Client, code: str) -> int:
 
 
 def verify_all_at_once(pendings: list[PendingLogin], code: str) -> list[str]:
-    """Submit ``code`` for every pending sign-in from its own thread, released together."""
-    barrier = threading.Barrier(len(pendings))
-    results: list[str] = []
+    """Submit ``code`` for every pending sign-in at the same moment; ``ok`` or the refusal's reason for each."""
 
-    def attempt(pending: PendingLogin) -> None:
+    def attempt(pending: PendingLogin) -> str:
         try:
-            barrier.wait()
             second_step.verify(pending, code, CLI)
-            results.append("ok")
         except second_step.SecondStepError as exc:
-            results.append(exc.reason)
-        finally:
-            connection.close()
+            return exc.reason
+        return "ok"
 
-    threads = [threading.Thread(target=attempt, args=(p,)) for p in pendings]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    return at_once([partial(attempt, pending) for pending in pendings])
+
+
+def fail_sign_ins(user: User, wrong: str, times: int, frozen_clock: clock.FrozenClock) -> None:
+    """``times`` sign-ins with the password and a wrong code, each 15 minutes after the last (no delay waits)."""
+    for _ in range(times):
+        frozen_clock.advance(901)
+        client = Client()
+        sign_in(client, user.username)
+        client.post("/login/verify", {"code": wrong})
 
 
 @pytest.fixture
@@ -232,11 +232,7 @@ def test_account_locks_after_twenty_failures_across_sign_ins(
     """Failures count per account across sign-ins; at 20 even the right code fails identically (BF-03, ENUM-04, BF-13)."""
     user, key = totp_user
     wrong = "000000" if code_now(key) != "000000" else "111111"
-    for _ in range(20):
-        frozen_clock.advance(901)  # past any growing delay
-        client = Client()
-        sign_in(client, user.username)
-        client.post("/login/verify", {"code": wrong})
+    fail_sign_ins(user, wrong, 20, frozen_clock)
     user.refresh_from_db()
     assert user.second_step_failures == 20
     assert user.second_step_locked_at is not None
@@ -357,11 +353,7 @@ def test_timed_lock_ends_but_grants_no_fresh_budget(
     timed = load_config(settings.DATA_DIR, {"TWOSTEP_SECURITY__SECOND_STEP_LOCK_MINUTES": "30"})
     wrong = "000000" if code_now(key) != "000000" else "111111"
     with override_settings(CONFIG=timed):
-        for _ in range(20):
-            frozen_clock.advance(901)
-            client = Client()
-            sign_in(client, user.username)
-            client.post("/login/verify", {"code": wrong})
+        fail_sign_ins(user, wrong, 20, frozen_clock)
         user.refresh_from_db()
         assert user.second_step_locked_at is not None
         frozen_clock.advance(10 * 60)
@@ -652,11 +644,7 @@ def test_sign_in_open_at_the_lock_cannot_guess_after_it(
     timed = load_config(settings.DATA_DIR, {"TWOSTEP_SECURITY__SECOND_STEP_LOCK_MINUTES": "2"})
     wrong = "000000" if code_now(key) != "000000" else "111111"
     with override_settings(CONFIG=timed):
-        for _ in range(19):
-            frozen_clock.advance(901)
-            client = Client()
-            sign_in(client, user.username)
-            client.post("/login/verify", {"code": wrong})
+        fail_sign_ins(user, wrong, 19, frozen_clock)
         frozen_clock.advance(901)
         attacker, victim = Client(), Client()
         sign_in(victim, user.username)

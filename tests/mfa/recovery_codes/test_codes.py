@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 from datetime import timedelta
+from functools import partial
 from urllib.parse import unquote
 
 import pytest
@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
+from tests.concurrency import at_once
 from tests.conftest import asked_for_password, sign_in
 from tests.mfa.recovery_codes.helpers import enrol_totp, events, fresh_codes, signed_in_with_totp
 from twostep.accounts import services as accounts
@@ -252,32 +253,16 @@ def test_verify_page_offers_a_recovery_code(client: Client, codes_user: tuple[Us
 
 
 def sign_in_all_at_once(pendings: list[PendingLogin], code: str) -> list[str]:
-    """Submit recovery ``code`` for every pending sign-in from its own thread, released together.
+    """Submit recovery ``code`` for every pending sign-in at the same moment; ``ok`` or the refusal's reason."""
 
-    Returns each outcome: ``ok`` or the refusal's reason.
-    """
-    barrier = threading.Barrier(len(pendings))
-    results: list[str] = []
-    lock = threading.Lock()
-
-    def attempt_one(pending: PendingLogin) -> None:
+    def attempt(pending: PendingLogin) -> str:
         try:
-            barrier.wait()
             services.sign_in(pending, code, CLI)
-            outcome = "ok"
         except second_step.SecondStepError as exc:
-            outcome = exc.reason
-        finally:
-            connection.close()
-        with lock:
-            results.append(outcome)
+            return exc.reason
+        return "ok"
 
-    threads = [threading.Thread(target=attempt_one, args=(p,)) for p in pendings]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    return at_once([partial(attempt, pending) for pending in pendings])
 
 
 @pytest.mark.parametrize("attempt", range(2))
