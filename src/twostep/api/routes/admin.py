@@ -257,7 +257,10 @@ def reset_two_factor(request: HttpRequest, username: UsernamePath) -> dict[str, 
     summary="Unlock a user's second step",
 )
 def unlock(request: HttpRequest, username: UsernamePath) -> Status[None]:
-    """Lift a lock after too many wrong codes and clear the failure count."""
+    """Lift a lock after too many wrong codes and clear the failure count.
+
+    The user's sign-ins still waiting at the second step (login tokens) end:
+    they sign in again, with the password."""
     mfa_services.unlock_second_step(_user(username), **_context(request))
     return Status(204, None)
 
