@@ -654,7 +654,10 @@ def test_sign_in_open_at_the_lock_cannot_guess_after_it(
         assert user.second_step_locked_at is not None
         frozen_clock.advance(3 * 60)  # the lock ran out; both sign-ins are still within their 10 minutes
         failures = user.second_step_failures
-        assert verify(attacker, code_now(key)) == 0 and verify(victim, code_now(key)) == 0
+        assert verify(attacker, code_now(key)) == 0
+        ended = victim.post("/login/verify", {"code": code_now(key)})
+        assert ended.status_code == 302 and ended["Location"] == "/login"  # told to sign in again, not "wrong code"
+        assert victim.get("/login/verify")["Location"].startswith("/login")
         user.refresh_from_db()
         assert user.second_step_failures == failures  # refused as over, not counted
         fresh = Client()

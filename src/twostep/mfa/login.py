@@ -80,7 +80,20 @@ def is_live(pending: PendingLogin) -> bool:
         and pending.expires_at > clock.now()
         and pending.failures < settings.CONFIG.security.attempts_per_login
         and pending.user.is_active
+        and not _outlived_a_lock(pending)
     )
+
+
+def _outlived_a_lock(pending: PendingLogin) -> bool:
+    """Whether ``pending`` was open when the second step last locked, and that lock has run out.
+
+    A lock ends the sign-ins open at the time: once a timed lock is over,
+    only a sign-in begun afterwards, with the password entered again, goes on
+    (an unlock ends them at once, ``throttle.unlock``).  While the lock lasts
+    they stay, so that the locked user can type a recovery code.
+    """
+    locked_at = pending.user.second_step_locked_at
+    return locked_at is not None and pending.created_at <= locked_at and not throttle.is_locked(pending.user)
 
 
 def authenticator_for(pending: PendingLogin) -> Authenticator | None:
@@ -205,22 +218,9 @@ class _SpentConcurrently(Exception):
 _UNKNOWN = object()
 
 
-def _opened_before_the_lock(pending: PendingLogin) -> bool:
-    """Whether ``pending`` was already open when the account's second step last locked.
-
-    A lock ends the guessing of every sign-in open at the time: once a timed
-    lock runs out, only a sign-in begun afterwards, with the password entered
-    again, may try a code (an unlock ends such sign-ins at once,
-    ``throttle.unlock``).  Recovery codes do not ask this: a locked user types
-    one on the very sign-in that hit the lock.
-    """
-    locked_at = pending.user.second_step_locked_at
-    return locked_at is not None and pending.created_at <= locked_at
-
-
 def _consume(fresh: PendingLogin, code: str, known: object) -> str | None:
     """Check and consume ``code`` inside ``verify``'s transaction; None on success, else the reason."""
-    if not is_live(fresh) or _opened_before_the_lock(fresh):
+    if not is_live(fresh):
         return "expired_login"
     if not is_well_formed(code):
         return "malformed_code"
