@@ -33,7 +33,7 @@ from twostep.console.forms import (
 from twostep.core import clock
 from twostep.core.clockcheck import database_offset, offset_warning
 from twostep.core.decorators import admin_only
-from twostep.core.runtime import SettingError, get_setting, get_settings, set_setting
+from twostep.core.runtime import SettingError, get_settings, set_setting
 from twostep.mfa import email_check
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator, Method
@@ -389,7 +389,7 @@ def authentication_view(request: HttpRequest) -> HttpResponse:
             "form": form,
             "affected": affected,
             # Whether those users then prove an email address before setting up a new method.
-            "enrolment_email_check": bool(get_setting(email_check.KEY)),
+            "enrolment_email_check": email_check.is_enabled(),
             "forced_off": forced_off_by_config(),
             "server_time": clock.now(),
             # Several instances: this one's clock against the database server's (PostgreSQL only).

@@ -130,7 +130,7 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
     page, policy = compliance.overview(status=status, search=search, page=page_number)
     admin: User = request.user  # type: ignore[assignment]
     # With the email check on, these users have no address to prove: they cannot enrol.
-    stranded = compliance.cannot_prove_an_address(policy) if get_settings(email_check.KEY)[email_check.KEY] else (0, [])
+    stranded = compliance.cannot_prove_an_address(policy) if email_check.is_enabled() else (0, [])
     return render(
         request,
         "mfa/enforcement/admin.html",

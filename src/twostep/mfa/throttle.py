@@ -96,6 +96,5 @@ def unlock(user: User) -> None:
     User.objects.filter(pk=user.pk).update(
         second_step_failures=0, second_step_blocked_until=None, second_step_locked_at=None
     )
-    PendingLogin.objects.filter(user_id=user.pk, completed_at__isnull=True, expires_at__gt=clock.now()).update(
-        expires_at=clock.now()
-    )
+    now = clock.now()
+    PendingLogin.objects.filter(user_id=user.pk, completed_at__isnull=True, expires_at__gt=now).update(expires_at=now)
