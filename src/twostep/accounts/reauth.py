@@ -65,22 +65,26 @@ def password_then(
     form = PasswordForm(request.POST if prompted else None, prefix=PREFIX)
     status = confirm(request, form) if prompted else 200
     if status is None:
-        request.POST = _without_prompt(request.POST)  # type: ignore[assignment]  # immutable, as Django's
+        request.POST = without_prompt(request.POST)  # type: ignore[assignment]  # immutable, as Django's
         return view(request, *args, **kwargs)
-    carried = [
-        (name, value)
-        for name, values in request.POST.lists()
-        if name not in _NOT_CARRIED and not name.startswith(f"{PREFIX}-")
-        for value in values
-    ]
-    context = {"form": form, "action": request.get_full_path(), "carried": carried, "back": back}
+    context = {"form": form, "action": request.get_full_path(), "carried": carried(request.POST, PREFIX), "back": back}
     return render(request, "accounts/reauthenticate.html", context, status=status)
 
 
-def _without_prompt(posted: QueryDict) -> QueryDict:
-    """``posted`` without the prompt's fields, immutable as Django's own."""
+def carried(posted: QueryDict, prefix: str) -> list[tuple[str, str]]:
+    """The posted fields a prompt (whose own fields start with ``prefix-``) carries on, in order."""
+    return [
+        (name, value)
+        for name, values in posted.lists()
+        if name not in _NOT_CARRIED and not name.startswith(f"{prefix}-")
+        for value in values
+    ]
+
+
+def without_prompt(posted: QueryDict, prefix: str = PREFIX) -> QueryDict:
+    """``posted`` without a prompt's fields (those starting with ``prefix-``), immutable as Django's own."""
     kept = QueryDict(mutable=True)
     for name, values in posted.lists():
-        if not name.startswith(f"{PREFIX}-"):
+        if not name.startswith(f"{prefix}-"):
             kept.setlist(name, values)
     return QueryDict(kept.urlencode())

@@ -26,7 +26,7 @@ from twostep.factors.totp import is_well_formed
 from twostep.mfa import guesses, throttle
 from twostep.mfa import pending as store
 from twostep.mfa.methods import CLOCK_BEHIND, SECRET_UNREADABLE, handler_for, is_usable
-from twostep.mfa.models import Authenticator, PendingLogin
+from twostep.mfa.models import Authenticator, PendingLogin, Purpose
 from twostep.mfa.policy import two_factor_state
 
 R = TypeVar("R")
@@ -48,8 +48,10 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
-def start(user: User, authenticator: Authenticator, origin: Origin) -> tuple[PendingLogin, str]:
-    """Open a pending sign-in for ``user`` that ``authenticator`` must complete."""
+def start(
+    user: User, authenticator: Authenticator, origin: Origin, purpose: str = Purpose.SIGN_IN
+) -> tuple[PendingLogin, str]:
+    """Open a pending sign-in (or another ``purpose``'s wait) for ``user`` that ``authenticator`` must complete."""
     now = clock.now()
     token = secrets.token_urlsafe(32)
     pending = PendingLogin.objects.create(
@@ -59,19 +61,28 @@ def start(user: User, authenticator: Authenticator, origin: Origin) -> tuple[Pen
         created_at=now,
         expires_at=now + timedelta(seconds=settings.CONFIG.security.pending_login_ttl),
         ip=origin.ip,
+        purpose=purpose,
     )
     handler_for(authenticator.method).begin(pending, authenticator, origin)
     return pending, token
 
 
-def resolve(token: str | None) -> PendingLogin | None:
-    """The live pending sign-in for ``token``: unexpired, unfinished, not exhausted."""
+def resolve(token: str | None, purpose: str = Purpose.SIGN_IN) -> PendingLogin | None:
+    """The live pending sign-in for ``token``: unexpired, unfinished, not exhausted.
+
+    Only one of ``purpose``: a step-up's token can never complete a sign-in.
+    """
     if not token:
         return None
     pending = store.find(_hash(token))
-    if pending is None or not is_live(pending):
+    if pending is None or pending.purpose != purpose or not is_live(pending):
         return None
     return pending
+
+
+def event_of(pending: PendingLogin) -> str:
+    """The auth-log event of a code typed for ``pending``: at sign-in, or to confirm a change."""
+    return "reauthenticate.second_step" if pending.purpose == Purpose.STEP_UP else "login.second_step"
 
 
 def is_live(pending: PendingLogin) -> bool:
@@ -202,7 +213,7 @@ def _attempt(fresh: PendingLogin, code: str, origin: Origin, known: object) -> s
         # ``fresh`` was read in this transaction: no UPDATE when there is nothing to reset.
         if _has_failures(user):
             throttle.register_success(user.pk)
-        record("login.second_step", Outcome.SUCCESS, origin=origin, user=user, method=fresh.method)
+        record(event_of(fresh), Outcome.SUCCESS, origin=origin, user=user, method=fresh.method)
         return None
     if reason not in {"expired_login", "method_unavailable", CLOCK_BEHIND, SECRET_UNREADABLE}:
         count_failure(user, fresh, origin)
@@ -247,4 +258,4 @@ def count_failure(user: User, pending: PendingLogin, origin: Origin, now: dateti
 
 
 def _record_failure(user: User, pending: PendingLogin, origin: Origin, reason: str) -> None:
-    record("login.second_step", Outcome.FAILURE, origin=origin, user=user, method=pending.method, reason=reason)
+    record(event_of(pending), Outcome.FAILURE, origin=origin, user=user, method=pending.method, reason=reason)

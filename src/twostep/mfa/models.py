@@ -53,11 +53,20 @@ class Authenticator(models.Model):
         return self.confirmed_at is not None
 
 
+class Purpose(models.TextChoices):
+    """What a pending second step is for."""
+
+    SIGN_IN = "sign_in", "Sign-in"
+    #: A signed-in user proving a factor before changing their second step (``mfa.step_up``).
+    STEP_UP = "step_up", "Confirming a security change"
+
+
 class PendingLogin(models.Model):
     """A sign-in that passed the password and waits for the second step.
 
     Holds no password.  The browser (or API client) holds the token; only its
-    SHA-256 is stored here.
+    SHA-256 is stored here.  A step-up (``purpose`` ``step_up``) is the same
+    wait for a code by a user already signed in; it never completes a sign-in.
     """
 
     token_hash = models.CharField(max_length=64, unique=True)
@@ -68,6 +77,7 @@ class PendingLogin(models.Model):
     failures = models.PositiveSmallIntegerField(default=0)
     completed_at = models.DateTimeField(null=True, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.SIGN_IN)
 
     def __str__(self) -> str:
         return f"pending login of user {self.user_id}"

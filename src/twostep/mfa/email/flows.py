@@ -23,7 +23,7 @@ from twostep.factors.totp import is_well_formed
 from twostep.mail import MailDeliveryError, MailUnconfirmed, send_mail
 from twostep.mfa import codes, guesses
 from twostep.mfa.methods import CodeDelivery, SecurityPanel, register, register_panel
-from twostep.mfa.models import Authenticator, EmailCheck, Method, OneTimeCode, PendingLogin
+from twostep.mfa.models import Authenticator, EmailCheck, Method, OneTimeCode, PendingLogin, Purpose
 from twostep.mfa.throttle import LOCKED_MESSAGE, is_locked
 from twostep.usersessions.services import end_sessions
 
@@ -295,7 +295,8 @@ def send_login_code(pending: PendingLogin, authenticator: Authenticator, origin:
         # A locked second step cannot succeed: spend no message on it.
         record("login.code_sent", Outcome.FAILURE, origin=origin, user=user, method=METHOD, reason="locked")
         raise EnrolmentError("locked")
-    deliver_code(user, authenticator.destination, "login_code", kind="login.code_sent", origin=origin, pending=pending)
+    template = "step_up_code" if pending.purpose == Purpose.STEP_UP else "login_code"
+    deliver_code(user, authenticator.destination, template, kind="login.code_sent", origin=origin, pending=pending)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from twostep.mfa.email import flows
 from twostep.mfa.forms import CodeForm
 from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import two_factor_state
+from twostep.mfa.step_up_views import fresh_second_factor
 from twostep.mfa.views import confirm_if_last, for_pending_factor
 
 SETUP_URL = "/account/security/email"
@@ -56,6 +57,7 @@ def address_id(request: HttpRequest) -> int:
 
 
 @fresh_password
+@fresh_second_factor
 @require_http_methods(["GET", "POST"])
 def email_setup_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
@@ -125,6 +127,7 @@ def email_setup_view(request: HttpRequest) -> HttpResponse:
 @fresh_password
 @require_POST
 @confirm_if_last(Method.EMAIL, "email codes")
+@fresh_second_factor
 def email_remove_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     if flows.remove(user, Origin.of(request), keep_session_key=request.session.session_key):

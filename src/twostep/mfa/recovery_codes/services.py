@@ -23,7 +23,7 @@ from twostep.core import clock
 from twostep.core.crypto import keyed_hash
 from twostep.factors import recovery
 from twostep.mfa import throttle
-from twostep.mfa.login import SecondStepError, count_failure, is_live
+from twostep.mfa.login import SecondStepError, count_failure, event_of, is_live
 from twostep.mfa.models import Authenticator, PendingLogin, RecoveryCode
 
 #: The ``method`` recorded in the auth log for recovery-code attempts.
@@ -210,7 +210,7 @@ def sign_in(pending: PendingLogin, typed: str, origin: Origin) -> tuple[User, in
             "recovery_codes.used", Outcome.SUCCESS, origin=origin, user=user, method=METHOD, detail={"remaining": left}
         )
         return user, left
-    _record_failure(user, origin, reason)
+    _record_failure(user, pending, origin, reason)
     raise SecondStepError(reason)
 
 
@@ -238,8 +238,8 @@ def _count_failure(user: User, pending: PendingLogin, origin: Origin, locked: bo
         User.objects.filter(pk=user.pk).update(second_step_blocked_until=now + throttle.MAX_DELAY)
 
 
-def _record_failure(user: User, origin: Origin, reason: str) -> None:
-    record("login.second_step", Outcome.FAILURE, origin=origin, user=user, method=METHOD, reason=reason)
+def _record_failure(user: User, pending: PendingLogin, origin: Origin, reason: str) -> None:
+    record(event_of(pending), Outcome.FAILURE, origin=origin, user=user, method=METHOD, reason=reason)
 
 
 def on_sessions_ended(sender: object, user: object, **kwargs: object) -> None:

@@ -19,6 +19,7 @@ from twostep.mfa.enforcement import AFTER_ENROL_KEY
 from twostep.mfa.methods import SecurityPanel, register_panel
 from twostep.mfa.models import Authenticator
 from twostep.mfa.recovery_codes import services
+from twostep.mfa.step_up_views import fresh_second_factor
 
 SECURITY_URL = "/account/security"
 FAILURE = "That recovery code didn't work. Check it and try again."
@@ -68,6 +69,7 @@ register_panel(SecurityPanel("recovery_codes", "mfa/recovery_codes/panel.html", 
 
 @fresh_password
 @require_POST
+@fresh_second_factor
 def regenerate_view(request: HttpRequest) -> HttpResponse:
     """Create a new set (the old codes stop working) and show it once, in this response only."""
     user: User = request.user  # type: ignore[assignment]

@@ -33,7 +33,7 @@ from twostep.core import clock
 from twostep.factors.totp import is_well_formed
 from twostep.mfa import codes, guesses, throttle
 from twostep.mfa.methods import CodeDelivery, register
-from twostep.mfa.models import Authenticator, Method, OneTimeCode, PendingLogin
+from twostep.mfa.models import Authenticator, Method, OneTimeCode, PendingLogin, Purpose
 from twostep.sms import service
 from twostep.sms.service import NotSent
 from twostep.usersessions.services import end_sessions
@@ -80,6 +80,14 @@ def _webotp_line(code: str) -> str:
 def sign_in_body(code: str) -> str:
     issuer = settings.CONFIG.two_factor.issuer
     return f"{issuer}: your sign-in code is {code}. It expires in 10 minutes. Never share it.{_webotp_line(code)}"
+
+
+def step_up_body(code: str) -> str:
+    issuer = settings.CONFIG.two_factor.issuer
+    return (
+        f"{issuer}: your code to confirm a change to your sign-in security is {code}. "
+        f"It expires in 10 minutes. Never share it.{_webotp_line(code)}"
+    )
 
 
 def enrolment_body(code: str) -> str:
@@ -367,7 +375,8 @@ def send_sign_in_code(pending: PendingLogin, authenticator: Authenticator, origi
     except NotSent as exc:
         _refused(user, number, "sign_in", origin, exc)
         raise
-    _send_code(user, number, sign_in_body, purpose="sign_in", origin=origin, pending=pending)
+    body = step_up_body if pending.purpose == Purpose.STEP_UP else sign_in_body
+    _send_code(user, number, body, purpose=pending.purpose, origin=origin, pending=pending)
 
 
 def has_live_code(pending: PendingLogin) -> bool:

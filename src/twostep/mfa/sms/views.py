@@ -18,6 +18,7 @@ from twostep.mfa.methods import SecurityPanel, register_panel
 from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import two_factor_state
 from twostep.mfa.sms import flows
+from twostep.mfa.step_up_views import fresh_second_factor
 from twostep.mfa.views import confirm_if_last, for_pending_factor
 from twostep.sms import service
 from twostep.sms.service import NotSent
@@ -34,6 +35,7 @@ def _phone_id(request: HttpRequest) -> int:
 
 @fresh_password
 @email_checked(Method.SMS)
+@fresh_second_factor
 @require_http_methods(["GET", "POST"])
 def sms_setup_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
@@ -103,6 +105,7 @@ def sms_setup_view(request: HttpRequest) -> HttpResponse:
 @fresh_password
 @require_POST
 @confirm_if_last(Method.SMS, "SMS codes")
+@fresh_second_factor
 def sms_remove_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     if flows.remove(user, Origin.of(request), keep_session_key=request.session.session_key):

@@ -17,6 +17,7 @@ from twostep.mfa.forms import CodeForm
 from twostep.mfa.methods import SecurityPanel, register_panel
 from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.policy import two_factor_state
+from twostep.mfa.step_up_views import fresh_second_factor
 from twostep.mfa.totp import flows as totp_flows
 from twostep.mfa.views import confirm_if_last
 
@@ -25,6 +26,7 @@ MALFORMED = "Enter the 6-digit code from your authenticator app."
 
 @fresh_password
 @email_checked(Method.TOTP)
+@fresh_second_factor
 @require_http_methods(["GET", "POST"])
 def totp_setup_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
@@ -63,6 +65,7 @@ def totp_setup_view(request: HttpRequest) -> HttpResponse:
 @fresh_password
 @require_POST
 @confirm_if_last(Method.TOTP, "your authenticator app")
+@fresh_second_factor
 def totp_remove_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     if totp_flows.remove(user, Origin.of(request), keep_session_key=request.session.session_key):

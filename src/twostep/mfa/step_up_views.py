@@ -1,0 +1,169 @@
+"""The code asked, after the password, before a change to the user's second step (``mfa.step_up``).
+
+A change asked for without a recent proof of a factor is not refused
+outright: the answer is the code prompt, carrying the posted fields as the
+password prompt does (``accounts.reauth``), and the change runs once a code
+(or a recovery code) is right.  A page asked for (GET) comes back as asked.
+The proof then lasts ``security.reauth_max_age`` seconds in this session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from twostep.accounts.models import User
+from twostep.accounts.reauth import carried, without_prompt
+from twostep.audit.services import Origin
+from twostep.core import clock
+from twostep.core.decorators import REAUTH_KEY
+from twostep.mail import MailDeliveryError
+from twostep.mfa import choice, codes, step_up
+from twostep.mfa import login as second_step
+from twostep.mfa.email import flows as email_flows
+from twostep.mfa.methods import SECRET_UNREADABLE, NoCodeToResend, handler_for, resend, verify_context
+from twostep.mfa.models import PendingLogin
+from twostep.mfa.recovery_codes.services import remaining
+from twostep.sms.service import NotSent
+
+View = Callable[..., HttpResponse]
+
+#: The session's step-up token while a code is awaited, and when one was last right.
+SESSION_KEY = "twostep_step_up"
+PROVEN_AT_KEY = "twostep_step_up_at"
+
+#: The prompt's own fields start with this: none of them is carried on to the change.
+PREFIX = "stepup"
+#: Set on the prompt when the page was asked for with GET: after the code, it is asked for again.
+_WAS_GET = f"{PREFIX}-get"
+
+SECURITY_URL = "/account/security"
+ENDED = "That code didn't work, and this confirmation has ended. Enter your password again to start over."
+EXPIRED = "This confirmation expired. Enter your password again to start over."
+WRONG_RECOVERY_CODE = "That recovery code didn't work. Check it and try again."
+
+
+def recently_proven(request: HttpRequest) -> bool:
+    """True when this session proved a second factor within ``security.reauth_max_age`` seconds."""
+    stamp = request.session.get(PROVEN_AT_KEY)
+    return stamp is not None and clock.timestamp() - float(stamp) <= settings.CONFIG.security.reauth_max_age
+
+
+def fresh_second_factor(view: View) -> View:
+    """A change to the second step needs a code of a factor, after the (fresh) password.
+
+    Put under ``fresh_password``: the password is asked first, then the code.
+    Users whose sign-in asks for no factor are asked for none.
+    """
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        user: User = request.user  # type: ignore[assignment]
+        if recently_proven(request) or not step_up.needed(user):
+            return view(request, *args, **kwargs)
+        return _code_then(request, view, *args, **kwargs)
+
+    return wrapper
+
+
+def _code_then(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    origin = Origin.of(request)
+    action = request.POST.get(f"{PREFIX}-action") if request.method == "POST" else None
+    pending = step_up.resolve(request.session.get(SESSION_KEY), user)
+    if action is not None and pending is None:
+        return _start_over(request, EXPIRED)
+    error = notice = ""
+    try:
+        if pending is None:
+            pending, request.session[SESSION_KEY] = step_up.begin(user, origin)
+        elif action == "switch":
+            pending = step_up.switch(pending, request.POST.get(f"{PREFIX}-method", ""), origin)
+        elif action == "resend":
+            error, notice = _resend(pending, origin)
+        elif action in {"code", "recovery"}:
+            _confirm(request, pending, action, origin)
+            return _proven(request, view, *args, **kwargs)
+    except second_step.SecondStepError as exc:
+        if step_up.resolve(request.session.get(SESSION_KEY), user) is None:
+            return _start_over(request, ENDED)
+        error = second_step.GENERIC_FAILURE if action != "recovery" else WRONG_RECOVERY_CODE
+        if exc.reason == SECRET_UNREADABLE:
+            error = second_step.CANNOT_CHECK
+    if pending is None:  # no factor could start one (method_unavailable), nor ever confirm
+        return _start_over(request, EXPIRED)
+    context = _prompt_context(request, pending, error, notice)
+    return render(request, "mfa/step_up.html", context, status=503 if error == second_step.CANNOT_CHECK else 200)
+
+
+def _start_over(request: HttpRequest, message: str) -> HttpResponse:
+    """The step-up is over (expired, or too many wrong codes): the password again, as at sign-in."""
+    request.session.pop(SESSION_KEY, None)
+    request.session.pop(REAUTH_KEY, None)
+    messages.error(request, message)
+    return redirect(SECURITY_URL)
+
+
+def _confirm(request: HttpRequest, pending: PendingLogin, action: str, origin: Origin) -> None:
+    """Check the typed code or recovery code; raises ``SecondStepError`` as ``step_up.confirm``."""
+    if action == "recovery":
+        left = step_up.confirm_recovery_code(pending, request.POST.get(f"{PREFIX}-recovery_code", ""), origin)
+        messages.warning(request, f"That recovery code cannot be used again. You have {left} left.")
+    else:
+        step_up.confirm(pending, request.POST.get(f"{PREFIX}-code", ""), origin)
+
+
+def _resend(pending: PendingLogin, origin: Origin) -> tuple[str, str]:
+    """Send a new code; (why none went out, what was done), one of them empty."""
+    authenticator = second_step.authenticator_for(pending)
+    if authenticator is None:
+        return "This method cannot be used now. Choose another one.", ""
+    try:
+        resend(pending, authenticator, origin)
+    except NoCodeToResend:
+        return "", ""
+    except codes.SendRefused as refused:
+        return email_flows.refusal_message(refused), ""
+    except NotSent as exc:
+        return exc.user_message, ""
+    except (email_flows.EnrolmentError, MailDeliveryError):
+        return email_flows.COULD_NOT_SEND, ""
+    return "", "We sent a new code. Earlier codes no longer work."
+
+
+def _proven(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> HttpResponse:
+    request.session.pop(SESSION_KEY, None)
+    request.session[PROVEN_AT_KEY] = clock.timestamp()
+    # A raised privilege, as at sign-in: a new session id.
+    request.session.cycle_key()
+    if request.POST.get(_WAS_GET):
+        return redirect(request.get_full_path())
+    request.POST = without_prompt(request.POST, PREFIX)  # type: ignore[assignment]  # immutable, as Django's
+    return view(request, *args, **kwargs)
+
+
+def _prompt_context(request: HttpRequest, pending: PendingLogin, error: str, notice: str) -> dict[str, Any]:
+    authenticator = second_step.authenticator_for(pending)
+    fields = carried(request.POST, PREFIX)
+    if request.method == "GET":
+        fields.append((_WAS_GET, "1"))
+    extra = {} if authenticator is None else verify_context(pending, authenticator)
+    delivery = extra.get("code_delivery")
+    return {
+        "action": request.get_full_path(),
+        "carried": fields,
+        "error": error,
+        "notice": notice,
+        "prompt": handler_for(pending.method).prompt(authenticator) if authenticator else "",
+        "sends_codes": delivery is not None,
+        "delivery_problem": "" if delivery is None or error else delivery.problem,
+        "alternatives": choice.alternatives(pending),
+        "recovery_codes": remaining(pending.user_id),
+        "back": SECURITY_URL,
+    }
