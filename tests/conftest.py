@@ -76,6 +76,19 @@ def asked_for_password(response: Any) -> bool:
     return response.status_code == 200 and "accounts/reauthenticate.html" in [t.name for t in response.templates]
 
 
+def prove_second_factor(client: Client) -> None:
+    """Mark ``client``'s session as having just confirmed a code (``mfa.step_up_views``).
+
+    For tests of what a change does once allowed; tests/mfa/test_step_up.py
+    proves the code is asked for.
+    """
+    from twostep.mfa.step_up_views import PROVEN_AT_KEY
+
+    session = client.session
+    session[PROVEN_AT_KEY] = clock.timestamp()
+    session.save()
+
+
 @pytest.fixture
 def signed_in_client(client: Client, user: User) -> Client:
     response = sign_in(client, user.username)

@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 
-from tests.conftest import PASSWORD, asked_for_password, sign_in
+from tests.conftest import PASSWORD, asked_for_password, prove_second_factor, sign_in
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
 from twostep.core import clock
@@ -117,6 +117,7 @@ def test_secret_encrypted_at_rest(signed_in: Client, user: User) -> None:
 def test_secret_never_shown_after_confirmation(signed_in: Client) -> None:
     """After confirmation the Security page does not show the key; setup shows a new one (SEC-04)."""
     key = enrol_via_pages(signed_in)
+    prove_second_factor(signed_in)
     secret = totp.encode_secret(key)
     assert secret.encode() not in signed_in.get("/account/security").content
     assert shown_secret(signed_in) != secret
@@ -125,6 +126,7 @@ def test_secret_never_shown_after_confirmation(signed_in: Client) -> None:
 def test_reenrolment_replaces_old_secret_only_on_confirmation(signed_in: Client, user: User) -> None:
     """The old app keeps working until the new one is confirmed, then stops at once (OTP-12)."""
     old_key = enrol_via_pages(signed_in)
+    prove_second_factor(signed_in)
     new_secret = shown_secret(signed_in)
     active = Authenticator.objects.get(user=user, confirmed_at__isnull=False)
     assert totp.decode_secret(secret_box().decrypt(active.secret)) == old_key
@@ -151,6 +153,7 @@ def test_enrolment_ends_other_sessions(signed_in: Client, user: User) -> None:
 def test_remove_needs_post_and_password(signed_in: Client, user: User) -> None:
     """Turning the app off is POST-only and needs a recent password (AZ-04)."""
     enrol_via_pages(signed_in)
+    prove_second_factor(signed_in)
     assert signed_in.get("/account/security/totp/remove").status_code in (302, 405)
     session = signed_in.session
     session["twostep_reauth_at"] = clock.timestamp() - 301

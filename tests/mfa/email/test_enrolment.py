@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from django.test import Client
 
-from tests.conftest import sign_in
+from tests.conftest import prove_second_factor, sign_in
 from tests.mail.smtp_server import Certificates, SmtpServer, configure_twostep
 from tests.mfa.email.conftest import BACKUP, sign_in_with_email_code
 from twostep.accounts.models import User
@@ -164,6 +164,7 @@ def test_smtp_failure_during_enrolment(
 def test_turn_off(client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer) -> None:
     """Turning email codes off removes the factor."""
     sign_in_with_email_code(client, user, mail_server)
+    prove_second_factor(client)
     # The only method: the page asks first, saying what it leaves, and nothing changes yet.
     asked = client.post("/account/security/email/remove")
     assert asked.status_code == 200 and "your password alone signs in" in asked.content.decode()

@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import Client
 
 from tests.concurrency import at_once
-from tests.conftest import asked_for_password, sign_in
+from tests.conftest import asked_for_password, prove_second_factor, sign_in
 from tests.mfa.recovery_codes.helpers import enrol_totp, events, fresh_codes, signed_in_with_totp
 from twostep.accounts import services as accounts
 from twostep.accounts.models import User
@@ -154,6 +154,7 @@ def test_regenerating_needs_the_password_and_kills_old_codes(
     session = client.session
     session[REAUTH_KEY] = clock.timestamp()
     session.save()
+    prove_second_factor(client)
     response = client.post("/account/security/recovery-codes")
     assert response.status_code == 200
     html = response.content.decode()

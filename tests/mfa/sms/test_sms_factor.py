@@ -7,7 +7,7 @@ import re
 import pytest
 from django.test import Client
 
-from tests.conftest import asked_for_password, sign_in
+from tests.conftest import asked_for_password, prove_second_factor, sign_in
 from tests.mfa.sms.conftest import PRIMARY, SECOND
 from tests.sms.fakes import FakeTwilio
 from twostep.accounts import services
@@ -168,6 +168,7 @@ def test_new_number_replaces_old_only_when_confirmed(
     client = signed_in(phone_user)
     enrol(client, phone_user, twilio, PRIMARY)
     frozen_clock.advance(61)
+    prove_second_factor(client)
     client.post("/account/security/sms", {"action": "send", "phone": phone_id(phone_user, SECOND)})
     assert Authenticator.objects.get(user=phone_user, method="sms", confirmed_at__isnull=False).destination == PRIMARY
     client.post("/account/security/sms", {"action": "confirm", "code": twilio.last_code(SECOND)})
@@ -179,6 +180,7 @@ def test_turn_off(phone_user: User, twilio: FakeTwilio) -> None:
     """Turning SMS off removes the factor: the next sign-in needs only the password."""
     client = signed_in(phone_user)
     enrol(client, phone_user, twilio)
+    prove_second_factor(client)
     assert "Turn off SMS codes?" in client.post("/account/security/sms/remove").content.decode()
     response = client.post("/account/security/sms/remove", {"confirm": "yes"})
     assert response.status_code == 302
@@ -198,6 +200,7 @@ def test_turning_sms_on_or_off_ends_the_other_sessions(phone_user: User, twilio:
     again = Client()
     assert sign_in(again, phone_user.username)["Location"] == "/login/verify"
     assert again.post("/login/verify", {"code": twilio.last_code(SECOND)})["Location"] == "/account"
+    prove_second_factor(client)
     assert client.post("/account/security/sms/remove", {"confirm": "yes"}).status_code == 302
     assert again.get("/account").status_code == 302
     assert client.get("/account").status_code == 200
@@ -341,6 +344,7 @@ def test_enrolment_codes_survive_factor_removal_for_the_caps(phone_user: User, t
     """Turning SMS off keeps its codes' send history, so caps cannot be reset by re-enrolling."""
     client = signed_in(phone_user)
     enrol(client, phone_user, twilio)
+    prove_second_factor(client)
     client.post("/account/security/sms/remove", {"confirm": "yes"})
     assert OneTimeCode.objects.filter(user=phone_user, method="sms").count() == 1
     assert flows.active_factor(phone_user) is None

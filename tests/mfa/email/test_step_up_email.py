@@ -1,0 +1,32 @@
+"""An email factor confirms a change to the second step with a code mailed for that purpose (AZ-01)."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tests.conftest import sign_in
+from tests.mail.smtp_server import SmtpServer
+from tests.mfa.email.conftest import BACKUP
+from tests.mfa.test_step_up import asked_for_code
+from twostep.accounts.models import User
+from twostep.mfa.models import Authenticator
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_email_code_confirms(user: User, mail_server: SmtpServer, enrolled: Authenticator) -> None:
+    """An email factor confirms with a code mailed for this purpose (real SMTP), not a sign-in code."""
+    client = Client()
+    sign_in(client, user.username)
+    assert client.post("/login/verify", {"code": mail_server.last_code(BACKUP)})["Location"] == "/account"
+    mail_server.received.clear()
+    prompt = client.get("/account/security/totp")
+    assert asked_for_code(prompt)
+    message = mail_server.received[-1]
+    assert "confirm a security change" in message.subject
+    done = client.post(
+        "/account/security/totp",
+        {"stepup-get": "1", "stepup-action": "code", "stepup-code": mail_server.last_code(BACKUP)},
+    )
+    assert done.status_code == 302 and done["Location"] == "/account/security/totp"

@@ -1,0 +1,218 @@
+"""A code of a factor, after the password, before the second step changes (AZ-01, AZ-02).
+
+Turning a factor off, adding or replacing one and new recovery codes need
+a fresh password and then a code of a factor the user has (or a recovery
+code): a session alone, a password alone, an empty form or a code already
+used leaves everything as it was.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from tests.authenticator_app import AuthenticatorApp
+from tests.conftest import PASSWORD, asked_for_password, sign_in
+from tests.mfa.test_totp_enrolment import enrol_via_pages
+from twostep.accounts.models import User
+from twostep.accounts.views import PENDING_KEY
+from twostep.audit.models import AuthEvent
+from twostep.audit.services import CLI
+from twostep.core import clock
+from twostep.factors import totp
+from twostep.mfa import step_up
+from twostep.mfa.models import Authenticator, Method
+from twostep.mfa.recovery_codes import services as recovery_codes
+from twostep.mfa.step_up_views import PROVEN_AT_KEY, SESSION_KEY
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REMOVE_TOTP = "/account/security/totp/remove"
+PROMPT = "mfa/step_up.html"
+
+
+def asked_for_code(response: Any) -> bool:
+    """True when ``response`` is the step-up prompt standing in for the change."""
+    return response.status_code == 200 and PROMPT in [t.name for t in response.templates]
+
+
+def has_totp(user: User) -> bool:
+    return Authenticator.objects.filter(user=user, method=Method.TOTP, confirmed_at__isnull=False).exists()
+
+
+def set_up_app(client: Client) -> AuthenticatorApp:
+    """An authenticator app set up through ``client``'s pages; it offers only steps after the one set-up used."""
+    app = AuthenticatorApp(enrol_via_pages(client))
+    app.last_step = totp.time_step(clock.timestamp()) - 1
+    return app
+
+
+@pytest.fixture
+def with_app(user: User, two_factor_on: None) -> tuple[Client, AuthenticatorApp]:
+    """Alice signed in (fresh password) with an authenticator app she just set up, and that app."""
+    client = Client()
+    sign_in(client, user.username)
+    return client, set_up_app(client)
+
+
+def test_turning_off_with_password_alone_is_refused(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:
+    """AZ-01: a fresh password and "yes, turn it off" get the code prompt, not the change."""
+    client, _ = with_app
+    response = client.post(REMOVE_TOTP, {"confirm": "yes"})
+    assert asked_for_code(response)
+    assert has_totp(user)
+    # The prompt carries the change on, and the page says what to type.
+    page = response.content.decode()
+    assert '<input type="hidden" name="confirm" value="yes">' in page
+    assert "Enter the 6-digit code from your authenticator app." in page
+
+
+def test_empty_or_wrong_code_changes_nothing_and_counts(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:
+    """AZ-01: an empty code and a wrong one are refused; the wrong one counts as at sign-in."""
+    client, app = with_app
+    client.post(REMOVE_TOTP, {"confirm": "yes"})
+    empty = client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": "code", "stepup-code": ""})
+    assert asked_for_code(empty) and "That code didn't work" in html.unescape(empty.content.decode())
+    right = app.code()
+    wrong = f"{(int(right) + 1) % 10**6:06d}"
+    refused = client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": "code", "stepup-code": wrong})
+    assert asked_for_code(refused)
+    assert has_totp(user)
+    user.refresh_from_db()
+    assert user.second_step_failures >= 1
+    assert AuthEvent.objects.filter(kind="reauthenticate.second_step", user=user, outcome="failure").exists()
+
+
+def test_right_code_carries_the_change_through(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:
+    client, app = with_app
+    client.post(REMOVE_TOTP, {"confirm": "yes"})
+    done = client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": "code", "stepup-code": app.code()})
+    assert done.status_code == 302 and done["Location"] == "/account/security"
+    assert not has_totp(user)
+    assert AuthEvent.objects.filter(kind="reauthenticate.second_step", user=user, outcome="success").exists()
+
+
+def test_a_code_already_used_is_refused(user: User, two_factor_on: None) -> None:
+    """AZ-01: the code that signed in (a stale code) does not confirm a change."""
+    setup = Client()
+    sign_in(setup, user.username)
+    app = set_up_app(setup)
+    client = Client()
+    sign_in(client, user.username)
+    used = app.code()
+    assert client.post("/login/verify", {"code": used})["Location"] == "/account"
+    client.post(REMOVE_TOTP, {"confirm": "yes"})
+    replayed = client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": "code", "stepup-code": used})
+    assert asked_for_code(replayed)
+    assert has_totp(user)
+
+
+def test_stale_password_asks_the_password_then_the_code(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:
+    """AZ-01: a session alone gets the password prompt; the password alone, the code prompt."""
+    client, app = with_app
+    session = client.session
+    session["twostep_reauth_at"] = clock.timestamp() - settings.CONFIG.security.reauth_max_age - 1
+    session.save()
+    assert asked_for_password(client.post(REMOVE_TOTP, {"confirm": "yes"}))
+    assert has_totp(user)
+    after_password = client.post(REMOVE_TOTP, {"confirm": "yes", "reauth-password": PASSWORD})
+    assert asked_for_code(after_password)
+    assert has_totp(user)
+    done = client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": "code", "stepup-code": app.code()})
+    assert done.status_code == 302
+    assert not has_totp(user)
+
+
+def test_too_many_wrong_codes_end_it_and_ask_the_password_again(
+    with_app: tuple[Client, AuthenticatorApp], user: User
+) -> None:
+    """As at sign-in, a step-up has a few tries; then it is over and the password is asked again."""
+    client, app = with_app
+    client.post(REMOVE_TOTP, {"confirm": "yes"})
+    wrong = f"{(int(totp.totp(app.key, clock.timestamp())) + 500_000) % 10**6:06d}"
+    response = None
+    for _ in range(settings.CONFIG.security.attempts_per_login):
+        response = client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": "code", "stepup-code": wrong})
+    assert response is not None and response.status_code == 302 and response["Location"] == "/account/security"
+    assert SESSION_KEY not in client.session
+    assert has_totp(user)
+    # Even the right code now needs the password first.
+    assert asked_for_password(
+        client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": "code", "stepup-code": app.code()})
+    )
+    assert has_totp(user)
+
+
+def test_proof_lasts_a_few_minutes(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:
+    client, app = with_app
+    client.post("/account/security/recovery-codes", {})
+    proven = client.post("/account/security/recovery-codes", {"stepup-action": "code", "stepup-code": app.code()})
+    assert proven.status_code == 200 and "mfa/recovery_codes/new.html" in [t.name for t in proven.templates]
+    # Within the window, the next change asks nothing more.
+    again = client.post("/account/security/recovery-codes", {})
+    assert "mfa/recovery_codes/new.html" in [t.name for t in again.templates]
+    session = client.session
+    session[PROVEN_AT_KEY] = clock.timestamp() - settings.CONFIG.security.reauth_max_age - 1
+    session.save()
+    assert asked_for_code(client.post("/account/security/recovery-codes", {}))
+
+
+def test_new_recovery_codes_need_a_code(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:
+    """AZ-01: new recovery codes are a second factor: a password alone does not print them."""
+    client, _ = with_app
+    before = recovery_codes.remaining(user.pk)
+    response = client.post("/account/security/recovery-codes", {})
+    assert asked_for_code(response)
+    assert "mfa/recovery_codes/new.html" not in [t.name for t in response.templates]
+    assert recovery_codes.remaining(user.pk) == before
+
+
+def test_adding_or_replacing_a_factor_needs_a_code(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:
+    """AZ-02: a new factor (SMS, email, a new app) is not bound on the password alone."""
+    client, app = with_app
+    for page in ("/account/security/totp", "/account/security/sms", "/account/security/email"):
+        assert asked_for_code(client.get(page)), page
+    # Once proven, the page asked for comes back as asked (GET).
+    proven = client.post(
+        "/account/security/totp", {"stepup-get": "1", "stepup-action": "code", "stepup-code": app.code()}
+    )
+    assert proven.status_code == 302 and proven["Location"] == "/account/security/totp"
+    assert client.get("/account/security/totp").templates[0].name == "mfa/totp_setup.html"
+
+
+def test_a_recovery_code_confirms_and_is_spent(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:
+    """Who lost the device can still turn it off with a recovery code."""
+    client, _ = with_app
+    codes = recovery_codes.regenerate(user, CLI).formatted
+    client.post(REMOVE_TOTP, {"confirm": "yes"})
+    form = {"confirm": "yes", "stepup-action": "recovery", "stepup-recovery_code": codes[0]}
+    assert client.post(REMOVE_TOTP, form).status_code == 302
+    assert not has_totp(user)
+    assert recovery_codes.consume(user.pk, codes[0], clock.now()) is not None
+
+
+def test_a_step_up_cannot_sign_in(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:
+    """A step-up's token completes no sign-in, and a sign-in's token confirms no change."""
+    _, app = with_app
+    _, token = step_up.begin(user, CLI)
+    stranger = Client()
+    session = stranger.session
+    session[PENDING_KEY] = token
+    session.save()
+    stranger.post("/login/verify", {"code": app.code()})
+    assert "_auth_user_id" not in stranger.session
+    sign_in(stranger, user.username)
+    login_token = stranger.session[PENDING_KEY]
+    assert step_up.resolve(login_token, user) is None
+    assert step_up.resolve(token, user) is not None
+
+
+def test_no_factor_no_code(user: User, two_factor_on: None) -> None:
+    """The first factor needs no code: none signs the user in yet."""
+    client = Client()
+    sign_in(client, user.username)
+    assert client.get("/account/security/totp").templates[0].name == "mfa/totp_setup.html"
