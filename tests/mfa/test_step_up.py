@@ -195,8 +195,8 @@ def test_a_recovery_code_confirms_and_is_spent(with_app: tuple[Client, Authentic
     assert recovery_codes.consume(user.pk, codes[0], clock.now()) is not None
 
 
-def test_a_step_up_cannot_sign_in(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:
-    """A step-up's token completes no sign-in, and a sign-in's token confirms no change."""
+def test_a_step_up_cannot_sign_in(with_app: tuple[Client, AuthenticatorApp], user: User, admin: User) -> None:
+    """A step-up's token completes no sign-in, a sign-in's token confirms no change, nor does another's step-up."""
     _, app = with_app
     _, token = step_up.begin(user, CLI)
     stranger = Client()
@@ -209,6 +209,7 @@ def test_a_step_up_cannot_sign_in(with_app: tuple[Client, AuthenticatorApp], use
     login_token = stranger.session[PENDING_KEY]
     assert step_up.resolve(login_token, user) is None
     assert step_up.resolve(token, user) is not None
+    assert step_up.resolve(token, admin) is None
 
 
 def test_no_factor_no_code(user: User, two_factor_on: None) -> None:
@@ -216,3 +217,24 @@ def test_no_factor_no_code(user: User, two_factor_on: None) -> None:
     client = Client()
     sign_in(client, user.username)
     assert client.get("/account/security/totp").templates[0].name == "mfa/totp_setup.html"
+
+
+def test_an_admin_with_a_factor_confirms_a_reset(
+    with_app: tuple[Client, AuthenticatorApp], user: User, admin: User
+) -> None:
+    """An administrator's reset of 2FA (theirs included) asks the administrator's own code first."""
+    console = Client()
+    sign_in(console, admin.username)
+    admin_app = set_up_app(console)
+    for target in (user, admin):
+        url = f"/admin/users/{target.username}/reset-2fa"
+        asked = console.post(url, HTTP_REFERER=f"http://testserver/admin/users/{target.username}")
+        assert asked_for_code(asked)
+        assert f'<a href="/admin/users/{target.username}">Cancel</a>' in asked.content.decode()
+        assert has_totp(target)
+    done = console.post(
+        f"/admin/users/{user.username}/reset-2fa", {"stepup-action": "code", "stepup-code": admin_app.code()}
+    )
+    assert done.status_code == 302
+    assert not has_totp(user)
+    assert has_totp(admin)

@@ -38,6 +38,7 @@ from twostep.mfa import email_check
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.policy import forced_off_by_config
+from twostep.mfa.step_up_views import fresh_second_factor
 from twostep.mfa.trusted import services as trusted_browsers
 
 
@@ -201,6 +202,7 @@ def user_delete_view(request: HttpRequest, username: str) -> HttpResponse:
 
 @admin_only
 @require_POST
+@fresh_second_factor
 def user_reset_2fa_view(request: HttpRequest, username: str) -> HttpResponse:
     user = _user_or_404(username)
     removed = mfa_services.reset_two_factor(user, origin=Origin.of(request), actor=_actor(request))

@@ -56,7 +56,7 @@ def admin_only(view: View) -> View:
         # form is not filled in only to be asked for it on saving.
         request.console_needs_password = not fresh  # type: ignore[attr-defined]
         if request.method == "POST" and not fresh:
-            return _password_then(request, _page_posted_from(request, "/admin/", "/admin/users"), view, *args, **kwargs)
+            return _password_then(request, page_posted_from(request, "/admin/", "/admin/users"), view, *args, **kwargs)
         return view(request, *args, **kwargs)
 
     return wrapper
@@ -69,7 +69,7 @@ def _password_then(request: HttpRequest, back: str, view: View, *args: Any, **kw
     return password_then(request, back, view, *args, **kwargs)
 
 
-def _page_posted_from(request: HttpRequest, section: str, fallback: str) -> str:
+def page_posted_from(request: HttpRequest, section: str, fallback: str) -> str:
     """The page under ``section`` a form was posted from (its Referer, if on this site), else ``fallback``."""
     referer = urlsplit(request.headers.get("Referer", ""))
     if referer.netloc in {"", request.get_host()} and referer.path.startswith(section):
@@ -100,7 +100,7 @@ def fresh_password(view: View) -> View:
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not recently_authenticated(request):
             if request.method == "POST":
-                back = _page_posted_from(request, "/account/", "/account/security")
+                back = page_posted_from(request, "/account/", "/account/security")
                 return _password_then(request, back, view, *args, **kwargs)
             return redirect(f"/account/reauthenticate?{urlencode({'next': request.get_full_path()})}")
         return view(request, *args, **kwargs)

@@ -22,7 +22,7 @@ from twostep.accounts.models import User
 from twostep.accounts.reauth import carried, without_prompt
 from twostep.audit.services import Origin
 from twostep.core import clock
-from twostep.core.decorators import REAUTH_KEY
+from twostep.core.decorators import REAUTH_KEY, page_posted_from
 from twostep.mail import MailDeliveryError
 from twostep.mfa import choice, codes, step_up
 from twostep.mfa import login as second_step
@@ -58,8 +58,9 @@ def recently_proven(request: HttpRequest) -> bool:
 def fresh_second_factor(view: View) -> View:
     """A change to the second step needs a code of a factor, after the (fresh) password.
 
-    Put under ``fresh_password``: the password is asked first, then the code.
-    Users whose sign-in asks for no factor are asked for none.
+    Put under ``fresh_password`` (or ``admin_only``, which asks the password
+    too): the password is asked first, then the code.  Users whose sign-in
+    asks for no factor are asked for none.
     """
 
     @wraps(view)
@@ -165,5 +166,6 @@ def _prompt_context(request: HttpRequest, pending: PendingLogin, error: str, not
         "delivery_problem": "" if delivery is None or error else delivery.problem,
         "alternatives": choice.alternatives(pending),
         "recovery_codes": remaining(pending.user_id),
-        "back": SECURITY_URL,
+        # Cancel leads back to the page the change was asked from (the Security page, a console page).
+        "back": page_posted_from(request, "/admin/", "") or page_posted_from(request, "/account/", SECURITY_URL),
     }

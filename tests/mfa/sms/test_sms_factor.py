@@ -348,3 +348,17 @@ def test_enrolment_codes_survive_factor_removal_for_the_caps(phone_user: User, t
     client.post("/account/security/sms/remove", {"confirm": "yes"})
     assert OneTimeCode.objects.filter(user=phone_user, method="sms").count() == 1
     assert flows.active_factor(phone_user) is None
+
+
+def test_sms_code_confirms_a_change_and_says_so(phone_user: User, twilio: FakeTwilio) -> None:
+    """Removing the SMS method asks for a code texted for that purpose, not a sign-in code (AZ-01)."""
+    client = signed_in(phone_user)
+    enrol(client, phone_user, twilio)
+    twilio.received.clear()
+    asked = client.post("/account/security/sms/remove", {"confirm": "yes"})
+    assert "mfa/step_up.html" in [t.name for t in asked.templates]
+    assert "confirm a change to your sign-in security" in twilio.received[-1].body
+    assert twilio.received[-1].to == SECOND
+    form = {"confirm": "yes", "stepup-action": "code", "stepup-code": twilio.last_code(SECOND)}
+    assert client.post("/account/security/sms/remove", form).status_code == 302
+    assert flows.active_factor(phone_user) is None
