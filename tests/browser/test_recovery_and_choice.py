@@ -113,8 +113,13 @@ def test_several_methods_and_use_another_method(
     expect(page.get_by_role("list", name="Your recovery codes")).to_have_count(0)
     expect(page.get_by_text("10 codes left")).to_be_visible()
 
-    # Email codes as a second method.
+    # Email codes as a second method: the app confirms it first (a password alone adds no method).
     page.get_by_role("link", name="Set up email codes").click()
+    expect(page.get_by_role("heading", name="Confirm with your second step")).to_be_visible()
+    frank.assert_fits_width()
+    frank.shot("step-up")
+    page.get_by_label("Enter the 6-digit code from your authenticator app.").fill(phone.code())
+    page.get_by_role("button", name="Confirm", exact=True).click()
     page.get_by_role("button", name="Send code").click()
     enrolment = smtp_server.wait_for_match(to=CODES_ADDRESS, subject="Confirm this address")
     page.get_by_label(f"Enter the code sent to {CODES_ADDRESS}").fill(enrolment.code())
