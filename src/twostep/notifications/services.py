@@ -33,7 +33,7 @@ NOTICES = {
     "sms.enabled": "SMS codes were added as a sign-in method.",
     "sms.disabled": "SMS codes were removed from your sign-in methods.",
     "recovery_codes.generated": "New recovery codes were created; the old ones no longer work.",
-    "recovery_codes.used": "A recovery code was used to sign in.",
+    "recovery_codes.used": "One of your recovery codes was used, to sign in or to confirm a security change.",
     "two_factor.reset": "An administrator removed all your second-step methods.",
     "second_step.locked": "Your second sign-in step is locked after too many wrong codes.",
     "password.changed": "Your password was changed.",
