@@ -14,7 +14,7 @@ from twostep.accounts.models import User
 from twostep.api import tokens
 from twostep.audit.services import CLI
 
-__all__ = ["Api", "allow_only", "api", "enrol_totp", "error_code", "token_for"]
+__all__ = ["Api", "allow_only", "api", "enrol_totp", "error_code", "prove_second_factor", "token_for"]
 
 
 class Api:
@@ -66,6 +66,18 @@ def token_for() -> Callable[[User], str]:
         return tokens.issue_sign_in_token(user, origin=CLI).secret
 
     return issue
+
+
+def prove_second_factor(secret: str) -> str:
+    """Give the token ``secret`` a second-factor proof from now on; return ``secret``.
+
+    For tests of changes to the second step that are not about the step-up
+    itself (which tests/api/test_step_up.py proves through POST /me/step-up).
+    """
+    token = tokens.authenticate(secret)
+    assert token is not None, "not a live token"
+    tokens.mark_second_factor(token)
+    return secret
 
 
 def allow_only(*methods: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import Api, enrol_totp, error_code
+from tests.api.conftest import Api, enrol_totp, error_code, prove_second_factor
 from tests.conftest import PASSWORD
 from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
 from tests.mfa.email.conftest import BACKUP, email_on, enrolled
@@ -133,7 +133,7 @@ def test_regenerate_recovery_codes(
     stale = api.post("/me/recovery-codes", token=token)
     assert stale.status_code == 403 and error_code(stale) == "reauthentication_required"
     api.post("/me/reauthenticate", {"password": PASSWORD}, token=token)
-    new = api.post("/me/recovery-codes", token=token)
+    new = api.post("/me/recovery-codes", token=prove_second_factor(token))
     assert new.status_code == 201 and len(new.json()["codes"]) == 10
     step = login(api)
     response = api.post("/auth/login/recovery", {"login_token": step["login_token"], "code": old[0]})

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.api.conftest import Api, enrol_totp, error_code
+from tests.api.conftest import Api, enrol_totp, error_code, prove_second_factor
 from tests.mail.smtp_server import (
     Certificates,
     SmtpServer,
@@ -67,8 +67,8 @@ def test_email_enrolment_end_to_end(
     assert answer["method"] == "email" and answer["destination"] == BACKUP
     assert len(answer["recovery_codes"]) == recovery_codes.status(user).total
     assert Authenticator.objects.get(user=user, method="email").confirmed_at is not None
-    # The confirming code was consumed: it cannot confirm again.
-    again = api.post("/me/factors/email/confirm", {"code": code}, token=token)
+    # The confirming code was consumed: it cannot confirm again (even with the step-up a factor now asks).
+    again = api.post("/me/factors/email/confirm", {"code": code}, token=prove_second_factor(token))
     assert again.status_code == 422 and error_code(again) == "invalid_code"
 
 
@@ -85,7 +85,7 @@ def test_email_wrong_code_and_removal(
     assert not Authenticator.objects.filter(user=user, method="email", confirmed_at__isnull=False).exists()
     assert api.post("/me/factors/email/confirm", {"code": right}, token=token).status_code == 201
 
-    removed = api.delete("/me/factors/email", token=token)
+    removed = api.delete("/me/factors/email", token=prove_second_factor(token))
     assert removed.status_code == 204
     assert not Authenticator.objects.filter(user=user, method="email").exists()
     assert AuthEvent.objects.filter(kind="email.disabled", user=user).exists()
@@ -220,7 +220,7 @@ def test_sms_enrolment_end_to_end(api: Api, user: User, twilio: FakeTwilio, toke
     assert len(confirmed.json()["recovery_codes"]) == recovery_codes.status(user).total
     assert Authenticator.objects.get(user=user, method="sms", confirmed_at__isnull=False).destination == SECOND_PHONE
 
-    assert api.delete("/me/factors/sms", token=token).status_code == 204
+    assert api.delete("/me/factors/sms", token=prove_second_factor(token)).status_code == 204
     assert not Authenticator.objects.filter(user=user, method="sms").exists()
     assert api.delete("/me/factors/sms", token=token).status_code == 404
 
@@ -231,7 +231,7 @@ def test_sms_second_factor_gets_no_new_recovery_codes(
     """Recovery codes come with the first factor only: a second factor's answer carries none."""
     enrol_totp(user)
     assert recovery_codes.create_first_set(user, CLI) is not None
-    token = token_for(user)
+    token = prove_second_factor(token_for(user))
     api.post("/me/factors/sms", {"phone_id": phone_id(user, "+15551234567")}, token=token)
     confirmed = api.post("/me/factors/sms/confirm", {"code": twilio.last_code()}, token=token)
     assert confirmed.status_code == 201 and confirmed.json()["recovery_codes"] is None

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.api.conftest import Api, allow_only, enrol_totp, error_code
+from tests.api.conftest import Api, allow_only, enrol_totp, error_code, prove_second_factor
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
 from twostep.core import clock
@@ -69,7 +69,7 @@ def test_totp_not_allowed(api: Api, user: User, token_for) -> None:  # type: ign
 def test_remove_totp(api: Api, user: User, two_factor_on: None, token_for) -> None:  # type: ignore[no-untyped-def]
     """DELETE removes the app (then sign-in needs only the password); a second DELETE is 404."""
     enrol_totp(user)
-    token = token_for(user)
+    token = prove_second_factor(token_for(user))
     assert api.delete("/me/factors/totp", token=token).status_code == 204
     assert not Authenticator.objects.filter(user=user).exists()
     again = api.delete("/me/factors/totp", token=token)

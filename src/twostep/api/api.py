@@ -29,10 +29,16 @@ Sign-in tokens end after 1 hour unused or 24 hours, personal tokens at their exp
 of a user's tokens end when their sessions do (password change, role change, deactivation, 2FA reset).
 
 **Re-authentication.** Every step of setting up a factor (the email check included), removing
-one, new recovery codes, creating a personal token and, with a sign-in token, every administrative
-change (`POST`, `PATCH`, `DELETE` under `/api/v1/admin/`) need the password entered within the
-last 5 minutes, else `403 reauthentication_required`: a sign-in counts, or
-`POST /api/v1/me/reauthenticate`. Each of these operations says so.
+one, new recovery codes, creating a personal token, each step of a step-up and, with a sign-in
+token, every administrative change (`POST`, `PATCH`, `DELETE` under `/api/v1/admin/`) need the
+password entered within the last 5 minutes, else `403 reauthentication_required`: a sign-in
+counts, or `POST /api/v1/me/reauthenticate`. Each of these operations says so.
+
+**Second-factor proof.** Once a factor signs the user in, setting up, replacing or removing a
+factor and new recovery codes also need a code of one of their factors (or a recovery code)
+proved with the same token within the last 5 minutes, else `403 second_factor_required`:
+`POST /api/v1/me/step-up`, then `POST /api/v1/me/step-up/verify` with the code. A first factor
+needs only the password. Each of these operations says so.
 
 **Requests.** Bodies are JSON (`Content-Type: application/json`, UTF-8), at most
 {MAX_BODY_BYTES} bytes, sent with a `Content-Length` header (not chunked: 411); unknown fields are refused,

@@ -1,4 +1,4 @@
-"""Bearer-token authentication and the per-operation scope and re-authentication checks.
+"""Bearer-token authentication and the per-operation scope, re-authentication and second-factor checks.
 
 Only the ``Authorization: Bearer`` header is read: a browser's session cookie
 never authenticates an API call, so cross-site requests carry no authority.
@@ -15,7 +15,7 @@ from twostep.accounts.models import User
 from twostep.api import tokens
 from twostep.api.errors import ApiError
 from twostep.api.models import AccessToken, Scope, TokenKind
-from twostep.mfa import enforcement
+from twostep.mfa import enforcement, step_up
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -103,5 +103,26 @@ def require_reauthentication(request: HttpRequest) -> AccessToken:
         raise ApiError(
             "reauthentication_required",
             "Enter your password again first: POST /api/v1/me/reauthenticate.",
+        )
+    return token
+
+
+def require_second_factor(request: HttpRequest) -> AccessToken:
+    """The caller's token, if it may change the user's second step: a code of a factor proved recently.
+
+    As ``mfa.step_up_views.fresh_second_factor`` on the pages: a password
+    (and a token) must not be enough to turn factors off, add one's own, or
+    print new recovery codes.  Asked only while a factor signs the user in
+    (``step_up.needed``): a first factor is set up with the password alone.
+    Call it after ``require_reauthentication``: the password comes first.
+
+    Raises:
+        ApiError: second_factor_required.
+    """
+    token = current_token(request)
+    if step_up.needed(token.user) and not tokens.recently_proved_second_factor(token):
+        raise ApiError(
+            "second_factor_required",
+            "Confirm with a code of your second step first (POST /api/v1/me/step-up), then repeat the change.",
         )
     return token

@@ -42,8 +42,18 @@ CODES: dict[str, tuple[int, str]] = {
         "(then even a right code gets this, with no Retry-After).",
     ),
     "login_expired": (401, "The pending sign-in expired, was used up or ended; sign in again."),
+    "step_up_expired": (
+        401,
+        "The step-up expired, was used up or ended (or is not this token's user's): enter the password again "
+        "(POST /api/v1/me/reauthenticate), then start a new one (POST /api/v1/me/step-up).",
+    ),
     "forbidden": (403, "The token's scopes or the user's role do not allow this operation."),
     "reauthentication_required": (403, "Enter the password again first (POST /api/v1/me/reauthenticate)."),
+    "second_factor_required": (
+        403,
+        "A change to the second step needs a code of one of the user's factors (or a recovery code) first, "
+        "besides the password: POST /api/v1/me/step-up, then /api/v1/me/step-up/verify.",
+    ),
     "invalid_password": (403, "The password given to re-authenticate is wrong."),
     "password_change_required": (403, "The user must choose a new password on the web page before using the API."),
     "enrolment_required": (
@@ -62,7 +72,11 @@ CODES: dict[str, tuple[int, str]] = {
     ),
     "not_found": (404, "No such resource (or route)."),
     "method_not_allowed": (405, "The route exists but not with this HTTP method; see the Allow header."),
-    "conflict": (409, "The change clashes with existing data (a username, address or number already there)."),
+    "conflict": (
+        409,
+        "The change clashes with existing data (a username, address or number already there), "
+        "or needs a second factor the user does not have.",
+    ),
     "confirmation_required": (409, "The change affects other users; repeat it with the confirmation asked for."),
     "method_unavailable": (
         409,
@@ -97,8 +111,10 @@ ErrorCode = Literal[
     "invalid_credentials",
     "second_step_failed",
     "login_expired",
+    "step_up_expired",
     "forbidden",
     "reauthentication_required",
+    "second_factor_required",
     "invalid_password",
     "password_change_required",
     "enrolment_required",
@@ -137,8 +153,8 @@ class ErrorDetail(Schema):
     methods: list[str] | None = Field(
         default=None,
         description="With 409 `method_unavailable`: the methods that can be used instead: at sign-in the "
-        "user's usable second-step methods (as `methods` of the second-step answer), when setting up a "
-        "factor the methods the administrator allows. May be empty.",
+        "user's usable second-step methods (as `methods` of the second-step answer), likewise at a step-up, "
+        "when setting up a factor the methods the administrator allows. May be empty.",
     )
 
 

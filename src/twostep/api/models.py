@@ -37,6 +37,9 @@ class AccessToken(models.Model):
     last_used_at = models.DateTimeField()
     #: When the password was last entered for this token (sensitive changes need it recent).
     reauthenticated_at = models.DateTimeField(null=True, blank=True)
+    #: When a code of the user's second step was last right for this token (``POST /me/step-up/verify``):
+    #: a change to the second step itself needs it recent, as well as the password.
+    second_factor_at = models.DateTimeField(null=True, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
 

@@ -15,7 +15,16 @@ from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le, MaxLen
 from ninja import Schema
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from twostep.accounts.validators import MAX_PASSWORD_LENGTH
 
@@ -30,6 +39,8 @@ MAX_ID = 2**63 - 1
 LoginName = Annotated[str, StringConstraints(min_length=1, max_length=150, pattern=NO_CONTROL)]
 LoginToken = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=NO_CONTROL)]
 CodeText = Annotated[str, StringConstraints(max_length=32, pattern=NO_CONTROL)]
+#: A recovery code as printed (dashes and spaces allowed); checked by the service.
+RecoveryCodeText = Annotated[str, StringConstraints(max_length=64, pattern=NO_CONTROL)]
 DisplayName = Annotated[str, StringConstraints(max_length=150, pattern=NO_CONTROL)]
 EmailText = Annotated[str, StringConstraints(min_length=1, max_length=254, pattern=NO_CONTROL)]
 PhoneText = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=NO_CONTROL)]
@@ -132,8 +143,7 @@ class LoginVerifyIn(Input):
 
 class RecoveryLoginIn(Input):
     login_token: LoginToken
-    #: A recovery code as printed (dashes and spaces allowed); checked by the service.
-    code: Annotated[str, StringConstraints(max_length=64, pattern=NO_CONTROL)]
+    code: RecoveryCodeText
 
 
 class MethodSwitchIn(Input):
@@ -195,6 +205,9 @@ class MeOut(Schema):
     two_factor: TwoFactorStateOut
     token: TokenOut
     reauthenticated_until: datetime | None
+    second_factor_until: datetime | None = Field(
+        description="Until when this token may change the second step (POST /api/v1/me/step-up proves a factor)."
+    )
 
 
 class FactorConfirmedOut(FactorOut):
@@ -222,6 +235,75 @@ class ReauthenticateIn(Input):
 
 class ReauthenticatedOut(Schema):
     reauthenticated_until: datetime
+
+
+# --- step-up: a code of a factor before a change to the second step ---------------
+
+
+class StepUpIn(Input):
+    method: MethodName | None = Field(
+        default=None, description="Confirm with this of your methods (default: your default method)."
+    )
+
+
+class StepUpOut(Schema):
+    step_up_token: str = Field(
+        description="Send with the code to /api/v1/me/step-up/verify; the proof goes to the access token "
+        "that sends it. Shown once: hold it like a password."
+    )
+    method: str = Field(description="The method asked for.")
+    methods: list[str] = Field(description="Every method that can confirm; /api/v1/me/step-up/method switches.")
+    prompt: str = Field(
+        description="What to tell the user: where the code went, or, when none could be sent, why "
+        "(then `/me/step-up/resend` tries again, or `/me/step-up/method` picks another method)."
+    )
+    code_sent: bool | None = Field(
+        description="For methods that send a code (email, SMS): whether one is on its way. "
+        "null for an authenticator app."
+    )
+    expires_at: datetime
+
+
+#: Exactly one of them, never null.
+_ONE_CODE = ("code", "recovery_code")
+
+
+class StepUpVerifyIn(Input):
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["code"]}, {"required": ["recovery_code"]}]},
+    )
+
+    step_up_token: LoginToken
+    #: Checked by the service (exactly six digits), so a malformed code counts as a failed try.
+    code: CodeText | SkipJsonSchema[None] = Field(default=None, description="A code of the method asked for.")
+    recovery_code: RecoveryCodeText | SkipJsonSchema[None] = Field(
+        default=None, description="Or one of your recovery codes (each works once)."
+    )
+
+    @model_validator(mode="after")
+    def _one_code(self) -> StepUpVerifyIn:
+        given = [name for name in _ONE_CODE if name in self.model_fields_set]
+        if len(given) != 1 or getattr(self, given[0]) is None:
+            raise ValueError("send either `code` or `recovery_code`")
+        return self
+
+
+class StepUpTokenIn(Input):
+    step_up_token: LoginToken
+
+
+class StepUpMethodIn(Input):
+    step_up_token: LoginToken
+    method: MethodName
+
+
+class SecondFactorProvedOut(Schema):
+    second_factor_until: datetime = Field(
+        description="This token may change the second step until then (with a recent password)."
+    )
+    recovery_codes_left: int | None = Field(
+        default=None, description="After a recovery code: how many unused codes remain."
+    )
 
 
 class TotpProvisioningOut(Schema):

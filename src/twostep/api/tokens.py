@@ -1,4 +1,4 @@
-"""Access tokens: issue, authenticate, re-authenticate and revoke.
+"""Access tokens: issue, authenticate, re-authenticate (password, second factor) and revoke.
 
 A token is ``<prefix><43 random URL-safe characters>`` from ``secrets``; the
 prefix (``tsa_`` for sign-in tokens, ``tsp_`` for personal tokens) lets secret
@@ -237,24 +237,68 @@ def allows(token: AccessToken, scope: str) -> bool:
     return scope != Scope.ADMIN or token.user.is_admin
 
 
-def mark_reauthenticated(token: AccessToken) -> datetime:
-    """Record a password re-entry for ``token``; return until when it counts."""
+# Two proofs a token can carry, each good for ``security.reauth_max_age``:
+# the password entered again, and (for a change to the second step itself) a
+# code of a factor.  Both are stamps on the token, read and written alike.
+_REENTERED = "reauthenticated_at"
+_SECOND_FACTOR = "second_factor_at"
+
+
+def _stamp(token: AccessToken, proof: str, when: datetime | None) -> None:
+    AccessToken.objects.filter(pk=token.pk).update(**{proof: when})
+    setattr(token, proof, when)
+
+
+def _mark(token: AccessToken, proof: str) -> datetime:
     now = clock.now()
-    AccessToken.objects.filter(pk=token.pk).update(reauthenticated_at=now)
-    token.reauthenticated_at = now
+    _stamp(token, proof, now)
     return now + _reauth_max_age()
 
 
+def _until(token: AccessToken, proof: str) -> datetime | None:
+    stamped: datetime | None = getattr(token, proof)
+    return None if stamped is None else stamped + _reauth_max_age()
+
+
+def _recent(token: AccessToken, proof: str) -> bool:
+    until = _until(token, proof)
+    return until is not None and clock.now() <= until
+
+
+def mark_reauthenticated(token: AccessToken) -> datetime:
+    """Record a password re-entry for ``token``; return until when it counts."""
+    return _mark(token, _REENTERED)
+
+
+def forget_reauthentication(token: AccessToken) -> None:
+    """The password must be entered again for ``token`` before the next sensitive change.
+
+    As on the pages, after a step-up ended (too many wrong codes, expired).
+    """
+    _stamp(token, _REENTERED, None)
+
+
 def reauthenticated_until(token: AccessToken) -> datetime | None:
-    if token.reauthenticated_at is None:
-        return None
-    return token.reauthenticated_at + _reauth_max_age()
+    return _until(token, _REENTERED)
 
 
 def recently_reauthenticated(token: AccessToken) -> bool:
     """The password was entered for this token within ``security.reauth_max_age``."""
-    until = reauthenticated_until(token)
-    return until is not None and clock.now() <= until
+    return _recent(token, _REENTERED)
+
+
+def mark_second_factor(token: AccessToken) -> datetime:
+    """Record a right code of a second factor (a step-up) for ``token``; return until when it counts."""
+    return _mark(token, _SECOND_FACTOR)
+
+
+def second_factor_until(token: AccessToken) -> datetime | None:
+    return _until(token, _SECOND_FACTOR)
+
+
+def recently_proved_second_factor(token: AccessToken) -> bool:
+    """A code of a second factor was right for this token within ``security.reauth_max_age``."""
+    return _recent(token, _SECOND_FACTOR)
 
 
 def idle_expires_at(token: AccessToken) -> datetime | None:

@@ -8,6 +8,7 @@ holds between the two steps is what the browser keeps in its session.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from django.conf import settings
@@ -133,6 +134,12 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
 
 def second_step_answer(pending: PendingLogin, login_token: str) -> dict[str, Any]:
     """The "second step required" body for ``pending``: the method asked for and the others available."""
+    return {"status": "second_step_required", "login_token": login_token, **pending_state(pending)}
+
+
+def pending_state(pending: PendingLogin) -> dict[str, Any]:
+    """Where a pending second step (a sign-in's or a step-up's) stands: the method asked for, the
+    user's usable methods, what to tell the user, whether a code is out, and when it ends."""
     authenticator = second_step.authenticator_for(pending)
     available = [a.method for a in choice.available(pending.user_id)]
     handler = handler_for(pending.method)
@@ -145,8 +152,6 @@ def second_step_answer(pending: PendingLogin, login_token: str) -> dict[str, Any
             code_sent = delivery.sent
             prompt = delivery.problem or prompt
     return {
-        "status": "second_step_required",
-        "login_token": login_token,
         "method": pending.method,
         "methods": available or [pending.method],
         "prompt": prompt,
@@ -166,11 +171,15 @@ NO_LONGER_AVAILABLE = (
 )
 
 
+def _login_over() -> ApiError:
+    return ApiError("login_expired", "This sign-in has ended. Please sign in again.")
+
+
 def _live_pending(login_token: str) -> PendingLogin:
     """Raises ApiError(login_expired)."""
     pending = second_step.resolve(login_token)
     if pending is None:
-        raise ApiError("login_expired", "This sign-in has ended. Please sign in again.")
+        raise _login_over()
     return pending
 
 
@@ -241,15 +250,25 @@ def login_method(request: HttpRequest, payload: MethodSwitchIn) -> dict[str, Any
     answers 409 `method_unavailable`.
     """
     pending = _live_pending(payload.login_token)
+    switched = switch_method(pending, payload.method, Origin.of(request), ended=_login_over)
+    return second_step_answer(switched, payload.login_token)
+
+
+def switch_method(pending: PendingLogin, method: str, origin: Origin, *, ended: Callable[[], ApiError]) -> PendingLogin:
+    """``choice.switch`` for a pending second step, its refusals as API errors.
+
+    Raises:
+        ApiError: ``ended()`` when ``pending`` is over; 409 method_unavailable;
+            503 second_step_unavailable when the new method could not begin.
+    """
     try:
-        switched = choice.switch(pending, payload.method, Origin.of(request))
+        return choice.switch(pending, method, origin)
     except second_step.SecondStepError as exc:
         if exc.reason == "expired_login":
-            raise ApiError("login_expired", "This sign-in has ended. Please sign in again.") from None
+            raise ended() from None
         if exc.reason == "method_unavailable":
             raise method_unavailable(pending, "That method is not available for this account.") from None
         raise ApiError("second_step_unavailable", "We could not switch methods. Try again in a moment.") from None
-    return second_step_answer(switched, payload.login_token)
 
 
 @router.post(
@@ -268,11 +287,24 @@ def login_resend(request: HttpRequest, payload: LoginResendIn) -> dict[str, Any]
     its failure count stay the same.
     """
     pending = _live_pending(payload.login_token)
+    send_new_code(pending, Origin.of(request), no_longer_available=NO_LONGER_AVAILABLE)
+    return second_step_answer(pending, payload.login_token)
+
+
+def send_new_code(pending: PendingLogin, origin: Origin, *, no_longer_available: str) -> None:
+    """Send a new email or SMS code for a pending second step (a sign-in's or a step-up's).
+
+    Raises:
+        ApiError: 409 method_unavailable (``no_longer_available`` when the
+            factor or its address went; an authenticator app has nothing to
+            send); 401 second_step_failed for a locked second step, as a code
+            would get; 429 rate_limited or 503 delivery_failed (``sending.not_sent``).
+    """
     authenticator = second_step.authenticator_for(pending)
     if authenticator is None:
-        raise method_unavailable(pending, NO_LONGER_AVAILABLE)
+        raise method_unavailable(pending, no_longer_available)
     try:
-        methods.resend(pending, authenticator, Origin.of(request))
+        methods.resend(pending, authenticator, origin)
     except methods.NoCodeToResend:
         raise method_unavailable(pending, "This method has no code to resend: use the current code.") from None
     except (email_flows.EnrolmentError, NotSent) as exc:
@@ -281,11 +313,10 @@ def login_resend(request: HttpRequest, payload: LoginResendIn) -> dict[str, Any]
             raise ApiError("second_step_failed", second_step.GENERIC_FAILURE) from None
         if isinstance(exc, email_flows.EnrolmentError) or exc.reason == "destination_removed":
             # The address or number was removed from the account: nothing was sent anywhere.
-            raise method_unavailable(pending, NO_LONGER_AVAILABLE) from None
+            raise method_unavailable(pending, no_longer_available) from None
         raise not_sent(exc) from None
     except NOT_SENT as exc:
         raise not_sent(exc) from None
-    return second_step_answer(pending, payload.login_token)
 
 
 @router.post(

@@ -1,4 +1,4 @@
-"""The caller's own account: profile, re-authentication, second factors and tokens.
+"""The caller's own account: profile, re-authentication, step-up, second factors and tokens.
 
 Sensitive changes (every step of setting up a factor, the email check
 included, removing one, new recovery codes, a new personal token) need a
@@ -6,6 +6,13 @@ password entered within the last few minutes, as on the pages: a sign-in
 counts, and so does POST /me/reauthenticate.  Each such operation calls
 ``require_reauthentication`` first and says so in its description
 (tests/api/test_reauthentication.py holds docs/api.md's list to the code).
+
+A change to the second step itself (setting up, replacing or removing a
+factor, new recovery codes) also needs, once a factor signs the user in, a
+code of one of their factors proved on this token within as many minutes
+(``mfa.step_up``, POST /me/step-up): those operations call
+``require_second_factor`` next and say so too (tests/api/test_reauthentication.py
+holds docs/api.md's list of them to the code as well).
 """
 
 from __future__ import annotations
@@ -18,10 +25,18 @@ from ninja import P, PathEx, Router, Status
 from twostep.accounts.models import User
 from twostep.accounts.signin import SignInThrottled, check_reauthentication
 from twostep.api import tokens
-from twostep.api.auth import READ, SECURITY, current_token, current_user, require_reauthentication
+from twostep.api.auth import (
+    READ,
+    SECURITY,
+    current_token,
+    current_user,
+    require_reauthentication,
+    require_second_factor,
+)
 from twostep.api.errors import ApiError, responses
 from twostep.api.models import AccessToken, TokenKind
 from twostep.api.presenters import emails_of, factor, factors_of, phones_of, token_out
+from twostep.api.routes.auth import method_unavailable, pending_state, send_new_code, switch_method
 from twostep.api.schemas import (
     TOKEN_ID_PATTERN,
     CodeIn,
@@ -38,6 +53,12 @@ from twostep.api.schemas import (
     ReauthenticateIn,
     RecoveryCodesOut,
     RecoveryStatusOut,
+    SecondFactorProvedOut,
+    StepUpIn,
+    StepUpMethodIn,
+    StepUpOut,
+    StepUpTokenIn,
+    StepUpVerifyIn,
     TokenCreatedOut,
     TokenCreateIn,
     TokenOut,
@@ -46,9 +67,11 @@ from twostep.api.schemas import (
 from twostep.api.sending import NOT_SENT, not_sent, rate_limited
 from twostep.audit.services import Origin
 from twostep.core import clock
-from twostep.mfa import codes, email_check, guesses
+from twostep.mfa import choice, codes, email_check, guesses, step_up
+from twostep.mfa import login as second_step
 from twostep.mfa.email import flows as email_flows
-from twostep.mfa.models import Authenticator, Method
+from twostep.mfa.methods import SECRET_UNREADABLE
+from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import forced_off_by_config, two_factor_state
 from twostep.mfa.recovery_codes import services as recovery_codes
 from twostep.mfa.sms import flows as sms_flows
@@ -75,6 +98,7 @@ def me(request: HttpRequest) -> dict[str, Any]:
         "two_factor": {"active": active, "allowed_methods": methods, "forced_off_by_config": forced_off_by_config()},
         "token": token_out(token, current=token),
         "reauthenticated_until": tokens.reauthenticated_until(token),
+        "second_factor_until": tokens.second_factor_until(token),
     }
 
 
@@ -101,6 +125,162 @@ def reauthenticate(request: HttpRequest, payload: ReauthenticateIn) -> dict[str,
         raise ApiError("invalid_password", "That password is incorrect.")
     until = tokens.mark_reauthenticated(token)
     return {"reauthenticated_until": until}
+
+
+STEP_UP_OVER = (
+    "This confirmation has ended. Enter your password again (POST /api/v1/me/reauthenticate), "
+    "then start over (POST /api/v1/me/step-up)."
+)
+STEP_UP_METHOD_GONE = (
+    "This method can no longer be used: switch to another (/me/step-up/method) or use a recovery code "
+    "(/me/step-up/verify with `recovery_code`)."
+)
+
+
+@router.post(
+    "/step-up",
+    auth=SECURITY,
+    response={200: StepUpOut, **responses(401, 403, 409, 503)},
+    summary="Confirm a change to the second step: ask for a code",
+)
+def step_up_begin(request: HttpRequest, payload: StepUpIn) -> dict[str, Any]:
+    """Begin a step-up: the code of one of your factors that a change to your second step (setting
+    up, replacing or removing a factor, new recovery codes) needs besides the password, answered
+    with 403 `second_factor_required` until this token has it.
+
+    Send `{}` for your default method, or `{"method": ...}` for another of yours.  Email and SMS
+    send their code now (`code_sent` says whether one is on its way).  Send it, or a
+    recovery code, with `step_up_token` to `/me/step-up/verify`; the step-up lives 10 minutes.
+    409 `conflict` when no factor signs you in (the password is then all those changes need); 409
+    `method_unavailable` for a `method` that is not one of yours (`methods` lists them).
+    Needs a recent re-authentication.
+    """
+    token = require_reauthentication(request)
+    user = token.user
+    if not step_up.needed(user):
+        raise ApiError("conflict", "No second factor signs you in: a change needs only your password.")
+    try:
+        pending, step_up_token = step_up.begin(user, Origin.of(request), payload.method)
+    except step_up.SecondStepError as exc:
+        if exc.reason == "method_unavailable":
+            usable = [a.method for a in choice.available(user.pk)]
+            raise ApiError(
+                "method_unavailable",
+                f"{payload.method} is not one of your second-step methods ({', '.join(usable) or 'none'}).",
+                methods=usable,
+            ) from None
+        raise ApiError("second_step_unavailable", "We could not send a code. Try again in a moment.") from None
+    return {"step_up_token": step_up_token, **pending_state(pending)}
+
+
+@router.post(
+    "/step-up/verify",
+    auth=SECURITY,
+    response={200: SecondFactorProvedOut, **responses(401, 403, 409, 503)},
+    summary="Confirm a change to the second step with the code",
+)
+def step_up_verify(request: HttpRequest, payload: StepUpVerifyIn) -> dict[str, Any]:
+    """Check `code` (or `recovery_code`) for the step-up: this token may then change the second step
+    until `second_factor_until` (5 minutes, as the password).
+
+    Failures answer as at `/auth/login/verify`: a wrong, reused or malformed code, and every code
+    (a right one too) while the account is held back or locked, 401 `second_step_failed`; wrong
+    codes count against the account as at sign-in, up to the lock.  Once the step-up is used up
+    (5 wrong codes) or expired, and for a token that is not a step-up of this token's user, 401
+    `step_up_expired`: as on the web page, the password is asked again before a new step-up.
+    Needs a recent re-authentication.
+    """
+    token = require_reauthentication(request)
+    pending = _live_step_up(token, payload.step_up_token)
+    origin = Origin.of(request)
+    left = None
+    try:
+        if payload.recovery_code is not None:
+            left = step_up.confirm_recovery_code(pending, payload.recovery_code, origin)
+        else:  # the schema asks for one of the two: never neither
+            step_up.confirm(pending, payload.code or "", origin)
+    except step_up.SecondStepError as exc:
+        raise _step_up_failed(token, pending, payload.step_up_token, exc) from None
+    return {"second_factor_until": tokens.mark_second_factor(token), "recovery_codes_left": left}
+
+
+@router.post(
+    "/step-up/resend",
+    auth=SECURITY,
+    response={200: StepUpOut, **responses(401, 403, 409, 429, 503)},
+    summary="Send a new code for a step-up",
+)
+def step_up_resend(request: HttpRequest, payload: StepUpTokenIn) -> dict[str, Any]:
+    """Send a new email or SMS code for the step-up; the previous code stops working.
+
+    As `/auth/login/resend`: within the cooldown or past a send cap, 429 `rate_limited` with
+    `Retry-After`; a code that could not be sent, 503 `delivery_failed`; an authenticator app has no
+    code to send, 409 `method_unavailable`.  An ended step-up: 401 `step_up_expired`.
+    Needs a recent re-authentication.
+    """
+    token = require_reauthentication(request)
+    pending = _live_step_up(token, payload.step_up_token)
+    send_new_code(pending, Origin.of(request), no_longer_available=STEP_UP_METHOD_GONE)
+    return {"step_up_token": payload.step_up_token, **pending_state(pending)}
+
+
+@router.post(
+    "/step-up/method",
+    auth=SECURITY,
+    response={200: StepUpOut, **responses(401, 403, 409, 503)},
+    summary="Use another method for a step-up",
+)
+def step_up_method(request: HttpRequest, payload: StepUpMethodIn) -> dict[str, Any]:
+    """Ask for another of your methods (one listed in `methods`); email and SMS send their code now.
+
+    The step-up token, its expiry and its failure count stay the same; a method you cannot use
+    answers 409 `method_unavailable`, an ended step-up 401 `step_up_expired`.
+    Needs a recent re-authentication.
+    """
+    token = require_reauthentication(request)
+    pending = _live_step_up(token, payload.step_up_token)
+    switched = switch_method(pending, payload.method, Origin.of(request), ended=lambda: _step_up_over(token))
+    return {"step_up_token": payload.step_up_token, **pending_state(switched)}
+
+
+def _live_step_up(token: AccessToken, step_up_token: str) -> PendingLogin:
+    """The live step-up of ``token``'s user named by ``step_up_token``.
+
+    Another user's step-up, a sign-in's login token or an unknown one are
+    all just not this user's step-up (``step_up.resolve``).
+
+    Raises:
+        ApiError: step_up_expired (see ``_step_up_over``).
+    """
+    pending = step_up.resolve(step_up_token, token.user)
+    if pending is None:
+        raise _step_up_over(token)
+    return pending
+
+
+def _step_up_over(token: AccessToken) -> ApiError:
+    """The error for an ended step-up, after forgetting ``token``'s password entry.
+
+    As on the pages (``step_up_views._start_over``): once a step-up is over,
+    by time or by too many wrong codes, a new one needs the password again,
+    so that its guesses are not free for whoever holds the token.
+    """
+    tokens.forget_reauthentication(token)
+    return ApiError("step_up_expired", STEP_UP_OVER)
+
+
+def _step_up_failed(
+    token: AccessToken, pending: PendingLogin, step_up_token: str, exc: step_up.SecondStepError
+) -> ApiError:
+    """The answer to a code refused for a step-up, as ``/auth/login/verify`` words it."""
+    if exc.reason == SECRET_UNREADABLE:
+        # The service's fault (this instance's keys), not a wrong code.
+        return ApiError("second_step_unavailable", second_step.CANNOT_CHECK)
+    if exc.reason == "method_unavailable":
+        return method_unavailable(pending, STEP_UP_METHOD_GONE)
+    if step_up.resolve(step_up_token, token.user) is None:
+        return _step_up_over(token)
+    return ApiError("second_step_failed", second_step.GENERIC_FAILURE)
 
 
 @router.get("/factors", auth=READ, response={200: list[FactorOut], **responses(401, 403)}, summary="My second factors")
@@ -144,9 +324,11 @@ def totp_start(request: HttpRequest) -> dict[str, Any]:
 
     Until then the same secret is returned, so a mistyped confirmation never
     replaces what the user scanned.  A confirmed app keeps working until the
-    new one is confirmed.  Needs a recent re-authentication.
+    new one is confirmed.  Needs a recent re-authentication and, once a factor
+    signs you in, a second-factor proof (POST /me/step-up).
     """
     token = require_reauthentication(request)
+    require_second_factor(request)
     _require_allowed(Method.TOTP, NO_TOTP)
     _require_email_check(token, Method.TOTP)
     provisioning = totp_flows.provisioning_for(current_user(request))
@@ -169,8 +351,11 @@ def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]
     this token stays.  The confirming code cannot be used again to sign in.
 
     With the user's first factor the answer carries their recovery codes,
-    shown this once (as on the Security page).  Needs a recent re-authentication."""
+    shown this once (as on the Security page).  Needs a recent re-authentication and, once a factor
+    signs you in, a second-factor proof (POST /me/step-up).
+    """
     token = require_reauthentication(request)
+    require_second_factor(request)
     _require_allowed(Method.TOTP, NO_TOTP)
     _require_email_check(token, Method.TOTP)
     with tokens.sparing(token):
@@ -197,8 +382,11 @@ def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]
 def totp_remove(request: HttpRequest) -> Status[None]:
     """Turn the authenticator app off.  The user's other sessions and tokens end; this token stays.
 
-    Needs a recent re-authentication."""
+    Needs a recent re-authentication and, once a factor signs you in, a second-factor proof
+    (POST /me/step-up).
+    """
     token = require_reauthentication(request)
+    require_second_factor(request)
     with tokens.sparing(token):
         removed = totp_flows.remove(token.user, Origin.of(request))
     if not removed:
@@ -260,9 +448,11 @@ def email_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str, Any]:
     with `Retry-After`); another address starts over.  A confirmed email
     factor keeps working until the new address is confirmed.  A code that
     could not be sent answers 503 `delivery_failed` and uses up nothing.
-    Needs a recent re-authentication.
+    Needs a recent re-authentication and, once a factor signs you in, a second-factor proof
+    (POST /me/step-up).
     """
     token = require_reauthentication(request)
+    require_second_factor(request)
     _require_allowed(Method.EMAIL, NO_EMAIL)
     try:
         pending = email_flows.start_enrolment(token.user, payload.email_id, Origin.of(request))
@@ -306,9 +496,11 @@ def email_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any
 
     The user's other sessions and tokens end; this token stays.  With the
     user's first factor the answer carries their recovery codes, shown this once.
-    Needs a recent re-authentication.
+    Needs a recent re-authentication and, once a factor signs you in, a second-factor proof
+    (POST /me/step-up).
     """
     token = require_reauthentication(request)
+    require_second_factor(request)
     _require_allowed(Method.EMAIL, NO_EMAIL)
     with tokens.sparing(token):
         try:
@@ -331,8 +523,11 @@ def email_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any
 def email_remove(request: HttpRequest) -> Status[None]:
     """Turn email codes off (and drop a set-up in progress).  The user's other sessions and tokens end; this token stays.
 
-    Needs a recent re-authentication."""
+    Needs a recent re-authentication and, once a factor signs you in, a second-factor proof
+    (POST /me/step-up).
+    """
     token = require_reauthentication(request)
+    require_second_factor(request)
     with tokens.sparing(token):
         removed = email_flows.remove(token.user, Origin.of(request))
     if not removed:
@@ -405,10 +600,12 @@ def sms_start(request: HttpRequest, payload: PhoneFactorIn) -> dict[str, Any]:
     Calling it again sends a new code (after the cooldown: 429 `rate_limited`
     with `Retry-After`); another number starts over.  A confirmed SMS factor
     keeps working until the new number is confirmed.  A code that could not be
-    sent answers 503 `delivery_failed` and uses up nothing.  Needs a recent
-    re-authentication.
+    sent answers 503 `delivery_failed` and uses up nothing.
+    Needs a recent re-authentication and, once a factor signs you in, a second-factor proof
+    (POST /me/step-up).
     """
     token = require_reauthentication(request)
+    require_second_factor(request)
     _require_allowed(Method.SMS, NO_SMS)
     _require_email_check(token, Method.SMS)
     try:
@@ -431,9 +628,11 @@ def sms_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]
 
     The user's other sessions and tokens end; this token stays.  With the
     user's first factor the answer carries their recovery codes, shown this once.
-    Needs a recent re-authentication.
+    Needs a recent re-authentication and, once a factor signs you in, a second-factor proof
+    (POST /me/step-up).
     """
     token = require_reauthentication(request)
+    require_second_factor(request)
     _require_allowed(Method.SMS, NO_SMS)
     _require_email_check(token, Method.SMS)
     with tokens.sparing(token):
@@ -454,8 +653,11 @@ def sms_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]]
 def sms_remove(request: HttpRequest) -> Status[None]:
     """Turn SMS codes off (and drop a set-up in progress).  The user's other sessions and tokens end; this token stays.
 
-    Needs a recent re-authentication."""
+    Needs a recent re-authentication and, once a factor signs you in, a second-factor proof
+    (POST /me/step-up).
+    """
     token = require_reauthentication(request)
+    require_second_factor(request)
     with tokens.sparing(token):
         removed = sms_flows.remove(token.user, Origin.of(request))
     if not removed:
@@ -490,9 +692,11 @@ def recovery_status(request: HttpRequest) -> dict[str, Any]:
 def recovery_regenerate(request: HttpRequest) -> Status[dict[str, Any]]:
     """Replace the recovery codes; every earlier code stops working.  Shown once.
 
-    Needs a recent re-authentication and a second factor (409 `conflict` without one).
+    409 `conflict` without a second factor.  Needs a recent re-authentication and, once a factor
+    signs you in, a second-factor proof (POST /me/step-up).
     """
     token = require_reauthentication(request)
+    require_second_factor(request)
     try:
         created = recovery_codes.regenerate(token.user, Origin.of(request))
     except ValueError:
