@@ -448,3 +448,33 @@ def test_a_method_that_is_not_the_users_starts_nothing(
     assert response.status_code == 409 and error_code(response) == "method_unavailable"
     assert response.json()["error"]["methods"] == ["totp"]
     assert not PendingLogin.objects.filter(user=user, purpose="step_up").exists()
+
+
+def test_an_admin_with_a_factor_proves_it_before_a_reset(
+    api: Api, user: User, admin: User, totp_key: bytes, token_for: Callable[[User], str]
+) -> None:
+    """With a sign-in token, an administrator whom an app signs in needs a proof to reset 2FA, theirs
+    included, as in the console: the password alone turns no second step off (AZ-01)."""
+    admin_key = enrol_totp(admin)
+    token = token_for(admin)
+    for target in (user, admin):
+        refused = api.post(f"/admin/users/{target.username}/reset-2fa", token=token)
+        assert refused_for_want_of_proof(refused)
+        assert has_factor(target)
+    step = begin(api, token)
+    assert verify(api, token, step["step_up_token"], code=next_code(admin_key)).status_code == 200
+    assert api.post(f"/admin/users/{user.username}/reset-2fa", token=token).status_code == 200
+    assert not has_factor(user)
+
+
+def test_a_new_personal_token_needs_a_proof(
+    api: Api, user: User, totp_key: bytes, token_for: Callable[[User], str]
+) -> None:
+    """A personal token reaches the API without a second step: making one needs a code as well (AZ-01)."""
+    token = token_for(user)
+    body = {"name": "backup script", "scopes": ["read"], "expires_in_days": 30}
+    assert refused_for_want_of_proof(api.post("/me/tokens", body, token=token))
+    assert not AccessToken.objects.filter(user=user, name="backup script").exists()
+    step = begin(api, token)
+    assert verify(api, token, step["step_up_token"], code=next_code(totp_key)).status_code == 200
+    assert api.post("/me/tokens", body, token=token).status_code == 201

@@ -20,10 +20,13 @@ from tests.conftest import PASSWORD, asked_for_password, sign_in
 from tests.mfa.test_totp_enrolment import enrol_via_pages
 from twostep.accounts.models import User
 from twostep.accounts.views import PENDING_KEY
+from twostep.api.models import AccessToken
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.core import clock
+from twostep.core.runtime import set_setting
 from twostep.factors import totp
+from twostep.mfa import login as second_step
 from twostep.mfa import step_up
 from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.recovery_codes import services as recovery_codes
@@ -238,3 +241,33 @@ def test_an_admin_with_a_factor_confirms_a_reset(
     assert done.status_code == 302
     assert not has_totp(user)
     assert has_totp(admin)
+
+
+def test_a_personal_token_needs_a_code(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:
+    """A personal API token skips the second step: the page makes one only after a code."""
+    client, app = with_app
+    form = {"name": "backup script", "scopes": ["read"], "days": "30"}
+    assert asked_for_code(client.post("/account/tokens", form))
+    assert not AccessToken.objects.filter(user=user, name="backup script").exists()
+    made = client.post("/account/tokens", {**form, "stepup-action": "code", "stepup-code": app.code()})
+    assert made.status_code == 200
+    assert AccessToken.objects.filter(user=user, name="backup script").exists()
+
+
+def test_switching_method_keeps_it_a_step_up(
+    with_app: tuple[Client, AuthenticatorApp], user: User, admin: User
+) -> None:
+    """Switching method on the prompt keeps it a confirmation: its token still completes no sign-in."""
+    client, _ = with_app
+    set_setting("email.host", "mail.invalid")  # email is allowed once mail is set up; nothing is delivered
+    set_setting("two_factor.methods", ["totp", "email"])
+    Authenticator.objects.create(
+        user=user, method=Method.EMAIL, destination="alice@example.com", confirmed_at=clock.now()
+    )
+    client.post(REMOVE_TOTP, {"confirm": "yes"})
+    switched = client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": "switch", "stepup-method": "email"})
+    assert asked_for_code(switched)
+    token = client.session[SESSION_KEY]
+    pending = step_up.resolve(token, user)
+    assert pending is not None and pending.method == Method.EMAIL
+    assert second_step.resolve(token) is None

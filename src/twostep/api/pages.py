@@ -17,6 +17,7 @@ from twostep.api import tokens
 from twostep.api.models import Scope
 from twostep.audit.services import Origin
 from twostep.core.decorators import fresh_password, recently_authenticated, signed_in
+from twostep.mfa.step_up_views import fresh_second_factor
 
 EXPIRY_CHOICES = [(7, "7 days"), (30, "30 days"), (90, "90 days"), (365, "1 year")]
 
@@ -63,7 +64,10 @@ def tokens_view(request: HttpRequest) -> HttpResponse:
     return _create(request)
 
 
-@fresh_password  # creating a credential is a sensitive change
+# Creating a credential is a sensitive change, and a token signs in to the API
+# without a second step: it needs the code as well as the password.
+@fresh_password
+@fresh_second_factor
 def _create(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     form = TokenForm(request.POST, user=user)

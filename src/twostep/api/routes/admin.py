@@ -22,8 +22,9 @@ from twostep.accounts import services
 from twostep.accounts.models import User
 from twostep.accounts.validators import USERNAME_RE
 from twostep.api import tokens
-from twostep.api.auth import ADMIN, current_token, current_user
+from twostep.api.auth import ADMIN, current_token, current_user, require_second_factor
 from twostep.api.errors import ApiError, responses
+from twostep.api.models import TokenKind
 from twostep.api.presenters import event, token_out, user_detail, user_summary
 from twostep.api.schemas import (
     MAX_ID,
@@ -245,7 +246,14 @@ def set_password(request: HttpRequest, payload: SetPasswordIn, username: Usernam
     summary="Reset a user's second factors (lost device)",
 )
 def reset_two_factor(request: HttpRequest, username: UsernamePath) -> dict[str, Any]:
-    """Remove every factor, end the user's sessions and tokens and lift any lock."""
+    """Remove every factor, end the user's sessions and tokens and lift any lock.
+
+    With a sign-in token, an administrator whose own sign-in asks for a code
+    needs a second-factor proof first (POST /me/step-up), as in the console:
+    a password alone must not turn anyone's second step off, their own included.
+    """
+    if current_token(request).kind == TokenKind.SIGN_IN:
+        require_second_factor(request)
     removed = mfa_services.reset_two_factor(_user(username), **_context(request))
     return {"removed": removed}
 

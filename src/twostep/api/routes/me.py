@@ -722,9 +722,11 @@ def create_token(request: HttpRequest, payload: TokenCreateIn) -> Status[dict[st
 
     It cannot carry a scope the calling token lacks, nor, when the calling
     token is a personal one, outlive it (422 `invalid_value`).  Needs a
-    recent re-authentication.
+    recent re-authentication and, once a factor signs you in, a second-factor
+    proof (POST /me/step-up): a token reaches the API without a second step.
     """
-    token = require_reauthentication(request)
+    require_reauthentication(request)
+    token = require_second_factor(request)
     issued = tokens.create_personal_token(
         token.user,
         name=payload.name,
