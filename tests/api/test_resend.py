@@ -192,3 +192,27 @@ def test_codes_reach_only_their_channel(
     for response in answers:
         text = response.content.decode() + " ".join(f"{k}: {v}" for k, v in response.items())
         assert not [code for code in sent if code in text], (response.status_code, text[:300])
+
+
+def test_whether_a_code_went_out_is_told_only_after_the_password(api: Api, user: User, twilio: FakeTwilio) -> None:
+    """Before the right password nothing is sent and nothing tells whether a code could be: a wrong password
+    answers alike with the provider up or down, and a resend answers alike for a made-up and a spent login
+    token (ENUM-05).  Only the holder of a live sign-in (who typed the password) learns that the provider
+    failed, so that they can try again or choose another method."""
+    enrol_sms_codes(user, twilio)
+    wrong = {"username": user.username, "password": "wrong password!"}
+    up = api.post("/auth/login", wrong)
+    twilio.fail(503)
+    down = api.post("/auth/login", wrong)
+    assert (up.status_code, up.content) == (down.status_code, down.content)
+    assert twilio.received == []
+
+    twilio.recover()
+    spent = login(api, user.username)["login_token"]
+    assert api.post("/auth/login/verify", {"login_token": spent, "code": twilio.last_code(PHONE)}).status_code == 200
+    refusals = [api.post("/auth/login/resend", {"login_token": token}) for token in ("x" * 43, spent)]
+    assert refusals[0].status_code == 401
+    assert len({(r.status_code, r.content) for r in refusals}) == 1
+
+    twilio.fail(503)
+    assert login(api, user.username)["code_sent"] is False

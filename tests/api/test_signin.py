@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from django.test import Client
 
 from tests.api.conftest import Api, allow_only, enrol_totp, error_code
 from tests.conftest import PASSWORD
@@ -361,3 +362,30 @@ def test_second_step_is_revealed_only_after_the_right_password(
     assert pages[0][0] == pages[1][0] == 200
     assert pages[0][1].replace(user.username, "NAME") == pages[1][1].replace("bob", "NAME")
     assert "/login/verify" not in pages[0][1]
+
+
+def test_leading_zeros_are_part_of_the_code(
+    api: Api, client: Client, user: User, two_factor_on: None, frozen_clock: clock.FrozenClock
+) -> None:
+    """A code that starts with zeros is typed with them: "005924" passes, "5924" does not, on the API and
+    on the page (OTP-04)."""
+    key = enrol_totp(user)
+    now = totp.time_step(clock.timestamp())
+    step = next(s for s in range(now + 2, now + 10_000) if totp.hotp(key, s).startswith("00"))
+    frozen_clock.advance(step * totp.DEFAULT_PERIOD + 10 - clock.timestamp())
+    code = totp.hotp(key, step)
+    stripped = code.lstrip("0") or "0"
+
+    login_token = login(api, user.username).json()["login_token"]
+    refused = api.post("/auth/login/verify", {"login_token": login_token, "code": stripped})
+    assert refused.status_code == 401
+    signed_in = api.post("/auth/login/verify", {"login_token": login_token, "code": code})
+    assert signed_in.status_code == 200, signed_in.content
+
+    # The page, with the next step's code (each step works once), also zero-led when it is.
+    page_step = next(s for s in range(step + 1, step + 10_000) if totp.hotp(key, s).startswith("0"))
+    frozen_clock.advance((page_step - step) * totp.DEFAULT_PERIOD)
+    page_code = totp.hotp(key, page_step)
+    assert client.post("/login", {"username": user.username, "password": PASSWORD})["Location"] == "/login/verify"
+    assert client.post("/login/verify", {"code": page_code.lstrip("0")}).status_code == 200
+    assert client.post("/login/verify", {"code": page_code})["Location"] == "/account"

@@ -457,6 +457,10 @@ class SettingOut(Schema):
 class SettingsOut(Schema):
     settings: list[SettingOut]
     forced_off_by_config: bool = Field(description="The config file switched 2FA off for everyone, whatever is stored.")
+    warnings: list[str] = Field(
+        description="What the stored settings leave weak, e.g. allowed methods without authenticator apps "
+        "(SMS and email codes only). Empty when nothing is flagged."
+    )
 
 
 SettingText = Annotated[str, StringConstraints(max_length=1000, pattern=NO_CONTROL)]

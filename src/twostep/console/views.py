@@ -37,7 +37,7 @@ from twostep.core.runtime import SettingError, get_settings, set_setting
 from twostep.mfa import email_check
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator, Method
-from twostep.mfa.policy import forced_off_by_config
+from twostep.mfa.policy import forced_off_by_config, methods_warning
 from twostep.mfa.step_up_views import fresh_second_factor
 from twostep.mfa.trusted import services as trusted_browsers
 
@@ -398,6 +398,8 @@ def authentication_view(request: HttpRequest) -> HttpResponse:
             "clock_offset": offset,
             "clock_warning": offset_warning(offset),
             "enrolled": {row["method"]: row["users"] for row in enrolled},
+            # For the methods as shown: saved, or chosen but not yet saved.
+            "methods_warning": methods_warning(list(form["methods"].value() or [])),
         },
     )
 

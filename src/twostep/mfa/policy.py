@@ -26,6 +26,27 @@ def two_factor_state() -> tuple[bool, list[str]]:
     return active, list(values["two_factor.methods"])
 
 
+#: The methods NIST SP 800-63B does not restrict (SMS is "restricted"; an
+#: emailed code is no second factor there at all).
+UNRESTRICTED_METHODS = frozenset({"totp"})
+
+
+def methods_warning(methods: list[str]) -> str | None:
+    """What to tell an administrator whose allowed ``methods`` leave users no unrestricted method; None when fine.
+
+    Such a policy is allowed (a deployment may have no smartphones), but
+    flagged wherever it is set: the console, the API and the CLI.
+    """
+    if not methods or UNRESTRICTED_METHODS & set(methods):
+        return None
+    return (
+        "Only SMS or email codes are allowed: texts can be redirected (SIM swap) or intercepted, and an "
+        "emailed code is only as safe as the mailbox, so NIST SP 800-63B restricts SMS and does not count "
+        "email as a second factor. Allow authenticator apps too, so that every user can choose a method "
+        "without those weaknesses."
+    )
+
+
 def login_authenticators(user_id: int) -> list[Authenticator]:
     """The confirmed, allowed factors a user must use at sign-in; empty when none apply.
 

@@ -61,7 +61,7 @@ from twostep.core.runtime import (
 )
 from twostep.mfa import email_check
 from twostep.mfa import services as mfa_services
-from twostep.mfa.policy import forced_off_by_config
+from twostep.mfa.policy import forced_off_by_config, methods_warning
 
 router = Router(tags=["admin"])
 
@@ -401,7 +401,8 @@ def _settings_out() -> dict[str, Any]:
                 "help": definition.help,
             }
         )
-    return {"settings": items, "forced_off_by_config": forced_off_by_config()}
+    warning = methods_warning(list(values["two_factor.methods"]))
+    return {"settings": items, "forced_off_by_config": forced_off_by_config(), "warnings": [warning] if warning else []}
 
 
 #: Said when a setting needs outgoing mail that is not set up: the services' message

@@ -98,6 +98,8 @@ def sms_setup_view(request: HttpRequest) -> HttpResponse:
         ],
         "current_to": service.mask(current.destination) if current else "",
         "status": service.status(),
+        # The risk notice points to the stronger method when the administrator allows it.
+        "totp_allowed": Method.TOTP in methods,
     }
     return render(request, "mfa/sms/setup.html", context, status=200)
 

@@ -34,3 +34,10 @@ class Command(NounCommand):
             raise fail(f"{key}: {exc}") from None
         record("settings.changed", Outcome.INFO, origin=CLI, detail={"key": key, "value": stored})
         self.stdout.write(f"{key} = {render_value(stored)}")
+        if key == "two_factor.methods":
+            # The mfa app builds on core: imported when needed.
+            from twostep.mfa.policy import methods_warning
+
+            warning = methods_warning(list(stored))
+            if warning:
+                self.stderr.write(f"warning: {warning}")
