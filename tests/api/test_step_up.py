@@ -478,3 +478,21 @@ def test_a_new_personal_token_needs_a_proof(
     step = begin(api, token)
     assert verify(api, token, step["step_up_token"], code=next_code(totp_key)).status_code == 200
     assert api.post("/me/tokens", body, token=token).status_code == 201
+
+
+def test_switching_2fa_off_by_api_needs_the_admins_proof(
+    api: Api, admin: User, two_factor_on: None, token_for: Callable[[User], str]
+) -> None:
+    """PATCH /admin/settings that stops asking users (the administrator among them) for their code needs the
+    administrator's proof with a sign-in token, even once the number affected is confirmed (AZ-01)."""
+    from twostep.core.runtime import get_setting
+
+    key = enrol_totp(admin)
+    token = token_for(admin)
+    body: dict[str, Any] = {"values": {"two_factor.enabled": False}, "confirm_affected": 1}
+    assert refused_for_want_of_proof(api.patch("/admin/settings", body, token=token))
+    assert get_setting("two_factor.enabled") is True
+    step = begin(api, token)
+    assert verify(api, token, step["step_up_token"], code=next_code(key)).status_code == 200
+    assert api.patch("/admin/settings", body, token=token).status_code == 200
+    assert get_setting("two_factor.enabled") is False

@@ -271,3 +271,24 @@ def test_switching_method_keeps_it_a_step_up(
     pending = step_up.resolve(token, user)
     assert pending is not None and pending.method == Method.EMAIL
     assert second_step.resolve(token) is None
+
+
+def test_turning_2fa_off_in_the_console_needs_the_admins_code(admin: User, two_factor_on: None) -> None:
+    """Switching 2FA off (or the methods in use) is turning second steps off, the administrator's own too:
+    after the confirmation of who is affected, the administrator's code (AZ-01)."""
+    from twostep.core.runtime import get_setting
+
+    console = Client()
+    sign_in(console, admin.username)
+    app = set_up_app(console)
+    off = {"methods": ["totp"]}  # "enabled" unticked
+    affected = console.post("/admin/authentication", off)
+    confirm = str(affected.context["affected"])
+    asked = console.post("/admin/authentication", {**off, "confirm": confirm})
+    assert asked_for_code(asked)
+    assert get_setting("two_factor.enabled") is True
+    done = console.post(
+        "/admin/authentication", {**off, "confirm": confirm, "stepup-action": "code", "stepup-code": app.code()}
+    )
+    assert done.status_code == 302
+    assert get_setting("two_factor.enabled") is False

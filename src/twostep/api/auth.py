@@ -120,9 +120,19 @@ def require_second_factor(request: HttpRequest) -> AccessToken:
         ApiError: second_factor_required.
     """
     token = current_token(request)
-    if step_up.needed(token.user) and not tokens.recently_proved_second_factor(token):
-        raise ApiError(
-            "second_factor_required",
-            "Confirm with a code of your second step first (POST /api/v1/me/step-up), then repeat the change.",
-        )
+    if lacks_second_factor(token):
+        raise second_factor_required()
     return token
+
+
+def lacks_second_factor(token: AccessToken) -> bool:
+    """Whether a change to the second step needs a proof that ``token`` has not (recently) got."""
+    return step_up.needed(token.user) and not tokens.recently_proved_second_factor(token)
+
+
+def second_factor_required() -> ApiError:
+    """The answer to a change made without the second-factor proof it needs."""
+    return ApiError(
+        "second_factor_required",
+        "Confirm with a code of your second step first (POST /api/v1/me/step-up), then repeat the change.",
+    )

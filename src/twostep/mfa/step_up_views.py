@@ -65,12 +65,21 @@ def fresh_second_factor(view: View) -> View:
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        user: User = request.user  # type: ignore[assignment]
-        if recently_proven(request) or not step_up.needed(user):
-            return view(request, *args, **kwargs)
-        return _code_then(request, view, *args, **kwargs)
+        return code_first(request, view, *args, **kwargs) or view(request, *args, **kwargs)
 
     return wrapper
+
+
+def code_first(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> HttpResponse | None:
+    """None when this request may go on; else the code prompt, which runs ``view`` again once a code is right.
+
+    For a view that needs the code only for some of its changes (the
+    Authentication page, when a change stops asking users for their code).
+    """
+    user: User = request.user  # type: ignore[assignment]
+    if recently_proven(request) or not step_up.needed(user):
+        return None
+    return _code_then(request, view, *args, **kwargs)
 
 
 def _code_then(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> HttpResponse:

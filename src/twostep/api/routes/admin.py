@@ -22,7 +22,14 @@ from twostep.accounts import services
 from twostep.accounts.models import User
 from twostep.accounts.validators import USERNAME_RE
 from twostep.api import tokens
-from twostep.api.auth import ADMIN, current_token, current_user, require_second_factor
+from twostep.api.auth import (
+    ADMIN,
+    current_token,
+    current_user,
+    lacks_second_factor,
+    require_second_factor,
+    second_factor_required,
+)
 from twostep.api.errors import ApiError, responses
 from twostep.api.models import TokenKind
 from twostep.api.presenters import event, token_out, user_detail, user_summary
@@ -475,7 +482,9 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
     A change of `two_factor.enabled` or `two_factor.methods` that would stop
     asking some users for their second factor answers 409
     `confirmation_required` until repeated with `confirm_affected` set to the
-    number of those users, as in the console.  A change that would require
+    number of those users, as in the console; then, with a sign-in token of an
+    administrator whose own sign-in asks for a code, 403
+    `second_factor_required` until a second-factor proof (POST /me/step-up).  A change that would require
     the token's own user to enrol behind the email check while they have no
     second factor and no email address answers 409 `conflict`.
     """
@@ -485,6 +494,9 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
         except SettingError as exc:
             raise _setting_refused(key, exc) from None
     context = _context(request)
+    token = current_token(request)
+    # Read before the change, which may stop the administrator's own factors being asked.
+    unproven = token.kind == TokenKind.SIGN_IN and lacks_second_factor(token)
     with transaction.atomic(), _sparing(current_user(request)):
         before = get_settings(*TWO_FACTOR_KEYS)
         stored = {}
@@ -505,6 +517,11 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
                     f"{changed}: {affected} user(s) would no longer be asked for their second factor. "
                     f"Repeat the request with confirm_affected={affected} to go ahead.",
                 )
+            if affected and unproven:
+                # As in the console: turning users' second step off (the
+                # administrator's own, perhaps) needs a code, not a password alone.
+                transaction.set_rollback(True)
+                raise second_factor_required()
     for key, value in stored.items():
         record("settings.changed", Outcome.INFO, detail={"key": key, "value": value}, **context)
     return _settings_out()
