@@ -500,6 +500,40 @@ def test_a_second_password_entry_ends_the_first_pending_sign_in(totp_user: tuple
     assert verify(client, code_now(key)) == 1
 
 
+def test_concurrent_password_entries_share_one_budget(
+    totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
+) -> None:
+    """One browser sending its password twice at the same moment may hold two pending sign-ins, but their
+    wrong codes spend the account's one budget: no more guesses than one sign-in allows (RR-11)."""
+    user, key = totp_user
+    browser = Client()
+    session = browser.session
+    session["started"] = True  # a session cookie that both requests carry
+    session.save()
+    cookie = browser.cookies[settings.SESSION_COOKIE_NAME].value
+
+    def enter_password() -> Client:
+        tab = Client()
+        tab.cookies[settings.SESSION_COOKIE_NAME] = cookie
+        assert sign_in(tab, user.username)["Location"] == "/login/verify"
+        return tab
+
+    tabs: list[Client] = []
+    at_once([lambda: str(tabs.append(enter_password())) for _ in range(2)])
+    live = [t for t in tabs if second_step.resolve(t.session.get(PENDING_KEY)) is not None]
+    assert 1 <= len(live) <= 2
+    right = code_now(key)
+    wrong = f"{(int(right) + 1) % 10**6:06d}"
+    guesses = settings.CONFIG.security.second_step_delay_after
+    for tab in live * guesses:
+        tab.post("/login/verify", {"code": wrong})
+    checked = AuthEvent.objects.filter(kind="login.second_step", reason="wrong_code", user=user).count()
+    assert checked == guesses
+    # The budget is spent for the account: a right code waits, whichever sign-in is still open.
+    assert not any(verify(tab, right) for tab in live if second_step.resolve(tab.session.get(PENDING_KEY)))
+    assert AuthEvent.objects.filter(kind="login", outcome="success", user=user).count() == 0
+
+
 def test_replay_state_and_lock_live_in_the_database(
     totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
 ) -> None:
