@@ -129,18 +129,17 @@ def summary(policy: Policy | None = None) -> Summary:
 
 
 def cannot_prove_an_address(policy: Policy | None = None, *, limit: int = 5) -> tuple[int, list[str]]:
-    """Users who must enrol, have no second step and no email address, and how many there are.
+    """Users who must enrol, have no allowed second step and no email address, and how many there are.
 
     With ``two_factor.enrolment_email_check`` on, such a user cannot set up
     anything: the check sends its code to an address on the account.
     Returns the count and the first ``limit`` usernames, administrators first.
     """
     policy = policy or enforcement.current_policy()
-    stuck = (
-        _annotated(policy)
-        .filter(_applies_q(policy) & Q(has_any=False))
-        .exclude(Exists(EmailAddress.objects.filter(user=OuterRef("pk"))))
-    )
+    # Required and not enrolled, as ``email_check.asked_of``: in their grace, past it, or left
+    # with only methods the administrator withdrew.
+    must_enrol = _status_q(policy, "overdue") | _status_q(policy, "grace")
+    stuck = _annotated(policy).filter(must_enrol).exclude(Exists(EmailAddress.objects.filter(user=OuterRef("pk"))))
     # "admin" sorts before "user": administrators first.
     names = list(stuck.order_by("role", "username").values_list("username", flat=True)[:limit])
     return (stuck.count() if len(names) == limit else len(names)), names

@@ -387,3 +387,33 @@ def test_turning_2fa_on_cannot_strand_the_administrator_doing_it(client: Client,
     refused = client.post("/admin/authentication", {"enabled": "on", "methods": ["totp"]})
     assert refused.status_code == 200 and "could not set up a second step yourself" in refused.content.decode()
     assert get_setting("two_factor.enabled") is False
+
+
+@pytest.mark.parametrize(("mode", "grace"), [("everyone", 0), ("everyone", 3), ("admins", 0), ("nobody", 0)])
+def test_the_policy_page_names_exactly_whom_the_check_strands(
+    make_user: Callable[..., User], check_on: SmtpServer, mode: str, grace: int
+) -> None:
+    """The policy page's list (one SQL query) and the check itself (``email_check.strands``, per user) agree,
+    for users with and without an address, a factor, a withdrawn method, either role, deactivated, in a
+    grace period or not."""
+    from twostep.mfa.compliance import cannot_prove_an_address
+
+    require(mode, sign_ins=grace)
+    people = []
+    for role in ("user", "admin"):
+        for emails in ([], [f"{role}@example.com"]):
+            people.append(make_user(role=role, emails=list(emails)))
+            people.append(enrolled := make_user(role=role, emails=list(emails)))
+            enrol_totp(enrolled)
+            withdrawn = make_user(role=role, emails=list(emails))
+            Authenticator.objects.create(
+                user=withdrawn, method="sms", destination="+15551234567", confirmed_at=clock.now()
+            )
+            people.append(withdrawn)
+            people.append(gone := make_user(role=role, emails=list(emails)))
+            gone.is_active = False
+            gone.save(update_fields=["is_active"])
+    count, names = cannot_prove_an_address(limit=len(people))
+    stranded = sorted(p.username for p in people if email_check.strands(User.objects.get(pk=p.pk)))
+    assert sorted(names) == stranded and count == len(stranded)
+    assert stranded or mode == "nobody"
