@@ -341,3 +341,40 @@ def test_unexpected_error_is_logged_once_with_its_traceback(
     [record] = smtp_log(caplog)
     assert record.levelno == logging.ERROR and record.exc_info is not None
     assert record.getMessage() == f"Mail delivery through 127.0.0.1:{mail_server.port} failed unexpectedly"
+
+
+def test_a_host_name_is_looked_up_and_each_address_tried(smtp_server: SmtpServer, certificates: Certificates) -> None:
+    """By name ("localhost", which may list ::1 first, where nothing listens): delivered, TLS verified by name."""
+    mailer = SmtpMailer(
+        SmtpSettings(
+            host="localhost",
+            port=smtp_server.port,
+            from_address="twostep@example.test",
+            timeout=3.0,
+            ca_file=str(certificates.ca_file),
+        )
+    )
+    mailer.send(OutgoingMessage(to="alice@example.com", subject="By name", text="Hello.", html="<p>Hello.</p>"))
+    [received] = smtp_server.wait_for(1)
+    assert received.over_tls and received.subject == "By name"
+
+
+def test_a_resolver_that_does_not_answer_is_held_to_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host name lookup takes no socket timeout: one that hangs (a dead DNS server) still ends the delivery
+    at its deadline, with an error that says it was the lookup."""
+    real = socket.getaddrinfo
+
+    def silent_resolver(host: str, *args: object, **kwargs: object) -> object:
+        if host == "mail.silent.test" and not int(kwargs.get("flags", 0)) & socket.AI_NUMERICHOST:
+            time.sleep(5)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent_resolver)
+    mailer = SmtpMailer(
+        SmtpSettings(host="mail.silent.test", port=25, security="none", from_address="t@example.test", timeout=1.0)
+    )
+    started = time.monotonic()
+    message = OutgoingMessage(to="alice@example.com", subject="s", text="t", html="<p>t</p>")
+    with pytest.raises(MailDeliveryError, match=r"could not be looked up within 1 seconds"):
+        mailer.send(message)
+    assert time.monotonic() - started < 2.5

@@ -28,6 +28,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.smtp import EmailBackend
 from django.core.mail.utils import DNS_NAME
 
+from twostep.core import lookup
 from twostep.mail.base import MailDeliveryError, MailUnconfirmed, OutgoingMessage
 
 logger = logging.getLogger(__name__)
@@ -68,9 +69,7 @@ class _DeadlineMixin:
     _host: str
 
     def _arm(self) -> None:
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("timed out")
+        remaining = self._left()
         if self.sock is not None:
             self.sock.settimeout(remaining)
 
@@ -83,6 +82,25 @@ class _DeadlineMixin:
     def getreply(self) -> tuple[int, bytes]:
         self._arm()
         return super().getreply()  # type: ignore[misc,no-any-return]
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        # The host name lookup, which no socket timeout bounds, counts against
+        # the deadline too; then each address is tried with what is left.  TLS
+        # still names the peer by its host name (``_host``).
+        found = lookup.addresses(host, port, self._left())
+        failure: OSError | None = None
+        for *_, address in found:
+            try:
+                return super()._get_socket(address[0], port, self._left())  # type: ignore[misc,no-any-return]
+            except OSError as exc:
+                failure = exc
+        raise failure or OSError(f"no address for {host}")
+
+    def _left(self) -> float:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("timed out")
+        return remaining
 
 
 class _SMTP(_DeadlineMixin, smtplib.SMTP):
@@ -321,6 +339,12 @@ def classify(exc: BaseException, settings: SmtpSettings) -> tuple[str, MailDeliv
             )
         return "login not supported", MailDeliveryError(
             f"The mail server at {where} does not accept a login here ({exc}).", str(exc)
+        )
+    if isinstance(exc, lookup.LookupTimeout):
+        return "host name lookup timed out", MailDeliveryError(
+            f"The mail server name {settings.host!r} could not be looked up within {settings.timeout:g} seconds: "
+            "check the server's DNS resolver.",
+            "host name lookup timed out",
         )
     if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
         return f"no answer within {settings.timeout:g} seconds", MailDeliveryError(
