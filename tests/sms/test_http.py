@@ -176,3 +176,33 @@ def test_possibly_sent_by_httpx_error(error: type[httpx.TransportError], sent: b
     assert sms_http.possibly_sent(error("x")) is sent
     assert sms_http.possibly_sent(ValueError("not httpx")) is False
     assert sms_http.possibly_sent(None) is False
+
+
+def test_a_resolver_that_does_not_answer_is_held_to_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host name lookup takes no socket timeout: one that hangs (a dead DNS server) ends at the request's
+    timeout all the same, certainly not sent."""
+    real = socket.getaddrinfo
+
+    def silent_resolver(host: str, *args: object, **kwargs: object) -> object:
+        if host == "sms.silent.test" and not int(kwargs.get("flags", 0)) & socket.AI_NUMERICHOST:
+            time.sleep(5)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", silent_resolver)
+    error, elapsed = send_through("https://sms.silent.test/hook")
+    assert error is not None and elapsed < 1.0 + MARGIN
+    assert error.possibly_sent is False
+
+
+def test_a_host_name_is_looked_up_and_each_address_tried(servers: list[RawServer]) -> None:
+    """By name ("localhost", which may list ::1 first, where nothing listens here): delivered."""
+
+    def serve(connection: socket.socket) -> None:
+        server.read_request(connection)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n" + ANSWER)
+
+    server = RawServer(serve)
+    servers.append(server)
+    error, _ = send_through(f"http://localhost:{server.port}/hook")
+    assert error is None
+    assert len(server.requests) == 1

@@ -14,17 +14,22 @@ import ipaddress
 import json
 import socket
 import threading
+import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
+import httpcore
 import httpx
 
+from twostep.core import lookup
 from twostep.sms.base import ConfigurationError, SMSDeliveryError
 
 #: How much of a provider's error answer is kept for the administrator.
 MAX_ERROR_TEXT = 300
+#: Seconds to open a connection (the host name lookup included), within the request's own deadline.
+CONNECT_TIMEOUT = 5.0
 #: Statuses that mean "try again later" although they are 4xx.
 RETRYABLE_4XX = frozenset({408, 425, 429})
 
@@ -57,8 +62,52 @@ def check_url(value: str, *, setting: str, label: str) -> str:
 
 
 def new_client() -> httpx.Client:
-    """A client for one provider: no redirects, timeouts passed per request."""
-    return httpx.Client(follow_redirects=False, headers={"User-Agent": "twostep-sms/1"})
+    """A client for one provider: no redirects, timeouts passed per request, host name lookups bounded."""
+    transport = httpx.HTTPTransport()
+    # httpx has no public way to choose httpcore's network backend; the pool
+    # it builds for direct connections takes one.  Should httpx build another
+    # kind, lookups go unbounded again (tests/sms/test_http.py notices).
+    pool = getattr(transport, "_pool", None)
+    if isinstance(pool, httpcore.ConnectionPool):
+        pool._network_backend = _BoundedLookups()
+    return httpx.Client(transport=transport, follow_redirects=False, headers={"User-Agent": "twostep-sms/1"})
+
+
+class _BoundedLookups(httpcore.SyncBackend):
+    """httpcore's sockets, with the host name lookup held to the connect timeout (``core.lookup``).
+
+    httpx's timeouts and ``Deadline`` bound every socket operation, but not
+    ``getaddrinfo``: a DNS server that does not answer would hold the request
+    for as long as the system's resolver waits.  Each address found is then
+    tried in turn with what is left of the connect timeout.
+    """
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        budget = CONNECT_TIMEOUT if timeout is None else timeout
+        ends = time.monotonic() + budget
+        try:
+            found = lookup.addresses(host, port, budget)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from None
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from None
+        failure: Exception | None = None
+        for *_, address in found:
+            left = ends - time.monotonic()
+            if left <= 0:
+                raise httpcore.ConnectTimeout(f"no connection to {host} within {budget:g} seconds")
+            try:
+                return super().connect_tcp(address[0], port, left, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                failure = exc
+        raise failure or httpcore.ConnectError(f"no address for {host}")
 
 
 def short(text: str) -> str:
@@ -101,8 +150,9 @@ class Deadline:
     it likes.  httpcore reports every connection it opens through the
     ``trace`` request extension (``trace`` below); at the deadline a timer
     shuts that connection's socket down, which ends the read or write
-    waiting on it at once, a TLS handshake included.  Only the host name
-    lookup escapes: opening the connection is bounded by the connect timeout.
+    waiting on it at once, a TLS handshake included.  Opening the connection,
+    the host name lookup included (``_BoundedLookups``), is bounded by the
+    connect timeout.
 
     Use as a context manager around one request made with
     ``extensions={"trace": deadline.trace}``.  A connection taken from the
@@ -215,7 +265,7 @@ def post(
     """
     deadline = Deadline(timeout)
     kwargs: dict[str, Any] = {
-        "timeout": httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        "timeout": httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
         # A kept-alive connection would be reused without being reported to
         # the deadline, which could then not cut it off: one connection per
         # message (messages are few).
