@@ -179,10 +179,14 @@ def test_adding_or_replacing_a_factor_needs_a_code(with_app: tuple[Client, Authe
     client, app = with_app
     for page in ("/account/security/totp", "/account/security/sms", "/account/security/email"):
         assert asked_for_code(client.get(page)), page
-    # Once proven, the page asked for comes back as asked (GET).
-    proven = client.post(
-        "/account/security/totp", {"stepup-get": "1", "stepup-action": "code", "stepup-code": app.code()}
+    # A wrong code keeps the prompt's memory of the GET; once proven, the page comes back as asked.
+    right = app.code()
+    wrong = client.post(
+        "/account/security/totp",
+        {"stepup-get": "1", "stepup-action": "code", "stepup-code": f"{(int(right) + 1) % 10**6:06d}"},
     )
+    assert asked_for_code(wrong) and 'name="stepup-get" value="1"' in wrong.content.decode()
+    proven = client.post("/account/security/totp", {"stepup-get": "1", "stepup-action": "code", "stepup-code": right})
     assert proven.status_code == 302 and proven["Location"] == "/account/security/totp"
     assert client.get("/account/security/totp").templates[0].name == "mfa/totp_setup.html"
 

@@ -161,7 +161,8 @@ def _proven(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> Http
 def _prompt_context(request: HttpRequest, pending: PendingLogin, error: str, notice: str) -> dict[str, Any]:
     authenticator = second_step.authenticator_for(pending)
     fields = carried(request.POST, PREFIX)
-    if request.method == "GET":
+    if request.method == "GET" or request.POST.get(_WAS_GET):
+        # Kept through every answer of the prompt (a wrong code, a new code, another method).
         fields.append((_WAS_GET, "1"))
     extra = {} if authenticator is None else verify_context(pending, authenticator)
     delivery = extra.get("code_delivery")
