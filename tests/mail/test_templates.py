@@ -37,7 +37,7 @@ def write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-@pytest.mark.parametrize("name", ["login_code", "enrol_code"])
+@pytest.mark.parametrize("name", ["login_code", "enrol_code", "step_up_code", "email_check_code"])
 def test_code_messages_carry_the_code_in_both_parts_but_not_the_subject(name: str) -> None:
     """The shipped code messages show the code in text and HTML, never in the subject (SEC-06)."""
     mail = rendering.render(name, CODE_CONTEXT)
