@@ -378,3 +378,34 @@ def test_a_resolver_that_does_not_answer_is_held_to_the_deadline(monkeypatch: py
     with pytest.raises(MailDeliveryError, match=r"could not be looked up within 1 seconds"):
         mailer.send(message)
     assert time.monotonic() - started < 2.5
+
+
+def test_a_slow_lookup_of_this_machines_name_does_not_hold_the_delivery(
+    smtp_server: SmtpServer, certificates: Certificates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name given in EHLO comes from DNS once per process; while DNS is silent, the host name stands in."""
+    from django.core.mail.utils import DNS_NAME
+
+    monkeypatch.delattr(DNS_NAME, "_fqdn", raising=False)
+    real = socket.getfqdn
+
+    def silent() -> str:
+        # Only twostep's lookup is held up: the test's SMTP server asks for its own name too.
+        if threading.current_thread().name == "lookup":
+            time.sleep(5)
+        return real()
+
+    monkeypatch.setattr(socket, "getfqdn", silent)
+    mailer = SmtpMailer(
+        SmtpSettings(
+            host="127.0.0.1",
+            port=smtp_server.port,
+            from_address="twostep@example.test",
+            timeout=3.0,
+            ca_file=str(certificates.ca_file),
+        )
+    )
+    started = time.monotonic()
+    mailer.send(OutgoingMessage(to="alice@example.com", subject="Named", text="Hello.", html="<p>Hello.</p>"))
+    assert time.monotonic() - started < 3.0
+    assert smtp_server.wait_for(1)[0].subject == "Named"

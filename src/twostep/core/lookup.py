@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import socket
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 AddressInfo = tuple[Any, ...]
+T = TypeVar("T")
 
 
 class LookupTimeout(TimeoutError):
@@ -35,19 +37,29 @@ def addresses(host: str, port: int, timeout: float) -> list[AddressInfo]:
         return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
     except socket.gaierror:
         pass  # a name, not an address: ask the resolver
-    outcome: list[list[AddressInfo] | BaseException] = []
+    return within(timeout, f"no answer for {host}", lambda: socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+
+
+def within(timeout: float, what: str, look_up: Callable[[], T]) -> T:
+    """``look_up()``'s answer (or exception), if it comes within ``timeout`` seconds.
+
+    Raises:
+        LookupTimeout: "``what`` within ``timeout`` seconds"; ``look_up`` goes
+            on in its daemon thread, its answer unused.
+    """
+    outcome: list[T | BaseException] = []
     done = threading.Event()
 
-    def look_up() -> None:
+    def run() -> None:
         try:
-            outcome.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            outcome.append(look_up())
         except BaseException as exc:
             outcome.append(exc)
         done.set()
 
-    threading.Thread(target=look_up, name=f"lookup {host}", daemon=True).start()
+    threading.Thread(target=run, name="lookup", daemon=True).start()
     if not done.wait(max(0.0, timeout)):
-        raise LookupTimeout(f"no answer for {host} within {timeout:g} seconds")
+        raise LookupTimeout(f"{what} within {timeout:g} seconds")
     answer = outcome[0]
     if isinstance(answer, BaseException):
         raise answer

@@ -134,6 +134,19 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
     return context
 
 
+def _local_name(timeout: float) -> str:
+    """The name this machine gives in EHLO: its fully qualified name, as Django gives it.
+
+    Django looks that name up in DNS once per process; while the resolver
+    does not answer, the host name stands in (a lookup must not outlast a
+    delivery's deadline, ``core.lookup``).
+    """
+    try:
+        return str(lookup.within(min(timeout, 2.0), "no fully qualified name", DNS_NAME.get_fqdn))
+    except TimeoutError:
+        return socket.gethostname()
+
+
 class _Backend(EmailBackend):
     """Django's SMTP backend with the deadline, our TLS context and a quiet QUIT."""
 
@@ -161,11 +174,13 @@ class _Backend(EmailBackend):
             return False
         timeout = float(self.timeout or 10.0)
         connection: _SMTP | _SMTPSSL
+        deadline = time.monotonic() + timeout
+        name = _local_name(timeout)
         if self.use_ssl:
-            connection = _SMTPSSL(local_hostname=DNS_NAME.get_fqdn(), timeout=timeout, context=self.ssl_context)
+            connection = _SMTPSSL(local_hostname=name, timeout=timeout, context=self.ssl_context)
         else:
-            connection = _SMTP(local_hostname=DNS_NAME.get_fqdn(), timeout=timeout)
-        connection.deadline = time.monotonic() + timeout
+            connection = _SMTP(local_hostname=name, timeout=timeout)
+        connection.deadline = deadline
         self.last_connection = connection
         # smtplib names the TLS peer after the host given to __init__, which
         # would connect before the deadline is set; so it is set here.
