@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import resolver
 from tests.mail.smtp_server import SMTP_PASSWORD, SMTP_USER, Certificates, SmtpServer, configure_twostep
 from twostep.mail import MailDeliveryError, MailUnconfirmed, send_mail
 from twostep.mail.base import OutgoingMessage
@@ -345,15 +346,7 @@ def test_unexpected_error_is_logged_once_with_its_traceback(
 
 def test_a_host_name_is_looked_up_and_each_address_tried(smtp_server: SmtpServer, certificates: Certificates) -> None:
     """By name ("localhost", which may list ::1 first, where nothing listens): delivered, TLS verified by name."""
-    mailer = SmtpMailer(
-        SmtpSettings(
-            host="localhost",
-            port=smtp_server.port,
-            from_address="twostep@example.test",
-            timeout=3.0,
-            ca_file=str(certificates.ca_file),
-        )
-    )
+    mailer = mailer_to("localhost", smtp_server, certificates)
     mailer.send(OutgoingMessage(to="alice@example.com", subject="By name", text="Hello.", html="<p>Hello.</p>"))
     [received] = smtp_server.wait_for(1)
     assert received.over_tls and received.subject == "By name"
@@ -362,14 +355,7 @@ def test_a_host_name_is_looked_up_and_each_address_tried(smtp_server: SmtpServer
 def test_a_resolver_that_does_not_answer_is_held_to_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     """A host name lookup takes no socket timeout: one that hangs (a dead DNS server) still ends the delivery
     at its deadline, with an error that says it was the lookup."""
-    real = socket.getaddrinfo
-
-    def silent_resolver(host: str, *args: object, **kwargs: object) -> object:
-        if host == "mail.silent.test" and not int(kwargs.get("flags", 0)) & socket.AI_NUMERICHOST:
-            time.sleep(5)
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", silent_resolver)
+    resolver.silence(monkeypatch, "mail.silent.test")
     mailer = SmtpMailer(
         SmtpSettings(host="mail.silent.test", port=25, security="none", from_address="t@example.test", timeout=1.0)
     )
@@ -396,16 +382,21 @@ def test_a_slow_lookup_of_this_machines_name_does_not_hold_the_delivery(
         return real()
 
     monkeypatch.setattr(socket, "getfqdn", silent)
-    mailer = SmtpMailer(
+    mailer = mailer_to("127.0.0.1", smtp_server, certificates)
+    started = time.monotonic()
+    mailer.send(OutgoingMessage(to="alice@example.com", subject="Named", text="Hello.", html="<p>Hello.</p>"))
+    assert time.monotonic() - started < 3.0
+    assert smtp_server.wait_for(1)[0].subject == "Named"
+
+
+def mailer_to(host: str, server: SmtpServer, certificates: Certificates) -> SmtpMailer:
+    """A mailer for the test server by ``host``, over STARTTLS verified against the test CA."""
+    return SmtpMailer(
         SmtpSettings(
-            host="127.0.0.1",
-            port=smtp_server.port,
+            host=host,
+            port=server.port,
             from_address="twostep@example.test",
             timeout=3.0,
             ca_file=str(certificates.ca_file),
         )
     )
-    started = time.monotonic()
-    mailer.send(OutgoingMessage(to="alice@example.com", subject="Named", text="Hello.", html="<p>Hello.</p>"))
-    assert time.monotonic() - started < 3.0
-    assert smtp_server.wait_for(1)[0].subject == "Named"

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from tests import resolver
 from tests.mail.smtp_server import Certificates, make_certificates
 from tests.sms.contract import MARGIN, MESSAGE
 from twostep.sms import http as sms_http
@@ -82,6 +83,18 @@ def servers() -> Iterator[list[RawServer]]:
     yield started
     for server in started:
         server.close()
+
+
+def answering_server(servers: list[RawServer]) -> RawServer:
+    """A plain-HTTP server that reads each request and answers it at once, as a webhook that took the message."""
+
+    def serve(connection: socket.socket) -> None:
+        server.read_request(connection)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n" + ANSWER)
+
+    server = RawServer(serve)
+    servers.append(server)
+    return server
 
 
 def client_for(certificates: Certificates) -> httpx.Client:
@@ -147,13 +160,7 @@ def test_connection_closed_after_the_request(servers: list[RawServer]) -> None:
 
 def test_each_message_asks_for_its_own_connection(servers: list[RawServer]) -> None:
     """Requests say Connection: close: a kept-alive connection would escape the deadline."""
-
-    def serve(connection: socket.socket) -> None:
-        server.read_request(connection)
-        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n" + ANSWER)
-
-    server = RawServer(serve)
-    servers.append(server)
+    server = answering_server(servers)
     error, _ = send_through(f"http://127.0.0.1:{server.port}/hook")
     assert error is None
     assert b"\r\nconnection: close\r\n" in server.requests[0].lower()
@@ -181,14 +188,7 @@ def test_possibly_sent_by_httpx_error(error: type[httpx.TransportError], sent: b
 def test_a_resolver_that_does_not_answer_is_held_to_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """The host name lookup takes no socket timeout: one that hangs (a dead DNS server) ends at the request's
     timeout all the same, certainly not sent."""
-    real = socket.getaddrinfo
-
-    def silent_resolver(host: str, *args: object, **kwargs: object) -> object:
-        if host == "sms.silent.test" and not int(kwargs.get("flags", 0)) & socket.AI_NUMERICHOST:
-            time.sleep(5)
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", silent_resolver)
+    resolver.silence(monkeypatch, "sms.silent.test")
     error, elapsed = send_through("https://sms.silent.test/hook")
     assert error is not None and elapsed < 1.0 + MARGIN
     assert error.possibly_sent is False
@@ -196,13 +196,7 @@ def test_a_resolver_that_does_not_answer_is_held_to_the_timeout(monkeypatch: pyt
 
 def test_a_host_name_is_looked_up_and_each_address_tried(servers: list[RawServer]) -> None:
     """By name ("localhost", which may list ::1 first, where nothing listens here): delivered."""
-
-    def serve(connection: socket.socket) -> None:
-        server.read_request(connection)
-        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n" + ANSWER)
-
-    server = RawServer(serve)
-    servers.append(server)
+    server = answering_server(servers)
     error, _ = send_through(f"http://localhost:{server.port}/hook")
     assert error is None
     assert len(server.requests) == 1
