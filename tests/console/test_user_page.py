@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import html
+from collections.abc import Callable
+
 import pytest
+from django.core.management import call_command
 from django.test import Client
 
 from tests.conftest import sign_in
@@ -125,3 +129,21 @@ def test_deleting_a_user_needs_their_name_typed(admin_client: Client, user: User
         assert User.objects.filter(pk=user.pk).exists()
     assert admin_client.post(f"{page}/delete", {"confirm": user.username})["Location"] == "/admin/users"
     assert not User.objects.filter(pk=user.pk).exists()
+
+
+def test_an_address_or_number_of_another_account_is_added_with_a_warning(
+    admin_client: Client, user: User, make_user: Callable[..., User], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A number or address already on another account (a typo, or a shared phone) is added, with a warning
+    that names that account: codes sent there reach whoever reads it."""
+    make_user("bob", emails=["Shared@Example.org"], phones=["+15557654321"])
+    page = f"/admin/users/{user.username}"
+    added = admin_client.post(f"{page}/phones", {"action": "add", "phone": "+1 555 765 4321"}, follow=True)
+    assert "+15557654321 is also on the account of bob" in html.unescape(added.content.decode())
+    assert user.phone_numbers.filter(number="+15557654321").exists()
+    mailed = admin_client.post(f"{page}/emails", {"action": "add", "email": "shared@example.org"}, follow=True)
+    assert "is also on the account of bob" in html.unescape(mailed.content.decode())
+    alone = admin_client.post(f"{page}/phones", {"action": "add", "phone": "+15550001111"}, follow=True)
+    assert "is also on the account of" not in alone.content.decode()
+    call_command("users", "add-phone", "bob", "+15550001111")
+    assert "warning: +15550001111 is also on the account of alice" in capsys.readouterr().err

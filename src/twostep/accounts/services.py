@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 
 from twostep.accounts.models import EmailAddress, PhoneNumber, Role, User
 from twostep.accounts.validators import normalize_email, normalize_username, textable_phone
@@ -228,6 +229,21 @@ def add_email(
     created = EmailAddress.objects.create(user=user, email=address, is_primary=make_primary)
     record("email.added", Outcome.INFO, origin=origin, user=user, actor=actor, detail={"email": address})
     return created
+
+
+def also_on(contact: EmailAddress | PhoneNumber) -> list[str]:
+    """The other accounts (usernames, sorted) that have the same address or number as ``contact``.
+
+    Allowed (a shared mailbox, a family phone), but worth a warning when
+    added: codes sent there reach whoever reads it, so one account's codes
+    can reach another's holder.
+    """
+    same: QuerySet[EmailAddress] | QuerySet[PhoneNumber]
+    if isinstance(contact, EmailAddress):
+        same = EmailAddress.objects.filter(email__iexact=contact.email)
+    else:
+        same = PhoneNumber.objects.filter(number=contact.number)
+    return sorted(same.exclude(user_id=contact.user_id).values_list("user__username", flat=True).distinct())
 
 
 @transaction.atomic

@@ -19,7 +19,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from twostep.accounts import services
-from twostep.accounts.models import User
+from twostep.accounts.models import EmailAddress, PhoneNumber, User
 from twostep.audit.query import EventFilter, events
 from twostep.audit.services import Origin, Outcome, record
 from twostep.console.forms import (
@@ -307,13 +307,14 @@ def _change_contacts(request: HttpRequest, username: str, contacts: _Contacts) -
             form = contacts.form(request.POST)
             try:
                 if form.is_valid():
-                    contacts.add(
+                    added = contacts.add(
                         user,
                         form.cleaned_data[contacts.field],
                         primary=form.cleaned_data["primary"],
                         origin=origin,
                         actor=actor,
                     )
+                    _warn_if_shared(request, user, added)
             except ValidationError as exc:
                 form.add_error(contacts.field, exc)
             if form.errors:
@@ -336,6 +337,17 @@ def _change_contacts(request: HttpRequest, username: str, contacts: _Contacts) -
     else:
         messages.success(request, contacts.updated)
     return redirect(f"/admin/users/{user.username}#{contacts.anchor}")
+
+
+def _warn_if_shared(request: HttpRequest, user: User, added: EmailAddress | PhoneNumber) -> None:
+    others = services.also_on(added)
+    if others:
+        value = added.email if isinstance(added, EmailAddress) else added.number
+        messages.warning(
+            request,
+            f"{value} is also on the account of {', '.join(others)}. Codes sent there reach whoever reads it: "
+            f"make sure it is {user.username}'s.",
+        )
 
 
 @admin_only

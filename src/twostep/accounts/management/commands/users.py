@@ -196,6 +196,7 @@ class Command(NounCommand):
         with _bad_input():
             added = services.add_email(user, address, origin=CLI, primary=primary)
         self.stdout.write(f"{added.email} added to {user.username}{' as primary' if added.is_primary else ''}.")
+        self._warn_if_shared(added.email, services.also_on(added))
 
     def handle_remove_email(self, name: str, address: str, **_: Any) -> None:
         user = self._user(name)
@@ -210,6 +211,13 @@ class Command(NounCommand):
         with _bad_input():
             added = services.add_phone(user, number, origin=CLI, primary=primary)
         self.stdout.write(f"{added.number} added to {user.username}{' as primary' if added.is_primary else ''}.")
+        self._warn_if_shared(added.number, services.also_on(added))
+
+    def _warn_if_shared(self, value: str, others: list[str]) -> None:
+        if others:
+            self.stderr.write(
+                f"warning: {value} is also on the account of {', '.join(others)}; codes sent there reach whoever reads it."
+            )
 
     def handle_remove_phone(self, name: str, number: str, **_: Any) -> None:
         user = self._user(name)
