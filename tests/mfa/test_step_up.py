@@ -83,7 +83,7 @@ def test_empty_or_wrong_code_changes_nothing_and_counts(with_app: tuple[Client, 
     right = app.code()
     wrong = f"{(int(right) + 1) % 10**6:06d}"
     refused = client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": "code", "stepup-code": wrong})
-    assert asked_for_code(refused)
+    assert asked_for_code(refused) and 'id="code-error-hint"' in refused.content.decode()
     assert has_totp(user)
     user.refresh_from_db()
     assert user.second_step_failures >= 1

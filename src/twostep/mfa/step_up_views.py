@@ -170,6 +170,8 @@ def _prompt_context(request: HttpRequest, pending: PendingLogin, error: str, not
         "action": request.get_full_path(),
         "carried": fields,
         "error": error,
+        # Not under "We could not check your code": that one is the service's fault.
+        "wrong_code_hint": error in {second_step.GENERIC_FAILURE, WRONG_RECOVERY_CODE},
         "notice": notice,
         "prompt": handler_for(pending.method).prompt(authenticator) if authenticator else "",
         "sends_codes": delivery is not None,
