@@ -33,7 +33,7 @@ def test_patient_guessing_keeps_being_counted_and_logged(user: User, frozen_cloc
         except SignInThrottled as waiting:
             frozen_clock.advance(waiting.retry_after.total_seconds())
             assert check_password_step(user.username, f"guess {i}", Origin(f"198.51.100.{i + 1}", "ua")) is None
-    row = SignInThrottle.objects.get(key=f"user:{user.username}")
+    row = SignInThrottle.objects.get(key=throttle.account_key(user.username))
     assert row.failures == guesses
     assert row.blocked_until == clock.now() + throttle.MAX_DELAY
     logged = AuthEvent.objects.filter(kind="login.password", reason="credentials", user=user).count()
@@ -49,7 +49,9 @@ def test_capitalising_the_name_differently_shares_one_count(user: User) -> None:
     for i in range(throttle.ACCOUNT_FREE_FAILURES):
         name = spellings[i % len(spellings)]
         assert check_password_step(name, "wrong password", Origin(f"198.51.100.{i + 1}", "ua")) is None
-    assert SignInThrottle.objects.get(key=f"user:{user.username}").failures == throttle.ACCOUNT_FREE_FAILURES
+    assert (
+        SignInThrottle.objects.get(key=throttle.account_key(user.username)).failures == throttle.ACCOUNT_FREE_FAILURES
+    )
     with pytest.raises(SignInThrottled):
         check_password_step(user.username.upper(), PASSWORD, Origin("203.0.113.1", "ua"))
 
@@ -98,7 +100,9 @@ def test_parallel_guesses_get_no_more_tries_than_sequential_ones(user: User) -> 
     assert outcomes.count("checked") == throttle.ACCOUNT_FREE_FAILURES
     assert outcomes.count("throttled") == attackers - throttle.ACCOUNT_FREE_FAILURES
     assert AuthEvent.objects.filter(kind="login.password", reason="credentials").count() == 5
-    assert SignInThrottle.objects.get(key=f"user:{user.username}").failures == throttle.ACCOUNT_FREE_FAILURES
+    assert (
+        SignInThrottle.objects.get(key=throttle.account_key(user.username)).failures == throttle.ACCOUNT_FREE_FAILURES
+    )
 
 
 @pytest.mark.django_db
@@ -161,3 +165,24 @@ def test_an_ipv6_network_shares_one_allowance() -> None:
     with pytest.raises(SignInThrottled):
         check_password_step("another", "wrong password", Origin("2001:db8:1:2:ffff::1", "ua"))
     assert check_password_step("another", "wrong password", Origin("2001:db8:1:3::1", "ua")) is None
+
+
+def test_a_password_typed_as_the_username_is_not_stored(user: User) -> None:
+    """The name's counter is keyed by a hash: what was typed (a password in the wrong field) is nowhere."""
+    typed = "Tr0ub4dor&3 horse"
+    Client().post("/login", {"username": typed, "password": "x" * 12})
+    keys = list(SignInThrottle.objects.values_list("key", flat=True))
+    assert throttle.account_key(typed) in keys
+    assert not [key for key in keys if "tr0ub4dor" in key.lower()]
+
+
+def test_upgrading_drops_the_counters_kept_by_name(user: User) -> None:
+    """The migration to hashed keys drops the counters that held typed names; the others stay."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    SignInThrottle.objects.create(key="user:my secret password", failures=3, window_started_at=clock.now())
+    SignInThrottle.objects.create(key="ip:192.0.2.1", failures=3, window_started_at=clock.now())
+    import_module("twostep.accounts.migrations.0003_hash_throttle_keys").drop_plain_name_keys(apps, None)
+    assert list(SignInThrottle.objects.values_list("key", flat=True)) == ["ip:192.0.2.1"]

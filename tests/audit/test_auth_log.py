@@ -93,4 +93,15 @@ def test_audit_tail_escapes_what_strangers_typed(user: User, capsys: pytest.Capt
     call_command("audit", "tail", "-n", "1")
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "\x1b" not in out
-    assert "nobody\\n2030-01-01" in out and "\\x1b[2K" in out
+    # Not even escaped: a text no account could be named is not written down at all.
+    assert "2030-01-01" not in out and "(not a username)" in out
+
+
+def test_a_password_typed_as_the_username_is_not_logged(user: User) -> None:
+    """What cannot be a username (a password typed in the wrong field, typically) stays out of the auth log;
+    an unknown name that could be one is kept, for spotting who is being guessed."""
+    Client().post("/login", {"username": "Tr0ub4dor&3 horse", "password": "x" * 12})
+    Client().post("/login", {"username": "mallory", "password": "x" * 12})
+    typed = list(AuthEvent.objects.filter(kind="login.password").values_list("username", flat=True))
+    assert sorted(typed) == ["(not a username)", "mallory"]
+    assert "Tr0ub4dor" not in str(list(AuthEvent.objects.values_list("detail", "reason", "username")))

@@ -101,10 +101,11 @@ class PhoneNumber(models.Model):
 
 
 class SignInThrottle(models.Model):
-    """Password-step failures for one key: ``user:<typed name>`` or ``ip:<address>``.
+    """Password-step failures for one key: ``user:<keyed hash of the typed name>``, ``device:<id>`` or ``ip:<address>``.
 
-    Keys use the username as typed (lower-cased), so unknown usernames are
-    throttled exactly like real ones and the throttle reveals nothing.
+    Keys use the username as typed (lower-cased, then hashed), so unknown
+    usernames are throttled exactly like real ones, the throttle reveals
+    nothing, and a password typed as a username is not stored.
     """
 
     key = models.CharField(max_length=200, unique=True)

@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from twostep.accounts import devices, throttle
 from twostep.accounts.models import User
 from twostep.accounts.throttle import SignInThrottled
-from twostep.accounts.validators import MAX_PASSWORD_LENGTH
+from twostep.accounts.validators import MAX_PASSWORD_LENGTH, USERNAME_RE
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 
@@ -18,6 +18,20 @@ GENERIC_FAILURE = "Your username or password is incorrect."
 
 
 THROTTLED = "Too many sign-in attempts. Wait a few minutes, then try again."
+
+
+#: Logged instead of what was typed in the username field when it cannot be a username.
+NOT_A_USERNAME = "(not a username)"
+
+
+def logged_username(typed: str) -> str:
+    """What the auth log keeps of a typed username: itself, if it could be one, else ``NOT_A_USERNAME``.
+
+    People type their password into the username field now and then; a text
+    that no account could be named (spaces, capitals aside, symbols) is not
+    written down, so that the auth log does not collect passwords.
+    """
+    return typed if USERNAME_RE.fullmatch(typed.lower()) else NOT_A_USERNAME
 
 
 def check_password_step(
@@ -35,17 +49,18 @@ def check_password_step(
             not) or this client IP; the password was not checked.
     """
     typed = username.strip()[:150]
+    logged = logged_username(typed)
     try:
         attempt = throttle.claim(typed, origin.ip, clock.now(), device=devices.device_id(request, typed))
     except throttle.SignInThrottled:
-        record("login.password", Outcome.FAILURE, origin=origin, username=typed, reason="throttled")
+        record("login.password", Outcome.FAILURE, origin=origin, username=logged, reason="throttled")
         raise
     if len(password) > MAX_PASSWORD_LENGTH:
         password = password[: MAX_PASSWORD_LENGTH + 1]
     user = authenticate(request, username=typed.lower(), password=password)
     throttle.settle(attempt, password_was_right=isinstance(user, User))
     if isinstance(user, User):
-        record("login.password", Outcome.SUCCESS, origin=origin, user=user, username=typed)
+        record("login.password", Outcome.SUCCESS, origin=origin, user=user, username=logged)
         return user
     known = User.objects.filter(username=typed.lower()).only("id", "is_active").first()
     if known is None:
@@ -54,7 +69,7 @@ def check_password_step(
         reason = "inactive_user"
     else:
         reason = "credentials"
-    record("login.password", Outcome.FAILURE, origin=origin, user=known, username=typed, reason=reason)
+    record("login.password", Outcome.FAILURE, origin=origin, user=known, username=logged, reason=reason)
     return None
 
 

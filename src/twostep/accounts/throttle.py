@@ -22,11 +22,13 @@ import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Value, When
 
 from twostep.accounts.models import SignInThrottle
 from twostep.core.backoff import doubling_wait
+from twostep.core.crypto import keyed_hash
 
 ACCOUNT_FREE_FAILURES = 5
 IP_FAILURES_PER_WINDOW = 30
@@ -55,8 +57,13 @@ def account_name(username: str) -> str:
     return username.strip().lower()[:150]
 
 
-def _account_key(username: str) -> str:
-    return f"user:{account_name(username)}"
+def account_key(username: str) -> str:
+    """The counter of a typed name: a keyed hash of it, never the text.
+
+    Whatever is typed in the username field is counted, a password typed
+    in the wrong field included: it must not be kept in the clear.
+    """
+    return f"user:{keyed_hash(settings.SECRET_KEY.encode(), 'sign-in throttle', account_name(username))}"
 
 
 def _address_key(ip: str) -> str:
@@ -79,8 +86,8 @@ def claim(username: str, ip: str | None, now: datetime, *, device: str | None = 
         SignInThrottled: the name or the address must wait; nothing was
             counted, and the password must not be checked.
     """
-    account_key = f"device:{device}" if device else _account_key(username)
-    attempt = Claim(account_key, _address_key(ip) if ip else None)
+    counter = f"device:{device}" if device else account_key(username)
+    attempt = Claim(counter, _address_key(ip) if ip else None)
     keys = [key for key in (attempt.account_key, attempt.ip_key) if key]
     # One transaction, one commit: a sign-in pays for this besides the hash.
     with transaction.atomic():
