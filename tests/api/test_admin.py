@@ -381,3 +381,16 @@ def test_user_update_takes_only_its_own_fields(api: Api, root: str, user: User, 
     response = api.patch("/admin/users/alice", {"display_name": "Mallory", **field}, token=root)
     assert response.status_code == 400 and error_code(response) == "invalid_request"
     assert User.objects.filter(pk=user.pk).values().get() == before
+
+
+def test_an_address_or_number_of_another_account_is_added_and_named(
+    api: Api, root: str, user: User, make_user: Callable[..., User]
+) -> None:
+    """As in the console: added all the same, with the other accounts in `also_on`."""
+    make_user("bob", emails=["shared@example.org"], phones=["+12025550143"])
+    phone = api.post("/admin/users/alice/phones", {"phone": "+1 202 555 0143"}, token=root)
+    assert phone.status_code == 201 and phone.json()["also_on"] == ["bob"]
+    email = api.post("/admin/users/alice/emails", {"email": "Shared@Example.org"}, token=root)
+    assert email.status_code == 201 and email.json()["also_on"] == ["bob"]
+    alone = api.post("/admin/users/alice/phones", {"phone": "+1 202 555 0199"}, token=root)
+    assert alone.json()["also_on"] == []

@@ -170,6 +170,21 @@ class PhoneOut(Schema):
     primary: bool
 
 
+#: On an address or number just added: the other accounts that have it too.
+AlsoOn = Field(
+    description="Other accounts (usernames) with the same address or number, e.g. a typo or a shared phone: "
+    "codes sent there reach whoever reads it. Added all the same; empty when none."
+)
+
+
+class EmailAddedOut(EmailOut):
+    also_on: list[str] = AlsoOn
+
+
+class PhoneAddedOut(PhoneOut):
+    also_on: list[str] = AlsoOn
+
+
 class FactorOut(Schema):
     method: str
     destination: str | None = Field(description="Where codes go (email/SMS); null for an authenticator app.")

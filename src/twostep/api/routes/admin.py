@@ -38,12 +38,12 @@ from twostep.api.schemas import (
     NO_CONTROL,
     TOKEN_ID_PATTERN,
     USERNAME_PATTERN,
+    EmailAddedOut,
     EmailIn,
-    EmailOut,
     EventPageOut,
     Instant,
+    PhoneAddedOut,
     PhoneIn,
-    PhoneOut,
     ResetOut,
     RevokedOut,
     SetPasswordIn,
@@ -286,12 +286,14 @@ def unlock(request: HttpRequest, username: UsernamePath) -> Status[None]:
 @router.post(
     "/users/{username}/emails",
     auth=ADMIN,
-    response={201: EmailOut, **responses(401, 403, 404, 409, 422)},
+    response={201: EmailAddedOut, **responses(401, 403, 404, 409, 422)},
     summary="Add an email address",
 )
 def add_email(request: HttpRequest, payload: EmailIn, username: UsernamePath) -> Status[dict[str, Any]]:
+    """Added even when another account has it too; `also_on` names those accounts."""
     created = services.add_email(_user(username), payload.email, primary=payload.primary, **_context(request))
-    return Status(201, {"id": created.pk, "email": created.email, "primary": created.is_primary})
+    shared = services.also_on(created)
+    return Status(201, {"id": created.pk, "email": created.email, "primary": created.is_primary, "also_on": shared})
 
 
 @router.delete(
@@ -320,13 +322,16 @@ def primary_email(request: HttpRequest, username: UsernamePath, email_id: IdPath
 @router.post(
     "/users/{username}/phones",
     auth=ADMIN,
-    response={201: PhoneOut, **responses(401, 403, 404, 409, 422)},
+    response={201: PhoneAddedOut, **responses(401, 403, 404, 409, 422)},
     summary="Add a phone number",
 )
 def add_phone(request: HttpRequest, payload: PhoneIn, username: UsernamePath) -> Status[dict[str, Any]]:
-    """The number must be in international form (+15551234567); it is stored in E.164."""
+    """The number must be in international form (+15551234567); it is stored in E.164.
+
+    Added even when another account has it too; `also_on` names those accounts."""
     created = services.add_phone(_user(username), payload.phone, primary=payload.primary, **_context(request))
-    return Status(201, {"id": created.pk, "number": created.number, "primary": created.is_primary})
+    shared = services.also_on(created)
+    return Status(201, {"id": created.pk, "number": created.number, "primary": created.is_primary, "also_on": shared})
 
 
 @router.delete(
