@@ -373,7 +373,7 @@ def send_sign_in_code(pending: PendingLogin, authenticator: Authenticator, origi
             # A locked second step cannot succeed: spend no message on it.
             raise NotSent("locked")
     except NotSent as exc:
-        _refused(user, number, "sign_in", origin, exc)
+        _refused(user, number, pending.purpose, origin, exc)
         raise
     body = step_up_body if pending.purpose == Purpose.STEP_UP else sign_in_body
     _send_code(user, number, body, purpose=pending.purpose, origin=origin, pending=pending)
