@@ -83,7 +83,16 @@ def mark_reauthenticated(request: HttpRequest) -> None:
 
 def recently_authenticated(request: HttpRequest) -> bool:
     """True when the password was entered within ``security.reauth_max_age`` seconds."""
-    stamp = request.session.get(REAUTH_KEY)
+    return stamped_recently(request, REAUTH_KEY)
+
+
+def stamped_recently(request: HttpRequest, key: str) -> bool:
+    """Whether the session's time stamp under ``key`` is at most ``security.reauth_max_age`` seconds old.
+
+    The one window of every proof a session keeps (the password entered
+    again, a second factor confirmed).
+    """
+    stamp = request.session.get(key)
     return stamp is not None and clock.timestamp() - float(stamp) <= settings.CONFIG.security.reauth_max_age
 
 

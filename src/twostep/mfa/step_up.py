@@ -21,14 +21,13 @@ from __future__ import annotations
 
 from twostep.accounts.models import User
 from twostep.audit.services import Origin
-from twostep.mfa import choice
 from twostep.mfa import login as second_step
 from twostep.mfa.login import SecondStepError
 from twostep.mfa.models import Authenticator, PendingLogin, Purpose
 from twostep.mfa.policy import login_authenticators
 from twostep.mfa.recovery_codes import services as recovery_codes
 
-__all__ = ["SecondStepError", "begin", "confirm", "confirm_recovery_code", "factors", "needed", "resolve", "switch"]
+__all__ = ["SecondStepError", "begin", "confirm", "confirm_recovery_code", "factors", "needed", "resolve"]
 
 
 def factors(user: User) -> list[Authenticator]:
@@ -69,15 +68,6 @@ def resolve(token: str | None, user: User) -> PendingLogin | None:
     return pending
 
 
-def switch(pending: PendingLogin, method: str, origin: Origin) -> PendingLogin:
-    """Ask for ``method`` instead; as at sign-in (``choice.switch``), the failure count stays.
-
-    Raises:
-        SecondStepError: ``expired_login`` or ``method_unavailable``.
-    """
-    return choice.switch(pending, method, origin)
-
-
 def confirm(pending: PendingLogin, code: str, origin: Origin) -> None:
     """Check ``code`` for the step-up ``pending``; return when it was right.
 
@@ -86,7 +76,6 @@ def confirm(pending: PendingLogin, code: str, origin: Origin) -> None:
             an exhausted or expired step-up, a locked account).  Wrong codes
             count against the account as at sign-in.
     """
-    second_step.authenticator_for(pending)
     second_step.verify(pending, code, origin)
 
 

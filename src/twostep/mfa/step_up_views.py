@@ -13,7 +13,6 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -22,7 +21,7 @@ from twostep.accounts.models import User
 from twostep.accounts.reauth import carried, without_prompt
 from twostep.audit.services import Origin
 from twostep.core import clock
-from twostep.core.decorators import REAUTH_KEY, page_posted_from
+from twostep.core.decorators import REAUTH_KEY, page_posted_from, stamped_recently
 from twostep.mail import MailDeliveryError
 from twostep.mfa import choice, codes, step_up
 from twostep.mfa import login as second_step
@@ -51,8 +50,7 @@ WRONG_RECOVERY_CODE = "That recovery code didn't work. Check it and try again."
 
 def recently_proven(request: HttpRequest) -> bool:
     """True when this session proved a second factor within ``security.reauth_max_age`` seconds."""
-    stamp = request.session.get(PROVEN_AT_KEY)
-    return stamp is not None and clock.timestamp() - float(stamp) <= settings.CONFIG.security.reauth_max_age
+    return stamped_recently(request, PROVEN_AT_KEY)
 
 
 def fresh_second_factor(view: View) -> View:
@@ -94,7 +92,8 @@ def _code_then(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> H
         if pending is None:
             pending, request.session[SESSION_KEY] = step_up.begin(user, origin)
         elif action == "switch":
-            pending = step_up.switch(pending, request.POST.get(f"{PREFIX}-method", ""), origin)
+            # As at sign-in: the failure count and expiry stay, a code goes out for email and SMS.
+            pending = choice.switch(pending, request.POST.get(f"{PREFIX}-method", ""), origin)
         elif action == "resend":
             error, notice = _resend(pending, origin)
         elif action in {"code", "recovery"}:
