@@ -1,0 +1,103 @@
+"""Sign-ins waiting at the second step when the account's credentials change under them (audit).
+
+A pending sign-in (an API login token, or the browser's pending state) is
+half a session: whoever holds it already passed the password.  SECURITY.md
+says sessions end "when the password changes, the account is disabled, or
+an administrator resets the user's second factors", and a factor added or
+replaced ends the user's other sessions and tokens.  A sign-in begun with
+the old password, or with a code sent to the old address, must not be
+completed after such a change either.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tests.api.conftest import Api, error_code
+from tests.conftest import PASSWORD
+from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
+from tests.mfa.email.conftest import BACKUP, email_on, enrolled
+from tests.mfa.recovery_codes.helpers import enrol_totp, next_code, signed_in_with_totp
+from twostep.accounts.models import User
+from twostep.api.models import AccessToken
+from twostep.audit.services import CLI
+from twostep.mfa.email import flows as email_flows
+from twostep.mfa.models import Authenticator
+
+__all__ = ["certificates", "email_on", "enrolled", "mail_server", "smtp_server"]
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NEW_PASSWORD = "a completely different passphrase 7"
+
+
+def start_api_sign_in(api: Api, username: str, password: str = PASSWORD) -> str:
+    response = api.post("/auth/login", {"username": username, "password": password})
+    assert response.status_code == 200 and response.json()["status"] == "second_step_required", response.content
+    return str(response.json()["login_token"])
+
+
+def test_password_change_ends_sign_ins_waiting_at_the_second_step(user: User, two_factor_on: None) -> None:
+    """Someone with the phished password opens a sign-in through the API; the owner then changes the
+    password on the page ("Your other sessions were signed out").  The half-done sign-in begun with the
+    old password must be over: completing it now would hand out a token the password change should
+    have prevented."""
+    key = enrol_totp(user)
+    attacker = Api(Client())
+    login_token = start_api_sign_in(attacker, user.username)
+
+    owner = Client()
+    assert signed_in_with_totp(owner, user, key).status_code == 302
+    changed = owner.post(
+        "/account/password",
+        {"current_password": PASSWORD, "new_password": NEW_PASSWORD, "repeat_password": NEW_PASSWORD},
+    )
+    assert changed.status_code == 302, changed.content
+    tokens_before = AccessToken.objects.filter(user=user).count()
+
+    finished = attacker.post("/auth/login/verify", {"login_token": login_token, "code": next_code(key)})
+    assert finished.status_code == 401 and error_code(finished) == "login_expired", finished.content
+    assert AccessToken.objects.filter(user=user).count() == tokens_before
+
+
+def test_ending_other_sessions_ends_the_browser_sign_in_waiting_at_the_second_step(
+    user: User, two_factor_on: None
+) -> None:
+    """"Sign out other sessions" on the Security page leaves a browser that is at /login/verify able to
+    finish signing in: the pending state is not ended with the sessions."""
+    key = enrol_totp(user)
+    attacker = Client()
+    response = attacker.post("/login", {"username": user.username, "password": PASSWORD})
+    assert response["Location"] == "/login/verify"
+
+    owner = Client()
+    assert signed_in_with_totp(owner, user, key).status_code == 302
+    assert owner.post("/account/sessions/end-others").status_code == 302
+
+    finished = attacker.post("/login/verify", {"code": next_code(key)})
+    assert not (finished.status_code == 302 and finished["Location"] == "/account"), "signed in after sign-out"
+    assert attacker.get("/account").status_code != 200
+
+
+def test_replacing_the_email_factor_ends_codes_sent_to_the_old_address(
+    user: User, enrolled: Authenticator, mail_server: SmtpServer
+) -> None:
+    """The old mailbox is compromised: a sign-in mails its code there.  The owner moves email codes to
+    another address (which ends their other sessions and tokens).  The code in the old mailbox must no
+    longer complete the sign-in waiting for it; it does, because the code is bound to the pending
+    sign-in only, never to the address the factor now sends to."""
+    attacker = Api(Client())
+    login_token = start_api_sign_in(attacker, user.username)
+    old_code = mail_server.last_code(BACKUP)
+
+    primary = user.email_addresses.get(email="alice@example.com")
+    email_flows.start_enrolment(user, primary.pk, CLI)
+    email_flows.confirm_enrolment(user, mail_server.last_code("alice@example.com"), CLI)
+    assert Authenticator.objects.get(user=user, method="email", confirmed_at__isnull=False).destination == (
+        "alice@example.com"
+    )
+
+    finished = attacker.post("/auth/login/verify", {"login_token": login_token, "code": old_code})
+    assert finished.status_code == 401, finished.content
+    assert not AccessToken.objects.filter(user=user).exists()
