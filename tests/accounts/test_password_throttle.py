@@ -186,3 +186,18 @@ def test_upgrading_drops_the_counters_kept_by_name(user: User) -> None:
     SignInThrottle.objects.create(key="ip:192.0.2.1", failures=3, window_started_at=clock.now())
     import_module("twostep.accounts.migrations.0003_hash_throttle_keys").drop_plain_name_keys(apps, None)
     assert list(SignInThrottle.objects.values_list("key", flat=True)) == ["ip:192.0.2.1"]
+
+
+@pytest.mark.django_db
+def test_ipv4_clients_seen_as_ipv4_mapped_ipv6_are_not_one_address(user: User) -> None:
+    """A server (or proxy) on a dual-stack socket sees IPv4 clients as ``::ffff:a.b.c.d``.  Those are
+    IPv4 clients, each its own address; the /64 rule for IPv6 subscribers puts every one of them in
+    ``::/64``, so one stranger's 30 wrong passwords shut the password step for every IPv4 user (audit)."""
+    attacker = Client(REMOTE_ADDR="::ffff:198.51.100.7")
+    for i in range(throttle.IP_FAILURES_PER_WINDOW):
+        attacker.post("/login", {"username": f"name{i}", "password": "wrong password"})
+    assert attacker.post("/login", {"username": "another", "password": "wrong password"}).status_code == 429
+
+    someone_else = Client(REMOTE_ADDR="::ffff:203.0.113.9")
+    response = someone_else.post("/login", {"username": user.username, "password": PASSWORD})
+    assert response.status_code == 302, "an unrelated IPv4 client is throttled by another's failures"
