@@ -294,3 +294,22 @@ def test_backslash_in_the_path_is_refused_and_logged_as_such(
     refusals = [message for message in messages if "refused a request for wiki.example.com" in message]
     assert len(refusals) == 2 and all("backslash" in message for message in refusals)
     assert not any("no usable" in message for message in messages)
+
+
+@pytest.mark.parametrize("path", ["/dashboards#/../admin/users", "/dashboards/#/../../admin/"])
+def test_a_fragment_in_the_original_url_cannot_dodge_the_role_rule(
+    client: Client, user: User, forward_config: Callable[..., TwostepConfig], path: str
+) -> None:
+    """nginx passes a request target such as ``/dashboards#/../admin/users`` on unchanged, both to the
+    application and in ``X-Original-URL`` ($request_uri).  twostep's urlsplit drops ``#/../admin/users``
+    as a fragment and judges ``/dashboards``, but applications that clean the path (Go's net/http behind
+    Caddy's file_server or path matchers, measured) serve ``/admin/users``.  The Traefik endpoint keeps
+    ``#`` in the path and refuses; the nginx one must too (audit)."""
+    sign_in(client, user.username)
+    forwarded = {
+        "HTTP_X_FORWARDED_PROTO": "https",
+        "HTTP_X_FORWARDED_HOST": "grafana.example.com",
+        "HTTP_X_FORWARDED_URI": path,
+    }
+    assert client.get(FORWARD, **forwarded).status_code == 403
+    assert client.get(REQUEST, **nginx(f"https://grafana.example.com{path}")).status_code == 403, path
