@@ -36,6 +36,13 @@ def test_forwarded_header() -> None:
     assert client_ip("10.0.0.2", proxy_chain("forwarded", "for=192.0.2.60:8080;proto=https"), PROXY) == "192.0.2.60"
 
 
+def test_ipv4_mapped_addresses_are_ipv4() -> None:
+    """A dual-stack socket shows IPv4 peers as ``::ffff:a.b.c.d``: they are named, and trusted, as IPv4."""
+    assert client_ip("::ffff:203.0.113.9", [], []) == "203.0.113.9"
+    assert client_ip("::ffff:10.0.0.2", xff("198.51.100.7"), PROXY) == "198.51.100.7"
+    assert client_ip("10.0.0.2", xff("::ffff:198.51.100.7"), PROXY) == "198.51.100.7"
+
+
 def test_garbage_header_stops_at_the_proxy() -> None:
     """An unparsable hop is not believed; the proxy itself is reported."""
     assert client_ip("10.0.0.2", xff("not-an-ip"), PROXY) == "10.0.0.2"

@@ -24,9 +24,15 @@ def _valid_ip(value: str) -> str | None:
     elif value.count(":") == 1:  # IPv4 with a port
         value = value.split(":", 1)[0]
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
         return None
+    # A dual-stack socket shows IPv4 clients as ::ffff:a.b.c.d.  They are IPv4
+    # clients: each is its own address for the throttles (not all of ::/64),
+    # and an IPv4 network in server.trusted_proxies must match them.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def proxy_chain(header: ProxyHeader, value: str) -> list[str]:

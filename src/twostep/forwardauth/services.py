@@ -7,7 +7,6 @@ request the proxy is asking about).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
@@ -16,7 +15,7 @@ from django.conf import settings
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from twostep.accounts.models import User
-from twostep.core.client import parse_networks
+from twostep.core.client import is_trusted_peer, parse_networks
 from twostep.forwardauth import rules
 from twostep.forwardauth.target import Style, Target
 from twostep.mfa.enforcement import ENROL_URL, enrolment_required
@@ -48,12 +47,7 @@ class Answer:
 
 def is_trusted_proxy(remote_addr: str) -> bool:
     """True when the direct peer is one of ``server.trusted_proxies``: only then are its headers believed."""
-    networks = parse_networks(settings.CONFIG.server.trusted_proxies)
-    try:
-        peer = ipaddress.ip_address(remote_addr.strip())
-    except ValueError:
-        return False
-    return any(peer in network for network in networks)
+    return is_trusted_peer(remote_addr, parse_networks(settings.CONFIG.server.trusted_proxies))
 
 
 def _header_text(value: str) -> str:

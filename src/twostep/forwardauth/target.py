@@ -105,7 +105,11 @@ def from_original_url(headers: Mapping[str, str]) -> Target | None:
     """
     original = headers.get("X-Original-URL", "")
     try:
-        parts = urlsplit(original.strip())
+        # No fragments: browsers never send one, and nginx passes a "#" in the
+        # request target on to the application as it came.  Cut off here, the
+        # rest ("/a#/../admin") would escape the path rules while an
+        # application that cleans paths serves it; kept, the rules see it.
+        parts = urlsplit(original.strip(), allow_fragments=False)
     except ValueError:  # e.g. a broken IPv6 literal
         return None
     if parts.username is not None or parts.password is not None:
