@@ -82,10 +82,21 @@ def prove_second_factor(client: Client) -> None:
     For tests of what a change does once allowed; tests/mfa/test_step_up.py
     proves the code is asked for.
     """
-    from twostep.mfa.step_up_views import PROVEN_AT_KEY
+    from twostep.core.decorators import SECOND_FACTOR_KEY
 
     session = client.session
-    session[PROVEN_AT_KEY] = clock.timestamp()
+    session[SECOND_FACTOR_KEY] = clock.timestamp()
+    session.save()
+
+
+def forget_second_factor_proof(client: Client) -> None:
+    """Age ``client``'s proof of a second factor past ``security.reauth_max_age`` (a sign-in with a code gives one)."""
+    from django.conf import settings as django_settings
+
+    from twostep.core.decorators import SECOND_FACTOR_KEY
+
+    session = client.session
+    session[SECOND_FACTOR_KEY] = clock.timestamp() - django_settings.CONFIG.security.reauth_max_age - 1
     session.save()
 
 

@@ -182,6 +182,8 @@ def test_a_stale_code_proves_nothing(api: Api, user: User, totp_key: bytes) -> N
     signed_in = api.post("/auth/login/verify", {"login_token": login_token, "code": code})
     assert signed_in.status_code == 200
     token = signed_in.json()["access_token"]
+    assert proof_of(api, token) is not None  # the sign-in's code is a proof of the factor...
+    AccessToken.objects.filter(user=user).update(second_factor_at=None)  # ...which has run out
 
     step = begin(api, token)
     replayed = verify(api, token, step["step_up_token"], code=code)

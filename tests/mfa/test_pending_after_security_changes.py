@@ -23,7 +23,8 @@ from twostep.accounts.models import User
 from twostep.api.models import AccessToken
 from twostep.audit.services import CLI
 from twostep.mfa.email import flows as email_flows
-from twostep.mfa.models import Authenticator
+from twostep.mfa.models import Authenticator, OneTimeCode
+from twostep.mfa.services import reset_two_factor
 
 __all__ = ["certificates", "email_on", "enrolled", "mail_server", "smtp_server"]
 
@@ -64,7 +65,7 @@ def test_password_change_ends_sign_ins_waiting_at_the_second_step(user: User, tw
 def test_ending_other_sessions_ends_the_browser_sign_in_waiting_at_the_second_step(
     user: User, two_factor_on: None
 ) -> None:
-    """"Sign out other sessions" on the Security page leaves a browser that is at /login/verify able to
+    """ "Sign out other sessions" on the Security page leaves a browser that is at /login/verify able to
     finish signing in: the pending state is not ended with the sessions."""
     key = enrol_totp(user)
     attacker = Client()
@@ -101,3 +102,22 @@ def test_replacing_the_email_factor_ends_codes_sent_to_the_old_address(
     finished = attacker.post("/auth/login/verify", {"login_token": login_token, "code": old_code})
     assert finished.status_code == 401, finished.content
     assert not AccessToken.objects.filter(user=user).exists()
+
+
+def test_ending_waiting_sign_ins_keeps_their_codes_counted(
+    user: User, enrolled: Authenticator, mail_server: SmtpServer
+) -> None:
+    """Ending the sign-ins (here by a 2FA reset) must not give back the sends they used: the daily,
+    per-account and per-address limits count the codes sent, and deleting the sign-ins deleted those."""
+    attacker = Api(Client())
+    login_token = start_api_sign_in(attacker, user.username)
+    code = mail_server.last_code(BACKUP)
+    sent = OneTimeCode.objects.filter(user=user, sent_at__isnull=False)
+    before = sent.count()
+    assert sent.filter(pending_login__isnull=False).count() == 1
+
+    reset_two_factor(user, origin=CLI)
+
+    assert sent.count() == before
+    finished = attacker.post("/auth/login/verify", {"login_token": login_token, "code": code})
+    assert finished.status_code == 401, finished.content

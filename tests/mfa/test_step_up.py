@@ -16,7 +16,7 @@ from django.conf import settings
 from django.test import Client
 
 from tests.authenticator_app import AuthenticatorApp
-from tests.conftest import PASSWORD, asked_for_password, sign_in
+from tests.conftest import PASSWORD, asked_for_password, forget_second_factor_proof, sign_in
 from tests.mfa.test_totp_enrolment import enrol_via_pages
 from twostep.accounts.models import User
 from twostep.accounts.views import PENDING_KEY
@@ -24,13 +24,14 @@ from twostep.api.models import AccessToken
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.core import clock
-from twostep.core.runtime import set_setting
+from twostep.core.decorators import SECOND_FACTOR_KEY
+from twostep.core.runtime import get_settings, set_setting
 from twostep.factors import totp
 from twostep.mfa import login as second_step
 from twostep.mfa import step_up
 from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.recovery_codes import services as recovery_codes
-from twostep.mfa.step_up_views import PROVEN_AT_KEY, SESSION_KEY
+from twostep.mfa.step_up_views import SESSION_KEY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -108,6 +109,7 @@ def test_a_code_already_used_is_refused(user: User, two_factor_on: None) -> None
     sign_in(client, user.username)
     used = app.code()
     assert client.post("/login/verify", {"code": used})["Location"] == "/account"
+    forget_second_factor_proof(client)  # the sign-in's code proved the factor just now
     client.post(REMOVE_TOTP, {"confirm": "yes"})
     replayed = client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": "code", "stepup-code": used})
     assert asked_for_code(replayed)
@@ -159,7 +161,7 @@ def test_proof_lasts_a_few_minutes(with_app: tuple[Client, AuthenticatorApp], us
     again = client.post("/account/security/recovery-codes", {})
     assert "mfa/recovery_codes/new.html" in [t.name for t in again.templates]
     session = client.session
-    session[PROVEN_AT_KEY] = clock.timestamp() - settings.CONFIG.security.reauth_max_age - 1
+    session[SECOND_FACTOR_KEY] = clock.timestamp() - settings.CONFIG.security.reauth_max_age - 1
     session.save()
     assert asked_for_code(client.post("/account/security/recovery-codes", {}))
 
@@ -279,20 +281,56 @@ def test_switching_method_keeps_it_a_step_up(
 
 def test_turning_2fa_off_in_the_console_needs_the_admins_code(admin: User, two_factor_on: None) -> None:
     """Switching 2FA off (or the methods in use) is turning second steps off, the administrator's own too:
-    after the confirmation of who is affected, the administrator's code (AZ-01)."""
+    the administrator's code first, then the confirmation of who is affected (AZ-01)."""
     from twostep.core.runtime import get_setting
 
     console = Client()
     sign_in(console, admin.username)
     app = set_up_app(console)
+    forget_second_factor_proof(console)
     off = {"methods": ["totp"]}  # "enabled" unticked
-    affected = console.post("/admin/authentication", off)
-    confirm = str(affected.context["affected"])
-    asked = console.post("/admin/authentication", {**off, "confirm": confirm})
+    asked = console.post("/admin/authentication", off)
     assert asked_for_code(asked)
+    affected = console.post("/admin/authentication", {**off, "stepup-action": "code", "stepup-code": app.code()})
     assert get_setting("two_factor.enabled") is True
-    done = console.post(
-        "/admin/authentication", {**off, "confirm": confirm, "stepup-action": "code", "stepup-code": app.code()}
-    )
+    done = console.post("/admin/authentication", {**off, "confirm": str(affected.context["affected"])})
     assert done.status_code == 302
     assert get_setting("two_factor.enabled") is False
+
+
+@pytest.mark.parametrize(
+    ("path", "change"),
+    [
+        ("/admin/users/new", {"username": "helper", "password": "a new admin's passphrase 9", "role": "admin"}),
+        ("/admin/email", {"host": "mail.attacker.example", "port": "25", "security": "none"}),
+    ],
+)
+def test_every_console_change_needs_the_admins_code(
+    admin: User, two_factor_on: None, path: str, change: dict[str, str]
+) -> None:
+    """Not only resets and 2FA off: a new administrator (who has no code to give) or a mail server of one's
+    own reaches everyone's second step too, so every change in the console needs the administrator's code."""
+    console = Client()
+    sign_in(console, admin.username)
+    set_up_app(console)
+    forget_second_factor_proof(console)
+    before = (User.objects.count(), get_settings("email.host"))
+    assert asked_for_code(console.post(path, change))
+    assert (User.objects.count(), get_settings("email.host")) == before
+
+
+def test_a_sign_in_with_a_code_is_a_fresh_proof(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:
+    """Right after a sign-in that asked for a code, a change asks for no second one (the code still showing
+    in the app was just used, and would be refused as a replay); a trusted browser's sign-in is no proof."""
+    _, app = with_app
+    client = Client()
+    sign_in(client, user.username)
+    assert client.post("/login/verify", {"code": app.code()})["Location"] == "/account"
+    assert not asked_for_code(client.get("/account/security/totp"))
+
+    trusted = Client()
+    sign_in(trusted, user.username)
+    assert trusted.post("/login/verify", {"code": app.code(), "trust": "1"})["Location"] == "/account"
+    trusted.post("/logout")
+    assert sign_in(trusted, user.username)["Location"] == "/account"
+    assert asked_for_code(trusted.get("/account/security/totp"))

@@ -24,7 +24,7 @@ from twostep.accounts.signin import (
 )
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
-from twostep.core.decorators import mark_reauthenticated, signed_in
+from twostep.core.decorators import mark_reauthenticated, mark_second_factor_proven, signed_in
 from twostep.forwardauth.services import is_allowed_destination
 from twostep.mfa import enforcement
 from twostep.mfa import login as second_step
@@ -66,8 +66,13 @@ def sign_in_expired(request: HttpRequest) -> HttpResponse:
     return redirect(settings.LOGIN_URL)
 
 
-def complete_sign_in(request: HttpRequest, user: User) -> HttpResponse:
-    """Turn the browser's session into a signed-in one (a new session id) and go on."""
+def complete_sign_in(request: HttpRequest, user: User, *, second_factor: bool = False) -> HttpResponse:
+    """Turn the browser's session into a signed-in one (a new session id) and go on.
+
+    ``second_factor``: a code of a factor (or a recovery code) was right just
+    now, which counts as the proof changes to the second step ask for, as
+    the password counts as entered again.
+    """
     destination = safe_next(request, request.session.get(NEXT_KEY))
     # One commit for the session (new key and data) and the log entry, joining
     # the second step's transaction when called from it (without a savepoint).
@@ -78,6 +83,8 @@ def complete_sign_in(request: HttpRequest, user: User) -> HttpResponse:
         request.session[STARTED_KEY] = now
         request.session[LAST_SEEN_KEY] = now
         mark_reauthenticated(request)
+        if second_factor:
+            mark_second_factor_proven(request)
         record("login", Outcome.SUCCESS, origin=Origin.of(request), user=user)
         # Written now, in this transaction; the response's save then finds nothing new.
         request.session.save()

@@ -50,6 +50,16 @@ class BearerToken(HttpBearer):
                 "reauthentication_required",
                 "Enter your password again first (POST /api/v1/me/reauthenticate), then repeat the change.",
             )
+        if (
+            self.scope == Scope.ADMIN
+            and request.method not in SAFE_METHODS
+            and access.kind == TokenKind.SIGN_IN
+            and lacks_second_factor(access)
+        ):
+            # Then a code, as in the console (``core.decorators.admin_only``):
+            # an administrator's power reaches everyone's second step in more
+            # ways than a list of guarded routes would keep up with.
+            raise second_factor_required()
         if not enforcement.api_path_allowed(request.path) and enforcement.enrolment_required(access.user):
             raise ApiError(
                 "enrolment_required",

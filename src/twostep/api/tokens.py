@@ -99,10 +99,11 @@ def _purge_dead(user: User, now: datetime) -> None:
     AccessToken.objects.filter(dead, user=user).delete()
 
 
-def issue_sign_in_token(user: User, *, origin: Origin) -> Issued:
+def issue_sign_in_token(user: User, *, origin: Origin, second_factor: bool = False) -> Issued:
     """A token for a completed sign-in, with every scope the user's role allows.
 
-    The sign-in counts as a re-authentication, as it does for the pages.
+    The sign-in counts as a re-authentication, as it does for the pages, and
+    with ``second_factor`` (a code was right just now) as a second-factor proof.
     """
     now = clock.now()
     _purge_dead(user, now)
@@ -114,6 +115,7 @@ def issue_sign_in_token(user: User, *, origin: Origin) -> Issued:
         expires_at=now + _absolute_timeout(),
         scopes=scopes_for(user),
         reauthenticated_at=now,
+        second_factor_at=now if second_factor else None,
     )
     return issued
 

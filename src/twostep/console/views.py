@@ -38,7 +38,6 @@ from twostep.mfa import email_check
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.policy import forced_off_by_config, methods_warning
-from twostep.mfa.step_up_views import code_first, fresh_second_factor
 from twostep.mfa.trusted import services as trusted_browsers
 
 
@@ -202,7 +201,6 @@ def user_delete_view(request: HttpRequest, username: str) -> HttpResponse:
 
 @admin_only
 @require_POST
-@fresh_second_factor
 def user_reset_2fa_view(request: HttpRequest, username: str) -> HttpResponse:
     user = _user_or_404(username)
     removed = mfa_services.reset_two_factor(user, origin=Origin.of(request), actor=_actor(request))
@@ -377,10 +375,6 @@ def authentication_view(request: HttpRequest) -> HttpResponse:
         if affected and form.cleaned_data["confirm"] != affected:
             # Show who loses protection before anything changes.
             form = TwoFactorSettingsForm(initial={"enabled": enabled, "methods": methods})
-        elif affected and (prompt := code_first(request, authentication_view)) is not None:
-            # Turning users' second step off (the administrator's own, perhaps) is
-            # turning 2FA off: a password alone must not do it.
-            return prompt
         else:
             try:
                 with email_check.sparing(_actor(request)):

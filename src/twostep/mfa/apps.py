@@ -21,8 +21,8 @@ class MFAConfig(AppConfig):
         register_encrypted_field("mfa.Authenticator", "secret")
 
         # Recovery and choice (issue 8): runtime settings, Security-page panels,
-        # and ending trust / recovery codes when a user's sessions are ended.
-        from twostep.mfa import choice_views, email_check, enforcement, enforcement_views  # noqa: F401
+        # and ending trust, recovery codes and waiting sign-ins when a user's sessions are ended.
+        from twostep.mfa import choice_views, email_check, enforcement, enforcement_views, services  # noqa: F401
         from twostep.mfa.recovery_codes import services as recovery_codes
         from twostep.mfa.recovery_codes import views as recovery_views  # noqa: F401
         from twostep.mfa.trusted import services as trusted
@@ -34,3 +34,4 @@ class MFAConfig(AppConfig):
         trusted.register_settings()
         sessions_ended.connect(trusted.on_sessions_ended, dispatch_uid="twostep.mfa.trusted")
         sessions_ended.connect(recovery_codes.on_sessions_ended, dispatch_uid="twostep.mfa.recovery_codes")
+        sessions_ended.connect(services.end_pending_sign_ins, dispatch_uid="twostep.mfa.pending")

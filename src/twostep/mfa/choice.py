@@ -189,4 +189,7 @@ def switch(pending: PendingLogin, method: str, origin: Origin) -> PendingLogin:
     record("login.method_chosen", Outcome.INFO, origin=origin, user=current.user, method=factor.method)
     if not codes.carry_over(switched, factor.destination):
         handler_for(factor.method).begin(switched, factor, origin)
-    return PendingLogin.objects.select_related("user").get(pk=switched.pk)
+    fresh = PendingLogin.objects.select_related("user").filter(pk=switched.pk).first()
+    if fresh is None:  # the user's sessions were ended meanwhile (mfa.services.end_pending_sign_ins)
+        raise SecondStepError("expired_login")
+    return fresh

@@ -6,6 +6,7 @@ from django.db import transaction
 
 from twostep.accounts.models import User
 from twostep.audit.services import Origin, Outcome, record
+from twostep.core import clock
 from twostep.mfa import throttle
 from twostep.mfa.models import Authenticator, DefaultMethod, PendingLogin, RecoveryCode, TrustedBrowser
 from twostep.usersessions.services import end_sessions
@@ -28,7 +29,6 @@ def reset_two_factor(user: User, *, origin: Origin, actor: User | None = None) -
     with transaction.atomic():
         removed = Authenticator.objects.filter(user=user, confirmed_at__isnull=False).count()
         Authenticator.objects.filter(user=user).delete()
-        PendingLogin.objects.filter(user=user).delete()
         RecoveryCode.objects.filter(user=user).delete()
         TrustedBrowser.objects.filter(user=user).delete()
         DefaultMethod.objects.filter(user=user).delete()
@@ -38,6 +38,19 @@ def reset_two_factor(user: User, *, origin: Origin, actor: User | None = None) -
     return removed
 
 
+def end_pending_sign_ins(sender: object, user: User, **kwargs: object) -> None:
+    """Receiver of ``usersessions.services.sessions_ended``: sign-ins and step-ups waiting for a code end too.
+
+    Whoever holds one already passed the password (or holds a session).  A
+    password change, a factor moved to a new address or number, or "sign out
+    everywhere" must stop it as it stops a session: otherwise a code sent
+    to the old address, or the old password, still finishes signing in.
+    """
+    # Ended, not deleted: the codes they sent still count against the send limits.
+    now = clock.now()
+    PendingLogin.objects.filter(user_id=user.pk, completed_at__isnull=True, expires_at__gt=now).update(expires_at=now)
+
+
 def unlock_second_step(user: User, *, origin: Origin, actor: User | None = None) -> None:
     """Lift a second-step lock, clear the failure count and end the sign-ins still waiting at the second step."""
     throttle.unlock(user)
@@ -45,8 +58,11 @@ def unlock_second_step(user: User, *, origin: Origin, actor: User | None = None)
 
 
 def affected_by(enabled: bool, methods: list[str]) -> int:
-    """How many users would lose an active factor if 2FA were set to (enabled, methods)."""
-    confirmed = Authenticator.objects.filter(confirmed_at__isnull=False, user__is_active=True)
+    """How many users would lose an active factor if 2FA were set to (enabled, methods).
+
+    Deactivated users count: they would come back without it.
+    """
+    confirmed = Authenticator.objects.filter(confirmed_at__isnull=False)
     if not enabled:
         return confirmed.values("user").distinct().count()
     kept = confirmed.filter(method__in=methods).values("user")

@@ -20,8 +20,13 @@ from django.shortcuts import redirect, render
 from twostep.accounts.models import User
 from twostep.accounts.reauth import carried, without_prompt
 from twostep.audit.services import Origin
-from twostep.core import clock
-from twostep.core.decorators import REAUTH_KEY, page_posted_from, stamped_recently
+from twostep.core.decorators import (
+    REAUTH_KEY,
+    SECOND_FACTOR_KEY,
+    mark_second_factor_proven,
+    page_posted_from,
+    stamped_recently,
+)
 from twostep.mail import MailDeliveryError
 from twostep.mfa import choice, codes, step_up
 from twostep.mfa import login as second_step
@@ -33,9 +38,8 @@ from twostep.sms.service import NotSent
 
 View = Callable[..., HttpResponse]
 
-#: The session's step-up token while a code is awaited, and when one was last right.
+#: The session's step-up token while a code is awaited.
 SESSION_KEY = "twostep_step_up"
-PROVEN_AT_KEY = "twostep_step_up_at"
 
 #: The prompt's own fields start with this: none of them is carried on to the change.
 PREFIX = "stepup"
@@ -50,7 +54,7 @@ WRONG_RECOVERY_CODE = "That recovery code didn't work. Check it and try again."
 
 def recently_proven(request: HttpRequest) -> bool:
     """True when this session proved a second factor within ``security.reauth_max_age`` seconds."""
-    return stamped_recently(request, PROVEN_AT_KEY)
+    return stamped_recently(request, SECOND_FACTOR_KEY)
 
 
 def fresh_second_factor(view: View) -> View:
@@ -148,7 +152,7 @@ def _resend(pending: PendingLogin, origin: Origin) -> tuple[str, str]:
 
 def _proven(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> HttpResponse:
     request.session.pop(SESSION_KEY, None)
-    request.session[PROVEN_AT_KEY] = clock.timestamp()
+    mark_second_factor_proven(request)
     # A raised privilege, as at sign-in: a new session id.
     request.session.cycle_key()
     if request.POST.get(_WAS_GET):

@@ -99,7 +99,7 @@ def verify_view(request: HttpRequest) -> HttpResponse:
                 pending,
                 form.cleaned_data["code"],
                 Origin.of(request),
-                then=lambda user: complete_sign_in(request, user),
+                then=lambda user: complete_sign_in(request, user, second_factor=True),
             )
         except second_step.SecondStepError as exc:
             error = second_step.GENERIC_FAILURE

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from tests.conftest import sign_in
+from tests.conftest import forget_second_factor_proof, sign_in
 from tests.mail.smtp_server import SmtpServer
 from tests.mfa.email.conftest import BACKUP
 from tests.mfa.test_step_up import asked_for_code
@@ -20,6 +20,7 @@ def test_email_code_confirms(user: User, mail_server: SmtpServer, enrolled: Auth
     client = Client()
     sign_in(client, user.username)
     assert client.post("/login/verify", {"code": mail_server.last_code(BACKUP)})["Location"] == "/account"
+    forget_second_factor_proof(client)  # the sign-in's code proved the factor just now
     mail_server.received.clear()
     prompt = client.get("/account/security/totp")
     assert asked_for_code(prompt)

@@ -26,12 +26,8 @@ from twostep.api.auth import (
     ADMIN,
     current_token,
     current_user,
-    lacks_second_factor,
-    require_second_factor,
-    second_factor_required,
 )
 from twostep.api.errors import ApiError, responses
-from twostep.api.models import TokenKind
 from twostep.api.presenters import event, token_out, user_detail, user_summary
 from twostep.api.schemas import (
     MAX_ID,
@@ -253,14 +249,7 @@ def set_password(request: HttpRequest, payload: SetPasswordIn, username: Usernam
     summary="Reset a user's second factors (lost device)",
 )
 def reset_two_factor(request: HttpRequest, username: UsernamePath) -> dict[str, Any]:
-    """Remove every factor, end the user's sessions and tokens and lift any lock.
-
-    With a sign-in token, an administrator whose own sign-in asks for a code
-    needs a second-factor proof first (POST /me/step-up), as in the console:
-    a password alone must not turn anyone's second step off, their own included.
-    """
-    if current_token(request).kind == TokenKind.SIGN_IN:
-        require_second_factor(request)
+    """Remove every factor, end the user's sessions and tokens and lift any lock."""
     removed = mfa_services.reset_two_factor(_user(username), **_context(request))
     return {"removed": removed}
 
@@ -487,9 +476,7 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
     A change of `two_factor.enabled` or `two_factor.methods` that would stop
     asking some users for their second factor answers 409
     `confirmation_required` until repeated with `confirm_affected` set to the
-    number of those users, as in the console; then, with a sign-in token of an
-    administrator whose own sign-in asks for a code, 403
-    `second_factor_required` until a second-factor proof (POST /me/step-up).  A change that would require
+    number of those users, as in the console.  A change that would require
     the token's own user to enrol behind the email check while they have no
     second factor and no email address answers 409 `conflict`.
     """
@@ -499,9 +486,6 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
         except SettingError as exc:
             raise _setting_refused(key, exc) from None
     context = _context(request)
-    token = current_token(request)
-    # Read before the change, which may stop the administrator's own factors being asked.
-    unproven = token.kind == TokenKind.SIGN_IN and lacks_second_factor(token)
     with transaction.atomic(), _sparing(current_user(request)):
         before = get_settings(*TWO_FACTOR_KEYS)
         stored = {}
@@ -522,11 +506,6 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
                     f"{changed}: {affected} user(s) would no longer be asked for their second factor. "
                     f"Repeat the request with confirm_affected={affected} to go ahead.",
                 )
-            if affected and unproven:
-                # As in the console: turning users' second step off (the
-                # administrator's own, perhaps) needs a code, not a password alone.
-                transaction.set_rollback(True)
-                raise second_factor_required()
     for key, value in stored.items():
         record("settings.changed", Outcome.INFO, detail={"key": key, "value": value}, **context)
     return _settings_out()

@@ -43,11 +43,11 @@ from twostep.sms.service import NotSent
 router = Router(tags=["sign-in"])
 
 
-def signed_in(user: User, origin: Origin) -> dict[str, Any]:
+def signed_in(user: User, origin: Origin, *, second_factor: bool = False) -> dict[str, Any]:
     """Finish a sign-in: a new access token, or 403 for a user who must change their password first."""
     if user.must_change_password:
         refuse_until_password_changed(user, origin)
-    return issue_access(user, origin)
+    return issue_access(user, origin, second_factor=second_factor)
 
 
 def refuse_until_password_changed(user: User, origin: Origin) -> NoReturn:
@@ -59,9 +59,9 @@ def refuse_until_password_changed(user: User, origin: Origin) -> NoReturn:
     )
 
 
-def issue_access(user: User, origin: Origin) -> dict[str, Any]:
-    """A new access token for ``user``, logged as a sign-in through the API."""
-    issued = tokens.issue_sign_in_token(user, origin=origin)
+def issue_access(user: User, origin: Origin, *, second_factor: bool = False) -> dict[str, Any]:
+    """A new access token for ``user``, logged as a sign-in through the API (``second_factor``: after a code)."""
+    issued = tokens.issue_sign_in_token(user, origin=origin, second_factor=second_factor)
     record("login", Outcome.SUCCESS, origin=origin, user=user, detail={"channel": "api"})
     return {
         "status": "signed_in",
@@ -222,7 +222,7 @@ def login_verify(request: HttpRequest, payload: LoginVerifyIn) -> dict[str, Any]
         # In the verification's transaction: the token, its log entry and the
         # code's consumption share one commit.  A user who must change their
         # password gets no token (their code is spent all the same).
-        return None if user.must_change_password else issue_access(user, origin)
+        return None if user.must_change_password else issue_access(user, origin, second_factor=True)
 
     try:
         answer = second_step.verify(pending, payload.code, origin, then=complete)
@@ -337,7 +337,7 @@ def login_recovery(request: HttpRequest, payload: RecoveryLoginIn) -> dict[str, 
         user, left = recovery_codes.sign_in(pending, payload.code, origin)
     except second_step.SecondStepError:
         raise _failed(payload.login_token) from None
-    return {**signed_in(user, origin), "recovery_codes_left": left}
+    return {**signed_in(user, origin, second_factor=True), "recovery_codes_left": left}
 
 
 @router.post("/logout", auth=ANY, response={204: None, **responses(401)}, summary="Sign out (revoke this token)")

@@ -218,11 +218,12 @@ def _spend(user: User, pending: PendingLogin, typed: str, now: datetime) -> str 
     """Check and spend the code and the pending sign-in (inside ``sign_in``'s transaction); None or the reason."""
     if user.second_step_blocked_until is not None and user.second_step_blocked_until > now:
         return "throttled"
-    fresh = PendingLogin.objects.select_related("user").get(pk=pending.pk)
+    # Gone when the user's sessions were ended meanwhile (mfa.services.end_pending_sign_ins).
+    fresh = PendingLogin.objects.select_related("user").filter(pk=pending.pk).first()
     with transaction.atomic():
-        reason = "expired_login" if not is_live(fresh) else consume(user.pk, typed, now)
+        reason = "expired_login" if fresh is None or not is_live(fresh) else consume(user.pk, typed, now)
         if reason is None:
-            completed = PendingLogin.objects.filter(pk=fresh.pk, completed_at__isnull=True).update(completed_at=now)
+            completed = PendingLogin.objects.filter(pk=pending.pk, completed_at__isnull=True).update(completed_at=now)
             if not completed:
                 # Another request finished this sign-in first: keep the code unspent.
                 transaction.set_rollback(True)

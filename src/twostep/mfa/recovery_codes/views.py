@@ -102,7 +102,7 @@ def login_recovery_view(request: HttpRequest) -> HttpResponse:
     request.session.pop(PENDING_KEY, None)
     # Someone who needed a recovery code should see what is left and fix their second step.
     request.session[NEXT_KEY] = SECURITY_URL
-    response = complete_sign_in(request, user)
+    response = complete_sign_in(request, user, second_factor=True)
     if left:
         messages.warning(
             request,
