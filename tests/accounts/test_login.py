@@ -467,3 +467,21 @@ def test_password_reset_does_not_skip_the_second_step(user: User, admin: User, t
     for path in ("/account", "/account/password", "/account/security"):
         assert client.get(path)["Location"].startswith("/login"), path
     assert "_auth_user_id" not in client.session
+
+
+def test_a_login_form_left_open_in_another_tab_sends_a_signed_in_browser_on(user: User) -> None:
+    """Signing in renews the CSRF token, so a second tab's sign-in form is refused; a browser that is
+    signed in is sent to its account instead of "Request refused", and the form is not processed."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.get("/login")
+    old_token = browser.cookies[settings.CSRF_COOKIE_NAME].value
+    form = {"username": user.username, "password": PASSWORD, "csrfmiddlewaretoken": old_token}
+    assert browser.post("/login", form).status_code == 302
+    signed_in_as = browser.session["_auth_user_id"]
+
+    second_tab = browser.post("/login", {**form, "csrfmiddlewaretoken": "x" * 64})
+    assert second_tab.status_code == 302 and second_tab["Location"] == "/account"
+    assert browser.session["_auth_user_id"] == signed_in_as
+
+    stranger = Client(enforce_csrf_checks=True).post("/login", {**form, "csrfmiddlewaretoken": "x" * 64})
+    assert stranger.status_code == 403

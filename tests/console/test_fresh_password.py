@@ -23,24 +23,25 @@ def stale_admin(client: Client, admin: User, frozen_clock: clock.FrozenClock) ->
     return client
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/admin/users/new",
-        "/admin/users/alice",
-        "/admin/users/alice/password",
-        "/admin/users/alice/reset-2fa",
-        "/admin/users/alice/unlock",
-        "/admin/users/alice/delete",
-        "/admin/users/alice/emails",
-        "/admin/users/alice/phones",
-        "/admin/users/alice/trusted-browsers",
-        "/admin/authentication",
-        "/admin/two-factor",
-        "/admin/email",
-        "/admin/sms",
-    ],
-)
+#: Every address in the console that makes a change (POST), for alice.
+CHANGES = [
+    "/admin/users/new",
+    "/admin/users/alice",
+    "/admin/users/alice/password",
+    "/admin/users/alice/reset-2fa",
+    "/admin/users/alice/unlock",
+    "/admin/users/alice/delete",
+    "/admin/users/alice/emails",
+    "/admin/users/alice/phones",
+    "/admin/users/alice/trusted-browsers",
+    "/admin/authentication",
+    "/admin/two-factor",
+    "/admin/email",
+    "/admin/sms",
+]
+
+
+@pytest.mark.parametrize("path", CHANGES)
 def test_every_change_asks_for_the_password_again(stale_admin: Client, user: User, path: str) -> None:
     """The answer is the password prompt, which posts the change back to where it was going."""
     response = stale_admin.post(
@@ -137,3 +138,15 @@ def test_console_offers_the_password_prompt_before_a_form_is_filled(client: Clie
     session.save()
     page = client.get("/admin/email").content.decode()
     assert 'href="/account/reauthenticate?next=/admin/email"' in page
+
+
+def test_the_page_after_the_prompt_does_not_offer_it_again(stale_admin: Client, user: User) -> None:
+    """The page a change leads to, once the password was given, says nothing more about the password."""
+    page = "/admin/users/alice"
+    bad = {"action": "add", "email": "not an address"}
+    assert (
+        stale_admin.post(f"{page}/emails", bad, HTTP_REFERER=page).templates[0].name == "accounts/reauthenticate.html"
+    )
+    answered = stale_admin.post(f"{page}/emails", {**bad, "reauth-password": PASSWORD}, HTTP_REFERER=page)
+    assert answered.status_code == 400 and "Enter a valid email address" in answered.content.decode()
+    assert "Changes on these pages need your password" not in answered.content.decode()

@@ -203,6 +203,18 @@ def test_verify_without_pending_login_redirects(client: Client) -> None:
     assert client.post("/login/verify", {"code": "123456"})["Location"] == "/login"
 
 
+def test_the_code_page_of_a_finished_sign_in_leads_to_the_account(totp_user: tuple[User, bytes]) -> None:
+    """Back after the code, or a second tab on the code page: the sign-in is spent because it succeeded,
+    so the signed-in browser goes to its account, not to "Your sign-in expired"."""
+    user, key = totp_user
+    client = Client()
+    sign_in(client, user.username)
+    assert client.post("/login/verify", {"code": code_now(key)})["Location"] == "/account"
+    for response in (client.get("/login/verify"), client.post("/login/verify", {"code": code_now(key, 1)})):
+        assert response.status_code == 302 and response["Location"] == "/account"
+    assert "expired" not in client.get("/account").content.decode()
+
+
 def test_session_rotates_again_after_second_step(totp_user: tuple[User, bytes]) -> None:
     """The session id after the password differs from the one after the code (SES-01)."""
     user, key = totp_user

@@ -60,8 +60,14 @@ def pending_sign_in(request: HttpRequest) -> PendingLogin | None:
 
 
 def sign_in_expired(request: HttpRequest) -> HttpResponse:
-    """Back to the sign-in form, saying why."""
+    """Back to the sign-in form, saying why; to the account when this browser is signed in after all.
+
+    A second tab left on the code page, or Back after the code, finds the
+    sign-in spent because it succeeded: "expired" would be wrong there.
+    """
     request.session.pop(PENDING_KEY, None)
+    if request.user.is_authenticated:
+        return redirect("/account")
     messages.info(request, "Your sign-in expired. Please sign in again.")
     return redirect(settings.LOGIN_URL)
 

@@ -58,6 +58,8 @@ def admin_only(view: View) -> View:
         # The second step builds on core: imported when needed, not at start-up.
         from twostep.mfa.step_up_views import code_first
 
+        # Once the password prompt was answered, the page must not offer it again.
+        request.console_needs_password = not recently_authenticated(request)  # type: ignore[attr-defined]
         return code_first(request, view, *args, **kwargs) or view(request, *args, **kwargs)
 
     @signed_in

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib import messages
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_safe
 
 
@@ -18,6 +20,16 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """403 for a form Django's CSRF check refused.
+
+    One case is no attack: a sign-in form left open in another tab, sent
+    after this browser signed in (signing in renews the CSRF token).  The
+    form is not processed either way; a signed-in browser is only sent on.
+    """
+    user = getattr(request, "user", None)
+    if request.path == settings.LOGIN_URL and user is not None and user.is_authenticated:
+        messages.info(request, "You are already signed in.")
+        return redirect("/account")
     return render(request, "twostep/csrf_failure.html", status=403)
 
 
