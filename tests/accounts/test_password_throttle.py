@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -201,3 +202,23 @@ def test_ipv4_clients_seen_as_ipv4_mapped_ipv6_are_not_one_address(user: User) -
     someone_else = Client(REMOTE_ADDR="::ffff:203.0.113.9")
     response = someone_else.post("/login", {"username": user.username, "password": PASSWORD})
     assert response.status_code == 302, "an unrelated IPv4 client is throttled by another's failures"
+
+
+@pytest.mark.django_db
+def test_housekeeping_forgets_only_quiet_counters() -> None:
+    """Every name ever typed leaves a counter; one with no failure for 30 days goes.  A counter whose last
+    failure (its last block) is recent stays, however old its first failure."""
+    from twostep.core.housekeeping import prune
+
+    now = clock.now()
+    long_ago, lately = now - timedelta(days=40), now - timedelta(days=2)
+    rows = {
+        "ip:192.0.2.1": (long_ago, None),  # a few failures long ago, never blocked: forgotten
+        "user:quiet": (long_ago, long_ago),  # blocked long ago, nothing since: forgotten
+        "user:under-attack": (long_ago, lately),  # first failure long ago, blocked lately: kept
+        "ip:192.0.2.2": (lately, None),  # recent: kept
+    }
+    for key, (started, blocked) in rows.items():
+        SignInThrottle.objects.create(key=key, failures=9, window_started_at=started, blocked_until=blocked)
+    assert prune()["sign_in_throttles"] == 2
+    assert sorted(SignInThrottle.objects.values_list("key", flat=True)) == ["ip:192.0.2.2", "user:under-attack"]

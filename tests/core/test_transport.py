@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import socket
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.test import Client
+from django.core.handlers.wsgi import LimitedStream
+from django.http import HttpResponse
+from django.test import Client, RequestFactory
+
+from twostep.core.middleware import DrainRequestBodyMiddleware
 
 pytestmark = pytest.mark.django_db
 
@@ -45,3 +50,26 @@ def test_unread_body_does_not_break_the_next_keepalive_request(
             received += chunk
     assert received.count(b"HTTP/1.1 ") == 2, received[:500]
     assert b'{"status": "ok"}' in received
+
+
+class CountingBody(io.BytesIO):
+    """A request body that counts the bytes read from it."""
+
+    taken = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.taken += len(data)
+        return data
+
+
+@pytest.mark.parametrize(("size", "drained"), [(200_000, True), (DrainRequestBodyMiddleware.LIMIT + 1, False)])
+def test_unread_bodies_are_drained_up_to_a_limit(size: int, drained: bool) -> None:
+    """A body a view left unread is read to its end, unless it is larger than any form: then reading it
+    would hold a worker for as long as the sender cares to send."""
+    body = CountingBody(b"x" * size)
+    request = RequestFactory().post("/login", content_type="text/plain")
+    request.META.update({"CONTENT_LENGTH": str(size), "wsgi.input": body})
+    request._stream = LimitedStream(body, size)  # as WSGIRequest sets it up
+    DrainRequestBodyMiddleware(lambda _: HttpResponse())(request)
+    assert body.taken == (size if drained else 0)

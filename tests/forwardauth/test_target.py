@@ -53,6 +53,7 @@ def test_each_convention_ignores_the_other() -> None:
         {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "a.example.com, b.example.com", "X-Forwarded-Uri": "/"},
         {"X-Forwarded-Proto": "https,http", "X-Forwarded-Host": "app.example.com", "X-Forwarded-Uri": "/"},
         {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "app.example.com", "X-Forwarded-Uri": "evil.com/x"},
+        {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "app.example.com"},
         {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "app.example.com", "X-Forwarded-Uri": "/a\r\nSet-Cookie: x"},
     ],
 )

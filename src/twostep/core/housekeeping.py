@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.apps import apps
 from django.conf import settings
+from django.db.models import Q
 
 from twostep.core import clock
 
 #: Spent or expired short-lived records are kept this long for the auth log's context.
 SHORT_LIVED_GRACE = timedelta(days=1)
+#: A password-step counter with no failure for this long is forgotten.
+QUIET_THROTTLE = timedelta(days=30)
 
 
 def prune() -> dict[str, int]:
@@ -24,6 +27,7 @@ def prune() -> dict[str, int]:
         "pending_logins": _delete("mfa.PendingLogin", expires_at__lt=now - SHORT_LIVED_GRACE),
         "one_time_codes": _delete("mfa.OneTimeCode", expires_at__lt=now - SHORT_LIVED_GRACE),
         "email_checks": _delete("mfa.EmailCheck", created_at__lt=now - SHORT_LIVED_GRACE),
+        "sign_in_throttles": _delete_quiet_throttles(now - QUIET_THROTTLE),
         "sessions": _delete("usersessions.UserSession", expire_date__lt=now),
         "trusted_browsers": prune_expired_trust(),
     }
@@ -31,6 +35,19 @@ def prune() -> dict[str, int]:
 
     retry_pending()
     return removed
+
+
+def _delete_quiet_throttles(before: datetime) -> int:
+    """Counters of names and addresses quiet since ``before``: every name ever typed left one.
+
+    A counter past its free tries is blocked after each failure, so
+    ``blocked_until`` tells its last failure; one still within them (no
+    block) costs nothing to forget, since it only gives those few tries back.
+    """
+    model = apps.get_model("accounts.SignInThrottle")
+    quiet = Q(blocked_until__isnull=True, window_started_at__lt=before) | Q(blocked_until__lt=before)
+    deleted, _ = model.objects.filter(quiet).delete()
+    return int(deleted)
 
 
 def _delete(model_label: str, **filters: object) -> int:

@@ -77,20 +77,25 @@ class NoStoreMiddleware:
 
 
 class DrainRequestBodyMiddleware:
-    """Reads whatever request body a view left unread.
+    """Reads whatever request body a view left unread, up to ``LIMIT`` bytes.
 
     gunicorn's threaded workers reuse keep-alive connections; a body left in
     the socket would be taken for the start of the next request.  Views that
     answer early (a redirect to sign in, a refusal) would break the client's
-    next request without this.
+    next request without this.  A larger body than any form of twostep's is
+    left alone: reading gigabytes would hold a worker thread for the sender,
+    and what it breaks is the sender's own connection.
     """
+
+    LIMIT = 1024 * 1024
 
     def __init__(self, get_response: Handler) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if not getattr(request, "_read_started", False) and request.META.get("CONTENT_LENGTH") not in (None, "", "0"):
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if not getattr(request, "_read_started", False) and length.isdigit() and 0 < int(length) <= self.LIMIT:
             try:
                 while request.read(65536):
                     pass

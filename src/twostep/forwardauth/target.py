@@ -131,5 +131,7 @@ def from_forwarded(headers: Mapping[str, str]) -> Target | None:
         # Several hosts means several proxies disagree on what was asked for.
         return None
     proto = headers.get("X-Forwarded-Proto", "")
-    uri = headers.get("X-Forwarded-Uri") or "/"
+    # Traefik and Caddy always send it; taken for "/" when missing, a proxy
+    # set up wrongly would have every path judged by the rules for "/".
+    uri = headers.get("X-Forwarded-Uri", "")
     return _target(proto, host, uri, Style.FORWARD)
