@@ -140,6 +140,28 @@ def test_a_right_code_proves_the_factor_for_this_token_only(
     assert again.status_code == 401 and error_code(again) == "step_up_expired"
 
 
+@pytest.mark.parametrize("switched", [False, True], ids=["as-begun", "method-switched"])
+def test_only_the_token_that_began_a_step_up_may_answer_it(
+    api: Api, user: User, totp_key: bytes, enrolled: Authenticator, token_for: Callable[[User], str], switched: bool
+) -> None:
+    """A step-up token is the secret of the access token that began it: another token of the same user
+    (another device, another script) neither proves nor resends with it, also after a switch of method."""
+    token, other, third = token_for(user), token_for(user), token_for(user)
+    step = begin(api, token, method="email" if switched else "totp")
+    if switched:
+        answer = api.post("/me/step-up/method", {"step_up_token": step["step_up_token"], "method": "totp"}, token=token)
+        assert answer.status_code == 200, answer.content
+    code = next_code(totp_key)
+    for response in (
+        verify(api, other, step["step_up_token"], code=code),
+        api.post("/me/step-up/resend", {"step_up_token": step["step_up_token"]}, token=third),
+    ):
+        assert response.status_code == 401 and error_code(response) == "step_up_expired", response.content
+    assert proof_of(api, other) is None and proof_of(api, third) is None and proof_of(api, token) is None
+    # Still the beginner's to answer (the other token's tries were no guesses at it).
+    assert verify(api, token, step["step_up_token"], code=code).status_code == 200
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -263,8 +263,8 @@ class StepUpIn(Input):
 
 class StepUpOut(Schema):
     step_up_token: str = Field(
-        description="Send with the code to /api/v1/me/step-up/verify; the proof goes to the access token "
-        "that sends it. Shown once: hold it like a password."
+        description="Send with the code to /api/v1/me/step-up/verify, with the access token that began it "
+        "(no other may answer it); the proof goes to that token. Shown once: hold it like a password."
     )
     method: str = Field(description="The method asked for.")
     methods: list[str] = Field(description="Every method that can confirm; /api/v1/me/step-up/method switches.")

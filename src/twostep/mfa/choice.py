@@ -183,8 +183,10 @@ def switch(pending: PendingLogin, method: str, origin: Origin) -> PendingLogin:
             expires_at=current.expires_at,
             failures=current.failures,
             ip=current.ip,
-            # A step-up stays one: its token must never become a sign-in's (``login.resolve``).
+            # A step-up stays one: its token must never become a sign-in's (``login.resolve``),
+            # nor another access token's.
             purpose=current.purpose,
+            holder=current.holder,
         )
     record("login.method_chosen", Outcome.INFO, origin=origin, user=current.user, method=factor.method)
     if not codes.carry_over(switched, factor.destination):

@@ -49,9 +49,12 @@ def _hash(token: str) -> str:
 
 
 def start(
-    user: User, authenticator: Authenticator, origin: Origin, purpose: str = Purpose.SIGN_IN
+    user: User, authenticator: Authenticator, origin: Origin, purpose: str = Purpose.SIGN_IN, holder: str = ""
 ) -> tuple[PendingLogin, str]:
-    """Open a pending sign-in (or another ``purpose``'s wait) for ``user`` that ``authenticator`` must complete."""
+    """Open a pending sign-in (or another ``purpose``'s wait) for ``user`` that ``authenticator`` must complete.
+
+    ``holder`` names who alone may answer it besides the token (see ``PendingLogin.holder``).
+    """
     now = clock.now()
     token = secrets.token_urlsafe(32)
     pending = PendingLogin.objects.create(
@@ -62,6 +65,7 @@ def start(
         expires_at=now + timedelta(seconds=settings.CONFIG.security.pending_login_ttl),
         ip=origin.ip,
         purpose=purpose,
+        holder=holder,
     )
     handler_for(authenticator.method).begin(pending, authenticator, origin)
     return pending, token

@@ -78,6 +78,9 @@ class PendingLogin(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.SIGN_IN)
+    #: A step-up begun through the API names the access token that began it
+    #: (``email_check.token_holder``): only that token may answer it.
+    holder = models.CharField(max_length=64, blank=True, default="")
 
     def __str__(self) -> str:
         return f"pending login of user {self.user_id}"

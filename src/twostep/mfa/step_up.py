@@ -44,11 +44,13 @@ def needed(user: User) -> bool:
     return bool(factors(user))
 
 
-def begin(user: User, origin: Origin, method: str | None = None) -> tuple[PendingLogin, str]:
+def begin(user: User, origin: Origin, method: str | None = None, *, holder: str = "") -> tuple[PendingLogin, str]:
     """Open a step-up for ``user`` with ``method`` (default: their default factor); return it and its token.
 
     Email and SMS send their code now; a failed send leaves the step-up open
     (its state says why no code is out, and a new code may be asked for).
+    ``holder``: the access token that alone may answer it, for the API (the
+    pages keep the token in the session, which is bound to its browser).
 
     Raises:
         SecondStepError: ``method_unavailable`` (not one of ``factors(user)``).
@@ -57,13 +59,13 @@ def begin(user: User, origin: Origin, method: str | None = None) -> tuple[Pendin
     factor = usable[0] if method is None and usable else next((f for f in usable if f.method == method), None)
     if factor is None:
         raise SecondStepError("method_unavailable")
-    return second_step.start(user, factor, origin, purpose=Purpose.STEP_UP)
+    return second_step.start(user, factor, origin, purpose=Purpose.STEP_UP, holder=holder)
 
 
-def resolve(token: str | None, user: User) -> PendingLogin | None:
-    """``user``'s live step-up for ``token``, or None (unknown, over, or someone else's)."""
+def resolve(token: str | None, user: User, *, holder: str = "") -> PendingLogin | None:
+    """``user``'s live step-up for ``token`` begun by ``holder``, or None (unknown, over, or someone else's)."""
     pending = second_step.resolve(token, purpose=Purpose.STEP_UP)
-    if pending is None or pending.user_id != user.pk:
+    if pending is None or pending.user_id != user.pk or pending.holder != holder:
         return None
     return pending
 

@@ -160,7 +160,9 @@ def step_up_begin(request: HttpRequest, payload: StepUpIn) -> dict[str, Any]:
     if not step_up.needed(user):
         raise ApiError("conflict", "No second factor signs you in: a change needs only your password.")
     try:
-        pending, step_up_token = step_up.begin(user, Origin.of(request), payload.method)
+        pending, step_up_token = step_up.begin(
+            user, Origin.of(request), payload.method, holder=email_check.token_holder(token.pk)
+        )
     except step_up.SecondStepError as exc:
         if exc.reason == "method_unavailable":
             usable = [a.method for a in choice.available(user.pk)]
@@ -252,7 +254,7 @@ def _live_step_up(token: AccessToken, step_up_token: str) -> PendingLogin:
     Raises:
         ApiError: step_up_expired (see ``_step_up_over``).
     """
-    pending = step_up.resolve(step_up_token, token.user)
+    pending = step_up.resolve(step_up_token, token.user, holder=email_check.token_holder(token.pk))
     if pending is None:
         raise _step_up_over(token)
     return pending
@@ -278,7 +280,7 @@ def _step_up_failed(
         return ApiError("second_step_unavailable", second_step.CANNOT_CHECK)
     if exc.reason == "method_unavailable":
         return method_unavailable(pending, STEP_UP_METHOD_GONE)
-    if step_up.resolve(step_up_token, token.user) is None:
+    if step_up.resolve(step_up_token, token.user, holder=email_check.token_holder(token.pk)) is None:
         return _step_up_over(token)
     return ApiError("second_step_failed", second_step.GENERIC_FAILURE)
 
@@ -556,7 +558,9 @@ def email_check_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str,
     if not email_check.asked_of(token.user):
         raise _not_allowed("No email check is needed: set up a factor directly.")
     try:
-        check = email_check.start(token.user, payload.email_id, email_check.token_holder(token.pk), Origin.of(request))
+        check = email_check.start(
+            token.user, payload.email_id, email_check.token_holder(token.pk), Origin.of(request)
+        )
     except email_check.CheckError:
         raise ApiError("not_found", "No such address on your account.") from None
     except NOT_SENT as exc:
@@ -576,7 +580,9 @@ def email_check_confirm(request: HttpRequest, payload: CodeIn) -> dict[str, Any]
     Needs a recent re-authentication."""
     token = require_reauthentication(request)
     try:
-        until = email_check.confirm(token.user, payload.code, email_check.token_holder(token.pk), Origin.of(request))
+        until = email_check.confirm(
+            token.user, payload.code, email_check.token_holder(token.pk), Origin.of(request)
+        )
     except email_check.CheckError as exc:
         if exc.reason == "no_check":
             raise ApiError(
