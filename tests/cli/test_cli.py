@@ -312,6 +312,22 @@ def test_misspelt_variable_stops_init(tmp_path: Path, name: str) -> None:
     assert not fresh.data_dir.exists()
 
 
+def test_misspelt_data_dir_variable_is_not_ignored(twostep: Runner, tmp_path: Path) -> None:
+    """TWOSTEP_DATADIR is refused with the right name, instead of quietly using ./data."""
+    env = {"TWOSTEP_DATADIR": str(tmp_path / "elsewhere")}
+    result = subprocess.run(
+        [sys.executable, "-m", "twostep", "settings", "show"],
+        env={key: value for key, value in twostep.env.items() if key != "TWOSTEP_DATA_DIR"} | env,
+        cwd=twostep.data_dir.parent,  # where ./data is an initialised data directory
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout
+    assert "TWOSTEP_DATADIR names no setting; did you mean TWOSTEP_DATA_DIR?" in result.stderr
+    assert result.stdout == ""
+
+
 def test_database_password_is_not_printed_in_a_config_error(twostep: Runner) -> None:
     """A misspelt scheme is refused with the URL shown without its password."""
     result = twostep("users", "list", env={"TWOSTEP_DATABASE__URL": "postgresq://twostep:S3cretDBpass@db/twostep"})

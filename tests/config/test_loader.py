@@ -98,10 +98,15 @@ def test_public_url_follows_the_port_unless_set(tmp_path: Path) -> None:
         ("TWOSTEP_DATABSE__URL", "did you mean TWOSTEP_DATABASE__URL?"),
         ("TWOSTEP_DB__URL", "the sections are server, database, two_factor"),
         ("twostep_database_url", "did you mean TWOSTEP_DATABASE__URL?"),
+        ("TWOSTEP_DATADIR", "names no setting; did you mean TWOSTEP_DATA_DIR?"),
+        ("TWOSTEP_DATA_DIRECTORY", "did you mean TWOSTEP_DATA_DIR?"),
+        ("TWOSTEP_LOGLEVEL", "did you mean TWOSTEP_LOG_LEVEL?"),
+        ("TWOSTEP_SECRETKEY", "did you mean TWOSTEP_SECRET_KEY?"),
+        ("TWOSTEP_FOO", "names no setting; the variables are TWOSTEP_<SECTION>__<KEY>"),
     ],
 )
 def test_misspelt_variable_names_are_refused(tmp_path: Path, name: str, suggestion: str) -> None:
-    """A TWOSTEP_* name that would be silently ignored (wrong section, one underscore) stops the start, with the right name."""
+    """A TWOSTEP_* name that would be silently ignored (wrong section or key, one underscore) stops the start, with the right name."""
     with pytest.raises(ConfigError) as refused:
         load_config(tmp_path, {name: "false"})
     assert name in str(refused.value) and suggestion in str(refused.value)

@@ -333,8 +333,9 @@ def load_config(data_dir: Path | str | None = None, environ: Mapping[str, str] |
         ConfigError: the TOML file is malformed, a key is unknown or has a
             value of the wrong type or range (the message names the key and
             value, a database URL without its password), or a ``TWOSTEP_*``
-            variable names an unknown section or joins section and key with
-            one underscore (the message suggests the right name).
+            variable names no setting: an unknown section or top-level key, or
+            section and key joined with one underscore (the message suggests
+            the right name where one is close).
     """
     env = dict(os.environ if environ is None else environ)
     directory = Path(data_dir or env.get("TWOSTEP_DATA_DIR") or DEFAULT_DATA_DIR)
@@ -370,14 +371,24 @@ def _sections() -> list[str]:
     ]
 
 
-def _misspelt_variable(name: str, sections: list[str]) -> str | None:
-    """Why the variable ``name`` is refused, or None when it is fine or not meant for the configuration.
+#: ``TWOSTEP_*`` variables that are not configuration keys but are read
+#: elsewhere: the secret key itself (twostep.settings, core.keycheck, init),
+#: and the test suite's switches (tests/settings.py, tests/conftest.py,
+#: tests/browser, tests/api/test_schemathesis.py), which are set while this
+#: loader runs inside the suite.  ``TWOSTEP_DATA_DIR`` is the field ``data_dir``.
+OTHER_VARIABLES = frozenset({"SECRET_KEY", "CI", "BROWSER_SHOTS", "FUZZ_SEED", "FUZZ_EXAMPLES"})
+#: Every ``TWOSTEP_TEST_*`` name is the test suite's (TWOSTEP_TEST_DB, TWOSTEP_TEST_POSTGRES_URL...).
+OTHER_PREFIX = "TEST_"
 
-    pydantic-settings reads ``TWOSTEP_<SECTION>__<KEY>`` and ignores every
-    other ``TWOSTEP_*`` name, so a wrong section or a single underscore would
-    silently drop a setting (a PostgreSQL URL, the break-glass switch).  Names
-    of other shapes (``TWOSTEP_DATA_DIR``, ``TWOSTEP_SECRET_KEY``, the test
-    suite's ``TWOSTEP_TEST_*``) are left alone.
+
+def _misspelt_variable(name: str, sections: list[str]) -> str | None:
+    """Why the variable ``name`` is refused, or None when it is fine or not meant for twostep.
+
+    pydantic-settings reads ``TWOSTEP_<FIELD>`` and ``TWOSTEP_<SECTION>__<KEY>``
+    and ignores every other ``TWOSTEP_*`` name, so a misspelt one would
+    silently drop a setting (a PostgreSQL URL, the break-glass switch, the
+    data directory).  Only the names of ``OTHER_VARIABLES`` and
+    ``OTHER_PREFIX`` are left alone.
     """
     upper = name.upper()
     if not upper.startswith("TWOSTEP_"):
@@ -392,17 +403,28 @@ def _misspelt_variable(name: str, sections: list[str]) -> str | None:
         if close:
             return f"{name}: there is no section {section.lower()!r}; did you mean TWOSTEP_{close[0]}__{key}?"
         return f"{name}: there is no section {section.lower()!r}; the sections are {', '.join(sections)}"
+    fields = [field.upper() for field in TwostepConfig.model_fields]
+    if rest in fields or rest in OTHER_VARIABLES or rest.startswith(OTHER_PREFIX):
+        return None
     for section in upper_sections:
-        if rest.startswith(section + "_") and rest.lower() not in TwostepConfig.model_fields:
+        if rest.startswith(section + "_"):
             key = rest.removeprefix(section + "_")
             return (
                 f"{name}: a section and its key are joined with two underscores; did you mean TWOSTEP_{section}__{key}?"
             )
-    return None
+    close = difflib.get_close_matches(rest, [*fields, "SECRET_KEY"], n=1)  # not the test suite's names
+    if close:
+        return f"{name} names no setting; did you mean TWOSTEP_{close[0]}?"
+    scalars = [field for field in fields if field.lower() not in sections]
+    return (
+        f"{name} names no setting; the variables are TWOSTEP_<SECTION>__<KEY> (sections: {', '.join(sections)}), "
+        + ", ".join(f"TWOSTEP_{field}" for field in scalars)
+        + " and TWOSTEP_SECRET_KEY"
+    )
 
 
 def _check_variable_names(env: Mapping[str, str]) -> None:
-    """Refuse ``TWOSTEP_*`` variables that look meant for the configuration but would be ignored.
+    """Refuse ``TWOSTEP_*`` variables that name no setting (they would be ignored).
 
     Raises:
         ConfigError: names each such variable (never its value) and the name it was probably meant to be.
