@@ -98,18 +98,19 @@ def _not_initialised() -> str | None:
     from django.conf import settings
 
     config = settings.CONFIG  # the whole configuration is checked first: its errors say more
-    key_file = config.path(config.secret_key_file)
-    if os.environ.get("TWOSTEP_SECRET_KEY") or key_file.is_file():
-        return None
     if not config.data_dir.is_dir():
         return (
             f"there is no data directory at {config.data_dir.resolve()}: run `twostep init` first, "
             "or point TWOSTEP_DATA_DIR at an existing one"
         )
-    return (
-        f"{key_file} is missing: run `twostep init` on a new instance, or copy secret.key and "
-        "encryption.keys from the first instance"
-    )
+    key_file = config.path(config.secret_key_file)
+    if not os.environ.get("TWOSTEP_SECRET_KEY") and not key_file.is_file():
+        return (
+            f"{key_file} is missing: run `twostep init` on a new instance, copy secret.key and "
+            "encryption.keys from the first instance, or set TWOSTEP_SECRET_KEY if this installation "
+            "takes its secret key from the environment"
+        )
+    return None
 
 
 if __name__ == "__main__":

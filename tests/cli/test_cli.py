@@ -143,6 +143,7 @@ def test_without_a_data_directory_it_says_to_run_init(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     result = runner("serve")
     assert result.returncode == 2 and "secret.key is missing" in result.stderr
+    assert "or set TWOSTEP_SECRET_KEY" in result.stderr  # the other way of giving the key
     assert "Traceback" not in result.stderr
 
 
