@@ -90,7 +90,11 @@ def _database_location() -> str:
 
 
 def _not_initialised() -> str | None:
-    """Why the data directory cannot serve a command yet (no directory, no signing key), or None.
+    """Why the data directory cannot serve a command yet (no directory, no signing key, no database), or None.
+
+    Nothing is created: a SQLite connection would create an empty database
+    (and its writer-lock file), which is how an instance whose PostgreSQL URL
+    did not reach the shell used to end up with a second, empty installation.
 
     Raises:
         ConfigError: the configuration itself is invalid.
@@ -109,6 +113,12 @@ def _not_initialised() -> str | None:
             f"{key_file} is missing: run `twostep init` on a new instance, copy secret.key and "
             "encryption.keys from the first instance, or set TWOSTEP_SECRET_KEY if this installation "
             "takes its secret key from the environment"
+        )
+    database_file = config.path(config.database.sqlite_path)
+    if not config.database.url and not database_file.exists():
+        return (
+            f"no database at {database_file}: run `twostep init`, or set database.url "
+            "(TWOSTEP_DATABASE__URL) if this installation uses PostgreSQL"
         )
     return None
 

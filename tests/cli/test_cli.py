@@ -147,6 +147,20 @@ def test_without_a_data_directory_it_says_to_run_init(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("args", [["users", "list"], ["db", "upgrade"], ["settings", "show"]])
+def test_without_a_database_nothing_is_created(twostep: Runner, tmp_path: Path, args: list[str]) -> None:
+    """Keys but no SQLite file (a PostgreSQL instance whose URL did not reach the shell): refused, nothing written."""
+    runner = Runner(tmp_path / "data")
+    runner.data_dir.mkdir(mode=0o700)
+    for name in ("secret.key", "encryption.keys", "config.toml"):
+        shutil.copy2(twostep.data_dir / name, runner.data_dir / name)
+    result = runner(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert f"no database at {runner.data_dir / 'twostep.db'}: run `twostep init`" in result.stderr
+    assert "set database.url (TWOSTEP_DATABASE__URL) if this installation uses PostgreSQL" in result.stderr
+    assert sorted(path.name for path in runner.data_dir.iterdir()) == ["config.toml", "encryption.keys", "secret.key"]
+
+
 def test_a_list_in_the_environment_must_be_json(twostep: Runner) -> None:
     """A malformed JSON value in a TWOSTEP_* variable is named, with the expected form, not a traceback."""
     result = twostep("users", "list", env={"TWOSTEP_SERVER__TRUSTED_PROXIES": "10.0.0.1, 10.0.0.2"})
