@@ -81,6 +81,16 @@ def test_init_without_keys_for_a_database_in_use_refuses(twostep: Runner) -> Non
     assert [path.read_bytes() for path in key_files] == before
 
 
+def test_init_of_a_second_instance_without_keys_writes_nothing(twostep: Runner, tmp_path: Path) -> None:
+    """Another instance's init, refused for want of the key files, leaves no config.toml (nor a data directory)."""
+    other = Runner(tmp_path / "other")
+    other.env["TWOSTEP_DATABASE__SQLITE_PATH"] = str(twostep.data_dir / "twostep.db")  # the shared database
+    refused = other("init")
+    assert refused.returncode == 1 and "copy them from the first instance" in refused.stderr
+    assert not other.data_dir.exists()
+    assert "nothing was written" in refused.stderr
+
+
 def test_help_lists_commands(twostep: Runner) -> None:
     """`twostep` alone explains itself."""
     result = twostep()
