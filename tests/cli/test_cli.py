@@ -91,6 +91,20 @@ def test_init_of_a_second_instance_without_keys_writes_nothing(twostep: Runner, 
     assert "nothing was written" in refused.stderr
 
 
+def test_init_beside_keys_without_a_database_creates_no_second_installation(twostep: Runner, tmp_path: Path) -> None:
+    """Keys and a config.toml naming no database, but no SQLite file: init refuses and writes nothing (no new admin)."""
+    other = Runner(tmp_path / "data")
+    other.data_dir.mkdir(mode=0o700)
+    for name in ("secret.key", "encryption.keys", "config.toml"):
+        shutil.copy2(twostep.data_dir / name, other.data_dir / name)
+    refused = other("init")
+    assert refused.returncode == 1, refused.stdout
+    assert sorted(path.name for path in other.data_dir.iterdir()) == ["config.toml", "encryption.keys", "secret.key"]
+    assert "One-time password" not in refused.stdout
+    assert f"has secret.key and encryption.keys but no database at {other.data_dir / 'twostep.db'}" in refused.stderr
+    assert "If this installation uses PostgreSQL, set url under [database]" in refused.stderr
+
+
 def test_help_lists_commands(twostep: Runner) -> None:
     """`twostep` alone explains itself."""
     result = twostep()

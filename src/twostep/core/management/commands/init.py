@@ -91,13 +91,30 @@ class Command(BaseCommand):
         """Stop when initialising here would start an installation beside an existing one.
 
         Raises:
-            CommandError: key files are missing while the database already
-                holds accounts (new keys could not read its secrets).
+            CommandError: the data directory has key files but the SQLite
+                database it names does not exist (an instance of a PostgreSQL
+                installation whose database URL did not reach this shell, or a
+                lost database); or key files are missing while the database
+                already holds accounts (new keys could not read its secrets).
             OperationalError: the PostgreSQL database cannot be reached.
         """
         config = settings.CONFIG
-        if not config.database.url and not config.path(config.database.sqlite_path).exists():
-            return  # a new SQLite installation: connecting would create the file
+        if not config.database.url:
+            database_file = config.path(config.database.sqlite_path)
+            present = [path.name for path in key_files if path.exists()]
+            if present and not database_file.exists():
+                # Keys and a database are created together; keys alone mean the
+                # database is elsewhere, and a new SQLite one would quietly be
+                # a second installation with its own administrator.
+                raise CommandError(
+                    f"{data_dir} has {' and '.join(present)} but no database at {database_file}. "
+                    f"If this installation uses PostgreSQL, set url under [database] in {config_file} "
+                    "(or TWOSTEP_DATABASE__URL); if its SQLite database was lost, restore it from a backup "
+                    '(docs/recovery.md, "Backups"). To start a new installation here instead, move the key '
+                    "files away first. Nothing was written."
+                )
+            if not database_file.exists():
+                return  # a new SQLite installation: connecting would create the file
         if missing and _database_in_use():
             # New keys could not read the secrets already stored (TOTP keys,
             # SMTP and SMS credentials) nor accept the sessions signed with the
