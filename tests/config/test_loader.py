@@ -53,6 +53,28 @@ def test_unknown_key_refused(tmp_path: Path) -> None:
         load_config(tmp_path, {})
 
 
+def test_unknown_section_or_key_gets_a_suggestion(tmp_path: Path) -> None:
+    """A misspelt [section] or key in the file is named with the one it was probably meant to be."""
+    write(tmp_path, "[twofactor]\nenabled = false\n[server]\nportt = 9000\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path, {})
+    assert "twofactor: unknown key (did you mean two_factor?)" in str(refused.value)
+    assert "server.portt: unknown key (did you mean port?)" in str(refused.value)
+    with pytest.raises(ConfigError, match=r"server\.portt: unknown key \(did you mean port\?\)"):
+        load_config(tmp_path / "none", {"TWOSTEP_SERVER__PORTT": "9000"})
+
+
+def test_a_rule_with_a_misspelt_key_says_which_key(tmp_path: Path) -> None:
+    """ "hosts" for "host": the unknown key and the missing one, without dumping the whole rule."""
+    write(tmp_path, '[[forward_auth.rules]]\nhosts = "app.example.com"\npolicy = "signed_in"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path, {})
+    assert str(refused.value) == (
+        "invalid configuration: forward_auth.rules.0.host: missing (a required key); "
+        "forward_auth.rules.0.hosts: unknown key (did you mean host?)"
+    )
+
+
 def test_malformed_toml_reported(tmp_path: Path) -> None:
     """A syntax error names the file."""
     write(tmp_path, "[server\nport = 1\n")

@@ -311,12 +311,33 @@ class TwostepConfig(_Section):
         return f"SQLite {self.path(self.database.sqlite_path)}"
 
 
+def _keys_beside(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the model expects where ``loc`` points (``("two_factor", "enabeld")``: two_factor's keys)."""
+    model: type[BaseModel] = TwostepConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue  # an item of a list of tables, e.g. forward_auth.rules.0
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+        else:
+            return []
+    return list(model.model_fields)
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])
     value = error.get("input")
     message = str(error["msg"])
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
+        close = difflib.get_close_matches(str(error["loc"][-1]), _keys_beside(tuple(error["loc"])), n=1)
+        return f"{key}: unknown key" + (f" (did you mean {close[0]}?)" if close else "")
+    if error["type"] == "missing":
+        # The input is the whole table the key is missing from: not worth printing.
+        return f"{key}: missing (a required key)"
     if isinstance(value, str) and (key == "database.url" or "://" in value):
         # database.url (or a URL given where another key was meant) may carry a password.
         return f"{key} = {database.redact_url(value)!r}: {message}"
