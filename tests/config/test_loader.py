@@ -75,6 +75,20 @@ def test_a_rule_with_a_misspelt_key_says_which_key(tmp_path: Path) -> None:
     )
 
 
+def test_a_list_variable_that_is_not_json_is_named(tmp_path: Path) -> None:
+    """A bare address for a list: the variable is named with the JSON to write; a table's value is not repeated."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path, {"TWOSTEP_SERVER__TRUSTED_PROXIES": "127.0.0.1"})
+    assert (
+        """TWOSTEP_SERVER__TRUSTED_PROXIES is not valid JSON: write it as TWOSTEP_SERVER__TRUSTED_PROXIES='["127.0.0.1"]'"""
+        in str(refused.value)
+    )
+    assert "EnvSettingsSource" not in str(refused.value)
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path, {"TWOSTEP_DATABASE": "url=postgresql://u:S3cret@h/x"})
+    assert "TWOSTEP_DATABASE is not valid JSON;" in str(refused.value) and "S3cret" not in str(refused.value)
+
+
 def test_malformed_toml_reported(tmp_path: Path) -> None:
     """A syntax error names the file."""
     write(tmp_path, "[server\nport = 1\n")

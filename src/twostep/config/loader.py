@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import os
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -465,10 +467,48 @@ def _environment_values(env: Mapping[str, str]) -> dict[str, Any]:
         return source()
     except SettingsError as exc:
         # A list or table given in the environment is JSON; say so instead of a traceback.
+        # pydantic-settings names only the section ("server"): find the variable.
         raise ConfigError(
-            f"invalid configuration: {exc}; lists and tables in TWOSTEP_* variables are written in JSON, "
-            """e.g. TWOSTEP_SERVER__TRUSTED_PROXIES='["10.0.0.1"]'"""
+            f"invalid configuration: {_not_json(env) or exc}; lists and tables in TWOSTEP_* variables are "
+            """written in JSON, e.g. TWOSTEP_SERVER__TRUSTED_PROXIES='["10.0.0.1"]'"""
         ) from None
+
+
+def _not_json(env: Mapping[str, str]) -> str | None:
+    """Which variable of a list or table is not valid JSON, with its value written as JSON where it can be; or None.
+
+    The value itself is repeated only for lists of strings (addresses, host
+    names): a table, such as the whole [database] section, may hold a password.
+    """
+    for name in sorted(env):
+        if not name.upper().startswith("TWOSTEP_"):
+            continue
+        annotation = _annotation_at(name.upper().removeprefix("TWOSTEP_").lower().split("__"))
+        origin = typing.get_origin(annotation)
+        is_table = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if origin not in (list, dict) and not is_table:
+            continue
+        try:
+            json.loads(env[name])
+        except ValueError:
+            if typing.get_args(annotation) == (str,):
+                items = [item.strip() for item in env[name].split(",") if item.strip()]
+                return f"{name} is not valid JSON: write it as {name}='{json.dumps(items)}'"
+            return f"{name} is not valid JSON"
+    return None
+
+
+def _annotation_at(path: list[str]) -> Any:
+    """The type of the configuration field at ``path`` (``["server", "trusted_proxies"]``), or None."""
+    annotation: Any = TwostepConfig
+    for part in path:
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        field = annotation.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+    return annotation
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
