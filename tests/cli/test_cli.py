@@ -383,6 +383,7 @@ def test_keys_add_then_rotate(twostep: Runner) -> None:
     added = twostep("keys", "add")
     assert added.returncode == 0, added.stderr
     assert "does not encrypt yet" in added.stdout and "copy" in added.stdout and "keys rotate" in added.stdout
+    assert 'See docs/recovery.md, "Rotating the encryption keys".' in added.stdout  # where the procedure is
     assert "next:" in (twostep.data_dir / "encryption.keys").read_text()
     status = twostep("keys", "status")
     assert status.returncode == 0 and "added key:" in status.stdout and "match the database" in status.stdout

@@ -21,7 +21,7 @@ With several instances sharing the database, rotate in two phases:
   3. twostep keys rotate       on the same instance (the new key encrypts; every secret re-encrypted)
   4. copy {path} to every other instance again
   5. later, optionally: twostep keys drop-old on that instance, then copy the file once more
-See docs/recovery.md, "Several instances"."""
+See docs/recovery.md, "Rotating the encryption keys"."""
 
 
 class Command(NounCommand):
