@@ -33,8 +33,23 @@ def main(argv: list[str] | None = None) -> int:
     0 on success; 2 for bad input or configuration; 1 when the database cannot
     be reached or a key or data file cannot be read, said in one line (the
     traceback only with Django's ``--traceback``, given before the verb).
+    Output cut short by its reader (``twostep audit tail | head -2``) ends
+    quietly with 0.
     """
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _run(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # here, not at exit, where a closed pipe would be reported again
+    except BrokenPipeError:
+        # The reader took what it wanted and left.  Python flushes stdout once
+        # more at exit: point it at /dev/null so that this says nothing either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    return code
+
+
+def _run(args: list[str]) -> int:
+    """Run the command ``args``; return its exit code (see ``main``)."""
     if not args or args[0] in {"-h", "--help", "help"}:
         print(USAGE)
         return 0
@@ -74,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OSError as exc:
         # A key or data file that cannot be read or written: a directory in
-        # its place, wrong permissions, a full disk.
+        # its place, wrong permissions, a full disk.  (A closed standard
+        # output has no file name: main() ends quietly.)
         if "--traceback" in args or exc.filename is None:
             raise
         print(f"twostep: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)

@@ -196,6 +196,23 @@ def test_a_list_in_the_environment_must_be_json(twostep: Runner) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("args", [["email", "show"], []])
+def test_output_cut_short_by_its_reader_ends_quietly(twostep: Runner, args: list[str]) -> None:
+    """`twostep email show | head -2`: once the reader has gone, no BrokenPipeError traceback, exit code 0."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that has already left: the first write fails
+    with os.fdopen(write_end, "wb") as stdout:
+        result = subprocess.run(
+            [sys.executable, "-m", "twostep", *args],
+            env=twostep.env,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert (result.returncode, result.stderr) == (0, "")
+
+
 def test_unknown_command_fails(twostep: Runner) -> None:
     """An unknown command is an error, not silence."""
     result = twostep("frobnicate")
