@@ -13,7 +13,8 @@ COMMANDS = {
     "init": "Create ./data: configuration, keys, database and the first administrator.",
     "serve": "Run the web server (granian by default, or gunicorn).",
     "db": "Database: upgrade, status.",
-    "users": "Users: add, list, show, set-password, reset-2fa, unlock, disable, enable.",
+    "users": "Users: add, list, show, set-password, reset-2fa, unlock, disable, enable, add-email, remove-email, "
+    "add-phone, remove-phone.",
     "settings": "Runtime settings: show, set.",
     "keys": "Encryption keys: status, add, rotate, drop-old.",
     "email": "Outgoing mail: test, show, set-password, clear-password.",
@@ -32,8 +33,23 @@ def main(argv: list[str] | None = None) -> int:
     0 on success; 2 for bad input or configuration; 1 when the database cannot
     be reached or a key or data file cannot be read, said in one line (the
     traceback only with Django's ``--traceback``, given before the verb).
+    Output cut short by its reader (``twostep audit tail | head -2``) ends
+    quietly with 0.
     """
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _run(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # here, not at exit, where a closed pipe would be reported again
+    except BrokenPipeError:
+        # The reader took what it wanted and left.  Python flushes stdout once
+        # more at exit: point it at /dev/null so that this says nothing either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    return code
+
+
+def _run(args: list[str]) -> int:
+    """Run the command ``args``; return its exit code (see ``main``)."""
     if not args or args[0] in {"-h", "--help", "help"}:
         print(USAGE)
         return 0
@@ -73,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except OSError as exc:
         # A key or data file that cannot be read or written: a directory in
-        # its place, wrong permissions, a full disk.
+        # its place, wrong permissions, a full disk.  (A closed standard
+        # output has no file name: main() ends quietly.)
         if "--traceback" in args or exc.filename is None:
             raise
         print(f"twostep: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
@@ -90,7 +107,11 @@ def _database_location() -> str:
 
 
 def _not_initialised() -> str | None:
-    """Why the data directory cannot serve a command yet (no directory, no signing key), or None.
+    """Why the data directory cannot serve a command yet (no directory, no signing key, no database), or None.
+
+    Nothing is created: a SQLite connection would create an empty database
+    (and its writer-lock file), which is how an instance whose PostgreSQL URL
+    did not reach the shell used to end up with a second, empty installation.
 
     Raises:
         ConfigError: the configuration itself is invalid.
@@ -98,18 +119,25 @@ def _not_initialised() -> str | None:
     from django.conf import settings
 
     config = settings.CONFIG  # the whole configuration is checked first: its errors say more
-    key_file = config.path(config.secret_key_file)
-    if os.environ.get("TWOSTEP_SECRET_KEY") or key_file.is_file():
-        return None
     if not config.data_dir.is_dir():
         return (
             f"there is no data directory at {config.data_dir.resolve()}: run `twostep init` first, "
             "or point TWOSTEP_DATA_DIR at an existing one"
         )
-    return (
-        f"{key_file} is missing: run `twostep init` on a new instance, or copy secret.key and "
-        "encryption.keys from the first instance"
-    )
+    key_file = config.path(config.secret_key_file)
+    if not os.environ.get("TWOSTEP_SECRET_KEY") and not key_file.is_file():
+        return (
+            f"{key_file} is missing: run `twostep init` on a new instance, copy secret.key and "
+            "encryption.keys from the first instance, or set TWOSTEP_SECRET_KEY if this installation "
+            "takes its secret key from the environment"
+        )
+    database_file = config.path(config.database.sqlite_path)
+    if not config.database.url and not database_file.exists():
+        return (
+            f"no database at {database_file}: run `twostep init`, or set database.url "
+            "(TWOSTEP_DATABASE__URL) if this installation uses PostgreSQL"
+        )
+    return None
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from django.core.management.base import CommandError
 
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
+from twostep.core import clock
 from twostep.mfa.models import Authenticator, Method
 
 pytestmark = pytest.mark.django_db
@@ -69,3 +70,14 @@ def test_unlocking_an_account_that_is_not_locked_says_so(user: User) -> None:
     User.objects.filter(pk=user.pk).update(second_step_failures=3)
     assert "unlocked" in users("unlock", user.username)
     assert AuthEvent.objects.filter(kind="second_step.unlocked").exists()
+
+
+def test_reset_2fa_counts_factors_in_words(user: User) -> None:
+    """One factor is "1 factor", two are "2 factors"; never "factor(s)"."""
+    Authenticator.objects.create(user=user, method=Method.TOTP, confirmed_at=clock.now())
+    assert "alice reset: 1 factor removed, sessions ended." in users("reset-2fa", user.username)
+    Authenticator.objects.create(user=user, method=Method.TOTP, confirmed_at=clock.now())
+    Authenticator.objects.create(
+        user=user, method=Method.EMAIL, destination="alice@example.com", confirmed_at=clock.now()
+    )
+    assert "alice reset: 2 factors removed, sessions ended." in users("reset-2fa", user.username)

@@ -81,6 +81,30 @@ def test_init_without_keys_for_a_database_in_use_refuses(twostep: Runner) -> Non
     assert [path.read_bytes() for path in key_files] == before
 
 
+def test_init_of_a_second_instance_without_keys_writes_nothing(twostep: Runner, tmp_path: Path) -> None:
+    """Another instance's init, refused for want of the key files, leaves no config.toml (nor a data directory)."""
+    other = Runner(tmp_path / "other")
+    other.env["TWOSTEP_DATABASE__SQLITE_PATH"] = str(twostep.data_dir / "twostep.db")  # the shared database
+    refused = other("init")
+    assert refused.returncode == 1 and "copy them from the first instance" in refused.stderr
+    assert not other.data_dir.exists()
+    assert "nothing was written" in refused.stderr
+
+
+def test_init_beside_keys_without_a_database_creates_no_second_installation(twostep: Runner, tmp_path: Path) -> None:
+    """Keys and a config.toml naming no database, but no SQLite file: init refuses and writes nothing (no new admin)."""
+    other = Runner(tmp_path / "data")
+    other.data_dir.mkdir(mode=0o700)
+    for name in ("secret.key", "encryption.keys", "config.toml"):
+        shutil.copy2(twostep.data_dir / name, other.data_dir / name)
+    refused = other("init")
+    assert refused.returncode == 1, refused.stdout
+    assert sorted(path.name for path in other.data_dir.iterdir()) == ["config.toml", "encryption.keys", "secret.key"]
+    assert "One-time password" not in refused.stdout
+    assert f"has secret.key and encryption.keys but no database at {other.data_dir / 'twostep.db'}" in refused.stderr
+    assert "If this installation uses PostgreSQL, set url under [database]" in refused.stderr
+
+
 def test_help_lists_commands(twostep: Runner) -> None:
     """`twostep` alone explains itself."""
     result = twostep()
@@ -143,14 +167,50 @@ def test_without_a_data_directory_it_says_to_run_init(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     result = runner("serve")
     assert result.returncode == 2 and "secret.key is missing" in result.stderr
+    assert "or set TWOSTEP_SECRET_KEY" in result.stderr  # the other way of giving the key
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["users", "list"], ["db", "upgrade"], ["settings", "show"]])
+def test_without_a_database_nothing_is_created(twostep: Runner, tmp_path: Path, args: list[str]) -> None:
+    """Keys but no SQLite file (a PostgreSQL instance whose URL did not reach the shell): refused, nothing written."""
+    runner = Runner(tmp_path / "data")
+    runner.data_dir.mkdir(mode=0o700)
+    for name in ("secret.key", "encryption.keys", "config.toml"):
+        shutil.copy2(twostep.data_dir / name, runner.data_dir / name)
+    result = runner(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert f"no database at {runner.data_dir / 'twostep.db'}: run `twostep init`" in result.stderr
+    assert "set database.url (TWOSTEP_DATABASE__URL) if this installation uses PostgreSQL" in result.stderr
+    assert sorted(path.name for path in runner.data_dir.iterdir()) == ["config.toml", "encryption.keys", "secret.key"]
 
 
 def test_a_list_in_the_environment_must_be_json(twostep: Runner) -> None:
     """A malformed JSON value in a TWOSTEP_* variable is named, with the expected form, not a traceback."""
     result = twostep("users", "list", env={"TWOSTEP_SERVER__TRUSTED_PROXIES": "10.0.0.1, 10.0.0.2"})
-    assert result.returncode == 2 and "written in JSON" in result.stderr and '"server"' in result.stderr
+    assert result.returncode == 2 and "written in JSON" in result.stderr
+    assert (
+        """TWOSTEP_SERVER__TRUSTED_PROXIES is not valid JSON: """
+        """write it as TWOSTEP_SERVER__TRUSTED_PROXIES='["10.0.0.1", "10.0.0.2"]'"""
+    ) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["email", "show"], []])
+def test_output_cut_short_by_its_reader_ends_quietly(twostep: Runner, args: list[str]) -> None:
+    """`twostep email show | head -2`: once the reader has gone, no BrokenPipeError traceback, exit code 0."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that has already left: the first write fails
+    with os.fdopen(write_end, "wb") as stdout:
+        result = subprocess.run(
+            [sys.executable, "-m", "twostep", *args],
+            env=twostep.env,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert (result.returncode, result.stderr) == (0, "")
 
 
 def test_unknown_command_fails(twostep: Runner) -> None:
@@ -312,6 +372,22 @@ def test_misspelt_variable_stops_init(tmp_path: Path, name: str) -> None:
     assert not fresh.data_dir.exists()
 
 
+def test_misspelt_data_dir_variable_is_not_ignored(twostep: Runner, tmp_path: Path) -> None:
+    """TWOSTEP_DATADIR is refused with the right name, instead of quietly using ./data."""
+    env = {"TWOSTEP_DATADIR": str(tmp_path / "elsewhere")}
+    result = subprocess.run(
+        [sys.executable, "-m", "twostep", "settings", "show"],
+        env={key: value for key, value in twostep.env.items() if key != "TWOSTEP_DATA_DIR"} | env,
+        cwd=twostep.data_dir.parent,  # where ./data is an initialised data directory
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout
+    assert "TWOSTEP_DATADIR names no setting; did you mean TWOSTEP_DATA_DIR?" in result.stderr
+    assert result.stdout == ""
+
+
 def test_database_password_is_not_printed_in_a_config_error(twostep: Runner) -> None:
     """A misspelt scheme is refused with the URL shown without its password."""
     result = twostep("users", "list", env={"TWOSTEP_DATABASE__URL": "postgresq://twostep:S3cretDBpass@db/twostep"})
@@ -324,6 +400,7 @@ def test_keys_add_then_rotate(twostep: Runner) -> None:
     added = twostep("keys", "add")
     assert added.returncode == 0, added.stderr
     assert "does not encrypt yet" in added.stdout and "copy" in added.stdout and "keys rotate" in added.stdout
+    assert 'See docs/recovery.md, "Rotating the encryption keys".' in added.stdout  # where the procedure is
     assert "next:" in (twostep.data_dir / "encryption.keys").read_text()
     status = twostep("keys", "status")
     assert status.returncode == 0 and "added key:" in status.stdout and "match the database" in status.stdout

@@ -53,6 +53,42 @@ def test_unknown_key_refused(tmp_path: Path) -> None:
         load_config(tmp_path, {})
 
 
+def test_unknown_section_or_key_gets_a_suggestion(tmp_path: Path) -> None:
+    """A misspelt [section] or key in the file is named with the one it was probably meant to be."""
+    write(tmp_path, "[twofactor]\nenabled = false\n[server]\nportt = 9000\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path, {})
+    assert "twofactor: unknown key (did you mean two_factor?)" in str(refused.value)
+    assert "server.portt: unknown key (did you mean port?)" in str(refused.value)
+    with pytest.raises(ConfigError, match=r"server\.portt: unknown key \(did you mean port\?\)"):
+        load_config(tmp_path / "none", {"TWOSTEP_SERVER__PORTT": "9000"})
+
+
+def test_a_rule_with_a_misspelt_key_says_which_key(tmp_path: Path) -> None:
+    """ "hosts" for "host": the unknown key and the missing one, without dumping the whole rule."""
+    write(tmp_path, '[[forward_auth.rules]]\nhosts = "app.example.com"\npolicy = "signed_in"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path, {})
+    assert str(refused.value) == (
+        "invalid configuration: forward_auth.rules.0.host: missing (a required key); "
+        "forward_auth.rules.0.hosts: unknown key (did you mean host?)"
+    )
+
+
+def test_a_list_variable_that_is_not_json_is_named(tmp_path: Path) -> None:
+    """A bare address for a list: the variable is named with the JSON to write; a table's value is not repeated."""
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path, {"TWOSTEP_SERVER__TRUSTED_PROXIES": "127.0.0.1"})
+    assert (
+        """TWOSTEP_SERVER__TRUSTED_PROXIES is not valid JSON: write it as TWOSTEP_SERVER__TRUSTED_PROXIES='["127.0.0.1"]'"""
+        in str(refused.value)
+    )
+    assert "EnvSettingsSource" not in str(refused.value)
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path, {"TWOSTEP_DATABASE": "url=postgresql://u:S3cret@h/x"})
+    assert "TWOSTEP_DATABASE is not valid JSON;" in str(refused.value) and "S3cret" not in str(refused.value)
+
+
 def test_malformed_toml_reported(tmp_path: Path) -> None:
     """A syntax error names the file."""
     write(tmp_path, "[server\nport = 1\n")
@@ -98,10 +134,15 @@ def test_public_url_follows_the_port_unless_set(tmp_path: Path) -> None:
         ("TWOSTEP_DATABSE__URL", "did you mean TWOSTEP_DATABASE__URL?"),
         ("TWOSTEP_DB__URL", "the sections are server, database, two_factor"),
         ("twostep_database_url", "did you mean TWOSTEP_DATABASE__URL?"),
+        ("TWOSTEP_DATADIR", "names no setting; did you mean TWOSTEP_DATA_DIR?"),
+        ("TWOSTEP_DATA_DIRECTORY", "did you mean TWOSTEP_DATA_DIR?"),
+        ("TWOSTEP_LOGLEVEL", "did you mean TWOSTEP_LOG_LEVEL?"),
+        ("TWOSTEP_SECRETKEY", "did you mean TWOSTEP_SECRET_KEY?"),
+        ("TWOSTEP_FOO", "names no setting; the variables are TWOSTEP_<SECTION>__<KEY>"),
     ],
 )
 def test_misspelt_variable_names_are_refused(tmp_path: Path, name: str, suggestion: str) -> None:
-    """A TWOSTEP_* name that would be silently ignored (wrong section, one underscore) stops the start, with the right name."""
+    """A TWOSTEP_* name that would be silently ignored (wrong section or key, one underscore) stops the start, with the right name."""
     with pytest.raises(ConfigError) as refused:
         load_config(tmp_path, {name: "false"})
     assert name in str(refused.value) and suggestion in str(refused.value)

@@ -236,7 +236,7 @@ def test_cli_reset_2fa(signed_in: Client, user: User, capsys: pytest.CaptureFixt
     """`twostep users reset-2fa NAME` is the lost-device path from a shell."""
     enrol_via_pages(signed_in)
     call_command("users", "reset-2fa", user.username)
-    assert "1 factor(s) removed" in capsys.readouterr().out
+    assert "1 factor removed" in capsys.readouterr().out
     assert not Authenticator.objects.filter(user=user).exists()
     assert signed_in.get("/account").status_code == 302
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import os
 import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -311,12 +313,33 @@ class TwostepConfig(_Section):
         return f"SQLite {self.path(self.database.sqlite_path)}"
 
 
+def _keys_beside(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the model expects where ``loc`` points (``("two_factor", "enabeld")``: two_factor's keys)."""
+    model: type[BaseModel] = TwostepConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue  # an item of a list of tables, e.g. forward_auth.rules.0
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+        else:
+            return []
+    return list(model.model_fields)
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])
     value = error.get("input")
     message = str(error["msg"])
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
+        close = difflib.get_close_matches(str(error["loc"][-1]), _keys_beside(tuple(error["loc"])), n=1)
+        return f"{key}: unknown key" + (f" (did you mean {close[0]}?)" if close else "")
+    if error["type"] == "missing":
+        # The input is the whole table the key is missing from: not worth printing.
+        return f"{key}: missing (a required key)"
     if isinstance(value, str) and (key == "database.url" or "://" in value):
         # database.url (or a URL given where another key was meant) may carry a password.
         return f"{key} = {database.redact_url(value)!r}: {message}"
@@ -333,8 +356,9 @@ def load_config(data_dir: Path | str | None = None, environ: Mapping[str, str] |
         ConfigError: the TOML file is malformed, a key is unknown or has a
             value of the wrong type or range (the message names the key and
             value, a database URL without its password), or a ``TWOSTEP_*``
-            variable names an unknown section or joins section and key with
-            one underscore (the message suggests the right name).
+            variable names no setting: an unknown section or top-level key, or
+            section and key joined with one underscore (the message suggests
+            the right name where one is close).
     """
     env = dict(os.environ if environ is None else environ)
     directory = Path(data_dir or env.get("TWOSTEP_DATA_DIR") or DEFAULT_DATA_DIR)
@@ -370,14 +394,24 @@ def _sections() -> list[str]:
     ]
 
 
-def _misspelt_variable(name: str, sections: list[str]) -> str | None:
-    """Why the variable ``name`` is refused, or None when it is fine or not meant for the configuration.
+#: ``TWOSTEP_*`` variables that are not configuration keys but are read
+#: elsewhere: the secret key itself (twostep.settings, core.keycheck, init),
+#: and the test suite's switches (tests/settings.py, tests/conftest.py,
+#: tests/browser, tests/api/test_schemathesis.py), which are set while this
+#: loader runs inside the suite.  ``TWOSTEP_DATA_DIR`` is the field ``data_dir``.
+OTHER_VARIABLES = frozenset({"SECRET_KEY", "CI", "BROWSER_SHOTS", "FUZZ_SEED", "FUZZ_EXAMPLES"})
+#: Every ``TWOSTEP_TEST_*`` name is the test suite's (TWOSTEP_TEST_DB, TWOSTEP_TEST_POSTGRES_URL...).
+OTHER_PREFIX = "TEST_"
 
-    pydantic-settings reads ``TWOSTEP_<SECTION>__<KEY>`` and ignores every
-    other ``TWOSTEP_*`` name, so a wrong section or a single underscore would
-    silently drop a setting (a PostgreSQL URL, the break-glass switch).  Names
-    of other shapes (``TWOSTEP_DATA_DIR``, ``TWOSTEP_SECRET_KEY``, the test
-    suite's ``TWOSTEP_TEST_*``) are left alone.
+
+def _misspelt_variable(name: str, sections: list[str]) -> str | None:
+    """Why the variable ``name`` is refused, or None when it is fine or not meant for twostep.
+
+    pydantic-settings reads ``TWOSTEP_<FIELD>`` and ``TWOSTEP_<SECTION>__<KEY>``
+    and ignores every other ``TWOSTEP_*`` name, so a misspelt one would
+    silently drop a setting (a PostgreSQL URL, the break-glass switch, the
+    data directory).  Only the names of ``OTHER_VARIABLES`` and
+    ``OTHER_PREFIX`` are left alone.
     """
     upper = name.upper()
     if not upper.startswith("TWOSTEP_"):
@@ -392,17 +426,28 @@ def _misspelt_variable(name: str, sections: list[str]) -> str | None:
         if close:
             return f"{name}: there is no section {section.lower()!r}; did you mean TWOSTEP_{close[0]}__{key}?"
         return f"{name}: there is no section {section.lower()!r}; the sections are {', '.join(sections)}"
+    fields = [field.upper() for field in TwostepConfig.model_fields]
+    if rest in fields or rest in OTHER_VARIABLES or rest.startswith(OTHER_PREFIX):
+        return None
     for section in upper_sections:
-        if rest.startswith(section + "_") and rest.lower() not in TwostepConfig.model_fields:
+        if rest.startswith(section + "_"):
             key = rest.removeprefix(section + "_")
             return (
                 f"{name}: a section and its key are joined with two underscores; did you mean TWOSTEP_{section}__{key}?"
             )
-    return None
+    close = difflib.get_close_matches(rest, [*fields, "SECRET_KEY"], n=1)  # not the test suite's names
+    if close:
+        return f"{name} names no setting; did you mean TWOSTEP_{close[0]}?"
+    scalars = [field for field in fields if field.lower() not in sections]
+    return (
+        f"{name} names no setting; the variables are TWOSTEP_<SECTION>__<KEY> (sections: {', '.join(sections)}), "
+        + ", ".join(f"TWOSTEP_{field}" for field in scalars)
+        + " and TWOSTEP_SECRET_KEY"
+    )
 
 
 def _check_variable_names(env: Mapping[str, str]) -> None:
-    """Refuse ``TWOSTEP_*`` variables that look meant for the configuration but would be ignored.
+    """Refuse ``TWOSTEP_*`` variables that name no setting (they would be ignored).
 
     Raises:
         ConfigError: names each such variable (never its value) and the name it was probably meant to be.
@@ -422,10 +467,48 @@ def _environment_values(env: Mapping[str, str]) -> dict[str, Any]:
         return source()
     except SettingsError as exc:
         # A list or table given in the environment is JSON; say so instead of a traceback.
+        # pydantic-settings names only the section ("server"): find the variable.
         raise ConfigError(
-            f"invalid configuration: {exc}; lists and tables in TWOSTEP_* variables are written in JSON, "
-            """e.g. TWOSTEP_SERVER__TRUSTED_PROXIES='["10.0.0.1"]'"""
+            f"invalid configuration: {_not_json(env) or exc}; lists and tables in TWOSTEP_* variables are "
+            """written in JSON, e.g. TWOSTEP_SERVER__TRUSTED_PROXIES='["10.0.0.1"]'"""
         ) from None
+
+
+def _not_json(env: Mapping[str, str]) -> str | None:
+    """Which variable of a list or table is not valid JSON, with its value written as JSON where it can be; or None.
+
+    The value itself is repeated only for lists of strings (addresses, host
+    names): a table, such as the whole [database] section, may hold a password.
+    """
+    for name in sorted(env):
+        if not name.upper().startswith("TWOSTEP_"):
+            continue
+        annotation = _annotation_at(name.upper().removeprefix("TWOSTEP_").lower().split("__"))
+        origin = typing.get_origin(annotation)
+        is_table = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if origin not in (list, dict) and not is_table:
+            continue
+        try:
+            json.loads(env[name])
+        except ValueError:
+            if typing.get_args(annotation) == (str,):
+                items = [item.strip() for item in env[name].split(",") if item.strip()]
+                return f"{name} is not valid JSON: write it as {name}='{json.dumps(items)}'"
+            return f"{name} is not valid JSON"
+    return None
+
+
+def _annotation_at(path: list[str]) -> Any:
+    """The type of the configuration field at ``path`` (``["server", "trusted_proxies"]``), or None."""
+    annotation: Any = TwostepConfig
+    for part in path:
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        field = annotation.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+    return annotation
 
 
 def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from twostep.accounts import services
 from twostep.accounts.models import Role, User
 from twostep.accounts.validators import normalize_phone
 from twostep.audit.services import CLI
-from twostep.core.management.base import NounCommand, fail, read_password_stdin
+from twostep.core.management.base import NounCommand, fail, plural, read_password_stdin
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator
 
@@ -174,7 +174,7 @@ class Command(NounCommand):
         user = self._user(name)
         removed = mfa_services.reset_two_factor(user, origin=CLI)
         self.stdout.write(
-            f"Two-factor authentication of {user.username} reset: {removed} factor(s) removed, sessions ended."
+            f"Two-factor authentication of {user.username} reset: {plural(removed, 'factor')} removed, sessions ended."
         )
 
     def handle_unlock(self, name: str, **_: Any) -> None:

@@ -11,7 +11,7 @@ from django.db import DatabaseError
 from twostep.core.clockcheck import database_offset, offset_warning
 from twostep.core.crypto import KeyFileError
 from twostep.core.keycheck import describe, instance_key_problems, stored_check
-from twostep.core.management.base import NounCommand
+from twostep.core.management.base import NounCommand, plural
 from twostep.core.migrations_state import pending_migrations, unknown_migrations, upgrade_lock
 
 NEWER_DATABASE = (
@@ -38,7 +38,7 @@ class Command(NounCommand):
                 call_command("migrate", interactive=False, verbosity=max(0, options.get("verbosity", 1) - 1))
         if pending:
             self.stdout.write(
-                f"Applied {len(pending)} migration(s). Database is up to date.\n"
+                f"Applied {plural(len(pending), 'migration')}. Database is up to date.\n"
                 "Instances of the previous version must not run against it any more: stop them all, "
                 "then start this version on each."
             )

@@ -45,29 +45,21 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, admin_username: str, **options: Any) -> None:
         data_dir = Path(settings.DATA_DIR)
-        # Only the service's own user: the database holds sessions and password hashes.
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         config_file = data_dir / CONFIG_FILE_NAME
-        if not config_file.exists():
-            config_file.write_text(files("twostep.config").joinpath("template.toml").read_text())
-            self.stdout.write(f"Wrote {config_file}")
         # With TWOSTEP_SECRET_KEY set the key file would never be read: none is written.
         key_from_environment = bool(os.environ.get("TWOSTEP_SECRET_KEY"))
         key_file = settings.CONFIG.path(settings.CONFIG.secret_key_file)
         keys_file = settings.ENCRYPTION_KEYS_PATH
         wanted = [keys_file] if key_from_environment else [key_file, keys_file]
         missing = [path for path in wanted if not path.exists()]
-        if missing and _database_in_use():
-            # New keys could not read the secrets already stored (TOTP keys,
-            # SMTP and SMS credentials) nor accept the sessions signed with the
-            # old ones: the instance would half work.  Ask for the real ones.
-            names = " and ".join(path.name for path in missing)
-            raise CommandError(
-                f"The database already holds an installation of twostep, but {data_dir} has no {names}. "
-                "For another instance sharing this database, copy them from the first instance's data "
-                "directory (with the same modes, 0600); after a loss, restore them from a backup. "
-                "New keys could not read what the database holds, so none were written."
-            )
+        # Every refusal comes before anything is written: a refused init
+        # leaves the data directory as it found it.
+        self._refuse_a_second_installation(data_dir, config_file, [key_file, keys_file], missing)
+        # Only the service's own user: the database holds sessions and password hashes.
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not config_file.exists():
+            config_file.write_text(files("twostep.config").joinpath("template.toml").read_text())
+            self.stdout.write(f"Wrote {config_file}")
         if key_file in missing:
             key = secrets.token_urlsafe(50)
             _write_private(key_file, key + "\n")
@@ -92,3 +84,45 @@ class Command(BaseCommand):
             f"Created the administrator {admin_username!r}.\n"
             f"One-time password (shown only now; you choose a new one at first sign-in): {password}"
         )
+
+    def _refuse_a_second_installation(
+        self, data_dir: Path, config_file: Path, key_files: list[Path], missing: list[Path]
+    ) -> None:
+        """Stop when initialising here would start an installation beside an existing one.
+
+        Raises:
+            CommandError: the data directory has key files but the SQLite
+                database it names does not exist (an instance of a PostgreSQL
+                installation whose database URL did not reach this shell, or a
+                lost database); or key files are missing while the database
+                already holds accounts (new keys could not read its secrets).
+            OperationalError: the PostgreSQL database cannot be reached.
+        """
+        config = settings.CONFIG
+        if not config.database.url:
+            database_file = config.path(config.database.sqlite_path)
+            present = [path.name for path in key_files if path.exists()]
+            if present and not database_file.exists():
+                # Keys and a database are created together; keys alone mean the
+                # database is elsewhere, and a new SQLite one would quietly be
+                # a second installation with its own administrator.
+                raise CommandError(
+                    f"{data_dir} has {' and '.join(present)} but no database at {database_file}. "
+                    f"If this installation uses PostgreSQL, set url under [database] in {config_file} "
+                    "(or TWOSTEP_DATABASE__URL); if its SQLite database was lost, restore it from a backup "
+                    '(docs/recovery.md, "Backups"). To start a new installation here instead, move the key '
+                    "files away first. Nothing was written."
+                )
+            if not database_file.exists():
+                return  # a new SQLite installation: connecting would create the file
+        if missing and _database_in_use():
+            # New keys could not read the secrets already stored (TOTP keys,
+            # SMTP and SMS credentials) nor accept the sessions signed with the
+            # old ones: the instance would half work.  Ask for the real ones.
+            names = " and ".join(path.name for path in missing)
+            raise CommandError(
+                f"The database already holds an installation of twostep, but {data_dir} has no {names}. "
+                "For another instance sharing this database, copy them from the first instance's data "
+                "directory (with the same modes, 0600); after a loss, restore them from a backup. "
+                "New keys could not read what the database holds, so nothing was written."
+            )

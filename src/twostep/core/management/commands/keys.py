@@ -11,7 +11,7 @@ from twostep.audit.services import CLI, Outcome, record
 from twostep.core.crypto import DecryptionError, KeyFileError, key_id, read_key_file
 from twostep.core.keycheck import KeyMismatch, describe, instance_key_problems, stored_check
 from twostep.core.keyring import drop_old_keys, rotate_keys, stage_key
-from twostep.core.management.base import NounCommand
+from twostep.core.management.base import NounCommand, plural
 
 #: Printed by ``keys add`` and ``keys rotate``: the steps for instances sharing a database.
 SEVERAL_INSTANCES = """\
@@ -21,7 +21,7 @@ With several instances sharing the database, rotate in two phases:
   3. twostep keys rotate       on the same instance (the new key encrypts; every secret re-encrypted)
   4. copy {path} to every other instance again
   5. later, optionally: twostep keys drop-old on that instance, then copy the file once more
-See docs/recovery.md, "Several instances"."""
+See docs/recovery.md, "Rotating the encryption keys"."""
 
 
 class Command(NounCommand):
@@ -92,9 +92,9 @@ class Command(NounCommand):
             detail={"secrets": count, "dropped_old": drop_old, "key": current, "was_added": bool(staged)},
         )
         if staged:
-            self.stdout.write(f"The added key {current} now encrypts; {count} secret(s) re-encrypted.")
+            self.stdout.write(f"The added key {current} now encrypts; {plural(count, 'secret')} re-encrypted.")
         else:
-            self.stdout.write(f"New key {current} added; {count} secret(s) re-encrypted.")
+            self.stdout.write(f"New key {current} added; {plural(count, 'secret')} re-encrypted.")
         if drop_old:
             self.stdout.write("Old keys were removed: backups encrypted with them can no longer be read.")
         else:
@@ -116,7 +116,7 @@ class Command(NounCommand):
             raise CommandError(str(exc)) from None
         record("keys.dropped_old", Outcome.INFO, origin=CLI, detail={"secrets": count})
         self.stdout.write(
-            f"{count} secret(s) re-encrypted with the current key; older keys removed from "
+            f"{plural(count, 'secret')} re-encrypted with the current key; older keys removed from "
             f"{settings.ENCRYPTION_KEYS_PATH}. Backups encrypted with them can no longer be read. "
             "Copy the file to every other instance sharing this database."
         )

@@ -14,6 +14,7 @@ from django.db import OperationalError
 from twostep.core.clockcheck import clock_warning
 from twostep.core.crypto import KeyFileError, read_keys
 from twostep.core.keycheck import describe, instance_key_problems, secret_key_problem, secret_key_source
+from twostep.core.management.base import plural
 from twostep.core.management.commands.db import NEWER_DATABASE
 from twostep.core.migrations_state import pending_migrations, unknown_migrations
 
@@ -76,7 +77,7 @@ class Command(BaseCommand):
             raise CommandError(f"cannot reach the database: {exc}") from None
         if pending:
             raise CommandError(
-                f"the database is not up to date ({len(pending)} migration(s) pending); run `twostep db upgrade`."
+                f"the database is not up to date ({plural(len(pending), 'migration')} pending); run `twostep db upgrade`."
             )
         unknown = unknown_migrations()
         if unknown:

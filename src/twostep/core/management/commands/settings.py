@@ -8,8 +8,18 @@ from django.conf import settings as django_settings
 from django.core.management.base import CommandParser
 
 from twostep.audit.services import CLI, Outcome, record
-from twostep.core.management.base import NounCommand, fail
-from twostep.core.runtime import DEFINITIONS, SettingError, get_setting, render_value, set_setting_from_text
+from twostep.core.management.base import NounCommand, fail, plural
+from twostep.core.runtime import (
+    DEFINITIONS,
+    SettingError,
+    get_setting,
+    get_settings,
+    render_value,
+    set_setting_from_text,
+)
+
+#: The runtime settings that decide who is asked for a second step.
+TWO_FACTOR_KEYS = ("two_factor.enabled", "two_factor.methods")
 
 
 class Command(NounCommand):
@@ -28,12 +38,16 @@ class Command(NounCommand):
             self.stdout.write("note: two-factor authentication is forced off by the configuration file or environment.")
 
     def handle_set(self, key: str, value: str, **_: Any) -> None:
+        before = get_settings(*TWO_FACTOR_KEYS)
         try:
             stored = set_setting_from_text(key, value)
         except SettingError as exc:
             raise fail(f"{key}: {exc}") from None
         record("settings.changed", Outcome.INFO, origin=CLI, detail={"key": key, "value": stored})
         self.stdout.write(f"{key} = {render_value(stored)}")
+        after = get_settings(*TWO_FACTOR_KEYS)
+        if after != before:
+            self._warn_affected(before, after)
         if key == "two_factor.methods":
             # The mfa app builds on core: imported when needed.
             from twostep.mfa.policy import methods_warning
@@ -41,3 +55,25 @@ class Command(NounCommand):
             warning = methods_warning(list(stored))
             if warning:
                 self.stderr.write(f"warning: {warning}")
+
+    def _warn_affected(self, before: dict[str, Any], after: dict[str, Any]) -> None:
+        """Say how many users with a second factor are not asked for it under ``after``.
+
+        A warning, not a refusal as in the console and the API: the CLI is the
+        break-glass path, used when the console cannot be reached.
+        """
+        from twostep.mfa.services import affected_by  # the mfa app builds on core: imported when needed
+
+        now = affected_by(bool(after["two_factor.enabled"]), list(after["two_factor.methods"]))
+        if not now:
+            return
+        earlier = affected_by(bool(before["two_factor.enabled"]), list(before["two_factor.methods"]))
+        reason = (
+            "two-factor authentication is off"
+            if not after["two_factor.enabled"]
+            else "none of their methods is allowed"
+        )
+        self.stderr.write(
+            f"warning: {plural(now, 'user')} who set up a second factor {'is' if now == 1 else 'are'} not asked for "
+            f"a code with these settings ({earlier} before this change): {reason}."
+        )
