@@ -205,7 +205,14 @@ def test_admin_reset_from_console(signed_in: Client, user: User, admin: User) ->
     enrol_via_pages(signed_in)
     console = Client()
     sign_in(console, admin.username)
-    response = console.post(f"/admin/users/{user.username}/reset-2fa")
+    # One click asks first, naming the user and what goes; nothing is removed yet.
+    asked = console.post(f"/admin/users/{user.username}/reset-2fa")
+    page = asked.content.decode()
+    assert asked.status_code == 200 and f"Reset two-factor authentication of {user.username}?" in page
+    assert "Authenticator app" in page and "recovery codes" in page and 'name="confirm" value="yes"' in page
+    assert Authenticator.objects.filter(user=user, confirmed_at__isnull=False).exists()
+    assert UserSession.objects.filter(user=user).exists()
+    response = console.post(f"/admin/users/{user.username}/reset-2fa", {"confirm": "yes"})
     assert response.status_code == 302
     assert not Authenticator.objects.filter(user=user).exists()
     assert not UserSession.objects.filter(user=user).exists()
