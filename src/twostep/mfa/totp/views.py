@@ -54,7 +54,7 @@ def totp_setup_view(request: HttpRequest) -> HttpResponse:
             return redirect("/account/security")
     elif request.method == "POST":
         # Empty, or not six digits: the form says which, and nothing is counted.
-        error = form.errors["code"][0]
+        error = str(form.errors["code"][0])
     provisioning = totp_flows.provisioning_for(user)
     replacing = Authenticator.objects.filter(user=user, method=Method.TOTP, confirmed_at__isnull=False).exists()
     return render(
