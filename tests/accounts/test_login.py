@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -485,3 +486,22 @@ def test_a_login_form_left_open_in_another_tab_sends_a_signed_in_browser_on(user
 
     stranger = Client(enforce_csrf_checks=True).post("/login", {**form, "csrfmiddlewaretoken": "x" * 64})
     assert stranger.status_code == 403
+
+
+def test_password_change_shows_the_rules_first_and_focuses_the_field_in_error(client: Client, user: User) -> None:
+    """The rules are under the new password's label before any try; after a refusal, that field has the focus."""
+    sign_in(client, user.username)
+    blank = client.get("/account/password").content.decode()
+    assert re.search(r'<div class="helptext" id="id_new_password_helptext">[^<]*at least 8 characters', blank)
+    assert 'aria-describedby="id_new_password_helptext"' in blank
+    refused = client.post(
+        "/account/password", {"current_password": PASSWORD, "new_password": PASSWORD, "repeat_password": PASSWORD}
+    ).content.decode()
+    focused = re.findall(r"<input[^>]*\bautofocus\b[^>]*>", refused)
+    assert len(focused) == 1 and 'id="id_new_password"' in focused[0], focused
+    differ = client.post(
+        "/account/password",
+        {"current_password": PASSWORD, "new_password": "my very own secret", "repeat_password": "my very own"},
+    ).content.decode()
+    focused = re.findall(r"<input[^>]*\bautofocus\b[^>]*>", differ)
+    assert len(focused) == 1 and 'id="id_repeat_password"' in focused[0], focused

@@ -104,14 +104,18 @@ def test_wrong_code_and_replay_are_refused_alike(api: Api, user: User, two_facto
     assert "reused_code" in reasons and "wrong_code" in reasons
 
 
-def test_malformed_code_counts_as_a_failure(api: Api, user: User, two_factor_on: None) -> None:
-    """A malformed code is refused like a wrong one and counted against the account (as on the pages)."""
-    enrol_totp(user)
+def test_malformed_code_is_refused_but_not_counted(api: Api, user: User, two_factor_on: None) -> None:
+    """A malformed code gets the wrong code's answer, but it can never be right: it costs no try (as on the pages)."""
+    key = enrol_totp(user)
     login_token = login(api, user.username).json()["login_token"]
-    response = api.post("/auth/login/verify", {"login_token": login_token, "code": "12 345"})
-    assert response.status_code == 401 and error_code(response) == "second_step_failed"
+    for malformed in ("12 345", "", " 123456"):
+        response = api.post("/auth/login/verify", {"login_token": login_token, "code": malformed})
+        assert response.status_code == 401 and error_code(response) == "second_step_failed"
     user.refresh_from_db()
-    assert user.second_step_failures == 1
+    assert user.second_step_failures == 0
+    # Nor does it spend the login token's tries: the right code still signs in.
+    right = api.post("/auth/login/verify", {"login_token": login_token, "code": totp.totp(key, clock.timestamp())})
+    assert right.status_code == 200
 
 
 def test_login_token_dies_after_too_many_wrong_codes(api: Api, user: User, two_factor_on: None) -> None:

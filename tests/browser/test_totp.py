@@ -173,10 +173,12 @@ def test_user_enrols_from_qr_and_signs_in_with_codes(
     expect(twofa).to_contain_text("Authenticator app")
     twofa.get_by_role("button", name="Reset two-factor authentication").click()
     # The admin's password is older than the re-authentication window: asked
-    # again, and the reset goes through once it is given.
+    # again, then the reset asks to be confirmed, naming the user.
     expect(admin.page.get_by_role("heading", name="Confirm it's you")).to_be_visible()
     admin.page.get_by_label("Password").fill(ADMIN_PASSWORD)
     admin.page.get_by_role("button", name="Confirm and save").click()
+    expect(admin.page.get_by_role("heading", name=f"Reset two-factor authentication of {USERNAME}?")).to_be_visible()
+    admin.page.get_by_role("button", name=f"Reset two-factor authentication of {USERNAME}").click()
     expect(admin.page).to_have_url(re.compile(rf"/admin/users/{USERNAME}$"))
     expect(admin.page.get_by_role("status")).to_contain_text(f"Two-factor authentication of {USERNAME} reset")
     expect(admin.page.get_by_role("region", name="Two-factor authentication")).to_contain_text(

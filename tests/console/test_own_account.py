@@ -39,7 +39,7 @@ def test_resetting_ones_own_second_factor_ends_on_the_sign_in_page(
     enrol_totp(admin)  # two-step sign-in is off in this test: the password alone signs in
     assert sign_in(client, admin.username)["Location"] == "/account"
     admin_client = client
-    response = admin_client.post(f"/admin/users/{admin.username}/reset-2fa")
+    response = admin_client.post(f"/admin/users/{admin.username}/reset-2fa", {"confirm": "yes"})
     assert response.status_code == 302 and response["Location"] == "/login"
     assert "ended your own session too" in admin_client.get("/login").content.decode()
     assert not Authenticator.objects.filter(user=admin).exists()

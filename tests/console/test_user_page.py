@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 
 import pytest
@@ -10,7 +11,10 @@ from django.core.management import call_command
 from django.test import Client
 
 from tests.conftest import sign_in
+from tests.mfa.recovery_codes.helpers import enrol_totp
 from twostep.accounts.models import User
+from twostep.audit.models import AuthEvent
+from twostep.mfa.models import Authenticator
 
 pytestmark = pytest.mark.django_db
 
@@ -147,3 +151,60 @@ def test_an_address_or_number_of_another_account_is_added_with_a_warning(
     assert "is also on the account of" not in alone.content.decode()
     call_command("users", "add-phone", "bob", "+15550001111")
     assert "warning: +15550001111 is also on the account of alice" in capsys.readouterr().err
+
+
+def test_make_primary_buttons_name_their_entry(admin_client: Client, user: User) -> None:
+    """Like "Remove", each "Make primary" says which address or number it acts on, to a screen reader too."""
+    admin_client.post(f"/admin/users/{user.username}/phones", {"action": "add", "phone": "+15557654321"})
+    page = admin_client.get(f"/admin/users/{user.username}").content.decode()
+    backup = user.email_addresses.get(is_primary=False)
+    assert f'aria-label="Make primary: {html.escape(backup.email)}">Make primary</button>' in page
+    assert 'aria-label="Make primary: +15557654321">Make primary</button>' in page
+    assert ">Make primary</button>" not in page.replace('">Make primary</button>', "")
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "field"),
+    [
+        ("emails", {"action": "add", "email": "alice at example"}, "email_email"),
+        ("phones", {"action": "add", "phone": "555 123 4567"}, "phone_phone"),
+    ],
+)
+def test_a_refused_entry_gets_the_focus(
+    admin_client: Client, user: User, path: str, data: dict[str, str], field: str
+) -> None:
+    """After a refused entry the page opens on that field, and on no other."""
+    page = admin_client.post(f"/admin/users/{user.username}/{path}", data).content.decode()
+    focused = re.findall(r"<input[^>]*\bautofocus\b[^>]*>", page)
+    assert len(focused) == 1 and f'id="{field}"' in focused[0], focused
+
+
+def test_new_user_form_focuses_the_first_field_in_error(admin_client: Client) -> None:
+    """The first field that is wrong has the focus; the password rules are shown before any try."""
+    blank = admin_client.get("/admin/users/new").content.decode()
+    assert "at least 8 characters" in blank
+    page = admin_client.post(
+        "/admin/users/new", {"username": "fine-name", "password": "short", "role": "user"}
+    ).content.decode()
+    focused = re.findall(r"<input[^>]*\bautofocus\b[^>]*>", page)
+    assert len(focused) == 1 and 'id="id_password"' in focused[0], focused
+
+
+def test_reset_2fa_asks_first_and_only_when_there_is_a_factor(admin_client: Client, user: User) -> None:
+    """No factor: no button, and a stray post resets nothing. A factor: one click asks, naming user and factor."""
+    page = f"/admin/users/{user.username}"
+    assert f'action="{page}/reset-2fa"' not in admin_client.get(page).content.decode()
+    stray = admin_client.post(f"{page}/reset-2fa", follow=True)
+    assert "has no second factor: there is nothing to reset" in stray.content.decode()
+    assert not AuthEvent.objects.filter(kind="two_factor.reset").exists()
+    enrol_totp(user)
+    assert f'action="{page}/reset-2fa"' in admin_client.get(page).content.decode()
+    asked = admin_client.post(f"{page}/reset-2fa")
+    text = asked.content.decode()
+    assert asked.status_code == 200 and f"Reset two-factor authentication of {user.username}?" in text
+    assert "Authenticator app" in text and "recovery codes" in text and "ends all their sessions" in text
+    assert Authenticator.objects.filter(user=user, confirmed_at__isnull=False).exists()
+    assert not AuthEvent.objects.filter(kind="two_factor.reset").exists()
+    done = admin_client.post(f"{page}/reset-2fa", {"confirm": "yes"})
+    assert done.status_code == 302
+    assert not Authenticator.objects.filter(user=user).exists()

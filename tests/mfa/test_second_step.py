@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
@@ -281,7 +282,7 @@ def test_success_resets_failure_count(totp_user: tuple[User, bytes]) -> None:
     user, key = totp_user
     client = Client()
     sign_in(client, user.username)
-    client.post("/login/verify", {"code": "abc"})
+    client.post("/login/verify", {"code": "000000" if code_now(key) != "000000" else "111111"})
     user.refresh_from_db()
     assert user.second_step_failures == 1
     assert verify(client, code_now(key)) == 1
@@ -714,3 +715,81 @@ def test_sign_in_open_at_the_lock_cannot_guess_after_it(
     sign_in(opened, user.username)
     unlock_second_step(user, origin=CLI)
     assert verify(opened, code_now(key, +1)) == 0
+
+
+def _code_input(html: str) -> str:
+    match = re.search(r'<input type="text" name="code"[^>]*>', html)
+    assert match, html
+    return match.group(0)
+
+
+def test_code_input_takes_a_pasted_code_whole(totp_user: tuple[User, bytes]) -> None:
+    """The code field has no maxlength that would cut "053 243" to "053 24"; it still says what a code is."""
+    user, _ = totp_user
+    client = Client()
+    sign_in(client, user.username)
+    page = client.get("/login/verify").content.decode()
+    field = _code_input(page)
+    assert "maxlength" not in field
+    for attribute in ('pattern="[0-9]{6}"', 'inputmode="numeric"', 'autocomplete="one-time-code"', 'title="6 digits"'):
+        assert attribute in field
+    # The script that removes spaces and dashes is a file of this site, not an inline script.
+    assert re.search(r'<script src="/static/mfa/code_input\.js"', page) and "<script>" not in page
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("{c3} {c3b}", "Enter the 6-digit code (digits only)."),
+        (" {c} ", "Enter the 6-digit code (digits only)."),
+        ("{c3}-{c3b}", "Enter the 6-digit code (digits only)."),
+        ("{c3} {c3b_short}", "Enter the 6-digit code (digits only)."),  # what maxlength="6" used to send
+        ("", "Enter the code."),
+    ],
+)
+def test_not_a_code_is_said_so_and_not_counted(totp_user: tuple[User, bytes], typed: str, message: str) -> None:
+    """Text that cannot be a code gets its own message and costs no try (FUZZ-02 still refuses it)."""
+    user, key = totp_user
+    code = code_now(key)
+    client = Client()
+    sign_in(client, user.username)
+    typed = typed.format(c=code, c3=code[:3], c3b=code[3:], c3b_short=code[3:5])
+    response = client.post("/login/verify", {"code": typed})
+    html = response.content.decode()
+    assert response.status_code == 200 and message in html
+    assert "didn&#x27;t work" not in html and "After several wrong codes" not in html
+    user.refresh_from_db()
+    assert user.second_step_failures == 0
+    assert PendingLogin.objects.get(user=user).failures == 0
+    # The right code, as six digits, still signs in on the same sign-in.
+    assert verify(client, code) == 1
+
+
+def test_malformed_code_is_logged_but_not_counted_by_the_service(totp_user: tuple[User, bytes]) -> None:
+    """The shared verification (pages, step-up, API) refuses a malformed code, logs it, and counts nothing."""
+    user, key = totp_user
+    pending, _ = second_step.start(user, Authenticator.objects.get(user=user), CLI)
+    for typed in ("", "12 345", " " + code_now(key), "".join(chr(0xFF10 + int(d)) for d in "123456")):
+        with pytest.raises(second_step.SecondStepError) as refused:
+            second_step.verify(pending, typed, CLI)
+        assert refused.value.reason == "malformed_code"
+    user.refresh_from_db()
+    pending.refresh_from_db()
+    assert user.second_step_failures == 0 and pending.failures == 0
+    assert AuthEvent.objects.filter(kind="login.second_step", reason="malformed_code").count() == 4
+    # A wrong code of the right shape still counts.
+    with pytest.raises(second_step.SecondStepError):
+        second_step.verify(pending, "000000" if code_now(key) != "000000" else "111111", CLI)
+    user.refresh_from_db()
+    assert user.second_step_failures == 1
+
+
+def test_trust_this_browser_stays_ticked_after_a_wrong_code(totp_user: tuple[User, bytes]) -> None:
+    """A refused code does not untick "Trust this browser": the next try keeps the choice."""
+    user, key = totp_user
+    client = Client()
+    sign_in(client, user.username)
+    ticked = client.post("/login/verify", {"code": "000000" if code_now(key) != "000000" else "111111", "trust": "1"})
+    assert re.search(r'<input type="checkbox" name="trust" value="1" id="id_trust" checked>', ticked.content.decode())
+    unticked = client.post("/login/verify", {"code": "000000" if code_now(key) != "000000" else "111111"})
+    assert re.search(r'<input type="checkbox" name="trust" value="1" id="id_trust">', unticked.content.decode())

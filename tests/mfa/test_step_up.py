@@ -243,7 +243,8 @@ def test_an_admin_with_a_factor_confirms_a_reset(
         assert f'<a href="/admin/users/{target.username}">Cancel</a>' in asked.content.decode()
         assert has_totp(target)
     done = console.post(
-        f"/admin/users/{user.username}/reset-2fa", {"stepup-action": "code", "stepup-code": admin_app.code()}
+        f"/admin/users/{user.username}/reset-2fa",
+        {"stepup-action": "code", "stepup-code": admin_app.code(), "confirm": "yes"},
     )
     assert done.status_code == 302
     assert not has_totp(user)

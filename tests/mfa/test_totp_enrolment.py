@@ -80,15 +80,43 @@ def test_pending_secret_stable_across_wrong_codes_and_expires(signed_in: Client,
     assert b"didn&#x27;t match" in response.content or b"didn't match" in response.content
     # Kept in the auth log although the confirmation's transaction was rolled back.
     assert AuthEvent.objects.filter(kind="totp.enrol", outcome="failure", reason="wrong_code").count() == 1
-    for malformed in ("abcdef", "12345"):
+    for malformed, message in [
+        ("abcdef", "Enter the 6-digit code (digits only)."),
+        ("12345", "Enter the 6-digit code (digits only)."),
+        ("", "Enter the code."),
+    ]:
         # Not a code at all: said so, rather than blaming the phone's clock.
         page = signed_in.post("/account/security/totp", {"code": malformed}).content.decode()
-        assert "Enter the 6-digit code from your authenticator app." in page and "time on your phone" not in page
+        assert message in page and "time on your phone" not in page
     assert shown_secret(signed_in) == first
     assert not Authenticator.objects.filter(confirmed_at__isnull=False).exists()
     frozen_clock.advance(601)  # type: ignore[attr-defined]
     reauthenticate(signed_in)
     assert shown_secret(signed_in) != first
+
+
+def test_expired_setup_says_so_and_shows_a_new_key(signed_in: Client, frozen_clock: clock.FrozenClock) -> None:
+    """A right code from a key that expired is not blamed on the phone's clock: the page says to scan the new one."""
+    reauthenticate(signed_in)
+    first = shown_secret(signed_in)
+    frozen_clock.advance(601)
+    reauthenticate(signed_in)
+    code = totp.totp(totp.decode_secret(first), clock.timestamp())
+    page = signed_in.post("/account/security/totp", {"code": code}).content.decode()
+    assert "This set-up expired" in page and "scan the new QR code" in page
+    assert "time on your phone" not in page
+    assert re.search(r'<p class="error" role="alert" id="code-error">This set-up expired', page)
+    new = re.search(r'id="manual-key">([A-Z2-7 ]+)<', page)
+    assert new and new.group(1).replace(" ", "") != first
+    assert not Authenticator.objects.filter(confirmed_at__isnull=False).exists()
+
+
+def test_setup_code_field_has_focus(signed_in: Client) -> None:
+    """The code field of the set-up page is focused when the page opens, as on the other code pages."""
+    reauthenticate(signed_in)
+    page = signed_in.get("/account/security/totp").content.decode()
+    field = re.search(r'<input type="text" name="code"[^>]*>', page)
+    assert field and " autofocus" in field.group(0) and "maxlength" not in field.group(0)
 
 
 def test_qr_code_encodes_the_key_uri(signed_in: Client, user: User) -> None:
@@ -177,7 +205,14 @@ def test_admin_reset_from_console(signed_in: Client, user: User, admin: User) ->
     enrol_via_pages(signed_in)
     console = Client()
     sign_in(console, admin.username)
-    response = console.post(f"/admin/users/{user.username}/reset-2fa")
+    # One click asks first, naming the user and what goes; nothing is removed yet.
+    asked = console.post(f"/admin/users/{user.username}/reset-2fa")
+    page = asked.content.decode()
+    assert asked.status_code == 200 and f"Reset two-factor authentication of {user.username}?" in page
+    assert "Authenticator app" in page and "recovery codes" in page and 'name="confirm" value="yes"' in page
+    assert Authenticator.objects.filter(user=user, confirmed_at__isnull=False).exists()
+    assert UserSession.objects.filter(user=user).exists()
+    response = console.post(f"/admin/users/{user.username}/reset-2fa", {"confirm": "yes"})
     assert response.status_code == 302
     assert not Authenticator.objects.filter(user=user).exists()
     assert not UserSession.objects.filter(user=user).exists()

@@ -137,7 +137,7 @@ class SecondStepOut(Schema):
 
 class LoginVerifyIn(Input):
     login_token: LoginToken
-    #: Checked by the service (exactly six digits), so a malformed code counts as a failed try.
+    #: Checked by the service (exactly six digits); a malformed code is refused like a wrong one, but not counted.
     code: CodeText
 
 
@@ -289,7 +289,7 @@ class StepUpVerifyIn(Input):
     )
 
     step_up_token: LoginToken
-    #: Checked by the service (exactly six digits), so a malformed code counts as a failed try.
+    #: Checked by the service (exactly six digits); a malformed code is refused like a wrong one, but not counted.
     code: CodeText | SkipJsonSchema[None] = Field(default=None, description="A code of the method asked for.")
     recovery_code: RecoveryCodeText | SkipJsonSchema[None] = Field(
         default=None, description="Or one of your recovery codes (each works once)."

@@ -38,6 +38,7 @@ from twostep.mfa import email_check
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.policy import forced_off_by_config, methods_warning
+from twostep.mfa.recovery_codes.services import remaining as remaining_recovery_codes
 from twostep.mfa.trusted import services as trusted_browsers
 
 
@@ -202,7 +203,20 @@ def user_delete_view(request: HttpRequest, username: str) -> HttpResponse:
 @admin_only
 @require_POST
 def user_reset_2fa_view(request: HttpRequest, username: str) -> HttpResponse:
+    """Remove all of a user's second factors, after a page that names them and what else goes (``confirm=yes``)."""
     user = _user_or_404(username)
+    if request.POST.get("confirm") != "yes":
+        factors = Authenticator.objects.filter(user=user, confirmed_at__isnull=False).order_by("method")
+        if not factors:
+            messages.info(request, f"{user.username} has no second factor: there is nothing to reset.")
+            return redirect(f"/admin/users/{user.username}")
+        context = {
+            "subject": user,
+            "factors": factors,
+            "recovery_codes": remaining_recovery_codes(user.pk),
+            "trusted": len(trusted_browsers.list_trusted(user)),
+        }
+        return render(request, "console/confirm_reset_2fa.html", context)
     removed = mfa_services.reset_two_factor(user, origin=Origin.of(request), actor=_actor(request))
     return _done(
         request,

@@ -183,7 +183,7 @@ def test_email_check_before_a_first_authenticator(
     expect(page.get_by_text("we will send a code to one of your email addresses")).to_be_visible()
     page.get_by_role("link", name="Set up an authenticator app").click()
     expect(page).to_have_url(re.compile(r"/account/security/enrol/email-check\?method=totp$"))
-    expect(page.get_by_role("heading", name="Confirm it's you")).to_be_visible()
+    expect(page.get_by_role("heading", name="Confirm your email address")).to_be_visible()
     expect(page.get_by_label(re.compile(re.escape(CODES_ADDRESS)))).to_be_checked()
     shot(page, "check-1-pick")
     page.get_by_role("button", name="Send code").click()

@@ -84,7 +84,9 @@ def test_password_alone_cannot_reach_totp_setup(client: Client, user: User, chec
     assert client.post(TOTP_SETUP, {"code": "123456"})["Location"] == f"{CHECK}?method=totp"
     assert not Authenticator.objects.filter(user=user).exists()
     page = client.get(f"{CHECK}?method=totp").content.decode()
-    assert "Confirm it's you" in page and BACKUP in page and "alice@example.com" in page
+    # Its own title: "Confirm it's you" is the password prompt's.
+    assert "<h1>Confirm your email address</h1>" in page and "Confirm it&#x27;s you" not in page
+    assert "<title>Confirm your email address" in page and BACKUP in page and "alice@example.com" in page
 
 
 def test_check_then_enrol(client: Client, user: User, check_on: SmtpServer) -> None:

@@ -330,3 +330,20 @@ def test_low_count_is_flagged(client: Client, codes_user: tuple[User, bytes, lis
     signed_in_with_totp(client, user, key)
     html = client.get("/account/security").content.decode()
     assert "3 codes left" in html and "You are running out of recovery codes." in html
+
+
+def test_the_lock_rule_is_told_only_under_a_lock(
+    client: Client, codes_user: tuple[User, bytes, list[str]], frozen_clock: clock.FrozenClock
+) -> None:
+    """A wrong recovery code says nothing about locks when nothing is locked; under a lock, it tells the rule."""
+    user, _, _ = codes_user
+    rule = "While the second step is locked, one recovery code may be tried every 15 minutes"
+    page = recovery_sign_in(client, user, "AAAA-AAAA-AAAA-AAAA").content.decode()  # type: ignore[attr-defined]
+    assert FAILURE in page and rule not in page
+    assert 'aria-describedby="recovery-error"' in page
+    client.post("/logout")
+    frozen_clock.advance(901)
+    User.objects.filter(pk=user.pk).update(second_step_locked_at=clock.now(), second_step_failures=20)
+    locked = recovery_sign_in(client, user, "AAAA-AAAA-AAAA-AAAA").content.decode()  # type: ignore[attr-defined]
+    assert FAILURE in locked and rule in locked
+    assert 'aria-describedby="recovery-error recovery-error-hint"' in locked

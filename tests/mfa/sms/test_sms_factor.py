@@ -67,6 +67,16 @@ def test_enrol_on_the_chosen_number_and_sign_in_with_it(phone_user: User, twilio
     assert "sign-in code" in twilio.received[-1].body
 
 
+def test_security_page_shows_the_users_own_number_in_full(phone_user: User, twilio: FakeTwilio) -> None:
+    """Signed in, on their own Security page, the user sees the number their codes go to, as they see the
+    address of email codes; masking is for the sign-in page, before the second step."""
+    client = signed_in(phone_user)
+    enrol(client, phone_user, twilio, SECOND)
+    client.get("/account/security")  # the one-time message of the set-up
+    page = client.get("/account/security").content.decode()
+    assert f"Codes go to <strong>{SECOND}</strong>" in page and "••• 4321" not in page
+
+
 def test_sign_in_code_works_once_and_enrolment_code_never(phone_user: User, twilio: FakeTwilio) -> None:
     """A used sign-in code is dead; the enrolment code was bound to the enrolment and cannot sign in."""
     enrol(signed_in(phone_user), phone_user, twilio, PRIMARY)

@@ -15,6 +15,7 @@ from twostep.accounts.views import NEXT_KEY, PENDING_KEY, complete_sign_in, pend
 from twostep.audit.services import Origin
 from twostep.core.decorators import fresh_password, recently_authenticated
 from twostep.mfa import login as second_step
+from twostep.mfa import throttle
 from twostep.mfa.enforcement import AFTER_ENROL_KEY
 from twostep.mfa.methods import SecurityPanel, register_panel
 from twostep.mfa.models import Authenticator
@@ -98,7 +99,9 @@ def login_recovery_view(request: HttpRequest) -> HttpResponse:
             request.session.pop(PENDING_KEY, None)
             messages.error(request, "That recovery code didn't work, and this sign-in has ended. Please sign in again.")
             return redirect("/login")
-        return render(request, "mfa/recovery_codes/login.html", {"error": FAILURE}, status=200)
+        # The rule for recovery codes under a lock is told only to a user whose second step is locked.
+        locked = throttle.is_locked(User.objects.get(pk=pending.user_id))
+        return render(request, "mfa/recovery_codes/login.html", {"error": FAILURE, "locked": locked}, status=200)
     request.session.pop(PENDING_KEY, None)
     # Someone who needed a recovery code should see what is left and fix their second step.
     request.session[NEXT_KEY] = SECURITY_URL

@@ -21,7 +21,12 @@ from twostep.mfa.step_up_views import fresh_second_factor
 from twostep.mfa.totp import flows as totp_flows
 from twostep.mfa.views import confirm_if_last
 
-MALFORMED = "Enter the 6-digit code from your authenticator app."
+#: The set-up key expired (``flows.ENROLMENT_TTL``): the page shows a new one, which the phone does not have.
+SETUP_EXPIRED = (
+    "This set-up expired, so the key your app scanned no longer works. "
+    "Delete that entry from your app, scan the new QR code below, and enter the code it shows."
+)
+WRONG_CODE = "That code didn't match. Check the time on your phone and enter the current code."
 
 
 @fresh_password
@@ -42,17 +47,14 @@ def totp_setup_view(request: HttpRequest) -> HttpResponse:
                 user, form.cleaned_data["code"], Origin.of(request), keep_session_key=request.session.session_key
             )
         except totp_flows.EnrolmentError as exc:
-            error = (
-                MALFORMED
-                if str(exc) == "malformed_code"
-                else "That code didn't match. Check the time on your phone and enter the current code."
-            )
+            error = SETUP_EXPIRED if str(exc) == "no_pending_secret" else WRONG_CODE
         else:
             request.session.cycle_key()
             messages.success(request, "Your authenticator app is now required when you sign in.")
             return redirect("/account/security")
     elif request.method == "POST":
-        error = MALFORMED
+        # Empty, or not six digits: the form says which, and nothing is counted.
+        error = str(form.errors["code"][0])
     provisioning = totp_flows.provisioning_for(user)
     replacing = Authenticator.objects.filter(user=user, method=Method.TOTP, confirmed_at__isnull=False).exists()
     return render(

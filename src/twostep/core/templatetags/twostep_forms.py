@@ -1,0 +1,44 @@
+"""Template filters for forms rendered with ``as_div``: focus on the first error, the password rules up front.
+
+Both change the bound form's own copy of its fields (Django deep-copies
+them for each form), never the form class.
+"""
+
+from __future__ import annotations
+
+from django import template
+from django.contrib.auth.password_validation import password_validators_help_texts
+from django.forms import BaseForm
+
+register = template.Library()
+
+
+@register.filter
+def focus_first_error(form: BaseForm) -> BaseForm:
+    """``form``, with ``autofocus`` on its first field in error and on no other, once it has field errors.
+
+    Without errors the form is left as it is (a field may ask for focus itself).
+    """
+    if not form.is_bound:
+        return form
+    first = next((name for name in form.fields if name in form.errors), None)
+    if first is not None:
+        for field in form.fields.values():
+            field.widget.attrs.pop("autofocus", None)
+        form.fields[first].widget.attrs["autofocus"] = True
+    return form
+
+
+@register.filter
+def password_rules_on(form: BaseForm, field_name: str) -> BaseForm:
+    """``form``, with the configured password rules added to the help text of ``field_name``.
+
+    Shown before the first try, under the field's label, and tied to the
+    input by Django's ``aria-describedby``, rather than only in the error
+    after a refused password.
+    """
+    field = form.fields[field_name]
+    rules = " ".join(password_validators_help_texts())
+    if rules and rules not in str(field.help_text):
+        field.help_text = f"{field.help_text} {rules}".strip()
+    return form
