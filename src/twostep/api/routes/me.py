@@ -558,9 +558,7 @@ def email_check_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str,
     if not email_check.asked_of(token.user):
         raise _not_allowed("No email check is needed: set up a factor directly.")
     try:
-        check = email_check.start(
-            token.user, payload.email_id, email_check.token_holder(token.pk), Origin.of(request)
-        )
+        check = email_check.start(token.user, payload.email_id, email_check.token_holder(token.pk), Origin.of(request))
     except email_check.CheckError:
         raise ApiError("not_found", "No such address on your account.") from None
     except NOT_SENT as exc:
@@ -580,9 +578,7 @@ def email_check_confirm(request: HttpRequest, payload: CodeIn) -> dict[str, Any]
     Needs a recent re-authentication."""
     token = require_reauthentication(request)
     try:
-        until = email_check.confirm(
-            token.user, payload.code, email_check.token_holder(token.pk), Origin.of(request)
-        )
+        until = email_check.confirm(token.user, payload.code, email_check.token_holder(token.pk), Origin.of(request))
     except email_check.CheckError as exc:
         if exc.reason == "no_check":
             raise ApiError(
