@@ -88,7 +88,8 @@ def enrol_from_qr(user: Person, png: Path) -> tuple[KeyURI, int]:
 
 
 def second_step(person: Person, code: str) -> None:
-    """On /login/verify, check the code field is the phone-friendly one and submit ``code``."""
+    """On /login/verify, check the code field is the phone-friendly one and submit ``code``, pasted as
+    apps show it ("053 243"): the page's script takes the space out."""
     page = person.page
     expect(page).to_have_url(re.compile(r"/login/verify$"))
     field = page.get_by_label("Enter the 6-digit code from your authenticator app.")
@@ -96,7 +97,8 @@ def second_step(person: Person, code: str) -> None:
     expect(field).to_have_attribute("inputmode", "numeric")
     expect(field).to_be_focused()
     expect(page.get_by_role("button", name="Back to sign in")).to_be_visible()
-    field.fill(code)
+    field.fill(f"{code[:3]} {code[3:]}")
+    expect(field).to_have_value(code)
     person.shot("verify")
     page.get_by_role("button", name="Verify").click()
 

@@ -77,11 +77,16 @@ def test_turning_off_with_password_alone_is_refused(with_app: tuple[Client, Auth
 
 
 def test_empty_or_wrong_code_changes_nothing_and_counts(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:
-    """AZ-01: an empty code and a wrong one are refused; the wrong one counts as at sign-in."""
+    """AZ-01: an empty code, a malformed one and a wrong one are refused; only the wrong one counts, as at
+    sign-in, and the others are told what a code looks like."""
     client, app = with_app
     client.post(REMOVE_TOTP, {"confirm": "yes"})
-    empty = client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": "code", "stepup-code": ""})
-    assert asked_for_code(empty) and "That code didn't work" in html.unescape(empty.content.decode())
+    for typed, said in (("", "Enter the code."), ("053 243", "Enter the 6-digit code (digits only).")):
+        answer = client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": "code", "stepup-code": typed})
+        assert asked_for_code(answer) and said in html.unescape(answer.content.decode())
+        assert 'id="code-error-hint"' not in answer.content.decode()
+    user.refresh_from_db()
+    assert user.second_step_failures == 0
     right = app.code()
     wrong = f"{(int(right) + 1) % 10**6:06d}"
     refused = client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": "code", "stepup-code": wrong})

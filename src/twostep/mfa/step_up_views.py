@@ -31,6 +31,7 @@ from twostep.mail import MailDeliveryError
 from twostep.mfa import choice, codes, step_up
 from twostep.mfa import login as second_step
 from twostep.mfa.email import flows as email_flows
+from twostep.mfa.forms import DIGITS_ONLY, ENTER_THE_CODE
 from twostep.mfa.methods import SECRET_UNREADABLE, NoCodeToResend, handler_for, resend, verify_context
 from twostep.mfa.models import PendingLogin
 from twostep.mfa.recovery_codes.services import remaining
@@ -109,6 +110,9 @@ def _code_then(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> H
         error = second_step.GENERIC_FAILURE if action != "recovery" else WRONG_RECOVERY_CODE
         if exc.reason == SECRET_UNREADABLE:
             error = second_step.CANNOT_CHECK
+        elif exc.reason == "malformed_code" and action == "code":
+            # Not a wrong try (it is not counted): say what a code looks like.
+            error = DIGITS_ONLY if request.POST.get(f"{PREFIX}-code") else ENTER_THE_CODE
     if pending is None:  # no factor could start one (method_unavailable), nor ever confirm
         return _start_over(request, EXPIRED)
     context = _prompt_context(request, pending, error, notice)
