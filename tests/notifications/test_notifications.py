@@ -85,7 +85,8 @@ def test_lock_notifies(
         frozen_clock.advance(901)
         client = Client()
         sign_in(client, user.username)
-        client.post("/login/verify", {"code": "abcdef"})
+        right = totp.totp(key, clock.timestamp())
+        client.post("/login/verify", {"code": f"{(int(right) + 500_000) % 10**6:06d}"})  # wrong, well-formed
     locked = [m for m in outbox.sent if "locked" in m.text]
     assert len(locked) == 2  # one per address
     # The usual "if this was you, there is nothing to do" would mislead: it says what to do instead.
