@@ -766,7 +766,9 @@ def test_not_a_code_is_said_so_and_not_counted(totp_user: tuple[User, bytes], ty
 
 
 def test_malformed_code_is_logged_but_not_counted_by_the_service(totp_user: tuple[User, bytes]) -> None:
-    """The shared verification (pages, step-up, API) refuses a malformed code, logs it, and counts nothing."""
+    """The shared verification (pages, step-up, API) refuses a malformed code and logs it; it is no guess at
+    the code, so the account's count is untouched, but it spends one of the sign-in's own tries, so that a
+    login token cannot write log lines without end."""
     user, key = totp_user
     pending, _ = second_step.start(user, Authenticator.objects.get(user=user), CLI)
     for typed in ("", "12 345", " " + code_now(key), "".join(chr(0xFF10 + int(d)) for d in "123456")):
@@ -775,13 +777,17 @@ def test_malformed_code_is_logged_but_not_counted_by_the_service(totp_user: tupl
         assert refused.value.reason == "malformed_code"
     user.refresh_from_db()
     pending.refresh_from_db()
-    assert user.second_step_failures == 0 and pending.failures == 0
+    assert user.second_step_failures == 0 and pending.failures == 4
     assert AuthEvent.objects.filter(kind="login.second_step", reason="malformed_code").count() == 4
-    # A wrong code of the right shape still counts.
+    # A wrong code of the right shape counts against the account too, and is the sign-in's last try.
     with pytest.raises(second_step.SecondStepError):
         second_step.verify(pending, "000000" if code_now(key) != "000000" else "111111", CLI)
     user.refresh_from_db()
-    assert user.second_step_failures == 1
+    pending.refresh_from_db()
+    assert user.second_step_failures == 1 and not second_step.is_live(pending)
+    with pytest.raises(second_step.SecondStepError) as over:
+        second_step.verify(pending, "", CLI)
+    assert over.value.reason == "expired_login"
 
 
 def test_trust_this_browser_stays_ticked_after_a_wrong_code(totp_user: tuple[User, bytes]) -> None:

@@ -137,7 +137,8 @@ class SecondStepOut(Schema):
 
 class LoginVerifyIn(Input):
     login_token: LoginToken
-    #: Checked by the service (exactly six digits); a malformed code is refused like a wrong one, but not counted.
+    #: Checked by the service (exactly six digits); a malformed code is refused like a wrong one, not counted
+    #: against the account (it uses one of the sign-in's own tries).
     code: CodeText
 
 
@@ -289,7 +290,8 @@ class StepUpVerifyIn(Input):
     )
 
     step_up_token: LoginToken
-    #: Checked by the service (exactly six digits); a malformed code is refused like a wrong one, but not counted.
+    #: Checked by the service (exactly six digits); a malformed code is refused like a wrong one, not counted
+    #: against the account (it uses one of the sign-in's own tries).
     code: CodeText | SkipJsonSchema[None] = Field(default=None, description="A code of the method asked for.")
     recovery_code: RecoveryCodeText | SkipJsonSchema[None] = Field(
         default=None, description="Or one of your recovery codes (each works once)."

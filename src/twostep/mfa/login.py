@@ -219,15 +219,19 @@ def _attempt(fresh: PendingLogin, code: str, origin: Origin, known: object) -> s
             throttle.register_success(user.pk)
         record(event_of(fresh), Outcome.SUCCESS, origin=origin, user=user, method=fresh.method)
         return None
-    if reason not in _NOT_COUNTED:
+    if reason == "malformed_code":
+        # No guess at the code, so not the account's; but the sign-in's own tries,
+        # so that a login token cannot write auth-log lines without end.
+        PendingLogin.objects.filter(pk=fresh.pk).update(failures=F("failures") + 1)
+    elif reason not in _NOT_COUNTED:
         count_failure(user, fresh, origin)
     _record_failure(user, fresh, origin, reason)
     return reason
 
 
-#: Refusals that are no guess at the code: the sign-in was over, the factor gone, the
-#: service at fault, or the text cannot be a code at all (``malformed_code``).
-_NOT_COUNTED = frozenset({"expired_login", "method_unavailable", "malformed_code", CLOCK_BEHIND, SECRET_UNREADABLE})
+#: Refusals that are no guess at the code: the sign-in was over, the factor gone, or
+#: the service at fault.  A malformed code is no guess either (see ``_attempt``).
+_NOT_COUNTED = frozenset({"expired_login", "method_unavailable", CLOCK_BEHIND, SECRET_UNREADABLE})
 
 
 class _SpentConcurrently(Exception):
