@@ -57,7 +57,7 @@ def sms_setup_view(request: HttpRequest) -> HttpResponse:
                 messages.warning(request, problem)
             else:
                 new = "a new code" if action == "resend" else "a code"
-                messages.success(request, f"We sent {new} to {service.mask(pending.destination)}.")
+                messages.success(request, f"We sent {new} to {pending.destination}.")
             return redirect(SETUP_URL)
         if action == "change":
             flows.cancel_enrolment(user)
@@ -69,7 +69,7 @@ def sms_setup_view(request: HttpRequest) -> HttpResponse:
             request.session.cycle_key()
             messages.success(
                 request,
-                f"SMS codes are on: sign-in codes now go to {service.mask(factor.destination)}.",
+                f"SMS codes are on: sign-in codes now go to {factor.destination}.",
             )
             return redirect("/account/security")
         if action:
@@ -85,18 +85,20 @@ def sms_setup_view(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {
         "error": error,
         "pending": enrolment,
-        "pending_to": service.mask(enrolment.destination) if enrolment else "",
+        # The user's own numbers, on their own page, in full (as their addresses are): masks
+        # are for the sign-in page, seen before the second step.
+        "pending_to": enrolment.destination if enrolment else "",
         "cooldown": codes.cooldown_remaining(authenticator=enrolment) if enrolment else 0,
         "numbers": [
             {
                 "id": phone.pk,
-                "masked": service.mask(phone.number),
+                "number": phone.number,
                 "primary": phone.is_primary,
                 "selected": phone.number == selected,
             }
             for phone in numbers
         ],
-        "current_to": service.mask(current.destination) if current else "",
+        "current_to": current.destination if current else "",
         "status": service.status(),
         # The risk notice points to the stronger method when the administrator allows it.
         "totp_allowed": Method.TOTP in methods,
