@@ -37,7 +37,7 @@ from twostep.core.runtime import SettingError, get_settings, set_setting
 from twostep.mfa import email_check
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator, Method
-from twostep.mfa.policy import forced_off_by_config, methods_warning
+from twostep.mfa.policy import SWITCH_KEYS, forced_off_by_config, methods_warning
 from twostep.mfa.recovery_codes.services import remaining as remaining_recovery_codes
 from twostep.mfa.trusted import services as trusted_browsers
 
@@ -377,7 +377,7 @@ def user_phones_view(request: HttpRequest, username: str) -> HttpResponse:
 @admin_only
 @require_http_methods(["GET", "POST"])
 def authentication_view(request: HttpRequest) -> HttpResponse:
-    current = get_settings("two_factor.enabled", "two_factor.methods")
+    current = get_settings(*SWITCH_KEYS)
     form = TwoFactorSettingsForm(
         request.POST or None,
         initial={"enabled": current["two_factor.enabled"], "methods": current["two_factor.methods"]},

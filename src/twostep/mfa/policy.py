@@ -19,9 +19,13 @@ def forced_off_by_config() -> bool:
     return not settings.CONFIG.two_factor.enabled
 
 
+#: The runtime settings that decide who is asked for a second step: the switch and the allowed methods.
+SWITCH_KEYS = ("two_factor.enabled", "two_factor.methods")
+
+
 def two_factor_state() -> tuple[bool, list[str]]:
     """(is 2FA in force, allowed methods), in one query."""
-    values = get_settings("two_factor.enabled", "two_factor.methods")
+    values = get_settings(*SWITCH_KEYS)
     active = bool(values["two_factor.enabled"]) and not forced_off_by_config()
     return active, list(values["two_factor.methods"])
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.db import transaction
 
 from twostep.accounts.models import User
@@ -55,6 +58,11 @@ def unlock_second_step(user: User, *, origin: Origin, actor: User | None = None)
     """Lift a second-step lock, clear the failure count and end the sign-ins still waiting at the second step."""
     throttle.unlock(user)
     record("second_step.unlocked", Outcome.INFO, origin=origin, user=user, actor=actor)
+
+
+def affected_under(values: Mapping[str, Any]) -> int:
+    """``affected_by`` for the values of ``policy.SWITCH_KEYS`` as ``get_settings`` reads them."""
+    return affected_by(bool(values["two_factor.enabled"]), list(values["two_factor.methods"]))
 
 
 def affected_by(enabled: bool, methods: list[str]) -> int:

@@ -31,7 +31,7 @@ from twostep.mail import MailDeliveryError
 from twostep.mfa import choice, codes, step_up
 from twostep.mfa import login as second_step
 from twostep.mfa.email import flows as email_flows
-from twostep.mfa.forms import DIGITS_ONLY, ENTER_THE_CODE
+from twostep.mfa.forms import CodeForm
 from twostep.mfa.methods import SECRET_UNREADABLE, NoCodeToResend, handler_for, resend, verify_context
 from twostep.mfa.models import PendingLogin
 from twostep.mfa.recovery_codes.services import remaining
@@ -111,8 +111,9 @@ def _code_then(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> H
         if exc.reason == SECRET_UNREADABLE:
             error = second_step.CANNOT_CHECK
         elif exc.reason == "malformed_code" and action == "code":
-            # Not a wrong try (it is not counted): say what a code looks like.
-            error = DIGITS_ONLY if request.POST.get(f"{PREFIX}-code") else ENTER_THE_CODE
+            # No guess at the code (the account's count is untouched): the code
+            # form's own words for what a code looks like, as on the other pages.
+            error = str(CodeForm(request.POST, prefix=PREFIX).errors["code"][0])
     if pending is None:  # no factor could start one (method_unavailable), nor ever confirm
         return _start_over(request, EXPIRED)
     context = _prompt_context(request, pending, error, notice)

@@ -64,11 +64,9 @@ from twostep.core.runtime import (
 )
 from twostep.mfa import email_check
 from twostep.mfa import services as mfa_services
-from twostep.mfa.policy import forced_off_by_config, methods_warning
+from twostep.mfa.policy import SWITCH_KEYS, forced_off_by_config, methods_warning
 
 router = Router(tags=["admin"])
-
-TWO_FACTOR_KEYS = ("two_factor.enabled", "two_factor.methods")
 
 
 UsernamePath = PathEx[str, P(pattern=USERNAME_PATTERN, description="The user's username.")]
@@ -487,7 +485,7 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
             raise _setting_refused(key, exc) from None
     context = _context(request)
     with transaction.atomic(), _sparing(current_user(request)):
-        before = get_settings(*TWO_FACTOR_KEYS)
+        before = get_settings(*SWITCH_KEYS)
         stored = {}
         # In the order given: a later value's check sees the earlier ones (email.host before email codes).
         for key, value in payload.values.items():
@@ -495,12 +493,12 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
                 stored[key] = set_setting(key, value)
             except SettingError as exc:
                 raise _setting_refused(key, exc, value) from None
-        after = get_settings(*TWO_FACTOR_KEYS)
+        after = get_settings(*SWITCH_KEYS)
         if after != before:
-            affected = mfa_services.affected_by(bool(after["two_factor.enabled"]), list(after["two_factor.methods"]))
+            affected = mfa_services.affected_under(after)
             if affected and payload.confirm_affected != affected:
                 transaction.set_rollback(True)
-                changed = " and ".join(key for key in TWO_FACTOR_KEYS if after[key] != before[key])
+                changed = " and ".join(key for key in SWITCH_KEYS if after[key] != before[key])
                 raise ApiError(
                     "confirmation_required",
                     f"{changed}: {affected} user(s) would no longer be asked for their second factor. "

@@ -18,9 +18,6 @@ from twostep.core.runtime import (
     set_setting_from_text,
 )
 
-#: The runtime settings that decide who is asked for a second step.
-TWO_FACTOR_KEYS = ("two_factor.enabled", "two_factor.methods")
-
 
 class Command(NounCommand):
     help = "Runtime settings stored in the database."
@@ -38,14 +35,16 @@ class Command(NounCommand):
             self.stdout.write("note: two-factor authentication is forced off by the configuration file or environment.")
 
     def handle_set(self, key: str, value: str, **_: Any) -> None:
-        before = get_settings(*TWO_FACTOR_KEYS)
+        from twostep.mfa.policy import SWITCH_KEYS  # the mfa app builds on core: imported when needed
+
+        before = get_settings(*SWITCH_KEYS)
         try:
             stored = set_setting_from_text(key, value)
         except SettingError as exc:
             raise fail(f"{key}: {exc}") from None
         record("settings.changed", Outcome.INFO, origin=CLI, detail={"key": key, "value": stored})
         self.stdout.write(f"{key} = {render_value(stored)}")
-        after = get_settings(*TWO_FACTOR_KEYS)
+        after = get_settings(*SWITCH_KEYS)
         if after != before:
             self._warn_affected(before, after)
         if key == "two_factor.methods":
@@ -62,12 +61,12 @@ class Command(NounCommand):
         A warning, not a refusal as in the console and the API: the CLI is the
         break-glass path, used when the console cannot be reached.
         """
-        from twostep.mfa.services import affected_by  # the mfa app builds on core: imported when needed
+        from twostep.mfa.services import affected_under  # the mfa app builds on core: imported when needed
 
-        now = affected_by(bool(after["two_factor.enabled"]), list(after["two_factor.methods"]))
+        now = affected_under(after)
         if not now:
             return
-        earlier = affected_by(bool(before["two_factor.enabled"]), list(before["two_factor.methods"]))
+        earlier = affected_under(before)
         reason = (
             "two-factor authentication is off"
             if not after["two_factor.enabled"]
