@@ -19,7 +19,7 @@ from twostep.core import clock
 from twostep.core.runtime import get_setting
 from twostep.mfa.models import Authenticator
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from twostep.accounts.models import User
 from twostep.core import clock
 from twostep.mfa.models import Authenticator
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 ATTACKER_PASSWORD = "attacker chosen passphrase 42"
 

@@ -18,7 +18,7 @@ from twostep.api import tokens
 from twostep.api.api import api as ninja_api
 from twostep.audit.services import CLI
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 #: The only operations anyone may call without a token; a new public route must be added here on purpose.
 PUBLIC = {

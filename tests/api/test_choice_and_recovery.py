@@ -16,7 +16,7 @@ from twostep.mfa.models import Authenticator, RecoveryCode
 
 __all__ = ["certificates", "email_on", "enrolled", "mail_server", "smtp_server"]
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def login(api: Api, username: str = "alice", **extra: object) -> dict:  # type: ignore[type-arg]

@@ -17,7 +17,7 @@ from twostep.api.api import api as ninja_api
 from twostep.api.errors import CODES
 from twostep.api.transport import MAX_BODY_BYTES
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def test_malformed_json(api: Api, db: None) -> None:

@@ -14,7 +14,7 @@ from twostep.core.runtime import set_setting
 from twostep.factors import totp
 from twostep.mfa.models import Authenticator
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def test_me_describes_the_account(api: Api, user: User, token_for) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from twostep.accounts.models import Role, User
 from twostep.api.models import AccessToken
 from twostep.core import clock
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 SECRET = re.compile(r'value="(tsp_[A-Za-z0-9_-]+)"')
 

@@ -27,7 +27,7 @@ from twostep.api.models import AccessToken
 from twostep.audit.services import CLI
 from twostep.mfa.models import Authenticator
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 #: Valid bodies, by request schema, so that each call reaches its operation's own checks.

@@ -19,7 +19,7 @@ from twostep.core import clock
 from twostep.factors import totp
 from twostep.mfa.login import GENERIC_FAILURE as CODE_FAILURE
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def login(api: Api, username: str, password: str = PASSWORD, **extra: object):  # type: ignore[no-untyped-def]

@@ -34,7 +34,7 @@ from twostep.mfa.sms import flows as sms_flows
 
 __all__ = ["certificates", "email_on", "enrolled", "fakes", "mail_server", "smtp_server", "twilio"]
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 PHONE = "+15551234567"  # the `user` fixture's number
 NO_PROOF = "second_factor_required"

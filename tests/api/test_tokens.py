@@ -21,7 +21,7 @@ from twostep.factors import totp
 from twostep.mfa import services as mfa_services
 from twostep.mfa.totp import flows
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def personal(user: User, scopes: list[str], days: int = 30) -> str:

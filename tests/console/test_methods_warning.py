@@ -18,7 +18,7 @@ from twostep.mfa.policy import methods_warning
 
 __all__ = ["fakes", "twilio"]
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def test_only_restricted_methods_are_flagged() -> None:

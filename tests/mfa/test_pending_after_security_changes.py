@@ -28,7 +28,7 @@ from twostep.mfa.services import reset_two_factor
 
 __all__ = ["certificates", "email_on", "enrolled", "mail_server", "smtp_server"]
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 NEW_PASSWORD = "a completely different passphrase 7"
 

@@ -28,7 +28,8 @@ from twostep.mfa.models import Authenticator, PendingLogin
 from twostep.mfa.policy import login_authenticators
 from twostep.mfa.totp import flows
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
+# Tests whose threads race each other need commits: django_db(transaction=True).
 
 
 def enrol(user: User) -> bytes:
@@ -151,6 +152,7 @@ def test_enrolment_code_cannot_sign_in(user: User, two_factor_on: None) -> None:
     assert verify(client, code) == 0
 
 
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_submissions_exactly_one_wins(totp_user: tuple[User, bytes]) -> None:
     """Ten sign-ins submitting the same valid code at once: exactly one succeeds (RR-02), on this database."""
     user, key = totp_user
@@ -343,6 +345,7 @@ def test_audit_event_for_wrong_and_reused(totp_user: tuple[User, bytes], make_us
     assert reasons == ["reused_code"]
 
 
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_wrong_codes_all_counted_and_throttled(totp_user: tuple[User, bytes]) -> None:
     """50 parallel wrong codes: every evaluated failure is counted, and no more are evaluated than
     sequential guessing would allow (BF-04, BF-12)."""
@@ -513,6 +516,7 @@ def test_a_second_password_entry_ends_the_first_pending_sign_in(totp_user: tuple
     assert verify(client, code_now(key)) == 1
 
 
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_password_entries_share_one_budget(
     totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
 ) -> None:
@@ -547,6 +551,7 @@ def test_concurrent_password_entries_share_one_budget(
     assert AuthEvent.objects.filter(kind="login", outcome="success", user=user).count() == 0
 
 
+@pytest.mark.django_db(transaction=True)
 def test_replay_state_and_lock_live_in_the_database(
     totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
 ) -> None:

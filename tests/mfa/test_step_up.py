@@ -34,7 +34,7 @@ from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.recovery_codes import services as recovery_codes
 from twostep.mfa.step_up_views import SESSION_KEY
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 REMOVE_TOTP = "/account/security/totp/remove"
 PROMPT = "mfa/step_up.html"

@@ -18,7 +18,7 @@ from twostep.factors import totp
 from twostep.mfa.models import Authenticator
 from twostep.usersessions.models import UserSession
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def reauthenticate(client: Client) -> None:

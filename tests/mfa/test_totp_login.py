@@ -11,7 +11,7 @@ from twostep.accounts.models import User
 from twostep.core import clock
 from twostep.factors import totp
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def enrol(user: User) -> bytes:

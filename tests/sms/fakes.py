@@ -25,6 +25,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 CODE = re.compile(r"\b(\d{6})\b")
+# How often the server thread looks up from select() for a stop: teardown waits for it.
+SHUTDOWN_POLL = 0.02
 
 
 @dataclass
@@ -104,7 +106,7 @@ class FakeProviderServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL,), daemon=True)
         self._thread.start()
 
     @property

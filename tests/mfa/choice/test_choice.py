@@ -21,7 +21,7 @@ from twostep.mfa.policy import login_authenticators
 
 __all__ = ["certificates", "mail_server", "smtp_server"]
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from tests.mfa.test_step_up import asked_for_code
 from twostep.accounts.models import User
 from twostep.mfa.models import Authenticator
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def test_email_code_confirms(user: User, mail_server: SmtpServer, enrolled: Authenticator) -> None:

@@ -30,7 +30,8 @@ from twostep.mfa.recovery_codes import services
 from twostep.mfa.totp import flows as totp_flows
 from twostep.notifications.models import Notification
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
+# Tests whose threads race each other need commits: django_db(transaction=True).
 
 FAILURE = "That recovery code didn"
 
@@ -266,6 +267,7 @@ def sign_in_all_at_once(pendings: list[PendingLogin], code: str) -> list[str]:
     return at_once([partial(attempt, pending) for pending in pendings])
 
 
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("attempt", range(2))
 def test_concurrent_use_of_one_code_exactly_one_wins(codes_user: tuple[User, bytes, list[str]], attempt: int) -> None:
     """Ten sign-ins submitting the same code at the same moment: exactly one succeeds, on this database (RR-07)."""
@@ -279,6 +281,7 @@ def test_concurrent_use_of_one_code_exactly_one_wins(codes_user: tuple[User, byt
     assert PendingLogin.objects.filter(pk__in=[p.pk for p in pendings], completed_at__isnull=False).count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
 def test_parallel_wrong_codes_while_locked_get_one_try(codes_user: tuple[User, bytes, list[str]]) -> None:
     """Locked: ten wrong recovery codes at the same moment are one try, the rest wait (they queue on the account)."""
     user, _, _ = codes_user

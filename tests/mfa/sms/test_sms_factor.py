@@ -21,7 +21,7 @@ from twostep.mfa.models import Authenticator, OneTimeCode
 from twostep.mfa.sms import flows
 from twostep.sms.service import NotSent
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def signed_in(user: User) -> Client:

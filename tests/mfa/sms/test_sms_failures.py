@@ -20,7 +20,8 @@ from twostep.core.housekeeping import prune
 from twostep.mfa.models import OneTimeCode
 from twostep.sms import service
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
+# Tests whose threads race each other need commits: django_db(transaction=True).
 
 COULD_NOT_SEND = "We could not send the code. Try again in a moment."
 
@@ -204,6 +205,7 @@ def test_no_code_or_body_in_logs_or_auth_log(
     assert "sign-in code" not in logged
 
 
+@pytest.mark.django_db(transaction=True)
 def test_daily_limit_holds_under_concurrency(make_user, fakes: FakeSet) -> None:  # type: ignore[no-untyped-def]
     """Eight users asking for a code at the same moment with 3 slots left: exactly 3 messages go out."""
     import threading

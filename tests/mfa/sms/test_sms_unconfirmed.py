@@ -36,7 +36,7 @@ from twostep.sms import service
 
 __all__ = ["api"]
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 UNCONFIRMED = "The SMS provider did not confirm the message; if a code arrives, enter it; otherwise ask for a new one"
 #: The provider answers this long after the request; the configured timeout is 1 second.
