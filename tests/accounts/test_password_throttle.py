@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from tests.concurrency import at_once
 from tests.conftest import PASSWORD, sign_in
 from twostep.accounts import devices, throttle
 from twostep.accounts.models import SignInThrottle, User
@@ -104,6 +105,28 @@ def test_parallel_guesses_get_no_more_tries_than_sequential_ones(user: User) -> 
     assert (
         SignInThrottle.objects.get(key=throttle.account_key(user.username)).failures == throttle.ACCOUNT_FREE_FAILURES
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_sign_ins_from_one_address_do_not_deadlock(user: User) -> None:
+    """Right passwords for one name from one address, in parallel: every try is counted and settled.
+
+    A settle (clearing the name's counter, giving the address its try back)
+    must lock the counters in the order a claim does: on PostgreSQL, one that
+    locked the name's row first deadlocked with a claim holding the
+    address's, and one of the two sign-ins failed.
+    """
+    origin = Origin("10.1.2.3", "ua")
+
+    def sign_in_once() -> str:
+        attempt = throttle.claim(user.username, origin.ip, clock.now())
+        throttle.settle(attempt, password_was_right=True)
+        return "settled"
+
+    for _ in range(25):
+        assert at_once([sign_in_once] * 4) == ["settled"] * 4
+    assert not SignInThrottle.objects.filter(key=throttle.account_key(user.username)).exists()
+    assert SignInThrottle.objects.get(key=f"ip:{origin.ip}").failures == 0
 
 
 @pytest.mark.django_db

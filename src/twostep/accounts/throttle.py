@@ -88,7 +88,9 @@ def claim(username: str, ip: str | None, now: datetime, *, device: str | None = 
     """
     counter = f"device:{device}" if device else account_key(username)
     attempt = Claim(counter, _address_key(ip) if ip else None)
-    keys = [key for key in (attempt.account_key, attempt.ip_key) if key]
+    # Sorted: every transaction that locks several counters takes them in this
+    # order (claim and settle alike), or two of them may deadlock on PostgreSQL.
+    keys = sorted(key for key in (attempt.account_key, attempt.ip_key) if key)
     # One transaction, one commit: a sign-in pays for this besides the hash.
     with transaction.atomic():
         SignInThrottle.objects.bulk_create(
@@ -118,6 +120,10 @@ def settle(attempt: Claim, *, password_was_right: bool) -> None:
     if not password_was_right:
         return
     with transaction.atomic():
+        if attempt.ip_key:
+            # Locked in claim's order first: deleting the name's row would lock it before the address's.
+            keys = sorted((attempt.account_key, attempt.ip_key))
+            list(SignInThrottle.objects.select_for_update().filter(key__in=keys).order_by("key").values_list("pk"))
         SignInThrottle.objects.filter(key=attempt.account_key).delete()
         if attempt.ip_key:
             # One conditional UPDATE: the try back, and no block once under the limit again.
