@@ -15,6 +15,7 @@ import pytest
 from django.test import Client
 
 from tests.api.conftest import Api, error_code
+from tests.concurrency import at_once
 from tests.conftest import PASSWORD
 from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
 from tests.mfa.email.conftest import BACKUP, email_on, enrolled
@@ -22,8 +23,9 @@ from tests.mfa.recovery_codes.helpers import enrol_totp, next_code, signed_in_wi
 from twostep.accounts.models import User
 from twostep.api.models import AccessToken
 from twostep.audit.services import CLI
+from twostep.mfa import login as second_step
 from twostep.mfa.email import flows as email_flows
-from twostep.mfa.models import Authenticator, OneTimeCode
+from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin
 from twostep.mfa.services import reset_two_factor
 
 __all__ = ["certificates", "email_on", "enrolled", "mail_server", "smtp_server"]
@@ -121,3 +123,33 @@ def test_ending_waiting_sign_ins_keeps_their_codes_counted(
     assert sent.count() == before
     finished = attacker.post("/auth/login/verify", {"login_token": login_token, "code": code})
     assert finished.status_code == 401, finished.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reset_while_a_code_is_checked_does_not_deadlock(user: User, two_factor_on: None) -> None:
+    """An administrator resets the user's second factors at the moment a code of theirs is checked.
+
+    The reset must lock the account's row before the factors', as the
+    code's check does: on PostgreSQL, a reset that deleted the factor first
+    and wrote the account's row last deadlocked with a check holding the
+    account's row and updating the factor, and one of the two failed.
+    """
+    for _ in range(25):
+        key = enrol_totp(user)
+        factor = Authenticator.objects.get(user=user, method="totp", confirmed_at__isnull=False)
+        pending, _ = second_step.start(user, factor, CLI)
+        code = next_code(key)
+
+        def check_the_code(pending: PendingLogin = pending, code: str = code) -> str:
+            try:
+                second_step.verify(pending, code, CLI)
+            except second_step.SecondStepError:
+                return "refused"
+            return "signed in"
+
+        def reset() -> str:
+            reset_two_factor(user, origin=CLI)
+            return "reset"
+
+        assert sorted(at_once([check_the_code, reset])) in (["refused", "reset"], ["reset", "signed in"])
+        assert not Authenticator.objects.filter(user=user).exists()

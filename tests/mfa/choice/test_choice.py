@@ -6,6 +6,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from tests.concurrency import at_once
 from tests.conftest import sign_in
 from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
 from tests.mfa.email.conftest import BACKUP
@@ -15,6 +16,7 @@ from twostep.audit.services import CLI
 from twostep.core import clock
 from twostep.core.runtime import set_setting
 from twostep.mfa import choice
+from twostep.mfa import login as second_step
 from twostep.mfa.email import flows as email_flows
 from twostep.mfa.models import Authenticator, DefaultMethod, OneTimeCode, PendingLogin
 from twostep.mfa.policy import login_authenticators
@@ -264,3 +266,36 @@ def test_named_factor_is_named_at_sign_in(client: Client, both: tuple[User, byte
     choice.rename(user, "email", "Backup mailbox", CLI)
     sign_in(client, user.username)
     assert "(Backup mailbox)" in verify_page(client)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_switching_while_a_code_is_checked_does_not_deadlock(both: tuple[User, bytes]) -> None:
+    """ "Use another method" and a code for the same sign-in at the same moment (two tabs, a retrying client).
+
+    The switch must lock the account's row before the pending sign-in's, as
+    the code's check does: on PostgreSQL, a switch that locked the pending
+    row first deadlocked with a check holding the account's, and one of the
+    two requests failed.
+    """
+    user, _ = both
+    email = Authenticator.objects.get(user=user, method="email")
+
+    for _ in range(40):
+        # A wrong code counts against the account: start each round unthrottled.
+        User.objects.filter(pk=user.pk).update(
+            second_step_failures=0, second_step_blocked_until=None, second_step_locked_at=None
+        )
+        pending, _ = second_step.start(user, email, CLI)
+
+        def check_a_code(pending: PendingLogin = pending) -> str:
+            try:
+                second_step.verify(pending, "000000", CLI)
+            except second_step.SecondStepError:
+                return "refused"
+            return "signed in"
+
+        def switch(pending: PendingLogin = pending) -> str:
+            choice.switch(pending, "totp", CLI)
+            return "switched"
+
+        assert sorted(at_once([check_a_code, switch])) == ["refused", "switched"]

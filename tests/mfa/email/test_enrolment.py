@@ -7,13 +7,17 @@ from collections.abc import Callable
 import pytest
 from django.test import Client
 
+from tests.concurrency import at_once
 from tests.conftest import prove_second_factor, sign_in
 from tests.mail.smtp_server import Certificates, SmtpServer, configure_twostep
 from tests.mfa.email.conftest import BACKUP, sign_in_with_email_code
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
+from twostep.audit.services import CLI
 from twostep.core import clock
+from twostep.mfa.email import flows
 from twostep.mfa.models import Authenticator, OneTimeCode
+from twostep.mfa.services import reset_two_factor
 
 pytestmark = pytest.mark.django_db
 
@@ -203,3 +207,35 @@ def test_starting_over_does_not_reset_the_send_limits(
     assert [e.reason for e in AuthEvent.objects.filter(kind="email.code_sent", outcome="failure")][
         -1
     ] == "account_limit"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_confirming_while_an_admin_resets_does_not_deadlock(
+    user: User, mail_server: SmtpServer, email_on: None, frozen_clock: clock.FrozenClock
+) -> None:
+    """The user types the set-up code at the moment an administrator resets their second factors.
+
+    Confirming must lock the account's row before the address being set up,
+    as the reset does: on PostgreSQL, a confirmation that locked the set-up
+    first deadlocked with a reset holding the account's row and deleting
+    that set-up, and one of the two failed.
+    """
+    backup = address_id(user, BACKUP)
+    for _ in range(25):
+        frozen_clock.advance(16 * 60)  # past the resend wait and the send caps of the previous round
+        flows.start_enrolment(user, backup, CLI)
+        code = mail_server.last_code(BACKUP)
+
+        def confirm(code: str = code) -> str:
+            try:
+                flows.confirm_enrolment(user, code, CLI)
+            except flows.EnrolmentError:
+                return "refused"
+            return "enabled"
+
+        def reset() -> str:
+            reset_two_factor(user, origin=CLI)
+            return "reset"
+
+        assert sorted(at_once([confirm, reset])) in (["enabled", "reset"], ["refused", "reset"])
+        reset_two_factor(user, origin=CLI)

@@ -7,6 +7,7 @@ import re
 import pytest
 from django.test import Client
 
+from tests.concurrency import at_once
 from tests.conftest import asked_for_password, prove_second_factor, sign_in
 from tests.mfa.sms.conftest import PRIMARY, SECOND
 from tests.sms.fakes import FakeTwilio
@@ -18,6 +19,7 @@ from twostep.audit.services import CLI
 from twostep.core import clock
 from twostep.core.runtime import set_setting
 from twostep.mfa.models import Authenticator, OneTimeCode
+from twostep.mfa.services import reset_two_factor
 from twostep.mfa.sms import flows
 from twostep.sms.service import NotSent
 
@@ -372,3 +374,33 @@ def test_sms_code_confirms_a_change_and_says_so(phone_user: User, twilio: FakeTw
     form = {"confirm": "yes", "stepup-action": "code", "stepup-code": twilio.last_code(SECOND)}
     assert client.post("/account/security/sms/remove", form).status_code == 302
     assert flows.active_factor(phone_user) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_confirming_while_an_admin_resets_does_not_deadlock(
+    phone_user: User, twilio: FakeTwilio, frozen_clock: clock.FrozenClock
+) -> None:
+    """The user types the set-up code at the moment an administrator resets their second factors.
+
+    As for email codes: confirming must lock the account's row before the
+    number being set up, as the reset does, or the two deadlock on PostgreSQL.
+    """
+    second = phone_id(phone_user, SECOND)
+    for _ in range(25):
+        frozen_clock.advance(16 * 60)  # past the resend wait and the send caps of the previous round
+        flows.start_enrolment(phone_user, second, CLI)
+        code = twilio.last_code(SECOND)
+
+        def confirm(code: str = code) -> str:
+            try:
+                flows.confirm(phone_user, code, CLI)
+            except flows.EnrolmentError:
+                return "refused"
+            return "enabled"
+
+        def reset() -> str:
+            reset_two_factor(phone_user, origin=CLI)
+            return "reset"
+
+        assert sorted(at_once([confirm, reset])) in (["enabled", "reset"], ["refused", "reset"])
+        reset_two_factor(phone_user, origin=CLI)

@@ -228,6 +228,10 @@ def confirm_enrolment(user: User, code: str, origin: Origin, *, keep_session_key
     now = clock.now()
     replaced = 0
     with transaction.atomic():
+        # The account's row before the set-up's (``guesses.check_code`` locks it
+        # again below): a 2FA reset locks it before deleting the set-up, and on
+        # PostgreSQL the other order deadlocked with one.
+        User.objects.select_for_update().filter(pk=user.pk).first()
         pending = (
             Authenticator.objects.select_for_update()
             .filter(user=user, method=METHOD, confirmed_at__isnull=True, pending_until__gt=now)
