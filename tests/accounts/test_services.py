@@ -12,10 +12,13 @@ from django.test import Client
 
 from tests.concurrency import at_once
 from tests.conftest import sign_in
+from tests.mfa.recovery_codes.helpers import enrol_totp
 from twostep.accounts import services
 from twostep.accounts.models import Role, User
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
+from twostep.mfa import login as second_step
+from twostep.mfa.models import Authenticator, PendingLogin
 from twostep.usersessions.models import UserSession
 
 pytestmark = pytest.mark.django_db
@@ -215,3 +218,36 @@ def test_two_administrators_removing_each_other_at_once_leave_one(make_user: Cal
         User.objects.filter(username__in=["ann", "bob"]).update(role=Role.ADMIN)
         assert sorted(demote_together(["ann", "bob"])) == ["demoted", "refused"]
         assert User.objects.filter(role=Role.ADMIN, is_active=True).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_user_while_a_code_of_theirs_is_checked_does_not_deadlock(
+    make_user: Callable[..., User], two_factor_on: None
+) -> None:
+    """An administrator deletes a user at the moment a code of theirs is checked.
+
+    The deletion must lock the account's row before ending the pending
+    sign-ins, as the code's check does: on PostgreSQL, a deletion that ended
+    them first and deleted the account's row last deadlocked with a check
+    holding the account's row and counting the wrong code against the
+    sign-in, and one of the two failed.
+    """
+    for round_ in range(25):
+        user = make_user(f"doomed{round_}")
+        enrol_totp(user)
+        factor = Authenticator.objects.get(user=user, method="totp")
+        pending, _ = second_step.start(user, factor, CLI)
+
+        def check_a_code(pending: PendingLogin = pending) -> str:
+            try:
+                second_step.verify(pending, "000000", CLI)
+            except second_step.SecondStepError:
+                return "refused"
+            return "signed in"
+
+        def delete(user: User = user) -> str:
+            services.delete_user(user, origin=CLI)
+            return "deleted"
+
+        assert sorted(at_once([check_a_code, delete])) == ["deleted", "refused"]
+        assert not User.objects.filter(pk=user.pk).exists()

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
+from django.test import Client
 
 from tests.api.conftest import Api, enrol_totp, error_code
+from tests.concurrency import at_once
 from tests.conftest import PASSWORD
-from twostep.accounts.models import User
+from twostep.accounts.models import Role, User
 from twostep.api import tokens
 from twostep.api.models import AccessToken
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI, Origin, Outcome, record
 from twostep.core import clock
-from twostep.core.runtime import get_setting
+from twostep.core.runtime import get_setting, set_setting
 from twostep.mfa.models import Authenticator
 
 pytestmark = pytest.mark.django_db
@@ -394,3 +397,26 @@ def test_an_address_or_number_of_another_account_is_added_and_named(
     assert email.status_code == 201 and email.json()["also_on"] == ["bob"]
     alone = api.post("/admin/users/alice/phones", {"phone": "+1 202 555 0199"}, token=root)
     assert alone.json()["also_on"] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_settings_changes_at_once_do_not_deadlock(
+    admin: User, make_user: Callable[..., User], token_for: Callable[[User], str]
+) -> None:
+    """Two administrators change the same settings at the same moment, naming them in different orders.
+
+    Each change locks the rows of its settings: in the payload's order, two
+    changes deadlocked on PostgreSQL and one was answered 503.
+    """
+    other = make_user("root2", role=Role.ADMIN)
+    set_setting("two_factor.grace_sign_ins", 1)
+    set_setting("sms.daily_limit", 100)
+
+    def change(token: str, values: dict[str, int]) -> str:
+        response = Api(Client()).patch("/admin/settings", {"values": values}, token=token)
+        return str(response.status_code)
+
+    for round_ in range(50):
+        one = partial(change, token_for(admin), {"two_factor.grace_sign_ins": round_, "sms.daily_limit": 200 + round_})
+        two = partial(change, token_for(other), {"sms.daily_limit": 300 + round_, "two_factor.grace_sign_ins": round_})
+        assert at_once([one, two]) == ["200", "200"]

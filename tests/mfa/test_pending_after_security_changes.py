@@ -11,6 +11,10 @@ completed after such a change either.
 
 from __future__ import annotations
 
+import secrets
+from datetime import timedelta
+from functools import partial
+
 import pytest
 from django.test import Client
 
@@ -23,10 +27,13 @@ from tests.mfa.recovery_codes.helpers import enrol_totp, next_code, signed_in_wi
 from twostep.accounts.models import User
 from twostep.api.models import AccessToken
 from twostep.audit.services import CLI
+from twostep.core import clock
+from twostep.factors import totp
 from twostep.mfa import login as second_step
 from twostep.mfa.email import flows as email_flows
-from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin
+from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin, TrustedBrowser
 from twostep.mfa.services import reset_two_factor
+from twostep.mfa.totp import flows as totp_flows
 
 __all__ = ["certificates", "email_on", "enrolled", "mail_server", "smtp_server"]
 
@@ -153,3 +160,125 @@ def test_a_reset_while_a_code_is_checked_does_not_deadlock(user: User, two_facto
 
         assert sorted(at_once([check_the_code, reset])) in (["refused", "reset"], ["reset", "signed in"])
         assert not Authenticator.objects.filter(user=user).exists()
+
+
+def trust_a_browser(user: User) -> None:
+    """A browser the user trusts: ending their sessions revokes it, and the auth log says so."""
+    now = clock.now()
+    TrustedBrowser.objects.create(
+        user=user,
+        token_hash=secrets.token_hex(32),
+        fingerprint="fingerprint",
+        created_at=now,
+        expires_at=now + timedelta(days=30),
+    )
+
+
+def check(pending: PendingLogin, code: str) -> str:
+    try:
+        second_step.verify(pending, code, CLI)
+    except second_step.SecondStepError:
+        return "refused"
+    return "signed in"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_removing_the_app_while_its_code_is_checked_does_not_deadlock(user: User, two_factor_on: None) -> None:
+    """The user turns the authenticator app off at the moment a code of it is checked (another tab, an API client).
+
+    Removing must lock the account's row before the factor's, as the code's
+    check does: on PostgreSQL, a removal that deleted the factor first and
+    then logged the trusted browsers' revocation (which waits for the
+    account's row) deadlocked with a check holding the account's row and
+    updating the factor, and one of the two failed.
+    """
+    for _ in range(25):
+        key = enrol_totp(user)
+        trust_a_browser(user)
+        factor = Authenticator.objects.get(user=user, method="totp", confirmed_at__isnull=False)
+        pending, _ = second_step.start(user, factor, CLI)
+
+        def remove() -> str:
+            assert totp_flows.remove(user, CLI)
+            return "removed"
+
+        outcomes = sorted(at_once([partial(check, pending, next_code(key)), remove]))
+        assert outcomes in (["refused", "removed"], ["removed", "signed in"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replacing_the_app_while_its_code_is_checked_does_not_deadlock(user: User, two_factor_on: None) -> None:
+    """The user confirms a new authenticator app at the moment a code of the old one is checked.
+
+    As for a removal: confirming deletes the old factor, then logs the
+    trusted browsers' revocation, so it must lock the account's row first.
+    """
+    for _ in range(25):
+        old = enrol_totp(user)
+        trust_a_browser(user)
+        factor = Authenticator.objects.get(user=user, method="totp", confirmed_at__isnull=False)
+        pending, _ = second_step.start(user, factor, CLI)
+        new = totp.decode_secret(totp_flows.provisioning_for(user).secret)
+        new_code = totp.hotp(new, totp.time_step(clock.timestamp()))
+
+        def confirm(code: str = new_code) -> str:
+            totp_flows.confirm(user, code, CLI)
+            return "replaced"
+
+        outcomes = sorted(at_once([partial(check, pending, next_code(old)), confirm]))
+        assert outcomes in (["refused", "replaced"], ["replaced", "signed in"])
+        totp_flows.remove(user, CLI)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replacing_the_app_while_an_admin_resets_does_not_deadlock(user: User, two_factor_on: None) -> None:
+    """The user confirms a new authenticator app at the moment an administrator resets their second factors.
+
+    Confirming locks the new app's row, then deletes the old one's; the
+    reset deletes both in one statement, in its own order.  Confirming must
+    lock the account's row first, as the reset does, or the two deadlock on
+    PostgreSQL.
+    """
+    for _ in range(25):
+        enrol_totp(user)
+        new = totp.decode_secret(totp_flows.provisioning_for(user).secret)
+        new_code = totp.hotp(new, totp.time_step(clock.timestamp()))
+
+        def confirm(code: str = new_code) -> str:
+            try:
+                totp_flows.confirm(user, code, CLI)
+            except totp_flows.EnrolmentError:
+                return "refused"
+            return "replaced"
+
+        def reset() -> str:
+            reset_two_factor(user, origin=CLI)
+            return "reset"
+
+        assert sorted(at_once([confirm, reset])) in (["refused", "reset"], ["replaced", "reset"])
+        reset_two_factor(user, origin=CLI)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_removing_email_codes_while_one_is_checked_does_not_deadlock(
+    user: User, mail_server: SmtpServer, email_on: None, frozen_clock: clock.FrozenClock
+) -> None:
+    """The user turns email codes off at the moment an emailed code is checked.
+
+    As for the authenticator app: the check updates the factor after
+    locking the account's row, so removing must lock the account's row first.
+    """
+    backup = user.email_addresses.get(email=BACKUP).pk
+    for _ in range(25):
+        frozen_clock.advance(16 * 60)  # past the resend wait and the send caps of the previous round
+        email_flows.start_enrolment(user, backup, CLI)
+        factor = email_flows.confirm_enrolment(user, mail_server.last_code(BACKUP), CLI)
+        trust_a_browser(user)
+        pending, _ = second_step.start(user, factor, CLI)
+
+        def remove() -> str:
+            assert email_flows.remove(user, CLI)
+            return "removed"
+
+        outcomes = sorted(at_once([partial(check, pending, mail_server.last_code(BACKUP)), remove]))
+        assert outcomes in (["refused", "removed"], ["removed", "signed in"])

@@ -210,6 +210,12 @@ def delete_user(user: User, *, origin: Origin, actor: User | None = None) -> Non
     """
     if _is_last_admin(user):
         raise ValidationError("This is the last active administrator; it cannot be deleted.")
+    # The account's row before its pending sign-ins', as a code's check
+    # (``login.verify``) locks it: ending them first and deleting the row last
+    # deadlocked with a check on PostgreSQL.  After ``_is_last_admin``, which
+    # locks the administrators in their own order (an administrator's row is
+    # then already locked).  As strong as the DELETE it stands for.
+    User.objects.select_for_update().filter(pk=user.pk).first()
     end_sessions(user)
     record("user.deleted", Outcome.INFO, origin=origin, username=user.username, actor=actor)
     user.delete()

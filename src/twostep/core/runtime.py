@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,6 +164,21 @@ def set_setting(key: str, value: Any) -> Any:
     checked = _definition(key).check(value)
     Setting.objects.update_or_create(key=key, defaults={"value": checked})
     return checked
+
+
+def lock_settings(keys: Iterable[str]) -> None:
+    """Lock the rows of ``keys`` in sorted order, for a transaction that then sets them in another order.
+
+    Two transactions that wrote the same settings in different orders (two
+    administrators' changes, each in its payload's order) deadlocked on
+    PostgreSQL.  A key without a row gets one holding its default (no
+    change to what is read), so that the rows are inserted in this order too.
+    """
+    ordered = sorted(set(keys))
+    Setting.objects.bulk_create(
+        [Setting(key=key, value=_definition(key).default) for key in ordered], ignore_conflicts=True
+    )
+    list(Setting.objects.select_for_update().filter(key__in=ordered).order_by("key").values_list("key", flat=True))
 
 
 def check_settable(key: str) -> None:

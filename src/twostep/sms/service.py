@@ -45,6 +45,7 @@ from twostep.core.runtime import (
     SettingError,
     get_setting,
     get_settings,
+    lock_settings,
     register_method_requirement,
     register_setting,
     set_setting,
@@ -584,6 +585,8 @@ def save_limits(daily_limit: str, countries: str, *, origin: Origin, actor: Any 
     if errors:
         raise LimitsError(errors)
     with transaction.atomic():
+        # In the order every change of several settings locks them (the API's too).
+        lock_settings(changes)
         for key, value in changes.items():
             set_setting(key, value)
     record("sms.limits", Outcome.INFO, origin=origin, actor=actor, detail=changes)

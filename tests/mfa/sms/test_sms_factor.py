@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import secrets
+from datetime import timedelta
 
 import pytest
 from django.test import Client
@@ -18,10 +20,13 @@ from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.core import clock
 from twostep.core.runtime import set_setting
-from twostep.mfa.models import Authenticator, OneTimeCode
+from twostep.mfa import login as second_step
+from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin, TrustedBrowser
 from twostep.mfa.services import reset_two_factor
 from twostep.mfa.sms import flows
 from twostep.sms.service import NotSent
+
+DAY = timedelta(days=1)
 
 pytestmark = pytest.mark.django_db
 
@@ -403,4 +408,72 @@ def test_confirming_while_an_admin_resets_does_not_deadlock(
             return "reset"
 
         assert sorted(at_once([confirm, reset])) in (["enabled", "reset"], ["refused", "reset"])
+        reset_two_factor(phone_user, origin=CLI)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_removing_sms_while_a_code_is_checked_does_not_deadlock(
+    phone_user: User, twilio: FakeTwilio, frozen_clock: clock.FrozenClock
+) -> None:
+    """The user turns SMS codes off at the moment a texted code is checked.
+
+    The check updates the factor after locking the account's row; a removal
+    that deleted the factor first, then logged the trusted browsers'
+    revocation (which waits for the account's row), deadlocked with it on
+    PostgreSQL.
+    """
+    second = phone_id(phone_user, SECOND)
+    for _ in range(25):
+        frozen_clock.advance(16 * 60)  # past the resend wait and the send caps of the previous round
+        flows.start_enrolment(phone_user, second, CLI)
+        factor = flows.confirm(phone_user, twilio.last_code(SECOND), CLI)
+        now = clock.now()
+        TrustedBrowser.objects.create(
+            user=phone_user, token_hash=secrets.token_hex(32), fingerprint="f", created_at=now, expires_at=now + DAY
+        )
+        pending, _ = second_step.start(phone_user, factor, CLI)
+
+        def check(pending: PendingLogin = pending, code: str = twilio.last_code(SECOND)) -> str:
+            try:
+                second_step.verify(pending, code, CLI)
+            except second_step.SecondStepError:
+                return "refused"
+            return "signed in"
+
+        def remove() -> str:
+            assert flows.remove(phone_user, CLI)
+            return "removed"
+
+        assert sorted(at_once([check, remove])) in (["refused", "removed"], ["removed", "signed in"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_changing_the_number_while_an_admin_resets_does_not_deadlock(
+    phone_user: User, twilio: FakeTwilio, frozen_clock: clock.FrozenClock
+) -> None:
+    """The user picks another number for the SMS set-up at the moment an administrator resets their second factors.
+
+    Moving the set-up locks its row, then ends its codes; the reset's
+    deletion of the set-up detaches its codes first.  Moving must lock the
+    account's row first, as the reset does, or the two deadlock on PostgreSQL.
+    """
+    primary, second = phone_id(phone_user, PRIMARY), phone_id(phone_user, SECOND)
+    # One text a day: the set-up's first code goes out, the moved set-up's is
+    # held back before it is made (a set-up reset after its move gets no
+    # code: the test looks at the move's transaction alone).
+    set_setting("sms.daily_limit", 1)
+    for _ in range(25):
+        frozen_clock.advance(DAY.total_seconds() + 60)  # past the daily limit and the caps of the previous round
+        flows.start_enrolment(phone_user, primary, CLI)
+
+        def move() -> str:
+            with pytest.raises(NotSent, match="daily_limit"):
+                flows.start_enrolment(phone_user, second, CLI)
+            return "moved"
+
+        def reset() -> str:
+            reset_two_factor(phone_user, origin=CLI)
+            return "reset"
+
+        assert sorted(at_once([move, reset])) == ["moved", "reset"]
         reset_two_factor(phone_user, origin=CLI)

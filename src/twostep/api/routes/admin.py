@@ -60,6 +60,7 @@ from twostep.core.runtime import (
     SettingError,
     check_settable,
     get_settings,
+    lock_settings,
     set_setting,
 )
 from twostep.mfa import email_check
@@ -486,6 +487,8 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
     context = _context(request)
     with transaction.atomic(), _sparing(current_user(request)):
         before = get_settings(*SWITCH_KEYS)
+        # Locked in one order whatever the payload's, or two changes deadlock.
+        lock_settings(payload.values)
         stored = {}
         # In the order given: a later value's check sees the earlier ones (email.host before email codes).
         for key, value in payload.values.items():

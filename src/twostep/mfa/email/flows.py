@@ -269,6 +269,12 @@ def confirm_enrolment(user: User, code: str, origin: Origin, *, keep_session_key
 def remove(user: User, origin: Origin, *, keep_session_key: str | None = None) -> bool:
     """Turn email codes off; return whether they were on."""
     with transaction.atomic():
+        # The account's row before the factor's, as a code's check locks them
+        # (it updates the factor after locking the account): deleting the
+        # factor, then logging the trusted browsers' revocation (which waits
+        # for the account's row), deadlocked with a check on PostgreSQL.  Not
+        # a lock that keeps rows referring to the account from being added.
+        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
         active = Authenticator.objects.filter(user=user, method=METHOD, confirmed_at__isnull=False).exists()
         Authenticator.objects.filter(user=user, method=METHOD).delete()
         if active:

@@ -240,6 +240,12 @@ def start_enrolment(user: User, phone_id: int, origin: Origin) -> Authenticator:
         raise EnrolmentError("unknown_number")
     now = clock.now()
     with transaction.atomic():
+        # The account's row before the set-up's and its codes', as a 2FA reset
+        # locks them (it detaches the codes, then deletes the set-up): locking
+        # the set-up, then ending its codes, deadlocked with a reset on
+        # PostgreSQL.  Not a lock that keeps rows referring to the account
+        # (a new set-up) from being added.
+        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
         pending = (
             Authenticator.objects.select_for_update()
             .filter(user=user, method=Method.SMS, confirmed_at__isnull=True)
@@ -344,6 +350,9 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
 def remove(user: User, origin: Origin, *, keep_session_key: str | None = None) -> bool:
     """Turn SMS codes off for the user; return whether they were on."""
     with transaction.atomic():
+        # The account's row before the factor's and its codes', as a code's
+        # check locks them: see ``email.flows.remove``.
+        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
         factors = list(Authenticator.objects.filter(user=user, method=Method.SMS))
         active = any(factor.confirmed_at is not None for factor in factors)
         for factor in factors:

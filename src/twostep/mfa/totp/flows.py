@@ -99,6 +99,12 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
         raise EnrolmentError("malformed_code")
     now = clock.now()
     with transaction.atomic():
+        # The account's row first, as a code's check (``login.verify``) and a
+        # 2FA reset lock it: deleting the old app after locking the new one,
+        # then logging the trusted browsers' revocation (which waits for the
+        # account's row), deadlocked with either on PostgreSQL.  Not a lock
+        # that keeps rows referring to the account from being added.
+        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
         pending = (
             Authenticator.objects.select_for_update()
             .filter(user=user, method=Method.TOTP, confirmed_at__isnull=True, pending_until__gt=now)
@@ -135,6 +141,9 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
 def remove(user: User, origin: Origin, *, keep_session_key: str | None = None) -> bool:
     """Turn the user's authenticator app off; return whether one was active."""
     with transaction.atomic():
+        # The account's row before the factor's, as a code's check locks them:
+        # see ``confirm``.
+        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
         deleted = Authenticator.objects.filter(user=user, method=Method.TOTP).delete()[0]
         if deleted:
             end_sessions(user, except_key=keep_session_key)
