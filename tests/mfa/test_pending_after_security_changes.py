@@ -11,10 +11,6 @@ completed after such a change either.
 
 from __future__ import annotations
 
-import secrets
-from datetime import timedelta
-from functools import partial
-
 import pytest
 from django.test import Client
 
@@ -23,6 +19,7 @@ from tests.concurrency import at_once
 from tests.conftest import PASSWORD
 from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
 from tests.mfa.email.conftest import BACKUP, email_on, enrolled
+from tests.mfa.races import code_check, trust_a_browser, two_factor_reset
 from tests.mfa.recovery_codes.helpers import enrol_totp, next_code, signed_in_with_totp
 from twostep.accounts.models import User
 from twostep.api.models import AccessToken
@@ -31,7 +28,7 @@ from twostep.core import clock
 from twostep.factors import totp
 from twostep.mfa import login as second_step
 from twostep.mfa.email import flows as email_flows
-from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin, TrustedBrowser
+from twostep.mfa.models import Authenticator, OneTimeCode
 from twostep.mfa.services import reset_two_factor
 from twostep.mfa.totp import flows as totp_flows
 
@@ -147,39 +144,9 @@ def test_a_reset_while_a_code_is_checked_does_not_deadlock(user: User, two_facto
         pending, _ = second_step.start(user, factor, CLI)
         code = next_code(key)
 
-        def check_the_code(pending: PendingLogin = pending, code: str = code) -> str:
-            try:
-                second_step.verify(pending, code, CLI)
-            except second_step.SecondStepError:
-                return "refused"
-            return "signed in"
-
-        def reset() -> str:
-            reset_two_factor(user, origin=CLI)
-            return "reset"
-
-        assert sorted(at_once([check_the_code, reset])) in (["refused", "reset"], ["reset", "signed in"])
+        outcomes = sorted(at_once([code_check(pending, code), two_factor_reset(user)]))
+        assert outcomes in (["refused", "reset"], ["reset", "signed in"])
         assert not Authenticator.objects.filter(user=user).exists()
-
-
-def trust_a_browser(user: User) -> None:
-    """A browser the user trusts: ending their sessions revokes it, and the auth log says so."""
-    now = clock.now()
-    TrustedBrowser.objects.create(
-        user=user,
-        token_hash=secrets.token_hex(32),
-        fingerprint="fingerprint",
-        created_at=now,
-        expires_at=now + timedelta(days=30),
-    )
-
-
-def check(pending: PendingLogin, code: str) -> str:
-    try:
-        second_step.verify(pending, code, CLI)
-    except second_step.SecondStepError:
-        return "refused"
-    return "signed in"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -202,7 +169,7 @@ def test_removing_the_app_while_its_code_is_checked_does_not_deadlock(user: User
             assert totp_flows.remove(user, CLI)
             return "removed"
 
-        outcomes = sorted(at_once([partial(check, pending, next_code(key)), remove]))
+        outcomes = sorted(at_once([code_check(pending, next_code(key)), remove]))
         assert outcomes in (["refused", "removed"], ["removed", "signed in"])
 
 
@@ -225,7 +192,7 @@ def test_replacing_the_app_while_its_code_is_checked_does_not_deadlock(user: Use
             totp_flows.confirm(user, code, CLI)
             return "replaced"
 
-        outcomes = sorted(at_once([partial(check, pending, next_code(old)), confirm]))
+        outcomes = sorted(at_once([code_check(pending, next_code(old)), confirm]))
         assert outcomes in (["refused", "replaced"], ["replaced", "signed in"])
         totp_flows.remove(user, CLI)
 
@@ -251,11 +218,7 @@ def test_replacing_the_app_while_an_admin_resets_does_not_deadlock(user: User, t
                 return "refused"
             return "replaced"
 
-        def reset() -> str:
-            reset_two_factor(user, origin=CLI)
-            return "reset"
-
-        assert sorted(at_once([confirm, reset])) in (["refused", "reset"], ["replaced", "reset"])
+        assert sorted(at_once([confirm, two_factor_reset(user)])) in (["refused", "reset"], ["replaced", "reset"])
         reset_two_factor(user, origin=CLI)
 
 
@@ -280,5 +243,5 @@ def test_removing_email_codes_while_one_is_checked_does_not_deadlock(
             assert email_flows.remove(user, CLI)
             return "removed"
 
-        outcomes = sorted(at_once([partial(check, pending, mail_server.last_code(BACKUP)), remove]))
+        outcomes = sorted(at_once([code_check(pending, mail_server.last_code(BACKUP)), remove]))
         assert outcomes in (["refused", "removed"], ["removed", "signed in"])

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 
+from twostep.accounts.locking import lock_account
 from twostep.accounts.models import EmailAddress, PhoneNumber, Role, User
 from twostep.accounts.validators import normalize_email, normalize_username, textable_phone
 from twostep.audit.services import Origin, Outcome, record
@@ -210,12 +211,9 @@ def delete_user(user: User, *, origin: Origin, actor: User | None = None) -> Non
     """
     if _is_last_admin(user):
         raise ValidationError("This is the last active administrator; it cannot be deleted.")
-    # The account's row before its pending sign-ins', as a code's check
-    # (``login.verify``) locks it: ending them first and deleting the row last
-    # deadlocked with a check on PostgreSQL.  After ``_is_last_admin``, which
-    # locks the administrators in their own order (an administrator's row is
-    # then already locked).  As strong as the DELETE it stands for.
-    User.objects.select_for_update().filter(pk=user.pk).first()
+    # Before its pending sign-ins' rows; after ``_is_last_admin``, which locks
+    # the administrators in their own order.
+    lock_account(user.pk)
     end_sessions(user)
     record("user.deleted", Outcome.INFO, origin=origin, username=user.username, actor=actor)
     user.delete()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from twostep.accounts.locking import lock_account
 from twostep.accounts.models import User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
@@ -166,10 +167,8 @@ def switch(pending: PendingLogin, method: str, origin: Origin) -> PendingLogin:
         raise SecondStepError("method_unavailable")
     now = clock.now()
     with transaction.atomic():
-        # The account's row first, as a code's check (``login.verify``) locks it
-        # before the pending sign-in's: the joined query below locks the pending
-        # row before the account's, and on PostgreSQL the two orders deadlocked.
-        User.objects.select_for_update().filter(pk=pending.user_id).first()
+        # The joined query below locks the pending row before the account's.
+        lock_account(pending.user_id)
         current = PendingLogin.objects.select_for_update().select_related("user").filter(pk=pending.pk).first()
         if current is None or not is_live(current):
             raise SecondStepError("expired_login")

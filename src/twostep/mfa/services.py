@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
+from twostep.accounts.locking import lock_account
 from twostep.accounts.models import User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
@@ -30,12 +31,8 @@ def reset_two_factor(user: User, *, origin: Origin, actor: User | None = None) -
     they must enrol again at their next sign-in.
     """
     with transaction.atomic():
-        # The account's row first, as a code's check (``login.verify``) locks it
-        # before the factor's: writing it last (``throttle.unlock``) after
-        # deleting the factors deadlocked with a check on PostgreSQL.  Not a
-        # key-share-blocking lock, as the UPDATE it stands for: rows that
-        # refer to the account may still be added meanwhile.
-        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
+        # Not only when ``throttle.unlock`` writes it, after the factors are gone.
+        lock_account(user.pk, no_key=True)
         removed = Authenticator.objects.filter(user=user, confirmed_at__isnull=False).count()
         Authenticator.objects.filter(user=user).delete()
         RecoveryCode.objects.filter(user=user).delete()

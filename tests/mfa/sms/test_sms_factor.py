@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 from datetime import timedelta
 
 import pytest
@@ -11,6 +10,7 @@ from django.test import Client
 
 from tests.concurrency import at_once
 from tests.conftest import asked_for_password, prove_second_factor, sign_in
+from tests.mfa.races import code_check, trust_a_browser, two_factor_reset
 from tests.mfa.sms.conftest import PRIMARY, SECOND
 from tests.sms.fakes import FakeTwilio
 from twostep.accounts import services
@@ -21,7 +21,7 @@ from twostep.audit.services import CLI
 from twostep.core import clock
 from twostep.core.runtime import set_setting
 from twostep.mfa import login as second_step
-from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin, TrustedBrowser
+from twostep.mfa.models import Authenticator, OneTimeCode
 from twostep.mfa.services import reset_two_factor
 from twostep.mfa.sms import flows
 from twostep.sms.service import NotSent
@@ -403,11 +403,7 @@ def test_confirming_while_an_admin_resets_does_not_deadlock(
                 return "refused"
             return "enabled"
 
-        def reset() -> str:
-            reset_two_factor(phone_user, origin=CLI)
-            return "reset"
-
-        assert sorted(at_once([confirm, reset])) in (["enabled", "reset"], ["refused", "reset"])
+        assert sorted(at_once([confirm, two_factor_reset(phone_user)])) in (["enabled", "reset"], ["refused", "reset"])
         reset_two_factor(phone_user, origin=CLI)
 
 
@@ -427,24 +423,17 @@ def test_removing_sms_while_a_code_is_checked_does_not_deadlock(
         frozen_clock.advance(16 * 60)  # past the resend wait and the send caps of the previous round
         flows.start_enrolment(phone_user, second, CLI)
         factor = flows.confirm(phone_user, twilio.last_code(SECOND), CLI)
-        now = clock.now()
-        TrustedBrowser.objects.create(
-            user=phone_user, token_hash=secrets.token_hex(32), fingerprint="f", created_at=now, expires_at=now + DAY
-        )
+        trust_a_browser(phone_user)
         pending, _ = second_step.start(phone_user, factor, CLI)
-
-        def check(pending: PendingLogin = pending, code: str = twilio.last_code(SECOND)) -> str:
-            try:
-                second_step.verify(pending, code, CLI)
-            except second_step.SecondStepError:
-                return "refused"
-            return "signed in"
 
         def remove() -> str:
             assert flows.remove(phone_user, CLI)
             return "removed"
 
-        assert sorted(at_once([check, remove])) in (["refused", "removed"], ["removed", "signed in"])
+        assert sorted(at_once([code_check(pending, twilio.last_code(SECOND)), remove])) in (
+            ["refused", "removed"],
+            ["removed", "signed in"],
+        )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -471,9 +460,5 @@ def test_changing_the_number_while_an_admin_resets_does_not_deadlock(
                 flows.start_enrolment(phone_user, second, CLI)
             return "moved"
 
-        def reset() -> str:
-            reset_two_factor(phone_user, origin=CLI)
-            return "reset"
-
-        assert sorted(at_once([move, reset])) == ["moved", "reset"]
+        assert sorted(at_once([move, two_factor_reset(phone_user)])) == ["moved", "reset"]
         reset_two_factor(phone_user, origin=CLI)

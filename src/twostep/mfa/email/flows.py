@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import transaction
 
+from twostep.accounts.locking import lock_account
 from twostep.accounts.models import EmailAddress, User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
@@ -228,10 +229,7 @@ def confirm_enrolment(user: User, code: str, origin: Origin, *, keep_session_key
     now = clock.now()
     replaced = 0
     with transaction.atomic():
-        # The account's row before the set-up's (``guesses.check_code`` locks it
-        # again below): a 2FA reset locks it before deleting the set-up, and on
-        # PostgreSQL the other order deadlocked with one.
-        User.objects.select_for_update().filter(pk=user.pk).first()
+        lock_account(user.pk)  # before the set-up's row, as a 2FA reset
         pending = (
             Authenticator.objects.select_for_update()
             .filter(user=user, method=METHOD, confirmed_at__isnull=True, pending_until__gt=now)
@@ -269,12 +267,9 @@ def confirm_enrolment(user: User, code: str, origin: Origin, *, keep_session_key
 def remove(user: User, origin: Origin, *, keep_session_key: str | None = None) -> bool:
     """Turn email codes off; return whether they were on."""
     with transaction.atomic():
-        # The account's row before the factor's, as a code's check locks them
-        # (it updates the factor after locking the account): deleting the
-        # factor, then logging the trusted browsers' revocation (which waits
-        # for the account's row), deadlocked with a check on PostgreSQL.  Not
-        # a lock that keeps rows referring to the account from being added.
-        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
+        # Before the factor's row: a code's check holding the account's row
+        # updates it, and logging trusted browsers' revocation waits for the account's.
+        lock_account(user.pk, no_key=True)
         active = Authenticator.objects.filter(user=user, method=METHOD, confirmed_at__isnull=False).exists()
         Authenticator.objects.filter(user=user, method=METHOD).delete()
         if active:

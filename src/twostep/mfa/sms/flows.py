@@ -26,6 +26,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models.functions import Coalesce
 
+from twostep.accounts.locking import lock_account
 from twostep.accounts.models import PhoneNumber, User
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import Origin, Outcome, record
@@ -240,12 +241,9 @@ def start_enrolment(user: User, phone_id: int, origin: Origin) -> Authenticator:
         raise EnrolmentError("unknown_number")
     now = clock.now()
     with transaction.atomic():
-        # The account's row before the set-up's and its codes', as a 2FA reset
-        # locks them (it detaches the codes, then deletes the set-up): locking
-        # the set-up, then ending its codes, deadlocked with a reset on
-        # PostgreSQL.  Not a lock that keeps rows referring to the account
-        # (a new set-up) from being added.
-        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
+        # Before the set-up's row and its codes': a 2FA reset detaches the codes,
+        # then deletes the set-up, holding the account's row.
+        lock_account(user.pk, no_key=True)
         pending = (
             Authenticator.objects.select_for_update()
             .filter(user=user, method=Method.SMS, confirmed_at__isnull=True)
@@ -306,10 +304,7 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
     reason: str | None = None
     replaced: list[Authenticator] = []
     with transaction.atomic():
-        # The account's row before the set-up's (``guesses.check_code`` locks it
-        # again below): a 2FA reset locks it before deleting the set-up, and on
-        # PostgreSQL the other order deadlocked with one.
-        User.objects.select_for_update().filter(pk=user.pk).first()
+        lock_account(user.pk)  # before the set-up's row, as a 2FA reset
         pending = (
             Authenticator.objects.select_for_update()
             .filter(user=user, method=Method.SMS, confirmed_at__isnull=True, pending_until__gt=now)
@@ -350,9 +345,7 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
 def remove(user: User, origin: Origin, *, keep_session_key: str | None = None) -> bool:
     """Turn SMS codes off for the user; return whether they were on."""
     with transaction.atomic():
-        # The account's row before the factor's and its codes', as a code's
-        # check locks them: see ``email.flows.remove``.
-        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
+        lock_account(user.pk, no_key=True)  # before the factor's row and its codes', as a code's check
         factors = list(Authenticator.objects.filter(user=user, method=Method.SMS))
         active = any(factor.confirmed_at is not None for factor in factors)
         for factor in factors:

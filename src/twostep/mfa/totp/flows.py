@@ -11,6 +11,7 @@ import segno
 from django.conf import settings
 from django.db import transaction
 
+from twostep.accounts.locking import lock_account
 from twostep.accounts.models import User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock, rawsql
@@ -99,12 +100,9 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
         raise EnrolmentError("malformed_code")
     now = clock.now()
     with transaction.atomic():
-        # The account's row first, as a code's check (``login.verify``) and a
-        # 2FA reset lock it: deleting the old app after locking the new one,
-        # then logging the trusted browsers' revocation (which waits for the
-        # account's row), deadlocked with either on PostgreSQL.  Not a lock
-        # that keeps rows referring to the account from being added.
-        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
+        # Before the new app's row and the old one's: a code's check or a 2FA
+        # reset holding the account's row would otherwise wait for them.
+        lock_account(user.pk, no_key=True)
         pending = (
             Authenticator.objects.select_for_update()
             .filter(user=user, method=Method.TOTP, confirmed_at__isnull=True, pending_until__gt=now)
@@ -141,9 +139,7 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
 def remove(user: User, origin: Origin, *, keep_session_key: str | None = None) -> bool:
     """Turn the user's authenticator app off; return whether one was active."""
     with transaction.atomic():
-        # The account's row before the factor's, as a code's check locks them:
-        # see ``confirm``.
-        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
+        lock_account(user.pk, no_key=True)  # before the factor's row, as a code's check
         deleted = Authenticator.objects.filter(user=user, method=Method.TOTP).delete()[0]
         if deleted:
             end_sessions(user, except_key=keep_session_key)

@@ -1,0 +1,49 @@
+"""Tasks for ``tests.concurrency.at_once`` that the lock-order tests share; each returns what happened."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+
+from twostep.accounts.models import User
+from twostep.audit.services import CLI
+from twostep.core import clock
+from twostep.mfa import login as second_step
+from twostep.mfa.models import PendingLogin, TrustedBrowser
+from twostep.mfa.services import reset_two_factor
+
+
+def code_check(pending: PendingLogin, code: str) -> Callable[[], str]:
+    """Check ``code`` for ``pending``: "signed in" or "refused"."""
+
+    def check() -> str:
+        try:
+            second_step.verify(pending, code, CLI)
+        except second_step.SecondStepError:
+            return "refused"
+        return "signed in"
+
+    return check
+
+
+def two_factor_reset(user: User) -> Callable[[], str]:
+    """An administrator resets ``user``'s second factors: "reset"."""
+
+    def reset() -> str:
+        reset_two_factor(user, origin=CLI)
+        return "reset"
+
+    return reset
+
+
+def trust_a_browser(user: User) -> None:
+    """A browser ``user`` trusts: ending their sessions revokes it, and the auth log says so."""
+    now = clock.now()
+    TrustedBrowser.objects.create(
+        user=user,
+        token_hash=secrets.token_hex(32),
+        fingerprint="fingerprint",
+        created_at=now,
+        expires_at=now + timedelta(days=30),
+    )
