@@ -21,7 +21,10 @@ def lock_account(user_id: int, *, no_key: bool = False) -> None:
     which still lets rows that refer to the account (a new set-up, an
     auth-log entry) be added meanwhile, by other transactions too.  Without
     it, ``FOR UPDATE``: for a transaction that deletes the account, or that
-    must not see such rows appear.  Must be called inside a transaction.
+    must not see such rows appear.
+
+    Raises:
+        django.db.transaction.TransactionManagementError: on PostgreSQL, outside a transaction.
     """
     rows = User.objects.filter(pk=user_id)
     (rows.select_for_update(no_key=True) if no_key else rows.select_for_update()).first()
