@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 from twostep.accounts.models import User
 from twostep.audit.services import CLI
@@ -14,17 +15,22 @@ from twostep.mfa.models import PendingLogin, TrustedBrowser
 from twostep.mfa.services import reset_two_factor
 
 
+def attempt(action: Callable[[], object], done: str, refusal: type[Exception]) -> Callable[[], str]:
+    """Run ``action``: ``done``, or "refused" when it raises ``refusal`` (anything else fails the test)."""
+
+    def run() -> str:
+        try:
+            action()
+        except refusal:
+            return "refused"
+        return done
+
+    return run
+
+
 def code_check(pending: PendingLogin, code: str) -> Callable[[], str]:
     """Check ``code`` for ``pending``: "signed in" or "refused"."""
-
-    def check() -> str:
-        try:
-            second_step.verify(pending, code, CLI)
-        except second_step.SecondStepError:
-            return "refused"
-        return "signed in"
-
-    return check
+    return attempt(partial(second_step.verify, pending, code, CLI), "signed in", second_step.SecondStepError)
 
 
 def two_factor_reset(user: User) -> Callable[[], str]:

@@ -11,6 +11,8 @@ completed after such a change either.
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 from django.test import Client
 
@@ -19,7 +21,7 @@ from tests.concurrency import at_once
 from tests.conftest import PASSWORD
 from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
 from tests.mfa.email.conftest import BACKUP, email_on, enrolled
-from tests.mfa.races import code_check, trust_a_browser, two_factor_reset
+from tests.mfa.races import attempt, code_check, trust_a_browser, two_factor_reset
 from tests.mfa.recovery_codes.helpers import enrol_totp, next_code, signed_in_with_totp
 from twostep.accounts.models import User
 from twostep.api.models import AccessToken
@@ -211,13 +213,7 @@ def test_replacing_the_app_while_an_admin_resets_does_not_deadlock(user: User, t
         new = totp.decode_secret(totp_flows.provisioning_for(user).secret)
         new_code = totp.hotp(new, totp.time_step(clock.timestamp()))
 
-        def confirm(code: str = new_code) -> str:
-            try:
-                totp_flows.confirm(user, code, CLI)
-            except totp_flows.EnrolmentError:
-                return "refused"
-            return "replaced"
-
+        confirm = attempt(partial(totp_flows.confirm, user, new_code, CLI), "replaced", totp_flows.EnrolmentError)
         assert sorted(at_once([confirm, two_factor_reset(user)])) in (["refused", "reset"], ["replaced", "reset"])
         reset_two_factor(user, origin=CLI)
 

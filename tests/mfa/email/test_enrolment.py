@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from django.test import Client
@@ -11,7 +12,7 @@ from tests.concurrency import at_once
 from tests.conftest import prove_second_factor, sign_in
 from tests.mail.smtp_server import Certificates, SmtpServer, configure_twostep
 from tests.mfa.email.conftest import BACKUP, sign_in_with_email_code
-from tests.mfa.races import two_factor_reset
+from tests.mfa.races import attempt, two_factor_reset
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
@@ -197,10 +198,10 @@ def test_starting_over_does_not_reset_the_send_limits(
     """
     signed_in(client, user)
     ids = [address_id(user, "alice@example.com"), address_id(user, BACKUP)]
-    for attempt in range(8):
+    for round_ in range(8):
         if how == "cancelling":
             client.post(SETUP, {"action": "cancel"})
-        client.post(SETUP, {"action": "send", "address": ids[attempt % 2]})
+        client.post(SETUP, {"action": "send", "address": ids[round_ % 2]})
         frozen_clock.advance(5)
     assert len(mail_server.messages()) == 5
     refused = client.post(SETUP, {"action": "send", "address": ids[0]}).content.decode()
@@ -225,14 +226,8 @@ def test_confirming_while_an_admin_resets_does_not_deadlock(
     for _ in range(25):
         frozen_clock.advance(16 * 60)  # past the resend wait and the send caps of the previous round
         flows.start_enrolment(user, backup, CLI)
-        code = mail_server.last_code(BACKUP)
-
-        def confirm(code: str = code) -> str:
-            try:
-                flows.confirm_enrolment(user, code, CLI)
-            except flows.EnrolmentError:
-                return "refused"
-            return "enabled"
-
+        confirm = attempt(
+            partial(flows.confirm_enrolment, user, mail_server.last_code(BACKUP), CLI), "enabled", flows.EnrolmentError
+        )
         assert sorted(at_once([confirm, two_factor_reset(user)])) in (["enabled", "reset"], ["refused", "reset"])
         reset_two_factor(user, origin=CLI)

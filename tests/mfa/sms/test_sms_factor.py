@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from django.test import Client
 
 from tests.concurrency import at_once
 from tests.conftest import asked_for_password, prove_second_factor, sign_in
-from tests.mfa.races import code_check, trust_a_browser, two_factor_reset
+from tests.mfa.races import attempt, code_check, trust_a_browser, two_factor_reset
 from tests.mfa.sms.conftest import PRIMARY, SECOND
 from tests.sms.fakes import FakeTwilio
 from twostep.accounts import services
@@ -394,15 +395,9 @@ def test_confirming_while_an_admin_resets_does_not_deadlock(
     for _ in range(25):
         frozen_clock.advance(16 * 60)  # past the resend wait and the send caps of the previous round
         flows.start_enrolment(phone_user, second, CLI)
-        code = twilio.last_code(SECOND)
-
-        def confirm(code: str = code) -> str:
-            try:
-                flows.confirm(phone_user, code, CLI)
-            except flows.EnrolmentError:
-                return "refused"
-            return "enabled"
-
+        confirm = attempt(
+            partial(flows.confirm, phone_user, twilio.last_code(SECOND), CLI), "enabled", flows.EnrolmentError
+        )
         assert sorted(at_once([confirm, two_factor_reset(phone_user)])) in (["enabled", "reset"], ["refused", "reset"])
         reset_two_factor(phone_user, origin=CLI)
 
