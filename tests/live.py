@@ -22,6 +22,11 @@ import httpx
 TWOSTEP = [sys.executable, "-m", "twostep.cli"]
 
 
+def bearer(token: str) -> dict[str, str]:
+    """The header that presents an API access token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

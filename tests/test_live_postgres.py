@@ -12,16 +12,12 @@ import httpx
 import psycopg
 import pytest
 
-from tests.live import LiveServer, create_server, free_port
+from tests.live import LiveServer, bearer, create_server, free_port
 from twostep.factors import totp
 
 pytestmark = pytest.mark.live
 
 PASSWORD = "bob's passphrase for two instances"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -9,16 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.live import bearer
 from twostep.factors import totp
 
 pytestmark = pytest.mark.live
 
 USER_PASSWORD = "a user's long enough passphrase"
 BOSS_PASSWORD = "the boss has a passphrase too"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")

@@ -51,6 +51,14 @@ class Claim:
     account_key: str
     ip_key: str | None
 
+    @property
+    def keys(self) -> list[str]:
+        """Its counters' keys, in the order every transaction locks them (claim and settle alike).
+
+        Two transactions that took them in different orders could deadlock on PostgreSQL.
+        """
+        return sorted(key for key in (self.account_key, self.ip_key) if key)
+
 
 def account_name(username: str) -> str:
     """The account a typed name counts for: trimmed, lower-cased, at most 150 characters."""
@@ -88,15 +96,13 @@ def claim(username: str, ip: str | None, now: datetime, *, device: str | None = 
     """
     counter = f"device:{device}" if device else account_key(username)
     attempt = Claim(counter, _address_key(ip) if ip else None)
-    # Sorted: every transaction that locks several counters takes them in this
-    # order (claim and settle alike), or two of them may deadlock on PostgreSQL.
-    keys = sorted(key for key in (attempt.account_key, attempt.ip_key) if key)
+    keys = attempt.keys
     # One transaction, one commit: a sign-in pays for this besides the hash.
     with transaction.atomic():
         SignInThrottle.objects.bulk_create(
             [SignInThrottle(key=key, window_started_at=now) for key in keys], ignore_conflicts=True
         )
-        rows = list(SignInThrottle.objects.select_for_update().filter(key__in=keys).order_by("key"))
+        rows = _locked(keys)
         waits = [row.blocked_until - now for row in rows if row.blocked_until and row.blocked_until > now]
         if waits:
             raise SignInThrottled(max(waits))
@@ -112,6 +118,11 @@ def claim(username: str, ip: str | None, now: datetime, *, device: str | None = 
     return attempt
 
 
+def _locked(keys: list[str]) -> list[SignInThrottle]:
+    """The counters of ``keys`` (``Claim.keys``), locked in that order until the transaction ends."""
+    return list(SignInThrottle.objects.select_for_update().filter(key__in=keys).order_by("key"))
+
+
 def settle(attempt: Claim, *, password_was_right: bool) -> None:
     """Close a claimed try: a right password clears the name's (or device's) counter and gives the address its try back.
 
@@ -121,9 +132,7 @@ def settle(attempt: Claim, *, password_was_right: bool) -> None:
         return
     with transaction.atomic():
         if attempt.ip_key:
-            # Locked in claim's order first: deleting the name's row would lock it before the address's.
-            keys = sorted((attempt.account_key, attempt.ip_key))
-            list(SignInThrottle.objects.select_for_update().filter(key__in=keys).order_by("key").values_list("pk"))
+            _locked(attempt.keys)  # first: deleting the name's row would lock it before the address's
         SignInThrottle.objects.filter(key=attempt.account_key).delete()
         if attempt.ip_key:
             # One conditional UPDATE: the try back, and no block once under the limit again.

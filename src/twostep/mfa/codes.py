@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 
+from twostep.accounts.locking import lock_account
 from twostep.accounts.models import User
 from twostep.core import clock
 from twostep.core.crypto import constant_time_equals, keyed_hash
@@ -161,7 +162,7 @@ def issue(
         SendRefused: cooldown or a send cap (see ``check_send_allowed``).
     """
     with transaction.atomic():
-        User.objects.select_for_update().filter(pk=user.pk).first()
+        lock_account(user.pk)
         check_send_allowed(user, destination, pending=pending, authenticator=authenticator, email_check=email_check)
         code = generate_code()
         now = clock.now()

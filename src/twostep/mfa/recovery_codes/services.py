@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Max, Q
 
+from twostep.accounts.locking import lock_account
 from twostep.accounts.models import User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
@@ -125,7 +126,7 @@ def regenerate(user: User, origin: Origin) -> NewCodes:
     now = clock.now()
     with transaction.atomic():
         # One set per user even when two requests race: they queue on the user row.
-        User.objects.select_for_update().filter(pk=user.pk).first()
+        lock_account(user.pk)
         if not _has_factor(user.pk):
             raise ValueError("no second factor")
         codes = _replace(user, now)
@@ -143,7 +144,7 @@ def create_first_set(user: User, origin: Origin) -> NewCodes | None:
     """
     now = clock.now()
     with transaction.atomic():
-        User.objects.select_for_update().filter(pk=user.pk).first()
+        lock_account(user.pk)
         if RecoveryCode.objects.filter(user_id=user.pk).exists() or not _has_factor(user.pk):
             return None
         codes = _replace(user, now)
