@@ -6,13 +6,34 @@ import secrets
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
+from typing import Any
+
+import pytest
 
 from twostep.accounts.models import User
 from twostep.audit.services import CLI
 from twostep.core import clock
+from twostep.mfa import codes
 from twostep.mfa import login as second_step
-from twostep.mfa.models import PendingLogin, TrustedBrowser
+from twostep.mfa.models import OneTimeCode, PendingLogin, TrustedBrowser
 from twostep.mfa.services import reset_two_factor
+
+
+def just_before_the_next_code(monkeypatch: pytest.MonkeyPatch, other_request: Callable[[], object]) -> None:
+    """Run ``other_request`` (committed, as another request would be) just before the next code is made.
+
+    That is the moment between a set-up's or check's own transaction and the
+    making of its code, where another request may delete what the code is
+    for.  Only the next code: ``other_request`` itself makes codes as usual.
+    """
+    real_issue = codes.issue
+
+    def issue(*args: Any, **kwargs: Any) -> tuple[OneTimeCode, str]:
+        monkeypatch.setattr(codes, "issue", real_issue)
+        other_request()
+        return real_issue(*args, **kwargs)
+
+    monkeypatch.setattr(codes, "issue", issue)
 
 
 def attempt(action: Callable[[], object], done: str, refusal: type[Exception]) -> Callable[[], str]:

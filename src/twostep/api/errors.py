@@ -75,7 +75,7 @@ CODES: dict[str, tuple[int, str]] = {
     "conflict": (
         409,
         "The change clashes with existing data (a username, address or number already there), "
-        "or needs a second factor the user does not have.",
+        "needs a second factor the user does not have, or the set-up it sends a code for ended meanwhile.",
     ),
     "confirmation_required": (409, "The change affects other users; repeat it with the confirmation asked for."),
     "method_unavailable": (

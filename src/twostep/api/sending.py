@@ -21,6 +21,15 @@ from twostep.sms.service import NotSent
 NOT_SENT: tuple[type[Exception], ...] = (codes.SendRefused, MailDeliveryError, NotSent)
 
 
+def ended(what: str) -> ApiError:
+    """409 ``conflict``: ``what`` (a set-up, a check) ended while its code was being sent; nothing was sent.
+
+    Another request removed it in the meantime: a 2FA reset, turning the
+    method off, or the same set-up started again on another address.
+    """
+    return ApiError("conflict", f"The {what} ended while its code was being sent: nothing was sent. Start again.")
+
+
 def rate_limited(message: str, retry_after: timedelta) -> ApiError:
     """429 ``rate_limited`` with ``Retry-After`` in whole seconds (at least one)."""
     wait = max(1, math.ceil(retry_after.total_seconds()))

@@ -45,6 +45,16 @@ class SendRefused(Exception):
         self.retry_after = retry_after
 
 
+class Ended(Exception):
+    """What the code was for ended before it could be issued.
+
+    An enrolment or an email check is a row that another request may delete
+    while this one sends: a 2FA reset, a cancelled set-up, or the same set-up
+    started again on another address in a second tab.  The caller tells the
+    user to start again; nothing was sent.
+    """
+
+
 def generate_code() -> str:
     """Six ASCII digits, every value from 000000 to 999999 equally likely."""
     return f"{secrets.randbelow(10**6):06d}"
@@ -70,6 +80,14 @@ def _binding(
     pending: PendingLogin | None, authenticator: Authenticator | None, email_check: EmailCheck | None = None
 ) -> Q:
     return _binding_of_ids(*(None if bound is None else bound.pk for bound in (pending, authenticator, email_check)))
+
+
+def _binding_exists(
+    pending: PendingLogin | None, authenticator: Authenticator | None, email_check: EmailCheck | None
+) -> bool:
+    _binding(pending, authenticator, email_check)  # raises unless exactly one is given
+    bound = pending or authenticator or email_check
+    return bound is not None and type(bound).objects.filter(pk=bound.pk).exists()
 
 
 def _cooldown_scope(
@@ -122,7 +140,8 @@ def check_send_allowed(
     since = now - SEND_WINDOW
     for reason, queryset in (
         ("account_limit", OneTimeCode.objects.filter(user=user)),
-        ("destination_limit", OneTimeCode.objects.filter(destination=destination)),
+        # Whatever its case: a shared mailbox may be on two accounts spelt two ways.
+        ("destination_limit", OneTimeCode.objects.filter(destination__iexact=destination)),
     ):
         times = _sent_since(queryset, since)
         if len(times) >= MAX_SENDS_PER_WINDOW:
@@ -160,9 +179,14 @@ def issue(
 
     Raises:
         SendRefused: cooldown or a send cap (see ``check_send_allowed``).
+        Ended: the enrolment or email check was deleted meanwhile.
     """
     with transaction.atomic():
+        # Whoever deletes a set-up or a check holds this lock too, so the row
+        # found here stays until the code's row refers to it.
         lock_account(user.pk)
+        if not _binding_exists(pending, authenticator, email_check):
+            raise Ended
         check_send_allowed(user, destination, pending=pending, authenticator=authenticator, email_check=email_check)
         code = generate_code()
         now = clock.now()

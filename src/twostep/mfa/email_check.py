@@ -26,6 +26,7 @@ from typing import Any
 
 from django.db import transaction
 
+from twostep.accounts.locking import lock_account
 from twostep.accounts.models import EmailAddress, User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
@@ -57,7 +58,8 @@ class CheckError(Exception):
     """The check cannot go on; ``reason`` says why (for the log and the page).
 
     Reasons: ``not_your_address``, ``no_check`` (none started, or its address
-    was removed), ``malformed_code``, ``wrong_code``, ``expired_code``,
+    was removed), ``ended`` (started again on another address while a code
+    was being sent for it), ``malformed_code``, ``wrong_code``, ``expired_code``,
     ``code_exhausted``, ``reused_code``; ``throttled`` or ``locked`` when the
     account's budget of wrong codes is spent (``twostep.mfa.guesses``).
     """
@@ -197,7 +199,7 @@ def start(user: User, address_id: int, holder: str, origin: Origin) -> EmailChec
     (the cooldown and send caps apply).
 
     Raises:
-        CheckError: ``not_your_address``.
+        CheckError: ``not_your_address`` or ``ended``.
         codes.SendRefused: cooldown or a send cap.
         MailDeliveryError: the message could not be delivered (logged).
     """
@@ -205,6 +207,8 @@ def start(user: User, address_id: int, holder: str, origin: Origin) -> EmailChec
     if address is None:
         raise CheckError("not_your_address")
     with transaction.atomic():
+        # Before the check's row, as codes.issue: see email.flows.start_enrolment.
+        lock_account(user.pk, no_key=True)
         check = in_progress(user, holder)
         if check is not None and check.destination.lower() != address.email.lower():
             EmailCheck.objects.filter(user=user, holder=holder, passed_at__isnull=True).delete()
@@ -213,9 +217,13 @@ def start(user: User, address_id: int, holder: str, origin: Origin) -> EmailChec
             check = EmailCheck.objects.create(
                 user=user, holder=holder, destination=address.email, created_at=clock.now()
             )
-    deliver_code(
-        user, address.email, "email_check_code", kind="email_check.code_sent", origin=origin, email_check=check
-    )
+    try:
+        deliver_code(
+            user, address.email, "email_check_code", kind="email_check.code_sent", origin=origin, email_check=check
+        )
+    except codes.Ended:
+        record("email_check.code_sent", Outcome.FAILURE, origin=origin, user=user, method=Method.EMAIL, reason="ended")
+        raise CheckError("ended") from None
     return check
 
 
@@ -223,7 +231,7 @@ def resend(user: User, holder: str, origin: Origin) -> EmailCheck:
     """Send a new code to the address of the holder's check in progress.
 
     Raises:
-        CheckError: ``no_check`` (none in progress, or its address was removed).
+        CheckError: ``no_check`` (none in progress, or its address was removed) or ``ended``.
         codes.SendRefused: cooldown or a send cap.
         MailDeliveryError: the message could not be delivered (logged).
     """

@@ -32,6 +32,7 @@ PAGE_URL = f"{enforcement.ENROL_URL}/email-check"
 CHECK_ERRORS = {
     "not_your_address": "Choose one of the addresses on your account.",
     "no_check": "Choose an address and send a code first.",
+    "ended": "The check was started again on another address while the code was being sent: nothing was sent. Choose an address and send a new code.",
     **CODE_ERRORS,
 }
 

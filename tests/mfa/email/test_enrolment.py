@@ -12,7 +12,7 @@ from tests.concurrency import at_once
 from tests.conftest import prove_second_factor, sign_in
 from tests.mail.smtp_server import Certificates, SmtpServer, configure_twostep
 from tests.mfa.email.conftest import BACKUP, sign_in_with_email_code
-from tests.mfa.races import attempt, two_factor_reset
+from tests.mfa.races import attempt, just_before_the_next_code, two_factor_reset
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
@@ -230,4 +230,57 @@ def test_confirming_while_an_admin_resets_does_not_deadlock(
             partial(flows.confirm_enrolment, user, mail_server.last_code(BACKUP), CLI), "enabled", flows.EnrolmentError
         )
         assert sorted(at_once([confirm, two_factor_reset(user)])) in (["enabled", "reset"], ["refused", "reset"])
+        reset_two_factor(user, origin=CLI)
+
+
+def test_setup_cancelled_while_its_code_is_being_sent_says_start_again(
+    client: Client, user: User, mail_server: SmtpServer, email_on: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second tab cancels the set-up between the first tab saving it and making its code.
+
+    The code's row would refer to a set-up that no longer exists: the page
+    says so and sends nothing, instead of failing with a server error.
+    """
+    signed_in(client, user)
+    just_before_the_next_code(monkeypatch, partial(flows.cancel_enrolment, user))
+    response = client.post(SETUP, {"action": "send", "address": address_id(user, BACKUP)})
+    assert response.status_code == 200
+    assert "Your setup changed while the code was being sent" in response.content.decode()
+    assert mail_server.messages() == [] and not OneTimeCode.objects.filter(user=user).exists()
+    assert AuthEvent.objects.filter(user=user, kind="email.code_sent", reason="ended").exists()
+    assert client.post(SETUP, {"action": "send", "address": address_id(user, BACKUP)}).status_code == 302
+    assert mail_server.wait_for(1)[0].rcpt_tos == [BACKUP]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_tabs_choosing_different_addresses_at_once(
+    user: User, mail_server: SmtpServer, email_on: None, frozen_clock: clock.FrozenClock
+) -> None:
+    """Two tabs start the set-up on different addresses at the same moment.
+
+    Each start replaces the other's set-up; whichever loses the race is told
+    its set-up ended (nothing sent), and the winner's code confirms.  Before,
+    the loser's code could refer to a deleted set-up: a server error, and on
+    PostgreSQL sometimes the winner's failure too.
+    """
+    primary, backup = address_id(user, "alice@example.com"), address_id(user, BACKUP)
+
+    def start(address: int) -> Callable[[], str]:
+        def run() -> str:
+            try:
+                flows.start_enrolment(user, address, CLI)
+            except flows.EnrolmentError as exc:
+                assert exc.reason == "ended"
+                return "ended"
+            return "sent"
+
+        return run
+
+    for _ in range(20):
+        frozen_clock.advance(16 * 60)  # past the send caps of the previous round
+        outcomes = at_once([start(primary), start(backup)])
+        assert "sent" in outcomes and set(outcomes) <= {"sent", "ended"}
+        pending = flows.pending_enrolment(user)
+        assert pending is not None
+        flows.confirm_enrolment(user, mail_server.last_code(pending.destination), CLI)
         reset_two_factor(user, origin=CLI)

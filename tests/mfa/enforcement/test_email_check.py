@@ -26,6 +26,7 @@ from tests.mail.smtp_server import (
 )
 from tests.mfa.email.conftest import BACKUP
 from tests.mfa.enforcement.test_gates import fresh, require
+from tests.mfa.races import just_before_the_next_code
 from tests.mfa.recovery_codes.helpers import enrol_totp, events, signed_in_with_totp
 from twostep.accounts.models import User
 from twostep.api import tokens
@@ -419,3 +420,31 @@ def test_the_policy_page_names_exactly_whom_the_check_strands(
     stranded = sorted(p.username for p in people if email_check.strands(User.objects.get(pk=p.pk)))
     assert sorted(names) == stranded and count == len(stranded)
     assert stranded or mode == "nobody"
+
+
+def test_check_moved_while_its_code_is_being_sent_says_start_again(
+    api: Api, user: User, check_on: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another tab moves the check to another address between this one saving it and making its code.
+
+    The page (and the API, 409 ``conflict``) says the check ended and sends
+    nothing for it, instead of failing with a server error.
+    """
+    client = Client()
+    sign_in(client, user.username)
+
+    def another_tab() -> None:
+        check = EmailCheck.objects.filter(user=user).latest("pk")  # the one being sent for
+        email_check.start(user, address_id(user, "alice@example.com"), check.holder, CLI)
+
+    just_before_the_next_code(monkeypatch, another_tab)
+    page = client.post(f"{CHECK}?method=totp", {"action": "send", "address": address_id(user)}).content.decode()
+    assert "The check was started again on another address while the code was being sent" in page
+    # Only the other tab's code went out.
+    assert [m.rcpt_tos for m in check_on.messages()] == [["alice@example.com"]]
+
+    secret = tokens.issue_sign_in_token(user, origin=CLI).secret
+    just_before_the_next_code(monkeypatch, another_tab)
+    response = api.post("/me/factors/email-check", {"email_id": address_id(user)}, token=secret)
+    assert response.status_code == 409 and error_code(response) == "conflict"
+    assert "ended while its code was being sent" in response.json()["error"]["message"]

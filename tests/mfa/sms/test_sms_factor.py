@@ -11,7 +11,7 @@ from django.test import Client
 
 from tests.concurrency import at_once
 from tests.conftest import asked_for_password, prove_second_factor, sign_in
-from tests.mfa.races import attempt, code_check, trust_a_browser, two_factor_reset
+from tests.mfa.races import attempt, code_check, just_before_the_next_code, trust_a_browser, two_factor_reset
 from tests.mfa.sms.conftest import PRIMARY, SECOND
 from tests.sms.fakes import FakeTwilio
 from twostep.accounts import services
@@ -290,8 +290,6 @@ def test_removed_number_kills_a_code_already_sent(phone_user: User, twilio: Fake
 
 def test_number_removed_during_the_check_is_refused(phone_user: User, twilio: FakeTwilio) -> None:
     """Second guard: the number removed after the page found the factor usable, before the code was checked."""
-    from twostep.mfa import login as second_step
-
     enrol(signed_in(phone_user), phone_user, twilio, SECOND)
     browser = Client()
     sign_in(browser, phone_user.username)
@@ -356,6 +354,25 @@ def test_locked_account_gets_no_sms(phone_user: User, twilio: FakeTwilio) -> Non
     assert len(twilio.received) == sent
     assert AuthEvent.objects.filter(kind="sms.not_sent", reason="locked").exists()
     assert "locked" in browser.get("/login/verify").content.decode()
+
+
+def test_setup_reset_while_its_code_is_being_sent_says_start_again(
+    phone_user: User, twilio: FakeTwilio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An administrator resets the user's 2FA between the set-up being saved and its code being made.
+
+    The code's row would refer to a set-up that no longer exists: the page
+    must say so, send nothing and keep working, not fail with a server error.
+    """
+    client = signed_in(phone_user)
+    just_before_the_next_code(monkeypatch, partial(reset_two_factor, phone_user, origin=CLI))
+    response = client.post("/account/security/sms", {"action": "send", "phone": phone_id(phone_user, SECOND)})
+    assert response.status_code == 200
+    assert "Your SMS set-up ended while the code was being sent" in response.content.decode()
+    assert twilio.received == []
+    assert not OneTimeCode.objects.filter(user=phone_user).exists()
+    assert AuthEvent.objects.filter(user=phone_user, kind="sms.not_sent", reason="ended").exists()
+    enrol(client, phone_user, twilio, SECOND)  # starting again works
 
 
 def test_enrolment_codes_survive_factor_removal_for_the_caps(phone_user: User, twilio: FakeTwilio) -> None:
@@ -440,20 +457,22 @@ def test_changing_the_number_while_an_admin_resets_does_not_deadlock(
     Moving the set-up locks its row, then ends its codes; the reset's
     deletion of the set-up detaches its codes first.  Moving must lock the
     account's row first, as the reset does, or the two deadlock on PostgreSQL.
+    A reset that lands between the move and its code's making ends the
+    set-up: the user is told to start again (no code refers to a deleted set-up).
     """
     primary, second = phone_id(phone_user, PRIMARY), phone_id(phone_user, SECOND)
-    # One text a day: the set-up's first code goes out, the moved set-up's is
-    # held back before it is made (a set-up reset after its move gets no
-    # code: the test looks at the move's transaction alone).
-    set_setting("sms.daily_limit", 1)
     for _ in range(25):
-        frozen_clock.advance(DAY.total_seconds() + 60)  # past the daily limit and the caps of the previous round
+        frozen_clock.advance(16 * 60)  # past the resend wait and the send caps of the previous round
         flows.start_enrolment(phone_user, primary, CLI)
+        frozen_clock.advance(61)  # past the resend wait: the move sends a code
 
         def move() -> str:
-            with pytest.raises(NotSent, match="daily_limit"):
+            try:
                 flows.start_enrolment(phone_user, second, CLI)
+            except flows.EnrolmentError as exc:
+                assert exc.reason == "ended"
+                return "ended"
             return "moved"
 
-        assert sorted(at_once([move, two_factor_reset(phone_user)])) == ["moved", "reset"]
+        assert sorted(at_once([move, two_factor_reset(phone_user)])) in (["moved", "reset"], ["ended", "reset"])
         reset_two_factor(phone_user, origin=CLI)

@@ -64,7 +64,7 @@ from twostep.api.schemas import (
     TokenOut,
     TotpProvisioningOut,
 )
-from twostep.api.sending import NOT_SENT, not_sent, rate_limited
+from twostep.api.sending import NOT_SENT, ended, not_sent, rate_limited
 from twostep.audit.services import Origin
 from twostep.core import clock
 from twostep.mfa import choice, codes, email_check, guesses, step_up
@@ -458,7 +458,9 @@ def email_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str, Any]:
     _require_allowed(Method.EMAIL, NO_EMAIL)
     try:
         pending = email_flows.start_enrolment(token.user, payload.email_id, Origin.of(request))
-    except email_flows.EnrolmentError:
+    except email_flows.EnrolmentError as exc:
+        if exc.reason == "ended":
+            raise ended("email set-up") from None
         raise ApiError("not_found", "No such address on your account.") from None
     except NOT_SENT as exc:
         raise not_sent(exc) from None
@@ -559,7 +561,9 @@ def email_check_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str,
         raise _not_allowed("No email check is needed: set up a factor directly.")
     try:
         check = email_check.start(token.user, payload.email_id, email_check.token_holder(token.pk), Origin.of(request))
-    except email_check.CheckError:
+    except email_check.CheckError as exc:
+        if exc.reason == "ended":
+            raise ended("email check") from None
         raise ApiError("not_found", "No such address on your account.") from None
     except NOT_SENT as exc:
         raise not_sent(exc) from None
@@ -612,7 +616,9 @@ def sms_start(request: HttpRequest, payload: PhoneFactorIn) -> dict[str, Any]:
     _require_email_check(token, Method.SMS)
     try:
         pending = sms_flows.start_enrolment(token.user, payload.phone_id, Origin.of(request))
-    except sms_flows.EnrolmentError:
+    except sms_flows.EnrolmentError as exc:
+        if exc.reason == "ended":
+            raise ended("SMS set-up") from None
         raise ApiError("not_found", "No such phone number on your account.") from None
     except NOT_SENT as exc:
         raise not_sent(exc) from None

@@ -164,7 +164,8 @@ def start_enrolment(user: User, address_id: int, origin: Origin) -> Authenticato
     confirmed.
 
     Raises:
-        EnrolmentError: ``not_your_address``.
+        EnrolmentError: ``not_your_address``, or ``ended`` (the set-up was
+            cancelled, reset or moved to another address meanwhile).
         codes.SendRefused: cooldown or a send cap.
         MailDeliveryError: the message could not be delivered.
     """
@@ -173,6 +174,9 @@ def start_enrolment(user: User, address_id: int, origin: Origin) -> Authenticato
         raise EnrolmentError("not_your_address")
     now = clock.now()
     with transaction.atomic():
+        # Before the set-up's row: deleting it while another request issues
+        # a code for it would leave that code's row pointing at nothing.
+        lock_account(user.pk, no_key=True)
         Authenticator.objects.filter(
             user=user, method=METHOD, confirmed_at__isnull=True, pending_until__lte=now
         ).delete()
@@ -186,7 +190,11 @@ def start_enrolment(user: User, address_id: int, origin: Origin) -> Authenticato
             )
         else:
             Authenticator.objects.filter(pk=pending.pk).update(pending_until=now + ENROLMENT_TTL)
-    deliver_code(user, address.email, "enrol_code", kind="email.code_sent", origin=origin, authenticator=pending)
+    try:
+        deliver_code(user, address.email, "enrol_code", kind="email.code_sent", origin=origin, authenticator=pending)
+    except codes.Ended:
+        record("email.code_sent", Outcome.FAILURE, origin=origin, user=user, method=METHOD, reason="ended")
+        raise EnrolmentError("ended") from None
     return pending
 
 
@@ -194,7 +202,7 @@ def resend_enrolment_code(user: User, origin: Origin) -> Authenticator:
     """Send a new confirmation code to the pending address.
 
     Raises:
-        EnrolmentError: ``no_pending`` or ``address_removed``.
+        EnrolmentError: ``no_pending``, ``address_removed`` or ``ended``.
         codes.SendRefused: cooldown or a send cap.
         MailDeliveryError: the message could not be delivered.
     """
@@ -209,7 +217,9 @@ def resend_enrolment_code(user: User, origin: Origin) -> Authenticator:
 
 def cancel_enrolment(user: User) -> None:
     """Forget the pending address (the active factor, if any, is untouched)."""
-    Authenticator.objects.filter(user=user, method=METHOD, confirmed_at__isnull=True).delete()
+    with transaction.atomic():
+        lock_account(user.pk, no_key=True)  # as start_enrolment
+        Authenticator.objects.filter(user=user, method=METHOD, confirmed_at__isnull=True).delete()
 
 
 def confirm_enrolment(user: User, code: str, origin: Origin, *, keep_session_key: str | None = None) -> Authenticator:

@@ -36,6 +36,7 @@ ENROLMENT_ERRORS = {
     "not_your_address": "Choose one of the addresses on your account.",
     "no_pending": "Your setup expired. Choose an address and send a new code.",
     "address_removed": "That address is no longer on your account. Choose another one.",
+    "ended": "Your setup changed while the code was being sent (it was cancelled, reset, or started again on another address): nothing was sent. Choose an address and send a new code.",
     **CODE_ERRORS,
 }
 

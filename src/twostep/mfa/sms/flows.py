@@ -55,6 +55,7 @@ ENROLMENT_MESSAGES = {
     "unknown_number": "Choose one of the phone numbers on your account.",
     "no_pending": "That code has expired. Send a new code.",
     "number_removed": "That phone number is no longer on your account. Choose another one.",
+    "ended": "Your SMS set-up ended while the code was being sent (it was turned off or reset): nothing was sent. Choose a number to start again.",
     **guesses.REFUSALS,
 }
 
@@ -233,7 +234,8 @@ def start_enrolment(user: User, phone_id: int, origin: Origin) -> Authenticator:
     message the provider did not confirm counts as sent (see ``_send_code``).
 
     Raises:
-        EnrolmentError: ``unknown_number`` (not one of the user's numbers).
+        EnrolmentError: ``unknown_number`` (not one of the user's numbers),
+            ``ended`` (a 2FA reset or turning SMS off removed the set-up meanwhile).
         NotSent: the code was not sent (limits, provider).
     """
     phone = PhoneNumber.objects.filter(user=user, pk=phone_id).first()
@@ -260,7 +262,7 @@ def start_enrolment(user: User, phone_id: int, origin: Origin) -> Authenticator:
             pending.destination = phone.number
             pending.pending_until = now + ENROLMENT_TTL
             pending.save(update_fields=["destination", "pending_until"])
-    _send_code(user, phone.number, enrolment_body, purpose="enrol", origin=origin, authenticator=pending)
+    _send_enrolment_code(user, pending, origin)
     return pending
 
 
@@ -268,7 +270,7 @@ def resend_enrolment_code(user: User, origin: Origin) -> Authenticator:
     """Send a new code to the number being confirmed.
 
     Raises:
-        EnrolmentError: ``no_pending`` or ``number_removed``.
+        EnrolmentError: ``no_pending``, ``number_removed`` or ``ended``.
         NotSent: see ``start_enrolment``.
     """
     pending = pending_enrolment(user)
@@ -277,8 +279,16 @@ def resend_enrolment_code(user: User, origin: Origin) -> Authenticator:
     if not has_number(user.pk, pending.destination):
         raise EnrolmentError("number_removed")
     Authenticator.objects.filter(pk=pending.pk).update(pending_until=clock.now() + ENROLMENT_TTL)
-    _send_code(user, pending.destination, enrolment_body, purpose="enrol", origin=origin, authenticator=pending)
+    _send_enrolment_code(user, pending, origin)
     return pending
+
+
+def _send_enrolment_code(user: User, pending: Authenticator, origin: Origin) -> None:
+    try:
+        _send_code(user, pending.destination, enrolment_body, purpose="enrol", origin=origin, authenticator=pending)
+    except codes.Ended:
+        _refused(user, pending.destination, "enrol", origin, NotSent("ended"))
+        raise EnrolmentError("ended") from None
 
 
 def cancel_enrolment(user: User) -> None:
