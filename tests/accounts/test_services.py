@@ -245,3 +245,57 @@ def test_deleting_a_user_while_a_code_of_theirs_is_checked_does_not_deadlock(
 
         assert sorted(at_once([code_check(pending, "000000"), delete])) == ["deleted", "refused"]
         assert not User.objects.filter(pk=user.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("contact", ["email", "phone"])
+def test_a_double_submitted_address_or_number_is_added_once(make_user: Callable[..., User], contact: str) -> None:
+    """The same address (or number) added twice at the same moment, as a double click on "Add" sends it.
+
+    One request adds it and the other is told it is already there, however
+    the two meet: on PostgreSQL both saw it missing and the second insert
+    broke the one-per-account rule, a server error.  The same for a first
+    address added twice: both would have been primary.
+    """
+    add = services.add_email if contact == "email" else services.add_phone
+    values = ("bob@example.com", "bob.other@example.com") if contact == "email" else ("+15551230001", "+15551230002")
+
+    def adding(user: User, value: str) -> Callable[[], str]:
+        def run() -> str:
+            try:
+                add(user, value, origin=CLI)
+            except ValidationError as exc:
+                assert exc.code == f"duplicate_{contact}"
+                return "already there"
+            return "added"
+
+        return run
+
+    for round_ in range(15):
+        user = make_user(f"bob{round_}", emails=[], phones=[])
+        assert sorted(at_once([adding(user, values[0]), adding(user, values[0])])) == ["added", "already there"]
+        contacts = user.email_addresses if contact == "email" else user.phone_numbers
+        assert [c.is_primary for c in contacts.all()] == [True]
+        contacts.all().delete()
+        assert sorted(at_once([adding(user, values[0]), adding(user, values[1])])) == ["added", "added"]
+        assert sorted(c.is_primary for c in contacts.all()) == [False, True]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_addresses_made_primary_at_once_leave_one_primary(make_user: Callable[..., User]) -> None:
+    """Two administrators each make a different address primary at the same moment: one wins, no error."""
+    user = make_user("bob", emails=["a@example.com", "b@example.com", "c@example.com"])
+    ids = list(user.email_addresses.order_by("pk").values_list("pk", flat=True))
+    for round_ in range(15):
+        first, second = ids[1 + round_ % 2], ids[2 - round_ % 2]
+
+        def make_primary(address: int) -> Callable[[], str]:
+            def run() -> str:
+                services.make_primary_email(user, address, origin=CLI)
+                return "done"
+
+            return run
+
+        assert at_once([make_primary(first), make_primary(second)]) == ["done", "done"]
+        assert user.email_addresses.filter(is_primary=True).count() == 1
+        services.make_primary_email(user, ids[0], origin=CLI)

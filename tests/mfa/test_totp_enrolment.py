@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 
+from tests.concurrency import at_once
 from tests.conftest import PASSWORD, asked_for_password, prove_second_factor, sign_in
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
@@ -16,6 +17,7 @@ from twostep.core import clock
 from twostep.core.keyring import secret_box
 from twostep.factors import totp
 from twostep.mfa.models import Authenticator
+from twostep.mfa.totp import flows as totp_flows
 from twostep.usersessions.models import UserSession
 
 pytestmark = pytest.mark.django_db
@@ -311,3 +313,21 @@ def test_email_method_refused_without_outgoing_mail(admin: User) -> None:
     assert response.status_code == 200
     assert "Email codes need outgoing mail" in response.content.decode()
     assert get_setting("two_factor.methods") == ["totp"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_tabs_opening_the_setup_at_once_show_one_secret(user: User) -> None:
+    """The set-up opened in two tabs at the same moment (a restored session): both show the same secret.
+
+    Each found no secret and made one; on PostgreSQL the second broke the
+    one-set-up-per-method rule and its tab got a server error.
+    """
+
+    def open_setup() -> str:
+        return totp_flows.provisioning_for(user).secret
+
+    for _ in range(15):
+        shown = at_once([open_setup, open_setup])
+        assert len(shown) == 2 and len(set(shown)) == 1
+        assert Authenticator.objects.filter(user=user, confirmed_at__isnull=True).count() == 1
+        Authenticator.objects.filter(user=user).delete()

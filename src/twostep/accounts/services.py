@@ -224,6 +224,10 @@ def add_email(
     user: User, email: str, *, origin: Origin, actor: User | None = None, primary: bool = False
 ) -> EmailAddress:
     """Raises ValidationError for an invalid or duplicate address."""
+    # Two requests for one account (a double click on "Add") both found the
+    # address missing and the second broke the one-per-account rule: a
+    # server error on PostgreSQL.  Holding the account's row, they take turns.
+    lock_account(user.pk, no_key=True)
     address = normalize_email(email)
     if user.email_addresses.filter(email__iexact=address).exists():
         raise ValidationError(f"{address} is already on this account.", code="duplicate_email")
@@ -257,6 +261,7 @@ def remove_email(user: User, address_id: int, *, origin: Origin, actor: User | N
     Raises:
         ValidationError: the address is not this user's.
     """
+    lock_account(user.pk, no_key=True)  # as add_email
     address = _owned(user.email_addresses, address_id, "address")
     address.delete()
     if address.is_primary:
@@ -270,6 +275,7 @@ def remove_email(user: User, address_id: int, *, origin: Origin, actor: User | N
 @transaction.atomic
 def make_primary_email(user: User, address_id: int, *, origin: Origin, actor: User | None = None) -> None:
     """Raises ValidationError: the address is not this user's."""
+    lock_account(user.pk, no_key=True)  # as add_email
     address = _owned(user.email_addresses, address_id, "address")
     user.email_addresses.filter(is_primary=True).update(is_primary=False)
     address.is_primary = True
@@ -281,6 +287,7 @@ def add_phone(
     user: User, phone: str, *, origin: Origin, actor: User | None = None, primary: bool = False
 ) -> PhoneNumber:
     """Raises ValidationError for an invalid or duplicate number."""
+    lock_account(user.pk, no_key=True)  # as add_email
     number = textable_phone(phone)
     if user.phone_numbers.filter(number=number).exists():
         raise ValidationError(f"{number} is already on this account.", code="duplicate_phone")
@@ -295,6 +302,7 @@ def add_phone(
 @transaction.atomic
 def remove_phone(user: User, phone_id: int, *, origin: Origin, actor: User | None = None) -> None:
     """Raises ValidationError: the number is not this user's."""
+    lock_account(user.pk, no_key=True)  # as add_email
     phone = _owned(user.phone_numbers, phone_id, "phone number")
     phone.delete()
     if phone.is_primary:
@@ -308,6 +316,7 @@ def remove_phone(user: User, phone_id: int, *, origin: Origin, actor: User | Non
 @transaction.atomic
 def make_primary_phone(user: User, phone_id: int, *, origin: Origin, actor: User | None = None) -> None:
     """Raises ValidationError: the number is not this user's."""
+    lock_account(user.pk, no_key=True)  # as add_email
     phone = _owned(user.phone_numbers, phone_id, "phone number")
     user.phone_numbers.filter(is_primary=True).update(is_primary=False)
     phone.is_primary = True

@@ -64,6 +64,11 @@ def provisioning_for(user: User) -> Provisioning:
     now = clock.now()
     box = secret_box()
     with transaction.atomic():
+        # Two tabs opening the set-up at once would each find no secret and
+        # make one: the second breaks the one-set-up-per-method rule (a server
+        # error on PostgreSQL).  Holding the account's row, they take turns
+        # and show the same secret.
+        lock_account(user.pk, no_key=True)
         Authenticator.objects.filter(
             user=user, method=Method.TOTP, confirmed_at__isnull=True, pending_until__lte=now
         ).delete()
