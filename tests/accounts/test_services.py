@@ -299,3 +299,17 @@ def test_two_addresses_made_primary_at_once_leave_one_primary(make_user: Callabl
         assert at_once([make_primary(first), make_primary(second)]) == ["done", "done"]
         assert user.email_addresses.filter(is_primary=True).count() == 1
         services.make_primary_email(user, ids[0], origin=CLI)
+
+
+def test_an_administrators_edit_does_not_undo_what_changed_since_the_user_was_read(user: User, admin: User) -> None:
+    """The console reads the user, the user changes their password meanwhile, the administrator renames them.
+
+    The rename writes the name alone: writing back every column of the
+    earlier read would restore the old password (and undo a forced change).
+    """
+    seen_by_the_console = User.objects.get(pk=user.pk)
+    services.set_password(user, "a brand new passphrase 42", origin=CLI, must_change=True)
+    services.update_user(seen_by_the_console, display_name="Alice Liddell", origin=CLI, actor=admin)
+    stored = User.objects.get(pk=user.pk)
+    assert stored.display_name == "Alice Liddell"
+    assert stored.check_password("a brand new passphrase 42") and stored.must_change_password

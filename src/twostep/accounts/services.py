@@ -162,7 +162,9 @@ def update_user(
         changes["is_active"] = is_active
     if not changes:
         return user
-    user.save()
+    # Only what changed: ``user`` was read earlier in the request, and writing
+    # every column back would undo a password change (or sign-in) made since.
+    user.save(update_fields=list(changes))
     if user.is_active is False or "role" in changes:
         end_sessions(user)
     record("user.updated", Outcome.INFO, origin=origin, user=user, actor=actor, detail=changes)
