@@ -256,6 +256,7 @@ def confirm(user: User, code: str, holder: str, origin: Origin) -> datetime:
         check = None
     else:
         with transaction.atomic():
+            lock_account(user.pk)  # before the check's row, as start (which deletes it)
             check = (
                 EmailCheck.objects.select_for_update()
                 .filter(user=user, holder=holder, passed_at__isnull=True)

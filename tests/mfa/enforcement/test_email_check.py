@@ -9,11 +9,13 @@ one of the addresses an administrator put on the account.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from django.test import Client
 
 from tests.api.conftest import Api, allow_only, api, error_code
+from tests.concurrency import at_once
 from tests.conftest import sign_in
 from tests.mail.smtp_server import (
     Certificates,
@@ -26,7 +28,7 @@ from tests.mail.smtp_server import (
 )
 from tests.mfa.email.conftest import BACKUP
 from tests.mfa.enforcement.test_gates import fresh, require
-from tests.mfa.races import just_before_the_next_code
+from tests.mfa.races import attempt, just_before_the_next_code
 from tests.mfa.recovery_codes.helpers import enrol_totp, events, signed_in_with_totp
 from twostep.accounts.models import User
 from twostep.api import tokens
@@ -272,8 +274,8 @@ def test_switching_addresses_does_not_reset_the_send_limits(
     """Each address starts a new check, but the account still gets at most 5 codes in 15 minutes: 25 guesses, not more."""
     sign_in(client, user.username)
     ids = [address_id(user, "alice@example.com"), address_id(user)]
-    for attempt in range(8):
-        client.post(f"{CHECK}?method=totp", {"action": "send", "address": ids[attempt % 2]})
+    for send in range(8):
+        client.post(f"{CHECK}?method=totp", {"action": "send", "address": ids[send % 2]})
         frozen_clock.advance(5)
     assert len(check_on.messages()) == 5
     assert events("email_check.code_sent")[-1].reason == "account_limit"
@@ -448,3 +450,31 @@ def test_check_moved_while_its_code_is_being_sent_says_start_again(
     response = api.post("/me/factors/email-check", {"email_id": address_id(user)}, token=secret)
     assert response.status_code == 409 and error_code(response) == "conflict"
     assert "ended while its code was being sent" in response.json()["error"]["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_confirming_while_another_tab_moves_the_check_does_not_deadlock(
+    user: User, check_on: SmtpServer, frozen_clock: clock.FrozenClock
+) -> None:
+    """The code is typed in one tab at the moment another tab starts the check again on another address.
+
+    Starting again locks the account's row, then deletes the check; the
+    confirmation must lock the account's row before the check's, or the two
+    deadlock on PostgreSQL and one tab gets "database unavailable".
+    """
+    holder = "tab-holder"
+
+    def move() -> str:
+        email_check.start(user, address_id(user, "alice@example.com"), holder, CLI)
+        return "moved"
+
+    for _ in range(25):
+        frozen_clock.advance(16 * 60)  # past the send caps of the previous round
+        email_check.start(user, address_id(user), holder, CLI)
+        confirm = attempt(
+            partial(email_check.confirm, user, check_on.last_code(BACKUP), holder, CLI),
+            "passed",
+            email_check.CheckError,
+        )
+        assert sorted(at_once([confirm, move])) in (["moved", "passed"], ["moved", "refused"])
+        EmailCheck.objects.filter(user=user).delete()
