@@ -1,4 +1,4 @@
-"""The console's user page: adding addresses and numbers."""
+"""The console's user page: editing the user, adding addresses and numbers."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from django.test import Client
 
 from tests.conftest import sign_in
 from tests.mfa.recovery_codes.helpers import enrol_totp
+from twostep.accounts import services
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
+from twostep.audit.services import CLI
 from twostep.mfa.models import Authenticator
 
 pytestmark = pytest.mark.django_db
@@ -208,3 +210,56 @@ def test_reset_2fa_asks_first_and_only_when_there_is_a_factor(admin_client: Clie
     done = admin_client.post(f"{page}/reset-2fa", {"confirm": "yes"})
     assert done.status_code == 302
     assert not Authenticator.objects.filter(user=user).exists()
+
+
+def edit_form_fields(page: str) -> dict[str, str]:
+    """What the browser posts from the page's edit form as loaded: every input's value (checked boxes only)."""
+    form = page[page.index('<form method="post" novalidate>') :]
+    form = form[: form.index("</form>")]
+    fields: dict[str, str] = {}
+    for tag in re.findall(r"<input[^>]*>", form):
+        name = re.search(r'name="([^"]+)"', tag)
+        value = re.search(r'value="([^"]*)"', tag)
+        if name is None or ('type="checkbox"' in tag and "checked" not in tag):
+            continue
+        fields[name.group(1)] = html.unescape(value.group(1)) if value else "on"
+    selected = re.search(r'<select name="role"[^>]*>.*?<option value="([^"]+)"[^>]*selected', form, re.S)
+    assert selected is not None
+    fields["role"] = selected.group(1)
+    return fields
+
+
+@pytest.mark.parametrize("meanwhile", ["deactivated", "demoted"])
+def test_saving_a_page_loaded_earlier_keeps_another_administrators_change(
+    admin_client: Client, make_user: Callable[..., User], admin: User, meanwhile: str
+) -> None:
+    """Admin A opens the page, admin B deactivates (or demotes) the user, admin A corrects the display name.
+
+    The save changes the name only: putting back "active" or "admin" as the
+    page showed them would undo B's lock-out of a compromised account.
+    """
+    subject = make_user("eve", role="admin")
+    posted = edit_form_fields(admin_client.get(f"/admin/users/{subject.username}").content.decode())
+    assert posted["is_active"] == "on" and posted["role"] == "admin"
+    if meanwhile == "deactivated":
+        services.set_active(subject, False, origin=CLI, actor=admin)
+    else:
+        services.update_user(subject, role="user", origin=CLI, actor=admin)
+    response = admin_client.post(f"/admin/users/{subject.username}", {**posted, "display_name": "Eve Online"})
+    assert response.status_code == 302
+    subject.refresh_from_db()
+    assert subject.display_name == "Eve Online"
+    assert (subject.is_active, subject.role) == ((False, "admin") if meanwhile == "deactivated" else (True, "user"))
+
+
+def test_the_edit_form_still_changes_what_the_administrator_changed(admin_client: Client, user: User) -> None:
+    """Unticking "Active" on the page deactivates; a post without the page's values still applies every field."""
+    page = f"/admin/users/{user.username}"
+    posted = edit_form_fields(admin_client.get(page).content.decode())
+    del posted["is_active"]
+    assert admin_client.post(page, posted).status_code == 302
+    user.refresh_from_db()
+    assert user.is_active is False
+    assert admin_client.post(page, {"display_name": "Alice", "role": "user", "is_active": "on"}).status_code == 302
+    user.refresh_from_db()
+    assert user.is_active and user.display_name == "Alice"

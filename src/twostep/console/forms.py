@@ -80,9 +80,24 @@ def _each_line(lines: list[str], check: Callable[[str], str]) -> list[str]:
 
 
 class EditUserForm(ConsoleForm):
-    display_name = forms.CharField(max_length=150, required=False)
-    role = forms.ChoiceField(choices=Role.choices)
-    is_active = forms.BooleanField(required=False, label="Active (may sign in)")
+    """A user's name, role and active flag, each posted with the value the page showed (a hidden input).
+
+    Another administrator may deactivate or demote the user while this page
+    is open: saving it must change only what this administrator changed, not
+    put back the values the page was loaded with.
+    """
+
+    display_name = forms.CharField(max_length=150, required=False, show_hidden_initial=True)
+    role = forms.ChoiceField(choices=Role.choices, show_hidden_initial=True)
+    is_active = forms.BooleanField(required=False, label="Active (may sign in)", show_hidden_initial=True)
+
+    def edited(self) -> dict[str, Any]:
+        """The cleaned values changed from what the page showed; a field posted without it counts as changed."""
+        return {
+            name: value
+            for name, value in self.cleaned_data.items()
+            if name in self.changed_data or self.add_initial_prefix(name) not in self.data
+        }
 
 
 class ResetPasswordForm(ConsoleForm):

@@ -115,14 +115,7 @@ def user_view(request: HttpRequest, username: str) -> HttpResponse:
     form = _edit_form(user, request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.update_user(
-                user,
-                display_name=form.cleaned_data["display_name"],
-                role=form.cleaned_data["role"],
-                is_active=form.cleaned_data["is_active"],
-                origin=Origin.of(request),
-                actor=_actor(request),
-            )
+            services.update_user(user, **form.edited(), origin=Origin.of(request), actor=_actor(request))
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
