@@ -22,6 +22,7 @@ from tests.mail.smtp_server import (
     smtp_server,
 )
 from tests.mfa.email.conftest import BACKUP, email_on
+from tests.mfa.races import just_before, two_factor_reset
 from tests.sms.conftest import fakes, twilio
 from tests.sms.fakes import FakeTwilio
 from twostep.accounts import services
@@ -29,8 +30,11 @@ from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.core import clock
+from twostep.core.runtime import set_setting
+from twostep.mfa import codes
 from twostep.mfa.models import Authenticator, OneTimeCode
 from twostep.mfa.recovery_codes import services as recovery_codes
+from twostep.sms import service as sms_service
 
 __all__ = ["certificates", "closed_port", "email_on", "fakes", "mail_server", "smtp_server", "twilio"]
 
@@ -275,3 +279,41 @@ def test_sms_not_allowed(api: Api, user: User, two_factor_on: None, token_for: C
     """When the administrator does not allow SMS codes, start answers 409 method_unavailable."""
     response = api.post("/me/factors/sms", {"phone_id": phone_id(user, "+15551234567")}, token=token_for(user))
     assert response.status_code == 409 and error_code(response) == "method_unavailable"
+
+
+# --- a set-up that ends while its code is being sent ---------------------------
+
+
+@pytest.mark.parametrize("when", ["before the code is made", "while it is delivered"])
+@pytest.mark.parametrize("method", ["email", "sms"])
+def test_start_answers_conflict_when_a_reset_ends_the_set_up(
+    api: Api,
+    user: User,
+    mail_server: SmtpServer,
+    twilio: FakeTwilio,
+    email_on: None,
+    token_for: Callable[[User], str],
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    when: str,
+) -> None:
+    """An administrator's 2FA reset lands while a start request sends its code: 409 conflict, not a server error.
+
+    Before the code is made, nothing is sent; during delivery (which may
+    take seconds) the code goes out but the set-up it would confirm is gone.
+    Either way the answer says to start again.
+    """
+    set_setting("two_factor.methods", ["totp", "email", "sms"])  # email_on allowed only the first two
+    services.add_phone(user, SECOND_PHONE, origin=CLI)
+    token = token_for(user)
+    if when == "while it is delivered":
+        just_before(monkeypatch, codes, "mark_sent", two_factor_reset(user))
+    elif method == "sms":
+        just_before(monkeypatch, sms_service, "preflight", two_factor_reset(user))
+    else:
+        just_before(monkeypatch, codes, "issue", two_factor_reset(user))
+    body = {"email_id": email_id(user, BACKUP)} if method == "email" else {"phone_id": phone_id(user, SECOND_PHONE)}
+    response = api.post(f"/me/factors/{method}", body, token=token)
+    assert response.status_code == 409 and error_code(response) == "conflict", response.content
+    assert "ended while its code was being sent" in response.json()["error"]["message"]
+    assert not Authenticator.objects.filter(user=user).exists()

@@ -13,27 +13,30 @@ import pytest
 from twostep.accounts.models import User
 from twostep.audit.services import CLI
 from twostep.core import clock
-from twostep.mfa import codes
 from twostep.mfa import login as second_step
-from twostep.mfa.models import OneTimeCode, PendingLogin, TrustedBrowser
+from twostep.mfa.models import PendingLogin, TrustedBrowser
 from twostep.mfa.services import reset_two_factor
 
 
-def just_before_the_next_code(monkeypatch: pytest.MonkeyPatch, other_request: Callable[[], object]) -> None:
-    """Run ``other_request`` (committed, as another request would be) just before the next code is made.
+def just_before(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, other_request: Callable[[], object]) -> None:
+    """Run ``other_request`` just before the next call of ``owner.name``, as another request would.
 
-    That is the moment between a set-up's or check's own transaction and the
-    making of its code, where another request may delete what the code is
-    for.  Only the next code: ``other_request`` itself makes codes as usual.
+    For the moment between a set-up's or check's own transaction and the
+    making (``codes.issue``; for SMS, ``sms.service.preflight``, which comes
+    before the sending transaction) or the delivery (``codes.mark_sent``) of
+    its code, where another request may delete what the code is for.  The
+    point must be outside any transaction of the request under test, so
+    that ``other_request`` commits as it would on its own.  Only the next
+    call: ``other_request`` itself runs the real one.
     """
-    real_issue = codes.issue
+    real = getattr(owner, name)
 
-    def issue(*args: Any, **kwargs: Any) -> tuple[OneTimeCode, str]:
-        monkeypatch.setattr(codes, "issue", real_issue)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(owner, name, real)
         other_request()
-        return real_issue(*args, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(codes, "issue", issue)
+    monkeypatch.setattr(owner, name, call)
 
 
 def attempt(action: Callable[[], object], done: str, refusal: type[Exception]) -> Callable[[], str]:

@@ -111,11 +111,21 @@ def rename(user: User, method: str, name: str, origin: Origin) -> Authenticator:
         raise ValidationError(f"Use at most {MAX_NAME_LENGTH} characters.", code="name_too_long")
     if not cleaned.isprintable():
         raise ValidationError("Use letters, digits and punctuation only.", code="invalid_name")
-    updated = Authenticator.objects.filter(user=user, method=method, confirmed_at__isnull=False).update(name=cleaned)
-    if not updated:
-        raise ValidationError("You have not set up that method.", code="not_enrolled")
+    with transaction.atomic():
+        # Read and written under the account's lock: a removal or a reset
+        # (which take it too) cannot slip between, leaving nothing to return.
+        lock_account(user.pk, no_key=True)
+        factor = (
+            Authenticator.objects.select_for_update()
+            .filter(user=user, method=method, confirmed_at__isnull=False)
+            .first()
+        )
+        if factor is None:
+            raise ValidationError("You have not set up that method.", code="not_enrolled")
+        factor.name = cleaned
+        factor.save(update_fields=["name"])
     record("two_factor.renamed", Outcome.INFO, origin=origin, user=user, method=method)
-    return Authenticator.objects.get(user=user, method=method, confirmed_at__isnull=False)
+    return factor
 
 
 def available(user_id: int) -> list[Authenticator]:
@@ -169,7 +179,14 @@ def switch(pending: PendingLogin, method: str, origin: Origin) -> PendingLogin:
     with transaction.atomic():
         # The joined query below locks the pending row before the account's.
         lock_account(pending.user_id)
-        current = PendingLogin.objects.select_for_update().select_related("user").filter(pk=pending.pk).first()
+        # By token, not by row: a switch that committed meanwhile (a double
+        # click, two tabs) moved the token to a new row, which is the sign-in now.
+        current = (
+            PendingLogin.objects.select_for_update()
+            .select_related("user")
+            .filter(token_hash=pending.token_hash)
+            .first()
+        )
         if current is None or not is_live(current):
             raise SecondStepError("expired_login")
         if current.method == factor.method:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 from django.conf import settings
 from django.test import Client
@@ -10,7 +12,7 @@ from tests.concurrency import at_once
 from tests.conftest import sign_in
 from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
 from tests.mfa.email.conftest import BACKUP
-from tests.mfa.races import code_check
+from tests.mfa.races import code_check, just_before
 from tests.mfa.recovery_codes.helpers import enrol_totp, events, next_code
 from twostep.accounts.models import User
 from twostep.audit.services import CLI
@@ -293,3 +295,50 @@ def test_switching_while_a_code_is_checked_does_not_deadlock(both: tuple[User, b
             return "switched"
 
         assert sorted(at_once([code_check(pending, "000000"), switch])) == ["refused", "switched"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_double_clicked_switch_keeps_the_sign_in(
+    both: tuple[User, bytes], mail_server: SmtpServer, frozen_clock: clock.FrozenClock
+) -> None:
+    """ "Email a code instead" sent twice at once (a double click, two tabs): both land on the email step.
+
+    Both requests read the sign-in before either switched it.  The second
+    then looked for the row the first had retired and was told the sign-in
+    had expired: the page dropped the sign-in and sent the user back to the
+    password, with the code already in their mailbox.
+    """
+    user, _ = both
+    totp_factor = Authenticator.objects.get(user=user, method="totp")
+    for _ in range(10):
+        frozen_clock.advance(16 * 60)  # past the send caps of the previous round
+        _, token = second_step.start(user, totp_factor, CLI)
+        first, second = second_step.resolve(token), second_step.resolve(token)
+        assert first is not None and second is not None
+
+        def switch(pending: PendingLogin) -> str:
+            try:
+                return choice.switch(pending, "email", CLI).method
+            except second_step.SecondStepError as exc:
+                return exc.reason
+
+        assert at_once([partial(switch, first), partial(switch, second)]) == ["email", "email"]
+        live = second_step.resolve(token)
+        assert live is not None and live.method == "email"
+        # One code, not two: the second request found the sign-in switched already.
+        assert OneTimeCode.objects.filter(pending_login=live).count() == 1
+
+
+def test_a_factor_removed_while_it_is_renamed_is_no_server_error(
+    both: tuple[User, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Email codes turned off in another tab right after their new name is saved: the rename still answers.
+
+    The rename wrote the name, then read the factor back to show it; a
+    removal in between left nothing to read and the request failed.
+    """
+    user, _ = both
+    just_before(monkeypatch, choice, "record", partial(email_flows.remove, user, CLI))
+    renamed = choice.rename(user, "email", "Backup mailbox", CLI)
+    assert renamed.name == "Backup mailbox" and renamed.method == "email"
+    assert not Authenticator.objects.filter(user=user, method="email").exists()

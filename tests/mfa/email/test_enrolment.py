@@ -12,11 +12,12 @@ from tests.concurrency import at_once
 from tests.conftest import prove_second_factor, sign_in
 from tests.mail.smtp_server import Certificates, SmtpServer, configure_twostep
 from tests.mfa.email.conftest import BACKUP, sign_in_with_email_code
-from tests.mfa.races import attempt, just_before_the_next_code, two_factor_reset
+from tests.mfa.races import attempt, just_before, two_factor_reset
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.core import clock
+from twostep.mfa import codes
 from twostep.mfa.email import flows
 from twostep.mfa.models import Authenticator, OneTimeCode
 from twostep.mfa.services import reset_two_factor
@@ -242,7 +243,7 @@ def test_setup_cancelled_while_its_code_is_being_sent_says_start_again(
     says so and sends nothing, instead of failing with a server error.
     """
     signed_in(client, user)
-    just_before_the_next_code(monkeypatch, partial(flows.cancel_enrolment, user))
+    just_before(monkeypatch, codes, "issue", partial(flows.cancel_enrolment, user))
     response = client.post(SETUP, {"action": "send", "address": address_id(user, BACKUP)})
     assert response.status_code == 200
     assert "Your setup changed while the code was being sent" in response.content.decode()

@@ -28,7 +28,7 @@ from tests.mail.smtp_server import (
 )
 from tests.mfa.email.conftest import BACKUP
 from tests.mfa.enforcement.test_gates import fresh, require
-from tests.mfa.races import attempt, just_before_the_next_code
+from tests.mfa.races import attempt, just_before
 from tests.mfa.recovery_codes.helpers import enrol_totp, events, signed_in_with_totp
 from twostep.accounts.models import User
 from twostep.api import tokens
@@ -36,7 +36,7 @@ from twostep.audit.services import CLI
 from twostep.core import clock
 from twostep.core.runtime import SettingError, get_setting, set_setting
 from twostep.factors import totp
-from twostep.mfa import email_check
+from twostep.mfa import codes, email_check
 from twostep.mfa.models import Authenticator, EmailCheck, OneTimeCode
 
 __all__ = ["api", "certificates", "closed_port", "mail_server", "smtp_server"]
@@ -439,14 +439,14 @@ def test_check_moved_while_its_code_is_being_sent_says_start_again(
         check = EmailCheck.objects.filter(user=user).latest("pk")  # the one being sent for
         email_check.start(user, address_id(user, "alice@example.com"), check.holder, CLI)
 
-    just_before_the_next_code(monkeypatch, another_tab)
+    just_before(monkeypatch, codes, "issue", another_tab)
     page = client.post(f"{CHECK}?method=totp", {"action": "send", "address": address_id(user)}).content.decode()
     assert "The check was started again on another address while the code was being sent" in page
     # Only the other tab's code went out.
     assert [m.rcpt_tos for m in check_on.messages()] == [["alice@example.com"]]
 
     secret = tokens.issue_sign_in_token(user, origin=CLI).secret
-    just_before_the_next_code(monkeypatch, another_tab)
+    just_before(monkeypatch, codes, "issue", another_tab)
     response = api.post("/me/factors/email-check", {"email_id": address_id(user)}, token=secret)
     assert response.status_code == 409 and error_code(response) == "conflict"
     assert "ended while its code was being sent" in response.json()["error"]["message"]

@@ -11,7 +11,7 @@ from django.test import Client
 
 from tests.concurrency import at_once
 from tests.conftest import asked_for_password, prove_second_factor, sign_in
-from tests.mfa.races import attempt, code_check, just_before_the_next_code, trust_a_browser, two_factor_reset
+from tests.mfa.races import attempt, code_check, just_before, trust_a_browser, two_factor_reset
 from tests.mfa.sms.conftest import PRIMARY, SECOND
 from tests.sms.fakes import FakeTwilio
 from twostep.accounts import services
@@ -25,6 +25,7 @@ from twostep.mfa import login as second_step
 from twostep.mfa.models import Authenticator, OneTimeCode
 from twostep.mfa.services import reset_two_factor
 from twostep.mfa.sms import flows
+from twostep.sms import service as sms_service
 from twostep.sms.service import NotSent
 
 DAY = timedelta(days=1)
@@ -365,14 +366,16 @@ def test_setup_reset_while_its_code_is_being_sent_says_start_again(
     must say so, send nothing and keep working, not fail with a server error.
     """
     client = signed_in(phone_user)
-    just_before_the_next_code(monkeypatch, partial(reset_two_factor, phone_user, origin=CLI))
+    just_before(monkeypatch, sms_service, "preflight", partial(reset_two_factor, phone_user, origin=CLI))
     response = client.post("/account/security/sms", {"action": "send", "phone": phone_id(phone_user, SECOND)})
     assert response.status_code == 200
     assert "Your SMS set-up ended while the code was being sent" in response.content.decode()
     assert twilio.received == []
     assert not OneTimeCode.objects.filter(user=phone_user).exists()
     assert AuthEvent.objects.filter(user=phone_user, kind="sms.not_sent", reason="ended").exists()
-    enrol(client, phone_user, twilio, SECOND)  # starting again works
+    assert not Authenticator.objects.filter(user=phone_user).exists()
+    # The reset ended the user's sessions; signed in again, starting again works.
+    enrol(signed_in(phone_user), phone_user, twilio, SECOND)
 
 
 def test_enrolment_codes_survive_factor_removal_for_the_caps(phone_user: User, twilio: FakeTwilio) -> None:

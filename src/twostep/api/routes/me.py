@@ -419,13 +419,21 @@ def _require_allowed(method: Method, refusal: str) -> None:
         raise ApiError("method_unavailable", refusal, methods=list(methods))
 
 
-def _code_sent(pending: Authenticator) -> dict[str, Any]:
+def _code_sent(pending: Authenticator, what: str) -> dict[str, Any]:
     # The services move pending_until with a queryset update: read it back.
-    pending.refresh_from_db(fields=["pending_until"])
+    # The set-up may be gone by now (a reset, a removal or another start
+    # while the code was on its way): its code then confirms nothing.
+    expires_at = (
+        Authenticator.objects.filter(pk=pending.pk, confirmed_at__isnull=True)
+        .values_list("pending_until", flat=True)
+        .first()
+    )
+    if expires_at is None:
+        raise ended(what)
     return {
         "method": pending.method,
         "destination": pending.destination,
-        "expires_at": pending.pending_until,
+        "expires_at": expires_at,
         "resend_after": codes.cooldown_remaining(authenticator=pending),
         "problem": sms_flows.unconfirmed_problem(authenticator=pending) if pending.method == Method.SMS else "",
     }
@@ -434,6 +442,8 @@ def _code_sent(pending: Authenticator) -> dict[str, Any]:
 NO_TOTP = "Your administrator does not allow authenticator apps."
 NO_EMAIL = "Your administrator does not allow email codes."
 NO_SMS = "Your administrator does not allow SMS codes."
+EMAIL_SET_UP = "email set-up"
+SMS_SET_UP = "SMS set-up"
 SEND_ERRORS = (429, 503)
 
 
@@ -460,11 +470,11 @@ def email_start(request: HttpRequest, payload: EmailFactorIn) -> dict[str, Any]:
         pending = email_flows.start_enrolment(token.user, payload.email_id, Origin.of(request))
     except email_flows.EnrolmentError as exc:
         if exc.reason == "ended":
-            raise ended("email set-up") from None
+            raise ended(EMAIL_SET_UP) from None
         raise ApiError("not_found", "No such address on your account.") from None
     except NOT_SENT as exc:
         raise not_sent(exc) from None
-    return _code_sent(pending)
+    return _code_sent(pending, EMAIL_SET_UP)
 
 
 EMAIL_CONFIRM_MESSAGES = {
@@ -618,11 +628,11 @@ def sms_start(request: HttpRequest, payload: PhoneFactorIn) -> dict[str, Any]:
         pending = sms_flows.start_enrolment(token.user, payload.phone_id, Origin.of(request))
     except sms_flows.EnrolmentError as exc:
         if exc.reason == "ended":
-            raise ended("SMS set-up") from None
+            raise ended(SMS_SET_UP) from None
         raise ApiError("not_found", "No such phone number on your account.") from None
     except NOT_SENT as exc:
         raise not_sent(exc) from None
-    return _code_sent(pending)
+    return _code_sent(pending, SMS_SET_UP)
 
 
 @router.post(
