@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from django.test import Client
@@ -132,6 +133,48 @@ def test_unconfirmed_notice_is_not_sent_twice(user: User, two_factor_on: None, o
     assert Notification.objects.get(kind="totp.enabled").sent_at is not None
     assert retry_pending() == 0
     assert len(outbox.sent) == 2  # once to each of alice's two addresses
+
+
+def test_a_notice_being_sent_is_left_alone_by_another_workers_retry(
+    user: User, two_factor_on: None, outbox: RecordingMailer
+) -> None:
+    """While one server process sends a notice, another retries what waits (its own notice went out): once only.
+
+    Every process retries after each notice it sends; without a claim on the
+    row, the notice still being sent by the first was sent again by the
+    second, and the user got every message twice.
+    """
+    retried: list[int] = []
+    send = outbox.send
+
+    def send_while_another_worker_retries(message: OutgoingMessage) -> None:
+        if not retried:
+            retried.append(retry_pending())
+        send(message)
+
+    outbox.send = send_while_another_worker_retries  # type: ignore[method-assign]
+    key = totp.decode_secret(flows.provisioning_for(user).secret)
+    flows.confirm(user, totp.totp(key, clock.timestamp()), CLI)
+    assert retried == [0]
+    assert len(outbox.sent) == 2  # once to each of alice's two addresses
+    notice = Notification.objects.get(kind="totp.enabled")
+    assert notice.sent_at is not None and notice.attempts == 1 and notice.claimed_until is None
+
+
+def test_a_notice_claimed_by_a_worker_that_stopped_is_sent_later(
+    user: User, two_factor_on: None, outbox: RecordingMailer
+) -> None:
+    """A claim lasts a while: a worker that stopped mid-send holds the notice back only until its claim runs out."""
+    outbox.failing = True
+    key = totp.decode_secret(flows.provisioning_for(user).secret)
+    flows.confirm(user, totp.totp(key, clock.timestamp()), CLI)
+    outbox.failing = False
+    waiting = Notification.objects.filter(kind="totp.enabled")
+    waiting.update(claimed_until=clock.now() + timedelta(minutes=1))
+    assert retry_pending() == 0 and outbox.sent == []
+    waiting.update(claimed_until=clock.now() - timedelta(seconds=1))
+    assert retry_pending() == 1 and len(outbox.sent) == 2
+    assert waiting.get().attempts == 2
 
 
 def test_no_address_means_nothing_to_send(make_user: object, outbox: RecordingMailer) -> None:

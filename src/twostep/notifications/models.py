@@ -16,6 +16,9 @@ class Notification(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    #: Set while a worker sends it: the others leave it alone until then (a
+    #: worker that stopped mid-send frees it when the time passes).
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = (models.Index(fields=("sent_at", "created_at")),)

@@ -8,6 +8,8 @@ sent after the commit (in the server, beside the request: ``core.background``); 
 housekeeping and whenever another notification goes out (mail works again),
 for a day; one given up on is recorded in the auth log
 (``notification.abandoned``), so a change is never silently left unnotified.
+A worker claims a notice before sending it (``claimed_until``), so that the
+retries of the other processes and instances do not send it a second time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F, Q
 
 from twostep.core import background, clock
 from twostep.notifications.models import Notification
@@ -56,6 +59,9 @@ ADVICE = {
 }
 MAX_ATTEMPTS = 5
 RETRY_FOR = timedelta(days=1)
+#: How long a worker may take to send one notice (every address, each within
+#: the mail server's timeout) before another may take it over.
+CLAIM_FOR = timedelta(minutes=10)
 
 
 def notify_for_event(event: Any) -> None:
@@ -87,21 +93,38 @@ def notify_for_event(event: Any) -> None:
     transaction.on_commit(lambda: background.run(partial(deliver, notification.pk)))
 
 
-def deliver(notification_id: int, *, then_retry: bool = True) -> bool:
-    """Send one queued notification to every address of its user; True when done.
+def _claim(notification_id: int) -> bool:
+    """Take the notification for this worker; False when it went out already or another worker is sending it.
 
-    Never raises: a failure is kept on the row for the next retry.  When it
-    went out and ``then_retry``, the notifications still waiting are tried
-    too: mail works (again).
+    Every server process (and every instance) sends beside its requests and
+    retries what waits: without the claim, a notice being sent by one was
+    picked up by another's retry and the user got it twice.
+    """
+    now = clock.now()
+    unclaimed = Q(claimed_until=None) | Q(claimed_until__lte=now)
+    return bool(
+        Notification.objects.filter(unclaimed, pk=notification_id, sent_at=None).update(claimed_until=now + CLAIM_FOR)
+    )
+
+
+def deliver(notification_id: int, *, then_retry: bool = True) -> bool:
+    """Send one queued notification to every address of its user; True when it went out (or had nowhere to go).
+
+    False when it failed (kept on the row for the next retry), went out
+    already, or another worker is sending it.  Never raises.  When it went
+    out and ``then_retry``, the notifications still waiting are tried too:
+    mail works (again).
     """
     from twostep.core.runtime import get_settings
     from twostep.mail import config
     from twostep.mail.base import MailDeliveryError, MailUnconfirmed
     from twostep.mail.service import send_mail
 
-    notification = Notification.objects.select_related("user").filter(pk=notification_id, sent_at=None).first()
-    if notification is None:
-        return True
+    if not _claim(notification_id):
+        return False
+    notification = Notification.objects.select_related("user").filter(pk=notification_id).first()
+    if notification is None:  # its user was deleted meanwhile
+        return False
     addresses = list(notification.user.email_addresses.values_list("email", flat=True))
     known = {address.lower() for address in addresses}
     addresses += [a for a in notification.context.get("also_to", []) if a.lower() not in known]
@@ -124,12 +147,12 @@ def deliver(notification_id: int, *, then_retry: bool = True) -> bool:
             errors.append(str(exc))
     if errors:
         Notification.objects.filter(pk=notification.pk).update(
-            attempts=notification.attempts + 1, last_error=errors[0][:500]
+            attempts=F("attempts") + 1, last_error=errors[0][:500], claimed_until=None
         )
         logger.warning("security notification %s not delivered: %s", notification.pk, errors[0])
         return False
     Notification.objects.filter(pk=notification.pk).update(
-        sent_at=clock.now(), attempts=notification.attempts + 1, last_error=""
+        sent_at=clock.now(), attempts=F("attempts") + 1, last_error="", claimed_until=None
     )
     if then_retry:
         retry_pending()
