@@ -73,6 +73,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "twostep.core.middleware.NoStoreMiddleware",
+    # Inside the ones above, so that its 400 page gets their headers too.
+    "twostep.core.middleware.RefuseNulMiddleware",
     # Last, so its redirects get every header above: a signed-in user who must
     # enrol a second factor reaches only the enrolment pages.
     "twostep.mfa.enforcement.EnrolmentMiddleware",

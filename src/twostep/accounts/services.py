@@ -108,6 +108,10 @@ def _check_display_name(display_name: str) -> str:
     name = display_name.strip()
     if len(name) > MAX_DISPLAY_NAME:
         raise ValidationError(f"The display name must be at most {MAX_DISPLAY_NAME} characters.")
+    if not name.isprintable():
+        # Control and direction-changing characters would make the console
+        # and the mails show a name other than the one stored.
+        raise ValidationError("The display name can have letters, digits, spaces and punctuation only.")
     return name
 
 

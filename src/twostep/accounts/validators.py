@@ -40,6 +40,9 @@ def normalize_email(raw: str) -> str:
     if len(email) > MAX_EMAIL_LENGTH:
         raise ValidationError(f"An email address can have at most {MAX_EMAIL_LENGTH} characters.", code="invalid")
     validate_email(email)
+    if not email.isprintable():
+        # Django accepts control characters inside a quoted local part; no mailbox a person reads has them.
+        raise ValidationError("An email address cannot contain control characters.", code="invalid")
     local, _, domain = email.rpartition("@")
     return f"{local}@{domain.lower()}"
 

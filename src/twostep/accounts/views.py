@@ -38,9 +38,18 @@ NEXT_KEY = "twostep_next"
 
 
 def safe_next(request: HttpRequest, candidate: str | None) -> str:
-    """``candidate`` if it stays on this site or goes to an application behind forward-auth, else the account page."""
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    """``candidate`` if it stays on this site or goes to an application behind forward-auth, else the account page.
+
+    On this site means a path from the root (``/account``) or a URL with this
+    host: a bare word (``next=account``) is neither, and ``redirect()`` would
+    take it for the name of a URL pattern.
+    """
+    if (
+        candidate
+        and (candidate.startswith("/") or candidate.lower().startswith(("http://", "https://")))
+        and url_has_allowed_host_and_scheme(
+            candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
     ):
         return candidate
     if candidate and is_allowed_destination(candidate, require_https=request.is_secure()):
@@ -103,7 +112,7 @@ def complete_sign_in(request: HttpRequest, user: User, *, second_factor: bool = 
 def login_view(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated and request.method == "GET":
         return redirect(safe_next(request, request.GET.get("next")))
-    form = LoginForm(request.POST or None)
+    form = LoginForm(request.POST if request.method == "POST" else None)
     error = None
     if request.method == "POST" and form.is_valid():
         origin = Origin.of(request)
@@ -175,7 +184,7 @@ def account_view(request: HttpRequest) -> HttpResponse:
 def change_password_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     forced = user.must_change_password
-    form = ChangePasswordForm(request.POST or None)
+    form = ChangePasswordForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             # Throttled like sign-in, so that an open session cannot be used to guess the password.
@@ -211,7 +220,7 @@ def change_password_view(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def reauthenticate_view(request: HttpRequest) -> HttpResponse:
     """Ask for the password again before a sensitive change."""
-    form = PasswordForm(request.POST or None)
+    form = PasswordForm(request.POST if request.method == "POST" else None)
     next_url = safe_next(request, request.POST.get("next") or request.GET.get("next"))
     status: int | None = 200
     if request.method == "POST":

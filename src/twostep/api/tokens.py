@@ -134,8 +134,11 @@ def check_personal_token_request(
             or an expiry outside 1..365 days.
     """
     clean_name = name.strip()
-    if not clean_name or len(clean_name) > MAX_NAME_LENGTH:
-        raise ValidationError(f"Give the token a name of 1 to {MAX_NAME_LENGTH} characters.", code="invalid_name")
+    if not clean_name or len(clean_name) > MAX_NAME_LENGTH or not clean_name.isprintable():
+        raise ValidationError(
+            f"Give the token a name of 1 to {MAX_NAME_LENGTH} letters, digits, spaces or punctuation.",
+            code="invalid_name",
+        )
     wanted = list(dict.fromkeys(scopes))
     if not wanted:
         raise ValidationError("Choose at least one scope.", code="invalid_scopes")

@@ -34,6 +34,7 @@ from twostep.core import clock
 from twostep.core.clockcheck import database_offset, offset_warning
 from twostep.core.decorators import admin_only
 from twostep.core.runtime import SettingError, get_settings, set_setting
+from twostep.core.search import search_term
 from twostep.mfa import email_check
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator, Method
@@ -53,7 +54,7 @@ def _show_errors(request: HttpRequest, exc: ValidationError) -> None:
 
 @admin_only
 def users_view(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "").strip()
+    query = search_term(request.GET.get("q", ""))
     users = User.objects.annotate(
         factor_count=Count("authenticators", filter=Q(authenticators__confirmed_at__isnull=False))
     ).order_by("username")
@@ -66,7 +67,7 @@ def users_view(request: HttpRequest) -> HttpResponse:
 @admin_only
 @require_http_methods(["GET", "POST"])
 def create_user_view(request: HttpRequest) -> HttpResponse:
-    form = CreateUserForm(request.POST or None)
+    form = CreateUserForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -112,7 +113,7 @@ def _user_or_404(username: str) -> User:
 @require_http_methods(["GET", "POST"])
 def user_view(request: HttpRequest, username: str) -> HttpResponse:
     user = _user_or_404(username)
-    form = _edit_form(user, request.POST or None)
+    form = _edit_form(user, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             services.update_user(user, **form.edited(), origin=Origin.of(request), actor=_actor(request))
@@ -372,7 +373,7 @@ def user_phones_view(request: HttpRequest, username: str) -> HttpResponse:
 def authentication_view(request: HttpRequest) -> HttpResponse:
     current = get_settings(*SWITCH_KEYS)
     form = TwoFactorSettingsForm(
-        request.POST or None,
+        request.POST if request.method == "POST" else None,
         initial={"enabled": current["two_factor.enabled"], "methods": current["two_factor.methods"]},
     )
     affected = None
@@ -424,9 +425,9 @@ def authentication_view(request: HttpRequest) -> HttpResponse:
 def _parse_date(text: str, *, end_of_day: bool = False) -> datetime | None:
     try:
         day = datetime.strptime(text.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
+        return day + timedelta(days=1) if end_of_day else day
+    except (ValueError, OverflowError):  # not a date; or the last day there is: no end to it
         return None
-    return day + timedelta(days=1) if end_of_day else day
 
 
 @admin_only
@@ -434,9 +435,9 @@ def audit_view(request: HttpRequest) -> HttpResponse:
     """The auth log, filtered by user, outcome, kind, IP and dates, 50 events a page."""
     params = request.GET
     criteria = EventFilter(
-        username=params.get("user", ""),
+        username=search_term(params.get("user", "")),
         outcome=params.get("outcome", "") if params.get("outcome") in {"success", "failure", "info"} else "",
-        kind=params.get("kind", ""),
+        kind=search_term(params.get("kind", "")),
         ip=params.get("ip", "") if _is_ip(params.get("ip", "")) else "",
         since=_parse_date(params.get("since", "")),
         until=_parse_date(params.get("until", ""), end_of_day=True),

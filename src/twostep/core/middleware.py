@@ -1,4 +1,4 @@
-"""Request-wide middleware: client information, response caching rules, database outages."""
+"""Request-wide middleware: client information, input no page accepts, response caching rules, database outages."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import BadRequest
 from django.core.signals import got_request_exception
 from django.db import InterfaceError, OperationalError, connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.template.loader import render_to_string
 
 from twostep.core.client import client_ip, is_trusted_peer, parse_networks, proxy_chain
@@ -58,7 +59,37 @@ class ClientInfoMiddleware:
             proxy_chain(self.proxy_header, meta.get(self.proxy_header_key, "")),
             self.trusted,
         )
-        request.user_agent = meta.get("HTTP_USER_AGENT", "")[:300]  # type: ignore[attr-defined]
+        # Goes to the auth log: PostgreSQL stores no NUL (a server should never pass one on).
+        request.user_agent = meta.get("HTTP_USER_AGENT", "")[:300].replace("\x00", "")  # type: ignore[attr-defined]
+        return self.get_response(request)
+
+
+def _holds_nul(values: QueryDict) -> bool:
+    return any("\x00" in key or any("\x00" in value for value in items) for key, items in values.lists())
+
+
+class RefuseNulMiddleware:
+    """Answers 400 to a request with a NUL character in its path, query string or form fields.
+
+    PostgreSQL cannot store or compare text that holds one: such a value
+    reaching a query (a username in the URL, a search, a method's name) was
+    a server error there.  No name, address, code or search of twostep's
+    holds one, so it is refused here, for every page, those added later
+    included.  The API's JSON bodies are checked by their schemas.
+    """
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        # request.POST parses only form bodies (which the CSRF check reads
+        # anyway); a JSON body is left for the API to read.
+        if (
+            "\x00" in request.path_info
+            or _holds_nul(request.GET)
+            or (request.method == "POST" and _holds_nul(request.POST))
+        ):
+            raise BadRequest("a NUL character in the request")
         return self.get_response(request)
 
 

@@ -14,6 +14,7 @@ from twostep.accounts.models import Role, User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core.decorators import admin_only
 from twostep.core.runtime import SettingError, get_settings, set_setting
+from twostep.core.search import search_term
 from twostep.mfa import compliance, email_check, enforcement
 from twostep.mfa.policy import forced_off_by_config
 from twostep.mfa.trusted import services as trusted
@@ -109,7 +110,7 @@ def _save(form: PolicyForm, request: HttpRequest) -> None:
 @admin_only
 @require_http_methods(["GET", "POST"])
 def two_factor_view(request: HttpRequest) -> HttpResponse:
-    form = PolicyForm(request.POST or None, initial=_initial())
+    form = PolicyForm(request.POST if request.method == "POST" else None, initial=_initial())
     if request.method == "POST" and form.is_valid():
         try:
             _save(form, request)
@@ -122,7 +123,7 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
     if status not in compliance.STATUSES:
         status = ""
     # Printable text only: PostgreSQL refuses NUL bytes in a query.
-    search = "".join(char for char in request.GET.get("q", "")[:100] if char.isprintable())
+    search = search_term(request.GET.get("q", ""))
     try:
         page_number = max(1, int(request.GET.get("page", "1")))
     except ValueError:

@@ -90,7 +90,7 @@ def verify_view(request: HttpRequest) -> HttpResponse:
         # Other methods and recovery codes may still work (verify_page_context).
         return render(request, "mfa/verify_unavailable.html", verify_page_context(pending), status=409)
     handler = handler_for(pending.method)
-    form = CodeForm(request.POST or None)
+    form = CodeForm(request.POST if request.method == "POST" else None)
     error: str | None = None
     status = 200
     if request.method == "POST" and form.is_valid():

@@ -139,7 +139,8 @@ def test_bad_policy_input_is_explained(console: Client) -> None:
 
 
 def test_page_survives_odd_query_strings(console: Client) -> None:
-    """Unknown status, a non-number page and a long search give a normal page, not an error."""
-    response = console.get(PAGE + "?status=%00&page=abc&q=" + "x" * 500)
+    """Unknown status, a non-number page and a long search give a normal page, not an error; a NUL a 400."""
+    response = console.get(PAGE + "?status=%01&page=abc&q=" + "x" * 500)
     assert response.status_code == 200
-    assert console.get(PAGE + "?q=ro%00ot&page=-3").status_code == 200
+    assert console.get(PAGE + "?q=ro%01ot&page=-3").status_code == 200
+    assert console.get(PAGE + "?q=ro%00ot").status_code == 400

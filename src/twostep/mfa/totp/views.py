@@ -39,7 +39,7 @@ def totp_setup_view(request: HttpRequest) -> HttpResponse:
     if Method.TOTP not in methods:
         messages.error(request, "Your administrator does not allow authenticator apps.")
         return redirect("/account/security")
-    form = CodeForm(request.POST or None)
+    form = CodeForm(request.POST if request.method == "POST" else None)
     error = None
     if request.method == "POST" and form.is_valid():
         try:
