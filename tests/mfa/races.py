@@ -52,6 +52,23 @@ def attempt(action: Callable[[], object], done: str, refusal: type[Exception]) -
     return run
 
 
+def sent_or_ended(action: Callable[[], object], done: str, refusal: type[Exception]) -> Callable[[], str]:
+    """Run a set-up's start: ``done``, or "ended" when another request removed the set-up meanwhile.
+
+    ``refusal`` is the flow's error; any reason of it but ``ended`` fails the test.
+    """
+
+    def run() -> str:
+        try:
+            action()
+        except refusal as exc:
+            assert getattr(exc, "reason", None) == "ended", exc
+            return "ended"
+        return done
+
+    return run
+
+
 def code_check(pending: PendingLogin, code: str) -> Callable[[], str]:
     """Check ``code`` for ``pending``: "signed in" or "refused"."""
     return attempt(partial(second_step.verify, pending, code, CLI), "signed in", second_step.SecondStepError)

@@ -12,7 +12,7 @@ from tests.concurrency import at_once
 from tests.conftest import prove_second_factor, sign_in
 from tests.mail.smtp_server import Certificates, SmtpServer, configure_twostep
 from tests.mfa.email.conftest import BACKUP, sign_in_with_email_code
-from tests.mfa.races import attempt, just_before, two_factor_reset
+from tests.mfa.races import attempt, just_before, sent_or_ended, two_factor_reset
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
@@ -267,15 +267,7 @@ def test_two_tabs_choosing_different_addresses_at_once(
     primary, backup = address_id(user, "alice@example.com"), address_id(user, BACKUP)
 
     def start(address: int) -> Callable[[], str]:
-        def run() -> str:
-            try:
-                flows.start_enrolment(user, address, CLI)
-            except flows.EnrolmentError as exc:
-                assert exc.reason == "ended"
-                return "ended"
-            return "sent"
-
-        return run
+        return sent_or_ended(partial(flows.start_enrolment, user, address, CLI), "sent", flows.EnrolmentError)
 
     for _ in range(20):
         frozen_clock.advance(16 * 60)  # past the send caps of the previous round

@@ -11,7 +11,7 @@ from django.test import Client
 
 from tests.concurrency import at_once
 from tests.conftest import asked_for_password, prove_second_factor, sign_in
-from tests.mfa.races import attempt, code_check, just_before, trust_a_browser, two_factor_reset
+from tests.mfa.races import attempt, code_check, just_before, sent_or_ended, trust_a_browser, two_factor_reset
 from tests.mfa.sms.conftest import PRIMARY, SECOND
 from tests.sms.fakes import FakeTwilio
 from twostep.accounts import services
@@ -468,14 +468,6 @@ def test_changing_the_number_while_an_admin_resets_does_not_deadlock(
         frozen_clock.advance(16 * 60)  # past the resend wait and the send caps of the previous round
         flows.start_enrolment(phone_user, primary, CLI)
         frozen_clock.advance(61)  # past the resend wait: the move sends a code
-
-        def move() -> str:
-            try:
-                flows.start_enrolment(phone_user, second, CLI)
-            except flows.EnrolmentError as exc:
-                assert exc.reason == "ended"
-                return "ended"
-            return "moved"
-
+        move = sent_or_ended(partial(flows.start_enrolment, phone_user, second, CLI), "moved", flows.EnrolmentError)
         assert sorted(at_once([move, two_factor_reset(phone_user)])) in (["moved", "reset"], ["ended", "reset"])
         reset_two_factor(phone_user, origin=CLI)
