@@ -30,3 +30,14 @@ def test_server_serves_sign_in(live_server_factory: Callable[..., Any], engine: 
         assert wrong.status_code == 200
         assert "Your username or password is incorrect." in wrong.text
         assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_the_port_given_to_serve_is_the_one_links_name(live_server_factory: Callable[..., Any]) -> None:
+    """``serve --port`` without a ``public_url``: mails, redirects and the API's description name that port.
+
+    The workers read the configuration again, and found the configured port
+    (8000) in the default public URL: every link in a mail was dead.
+    """
+    server = live_server_factory()
+    document = httpx.get(f"{server.url}/api/v1/openapi.json").json()
+    assert document["servers"][0]["url"] == server.url

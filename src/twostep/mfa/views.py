@@ -14,6 +14,7 @@ from twostep.accounts.models import User
 from twostep.accounts.views import PENDING_KEY, complete_sign_in, pending_sign_in, sign_in_expired
 from twostep.audit.services import Origin
 from twostep.core.decorators import recently_authenticated, signed_in
+from twostep.mfa import enforcement
 from twostep.mfa import login as second_step
 from twostep.mfa.choice_views import verify_page_context
 from twostep.mfa.forms import CodeForm
@@ -51,6 +52,15 @@ def for_pending_factor(method: str) -> Callable[[FactorView], Callable[[HttpRequ
     return decorate
 
 
+def what_is_left(user: User) -> str:
+    """After a method was turned off: what signing in asks now, in one sentence (for the page's message)."""
+    if Authenticator.objects.filter(user=user, confirmed_at__isnull=False).exists():
+        return "Your other methods still sign you in."
+    if enforcement.current_policy().applies_to(user):
+        return "Your administrator requires a second step: set up another method to go on using your account."
+    return "Sign-in now needs only your password."
+
+
 def confirm_if_last(
     method: str, name: str
 ) -> Callable[[Callable[[HttpRequest], HttpResponse]], Callable[[HttpRequest], HttpResponse]]:
@@ -70,7 +80,12 @@ def confirm_if_last(
             confirmed = Authenticator.objects.filter(user=user, confirmed_at__isnull=False)
             is_last = confirmed.filter(method=method).exists() and not confirmed.exclude(method=method).exists()
             if is_last and request.POST.get("confirm") != "yes":
-                context = {"name": name, "action": request.path, "recovery_codes": remaining(user.pk)}
+                context = {
+                    "name": name,
+                    "action": request.path,
+                    "recovery_codes": remaining(user.pk),
+                    "required": enforcement.current_policy().applies_to(user),
+                }
                 return render(request, "mfa/confirm_turn_off.html", context)
             return view(request)
 

@@ -50,7 +50,7 @@ def test_setup_preselects_the_non_primary_and_warns_on_the_primary(client: Clien
     backup, primary = address_id(user, BACKUP), address_id(user, "alice@example.com")
     assert f'value="{backup}" checked' in page
     assert f'value="{primary}" aria-describedby="primary-warning"' in page
-    assert "Not recommended: your primary address also receives password resets" in page
+    assert "Not recommended: your primary address is where password resets" in page
     assert 'type="email"' not in page and 'name="email"' not in page
 
 

@@ -17,7 +17,7 @@ from twostep.mfa.forms import CodeForm
 from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import two_factor_state
 from twostep.mfa.step_up_views import fresh_second_factor
-from twostep.mfa.views import confirm_if_last, for_pending_factor
+from twostep.mfa.views import confirm_if_last, for_pending_factor, what_is_left
 
 SETUP_URL = "/account/security/email"
 
@@ -118,6 +118,7 @@ def email_setup_view(request: HttpRequest) -> HttpResponse:
             "pending_is_primary": bool(pending and primary and pending.destination.lower() == primary.email.lower()),
             "cooldown": codes.cooldown_remaining(authenticator=pending) if pending else 0,
             "current": current,
+            "current_works": current is not None and flows.is_available(current),
             "form": form,
             "error": error,
         },
@@ -133,7 +134,7 @@ def email_remove_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     if flows.remove(user, Origin.of(request), keep_session_key=request.session.session_key):
         request.session.cycle_key()
-        messages.success(request, "Email codes are off. Sign-in no longer sends you a code by email.")
+        messages.success(request, f"Email codes are off. {what_is_left(user)}")
     return redirect("/account/security")
 
 

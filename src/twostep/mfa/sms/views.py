@@ -19,7 +19,7 @@ from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import two_factor_state
 from twostep.mfa.sms import flows
 from twostep.mfa.step_up_views import fresh_second_factor
-from twostep.mfa.views import confirm_if_last, for_pending_factor
+from twostep.mfa.views import confirm_if_last, for_pending_factor, what_is_left
 from twostep.sms import service
 from twostep.sms.service import NotSent
 
@@ -114,7 +114,7 @@ def sms_remove_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     if flows.remove(user, Origin.of(request), keep_session_key=request.session.session_key):
         request.session.cycle_key()
-        messages.success(request, "SMS codes are off. Sign-in no longer sends codes to your phone.")
+        messages.success(request, f"SMS codes are off. {what_is_left(user)}")
     return redirect("/account/security")
 
 

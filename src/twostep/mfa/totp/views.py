@@ -16,10 +16,10 @@ from twostep.mfa.email_check_views import email_checked
 from twostep.mfa.forms import CodeForm
 from twostep.mfa.methods import SecurityPanel, register_panel
 from twostep.mfa.models import Authenticator, Method
-from twostep.mfa.policy import two_factor_state
+from twostep.mfa.policy import forced_off_by_config, two_factor_state
 from twostep.mfa.step_up_views import fresh_second_factor
 from twostep.mfa.totp import flows as totp_flows
-from twostep.mfa.views import confirm_if_last
+from twostep.mfa.views import confirm_if_last, what_is_left
 
 #: The set-up key expired (``flows.ENROLMENT_TTL``): the page shows a new one, which the phone does not have.
 SETUP_EXPIRED = (
@@ -27,6 +27,11 @@ SETUP_EXPIRED = (
     "Delete that entry from your app, scan the new QR code below, and enter the code it shows."
 )
 WRONG_CODE = "That code didn't match. Check the time on your phone and enter the current code."
+AFTER_SETUP = "Your authenticator app is now required when you sign in."
+#: While the configuration switches two-factor authentication off for everyone.
+AFTER_SETUP_BREAK_GLASS = (
+    "Your authenticator app is set up. Sign-in will ask for it once two-factor authentication is back on."
+)
 
 
 @fresh_password
@@ -50,7 +55,7 @@ def totp_setup_view(request: HttpRequest) -> HttpResponse:
             error = SETUP_EXPIRED if str(exc) == "no_pending_secret" else WRONG_CODE
         else:
             request.session.cycle_key()
-            messages.success(request, "Your authenticator app is now required when you sign in.")
+            messages.success(request, AFTER_SETUP if not forced_off_by_config() else AFTER_SETUP_BREAK_GLASS)
             return redirect("/account/security")
     elif request.method == "POST":
         # Empty, or not six digits: the form says which, and nothing is counted.
@@ -72,7 +77,7 @@ def totp_remove_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     if totp_flows.remove(user, Origin.of(request), keep_session_key=request.session.session_key):
         request.session.cycle_key()
-        messages.success(request, "Your authenticator app was removed. Sign-in now needs only your password.")
+        messages.success(request, f"Your authenticator app was removed. {what_is_left(user)}")
     return redirect("/account/security")
 
 

@@ -42,6 +42,11 @@ class Command(BaseCommand):
         command = [sys.executable, "-m", *build(host, port, workers, threads)]
         self.stdout.write(f"twostep serving on http://{host}:{port} ({engine}, {workers} x {threads})")
         self.stdout.flush()
+        # The workers read the configuration again: they must see this run's
+        # address, which the default server.public_url (in links of mails,
+        # redirects of forward-auth, the API's description) is made from.
+        os.environ["TWOSTEP_SERVER__HOST"] = host
+        os.environ["TWOSTEP_SERVER__PORT"] = str(port)
         os.execv(sys.executable, command)
 
     def check_deployment(self, dev: bool) -> None:
