@@ -492,6 +492,8 @@ def test_password_change_shows_the_rules_first_and_focuses_the_field_in_error(cl
     """The rules are under the new password's label before any try; after a refusal, that field has the focus."""
     sign_in(client, user.username)
     blank = client.get("/account/password").content.decode()
+    first = re.findall(r"<input[^>]*\bautofocus\b[^>]*>", blank)
+    assert len(first) == 1 and 'id="id_current_password"' in first[0], first
     assert re.search(r'<div class="helptext" id="id_new_password_helptext">[^<]*at least 8 characters', blank)
     assert 'aria-describedby="id_new_password_helptext"' in blank
     refused = client.post(
@@ -499,6 +501,9 @@ def test_password_change_shows_the_rules_first_and_focuses_the_field_in_error(cl
     ).content.decode()
     focused = re.findall(r"<input[^>]*\bautofocus\b[^>]*>", refused)
     assert len(focused) == 1 and 'id="id_new_password"' in focused[0], focused
+    # The rules stay, still tied to the field, when a password was refused: exactly when they are needed.
+    assert re.search(r'<div class="helptext" id="id_new_password_helptext">[^<]*at least 8 characters', refused)
+    assert 'aria-describedby="id_new_password_helptext id_new_password_error"' in refused
     differ = client.post(
         "/account/password",
         {"current_password": PASSWORD, "new_password": "my very own secret", "repeat_password": "my very own"},

@@ -40,7 +40,8 @@ class ChangePasswordForm(LabelledForm):
     current_password = forms.CharField(
         max_length=MAX_PASSWORD_LENGTH,
         strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        # The page's one task (and, after a password set by an administrator, the only way on).
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
     )
     new_password = forms.CharField(
         max_length=MAX_PASSWORD_LENGTH, strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})

@@ -343,10 +343,10 @@ def test_the_lock_rule_is_told_only_under_a_lock(
     rule = "While the second step is locked, one recovery code may be tried every 15 minutes"
     page = recovery_sign_in(client, user, "AAAA-AAAA-AAAA-AAAA").content.decode()  # type: ignore[attr-defined]
     assert FAILURE in page and rule not in page
-    assert 'aria-describedby="recovery-error"' in page
+    assert 'aria-describedby="recovery-hint recovery-error"' in page
     client.post("/logout")
     frozen_clock.advance(901)
     User.objects.filter(pk=user.pk).update(second_step_locked_at=clock.now(), second_step_failures=20)
     locked = recovery_sign_in(client, user, "AAAA-AAAA-AAAA-AAAA").content.decode()  # type: ignore[attr-defined]
     assert FAILURE in locked and rule in locked
-    assert 'aria-describedby="recovery-error recovery-error-hint"' in locked
+    assert 'aria-describedby="recovery-hint recovery-error recovery-error-hint"' in locked

@@ -41,4 +41,8 @@ def password_rules_on(form: BaseForm, field_name: str) -> BaseForm:
     rules = " ".join(password_validators_help_texts())
     if rules and rules not in str(field.help_text):
         field.help_text = f"{field.help_text} {rules}".strip()
+        # A validated form already made its bound fields, each with a copy of
+        # the help text it had then: without this, the rules vanished (and
+        # their aria-describedby link) exactly when a password was refused.
+        form[field_name].help_text = field.help_text
     return form
