@@ -34,3 +34,16 @@ class AuthenticatorApp:
                 self.last_step = wanted
                 return totp.hotp(self.key, wanted)
             time.sleep(left + 0.05)
+
+
+def a_wrong_code(key: bytes) -> str:
+    """Six digits that no step the server accepts now (the previous, the current, the next) has for ``key``.
+
+    A fixed "000000" is the right code one time in about 330 000: often
+    enough, over a suite with dozens of wrong tries, to fail now and then.
+    """
+    from twostep.core import clock
+
+    now = clock.timestamp()
+    accepted = {totp.totp(key, now + totp.DEFAULT_PERIOD * offset) for offset in (-1, 0, 1)}
+    return next(code for code in ("000000", "111111", "222222", "333333") if code not in accepted)

@@ -8,6 +8,7 @@ import pytest
 from django.test import Client
 
 from tests.api.conftest import Api, allow_only, enrol_totp, error_code
+from tests.authenticator_app import a_wrong_code
 from tests.conftest import PASSWORD
 from twostep.accounts import services
 from twostep.accounts.models import User
@@ -122,7 +123,9 @@ def test_login_token_dies_after_too_many_wrong_codes(api: Api, user: User, two_f
     """After the allowed wrong codes the login token is dead: even the right code gets login_expired (BF-15)."""
     key = enrol_totp(user)
     login_token = login(api, user.username).json()["login_token"]
-    answers = [api.post("/auth/login/verify", {"login_token": login_token, "code": "000000"}) for _ in range(5)]
+    answers = [
+        api.post("/auth/login/verify", {"login_token": login_token, "code": a_wrong_code(key)}) for _ in range(5)
+    ]
     assert [error_code(r) for r in answers[:4]] == ["second_step_failed"] * 4
     assert error_code(answers[4]) == "login_expired"
     right = api.post("/auth/login/verify", {"login_token": login_token, "code": totp.totp(key, clock.timestamp())})
@@ -162,9 +165,11 @@ def test_held_back_account_is_refused_silently_as_documented(
     key = enrol_totp(user)
     login_token = login(api, user.username).json()["login_token"]
     for _ in range(4):
-        assert api.post("/auth/login/verify", {"login_token": login_token, "code": "000000"}).status_code == 401
+        assert (
+            api.post("/auth/login/verify", {"login_token": login_token, "code": a_wrong_code(key)}).status_code == 401
+        )
     login_token = login(api, user.username).json()["login_token"]
-    assert api.post("/auth/login/verify", {"login_token": login_token, "code": "000000"}).status_code == 401
+    assert api.post("/auth/login/verify", {"login_token": login_token, "code": a_wrong_code(key)}).status_code == 401
     assert User.objects.get(pk=user.pk).second_step_blocked_until is not None  # held back now
     right = api.post("/auth/login/verify", {"login_token": login_token, "code": totp.totp(key, clock.timestamp())})
     assert right.status_code == 401 and error_code(right) == "second_step_failed"
@@ -316,7 +321,7 @@ def test_wrong_codes_through_the_api_lock_at_the_configured_limit(
     for _ in range(limit):
         frozen_clock.advance(901)  # past any growing delay: only the lock stops this loop
         login_token = login(api, user.username).json()["login_token"]
-        response = api.post("/auth/login/verify", {"login_token": login_token, "code": "000000"})
+        response = api.post("/auth/login/verify", {"login_token": login_token, "code": a_wrong_code(key)})
         assert response.status_code == 401
     user.refresh_from_db()
     assert user.second_step_failures == limit and user.second_step_locked_at is not None
@@ -333,11 +338,12 @@ def test_the_body_alone_carries_the_code(api: Api, user: User, two_factor_on: No
     key = enrol_totp(user)
     code = totp.totp(key, clock.timestamp())
     login_token = login(api, user.username).json()["login_token"]
-    for first, last in [("000000", code), (code, "000000")]:
+    wrong = a_wrong_code(key)
+    for first, last in [(wrong, code), (code, wrong)]:
         repeated = f'{{"login_token": "{login_token}", "code": "{first}", "code": "{last}"}}'.encode()
         response = api.post("/auth/login/verify", raw=repeated)
         assert response.status_code == 400 and error_code(response) == "invalid_request"
-    in_query = api.post(f"/auth/login/verify?code={code}", {"login_token": login_token, "code": "000000"})
+    in_query = api.post(f"/auth/login/verify?code={code}", {"login_token": login_token, "code": wrong})
     assert in_query.status_code == 401 and error_code(in_query) == "second_step_failed"
     assert not AccessToken.objects.filter(user=user).exists()
     verified = api.post("/auth/login/verify?code=000000", {"login_token": login_token, "code": code})

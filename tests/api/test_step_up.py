@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 
 from tests.api.conftest import Api, enrol_totp, error_code
+from tests.authenticator_app import a_wrong_code
 from tests.conftest import PASSWORD
 from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
 from tests.mfa.email.conftest import BACKUP, email_on, enrolled
@@ -224,7 +225,7 @@ def test_wrong_codes_count_against_the_account_and_end_the_step_up(
     """Each wrong code counts as at sign-in; the fifth ends the step-up, and then the password is asked again."""
     token = token_for(user)
     step = begin(api, token)
-    answers = [verify(api, token, step["step_up_token"], code="000000") for _ in range(5)]
+    answers = [verify(api, token, step["step_up_token"], code=a_wrong_code(totp_key)) for _ in range(5)]
     assert [error_code(r) for r in answers[:4]] == ["second_step_failed"] * 4
     assert answers[0].json()["error"]["message"] == answers[3].json()["error"]["message"]
     assert error_code(answers[4]) == "step_up_expired" and answers[4].status_code == 401
@@ -255,14 +256,14 @@ def test_enough_wrong_codes_lock_the_account_and_then_a_right_one_looks_wrong(
         frozen_clock.advance(901)  # past any growing delay: only the lock stops this loop
         reauthenticate(api, token)
         step = begin(api, token)
-        assert verify(api, token, step["step_up_token"], code="000000").status_code == 401
+        assert verify(api, token, step["step_up_token"], code=a_wrong_code(totp_key)).status_code == 401
     user.refresh_from_db()
     assert user.second_step_failures == limit and user.second_step_locked_at is not None
 
     frozen_clock.advance(901)
     reauthenticate(api, token)
     step = begin(api, token)
-    wrong = verify(api, token, step["step_up_token"], code="000000")
+    wrong = verify(api, token, step["step_up_token"], code=a_wrong_code(totp_key))
     right = verify(api, token, step["step_up_token"], code=totp.totp(totp_key, clock.timestamp()))
     assert right.status_code == 401 and error_code(right) == "second_step_failed"
     assert right.content == wrong.content and "Retry-After" not in right

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client, override_settings
 
+from tests.authenticator_app import a_wrong_code
 from tests.concurrency import at_once
 from tests.conftest import sign_in
 from tests.mfa.recovery_codes.helpers import enrol_totp
@@ -113,7 +114,7 @@ def test_clock_gone_back_refuses_without_counting(
     assert AuthEvent.objects.filter(kind="login.second_step", reason="clock_behind_last_use").count() == 25
     wrong = Client()
     sign_in(wrong, user.username)
-    assert verify(wrong, "000000" if code_now(key) != "000000" else "111111") == 0
+    assert verify(wrong, a_wrong_code(key)) == 0
     user.refresh_from_db()
     assert user.second_step_failures == 1  # a wrong code still counts
 
@@ -233,7 +234,7 @@ def test_five_wrong_codes_end_the_sign_in(totp_user: tuple[User, bytes]) -> None
     user, key = totp_user
     client = Client()
     sign_in(client, user.username)
-    wrong = "000000" if code_now(key) != "000000" else "111111"
+    wrong = a_wrong_code(key)
     for _ in range(4):
         assert client.post("/login/verify", {"code": wrong}).status_code == 200
     assert client.post("/login/verify", {"code": wrong})["Location"] == "/login"
@@ -246,7 +247,7 @@ def test_account_locks_after_twenty_failures_across_sign_ins(
 ) -> None:
     """Failures count per account across sign-ins; at 20 even the right code fails identically (BF-03, ENUM-04, BF-13)."""
     user, key = totp_user
-    wrong = "000000" if code_now(key) != "000000" else "111111"
+    wrong = a_wrong_code(key)
     fail_sign_ins(user, wrong, 20, frozen_clock)
     user.refresh_from_db()
     assert user.second_step_failures == 20
@@ -265,7 +266,7 @@ def test_growing_delay_refuses_without_evaluating(
 ) -> None:
     """After 5 failures a correct code sent before the delay ends is refused and not consumed (BF-10)."""
     user, key = totp_user
-    wrong = "000000" if code_now(key) != "000000" else "111111"
+    wrong = a_wrong_code(key)
     for _ in range(5):
         client = Client()
         sign_in(client, user.username)
@@ -284,7 +285,7 @@ def test_success_resets_failure_count(totp_user: tuple[User, bytes]) -> None:
     user, key = totp_user
     client = Client()
     sign_in(client, user.username)
-    client.post("/login/verify", {"code": "000000" if code_now(key) != "000000" else "111111"})
+    client.post("/login/verify", {"code": a_wrong_code(key)})
     user.refresh_from_db()
     assert user.second_step_failures == 1
     assert verify(client, code_now(key)) == 1
@@ -321,7 +322,7 @@ def test_no_code_or_secret_in_audit_log(totp_user: tuple[User, bytes]) -> None:
     user, key = totp_user
     client = Client()
     sign_in(client, user.username)
-    wrong = "000000" if code_now(key) != "000000" else "111111"
+    wrong = a_wrong_code(key)
     client.post("/login/verify", {"code": wrong})
     good = code_now(key)
     verify(client, good)
@@ -350,7 +351,7 @@ def test_concurrent_wrong_codes_all_counted_and_throttled(totp_user: tuple[User,
     """50 parallel wrong codes: every evaluated failure is counted, and no more are evaluated than
     sequential guessing would allow (BF-04, BF-12)."""
     user, key = totp_user
-    wrong = "000000" if code_now(key) != "000000" else "111111"
+    wrong = a_wrong_code(key)
     pendings = [second_step.start(user, login_authenticators(user.pk)[0], CLI)[0] for _ in range(50)]
     results = verify_all_at_once(pendings, wrong)
     user.refresh_from_db()
@@ -367,7 +368,7 @@ def test_timed_lock_ends_but_grants_no_fresh_budget(
     """With a lock duration set, the lock lifts after it; one more failure locks again at once (BF-07)."""
     user, key = totp_user
     timed = load_config(settings.DATA_DIR, {"TWOSTEP_SECURITY__SECOND_STEP_LOCK_MINUTES": "30"})
-    wrong = "000000" if code_now(key) != "000000" else "111111"
+    wrong = a_wrong_code(key)
     with override_settings(CONFIG=timed):
         fail_sign_ins(user, wrong, 20, frozen_clock)
         user.refresh_from_db()
@@ -407,7 +408,7 @@ def test_generous_lock_setting_keeps_counting_past_any_delay(
         {"TWOSTEP_SECURITY__SECOND_STEP_DELAY_AFTER": "1", "TWOSTEP_SECURITY__SECOND_STEP_LOCK_AFTER": "100"},
     )
     User.objects.filter(pk=user.pk).update(second_step_failures=60)
-    wrong = "000000" if code_now(key) != "000000" else "111111"
+    wrong = a_wrong_code(key)
     with override_settings(CONFIG=generous):
         client = Client()
         sign_in(client, user.username)
@@ -424,7 +425,7 @@ def test_refusal_explains_pauses_and_locks_the_same_way(totp_user: tuple[User, b
     user, key = totp_user
     browser = Client()
     sign_in(browser, user.username)
-    wrong = browser.post("/login/verify", {"code": "000000" if code_now(key) != "000000" else "111111"})
+    wrong = browser.post("/login/verify", {"code": a_wrong_code(key)})
     User.objects.filter(pk=user.pk).update(second_step_locked_at=clock.now())
     locked = browser.post("/login/verify", {"code": code_now(key)})
     for page in (wrong.content.decode(), locked.content.decode()):
@@ -694,7 +695,7 @@ def test_sign_in_open_at_the_lock_cannot_guess_after_it(
 
     user, key = totp_user
     timed = load_config(settings.DATA_DIR, {"TWOSTEP_SECURITY__SECOND_STEP_LOCK_MINUTES": "2"})
-    wrong = "000000" if code_now(key) != "000000" else "111111"
+    wrong = a_wrong_code(key)
     with override_settings(CONFIG=timed):
         fail_sign_ins(user, wrong, 19, frozen_clock)
         frozen_clock.advance(901)
@@ -786,7 +787,7 @@ def test_malformed_code_is_logged_but_not_counted_by_the_service(totp_user: tupl
     assert AuthEvent.objects.filter(kind="login.second_step", reason="malformed_code").count() == 4
     # A wrong code of the right shape counts against the account too, and is the sign-in's last try.
     with pytest.raises(second_step.SecondStepError):
-        second_step.verify(pending, "000000" if code_now(key) != "000000" else "111111", CLI)
+        second_step.verify(pending, a_wrong_code(key), CLI)
     user.refresh_from_db()
     pending.refresh_from_db()
     assert user.second_step_failures == 1 and not second_step.is_live(pending)
@@ -800,7 +801,7 @@ def test_trust_this_browser_stays_ticked_after_a_wrong_code(totp_user: tuple[Use
     user, key = totp_user
     client = Client()
     sign_in(client, user.username)
-    ticked = client.post("/login/verify", {"code": "000000" if code_now(key) != "000000" else "111111", "trust": "1"})
+    ticked = client.post("/login/verify", {"code": a_wrong_code(key), "trust": "1"})
     assert re.search(r'<input type="checkbox" name="trust" value="1" id="id_trust" checked>', ticked.content.decode())
-    unticked = client.post("/login/verify", {"code": "000000" if code_now(key) != "000000" else "111111"})
+    unticked = client.post("/login/verify", {"code": a_wrong_code(key)})
     assert re.search(r'<input type="checkbox" name="trust" value="1" id="id_trust">', unticked.content.decode())
