@@ -510,3 +510,27 @@ def test_password_change_shows_the_rules_first_and_focuses_the_field_in_error(cl
     ).content.decode()
     focused = re.findall(r"<input[^>]*\bautofocus\b[^>]*>", differ)
     assert len(focused) == 1 and 'id="id_repeat_password"' in focused[0], focused
+
+
+def test_the_password_change_names_the_sessions_it_ended(client: Client, user: User) -> None:
+    """ "Your other sessions were signed out" only when there were some: not at a first, forced change."""
+    change = {
+        "current_password": PASSWORD,
+        "new_password": "my very own secret",
+        "repeat_password": "my very own secret",
+    }
+    sign_in(client, user.username)
+    alone = client.post("/account/password", change, follow=True)
+    said = " ".join(str(message) for message in alone.context["messages"])
+    assert "Your password is changed." in said and "signed out" not in said
+    other = Client()
+    sign_in(other, user.username, "my very own secret")
+    again = {
+        "current_password": "my very own secret",
+        "new_password": "another of mine",
+        "repeat_password": "another of mine",
+    }
+    with_another = client.post("/account/password", again, follow=True)
+    said = " ".join(str(message) for message in with_another.context["messages"])
+    assert "Your 1 other session was signed out." in said
+    assert other.get("/account").status_code == 302

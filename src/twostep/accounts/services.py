@@ -189,8 +189,8 @@ def set_password(
     actor: User | None = None,
     must_change: bool = False,
     keep_session_key: str | None = None,
-) -> None:
-    """Set a new password and end the user's other sessions.
+) -> int:
+    """Set a new password and end the user's other sessions; return how many ended.
 
     ``must_change`` makes the user choose their own at the next sign-in (for
     passwords an admin chose).  ``keep_session_key`` spares the session of a
@@ -203,9 +203,10 @@ def set_password(
     user.set_password(password)
     user.must_change_password = must_change
     user.save(update_fields=["password", "must_change_password"])
-    end_sessions(user, except_key=keep_session_key)
+    ended = end_sessions(user, except_key=keep_session_key)
     kind = "password.reset_by_admin" if actor is not None and actor.pk != user.pk else "password.changed"
     record(kind, Outcome.INFO, origin=origin, user=user, actor=actor)
+    return ended
 
 
 @transaction.atomic

@@ -197,7 +197,7 @@ def change_password_view(request: HttpRequest) -> HttpResponse:
                 form.add_error("current_password", "That is not your current password.")
         else:
             try:
-                services.set_password(
+                ended = services.set_password(
                     user,
                     form.cleaned_data["new_password"],
                     origin=Origin.of(request),
@@ -209,7 +209,10 @@ def change_password_view(request: HttpRequest) -> HttpResponse:
             else:
                 # A new session id, and the session's password hash updated so it stays signed in.
                 update_session_auth_hash(request, user)
-                messages.success(request, "Your password is changed. Your other sessions were signed out.")
+                signed_out = (
+                    f" Your {ended} other session{'s were' if ended != 1 else ' was'} signed out." if ended else ""
+                )
+                messages.success(request, f"Your password is changed.{signed_out}")
                 # A change the sign-in asked for goes on to where the sign-in was going.
                 destination = request.session.pop(NEXT_KEY, None) if forced else None
                 return redirect(safe_next(request, destination))
