@@ -82,6 +82,19 @@ def test_the_api_reads_its_own_json_bodies(client: Client, user: User) -> None:
     assert response.status_code == 200, response.content
 
 
+def test_the_api_refuses_a_nul_itself_and_names_the_field(client: Client, admin: User) -> None:
+    """The API's own checks answer a NUL in a path or query parameter, saying which one: not the pages' 400."""
+    signed_in = client.post(
+        "/api/v1/auth/login", {"username": admin.username, "password": PASSWORD}, content_type="application/json"
+    )
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {signed_in.json()['access_token']}"}
+    for path, field in (("/api/v1/admin/users/al%00ice", "username"), ("/api/v1/admin/users?q=al%00ice", "q")):
+        response = client.get(path, **bearer)
+        assert response.status_code == 400, response.content
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request" and [f["field"] for f in error["fields"]] == [field]
+
+
 @pytest.mark.parametrize("target", ["abc", "account", "-1", "account/security", "javascript:alert(1)"])
 def test_a_next_that_is_no_path_goes_to_the_account_page(client: Client, user: User, target: str) -> None:
     """``next=account`` (no leading slash) was taken for the name of a URL pattern: a 500 right after signing in."""
