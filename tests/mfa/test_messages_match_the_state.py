@@ -87,6 +87,18 @@ def test_an_app_set_up_during_break_glass_is_not_said_to_be_required(user: User,
     assert "once two-factor authentication is back on" in said and "now required" not in said
 
 
+def test_an_app_set_up_while_the_console_switch_is_off_is_not_said_to_be_required(user: User) -> None:
+    set_setting("two_factor.enabled", False)
+    set_setting("two_factor.methods", ["totp"])
+    client = Client()
+    assert sign_in(client, user.username).status_code == 302
+    fresh(client)
+    key = totp.decode_secret(totp_flows.provisioning_for(user).secret)
+    response = client.post("/account/security/totp", {"code": totp.totp(key, clock.timestamp())}, follow=True)
+    said = " ".join(str(message) for message in response.context["messages"])
+    assert "once two-factor authentication is back on" in said and "now required" not in said
+
+
 def test_the_console_says_why_it_asks_an_administrator_for_a_code(admin: User, user: User, two_factor_on: None) -> None:
     """A display name is no change to how the administrator signs in: the prompt says what the code is for."""
     key = enrol_totp(admin)

@@ -222,7 +222,6 @@ def start(user: User, address_id: int, holder: str, origin: Origin) -> EmailChec
             user, address.email, "email_check_code", kind="email_check.code_sent", origin=origin, email_check=check
         )
     except codes.Ended:
-        record("email_check.code_sent", Outcome.FAILURE, origin=origin, user=user, method=Method.EMAIL, reason="ended")
         raise CheckError("ended") from None
     return check
 

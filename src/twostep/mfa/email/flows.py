@@ -98,6 +98,7 @@ def deliver_code(
 
     Raises:
         codes.SendRefused: cooldown or a send cap.
+        codes.Ended: the set-up or check was deleted meanwhile (logged; nothing sent).
         MailDeliveryError: the mail server did not take the message (logged with its error).
     """
     try:
@@ -107,6 +108,9 @@ def deliver_code(
     except codes.SendRefused as refused:
         if refused.reason != "cooldown":
             record(kind, Outcome.FAILURE, origin=origin, user=user, method=METHOD, reason=refused.reason)
+        raise
+    except codes.Ended:
+        record(kind, Outcome.FAILURE, origin=origin, user=user, method=METHOD, reason="ended")
         raise
     context: dict[str, Any] = {
         "code": code,
@@ -193,7 +197,6 @@ def start_enrolment(user: User, address_id: int, origin: Origin) -> Authenticato
     try:
         deliver_code(user, address.email, "enrol_code", kind="email.code_sent", origin=origin, authenticator=pending)
     except codes.Ended:
-        record("email.code_sent", Outcome.FAILURE, origin=origin, user=user, method=METHOD, reason="ended")
         raise EnrolmentError("ended") from None
     return pending
 

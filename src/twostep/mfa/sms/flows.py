@@ -128,6 +128,7 @@ def _send_code(
     Raises:
         NotSent: a limit refused it (nothing sent) or the provider certainly
             did not send it (the code is discarded); the auth log says which.
+        codes.Ended: the enrolment was deleted meanwhile (logged; nothing sent).
     """
     try:
         service.preflight(number)
@@ -141,6 +142,9 @@ def _send_code(
         raise exc from None
     except NotSent as exc:
         _refused(user, number, purpose, origin, exc)
+        raise
+    except codes.Ended:
+        _refused(user, number, purpose, origin, NotSent("ended"))
         raise
     try:
         service.deliver(number, body(code), purpose=purpose, origin=origin, user=user, secret=code, code_id=row.pk)
@@ -287,7 +291,6 @@ def _send_enrolment_code(user: User, pending: Authenticator, origin: Origin) -> 
     try:
         _send_code(user, pending.destination, enrolment_body, purpose="enrol", origin=origin, authenticator=pending)
     except codes.Ended:
-        _refused(user, pending.destination, "enrol", origin, NotSent("ended"))
         raise EnrolmentError("ended") from None
 
 

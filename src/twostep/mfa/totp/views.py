@@ -16,7 +16,7 @@ from twostep.mfa.email_check_views import email_checked
 from twostep.mfa.forms import CodeForm
 from twostep.mfa.methods import SecurityPanel, register_panel
 from twostep.mfa.models import Authenticator, Method
-from twostep.mfa.policy import forced_off_by_config, two_factor_state
+from twostep.mfa.policy import two_factor_state
 from twostep.mfa.step_up_views import fresh_second_factor
 from twostep.mfa.totp import flows as totp_flows
 from twostep.mfa.views import confirm_if_last, what_is_left
@@ -28,8 +28,8 @@ SETUP_EXPIRED = (
 )
 WRONG_CODE = "That code didn't match. Check the time on your phone and enter the current code."
 AFTER_SETUP = "Your authenticator app is now required when you sign in."
-#: While the configuration switches two-factor authentication off for everyone.
-AFTER_SETUP_BREAK_GLASS = (
+#: While two-factor authentication is off for everyone (the console's switch, or the configuration's).
+AFTER_SETUP_WHILE_OFF = (
     "Your authenticator app is set up. Sign-in will ask for it once two-factor authentication is back on."
 )
 
@@ -40,7 +40,7 @@ AFTER_SETUP_BREAK_GLASS = (
 @require_http_methods(["GET", "POST"])
 def totp_setup_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
-    _, methods = two_factor_state()
+    active, methods = two_factor_state()
     if Method.TOTP not in methods:
         messages.error(request, "Your administrator does not allow authenticator apps.")
         return redirect("/account/security")
@@ -55,7 +55,7 @@ def totp_setup_view(request: HttpRequest) -> HttpResponse:
             error = SETUP_EXPIRED if str(exc) == "no_pending_secret" else WRONG_CODE
         else:
             request.session.cycle_key()
-            messages.success(request, AFTER_SETUP if not forced_off_by_config() else AFTER_SETUP_BREAK_GLASS)
+            messages.success(request, AFTER_SETUP if active else AFTER_SETUP_WHILE_OFF)
             return redirect("/account/security")
     elif request.method == "POST":
         # Empty, or not six digits: the form says which, and nothing is counted.
