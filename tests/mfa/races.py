@@ -69,6 +69,16 @@ def sent_or_ended(action: Callable[[], object], done: str, refusal: type[Excepti
     return run
 
 
+def removal(remove: Callable[[], bool]) -> Callable[[], str]:
+    """Turn a factor off with ``remove`` (which must find it on): "removed"."""
+
+    def run() -> str:
+        assert remove()
+        return "removed"
+
+    return run
+
+
 def code_check(pending: PendingLogin, code: str) -> Callable[[], str]:
     """Check ``code`` for ``pending``: "signed in" or "refused"."""
     return attempt(partial(second_step.verify, pending, code, CLI), "signed in", second_step.SecondStepError)

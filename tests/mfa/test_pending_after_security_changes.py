@@ -21,7 +21,7 @@ from tests.concurrency import at_once
 from tests.conftest import PASSWORD
 from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
 from tests.mfa.email.conftest import BACKUP, email_on, enrolled
-from tests.mfa.races import attempt, code_check, trust_a_browser, two_factor_reset
+from tests.mfa.races import attempt, code_check, removal, trust_a_browser, two_factor_reset
 from tests.mfa.recovery_codes.helpers import enrol_totp, next_code, signed_in_with_totp
 from twostep.accounts.models import User
 from twostep.api.models import AccessToken
@@ -166,11 +166,7 @@ def test_removing_the_app_while_its_code_is_checked_does_not_deadlock(user: User
         trust_a_browser(user)
         factor = Authenticator.objects.get(user=user, method="totp", confirmed_at__isnull=False)
         pending, _ = second_step.start(user, factor, CLI)
-
-        def remove() -> str:
-            assert totp_flows.remove(user, CLI)
-            return "removed"
-
+        remove = removal(partial(totp_flows.remove, user, CLI))
         outcomes = sorted(at_once([code_check(pending, next_code(key)), remove]))
         assert outcomes in (["refused", "removed"], ["removed", "signed in"])
 
@@ -234,10 +230,6 @@ def test_removing_email_codes_while_one_is_checked_does_not_deadlock(
         factor = email_flows.confirm_enrolment(user, mail_server.last_code(BACKUP), CLI)
         trust_a_browser(user)
         pending, _ = second_step.start(user, factor, CLI)
-
-        def remove() -> str:
-            assert email_flows.remove(user, CLI)
-            return "removed"
-
+        remove = removal(partial(email_flows.remove, user, CLI))
         outcomes = sorted(at_once([code_check(pending, mail_server.last_code(BACKUP)), remove]))
         assert outcomes in (["refused", "removed"], ["removed", "signed in"])

@@ -11,7 +11,7 @@ from django.test import Client
 
 from tests.concurrency import at_once
 from tests.conftest import asked_for_password, prove_second_factor, sign_in
-from tests.mfa.races import attempt, code_check, just_before, sent_or_ended, trust_a_browser, two_factor_reset
+from tests.mfa.races import attempt, code_check, just_before, removal, sent_or_ended, trust_a_browser, two_factor_reset
 from tests.mfa.sms.conftest import PRIMARY, SECOND
 from tests.sms.fakes import FakeTwilio
 from twostep.accounts import services
@@ -440,11 +440,7 @@ def test_removing_sms_while_a_code_is_checked_does_not_deadlock(
         factor = flows.confirm(phone_user, twilio.last_code(SECOND), CLI)
         trust_a_browser(phone_user)
         pending, _ = second_step.start(phone_user, factor, CLI)
-
-        def remove() -> str:
-            assert flows.remove(phone_user, CLI)
-            return "removed"
-
+        remove = removal(partial(flows.remove, phone_user, CLI))
         assert sorted(at_once([code_check(pending, twilio.last_code(SECOND)), remove])) in (
             ["refused", "removed"],
             ["removed", "signed in"],
