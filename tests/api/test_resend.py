@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from tests.api.conftest import Api, enrol_totp, error_code
+import pytest
+
+from tests.api.conftest import Api, allow_only, enrol_totp, error_code
 from tests.conftest import PASSWORD
 from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
 from tests.mfa.email.conftest import BACKUP, email_on
+from tests.mfa.races import just_before
 from tests.sms.conftest import fakes, twilio
 from tests.sms.fakes import FakeTwilio
 from twostep.accounts.models import User
 from twostep.audit.services import CLI
 from twostep.core import clock
+from twostep.mfa import codes
 from twostep.mfa.email import flows as email_flows
 from twostep.mfa.sms import flows as sms_flows
+from twostep.sms import service as sms_service
+from twostep.usersessions.services import end_sessions
 
 __all__ = ["certificates", "email_on", "fakes", "mail_server", "smtp_server", "twilio"]
 
@@ -166,8 +173,6 @@ def test_codes_reach_only_their_channel(
     """Sign-in and resend answers, pages, redirects and headers never carry the emailed or texted code (SEC-06)."""
     from django.test import Client
 
-    from tests.api.conftest import allow_only
-
     allow_only("totp", "email", "sms")
     enrol_email_codes(user, mail_server)
     enrol_sms_codes(make_user("bob", phones=[PHONE]), twilio)
@@ -216,3 +221,37 @@ def test_whether_a_code_went_out_is_told_only_after_the_password(api: Api, user:
 
     twilio.fail(503)
     assert login(api, user.username)["code_sent"] is False
+
+
+@pytest.mark.parametrize("method", ["email", "sms"])
+def test_resend_as_the_sign_in_ends_answers_login_expired(
+    api: Api,
+    user: User,
+    make_user: Callable[..., User],
+    mail_server: SmtpServer,
+    twilio: FakeTwilio,
+    email_on: None,
+    frozen_clock: clock.FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+) -> None:
+    """The user's sessions end just as a resend starts making its code: 401 login_expired, nothing sent."""
+    if method == "sms":
+        allow_only("totp", "email", "sms")
+        signing_in = make_user("bob", phones=[PHONE])
+        enrol_sms_codes(signing_in, twilio)
+        outbox: Callable[[], int] = lambda: len(twilio.received)  # noqa: E731
+        owner, name = sms_service, "preflight"  # before the sending transaction
+    else:
+        signing_in = user
+        enrol_email_codes(user, mail_server)
+        outbox = lambda: len(mail_server.messages())  # noqa: E731
+        owner, name = codes, "issue"
+    step = login(api, signing_in.username)
+    assert step["method"] == method
+    sent = outbox()
+    frozen_clock.advance(61)
+    just_before(monkeypatch, owner, name, partial(end_sessions, signing_in))
+    response = api.post("/auth/login/resend", {"login_token": step["login_token"]})
+    assert response.status_code == 401 and error_code(response) == "login_expired", response.content
+    assert outbox() == sent

@@ -10,6 +10,7 @@ held to docs/api.md by tests/api/test_reauthentication.py.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from tests.authenticator_app import a_wrong_code
 from tests.conftest import PASSWORD
 from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
 from tests.mfa.email.conftest import BACKUP, email_on, enrolled
+from tests.mfa.races import just_before
 from tests.mfa.recovery_codes.helpers import next_code
 from tests.sms.conftest import fakes, twilio
 from tests.sms.fakes import FakeTwilio
@@ -29,7 +31,8 @@ from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.core import clock
 from twostep.factors import totp
-from twostep.mfa.models import Authenticator, Method, PendingLogin
+from twostep.mfa import codes
+from twostep.mfa.models import Authenticator, Method, PendingLogin, Purpose
 from twostep.mfa.recovery_codes import services as recovery_codes
 from twostep.mfa.sms import flows as sms_flows
 
@@ -521,3 +524,24 @@ def test_switching_2fa_off_by_api_needs_the_admins_proof(
     assert verify(api, token, step["step_up_token"], code=next_code(key)).status_code == 200
     assert api.patch("/admin/settings", body, token=token).status_code == 200
     assert get_setting("two_factor.enabled") is False
+
+
+def test_a_resend_as_the_step_up_ends_answers_step_up_expired(
+    api: Api,
+    user: User,
+    enrolled: Authenticator,
+    mail_server: SmtpServer,
+    frozen_clock: clock.FrozenClock,
+    token_for: Callable[[User], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The step-up completes elsewhere just as a resend makes its code: 401 step_up_expired, nothing mailed."""
+    token = token_for(user)
+    step = begin(api, token)
+    mailed = len(step_up_mail(mail_server))
+    frozen_clock.advance(61)
+    waiting = PendingLogin.objects.filter(user=user, purpose=Purpose.STEP_UP, completed_at__isnull=True)
+    just_before(monkeypatch, codes, "issue", partial(waiting.update, completed_at=clock.now()))
+    response = api.post("/me/step-up/resend", {"step_up_token": step["step_up_token"]}, token=token)
+    assert response.status_code == 401 and error_code(response) == "step_up_expired", response.content
+    assert len(step_up_mail(mail_server)) == mailed

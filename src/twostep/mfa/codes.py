@@ -50,8 +50,9 @@ class Ended(Exception):
 
     An enrolment or an email check is a row that another request may delete
     while this one sends: a 2FA reset, a cancelled set-up, or the same set-up
-    started again on another address in a second tab.  The caller tells the
-    user to start again; nothing was sent.
+    started again on another address in a second tab.  A sign-in or step-up
+    ends when it completes in another tab or its user's sessions are ended.
+    The caller tells the user to start again; nothing was sent.
     """
 
 
@@ -82,11 +83,20 @@ def _binding(
     return _binding_of_ids(*(None if bound is None else bound.pk for bound in (pending, authenticator, email_check)))
 
 
-def _binding_exists(
+def _binding_is_open(
     pending: PendingLogin | None, authenticator: Authenticator | None, email_check: EmailCheck | None
 ) -> bool:
+    """Whether what a new code would be for is still there: a set-up or check row, a sign-in not over.
+
+    A sign-in that ended is kept, not deleted (its codes still count against
+    the send caps), so for it the row's state decides.
+    """
     _binding(pending, authenticator, email_check)  # raises unless exactly one is given
-    bound = pending or authenticator or email_check
+    if pending is not None:
+        return PendingLogin.objects.filter(
+            pk=pending.pk, completed_at__isnull=True, expires_at__gt=clock.now()
+        ).exists()
+    bound = authenticator or email_check
     return bound is not None and type(bound).objects.filter(pk=bound.pk).exists()
 
 
@@ -179,13 +189,14 @@ def issue(
 
     Raises:
         SendRefused: cooldown or a send cap (see ``check_send_allowed``).
-        Ended: the enrolment or email check was deleted meanwhile.
+        Ended: the enrolment or email check was deleted, or the sign-in
+            ended, meanwhile.
     """
     with transaction.atomic():
         # Whoever deletes a set-up or a check holds this lock too, so the row
         # found here stays until the code's row refers to it.
         lock_account(user.pk)
-        if not _binding_exists(pending, authenticator, email_check):
+        if not _binding_is_open(pending, authenticator, email_check):
             raise Ended
         check_send_allowed(user, destination, pending=pending, authenticator=authenticator, email_check=email_check)
         code = generate_code()

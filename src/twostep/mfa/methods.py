@@ -126,7 +126,8 @@ def resend(pending: PendingLogin, authenticator: Authenticator, origin: Origin) 
     Raises:
         NoCodeToResend: the method has no such hook (nothing is sent).
         Whatever the handler's ``resend`` raises when no code went out (see
-        the method's flows module: cooldown, send caps, delivery failures).
+        the method's flows module: cooldown, send caps, delivery failures,
+        ``codes.Ended`` when the sign-in ended meanwhile).
     """
     send = getattr(handler_for(pending.method), "resend", None)
     if send is None:

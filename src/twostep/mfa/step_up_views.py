@@ -104,6 +104,8 @@ def _code_then(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> H
         elif action in {"code", "recovery"}:
             _confirm(request, pending, action, origin)
             return _proven(request, view, *args, **kwargs)
+    except codes.Ended:  # a new code was asked for just as the confirmation ended
+        return _start_over(request, EXPIRED)
     except second_step.SecondStepError as exc:
         if step_up.resolve(request.session.get(SESSION_KEY), user) is None:
             return _start_over(request, ENDED)

@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from tests.authenticator_app import a_wrong_code
 from tests.concurrency import at_once
 from tests.conftest import sign_in
 from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
@@ -131,10 +132,10 @@ def test_switching_back_after_the_code_died_waits_out_the_cooldown(
 
 def test_switching_keeps_token_expiry_and_failures(client: Client, both: tuple[User, bytes]) -> None:
     """A switch cannot buy more tries or more time: the failure count and the expiry carry over."""
-    user, _ = both
+    user, key = both
     sign_in(client, user.username)
-    client.post("/login/verify", {"code": "000000"})
-    client.post("/login/verify", {"code": "000001"})
+    client.post("/login/verify", {"code": a_wrong_code(key)})
+    client.post("/login/verify", {"code": a_wrong_code(key)})
     before = PendingLogin.objects.get(completed_at__isnull=True, expires_at__gt=clock.now())
     client.post("/login/verify/method", {"method": "email"})
     after = PendingLogin.objects.get(completed_at__isnull=True, expires_at__gt=clock.now())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pytest
 from django.test import Client
@@ -10,13 +11,16 @@ from django.test import Client
 from tests.conftest import sign_in
 from tests.mail.smtp_server import Certificates, SmtpServer, configure_twostep
 from tests.mfa.email.conftest import BACKUP
+from tests.mfa.races import just_before
 from twostep.accounts import services
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.core import clock
+from twostep.mfa import codes
 from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin
 from twostep.mfa.services import unlock_second_step
+from twostep.usersessions.services import end_sessions
 
 pytestmark = pytest.mark.django_db
 
@@ -291,3 +295,24 @@ def test_locked_second_step_sends_no_code(
     assert mail_server.messages() == []
     start(client, user)
     assert len(mail_server.wait_for(1)) == 1
+
+
+def test_resend_as_the_sign_in_ends_goes_back_to_the_form(
+    client: Client,
+    user: User,
+    enrolled: Authenticator,
+    mail_server: SmtpServer,
+    frozen_clock: clock.FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The user's sessions end (an administrator, another browser) just as "Send a new code" makes its code:
+    back to the sign-in form saying so, nothing mailed, the auth log says why; not a server error."""
+    start(client, user)
+    mail_server.wait_for(1)
+    frozen_clock.advance(61)
+    just_before(monkeypatch, codes, "issue", partial(end_sessions, user))
+    response = client.post(RESEND, follow=True)
+    assert response.redirect_chain[-1][0] == "/login"
+    assert "Your sign-in expired. Please sign in again." in response.content.decode()
+    assert len(mail_server.messages()) == 1
+    assert AuthEvent.objects.filter(kind="login.code_sent", outcome="failure", reason="ended", user=user).exists()

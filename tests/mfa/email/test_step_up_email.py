@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 from django.test import Client
 
 from tests.conftest import forget_second_factor_proof, sign_in
 from tests.mail.smtp_server import SmtpServer
 from tests.mfa.email.conftest import BACKUP
+from tests.mfa.races import just_before
 from tests.mfa.test_step_up import asked_for_code
 from twostep.accounts.models import User
-from twostep.mfa.models import Authenticator
+from twostep.core import clock
+from twostep.mfa import codes
+from twostep.mfa.models import Authenticator, PendingLogin, Purpose
+from twostep.mfa.step_up_views import EXPIRED
 
 pytestmark = pytest.mark.django_db
 
@@ -31,3 +37,27 @@ def test_email_code_confirms(user: User, mail_server: SmtpServer, enrolled: Auth
         {"stepup-get": "1", "stepup-action": "code", "stepup-code": mail_server.last_code(BACKUP)},
     )
     assert done.status_code == 302 and done["Location"] == "/account/security/totp"
+
+
+def test_a_new_code_asked_for_as_the_confirmation_ends(
+    user: User,
+    mail_server: SmtpServer,
+    enrolled: Authenticator,
+    frozen_clock: clock.FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The confirmation completes in another tab just as "Send a new code" makes its code: the password
+    again, as for an expired one, and nothing mailed; not a server error."""
+    client = Client()
+    sign_in(client, user.username)
+    assert client.post("/login/verify", {"code": mail_server.last_code(BACKUP)})["Location"] == "/account"
+    forget_second_factor_proof(client)
+    assert asked_for_code(client.get("/account/security/totp"))
+    mailed = len(mail_server.messages())
+    frozen_clock.advance(61)
+    waiting = PendingLogin.objects.filter(user=user, purpose=Purpose.STEP_UP, completed_at__isnull=True)
+    just_before(monkeypatch, codes, "issue", partial(waiting.update, completed_at=clock.now()))
+    response = client.post("/account/security/totp", {"stepup-get": "1", "stepup-action": "resend"}, follow=True)
+    assert response.redirect_chain[-1][0] == "/account/security"
+    assert EXPIRED in response.content.decode()
+    assert len(mail_server.messages()) == mailed

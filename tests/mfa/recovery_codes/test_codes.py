@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
+from tests.authenticator_app import a_wrong_code
 from tests.concurrency import at_once
 from tests.conftest import asked_for_password, prove_second_factor, sign_in
 from tests.mfa.recovery_codes.helpers import enrol_totp, events, fresh_codes, signed_in_with_totp
@@ -181,9 +182,9 @@ def test_regenerate_is_post_only_and_needs_a_factor(client: Client, user: User, 
 
 def test_wrong_codes_share_the_account_counter(client: Client, codes_user: tuple[User, bytes, list[str]]) -> None:
     """Wrong TOTP codes and wrong recovery codes add up in one per-account counter (BF-05)."""
-    user, _, _ = codes_user
+    user, key, _ = codes_user
     sign_in(client, user.username)
-    client.post("/login/verify", {"code": "000000"})
+    client.post("/login/verify", {"code": a_wrong_code(key)})
     client.post("/login/recovery", {"recovery_code": "AAAA-AAAA-AAAA-AAAA"})
     client.post("/login/recovery", {"recovery_code": "not a code at all"})
     user.refresh_from_db()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pytest
 from django.test import Client
 
 from tests.conftest import sign_in
+from tests.mfa.races import just_before
 from tests.mfa.sms.conftest import PRIMARY, SECOND
 from tests.mfa.sms.test_sms_factor import enrol, phone_id, signed_in
 from tests.sms.fakes import FakeSet, FakeTwilio, FakeVonage
@@ -19,6 +21,7 @@ from twostep.core import clock
 from twostep.core.housekeeping import prune
 from twostep.mfa.models import OneTimeCode
 from twostep.sms import service
+from twostep.usersessions.services import end_sessions
 
 pytestmark = pytest.mark.django_db
 # Tests whose threads race each other need commits: django_db(transaction=True).
@@ -240,3 +243,21 @@ def test_daily_limit_holds_under_concurrency(make_user, fakes: FakeSet) -> None:
         thread.join(timeout=60)
     assert sorted(outcomes) == ["daily_limit"] * 5 + ["sent"] * 3
     assert len(fake.received) == 3
+
+
+def test_resend_as_the_sign_in_ends_goes_back_to_the_form(
+    phone_user: User, twilio: FakeTwilio, frozen_clock: clock.FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user's sessions end just as "Send a new code" starts to send: back to the sign-in form, no message
+    sent, the auth log says why; not a server error."""
+    enrol(signed_in(phone_user), phone_user, twilio)
+    frozen_clock.advance(61)
+    browser = start_sign_in(phone_user)
+    sent = len(twilio.received)
+    frozen_clock.advance(61)
+    just_before(monkeypatch, service, "preflight", partial(end_sessions, phone_user))
+    response = browser.post("/login/verify/sms/resend", follow=True)
+    assert response.redirect_chain[-1][0] == "/login"
+    assert "Your sign-in expired. Please sign in again." in response.content.decode()
+    assert len(twilio.received) == sent
+    assert AuthEvent.objects.filter(kind="sms.not_sent", reason="ended", user=phone_user).exists()

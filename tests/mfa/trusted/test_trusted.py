@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from tests.authenticator_app import a_wrong_code
 from tests.conftest import sign_in
 from tests.mfa.recovery_codes.helpers import enrol_totp, events, next_code, signed_in_with_totp
 from twostep.accounts import services as accounts
@@ -137,7 +138,7 @@ def test_admin_can_turn_trust_off(client: Client, totp_user: tuple[User, bytes])
     set_setting("trusted_browsers.enabled", False)
     assert not skips(client, user)
     assert "Trust this browser" not in client.get("/login/verify").content.decode()
-    response = client.post("/login/verify", {"code": "000000", "trust": "1"})
+    response = client.post("/login/verify", {"code": a_wrong_code(key), "trust": "1"})
     assert COOKIE not in response.cookies
 
 

@@ -31,7 +31,7 @@ from twostep.api.schemas import (
 )
 from twostep.api.sending import NOT_SENT, not_sent
 from twostep.audit.services import Origin, Outcome, record
-from twostep.mfa import choice, enforcement, methods
+from twostep.mfa import choice, codes, enforcement, methods
 from twostep.mfa import login as second_step
 from twostep.mfa.email import flows as email_flows
 from twostep.mfa.methods import SECRET_UNREADABLE, handler_for
@@ -283,22 +283,28 @@ def login_resend(request: HttpRequest, payload: LoginResendIn) -> dict[str, Any]
     Within the cooldown after the last code, or past a send cap, the answer
     is 429 `rate_limited` with `Retry-After`; a code that could not be sent,
     503 `delivery_failed` (nothing is used up).  An authenticator app has no
-    code to send: 409 `method_unavailable`.  The login token, its expiry and
-    its failure count stay the same.
+    code to send: 409 `method_unavailable`.  A sign-in that ended meanwhile
+    (completed elsewhere, or the user's sessions were ended): 401
+    `login_expired`, nothing sent.  The login token, its expiry and its
+    failure count stay the same.
     """
     pending = _live_pending(payload.login_token)
-    send_new_code(pending, Origin.of(request), no_longer_available=NO_LONGER_AVAILABLE)
+    send_new_code(pending, Origin.of(request), no_longer_available=NO_LONGER_AVAILABLE, over=_login_over)
     return second_step_answer(pending, payload.login_token)
 
 
-def send_new_code(pending: PendingLogin, origin: Origin, *, no_longer_available: str) -> None:
+def send_new_code(
+    pending: PendingLogin, origin: Origin, *, no_longer_available: str, over: Callable[[], ApiError]
+) -> None:
     """Send a new email or SMS code for a pending second step (a sign-in's or a step-up's).
 
     Raises:
         ApiError: 409 method_unavailable (``no_longer_available`` when the
             factor or its address went; an authenticator app has nothing to
             send); 401 second_step_failed for a locked second step, as a code
-            would get; 429 rate_limited or 503 delivery_failed (``sending.not_sent``).
+            would get; 429 rate_limited or 503 delivery_failed (``sending.not_sent``);
+            ``over()`` when the second step ended while its code was being made
+            (e.g. the user's sessions were ended).
     """
     authenticator = second_step.authenticator_for(pending)
     if authenticator is None:
@@ -307,6 +313,8 @@ def send_new_code(pending: PendingLogin, origin: Origin, *, no_longer_available:
         methods.resend(pending, authenticator, origin)
     except methods.NoCodeToResend:
         raise method_unavailable(pending, "This method has no code to resend: use the current code.") from None
+    except codes.Ended:
+        raise over() from None
     except (email_flows.EnrolmentError, NotSent) as exc:
         if exc.reason == "locked":
             # As /auth/login/verify: a locked second step gets the generic answer.

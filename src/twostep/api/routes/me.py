@@ -17,6 +17,7 @@ holds docs/api.md's list of them to the code as well).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.http import HttpRequest
@@ -222,7 +223,9 @@ def step_up_resend(request: HttpRequest, payload: StepUpTokenIn) -> dict[str, An
     """
     token = require_reauthentication(request)
     pending = _live_step_up(token, payload.step_up_token)
-    send_new_code(pending, Origin.of(request), no_longer_available=STEP_UP_METHOD_GONE)
+    send_new_code(
+        pending, Origin.of(request), no_longer_available=STEP_UP_METHOD_GONE, over=partial(_step_up_over, token)
+    )
     return {"step_up_token": payload.step_up_token, **pending_state(pending)}
 
 

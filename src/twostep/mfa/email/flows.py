@@ -304,6 +304,8 @@ def send_login_code(pending: PendingLogin, authenticator: Authenticator, origin:
     Raises:
         EnrolmentError: ``address_removed`` or ``locked`` (nothing is sent anywhere).
         codes.SendRefused: cooldown or a send cap.
+        codes.Ended: the sign-in ended meanwhile, e.g. its user's sessions were
+            ended (logged; nothing sent).
         MailDeliveryError: the message could not be delivered (logged).
     """
     if not is_available(authenticator):
@@ -376,10 +378,11 @@ class EmailHandler:
         # Never raises: when the address was removed, nothing is sent and the
         # page says to contact an admin; when delivery fails or a cap holds,
         # the pending sign-in stays and the page says so and offers a retry
-        # (see code_status).  The failure is in the auth log.
+        # (see code_status).  A sign-in that ended meanwhile is found gone by
+        # the next page.  The failure is in the auth log.
         try:
             send_login_code(pending, authenticator, origin)
-        except (EnrolmentError, codes.SendRefused, MailDeliveryError):
+        except (EnrolmentError, codes.SendRefused, codes.Ended, MailDeliveryError):
             return
 
     def verify(self, pending: PendingLogin, authenticator: Authenticator, code: str, now: datetime) -> str | None:

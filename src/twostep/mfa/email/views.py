@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from twostep.accounts.models import User
+from twostep.accounts.views import sign_in_expired
 from twostep.audit.services import Origin
 from twostep.core.decorators import fresh_password
 from twostep.mail import MailDeliveryError
@@ -144,6 +145,8 @@ def login_resend_view(request: HttpRequest, pending: PendingLogin, authenticator
     """The second-step page's "Send a new code" button."""
     try:
         flows.send_login_code(pending, authenticator, Origin.of(request))
+    except codes.Ended:
+        return sign_in_expired(request)
     except (flows.EnrolmentError, codes.SendRefused, MailDeliveryError) as exc:
         status = flows.code_status(pending, authenticator)
         # Before any code went out the page already says what is wrong; say it once.

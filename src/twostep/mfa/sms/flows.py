@@ -382,6 +382,8 @@ def send_sign_in_code(pending: PendingLogin, authenticator: Authenticator, origi
 
     Raises:
         NotSent: ``destination_removed``, ``locked``, a limit, or a provider failure.
+        codes.Ended: the sign-in ended meanwhile, e.g. its user's sessions were
+            ended (logged; nothing sent).
     """
     user = User.objects.get(pk=pending.user_id)
     number = authenticator.destination
@@ -458,10 +460,11 @@ class SMSHandler:
 
     def begin(self, pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
         # A failed send does not end the sign-in: the second-step page says
-        # what went wrong and offers to send again (see sign_in_state).
+        # what went wrong and offers to send again (see sign_in_state).  A
+        # sign-in that ended meanwhile is found gone by the next page.
         try:
             send_sign_in_code(pending, authenticator, origin)
-        except NotSent:
+        except (NotSent, codes.Ended):
             return None
 
     def verify(self, pending: PendingLogin, authenticator: Authenticator, code: str, now: datetime) -> str | None:
@@ -485,7 +488,7 @@ class SMSHandler:
         return delivery
 
     def resend(self, pending: PendingLogin, authenticator: Authenticator, origin: Origin) -> None:
-        """``methods.resend`` hook; raises NotSent as ``send_sign_in_code``."""
+        """``methods.resend`` hook; raises as ``send_sign_in_code``."""
         send_sign_in_code(pending, authenticator, origin)
 
 

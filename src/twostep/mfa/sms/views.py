@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from twostep.accounts.models import User
+from twostep.accounts.views import sign_in_expired
 from twostep.audit.services import Origin
 from twostep.core.decorators import fresh_password
 from twostep.mfa import codes
@@ -124,6 +125,8 @@ def sms_resend_view(request: HttpRequest, pending: PendingLogin, authenticator: 
     """'Send a new code' on the second-step page."""
     try:
         flows.send_sign_in_code(pending, authenticator, Origin.of(request))
+    except codes.Ended:
+        return sign_in_expired(request)
     except NotSent as exc:
         if exc.reason == "cooldown":
             messages.info(request, exc.user_message)
