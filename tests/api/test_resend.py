@@ -8,6 +8,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+from django.conf import settings
 
 from tests.api.conftest import Api, allow_only, enrol_totp, error_code
 from tests.conftest import PASSWORD
@@ -17,6 +18,7 @@ from tests.mfa.races import just_before
 from tests.sms.conftest import fakes, twilio
 from tests.sms.fakes import FakeTwilio
 from twostep.accounts.models import User
+from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.core import clock
 from twostep.mfa import codes
@@ -255,3 +257,30 @@ def test_resend_as_the_sign_in_ends_answers_login_expired(
     response = api.post("/auth/login/resend", {"login_token": step["login_token"]})
     assert response.status_code == 401 and error_code(response) == "login_expired", response.content
     assert outbox() == sent
+
+
+def test_codes_asked_for_from_one_address_are_capped(
+    api: Api,
+    make_user: Callable[..., User],
+    mail_server: SmtpServer,
+    email_on: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past ``security.codes_per_address`` codes from one client, the next account's sign-in sends nothing;
+    its resend answers 429 saying why, and the auth log records it (BF-09)."""
+    monkeypatch.setattr(settings.CONFIG.security, "codes_per_address", 2)
+    for name in ("ann", "ben", "cat"):
+        member = make_user(name, emails=[f"{name}@example.com", f"{name}.backup@example.org"])
+        email_flows.start_enrolment(member, member.email_addresses.get(email=f"{name}.backup@example.org").pk, CLI)
+        email_flows.confirm_enrolment(member, mail_server.last_code(f"{name}.backup@example.org"), CLI)
+    mail_server.received.clear()
+    assert login(api, "ann")["code_sent"] and login(api, "ben")["code_sent"]
+    held = login(api, "cat")
+    assert held["code_sent"] is False
+    assert [m.rcpt_tos for m in mail_server.messages()] == [["ann.backup@example.org"], ["ben.backup@example.org"]]
+    resend = api.post("/auth/login/resend", {"login_token": held["login_token"]})
+    assert resend.status_code == 429 and error_code(resend) == "rate_limited"
+    assert "from your network" in resend.json()["error"]["message"]
+    assert 1 <= int(resend["Retry-After"]) <= 15 * 60
+    assert AuthEvent.objects.filter(kind="login.code_sent", reason="address_limit", user__username="cat").count() == 2
+    assert len(mail_server.messages()) == 2

@@ -61,3 +61,13 @@ def test_an_older_instance_refuses_a_database_upgraded_by_a_newer_version() -> N
         Command().check_deployment(dev=False)
     with pytest.raises(CommandError, match=r"usersessions\.9999_from_a_newer_twostep"):
         call_command("db", "status", stdout=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_the_migrations_describe_the_models() -> None:
+    """Every model change has its migration: an upgrade would otherwise leave a column the code needs unmade."""
+    out = io.StringIO()
+    try:
+        call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    except SystemExit:
+        pytest.fail(f"models changed without a migration:\n{out.getvalue()}")

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.test import override_settings
 
@@ -36,9 +37,9 @@ def new_pending(user: User) -> PendingLogin:
     )
 
 
-def send(user: User, pending: PendingLogin, destination: str = "alice@example.com") -> str:
-    """Issue and mark sent (a delivery that worked); return the code."""
-    row, code = codes.issue(user, "email", destination, pending=pending)
+def send(user: User, pending: PendingLogin, destination: str = "alice@example.com", ip: str | None = None) -> str:
+    """Issue at the request of ``ip`` and mark sent (a delivery that worked); return the code."""
+    row, code = codes.issue(user, "email", destination, pending=pending, ip=ip)
     codes.mark_sent(row)
     return code
 
@@ -240,6 +241,38 @@ def test_destination_limit(make_user: Callable[..., User], frozen_clock: clock.F
         codes.issue(users[5], "email", "SHARED@example.com", pending=new_pending(users[5]))
     assert refused.value.reason == "destination_limit"
     send(users[5], new_pending(users[5]), "other@example.com")
+
+
+def test_address_limit(
+    make_user: Callable[..., User], frozen_clock: clock.FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Codes asked for from one client address are capped across accounts and destinations; an IPv6
+    client is its /64; other addresses and the command line are not held back; the wait is exact (BF-09)."""
+    monkeypatch.setattr(settings.CONFIG.security, "codes_per_address", 3)
+    users = [make_user() for _ in range(5)]
+    for number, member in enumerate(users[:3]):
+        send(member, new_pending(member), f"member{number}@example.com", ip="2001:db8:1:2::10")
+        frozen_clock.advance(60)
+    newcomer = users[3]
+    with pytest.raises(codes.SendRefused) as refused:
+        # Another address of the same /64, another account, another destination.
+        codes.issue(newcomer, "email", "newcomer@example.com", pending=new_pending(newcomer), ip="2001:db8:1:2::99")
+    assert refused.value.reason == "address_limit"
+    assert refused.value.retry_after == timedelta(minutes=15) - timedelta(seconds=3 * 60)
+    assert not OneTimeCode.objects.filter(user=newcomer).exists()
+    send(newcomer, new_pending(newcomer), "newcomer@example.com", ip="2001:db8:1:3::99")
+    send(users[4], new_pending(users[4]), "fifth@example.com", ip=None)
+    frozen_clock.advance(refused.value.retry_after.total_seconds())
+    send(users[4], new_pending(users[4]), "fifth@example.com", ip="2001:db8:1:2::10")
+
+
+def test_address_limit_can_be_switched_off(make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``security.codes_per_address = 0``: no per-address cap, the others still hold."""
+    monkeypatch.setattr(settings.CONFIG.security, "codes_per_address", 0)
+    for number in range(8):
+        member = make_user()
+        send(member, new_pending(member), f"member{number}@example.com", ip="192.0.2.7")
+    assert OneTimeCode.objects.filter(requested_from="192.0.2.7").count() == 8
 
 
 def test_failed_delivery_counts_for_nothing(user: User) -> None:

@@ -18,7 +18,6 @@ burst as large as the server's concurrency at each turn of the delay.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,6 +27,7 @@ from django.db.models import Case, F, Value, When
 
 from twostep.accounts.models import SignInThrottle
 from twostep.core.backoff import doubling_wait
+from twostep.core.client import address_group
 from twostep.core.crypto import keyed_hash
 
 ACCOUNT_FREE_FAILURES = 5
@@ -75,12 +75,7 @@ def account_key(username: str) -> str:
 
 
 def _address_key(ip: str) -> str:
-    # One IPv6 subscriber usually holds a whole /64: counting each address
-    # apart would give them 2**64 separate allowances.
-    address = ipaddress.ip_address(ip)
-    if address.version == 6:
-        return f"ip:{ipaddress.ip_network((address, 64), strict=False)}"
-    return f"ip:{address}"
+    return f"ip:{address_group(ip)}"
 
 
 def claim(username: str, ip: str | None, now: datetime, *, device: str | None = None) -> Claim:

@@ -142,6 +142,9 @@ class SecurityConfig(_Section):
     second_step_lock_minutes: int = Field(default=0, ge=0, le=7 * 24 * 60)
     #: Wrong codes that kill one pending sign-in.
     attempts_per_login: int = Field(default=5, ge=1, le=10)
+    #: Email and SMS codes sent at the request of one client address (an IPv6
+    #: /64) in 15 minutes, whatever the accounts; 0 for no such limit.
+    codes_per_address: int = Field(default=50, ge=0, le=100_000)
 
 
 #: Roles a forward-auth rule may name: the values of twostep.accounts.models.Role

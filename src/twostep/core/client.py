@@ -13,6 +13,21 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ProxyHeader = Literal["x-forwarded-for", "forwarded"]
 
 
+def address_group(ip: str) -> str:
+    """The client a per-address limit counts ``ip`` as: itself for IPv4, its /64 for IPv6.
+
+    One IPv6 subscriber usually holds a whole /64: counting each address
+    apart would give them 2**64 separate allowances.
+
+    Raises:
+        ValueError: ``ip`` is not an IP address.
+    """
+    address = ipaddress.ip_address(ip)
+    if address.version == 6:
+        return str(ipaddress.ip_network((address, 64), strict=False))
+    return str(address)
+
+
 def parse_networks(items: Sequence[str]) -> list[IPNetwork]:
     return [ipaddress.ip_network(item, strict=False) for item in items]
 

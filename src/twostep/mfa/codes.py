@@ -21,6 +21,7 @@ from django.db.models import F, Q, QuerySet
 from twostep.accounts.locking import lock_account
 from twostep.accounts.models import User
 from twostep.core import clock
+from twostep.core.client import address_group
 from twostep.core.crypto import constant_time_equals, keyed_hash
 from twostep.mfa.models import Authenticator, EmailCheck, OneTimeCode, PendingLogin
 
@@ -35,7 +36,8 @@ class SendRefused(Exception):
     """No code may be sent now.
 
     Attributes:
-        reason: ``cooldown``, ``account_limit`` or ``destination_limit``.
+        reason: ``cooldown``, ``account_limit``, ``destination_limit`` or
+            ``address_limit``.
         retry_after: how long until a send may succeed.
     """
 
@@ -141,22 +143,31 @@ def check_send_allowed(
     pending: PendingLogin | None = None,
     authenticator: Authenticator | None = None,
     email_check: EmailCheck | None = None,
+    ip: str | None = None,
 ) -> None:
-    """Raises SendRefused when the cooldown or a send cap forbids a code now."""
+    """Raises SendRefused when the cooldown or a send cap forbids a code now.
+
+    ``ip`` is the client asking (None: no client, e.g. the command line); the
+    per-address cap (``security.codes_per_address``) counts what it asked
+    for, across accounts.
+    """
     now = clock.now()
     last = _last_sent(_cooldown_scope(pending, authenticator, email_check))
     if last is not None and now - last < COOLDOWN:
         raise SendRefused("cooldown", COOLDOWN - (now - last))
-    since = now - SEND_WINDOW
-    for reason, queryset in (
-        ("account_limit", OneTimeCode.objects.filter(user=user)),
+    caps = [
+        ("account_limit", OneTimeCode.objects.filter(user=user), MAX_SENDS_PER_WINDOW),
         # Whatever its case: a shared mailbox may be on two accounts spelt two ways.
-        ("destination_limit", OneTimeCode.objects.filter(destination__iexact=destination)),
-    ):
+        ("destination_limit", OneTimeCode.objects.filter(destination__iexact=destination), MAX_SENDS_PER_WINDOW),
+    ]
+    per_address = settings.CONFIG.security.codes_per_address
+    if ip and per_address:
+        caps.append(("address_limit", OneTimeCode.objects.filter(requested_from=address_group(ip)), per_address))
+    since = now - SEND_WINDOW
+    for reason, queryset, cap in caps:
         times = _sent_since(queryset, since)
-        if len(times) >= MAX_SENDS_PER_WINDOW:
-            oldest = times[-MAX_SENDS_PER_WINDOW]
-            raise SendRefused(reason, oldest + SEND_WINDOW - now)
+        if len(times) >= cap:
+            raise SendRefused(reason, times[-cap] + SEND_WINDOW - now)
 
 
 def cooldown_remaining(
@@ -181,11 +192,14 @@ def issue(
     pending: PendingLogin | None = None,
     authenticator: Authenticator | None = None,
     email_check: EmailCheck | None = None,
+    ip: str | None = None,
 ) -> tuple[OneTimeCode, str]:
-    """Create a code for ``destination``; return the row and the code to deliver.
+    """Create a code for ``destination`` at the request of client ``ip``; return the row and the code to deliver.
 
     The row is not live until ``mark_sent``.  Checks and creation run under
-    a lock on the user's row, so concurrent requests cannot both pass a cap.
+    a lock on the user's row, so concurrent requests for one account cannot
+    both pass a cap.  (Requests for two accounts from one address can, by a
+    code or so: the per-address cap is a brake on abuse, not a quota.)
 
     Raises:
         SendRefused: cooldown or a send cap (see ``check_send_allowed``).
@@ -198,7 +212,9 @@ def issue(
         lock_account(user.pk)
         if not _binding_is_open(pending, authenticator, email_check):
             raise Ended
-        check_send_allowed(user, destination, pending=pending, authenticator=authenticator, email_check=email_check)
+        check_send_allowed(
+            user, destination, pending=pending, authenticator=authenticator, email_check=email_check, ip=ip
+        )
         code = generate_code()
         now = clock.now()
         row = OneTimeCode.objects.create(
@@ -214,6 +230,7 @@ def issue(
             sent_at=now,
             expires_at=now + CODE_TTL,
             superseded_at=now,
+            requested_from=address_group(ip) if ip else "",
         )
     return row, code
 

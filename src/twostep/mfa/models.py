@@ -136,11 +136,15 @@ class OneTimeCode(models.Model):
     failures = models.PositiveSmallIntegerField(default=0)
     consumed_at = models.DateTimeField(null=True, blank=True)
     superseded_at = models.DateTimeField(null=True, blank=True)
+    #: The client that asked for it (``core.client.address_group``; "" when
+    #: none did, e.g. the command line), for the per-address send limit.
+    requested_from = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         indexes = (
             models.Index(fields=("user", "sent_at")),
             models.Index(fields=("destination", "sent_at")),
+            models.Index(fields=("requested_from", "sent_at")),
         )
 
     def __str__(self) -> str:

@@ -84,6 +84,7 @@ USER_MESSAGES = {
     "daily_limit": "SMS codes cannot be sent right now: the service reached its daily limit. Try again later or contact an administrator.",
     "account_limit": "Too many codes were sent to your account. Try again in {minutes}.",
     "destination_limit": "Too many codes were sent to this phone number. Try again in {minutes}.",
+    "address_limit": "Too many codes were asked for from your network. Try again in {minutes}.",
     "cooldown": "Wait {seconds} before asking for a new code.",
     "destination_removed": "This phone number is no longer on your account. Contact an administrator.",
     "locked": LOCKED_MESSAGE,

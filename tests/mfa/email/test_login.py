@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 
 import pytest
+from django.conf import settings
 from django.test import Client
 
 from tests.conftest import sign_in
@@ -18,6 +20,7 @@ from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.core import clock
 from twostep.mfa import codes
+from twostep.mfa.email import flows
 from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin
 from twostep.mfa.services import unlock_second_step
 from twostep.usersessions.services import end_sessions
@@ -316,3 +319,24 @@ def test_resend_as_the_sign_in_ends_goes_back_to_the_form(
     assert "Your sign-in expired. Please sign in again." in response.content.decode()
     assert len(mail_server.messages()) == 1
     assert AuthEvent.objects.filter(kind="login.code_sent", outcome="failure", reason="ended", user=user).exists()
+
+
+def test_codes_asked_for_from_one_address_are_capped(
+    client: Client,
+    user: User,
+    enrolled: Authenticator,
+    make_user: Callable[..., User],
+    mail_server: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past ``security.codes_per_address``, another account signing in from the same client gets no code,
+    and the page says why and for how long (BF-09)."""
+    monkeypatch.setattr(settings.CONFIG.security, "codes_per_address", 1)
+    bob = make_user("bob", emails=["bob@example.com", "bob.backup@example.org"])
+    flows.start_enrolment(bob, bob.email_addresses.get(email="bob.backup@example.org").pk, CLI)
+    flows.confirm_enrolment(bob, mail_server.last_code("bob.backup@example.org"), CLI)
+    mail_server.received.clear()
+    start(client, user)
+    page = start(Client(), bob)
+    assert "Too many codes were asked for from your network. Try again in 15 minutes." in page
+    assert [m.rcpt_tos for m in mail_server.messages()] == [[BACKUP]]

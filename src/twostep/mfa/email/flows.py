@@ -55,8 +55,11 @@ def refusal_message(refused: codes.SendRefused) -> str:
     if refused.reason == "cooldown":
         return f"You can ask for a new code in {seconds} second{'s' if seconds != 1 else ''}."
     minutes = max(1, (seconds + 59) // 60)
+    wait = f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    if refused.reason == "address_limit":
+        return f"Too many codes were asked for from your network. {wait}"
     where = "this address" if refused.reason == "destination_limit" else "your account"
-    return f"Too many codes were sent to {where}. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    return f"Too many codes were sent to {where}. {wait}"
 
 
 def addresses_of(user: User) -> list[EmailAddress]:
@@ -98,12 +101,19 @@ def deliver_code(
 
     Raises:
         codes.SendRefused: cooldown or a send cap.
-        codes.Ended: the set-up or check was deleted meanwhile (logged; nothing sent).
+        codes.Ended: the set-up or check was deleted, or the sign-in ended,
+            meanwhile (logged; nothing sent).
         MailDeliveryError: the mail server did not take the message (logged with its error).
     """
     try:
         row, code = codes.issue(
-            user, METHOD, destination, pending=pending, authenticator=authenticator, email_check=email_check
+            user,
+            METHOD,
+            destination,
+            pending=pending,
+            authenticator=authenticator,
+            email_check=email_check,
+            ip=origin.ip,
         )
     except codes.SendRefused as refused:
         if refused.reason != "cooldown":
@@ -341,7 +351,7 @@ def code_status(pending: PendingLogin, authenticator: Authenticator) -> CodeStat
     if is_locked(pending.user):
         return CodeStatus(sent=sent, cooldown=cooldown, blocked_for=0, problem=LOCKED_MESSAGE)
     try:
-        codes.check_send_allowed(pending.user, authenticator.destination, pending=pending)
+        codes.check_send_allowed(pending.user, authenticator.destination, pending=pending, ip=pending.ip)
     except codes.SendRefused as refused:
         if refused.reason != "cooldown":
             blocked_for = int(refused.retry_after.total_seconds() + 0.999)

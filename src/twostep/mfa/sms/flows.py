@@ -135,7 +135,9 @@ def _send_code(
         with transaction.atomic():
             service.lock_for_sending()
             service.check_daily_limit()
-            row, code = codes.issue(user, Method.SMS, number, pending=pending, authenticator=authenticator)
+            row, code = codes.issue(
+                user, Method.SMS, number, pending=pending, authenticator=authenticator, ip=origin.ip
+            )
     except codes.SendRefused as refused:
         exc = NotSent(refused.reason, refused.retry_after)
         _refused(user, number, purpose, origin, exc)
@@ -420,7 +422,7 @@ def _why_no_code(pending: PendingLogin, number: str) -> NotSent:
         return NotSent("locked")
     try:
         service.preflight(number)
-        codes.check_send_allowed(user, number, pending=pending)
+        codes.check_send_allowed(user, number, pending=pending, ip=pending.ip)
     except NotSent as exc:
         return exc
     except codes.SendRefused as refused:
