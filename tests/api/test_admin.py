@@ -85,6 +85,33 @@ def test_last_admin_is_protected(api: Api, root: str, admin: User) -> None:
     assert admin.is_admin and admin.is_active
 
 
+def test_an_admin_cannot_demote_deactivate_or_delete_themselves(
+    api: Api, root: str, admin: User, make_user: Callable[..., User]
+) -> None:
+    """With another administrator there, acting on one's own account is still refused (422): another can."""
+    make_user("second-admin", role=Role.ADMIN)
+    for response, words in (
+        (api.patch(f"/admin/users/{admin.username}", {"role": "user"}, token=root), "your own role"),
+        (api.patch(f"/admin/users/{admin.username}", {"is_active": False}, token=root), "deactivate your own"),
+        (api.delete(f"/admin/users/{admin.username}", token=root), "delete your own"),
+    ):
+        assert response.status_code == 422 and error_code(response) == "invalid_value"
+        assert words in response.json()["error"]["message"]
+    admin.refresh_from_db()
+    assert admin.is_admin and admin.is_active
+
+
+def test_a_new_users_addresses_are_kept_once_whatever_their_case(api: Api, root: str) -> None:
+    """As adding an address later refuses a case variant, creating a user keeps only the first spelling."""
+    created = api.post(
+        "/admin/users",
+        {"username": "eve", "password": "a perfectly fine passphrase", "emails": ["d@example.test", "D@EXAMPLE.test"]},
+        token=root,
+    )
+    assert created.status_code == 201, created.content
+    assert list(User.objects.get(username="eve").email_addresses.values_list("email", flat=True)) == ["d@example.test"]
+
+
 def test_emails_and_phones(api: Api, root: str, user: User) -> None:
     """Add, make primary and remove addresses and numbers; duplicates are 409; foreign ids are 404."""
     added = api.post("/admin/users/alice/emails", {"email": "new@example.net", "primary": True}, token=root)
@@ -231,7 +258,7 @@ def test_settings_change_that_drops_protection_needs_confirmation(
     enrol_totp(user)
     first = api.patch("/admin/settings", {"values": {"two_factor.enabled": False}}, token=root)
     assert first.status_code == 409 and error_code(first) == "confirmation_required"
-    assert "confirm_affected=1" in first.json()["error"]["message"]
+    assert "confirm_affected=1" in first.json()["error"]["message"] and first.json()["error"]["affected"] == 1
     assert get_setting("two_factor.enabled") is True
     wrong = api.patch("/admin/settings", {"values": {"two_factor.enabled": False}, "confirm_affected": 2}, token=root)
     assert wrong.status_code == 409 and get_setting("two_factor.enabled") is True
@@ -397,6 +424,22 @@ def test_an_address_or_number_of_another_account_is_added_and_named(
     assert email.status_code == 201 and email.json()["also_on"] == ["bob"]
     alone = api.post("/admin/users/alice/phones", {"phone": "+1 202 555 0199"}, token=root)
     assert alone.json()["also_on"] == []
+
+
+def test_a_new_user_with_another_accounts_address_is_created_and_named(api: Api, root: str, user: User) -> None:
+    """Creating a user answers `also_on` for each address and number, as adding one does."""
+    created = api.post(
+        "/admin/users",
+        {"username": "frank", "emails": ["frank@example.org", "ALICE@example.com"], "phones": ["+1 555 123 4567"]},
+        token=root,
+    )
+    assert created.status_code == 201, created.content
+    assert [(e["email"], e["also_on"]) for e in created.json()["emails"]] == [
+        ("frank@example.org", []),
+        ("ALICE@example.com", ["alice"]),
+    ]
+    assert [(p["number"], p["also_on"]) for p in created.json()["phones"]] == [("+15551234567", ["alice"])]
+    assert "also_on" not in api.get("/admin/users/frank", token=root).json()["emails"][0]
 
 
 @pytest.mark.django_db(transaction=True)

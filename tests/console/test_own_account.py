@@ -55,6 +55,28 @@ def test_an_admin_cannot_deactivate_themselves(admin_client: Client, admin: User
     assert User.objects.get(pk=admin.pk).is_active
 
 
+def test_an_admin_cannot_change_their_own_role_or_delete_themselves(admin_client: Client, admin: User) -> None:
+    """Refused with the reason, as deactivating is (another administrator can); the page offers no deletion."""
+    page = admin_client.get(f"/admin/users/{admin.username}").content.decode()
+    assert "This is your own account: another administrator can delete it" in page
+    assert f'action="/admin/users/{admin.username}/delete"' not in page
+    demoted = admin_client.post(
+        f"/admin/users/{admin.username}",
+        {
+            "display_name": "",
+            "role": Role.USER,
+            "is_active": "on",
+            "initial-role": Role.ADMIN,
+            "initial-is_active": "on",
+        },
+    )
+    assert "You cannot change your own role" in demoted.content.decode()
+    deleted = admin_client.post(f"/admin/users/{admin.username}/delete", {"confirm": admin.username}, follow=True)
+    assert "You cannot delete your own account" in deleted.content.decode()
+    admin.refresh_from_db()
+    assert admin.is_admin and admin.is_active
+
+
 def test_other_users_are_unaffected(admin_client: Client, user: User) -> None:
     """Resetting someone else's password keeps the admin on the user's page."""
     response = admin_client.post(f"/admin/users/{user.username}/password", {"password": "a brand new long one"})

@@ -155,6 +155,30 @@ def test_an_address_or_number_of_another_account_is_added_with_a_warning(
     assert "warning: +15550001111 is also on the account of alice" in capsys.readouterr().err
 
 
+def test_a_new_user_with_another_accounts_address_is_created_with_a_warning(
+    admin_client: Client, user: User, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Creating a user warns as adding an address or number does, in the console, the CLI and the API."""
+    created = admin_client.post(
+        "/admin/users/new",
+        {
+            "username": "frank",
+            "role": "user",
+            "password": "a perfectly fine passphrase",
+            "emails": "frank@example.org\nAlice@Example.com",
+            "phones": "+1 555 123 4567",
+        },
+        follow=True,
+    )
+    page = html.unescape(created.content.decode())
+    assert "User frank created." in page
+    assert "Alice@example.com is also on the account of alice" in page
+    assert "+15551234567 is also on the account of alice" in page
+    assert "frank@example.org is also" not in page
+    call_command("users", "add", "grace", "--email", "alice.backup@example.org")
+    assert "warning: alice.backup@example.org is also on the account of alice" in capsys.readouterr().err
+
+
 def test_make_primary_buttons_name_their_entry(admin_client: Client, user: User) -> None:
     """Like "Remove", each "Make primary" says which address or number it acts on, to a screen reader too."""
     admin_client.post(f"/admin/users/{user.username}/phones", {"action": "add", "phone": "+15557654321"})

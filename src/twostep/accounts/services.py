@@ -8,7 +8,7 @@ a message fit to show to the person who typed it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
@@ -69,7 +69,8 @@ def create_user(
     """
     name = normalize_username(username)
     _check_role(role)
-    clean_emails = _unique(normalize_email(email) for email in emails)
+    # As add_email: one address once, whatever its case.
+    clean_emails = _unique((normalize_email(email) for email in emails), key=str.casefold)
     clean_phones = _unique(textable_phone(phone) for phone in phones)
     if User.objects.filter(username=name).exists():
         raise ValidationError(f"The username {name!r} is taken.", code="username_taken")
@@ -93,12 +94,12 @@ def create_user(
     return user
 
 
-def _unique(values: Iterable[str]) -> list[str]:
-    seen: list[str] = []
+def _unique(values: Iterable[str], key: Callable[[str], str] = str) -> list[str]:
+    """``values`` in order, each kept once: the first of those with the same ``key``."""
+    kept: dict[str, str] = {}
     for value in values:
-        if value not in seen:
-            seen.append(value)
-    return seen
+        kept.setdefault(key(value), value)
+    return list(kept.values())
 
 
 MAX_DISPLAY_NAME = User._meta.get_field("display_name").max_length or 150
@@ -144,9 +145,10 @@ def update_user(
 
     Raises:
         ValidationError: unknown role, a display name over 150 characters, an
-            administrator deactivating their own account, or the change would
-            leave no active administrator.
+            administrator changing their own role or deactivating their own
+            account, or the change would leave no active administrator.
     """
+    own = actor is not None and actor.pk == user.pk
     changes: dict[str, object] = {}
     if display_name is not None and display_name.strip() != user.display_name:
         user.display_name = _check_display_name(display_name)
@@ -155,13 +157,17 @@ def update_user(
         _check_role(role)
         if _is_last_admin(user):
             raise ValidationError("This is the last active administrator; make someone else an admin first.")
+        if own:
+            # As for deactivating: one click would end this administrator's
+            # own access for good; another administrator can do it knowingly.
+            raise ValidationError("You cannot change your own role; another administrator can.")
         user.role = role
         changes["role"] = role
     if is_active is not None and is_active != user.is_active:
-        if not is_active and actor is not None and actor.pk == user.pk:
-            raise ValidationError("You cannot deactivate your own account; another administrator can.")
         if not is_active and _is_last_admin(user):
             raise ValidationError("This is the last active administrator; it cannot be deactivated.")
+        if not is_active and own:
+            raise ValidationError("You cannot deactivate your own account; another administrator can.")
         user.is_active = is_active
         changes["is_active"] = is_active
     if not changes:
@@ -214,10 +220,13 @@ def delete_user(user: User, *, origin: Origin, actor: User | None = None) -> Non
     """Delete ``user`` with their sessions, addresses and factors.
 
     Raises:
-        ValidationError: ``user`` is the last active administrator.
+        ValidationError: ``user`` is the last active administrator, or
+            ``actor`` themselves (another administrator can delete them).
     """
     if _is_last_admin(user):
         raise ValidationError("This is the last active administrator; it cannot be deleted.")
+    if actor is not None and actor.pk == user.pk:
+        raise ValidationError("You cannot delete your own account; another administrator can.")
     # Before its pending sign-ins' rows; after ``_is_last_admin``, which locks
     # the administrators in their own order.
     lock_account(user.pk)

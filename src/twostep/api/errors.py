@@ -156,6 +156,11 @@ class ErrorDetail(Schema):
         "user's usable second-step methods (as `methods` of the second-step answer), likewise at a step-up, "
         "when setting up a factor the methods the administrator allows. May be empty.",
     )
+    affected: int | None = Field(
+        default=None,
+        description="With 409 `confirmation_required`: how many users the change would stop asking for their "
+        "second factor; repeat the request with `confirm_affected` set to it.",
+    )
 
 
 class ErrorBody(Schema):
@@ -174,6 +179,7 @@ class ApiError(Exception):
         *,
         fields: list[dict[str, str]] | None = None,
         methods: list[str] | None = None,
+        affected: int | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -182,6 +188,7 @@ class ApiError(Exception):
         self.message = message
         self.fields = fields
         self.methods = methods
+        self.affected = affected
         self.headers = headers or {}
 
 
@@ -191,6 +198,7 @@ def error_response(
     *,
     fields: list[dict[str, str]] | None = None,
     methods: list[str] | None = None,
+    affected: int | None = None,
     headers: dict[str, str] | None = None,
 ) -> HttpResponse:
     body: dict[str, Any] = {"code": code, "message": message}
@@ -198,6 +206,8 @@ def error_response(
         body["fields"] = fields
     if methods is not None:  # an empty list says something too: no method is left
         body["methods"] = methods
+    if affected is not None:
+        body["affected"] = affected
     response = JsonResponse({"error": body}, status=CODES[code][0])
     for name, value in (headers or {}).items():
         response[name] = value
@@ -260,7 +270,9 @@ def install(api: NinjaAPI) -> None:
     """Replace ninja's error answers with the error shape."""
 
     def on_api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
-        return error_response(exc.code, exc.message, fields=exc.fields, methods=exc.methods, headers=exc.headers)
+        return error_response(
+            exc.code, exc.message, fields=exc.fields, methods=exc.methods, affected=exc.affected, headers=exc.headers
+        )
 
     def on_validation(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
         fields = _validation_fields(exc.errors)

@@ -5,18 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 from twostep.accounts.models import User
+from twostep.accounts.services import also_on
 from twostep.api import tokens
 from twostep.api.models import AccessToken
 from twostep.audit.models import AuthEvent
 from twostep.mfa.models import Authenticator
 
 
-def emails_of(user: User) -> list[dict[str, Any]]:
-    return [{"id": e.pk, "email": e.email, "primary": e.is_primary} for e in user.email_addresses.all()]
+def emails_of(user: User, *, sharing: bool = False) -> list[dict[str, Any]]:
+    """The user's addresses; with ``sharing``, each with the other accounts that have it (``also_on``)."""
+    return [
+        {"id": e.pk, "email": e.email, "primary": e.is_primary, **({"also_on": also_on(e)} if sharing else {})}
+        for e in user.email_addresses.all()
+    ]
 
 
-def phones_of(user: User) -> list[dict[str, Any]]:
-    return [{"id": p.pk, "number": p.number, "primary": p.is_primary} for p in user.phone_numbers.all()]
+def phones_of(user: User, *, sharing: bool = False) -> list[dict[str, Any]]:
+    """The user's numbers; with ``sharing``, each with the other accounts that have it (``also_on``)."""
+    return [
+        {"id": p.pk, "number": p.number, "primary": p.is_primary, **({"also_on": also_on(p)} if sharing else {})}
+        for p in user.phone_numbers.all()
+    ]
+
+
+def created_user(user: User) -> dict[str, Any]:
+    """``user_detail`` of a user just created: each address and number says which other accounts have it."""
+    return {**user_detail(user), "emails": emails_of(user, sharing=True), "phones": phones_of(user, sharing=True)}
 
 
 def factor(authenticator: Authenticator) -> dict[str, Any]:

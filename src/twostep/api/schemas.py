@@ -424,6 +424,11 @@ class UserDetailOut(UserSummaryOut):
     second_step_locked_at: datetime | None
 
 
+class UserCreatedOut(UserDetailOut):
+    emails: list[EmailAddedOut]  # type: ignore[assignment]  # each with ``also_on``
+    phones: list[PhoneAddedOut]  # type: ignore[assignment]
+
+
 class UserCreateIn(Input):
     username: Username
     password: Password | None = Field(default=None, description="Omit for an account with no usable password yet.")

@@ -86,6 +86,9 @@ def create_user_view(request: HttpRequest) -> HttpResponse:
             form.add_error("username" if exc.code == "username_taken" else None, exc)
         else:
             messages.success(request, f"User {user.username} created.")
+            contacts: list[EmailAddress | PhoneNumber] = [*user.email_addresses.all(), *user.phone_numbers.all()]
+            for contact in contacts:
+                _warn_if_shared(request, user, contact)
             return redirect(f"/admin/users/{user.username}")
     return render(request, "console/user_new.html", {"form": form})
 

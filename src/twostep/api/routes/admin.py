@@ -28,7 +28,7 @@ from twostep.api.auth import (
     current_user,
 )
 from twostep.api.errors import ApiError, responses
-from twostep.api.presenters import event, token_out, user_detail, user_summary
+from twostep.api.presenters import created_user, event, token_out, user_detail, user_summary
 from twostep.api.schemas import (
     MAX_ID,
     NO_CONTROL,
@@ -46,6 +46,7 @@ from twostep.api.schemas import (
     SettingsIn,
     SettingsOut,
     TokenOut,
+    UserCreatedOut,
     UserCreateIn,
     UserDetailOut,
     UserPageOut,
@@ -168,14 +169,15 @@ def list_users(request: HttpRequest, filters: Query[UserFilter]) -> dict[str, An
 @router.post(
     "/users",
     auth=ADMIN,
-    response={201: UserDetailOut, **responses(401, 403, 409, 422)},
+    response={201: UserCreatedOut, **responses(401, 403, 409, 422)},
     summary="Create a user",
 )
 def create_user(request: HttpRequest, payload: UserCreateIn) -> Status[dict[str, Any]]:
     """A new user with addresses and phone numbers (the first of each is primary).
 
     By default a password chosen here must be changed at the first sign-in,
-    as in the console.
+    as in the console.  Each address and number in the answer has `also_on`:
+    the other accounts that have it too (created all the same).
     """
     user = services.create_user(
         payload.username,
@@ -187,7 +189,7 @@ def create_user(request: HttpRequest, payload: UserCreateIn) -> Status[dict[str,
         must_change_password=payload.must_change_password and payload.password is not None,
         **_context(request),
     )
-    return Status(201, user_detail(user))
+    return Status(201, created_user(user))
 
 
 @router.get(
@@ -474,8 +476,8 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
 
     A change of `two_factor.enabled` or `two_factor.methods` that would stop
     asking some users for their second factor answers 409
-    `confirmation_required` until repeated with `confirm_affected` set to the
-    number of those users, as in the console.  A change that would require
+    `confirmation_required`, with that number of users in `affected`, until
+    repeated with `confirm_affected` set to it, as in the console.  A change that would require
     the token's own user to enrol behind the email check while they have no
     second factor and no email address answers 409 `conflict`.
     """
@@ -506,6 +508,7 @@ def update_runtime_settings(request: HttpRequest, payload: SettingsIn) -> dict[s
                     "confirmation_required",
                     f"{changed}: {affected} user(s) would no longer be asked for their second factor. "
                     f"Repeat the request with confirm_affected={affected} to go ahead.",
+                    affected=affected,
                 )
     for key, value in stored.items():
         record("settings.changed", Outcome.INFO, detail={"key": key, "value": value}, **context)

@@ -103,6 +103,10 @@ class Command(NounCommand):
                 origin=CLI,
             )
         self.stdout.write(f"Created {user.role} {user.username}.")
+        for address in user.email_addresses.all():
+            self._warn_if_shared(address.email, services.also_on(address))
+        for number in user.phone_numbers.all():
+            self._warn_if_shared(number.number, services.also_on(number))
         if not password_stdin:
             self.stdout.write(f"One-time password (shown once; must be changed at first sign-in): {password}")
 
