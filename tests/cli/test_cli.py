@@ -271,6 +271,21 @@ def test_serve_refuses_unsafe_or_unready_deployments(tmp_path: Path, twostep: Ru
     assert result.returncode != 0 and "encryption key file" in result.stderr
 
 
+@pytest.mark.parametrize("sharing", [True, False], ids=["shared like granian's", "plain"])
+def test_serve_refuses_an_address_already_listened_on(twostep: Runner, sharing: bool) -> None:
+    """A second server on a port in use would share its traffic (granian binds for sharing): refused, saying so."""
+    with socket.socket() as listener:
+        if sharing:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        result = twostep("serve", "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode != 0
+    assert f"127.0.0.1:{port} is already in use" in result.stderr and "Traceback" not in result.stderr
+    assert "twostep serving on" not in result.stdout
+
+
 def test_db_upgrade_is_idempotent(twostep: Runner) -> None:
     """db upgrade applies nothing twice and reports an up-to-date database."""
     result = twostep("db", "upgrade")

@@ -53,6 +53,29 @@ def test_unknown_key_refused(tmp_path: Path) -> None:
         load_config(tmp_path, {})
 
 
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("[two_factor]\nenabled = true\n[TWO_FACTOR]\nenabled = false\n", "'two_factor' and 'TWO_FACTOR'"),
+        ('[Database]\nurl = ""\n[database]\nurl = "postgresql://u:secret@db/twostep"\n', "'Database' and 'database'"),
+        ("[security]\nattempts_per_login = 5\nAttempts_Per_Login = 3\n", "'security.attempts_per_login' and"),
+    ],
+)
+def test_a_name_written_twice_in_another_case_is_refused(tmp_path: Path, text: str, names: str) -> None:
+    """Names are read whatever their case; two spellings of one would silently drop one of them (the
+    break-glass switch, the database URL): refused, naming both, without the URL's password."""
+    write(tmp_path, text)
+    with pytest.raises(ConfigError, match="the same name written twice") as refused:
+        load_config(tmp_path, {})
+    assert names in str(refused.value) and "secret" not in str(refused.value)
+
+
+def test_a_section_in_another_case_alone_is_read(tmp_path: Path) -> None:
+    """``[Two_Factor]`` on its own is the two_factor section, as before."""
+    write(tmp_path, "[Two_Factor]\nenabled = false\n")
+    assert load_config(tmp_path, {}).two_factor.enabled is False
+
+
 def test_unknown_section_or_key_gets_a_suggestion(tmp_path: Path) -> None:
     """A misspelt [section] or key in the file is named with the one it was probably meant to be."""
     write(tmp_path, "[twofactor]\nenabled = false\n[server]\nportt = 9000\n")

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 
+from tests.api.conftest import token_for
 from tests.conftest import sign_in
 from twostep.accounts.models import User
+from twostep.audit.models import AuthEvent
 from twostep.usersessions.models import UserSession
 from twostep.usersessions.services import current_handle, describe_agent
 
 pytestmark = pytest.mark.django_db
+
+__all__ = ["token_for"]
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Version/17.0 Mobile/15E148 Safari/604.1"
@@ -92,3 +100,27 @@ def test_security_page_lists_only_ones_own_sessions(user: User, make_user: objec
     assert "Firefox on Linux" in page
     assert "Safari on iPhone" not in page and "198.51.100.7" not in page
     assert current_handle(stranger.cookies[settings.SESSION_COOKIE_NAME].value) not in page
+
+
+def test_an_administrator_signs_a_user_or_everyone_out(
+    user: User, admin: User, token_for: Callable[[User], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`twostep users sign-out NAME` ends that user's sessions and API tokens only; `--everyone`, all of them
+    (after the break-glass switch, sessions opened with the password alone must not last); both audited."""
+    browsers = {who: Client() for who in (user, admin)}
+    for who, browser in browsers.items():
+        sign_in(browser, who.username)
+        assert browser.get("/account").status_code == 200
+    token = token_for(user)
+    call_command("users", "sign-out", user.username)
+    assert "Signed out alice: 1 session ended" in capsys.readouterr().out
+    assert browsers[user].get("/account").status_code == 302
+    assert Client().get("/api/v1/me", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+    assert browsers[admin].get("/account").status_code == 200
+    call_command("users", "sign-out", "--everyone")
+    assert browsers[admin].get("/account").status_code == 302
+    assert not UserSession.objects.exists()
+    assert AuthEvent.objects.filter(kind="session.ended_by_admin", user=user).count() == 2
+    for wrong in ([], [user.username, "--everyone"]):
+        with pytest.raises(CommandError, match="name one user, or pass --everyone"):
+            call_command("users", "sign-out", *wrong)

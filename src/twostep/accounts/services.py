@@ -181,6 +181,20 @@ def update_user(
     return user
 
 
+@transaction.atomic
+def sign_out(user: User, *, origin: Origin, actor: User | None = None) -> int:
+    """End ``user``'s sessions, with their API tokens, trusted browsers and waiting sign-ins; return how many
+    sessions ended.
+
+    For an administrator: after a suspected compromise, or once the
+    break-glass switch is off again, when sessions opened with the password
+    alone must not last until they expire.
+    """
+    ended = end_sessions(user)
+    record("session.ended_by_admin", Outcome.INFO, origin=origin, user=user, actor=actor, detail={"count": ended})
+    return ended
+
+
 def set_active(user: User, active: bool, *, origin: Origin, actor: User | None = None) -> User:
     """Enable or disable sign-in for ``user``; disabling ends their sessions."""
     return update_user(user, origin=origin, actor=actor, is_active=active)

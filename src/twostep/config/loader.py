@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import re
+import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -369,6 +370,7 @@ def load_config(data_dir: Path | str | None = None, environ: Mapping[str, str] |
     config_file = directory / CONFIG_FILE_NAME
     if config_file.exists():
         try:
+            _refuse_names_twice(tomllib.loads(config_file.read_text(encoding="utf-8")), config_file)
             file_values = TomlConfigSettingsSource(_EnvironmentShape, toml_file=config_file)()
         except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
             raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
@@ -380,6 +382,25 @@ def load_config(data_dir: Path | str | None = None, environ: Mapping[str, str] |
     except ValidationError as exc:
         problems = "; ".join(_describe(error) for error in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def _refuse_names_twice(table: Mapping[str, Any], config_file: Path, within: str = "") -> None:
+    """Raise ConfigError when two names of one table differ only in case (``[two_factor]``, ``[TWO_FACTOR]``).
+
+    Names are read without regard to case, and of two such sections one
+    would be dropped without a word: the break-glass switch or the database
+    URL could be the one.
+    """
+    seen: dict[str, str] = {}
+    for name, value in table.items():
+        other = seen.setdefault(name.casefold(), name)
+        if other != name:
+            raise ConfigError(
+                f"{config_file}: '{within}{other}' and '{within}{name}' are the same name written twice "
+                "(case does not count): keep one"
+            )
+        if isinstance(value, Mapping):
+            _refuse_names_twice(value, config_file, f"{within}{name}.")
 
 
 class _EnvironmentShape(BaseSettings, TwostepConfig):

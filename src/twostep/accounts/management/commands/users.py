@@ -1,4 +1,4 @@
-"""``twostep users add|list|show|set-password|reset-2fa|unlock|disable|enable|add-email|remove-email|add-phone|remove-phone``."""
+"""``twostep users add|list|show|set-password|reset-2fa|unlock|sign-out|disable|enable|add-email|remove-email|add-phone|remove-phone``."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ class Command(NounCommand):
         "set-password": "Set a user's password (they must change it at next sign-in).",
         "reset-2fa": "Remove all of a user's second factors (lost device) and end their sessions.",
         "unlock": "Lift a second-step lock after too many wrong codes.",
+        "sign-out": "End a user's (or, with --everyone, every user's) sessions, API tokens and trusted browsers.",
         "disable": "Stop a user from signing in and end their sessions.",
         "enable": "Allow a disabled user to sign in again.",
         "add-email": "Give a user an email address (for email codes and security notices).",
@@ -53,6 +54,12 @@ class Command(NounCommand):
     def add_verb_arguments(self, verb: str, parser: CommandParser) -> None:
         if verb == "list":
             parser.add_argument("--json", action="store_true", help="Print JSON.")
+            return
+        if verb == "sign-out":
+            parser.add_argument("name", nargs="?", help="Username.")
+            parser.add_argument(
+                "--everyone", action="store_true", help="Every user, e.g. after the break-glass switch is off again."
+            )
             return
         parser.add_argument("name", help="Username.")
         if verb == "add":
@@ -188,6 +195,17 @@ class Command(NounCommand):
             return
         mfa_services.unlock_second_step(user, origin=CLI)
         self.stdout.write(f"Second step of {user.username} unlocked; sign-ins waiting for a code have ended.")
+
+    def handle_sign_out(self, name: str | None, everyone: bool, **_: Any) -> None:
+        if everyone == (name is not None):
+            raise fail("name one user, or pass --everyone")
+        users = User.objects.order_by("pk") if everyone else [self._user(str(name))]
+        ended = sum(services.sign_out(user, origin=CLI) for user in users)
+        whose = "every user" if everyone else users[0].username
+        self.stdout.write(
+            f"Signed out {whose}: {plural(ended, 'session')} ended, with their API tokens, trusted browsers "
+            "and sign-ins waiting for a code."
+        )
 
     def handle_disable(self, name: str, **_: Any) -> None:
         self._set_active(name, False)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import sys
 from typing import Any
 
@@ -38,6 +40,7 @@ class Command(BaseCommand):
         self, *args: Any, host: str, port: int, engine: str, workers: int, threads: int, dev: bool, **_: Any
     ) -> None:
         self.check_deployment(dev)
+        refuse_taken_address(host, port)
         build = granian_command if engine == "granian" else gunicorn_command
         command = [sys.executable, "-m", *build(host, port, workers, threads)]
         self.stdout.write(f"twostep serving on http://{host}:{port} ({engine}, {workers} x {threads})")
@@ -93,6 +96,33 @@ class Command(BaseCommand):
         warning = clock_warning()
         if warning:
             logger.warning(warning)
+
+
+def refuse_taken_address(host: str, port: int) -> None:
+    """Refuse to start where something already listens.
+
+    granian binds its port for sharing (SO_REUSEPORT), so a second server
+    on the same address would start without a word and take part of the
+    traffic: an old version left running during an upgrade, or one
+    restarted without the break-glass switch, answering every other request.
+
+    Raises:
+        CommandError: the address is taken, or cannot be bound at all.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            # Not SO_REUSEPORT: a listening socket then refuses the bind.  SO_REUSEADDR
+            # lets connections of a server just stopped (TIME_WAIT) not count.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CommandError(
+                f"{host}:{port} is already in use, perhaps by another twostep server: stop it first, "
+                "or choose another port (--port, server.port)."
+            ) from None
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def granian_command(host: str, port: int, workers: int, threads: int) -> list[str]:
