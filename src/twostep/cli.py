@@ -13,7 +13,7 @@ COMMANDS = {
     "init": "Create ./data: configuration, keys, database and the first administrator.",
     "serve": "Run the web server (granian by default, or gunicorn).",
     "db": "Database: upgrade, status.",
-    "users": "Users: add, list, show, set-password, reset-2fa, unlock, disable, enable, add-email, remove-email, "
+    "users": "Users: add, list, show, set-password, reset-2fa, unlock, sign-out, disable, enable, add-email, remove-email, "
     "add-phone, remove-phone.",
     "settings": "Runtime settings: show, set.",
     "keys": "Encryption keys: status, add, rotate, drop-old.",
