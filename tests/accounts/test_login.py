@@ -14,7 +14,7 @@ from django.test import Client
 
 from tests.conftest import PASSWORD, sign_in
 from tests.hashers import FastArgon2PasswordHasher
-from twostep.accounts import services
+from twostep.accounts import services, throttle
 from twostep.accounts.models import SignInThrottle, User
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
@@ -348,13 +348,38 @@ def test_ip_throttle_ignores_spoofed_forwarded_for(make_user: Callable[..., User
 
 
 def test_success_clears_the_name_counter(make_user: Callable[..., User]) -> None:
-    """A correct password resets the per-name count."""
+    """A correct password resets the per-name count: five more typos are again let through undelayed."""
     make_user("forgetful")
-    client = Client(REMOTE_ADDR="203.0.113.12")
     for _ in range(4):
-        client.post("/login", {"username": "forgetful", "password": "wrong password here"})
-    assert sign_in(client, "forgetful").status_code == 302
-    assert not SignInThrottle.objects.filter(key="user:forgetful").exists()
+        Client(REMOTE_ADDR="203.0.113.12").post("/login", {"username": "forgetful", "password": "wrong password here"})
+    assert SignInThrottle.objects.filter(key=throttle.account_key("forgetful"), failures=4).exists()
+    assert sign_in(Client(REMOTE_ADDR="203.0.113.12"), "forgetful").status_code == 302
+    assert not SignInThrottle.objects.filter(key=throttle.account_key("forgetful"), failures__gt=0).exists()
+    statuses = [
+        # Another address each time: only the name's count is at stake.
+        Client(REMOTE_ADDR=f"198.51.100.{i}")
+        .post("/login", {"username": "forgetful", "password": "wrong password here"})
+        .status_code
+        for i in range(6)
+    ]
+    assert statuses == [200] * 5 + [429]
+
+
+def test_a_throttled_try_is_told_how_long_to_wait(make_user: Callable[..., User]) -> None:
+    """The page and the API say the wait that ``Retry-After`` gives, not "a few minutes" whatever it is."""
+    make_user("hasty")
+    for _ in range(5):
+        Client().post("/login", {"username": "hasty", "password": "wrong password here"})
+    page = Client().post("/login", {"username": "hasty", "password": "wrong password here"})
+    assert page.status_code == 429
+    api = Client().post(
+        "/api/v1/auth/login", {"username": "hasty", "password": "wrong password here"}, content_type="application/json"
+    )
+    assert api.status_code == 429
+    wait = int(api["Retry-After"])
+    said = f"{wait} second{'s' if wait != 1 else ''}" if wait < 60 else f"{-(-wait // 60)} minutes"
+    assert api.json()["error"]["message"] == f"Too many sign-in attempts. Try again in {said}."
+    assert "Too many sign-in attempts. Try again in " in page.content.decode()
 
 
 def test_reauthentication_is_throttled(user: User) -> None:

@@ -51,11 +51,42 @@ def test_invalid_bodies(api: Api, db: None, body: object) -> None:
     assert error_code(response) == "invalid_request"
 
 
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b'{"username": "a\\u0000b", "password": "x"}', "a string holds a NUL character"),
+        (b'{"username": "a", "username": "b", "password": "x"}', 'the name "username" is given twice'),
+        (b'{"username": "a",}', "not JSON (Expecting property name enclosed in double quotes at line 1, column 18)"),
+        (b'{"username": "\xff"}', "it is not UTF-8"),
+        (b'{"username": NaN}', "NaN is not JSON"),
+    ],
+)
+def test_an_unreadable_body_is_explained(api: Api, db: None, raw: bytes, why: str) -> None:
+    """The 400 says what is wrong with the body, not only that it must be JSON."""
+    response = api.post("/auth/login", raw=raw)
+    assert response.status_code == 400 and error_code(response) == "invalid_request"
+    assert response.json()["error"]["message"].startswith(f"The request body must be a JSON object in UTF-8: {why}")
+
+
 def test_field_errors_name_the_field(api: Api, db: None) -> None:
     """A validation error lists each offending field by its JSON name."""
     response = api.post("/auth/login", {"username": "alice", "password": "x", "extra": 1})
     fields = response.json()["error"]["fields"]
     assert {"field": "extra", "message": "Unknown field."} in fields
+
+
+def test_field_names_are_what_the_client_sent(api: Api, admin: User, token_for) -> None:  # type: ignore[no-untyped-def]
+    """Never a validator's inner name (``lax-or-strict[...]``) or a parameter's (``filters``, ``payload``):
+    the query parameter, the settings key, or "body" for a body that is not an object."""
+    token = token_for(admin)
+    cases = [
+        (api.get("/admin/audit?ip=999.1.1.1", token=token), "ip"),
+        (api.patch("/admin/settings", {"values": {"email.port": 10**23}}, token=token), "values.email.port"),
+        (api.post("/auth/login", raw=b"[]"), "body"),
+    ]
+    for response, field in cases:
+        assert response.status_code == 400, response.content
+        assert [item["field"] for item in response.json()["error"]["fields"]] == [field], response.content
 
 
 def test_body_size_limit(api: Api, db: None) -> None:

@@ -16,7 +16,7 @@ from django.shortcuts import render
 
 from twostep.accounts.forms import PasswordForm
 from twostep.accounts.models import User
-from twostep.accounts.signin import THROTTLED, SignInThrottled, check_reauthentication
+from twostep.accounts.signin import SignInThrottled, check_reauthentication, throttled_message
 from twostep.audit.services import Origin
 from twostep.core.decorators import mark_reauthenticated
 
@@ -41,8 +41,8 @@ def confirm(request: HttpRequest, form: PasswordForm) -> int | None:
     user: User = request.user  # type: ignore[assignment]
     try:
         correct = check_reauthentication(user, form.cleaned_data["password"], Origin.of(request), request)
-    except SignInThrottled:
-        form.add_error("password", THROTTLED)
+    except SignInThrottled as throttled:
+        form.add_error("password", throttled_message(throttled))
         return 429
     if not correct:
         form.add_error("password", INCORRECT)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django.contrib.auth import authenticate
 from django.http import HttpRequest
 
@@ -12,12 +14,30 @@ from twostep.accounts.validators import MAX_PASSWORD_LENGTH, USERNAME_RE
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 
-__all__ = ["GENERIC_FAILURE", "THROTTLED", "SignInThrottled", "check_password_step", "check_reauthentication"]
+__all__ = [
+    "GENERIC_FAILURE",
+    "SignInThrottled",
+    "check_password_step",
+    "check_reauthentication",
+    "throttled_message",
+]
 
 GENERIC_FAILURE = "Your username or password is incorrect."
 
 
-THROTTLED = "Too many sign-in attempts. Wait a few minutes, then try again."
+def throttled_message(refused: SignInThrottled) -> str:
+    """What a throttled password try is told: how long to wait, in the unit that reads best.
+
+    The wait grows with each failure, from a second to many minutes; it is
+    the same for a name that is no account, so it tells nothing about one.
+    """
+    seconds = max(1, math.ceil(refused.retry_after.total_seconds()))
+    if seconds < 60:
+        wait = f"{seconds} second{'s' if seconds != 1 else ''}"
+    else:
+        minutes = math.ceil(seconds / 60)
+        wait = f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"Too many sign-in attempts. Try again in {wait}."
 
 
 #: Logged instead of what was typed in the username field when it cannot be a username.

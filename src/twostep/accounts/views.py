@@ -17,10 +17,10 @@ from twostep.accounts.forms import ChangePasswordForm, LoginForm, PasswordForm
 from twostep.accounts.models import User
 from twostep.accounts.signin import (
     GENERIC_FAILURE,
-    THROTTLED,
     SignInThrottled,
     check_password_step,
     check_reauthentication,
+    throttled_message,
 )
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
@@ -113,13 +113,13 @@ def login_view(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated and request.method == "GET":
         return redirect(safe_next(request, request.GET.get("next")))
     form = LoginForm(request.POST if request.method == "POST" else None)
-    error = None
+    error, status = None, 200
     if request.method == "POST" and form.is_valid():
         origin = Origin.of(request)
         try:
             user = check_password_step(form.cleaned_data["username"], form.cleaned_data["password"], origin, request)
-        except SignInThrottled:
-            user, error = None, THROTTLED
+        except SignInThrottled as throttled:
+            user, error, status = None, throttled_message(throttled), 429
         if user is not None:
             next_url = safe_next(request, request.POST.get("next") or request.GET.get("next"))
             second_step.cancel(request.session.get(PENDING_KEY))
@@ -144,7 +144,6 @@ def login_view(request: HttpRequest) -> HttpResponse:
             error = GENERIC_FAILURE
     elif request.method == "POST":
         error = GENERIC_FAILURE
-    status = 429 if error == THROTTLED else 200
     return render(
         request,
         "accounts/login.html",
@@ -189,9 +188,9 @@ def change_password_view(request: HttpRequest) -> HttpResponse:
         try:
             # Throttled like sign-in, so that an open session cannot be used to guess the password.
             correct = check_reauthentication(user, form.cleaned_data["current_password"], Origin.of(request), request)
-        except SignInThrottled:
+        except SignInThrottled as throttled:
             correct = False
-            form.add_error("current_password", THROTTLED)
+            form.add_error("current_password", throttled_message(throttled))
         if not correct:
             if not form.has_error("current_password"):
                 form.add_error("current_password", "That is not your current password.")

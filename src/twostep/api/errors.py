@@ -9,6 +9,7 @@ operation is turned into this shape here, so that bad input never becomes a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -169,6 +170,10 @@ class ErrorBody(Schema):
     error: ErrorDetail
 
 
+class UnreadableBody(ValueError):
+    """The body is not the strict JSON the API reads (``transport.JsonParser``); the message says why, for the client."""
+
+
 class ApiError(Exception):
     """Raise from an operation to answer with the error shape."""
 
@@ -232,25 +237,40 @@ def responses(*statuses: int) -> dict[int, type[ErrorBody]]:
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="twostep"'}
 
 
+#: Steps of pydantic's validation that it names in an error's location
+#: (``lax-or-strict[...]``, ``function-before[...]``, ``constrained-int``),
+#: and the members of a union it tried (``bool``, ``list[constrained-str]``):
+#: not fields a client sent.
+_VALIDATION_STEP = re.compile(
+    r"^(function-(plain|before|after|wrap)|lax-or-strict|json-or-python|chain|constrained-\w+)\b"
+    r"|^(bool|int|float|str|none|(list|dict|set|tuple)\[.*\])$"
+)
+
+
 def _field_name(loc: Iterable[Any]) -> str:
-    parts = [str(part) for part in loc]
-    # ninja prefixes the source ("body", "query", "path") and, for bodies,
-    # the parameter name; clients know fields by their JSON names.
+    parts = [str(part) for part in loc if not _VALIDATION_STEP.match(str(part))]
+    # ninja prefixes the source ("body", "query", "path") and, for a body or a
+    # query schema (``Query[...]``), the parameter's name; clients know fields
+    # by their JSON names, and a body that is not an object as "body".
     if parts and parts[0] in {"body", "query", "path", "header", "cookie"}:
         source = parts.pop(0)
-        if source == "body" and len(parts) > 1:
-            parts.pop(0)
+        if source == "body" or (source == "query" and len(parts) > 1):
+            parts = parts[1:]
     return ".".join(parts) or "body"
 
 
 def _validation_fields(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
-    fields = []
+    """One entry per field: a value that fits none of several shapes (an IPv4 or an IPv6 address)
+    gets the reasons of each in one message."""
+    messages: dict[str, list[str]] = {}
     for error in errors[:20]:
         message = str(error.get("msg", "invalid"))
         if error.get("type") == "extra_forbidden":
             message = "Unknown field."
-        fields.append({"field": _field_name(error.get("loc", ())), "message": message})
-    return fields
+        said = messages.setdefault(_field_name(error.get("loc", ())), [])
+        if message not in said:
+            said.append(message)
+    return [{"field": field, "message": "; ".join(said)} for field, said in messages.items()]
 
 
 def _messages(exc: DjangoValidationError) -> str:
@@ -291,7 +311,8 @@ def install(api: NinjaAPI) -> None:
     def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         if exc.status_code == 400:
             # ninja raises this when the body is not parseable (see transport.JsonParser).
-            return error_response("invalid_request", "The request body must be a JSON object in UTF-8.")
+            why = f": {exc.__cause__}" if isinstance(exc.__cause__, UnreadableBody) else ""
+            return error_response("invalid_request", f"The request body must be a JSON object in UTF-8{why}.")
         by_status = {status: code for code, (status, _) in CODES.items()}
         code = {401: "unauthorized", 403: "forbidden"}.get(exc.status_code) or by_status.get(exc.status_code)
         if code is None:

@@ -19,7 +19,7 @@ from django.urls import URLPattern, URLResolver
 from ninja.operation import Operation
 from ninja.parser import Parser
 
-from twostep.api.errors import error_response
+from twostep.api.errors import UnreadableBody, error_response
 
 #: Far above any legitimate request (a user with twenty addresses is < 4 KiB).
 MAX_BODY_BYTES = 32 * 1024
@@ -29,26 +29,30 @@ JSON_MEDIA_TYPE = "application/json"
 
 
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    raise UnreadableBody(f"{name} is not JSON")
 
 
 def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object; a name given twice (``{"code": "1", "code": "2"}``) is a ValueError, not "the last wins"."""
+    """A JSON object; a name given twice (``{"code": "1", "code": "2"}``) is refused, not "the last wins"."""
     data = dict(pairs)
     if len(data) != len(pairs):
-        raise ValueError("a name is repeated in a JSON object")
+        repeated = next(name for name in data if sum(1 for pair in pairs if pair[0] == name) > 1)
+        raise UnreadableBody(f"the name {json.dumps(repeated)} is given twice in one object")
     return data
 
 
 def _check_strings(value: Any) -> None:
-    """Raises ValueError for a NUL character or an unpaired surrogate anywhere in ``value``."""
+    """Raises UnreadableBody for a NUL character or an unpaired surrogate anywhere in ``value``."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
             if "\x00" in item:
-                raise ValueError("NUL character in a string")
-            item.encode("utf-8")  # UnicodeEncodeError (a ValueError) for lone surrogates
+                raise UnreadableBody("a string holds a NUL character (\\u0000)")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UnreadableBody("a string holds half of a surrogate pair, which is not a character") from None
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
@@ -60,9 +64,19 @@ class JsonParser(Parser):
     """Strict JSON: UTF-8 only, no NaN/Infinity, no NUL or lone surrogates, no repeated names."""
 
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
-        data = json.loads(
-            request.body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_object_without_repeats
-        )
+        """The body as JSON.
+
+        Raises:
+            UnreadableBody: not UTF-8, not JSON, or JSON this API refuses (see the class).
+        """
+        try:
+            text = request.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnreadableBody("it is not UTF-8") from None
+        try:
+            data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_object_without_repeats)
+        except json.JSONDecodeError as exc:
+            raise UnreadableBody(f"not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
         _check_strings(data)
         return data  # type: ignore[no-any-return]
 

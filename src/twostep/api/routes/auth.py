@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from ninja import Router, Status
 
 from twostep.accounts.models import User
-from twostep.accounts.signin import GENERIC_FAILURE, THROTTLED, SignInThrottled, check_password_step
+from twostep.accounts.signin import GENERIC_FAILURE, SignInThrottled, check_password_step, throttled_message
 from twostep.api import tokens
 from twostep.api.auth import ANY, current_token
 from twostep.api.errors import ApiError, responses
@@ -96,7 +96,7 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
         user = check_password_step(payload.username, payload.password, origin, request)
     except SignInThrottled as throttled:
         wait = max(1, math.ceil(throttled.retry_after.total_seconds()))
-        raise ApiError("rate_limited", THROTTLED, headers={"Retry-After": str(wait)}) from None
+        raise ApiError("rate_limited", throttled_message(throttled), headers={"Retry-After": str(wait)}) from None
     if user is None:
         raise ApiError("invalid_credentials", GENERIC_FAILURE)
     authenticators = login_authenticators(user.pk)
