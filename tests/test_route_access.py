@@ -13,12 +13,16 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from tests.conftest import asked_for_password, sign_in
+from tests.mail.smtp_server import SmtpServer, certificates, mail_server, smtp_server
+from tests.mfa.email.conftest import BACKUP, email_on
 from twostep.accounts.models import User
 from twostep.core import clock
 from twostep.core.decorators import REAUTH_KEY
 from twostep.mfa.models import Authenticator
 
 pytestmark = pytest.mark.django_db
+
+__all__ = ["certificates", "email_on", "mail_server", "smtp_server"]
 
 #: Routes anyone may reach; each refuses or redirects for its own reasons.
 PUBLIC = {"", "healthz", "login", "login/verify", "logout", "auth/request", "auth/forward"}
@@ -201,3 +205,55 @@ def test_pending_second_step_changes_no_security_setting(user: User, two_factor_
             assert response["Location"].startswith("/login"), (route, response["Location"])
     assert (list(Authenticator.objects.filter(user=user).values()), recovery.remaining(user.pk)) == before
     assert not AccessToken.objects.filter(user=user).exists()
+
+
+def security_state() -> dict[str, object]:
+    """What a request could change that matters: codes made, factors, accounts, addresses, trust, tokens,
+    recovery codes, sessions, sign-ins waiting, and security emails queued."""
+    from twostep.accounts.models import EmailAddress, PhoneNumber
+    from twostep.api.models import AccessToken
+    from twostep.mfa.models import OneTimeCode, PendingLogin, RecoveryCode, TrustedBrowser
+    from twostep.notifications.models import Notification
+    from twostep.usersessions.models import UserSession
+
+    return {
+        "codes": OneTimeCode.objects.count(),
+        "factors": list(Authenticator.objects.filter(confirmed_at__isnull=False).order_by("pk").values()),
+        "users": list(User.objects.order_by("pk").values()),
+        "addresses": list(EmailAddress.objects.order_by("pk").values()),
+        "numbers": list(PhoneNumber.objects.order_by("pk").values()),
+        "trusted": list(TrustedBrowser.objects.order_by("pk").values_list("pk", "expires_at")),
+        "tokens": AccessToken.objects.count(),
+        "recovery codes": list(RecoveryCode.objects.order_by("pk").values()),
+        "sessions": UserSession.objects.count(),
+        "waiting": list(PendingLogin.objects.order_by("pk").values("pk", "expires_at", "completed_at", "method")),
+        "notifications": Notification.objects.count(),
+    }
+
+
+def test_a_get_changes_nothing(
+    user: User, admin: User, email_on: None, mail_server: SmtpServer, frozen_clock: clock.FrozenClock
+) -> None:
+    """Every page route, fetched with GET by a browser waiting for its emailed code and by an administrator
+    just signed in, changes no security state: a link or a prefetch cannot act (AZ-04)."""
+    from tests.mfa.recovery_codes.helpers import enrol_totp, signed_in_with_totp
+    from twostep.audit.services import CLI
+    from twostep.mfa.email import flows as email_flows
+    from twostep.mfa.recovery_codes import services as recovery_codes
+
+    email_flows.start_enrolment(user, user.email_addresses.get(email=BACKUP).pk, CLI)
+    email_flows.confirm_enrolment(user, mail_server.last_code(BACKUP), CLI)
+    waiting = Client()
+    assert sign_in(waiting, user.username)["Location"] == "/login/verify"
+    signed_in = Client()
+    key = enrol_totp(admin)
+    # Made with the first factor (the Security page shows them once after it): already seen here.
+    recovery_codes.create_first_set(admin, CLI)
+    assert signed_in_with_totp(signed_in, admin, key).status_code == 302
+    frozen_clock.advance(61)  # past the resend cooldown: a new code could go out now
+    routes = [route for route in page_routes() if route not in {"auth/request", "auth/forward"}]
+    for client in (waiting, signed_in):
+        for route in routes:
+            before = security_state()
+            client.get(concrete(route, user.username))
+            assert security_state() == before, route

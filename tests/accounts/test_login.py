@@ -31,6 +31,20 @@ def failure_body(client: Client, username: str, password: str) -> tuple[int, byt
     return response.status_code, body.replace(str(token).encode(), b"")
 
 
+def headers_and_cookies(response: Any) -> tuple[list[tuple[str, str]], list[str]]:
+    """What a response says besides its body: each header, each cookie's name.
+
+    Not the date, nor the length: the page repeats the name typed, and the
+    bodies are compared with it taken out.
+    """
+    headers = sorted(
+        (name.lower(), value)
+        for name, value in response.headers.items()
+        if name.lower() not in {"date", "content-length"}
+    )
+    return headers, sorted(response.cookies)
+
+
 def test_failures_are_indistinguishable(make_user: Callable[..., User]) -> None:
     """Unknown user, wrong password and inactive account give the same status and page (ENUM-01)."""
     make_user("known")
@@ -46,6 +60,12 @@ def test_failures_are_indistinguishable(make_user: Callable[..., User]) -> None:
     }
     statuses = {status for status, _ in results.values()}
     assert statuses == {200}
+    # Nor the headers or cookies: a cookie set only for real accounts would tell them apart.
+    answers = [
+        headers_and_cookies(Client().post("/login", {"username": name, "password": password}))
+        for name, password in (("nobody", PASSWORD), ("known", "wrong password here"), ("sleeper", PASSWORD))
+    ]
+    assert answers[0] == answers[1] == answers[2]
     pages = {
         body.replace(b"nobody", b"X").replace(b"known", b"X").replace(b"sleeper", b"X") for _, body in results.values()
     }

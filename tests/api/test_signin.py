@@ -363,6 +363,11 @@ def test_second_step_is_revealed_only_after_the_right_password(
     make_user("bob")
     answers = [login(api, name, "wrong password!") for name in (user.username, "bob", "nobody-here")]
     assert {(r.status_code, r.content) for r in answers} == {(answers[0].status_code, answers[0].content)}
+    seen = [
+        (sorted((k.lower(), v) for k, v in r.headers.items() if k.lower() != "date"), sorted(r.cookies))
+        for r in answers
+    ]
+    assert seen[0] == seen[1] == seen[2]
     body = answers[0].content.decode()
     assert not [word for word in ("totp", "method", "login_token", "•") if word in body], body
     pages = []

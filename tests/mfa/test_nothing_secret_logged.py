@@ -7,6 +7,7 @@ import logging
 import re
 
 import pytest
+from django.conf import settings
 from django.test import Client
 
 from tests.conftest import PASSWORD, sign_in
@@ -40,7 +41,8 @@ def test_no_secret_in_any_log(
     user: User, email_on: None, mail_server: SmtpServer, twilio: FakeTwilio, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Enrolling each method, signing in with each, wrong codes included: the Python log at DEBUG and every
-    auth-log entry hold no password, TOTP secret, emailed or texted code, recovery code or typed code."""
+    auth-log entry hold no password, TOTP secret, emailed or texted code, recovery code, typed code or
+    session key."""
     set_setting("two_factor.methods", ["totp", "email", "sms"])
     caplog.set_level(logging.DEBUG)
     secrets: list[str] = [PASSWORD, WRONG_CODE]
@@ -95,6 +97,8 @@ def test_no_secret_in_any_log(
     sign_in(browser, user.username)
     response = browser.post("/login/recovery", {"recovery_code": recovery[0]})
     assert response.status_code == 302, response.content.decode()[-3000:]
+    # The session keys too: whoever reads a log must not be able to take over a session.
+    secrets += [c.cookies[settings.SESSION_COOKIE_NAME].value for c in (client, browser)]
 
     logged = "\n".join(
         f"{record.name} {record.getMessage()} {record.args!r} {record.exc_text or ''}"

@@ -14,7 +14,7 @@ from django.test import Client, override_settings
 
 from tests.authenticator_app import a_wrong_code
 from tests.concurrency import at_once
-from tests.conftest import sign_in
+from tests.conftest import PASSWORD, sign_in
 from tests.mfa.recovery_codes.helpers import enrol_totp
 from twostep.accounts import services
 from twostep.accounts.models import User
@@ -261,6 +261,20 @@ def test_account_locks_after_twenty_failures_across_sign_ins(
     assert AuthEvent.objects.filter(kind="second_step.locked", user=user).count() == 1
 
 
+def test_a_locked_second_step_does_not_hold_back_the_password_step(
+    totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
+) -> None:
+    """The two counters are apart both ways: a second step locked by wrong codes leaves the password step
+    answering at once, from anywhere (BF-11; the other way is in tests/accounts/test_login.py)."""
+    user, key = totp_user
+    fail_sign_ins(user, a_wrong_code(key), 20, frozen_clock)
+    user.refresh_from_db()
+    assert user.second_step_locked_at is not None
+    for address in ("192.0.2.50", "198.51.100.50"):
+        response = Client(REMOTE_ADDR=address).post("/login", {"username": user.username, "password": PASSWORD})
+        assert response.status_code == 302 and response["Location"] == "/login/verify"
+
+
 def test_growing_delay_refuses_without_evaluating(
     totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
 ) -> None:
@@ -273,11 +287,16 @@ def test_growing_delay_refuses_without_evaluating(
         client.post("/login/verify", {"code": wrong})
     client = Client()
     sign_in(client, user.username)
+    enrolment_step = Authenticator.objects.get(user=user).last_step
     code = code_now(key)
     assert verify(client, code) == 0
-    assert Authenticator.objects.get(user=user).last_step is not None  # the enrolment step only
+    # Refused unread: the step is not spent, and the try is not counted (the delay does not grow).
+    assert Authenticator.objects.get(user=user).last_step == enrolment_step
+    user.refresh_from_db()
+    assert user.second_step_failures == 5
     frozen_clock.advance(3)
-    assert verify(client, code_now(key)) == 1
+    # The very same code, still inside the accepted window even if a step began meanwhile.
+    assert verify(client, code) == 1
 
 
 def test_success_resets_failure_count(totp_user: tuple[User, bytes]) -> None:

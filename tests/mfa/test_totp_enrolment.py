@@ -162,6 +162,11 @@ def test_reenrolment_replaces_old_secret_only_on_confirmation(signed_in: Client,
     active = Authenticator.objects.get(user=user, confirmed_at__isnull=False)
     assert totp.decode_secret(secret_box().decrypt(active.secret)) == old_key
     new_key = totp.decode_secret(new_secret)
+    # Until it is confirmed, the new app's code does not sign in (OTP-11).
+    early = Client()
+    sign_in(early, user.username)
+    assert early.post("/login/verify", {"code": totp.totp(new_key, clock.timestamp())}).status_code == 200
+    assert early.get("/account").status_code == 302
     signed_in.post("/account/security/totp", {"code": totp.totp(new_key, clock.timestamp())})
     assert Authenticator.objects.filter(user=user, confirmed_at__isnull=False).count() == 1
     client = Client()
@@ -177,6 +182,19 @@ def test_enrolment_ends_other_sessions(signed_in: Client, user: User) -> None:
     sign_in(other, user.username)
     assert other.get("/account").status_code == 200
     enrol_via_pages(signed_in)
+    assert other.get("/account").status_code == 302
+    assert signed_in.get("/account").status_code == 200
+
+
+def test_removal_ends_other_sessions(signed_in: Client, user: User) -> None:
+    """Turning the app off signs the user out everywhere else too, not this browser (SES-05)."""
+    key = enrol_via_pages(signed_in)
+    other = Client()
+    sign_in(other, user.username)
+    assert other.post("/login/verify", {"code": totp.totp(key, clock.timestamp())})["Location"] == "/account"
+    prove_second_factor(signed_in)
+    signed_in.post("/account/security/totp/remove", {"confirm": "yes"})
+    assert not Authenticator.objects.filter(user=user).exists()
     assert other.get("/account").status_code == 302
     assert signed_in.get("/account").status_code == 200
 

@@ -27,6 +27,8 @@ __all__ = ["certificates", "hanging_port"]
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
+
 
 class RecordingMailer:
     def __init__(self) -> None:
@@ -53,9 +55,7 @@ def outbox() -> Iterator[RecordingMailer]:
 def test_factor_added_notifies_every_address(user: User, two_factor_on: None, outbox: RecordingMailer) -> None:
     """Enrolling an authenticator app mails all the user's addresses with time, IP and browser (AZ-10)."""
     key = totp.decode_secret(flows.provisioning_for(user).secret)
-    flows.confirm(
-        user, totp.totp(key, clock.timestamp()), Origin("192.0.2.7", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
-    )
+    flows.confirm(user, totp.totp(key, clock.timestamp()), Origin("192.0.2.7", FIREFOX))
     assert sorted(m.to for m in outbox.sent) == ["alice.backup@example.org", "alice@example.com"]
     message = outbox.sent[0]
     assert "authenticator app was added" in message.text
@@ -84,12 +84,15 @@ def test_lock_notifies(
     outbox.sent.clear()
     for _ in range(20):
         frozen_clock.advance(901)
-        client = Client()
+        client = Client(REMOTE_ADDR="192.0.2.77", HTTP_USER_AGENT=FIREFOX)
         sign_in(client, user.username)
         right = totp.totp(key, clock.timestamp())
         client.post("/login/verify", {"code": f"{(int(right) + 500_000) % 10**6:06d}"})  # wrong, well-formed
     locked = [m for m in outbox.sent if "locked" in m.text]
     assert len(locked) == 2  # one per address
+    # When, from where and with what: the owner can tell whether it was them.
+    when = clock.now().strftime("%Y-%m-%d %H:%M UTC")
+    assert when in locked[0].text and "192.0.2.77" in locked[0].text and "Firefox on Linux" in locked[0].text
     # The usual "if this was you, there is nothing to do" would mislead: it says what to do instead.
     assert "recovery codes" in locked[0].text and "nothing to do" not in locked[0].text
     assert "recovery codes" in locked[0].html and "nothing to do" not in locked[0].html
