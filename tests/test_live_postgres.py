@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 import time
+import tomllib
 from collections.abc import Iterator
 
 import httpx
@@ -47,6 +48,9 @@ def two_instances(
     first.cli("users", "add", "bob", "--email", "bob@example.com", "--password-stdin", input=PASSWORD + "\n")
     first.cli("settings", "set", "two_factor.enabled", "true")
     assert not (first.data_dir / "twostep.db").exists()  # the database is PostgreSQL
+    # init kept the URL it was given in the configuration file: later commands need no variable.
+    written = tomllib.loads((first.data_dir / "config.toml").read_text())
+    assert written["database"]["url"] == database_url
     second_dir = tmp_path_factory.mktemp("second") / "data"
     second_dir.mkdir(mode=0o700)
     for name in ("secret.key", "encryption.keys"):

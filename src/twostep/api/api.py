@@ -35,17 +35,20 @@ password entered within the last 5 minutes, else `403 reauthentication_required`
 counts, or `POST /api/v1/me/reauthenticate`. Each of these operations says so.
 
 **Second-factor proof.** Once a factor signs the user in, setting up, replacing or removing a
-factor and new recovery codes also need a code of one of their factors (or a recovery code)
-proved with the same token within the last 5 minutes, else `403 second_factor_required`:
-`POST /api/v1/me/step-up`, then `POST /api/v1/me/step-up/verify` with the code. A first factor
-needs only the password. Each of these operations says so.
+factor, new recovery codes, creating a personal token and, with a sign-in token, every
+administrative change also need a code of one of their factors (or a recovery code) proved with
+the same token within the last 5 minutes, else `403 second_factor_required`:
+`POST /api/v1/me/step-up`, then `POST /api/v1/me/step-up/verify` with the code. A sign-in
+completed with a code (or a recovery code) counts as such a proof for those 5 minutes. A first
+factor needs only the password. Each of these operations says so.
 
 **Requests.** Bodies are JSON (`Content-Type: application/json`, UTF-8), at most
 {MAX_BODY_BYTES} bytes, sent with a `Content-Length` header (not chunked: 411); unknown fields are refused,
 and so is a body sent to an operation that shows none (send nothing there, or `{{}}`).
 
 **Errors** all have the shape `{{"error": {{"code": "...", "message": "..."}}}}` (plus `fields`
-for invalid input, and `methods`, the methods that can be used, with `method_unavailable`).
+for invalid input, `methods`, the methods that can be used, with `method_unavailable`, and
+`affected`, the number to confirm, with `confirmation_required`).
 The codes are stable:
 
 | code | status | meaning |

@@ -101,7 +101,8 @@ DEFINITIONS: dict[str, Definition] = {
             ["totp"],
             _parse_methods,
             _check_methods,
-            "Second-factor methods users may enrol: totp, email, sms (comma-separated).",
+            "Second-factor methods users may enrol: totp, email, sms "
+            "(comma-separated on the command line, a JSON list in the API).",
         ),
     )
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from importlib.resources import files
@@ -58,8 +59,14 @@ class Command(BaseCommand):
         # Only the service's own user: the database holds sessions and password hashes.
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not config_file.exists():
-            config_file.write_text(files("twostep.config").joinpath("template.toml").read_text())
-            self.stdout.write(f"Wrote {config_file}")
+            template = files("twostep.config").joinpath("template.toml").read_text()
+            url = settings.CONFIG.database.url
+            if url:
+                # Given in this shell's environment: kept in the file too, or every later
+                # command run without the variable would look for SQLite instead.
+                template = template.replace('\nurl = ""\n', f"\nurl = {json.dumps(url, ensure_ascii=False)}\n", 1)
+            config_file.write_text(template)
+            self.stdout.write(f"Wrote {config_file}" + (" (with this database.url)" if url else ""))
         if key_file in missing:
             key = secrets.token_urlsafe(50)
             _write_private(key_file, key + "\n")
