@@ -222,6 +222,23 @@ def test_a_stale_code_proves_nothing(api: Api, user: User, totp_key: bytes) -> N
     assert has_factor(user)
 
 
+def test_repeating_a_request_that_worked_keeps_the_password_entry(
+    api: Api, user: User, totp_key: bytes, token_for: Callable[[User], str]
+) -> None:
+    """A client that sends its verify again (an answer lost on the way) or a made-up step-up token gets
+    401 step_up_expired, and keeps its proof and its password entry: nothing was guessed."""
+    token = token_for(user)
+    step = begin(api, token)
+    code = next_code(totp_key)
+    assert verify(api, token, step["step_up_token"], code=code).status_code == 200
+    for step_up_token in (step["step_up_token"], "made-up"):
+        again = verify(api, token, step_up_token, code=code)
+        assert again.status_code == 401 and error_code(again) == "step_up_expired"
+    me = api.get("/me", token=token).json()
+    assert me["reauthenticated_until"] is not None and me["second_factor_until"] is not None
+    assert api.delete("/me/factors/totp", token=token).status_code == 204
+
+
 def test_wrong_codes_count_against_the_account_and_end_the_step_up(
     api: Api, user: User, totp_key: bytes, token_for: Callable[[User], str]
 ) -> None:

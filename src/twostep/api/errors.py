@@ -45,8 +45,9 @@ CODES: dict[str, tuple[int, str]] = {
     "login_expired": (401, "The pending sign-in expired, was used up or ended; sign in again."),
     "step_up_expired": (
         401,
-        "The step-up expired, was used up or ended (or is not this token's user's): enter the password again "
-        "(POST /api/v1/me/reauthenticate), then start a new one (POST /api/v1/me/step-up).",
+        "The step-up expired, was used up, succeeded already or ended (or is not this token's): start a new one "
+        "(POST /api/v1/me/step-up); after one used up or expired, enter the password again first "
+        "(POST /api/v1/me/reauthenticate).",
     ),
     "forbidden": (403, "The token's scopes or the user's role do not allow this operation."),
     "reauthentication_required": (403, "Enter the password again first (POST /api/v1/me/reauthenticate)."),

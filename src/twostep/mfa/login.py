@@ -76,10 +76,18 @@ def resolve(token: str | None, purpose: str = Purpose.SIGN_IN) -> PendingLogin |
 
     Only one of ``purpose``: a step-up's token can never complete a sign-in.
     """
+    pending = find(token, purpose)
+    if pending is None or not is_live(pending):
+        return None
+    return pending
+
+
+def find(token: str | None, purpose: str = Purpose.SIGN_IN) -> PendingLogin | None:
+    """The pending sign-in (or step-up, with ``purpose``) for ``token``, live or not; None for an unknown one."""
     if not token:
         return None
     pending = store.find(_hash(token))
-    if pending is None or pending.purpose != purpose or not is_live(pending):
+    if pending is None or pending.purpose != purpose:
         return None
     return pending
 

@@ -70,6 +70,23 @@ def resolve(token: str | None, user: User, *, holder: str = "") -> PendingLogin 
     return pending
 
 
+def ended_unproven(token: str | None, user: User, *, holder: str = "") -> bool:
+    """Whether ``token`` names a step-up of ``user`` begun by ``holder`` that ended without a right code.
+
+    By time or by wrong codes: its guesses are spent, and a new step-up must
+    need the password again.  Not an unknown token, another's, or one that
+    succeeded: a client repeating a request that worked loses nothing.
+    """
+    pending = second_step.find(token, purpose=Purpose.STEP_UP)
+    return (
+        pending is not None
+        and pending.user_id == user.pk
+        and pending.holder == holder
+        and pending.completed_at is None
+        and not second_step.is_live(pending)
+    )
+
+
 def confirm(pending: PendingLogin, code: str, origin: Origin) -> None:
     """Check ``code`` for the step-up ``pending``; return when it was right.
 

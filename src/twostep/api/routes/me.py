@@ -129,8 +129,8 @@ def reauthenticate(request: HttpRequest, payload: ReauthenticateIn) -> dict[str,
 
 
 STEP_UP_OVER = (
-    "This confirmation has ended. Enter your password again (POST /api/v1/me/reauthenticate), "
-    "then start over (POST /api/v1/me/step-up)."
+    "This confirmation has ended. Start over (POST /api/v1/me/step-up), after entering your password "
+    "again (POST /api/v1/me/reauthenticate) if that asks for it."
 )
 STEP_UP_METHOD_GONE = (
     "This method can no longer be used: switch to another (/me/step-up/method) or use a recovery code "
@@ -224,7 +224,10 @@ def step_up_resend(request: HttpRequest, payload: StepUpTokenIn) -> dict[str, An
     token = require_reauthentication(request)
     pending = _live_step_up(token, payload.step_up_token)
     send_new_code(
-        pending, Origin.of(request), no_longer_available=STEP_UP_METHOD_GONE, over=partial(_step_up_over, token)
+        pending,
+        Origin.of(request),
+        no_longer_available=STEP_UP_METHOD_GONE,
+        over=partial(_step_up_over, token, payload.step_up_token),
     )
     return {"step_up_token": payload.step_up_token, **pending_state(pending)}
 
@@ -244,7 +247,9 @@ def step_up_method(request: HttpRequest, payload: StepUpMethodIn) -> dict[str, A
     """
     token = require_reauthentication(request)
     pending = _live_step_up(token, payload.step_up_token)
-    switched = switch_method(pending, payload.method, Origin.of(request), ended=lambda: _step_up_over(token))
+    switched = switch_method(
+        pending, payload.method, Origin.of(request), ended=lambda: _step_up_over(token, payload.step_up_token)
+    )
     return {"step_up_token": payload.step_up_token, **pending_state(switched)}
 
 
@@ -259,18 +264,22 @@ def _live_step_up(token: AccessToken, step_up_token: str) -> PendingLogin:
     """
     pending = step_up.resolve(step_up_token, token.user, holder=email_check.token_holder(token.pk))
     if pending is None:
-        raise _step_up_over(token)
+        raise _step_up_over(token, step_up_token)
     return pending
 
 
-def _step_up_over(token: AccessToken) -> ApiError:
-    """The error for an ended step-up, after forgetting ``token``'s password entry.
+def _step_up_over(token: AccessToken, step_up_token: str) -> ApiError:
+    """The error for a step-up that is over, or not this token's.
 
-    As on the pages (``step_up_views._start_over``): once a step-up is over,
-    by time or by too many wrong codes, a new one needs the password again,
-    so that its guesses are not free for whoever holds the token.
+    As on the pages (``step_up_views._start_over``): once a step-up of this
+    token ended by time or by too many wrong codes, its password entry is
+    forgotten, so that a new step-up needs the password again and its
+    guesses are not free for whoever holds the token.  An unknown step-up
+    token, or one that succeeded (a client repeating its request), costs
+    nothing.
     """
-    tokens.forget_reauthentication(token)
+    if step_up.ended_unproven(step_up_token, token.user, holder=email_check.token_holder(token.pk)):
+        tokens.forget_reauthentication(token)
     return ApiError("step_up_expired", STEP_UP_OVER)
 
 
@@ -284,7 +293,7 @@ def _step_up_failed(
     if exc.reason == "method_unavailable":
         return method_unavailable(pending, STEP_UP_METHOD_GONE)
     if step_up.resolve(step_up_token, token.user, holder=email_check.token_holder(token.pk)) is None:
-        return _step_up_over(token)
+        return _step_up_over(token, step_up_token)
     return ApiError("second_step_failed", second_step.GENERIC_FAILURE)
 
 
