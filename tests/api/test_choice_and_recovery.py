@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.api.conftest import Api, enrol_totp, error_code, prove_second_factor
@@ -138,6 +140,22 @@ def test_regenerate_recovery_codes(
     step = login(api)
     response = api.post("/auth/login/recovery", {"login_token": step["login_token"], "code": old[0]})
     assert response.status_code == 401
+
+
+def test_the_sign_in_answer_says_when_a_second_factor_must_be_set_up(api: Api, user: User, two_factor_on: None) -> None:
+    """A user the policy covers, with no factor, learns it from the sign-in itself: by when during a grace
+    period, "now" after it; a user not covered gets no `enrolment`."""
+
+    def enrolment() -> Any:
+        answer = api.post("/auth/login", {"username": user.username, "password": PASSWORD})
+        assert answer.status_code == 200 and answer.json()["status"] == "signed_in", answer.content
+        return answer.json()["enrolment"]
+
+    assert enrolment() is None
+    set_setting("two_factor.required", "everyone")
+    set_setting("two_factor.grace_sign_ins", 1)
+    assert enrolment() == {"now": False, "deadline": None, "sign_ins_left": 0}
+    assert enrolment() == {"now": True, "deadline": None, "sign_ins_left": None}
 
 
 def test_enrolment_requirement_gates_the_api(api: Api, user: User, two_factor_on: None, token_for) -> None:  # type: ignore[no-untyped-def]

@@ -107,6 +107,17 @@ class LoginIn(Input):
     method: MethodName | None = None
 
 
+class EnrolmentDueOut(Schema):
+    now: bool = Field(
+        description="Set up a second factor before anything else: until then this token reaches only "
+        "`/api/v1/me/factors…` and the email check (elsewhere 403 `enrolment_required`)."
+    )
+    deadline: datetime | None = Field(description="While a grace period lasts: the date it ends, if one was set.")
+    sign_ins_left: int | None = Field(
+        description="While a grace period lasts: sign-ins left without a second factor, if a number was set."
+    )
+
+
 class SignedInOut(Schema):
     status: Literal["signed_in"]
     access_token: str = Field(description="Send as `Authorization: Bearer <token>`. Shown once.")
@@ -116,6 +127,11 @@ class SignedInOut(Schema):
     scopes: list[ScopeName]
     recovery_codes_left: int | None = Field(
         default=None, description="After signing in with a recovery code: how many unused codes remain."
+    )
+    enrolment: EnrolmentDueOut | None = Field(
+        default=None,
+        description="When the administrator requires this user to set up a second factor they do not have: "
+        "now, or by when. Null otherwise.",
     )
 
 

@@ -105,7 +105,13 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
         answer = signed_in(user, origin)
         # Counts towards an enrolment grace period; once it is over, the token
         # reaches only the enrolment endpoints (403 enrolment_required).
-        enforcement.note_sign_in(user, origin)
+        standing = enforcement.note_sign_in(user, origin)
+        if standing.required and not standing.enrolled:
+            answer["enrolment"] = {
+                "now": standing.must_enrol_now,
+                "deadline": standing.deadline,
+                "sign_ins_left": standing.sign_ins_left,
+            }
         return answer
     chosen = authenticators[0]
     if payload.method:
