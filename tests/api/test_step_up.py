@@ -71,7 +71,7 @@ def step_up_mail(server: SmtpServer) -> list[Any]:
 
 
 def reauthenticate(api: Api, token: str) -> None:
-    """Enter the password again: an ended step-up (or a token that names none) asks for it, as the page does."""
+    """Enter the password again: after a step-up used up or expired a new one asks for it, as the page does."""
     assert api.post("/me/reauthenticate", {"password": PASSWORD}, token=token).status_code == 200
 
 
