@@ -11,6 +11,7 @@ from django.core.management import call_command
 from twostep.accounts.models import User
 from twostep.core import clock
 from twostep.core.runtime import set_setting
+from twostep.mail import config as mail_config
 from twostep.mfa.models import Authenticator, Method
 
 pytestmark = pytest.mark.django_db
@@ -61,3 +62,13 @@ def test_no_warning_when_nobody_is_left_without_a_code(enrolled: None, capsys: p
     assert "not asked" not in settings_set("two_factor.methods", "totp,email", capsys)
     assert "not asked" not in settings_set("two_factor.methods", "totp,email", capsys)
     assert "not asked" not in settings_set("two_factor.enabled", "true", capsys)
+
+
+def test_moving_the_mail_server_away_from_its_password_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    """As the console's page does: a password given for the server named before is not sent to the new one."""
+    mail_config.save(host="smtp.example.com", port=587, security="starttls", username="mailer", from_address="")
+    mail_config.set_password("relay secret")
+    assert settings_set("email.host", "smtp.example.com", capsys) == ""
+    err = settings_set("email.port", "2525", capsys)
+    assert err.startswith("warning: ") and "twostep email set-password" in err
+    assert "relay secret" not in err

@@ -82,6 +82,21 @@ def test_another_server_needs_its_password(admin_client: Client) -> None:
     assert config.current().password == "the-new-one"
 
 
+def test_a_password_without_encryption_to_another_machine_is_refused_at_once(admin_client: Client) -> None:
+    """Every send would refuse it: the page says so on saving, keeps what was typed, stores nothing; on this
+    machine, or without a password, no encryption is fine."""
+    clear = {"action": "save", "host": "smtp.example.com", "port": "25", "security": "none", "username": "mailer"}
+    response = admin_client.post("/admin/email", {**clear, "password": SMTP_SECRET})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "never sends a password to another machine without encryption" in page
+    assert 'value="smtp.example.com"' in page and SMTP_SECRET not in page
+    assert get_settings(config.HOST)[config.HOST] == "" and not Setting.objects.filter(key=config.PASSWORD_KEY).exists()
+    assert admin_client.post("/admin/email", {**clear, "password": ""}).status_code == 302
+    local = {**clear, "host": "localhost", "password": SMTP_SECRET}
+    assert admin_client.post("/admin/email", local).status_code == 302
+
+
 def test_clear_password(admin_client: Client) -> None:
     """The stored password can be removed without ever being displayed."""
     config.set_password(SMTP_SECRET)

@@ -37,6 +37,11 @@ SECURITY_CHOICES = ("starttls", "tls", "none")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
+def unencrypted_to_another_machine(host: str, security: str) -> bool:
+    """Whether mail (and a password) would cross the network in the clear: no TLS, and not this machine."""
+    return security == "none" and bool(host) and host.lower() not in _LOOPBACK
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
     """Where and how to deliver.  ``password`` is plaintext in memory only."""
@@ -242,7 +247,7 @@ class SmtpMailer:
                 "or in the [email] section of config.toml.",
                 "no SMTP host configured",
             )
-        if settings.security == "none" and settings.password and settings.host.lower() not in _LOOPBACK:
+        if settings.password and unencrypted_to_another_machine(settings.host, settings.security):
             raise MailDeliveryError(
                 f"Refusing to send the SMTP password to {settings.where} without encryption: choose STARTTLS or TLS.",
                 "password over an unencrypted connection refused",

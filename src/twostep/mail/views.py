@@ -20,7 +20,7 @@ from twostep.mail import config
 from twostep.mail.base import MailDeliveryError
 from twostep.mail.forms import SmtpSettingsForm, TestEmailForm
 from twostep.mail.service import send_test_email
-from twostep.mail.smtp import resolve_ca_file
+from twostep.mail.smtp import resolve_ca_file, unencrypted_to_another_machine
 
 #: Auth-log kinds whose failures are mail deliveries.
 DELIVERY_KINDS = ("login.code_sent", "email.code_sent", "email_check.code_sent", "email.test", "notification.abandoned")
@@ -39,6 +39,14 @@ def _initial() -> dict[str, Any]:
 
 def _save(request: HttpRequest, form: SmtpSettingsForm) -> bool:
     data = form.cleaned_data
+    if data["password"] and unencrypted_to_another_machine(data["host"], data["security"]):
+        # Every send would be refused (smtp.SmtpMailer): say it now, not at the first code.
+        form.add_error(
+            "security",
+            "twostep never sends a password to another machine without encryption: choose STARTTLS or TLS, "
+            "or leave the password out if the server needs none.",
+        )
+        return False
     if not data["password"] and not data["clear_password"]:
         # A new server (or security) with the old password left behind: the
         # password is not sent there, so sign-in codes would stop; ask now.
@@ -125,8 +133,7 @@ def email_settings_view(request: HttpRequest) -> HttpResponse:
             "configured": bool(values[config.HOST]),
             "file": file,
             "ca_file": resolve_ca_file(file.ca_file, settings.DATA_DIR),
-            "plaintext_remote": values[config.SECURITY] == "none"
-            and values[config.HOST] not in {"", "localhost", "127.0.0.1", "::1"},
+            "plaintext_remote": unencrypted_to_another_machine(values[config.HOST], values[config.SECURITY]),
             "failures": failures,
         },
         status=status,

@@ -54,6 +54,13 @@ class Command(NounCommand):
             warning = methods_warning(list(stored))
             if warning:
                 self.stderr.write(f"warning: {warning}")
+        if key.startswith("email."):
+            # As the console's page says: a password given for the server named before is not sent here.
+            from twostep.mail import config as mail_config  # the mail app builds on core: imported when needed
+
+            elsewhere = mail_config.current_password_elsewhere()
+            if elsewhere:
+                self.stderr.write(f"warning: {elsewhere} (twostep email set-password)")
 
     def _warn_affected(self, before: dict[str, Any], after: dict[str, Any]) -> None:
         """Say how many users with a second factor are not asked for it under ``after``.
