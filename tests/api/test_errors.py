@@ -215,6 +215,10 @@ def test_query_parameters_are_validated(api: Api, admin: User, token_for) -> Non
         assert response.status_code == 400, query
     for query in ["since=0001-01-01T00:00:00%2B14:00", "until=9999-12-31T23:59:59-14:00"]:
         assert api.get("/admin/audit?" + query, token=token).status_code == 200, query
+    # Where no parameter is read at all, a NUL is refused all the same.
+    for path in ("/me?%00=1", "/me?note=a%00b"):
+        response = api.get(path, token=token)
+        assert response.status_code == 400 and "NUL" in response.json()["error"]["message"], path
 
 
 def test_empty_query_parameters_count_as_not_given(api: Api, admin: User, token_for) -> None:  # type: ignore[no-untyped-def]

@@ -90,6 +90,14 @@ def check_request(request: HttpRequest) -> HttpResponse | None:
         return error_response("length_required", "Send the request body with a Content-Length header, not chunked.")
     if "" in request.GET:
         return error_response("invalid_request", "A query parameter has no name.")
+    with_nul = [name for name, values in request.GET.lists() if any("\x00" in text for text in (name, *values))]
+    if with_nul:
+        # Refused whether or not the operation reads that parameter, as in a body.
+        fields = [
+            {"field": name.replace("\x00", "\\u0000"), "message": "A NUL character (%00) is not allowed."}
+            for name in with_nul[:20]
+        ]
+        return error_response("invalid_request", "The query holds a NUL character (%00).", fields=fields)
     # No operation takes a list in its query: a repeated name is a mistake (or a probe).
     repeated = sorted(name for name, values in request.GET.lists() if len(values) > 1)
     if repeated:
