@@ -75,3 +75,19 @@ def test_unknown_proxy_header_is_refused() -> None:
     """A typo in server.client_ip_header is a configuration error, not a silent fallback."""
     with pytest.raises(ConfigError, match="client_ip_header"):
         load_config(settings.DATA_DIR, {"TWOSTEP_SERVER__CLIENT_IP_HEADER": "x-real-ip"})
+
+
+def test_a_proxy_that_is_not_trusted_is_told_of_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Requests forwarded by a proxy on this machine while server.trusted_proxies is empty: one warning saying
+    what to set, since every client then shares the proxy's per-address limits. None for a peer elsewhere,
+    which anyone could be."""
+    factory = RequestFactory()
+    middleware = ClientInfoMiddleware(lambda request: HttpResponse())
+    assert middleware.trusted == []
+    # A public address (documentation ranges count as private for Python): never contacted.
+    middleware(factory.get("/", REMOTE_ADDR="8.8.8.8", HTTP_X_FORWARDED_FOR="198.51.100.7"))
+    assert not [r for r in caplog.records if r.name == "twostep.proxy"]
+    for _ in range(3):
+        middleware(factory.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.7"))
+    told = [r.getMessage() for r in caplog.records if r.name == "twostep.proxy"]
+    assert len(told) == 1 and "server.trusted_proxies is empty" in told[0] and "127.0.0.1" in told[0]

@@ -28,6 +28,15 @@ def address_group(ip: str) -> str:
     return str(address)
 
 
+def is_local_peer(remote_addr: str) -> bool:
+    """Whether ``remote_addr`` is this machine or a private network: where a reverse proxy usually is."""
+    address = _valid_ip(remote_addr)
+    if address is None:
+        return False
+    parsed = ipaddress.ip_address(address)
+    return parsed.is_loopback or parsed.is_private
+
+
 def parse_networks(items: Sequence[str]) -> list[IPNetwork]:
     return [ipaddress.ip_network(item, strict=False) for item in items]
 

@@ -14,11 +14,12 @@ from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.template.loader import render_to_string
 
-from twostep.core.client import client_ip, is_trusted_peer, parse_networks, proxy_chain
+from twostep.core.client import client_ip, is_local_peer, is_trusted_peer, parse_networks, proxy_chain
 
 Handler = Callable[[HttpRequest], HttpResponse]
 
 logger = logging.getLogger("twostep.database")
+proxy_logger = logging.getLogger("twostep.proxy")
 
 #: What Django raises when the database cannot be used at all (refused, gone,
 #: does not exist, locked too long), as opposed to a fault in a query.
@@ -49,9 +50,12 @@ class ClientInfoMiddleware:
         self.trusted = parse_networks(settings.CONFIG.server.trusted_proxies)
         self.proxy_header = settings.CONFIG.server.client_ip_header
         self.proxy_header_key = "HTTP_" + self.proxy_header.upper().replace("-", "_")
+        self.proxy_unconfigured_told = False
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         meta = request.META
+        if not self.trusted and not self.proxy_unconfigured_told and self.proxy_header_key in meta:
+            self._tell_of_an_unconfigured_proxy(meta.get("REMOTE_ADDR", ""))
         if "HTTP_X_FORWARDED_PROTO" in meta and not is_trusted_peer(meta.get("REMOTE_ADDR", ""), self.trusted):
             del meta["HTTP_X_FORWARDED_PROTO"]
         request.client_ip = client_ip(  # type: ignore[attr-defined]
@@ -62,6 +66,23 @@ class ClientInfoMiddleware:
         # Goes to the auth log: PostgreSQL stores no NUL (a server should never pass one on).
         request.user_agent = meta.get("HTTP_USER_AGENT", "")[:300].replace("\x00", "")  # type: ignore[attr-defined]
         return self.get_response(request)
+
+    def _tell_of_an_unconfigured_proxy(self, peer: str) -> None:
+        """Warn, once per process, that a proxy on this machine or network forwards requests unbelieved.
+
+        Every client then counts as the proxy: the per-address limits (wrong
+        passwords, codes sent) hold for all of them together, and the auth log
+        names the proxy.  Not for a peer elsewhere: anyone can send the header.
+        """
+        if is_local_peer(peer):
+            self.proxy_unconfigured_told = True
+            proxy_logger.warning(
+                "requests from %s carry %s, but server.trusted_proxies is empty: every client counts as %s "
+                "for the per-address limits and the auth log; add the proxy's address to server.trusted_proxies",
+                peer,
+                self.proxy_header,
+                peer,
+            )
 
 
 def _holds_nul(values: QueryDict) -> bool:
