@@ -272,6 +272,8 @@ def test_admin_set_password_must_be_changed(make_user: Callable[..., User]) -> N
     client = Client()
     assert sign_in(client, user.username)["Location"] == "/account/password"
     assert client.get("/account")["Location"] == "/account/password"
+    nav = client.get("/account/password").content.decode().split('<nav aria-label="Main">')[1].split("</nav>")[0]
+    assert 'href="/account"' not in nav and "Sign out" in nav  # the other links would lead back here
     # The password the administrator chose (and knows) cannot be kept.
     same = client.post(
         "/account/password", {"current_password": PASSWORD, "new_password": PASSWORD, "repeat_password": PASSWORD}

@@ -215,7 +215,7 @@ def change_password_view(request: HttpRequest) -> HttpResponse:
                 # A change the sign-in asked for goes on to where the sign-in was going.
                 destination = request.session.pop(NEXT_KEY, None) if forced else None
                 return redirect(safe_next(request, destination))
-    return render(request, "accounts/change_password.html", {"form": form, "forced": forced})
+    return render(request, "accounts/change_password.html", {"form": form, "forced": forced, "nav_limited": forced})
 
 
 @signed_in

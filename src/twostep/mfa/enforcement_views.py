@@ -72,6 +72,7 @@ def enrol_view(request: HttpRequest) -> HttpResponse:
             and any(option["method"] in email_check.CHECKED_METHODS and not option["missing"] for option in options),
             "later": later,
             "days_left": enforcement.days_left(state.deadline),
+            "nav_limited": state.must_enrol_now,
         },
     )
 

@@ -64,6 +64,9 @@ def test_password_leads_straight_to_enrolment(client: Client, user: User, two_fa
     html = page.content.decode()
     assert "Set up two-step verification" in html and 'href="/account/security/totp"' in html
     assert "Not now" not in html
+    # The main menu offers only what can be reached: its other links would lead back here.
+    nav = html.split('<nav aria-label="Main">')[1].split("</nav>")[0]
+    assert 'href="/account"' not in nav and 'href="/account/security"' not in nav and "Sign out" in nav
     for path in PRIVATE_PAGES:
         for method in ("get", "post"):
             response = getattr(client, method)(path)
