@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -156,6 +157,10 @@ def test_the_sign_in_answer_says_when_a_second_factor_must_be_set_up(api: Api, u
     set_setting("two_factor.grace_sign_ins", 1)
     assert enrolment() == {"now": False, "deadline": None, "sign_ins_left": 0}
     assert enrolment() == {"now": True, "deadline": None, "sign_ins_left": None}
+    set_setting("two_factor.grace_sign_ins", 0)
+    deadline = (clock.now() + timedelta(days=3)).date()
+    set_setting("two_factor.grace_until", deadline.isoformat())
+    assert enrolment() == {"now": False, "deadline": f"{deadline.isoformat()}T00:00:00Z", "sign_ins_left": None}
 
 
 def test_enrolment_requirement_gates_the_api(api: Api, user: User, two_factor_on: None, token_for) -> None:  # type: ignore[no-untyped-def]

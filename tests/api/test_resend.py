@@ -263,24 +263,35 @@ def test_codes_asked_for_from_one_address_are_capped(
     api: Api,
     make_user: Callable[..., User],
     mail_server: SmtpServer,
+    twilio: FakeTwilio,
     email_on: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Past ``security.codes_per_address`` codes from one client, the next account's sign-in sends nothing;
-    its resend answers 429 saying why, and the auth log records it (BF-09)."""
+    """Past ``security.codes_per_address`` codes from one client, email and SMS together, the next accounts'
+    sign-ins send nothing; their resends answer 429 saying why, and the auth log records it (BF-09)."""
+    allow_only("totp", "email", "sms")
     monkeypatch.setattr(settings.CONFIG.security, "codes_per_address", 2)
-    for name in ("ann", "ben", "cat"):
-        member = make_user(name, emails=[f"{name}@example.com", f"{name}.backup@example.org"])
-        email_flows.start_enrolment(member, member.email_addresses.get(email=f"{name}.backup@example.org").pk, CLI)
-        email_flows.confirm_enrolment(member, mail_server.last_code(f"{name}.backup@example.org"), CLI)
+    for number, (name, method) in enumerate([("ann", "email"), ("ben", "sms"), ("cat", "sms"), ("dan", "email")]):
+        phone = f"+1555000000{number}"
+        member = make_user(name, emails=[f"{name}@example.com", f"{name}.backup@example.org"], phones=[phone])
+        if method == "email":
+            email_flows.start_enrolment(member, member.email_addresses.get(email=f"{name}.backup@example.org").pk, CLI)
+            email_flows.confirm_enrolment(member, mail_server.last_code(f"{name}.backup@example.org"), CLI)
+        else:
+            sms_flows.start_enrolment(member, member.phone_numbers.get().pk, CLI)
+            sms_flows.confirm(member, twilio.last_code(phone), CLI)
     mail_server.received.clear()
+    twilio.received.clear()
     assert login(api, "ann")["code_sent"] and login(api, "ben")["code_sent"]
-    held = login(api, "cat")
-    assert held["code_sent"] is False
-    assert [m.rcpt_tos for m in mail_server.messages()] == [["ann.backup@example.org"], ["ben.backup@example.org"]]
-    resend = api.post("/auth/login/resend", {"login_token": held["login_token"]})
-    assert resend.status_code == 429 and error_code(resend) == "rate_limited"
-    assert "from your network" in resend.json()["error"]["message"]
-    assert 1 <= int(resend["Retry-After"]) <= 15 * 60
-    assert AuthEvent.objects.filter(kind="login.code_sent", reason="address_limit", user__username="cat").count() == 2
-    assert len(mail_server.messages()) == 2
+    held = {name: login(api, name) for name in ("cat", "dan")}
+    assert [step["code_sent"] for step in held.values()] == [False, False]
+    assert [m.rcpt_tos for m in mail_server.messages()] == [["ann.backup@example.org"]]
+    assert [m.to for m in twilio.received] == ["+15550000001"]
+    for step in held.values():
+        resend = api.post("/auth/login/resend", {"login_token": step["login_token"]})
+        assert resend.status_code == 429 and error_code(resend) == "rate_limited"
+        assert "from your network" in resend.json()["error"]["message"]
+        assert 1 <= int(resend["Retry-After"]) <= 15 * 60
+    assert AuthEvent.objects.filter(kind="sms.not_sent", reason="address_limit", user__username="cat").count() == 2
+    assert AuthEvent.objects.filter(kind="login.code_sent", reason="address_limit", user__username="dan").count() == 2
+    assert len(mail_server.messages()) == 1 and len(twilio.received) == 1

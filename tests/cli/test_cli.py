@@ -11,6 +11,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ def test_init_creates_data_dir_once(twostep: Runner) -> None:
     assert "One-time password" in first.stdout
     for name in ("config.toml", "secret.key", "encryption.keys", "twostep.db"):
         assert (twostep.data_dir / name).exists(), name
-    for name in ("secret.key", "encryption.keys", "twostep.db"):
+    for name in ("config.toml", "secret.key", "encryption.keys", "twostep.db"):
         assert stat.S_IMODE((twostep.data_dir / name).stat().st_mode) == 0o600, name
     assert stat.S_IMODE(twostep.data_dir.stat().st_mode) == 0o700
     config = (twostep.data_dir / "config.toml").read_text()
@@ -456,3 +457,13 @@ def test_an_instance_whose_keys_differ_is_refused_and_told_which_file(tmp_path: 
     result = b("serve")
     assert result.returncode == 1 and "has 3 characters" in result.stderr and "at least 32" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ['postgresql://twostep:pa"ss\\word@db.internal/twostep', "postgresql://twostep:p\x7fss@db.internal/twostep"]
+)
+def test_the_database_url_init_is_given_reads_back_the_same(url: str) -> None:
+    """Quotes, backslashes and DEL in a password are written so that the file gives back the very URL."""
+    from twostep.core.management.commands.init import _config_text
+
+    assert tomllib.loads(_config_text(url))["database"]["url"] == url

@@ -207,3 +207,13 @@ def test_cli_password_is_read_from_stdin_and_never_shown(monkeypatch: pytest.Mon
     call_command("email", "show", stdout=out)
     assert "email.password: stored, encrypted" in out.getvalue()
     assert SMTP_SECRET not in out.getvalue()
+
+
+def test_cli_refuses_a_password_that_would_go_unencrypted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the page does: with no encryption to another machine, `email set-password` stores nothing and says why."""
+    config.save(host="smtp.example.com", port=25, security="none", username="mailer", from_address="")
+    monkeypatch.setattr("sys.stdin", io.StringIO(SMTP_SECRET + "\n"))
+    with pytest.raises(CommandError, match="without encryption") as refused:
+        call_command("email", "set-password", stdout=io.StringIO())
+    assert refused.value.returncode == 2 and SMTP_SECRET not in str(refused.value)
+    assert not Setting.objects.filter(key=config.PASSWORD_KEY).exists()

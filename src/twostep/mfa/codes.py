@@ -198,8 +198,9 @@ def issue(
 
     The row is not live until ``mark_sent``.  Checks and creation run under
     a lock on the user's row, so concurrent requests for one account cannot
-    both pass a cap.  (Requests for two accounts from one address can, by a
-    code or so: the per-address cap is a brake on abuse, not a quota.)
+    both pass a cap.  Requests for several accounts from one address can
+    pass the per-address cap together, by up to as many codes as the server
+    runs requests at once: that cap is a brake on abuse, not an exact quota.
 
     Raises:
         SendRefused: cooldown or a send cap (see ``check_send_allowed``).

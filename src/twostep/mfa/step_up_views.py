@@ -50,6 +50,7 @@ _WAS_GET = f"{PREFIX}-get"
 SECURITY_URL = "/account/security"
 ENDED = "That code didn't work, and this confirmation has ended. Enter your password again to start over."
 EXPIRED = "This confirmation expired. Enter your password again to start over."
+CONFIRMED_ELSEWHERE = "This change was confirmed in another window. Make it again if it is not done yet."
 WRONG_RECOVERY_CODE = "That recovery code didn't work. Check it and try again."
 
 
@@ -105,7 +106,12 @@ def _code_then(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> H
             _confirm(request, pending, action, origin)
             return _proven(request, view, *args, **kwargs)
     except codes.Ended:  # a new code was asked for just as the confirmation ended
-        return _start_over(request, EXPIRED)
+        if step_up.ended_unproven(request.session.get(SESSION_KEY), user):
+            return _start_over(request, EXPIRED)
+        # Confirmed in another tab of this browser: nothing was guessed, nothing is lost.
+        request.session.pop(SESSION_KEY, None)
+        messages.info(request, CONFIRMED_ELSEWHERE)
+        return redirect(SECURITY_URL)
     except second_step.SecondStepError as exc:
         if step_up.resolve(request.session.get(SESSION_KEY), user) is None:
             return _start_over(request, ENDED)

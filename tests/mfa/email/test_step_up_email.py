@@ -14,6 +14,7 @@ from tests.mfa.races import just_before
 from tests.mfa.test_step_up import asked_for_code
 from twostep.accounts.models import User
 from twostep.core import clock
+from twostep.core.decorators import REAUTH_KEY
 from twostep.mfa import codes
 from twostep.mfa.models import Authenticator, PendingLogin, Purpose
 from twostep.mfa.step_up_views import EXPIRED
@@ -39,15 +40,17 @@ def test_email_code_confirms(user: User, mail_server: SmtpServer, enrolled: Auth
     assert done.status_code == 302 and done["Location"] == "/account/security/totp"
 
 
+@pytest.mark.parametrize("ending", ["expired", "confirmed elsewhere"])
 def test_a_new_code_asked_for_as_the_confirmation_ends(
     user: User,
     mail_server: SmtpServer,
     enrolled: Authenticator,
     frozen_clock: clock.FrozenClock,
     monkeypatch: pytest.MonkeyPatch,
+    ending: str,
 ) -> None:
-    """The confirmation completes in another tab just as "Send a new code" makes its code: the password
-    again, as for an expired one, and nothing mailed; not a server error."""
+    """The confirmation ends just as "Send a new code" makes its code: nothing mailed, not a server error.
+    Expired, the password is asked again, as for any expired one; confirmed in another tab, it is not."""
     client = Client()
     sign_in(client, user.username)
     assert client.post("/login/verify", {"code": mail_server.last_code(BACKUP)})["Location"] == "/account"
@@ -56,8 +59,13 @@ def test_a_new_code_asked_for_as_the_confirmation_ends(
     mailed = len(mail_server.messages())
     frozen_clock.advance(61)
     waiting = PendingLogin.objects.filter(user=user, purpose=Purpose.STEP_UP, completed_at__isnull=True)
-    just_before(monkeypatch, codes, "issue", partial(waiting.update, completed_at=clock.now()))
+    end = {"completed_at": clock.now()} if ending == "confirmed elsewhere" else {"expires_at": clock.now()}
+    just_before(monkeypatch, codes, "issue", partial(waiting.update, **end))
     response = client.post("/account/security/totp", {"stepup-get": "1", "stepup-action": "resend"}, follow=True)
     assert response.redirect_chain[-1][0] == "/account/security"
-    assert EXPIRED in response.content.decode()
+    page = response.content.decode()
     assert len(mail_server.messages()) == mailed
+    if ending == "expired":
+        assert EXPIRED in page and REAUTH_KEY not in client.session
+    else:
+        assert "confirmed in another window" in page and REAUTH_KEY in client.session

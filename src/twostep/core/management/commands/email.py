@@ -12,6 +12,7 @@ from twostep.core.management.base import NounCommand, fail, read_password_stdin
 from twostep.core.runtime import SettingError, get_settings
 from twostep.mail import MailDeliveryError, send_test_email
 from twostep.mail import config as mail_config
+from twostep.mail.smtp import unencrypted_to_another_machine
 
 
 class Command(NounCommand):
@@ -56,6 +57,13 @@ class Command(NounCommand):
             self.stdout.write(f"ca_file = {file.ca_file}")
 
     def handle_set_password(self, **_: Any) -> None:
+        values = get_settings(mail_config.HOST, mail_config.SECURITY)
+        if unencrypted_to_another_machine(values[mail_config.HOST], values[mail_config.SECURITY]):
+            # As the console's page: every send would refuse it.
+            raise fail(
+                "twostep never sends a password to another machine without encryption: "
+                "set email.security to starttls or tls first (twostep settings set email.security starttls)"
+            )
         try:
             mail_config.set_password(read_password_stdin())
         except SettingError as exc:

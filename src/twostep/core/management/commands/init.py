@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import tomllib
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,31 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     os.chmod(path, 0o600)
+
+
+def _config_text(database_url: str) -> str:
+    """The configuration file's template, with ``database_url`` as ``[database] url`` when one is given.
+
+    A URL given in this shell's environment is kept in the file too, or every
+    later command run without the variable would look for SQLite instead.
+
+    Raises:
+        CommandError: the URL could not be written so that it reads back the same.
+    """
+    template = files("twostep.config").joinpath("template.toml").read_text()
+    if not database_url:
+        return template
+    # A TOML basic string: JSON's escapes, and DEL, which TOML refuses raw.
+    quoted = json.dumps(database_url, ensure_ascii=False).replace("\x7f", "\\u007f")
+    text = template.replace('\nurl = ""\n', f"\nurl = {quoted}\n", 1)
+    try:
+        text.encode("utf-8")  # bytes of the environment that were not UTF-8 cannot be written back
+        written = tomllib.loads(text)["database"]["url"]
+    except (UnicodeEncodeError, tomllib.TOMLDecodeError, KeyError):
+        written = None
+    if written != database_url:
+        raise CommandError("could not write database.url into the configuration file; write it there yourself")
+    return text
 
 
 def _database_in_use() -> bool:
@@ -59,13 +85,9 @@ class Command(BaseCommand):
         # Only the service's own user: the database holds sessions and password hashes.
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not config_file.exists():
-            template = files("twostep.config").joinpath("template.toml").read_text()
             url = settings.CONFIG.database.url
-            if url:
-                # Given in this shell's environment: kept in the file too, or every later
-                # command run without the variable would look for SQLite instead.
-                template = template.replace('\nurl = ""\n', f"\nurl = {json.dumps(url, ensure_ascii=False)}\n", 1)
-            config_file.write_text(template)
+            # Private like the keys: it may hold the database's password (and the SMTP one).
+            _write_private(config_file, _config_text(url))
             self.stdout.write(f"Wrote {config_file}" + (" (with this database.url)" if url else ""))
         if key_file in missing:
             key = secrets.token_urlsafe(50)
