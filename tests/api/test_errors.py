@@ -209,6 +209,10 @@ def test_query_parameters_are_validated(api: Api, admin: User, token_for) -> Non
         "usr=alice",
         "=x",
         "page=1&page=2",
+        "page=1_0",
+        "page=%2B1",
+        "page=1.0",
+        "page_size=%201",
     ]:
         path = "/admin/audit?" + query if not query.startswith("q=") else "/admin/users?" + query
         response = api.get(path, token=token)

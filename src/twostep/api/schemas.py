@@ -59,6 +59,17 @@ def _integral(value: object) -> object:
 #: An integer in a JSON body: 3 or 3.0, never "3" or true.
 Integer = Annotated[int, BeforeValidator(_integral)]
 
+
+def _digits(value: object) -> object:
+    # Python's int() would also read "1_0" as 10, and " +1" or "1.0" pass pydantic's lax mode.
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,9}", value):
+        raise ValueError("must be a whole number written in digits, e.g. 2")
+    return value
+
+
+#: An integer in a query string: digits only.
+QueryInteger = Annotated[int, BeforeValidator(_digits)]
+
 Password = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWORD_LENGTH, pattern=NO_NUL)]
 Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
 Role = Literal["user", "admin"]

@@ -40,6 +40,7 @@ from twostep.api.schemas import (
     Instant,
     PhoneAddedOut,
     PhoneIn,
+    QueryInteger,
     ResetOut,
     RevokedOut,
     SetPasswordIn,
@@ -114,8 +115,8 @@ def _context(request: HttpRequest) -> dict[str, Any]:
 class Page(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    page: int = Field(default=1, ge=1, le=100_000, description="From 1. A page past the end has no items.")
-    page_size: int = Field(default=50, ge=1, le=200)
+    page: QueryInteger = Field(default=1, ge=1, le=100_000, description="From 1. A page past the end has no items.")
+    page_size: QueryInteger = Field(default=50, ge=1, le=200)
 
 
 def _page_of(queryset: QuerySet[Any], filters: Page) -> tuple[list[Any], dict[str, Any]]:
