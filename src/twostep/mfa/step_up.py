@@ -27,7 +27,16 @@ from twostep.mfa.models import Authenticator, PendingLogin, Purpose
 from twostep.mfa.policy import login_authenticators
 from twostep.mfa.recovery_codes import services as recovery_codes
 
-__all__ = ["SecondStepError", "begin", "confirm", "confirm_recovery_code", "factors", "needed", "resolve"]
+__all__ = [
+    "SecondStepError",
+    "begin",
+    "confirm",
+    "confirm_recovery_code",
+    "ended_unproven",
+    "factors",
+    "needed",
+    "resolve",
+]
 
 
 def factors(user: User) -> list[Authenticator]:
