@@ -1,4 +1,4 @@
-"""The targets of PRODUCT.md ("Performance targets"), judged from one run's results, and the printed table."""
+"""twostep's performance targets (docs/performance.md), judged from one run's results, and the printed table."""
 
 from __future__ import annotations
 
@@ -233,7 +233,7 @@ def render(result: dict[str, Any]) -> str:
     verdicts = targets(result)
     parts += [
         "",
-        "Targets (PRODUCT.md, 'Performance targets')",
+        "Targets (docs/performance.md, 'Targets and results')",
         _table(
             ["target", "where", "measured", "threshold", "verdict", "detail"],
             [[r["target"], r["where"], r["value"], r["threshold"], r["verdict"], r["note"]] for r in verdicts],

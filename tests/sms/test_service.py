@@ -251,7 +251,8 @@ def test_unconfirmed_test_message(fakes: FakeSet, caplog: pytest.LogCaptureFixtu
 def test_third_party_failure_is_judged_by_its_httpx_error(
     acme_plugin: Path, error: type[httpx.TransportError], sent: bool
 ) -> None:
-    """A provider that does not set possibly_sent (the documented example) is judged by the httpx error behind it."""
+    """The documented example, through ``twostep.sms.http.post``, says whether a failed message may have gone
+    out; a provider that leaves ``possibly_sent`` out is judged by the httpx error behind its own."""
 
     def gateway(request: httpx.Request) -> httpx.Response:
         raise error("gateway trouble", request=request)
@@ -261,8 +262,17 @@ def test_third_party_failure_is_judged_by_its_httpx_error(
     )
     with pytest.raises(SMSDeliveryError) as caught:
         provider.send(SMSMessage(to=NUMBER, body="code 123456"))
-    assert caught.value.possibly_sent is None
-    assert service.possibly_sent(caught.value) is sent
+    assert caught.value.possibly_sent is sent and service.possibly_sent(caught.value) is sent
+
+    def own_send() -> None:
+        try:
+            gateway(httpx.Request("POST", "https://api.acme.example/v1/messages"))
+        except httpx.TransportError:
+            raise SMSDeliveryError("acme: failed", retryable=True, provider="acme") from None
+
+    with pytest.raises(SMSDeliveryError) as unflagged:
+        own_send()
+    assert unflagged.value.possibly_sent is None and service.possibly_sent(unflagged.value) is sent
 
 
 def test_provider_bug_fails_closed(fakes: FakeSet, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,7 +39,7 @@ class Command(NounCommand):
         "add": "Create a user.",
         "list": "List users.",
         "show": "Show one user.",
-        "set-password": "Set a user's password (they must change it at next sign-in).",
+        "set-password": "Set a user's password (without --password-stdin, they must change it at next sign-in).",
         "reset-2fa": "Remove all of a user's second factors (lost device) and end their sessions.",
         "unlock": "Lift a second-step lock after too many wrong codes.",
         "sign-out": "End a user's (or, with --everyone, every user's) sessions, API tokens and trusted browsers.",
