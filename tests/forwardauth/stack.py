@@ -124,6 +124,7 @@ CADDYFILE = """
 
 http://{app_host}:{port} {{
     bind 127.0.0.1
+    request_header -*_*
     forward_auth 127.0.0.1:{twostep_port} {{
         uri /auth/forward
         header_up Host {login_host}
@@ -160,6 +161,11 @@ class _Echo(BaseHTTPRequestHandler):
         seen = {name: self.headers.get(name) for name in ECHOED}
         # Header bytes arrive as latin-1 code points; twostep sends UTF-8.
         seen = {k: v.encode("latin-1").decode("utf-8") if v else v for k, v in seen.items()}
+        # Look-alikes of the identity headers (Remote_User) that an application server would
+        # read as Remote-User: the proxy must not let a client's through.
+        underscored = sorted(name for name in self.headers if "_" in name)
+        if underscored:
+            seen["underscored"] = underscored
         if self.headers.get("Upgrade"):
             # What a WebSocket application needs to switch protocols.
             seen.update({name: self.headers.get(name) for name in ("Upgrade", "Connection")})

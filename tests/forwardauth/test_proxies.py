@@ -223,7 +223,14 @@ def test_open_redirects_are_refused(stack: Stack, context: BrowserContext, next_
 
 def test_clients_cannot_forge_identity_or_target(stack: Stack) -> None:
     """nginx replaces client-sent Remote-* and X-Original-URL headers; no session means no pass."""
-    forged = {"Remote-User": "carol", "Remote-Groups": "admin", "Remote-Email": "x@evil.example.org"}
+    forged = {
+        "Remote-User": "carol",
+        "Remote-Groups": "admin",
+        "Remote-Email": "x@evil.example.org",
+        # Look-alikes an application server would read as Remote-User and Remote-Groups.
+        "Remote_User": "carol",
+        "Remote_Groups": "admin",
+    }
     with httpx.Client(
         base_url=f"http://127.0.0.1:{stack.port}", headers={"Host": f"{APP_HOST}:{stack.port}"}
     ) as client:
@@ -234,6 +241,7 @@ def test_clients_cannot_forge_identity_or_target(stack: Stack) -> None:
         client.cookies.set("twostep_session", password_session(stack, "dave"))
         seen = echoed(client.get("/notes", headers=forged).text)
         assert (seen["Remote-User"], seen["Remote-Groups"]) == ("dave", "user")
+        assert "underscored" not in seen  # nginx drops headers with underscores
         assert seen["Remote-Email"] is None  # dave has no address: nginx sends none, not the forged one
         # dave may read /notes but not /admin; naming /notes in X-Original-URL does not help.
         assert client.get("/admin/x", headers={"X-Original-URL": f"{stack.app}/notes"}).status_code == 403
@@ -313,7 +321,14 @@ def test_caddy_forward_auth(stack: Stack) -> None:
         assert parse_qs(urlsplit(location).query)["next"] == [f"{stack.caddy_app}/notes?a=1"]
 
         client.cookies.set("twostep_session", password_session(stack, "dave"))
-        forged = {"Remote-User": "carol", "Remote-Groups": "admin", "Remote-Email": "x@evil.example.org"}
+        forged = {
+            "Remote-User": "carol",
+            "Remote-Groups": "admin",
+            "Remote-Email": "x@evil.example.org",
+            "Remote_User": "carol",
+            "Remote_Groups": "admin",
+        }
+        # No "underscored" entry: Caddy removed the look-alikes (request_header -*_*).
         assert echoed(client.get("/notes?a=1", headers=forged).text) == {
             "path": "/notes?a=1",
             "Remote-User": "dave",

@@ -188,6 +188,14 @@ class ForwardAuthRule(_Section):
     def _check_path_prefix(cls, value: str) -> str:
         if not value.startswith("/") or any(char in value for char in "?#\\") or not value.isprintable():
             raise ValueError("must be a path starting with / (no query, fragment or backslash)")
+        segments = value.rstrip("/").split("/")[1:]
+        if any(char in value for char in "%;") or "" in segments or {".", ".."} & set(segments):
+            # Requests are compared once decoded and normalised: such a prefix would never match,
+            # or match one spelling only.
+            raise ValueError(
+                "must be written as the page's path reads, decoded (a space, not %20), "
+                "without ;parameters, // or . and .. segments"
+            )
         # Folded as the request's path is: matching ignores case, so that a
         # /Private rule covers /private too (and /Docs matches /Docs at all).
         return fold_case(value.rstrip("/")) or "/"

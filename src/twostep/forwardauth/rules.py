@@ -5,9 +5,10 @@ configuration (``twostep.config.loader.ForwardAuthRule``).
 
 A path can be read several ways by the application behind the proxy
 (``/a/%2e%2e/admin``, ``//admin``, ``/admin;x``, ``/ADMIN`` may all reach
-``/admin``), so every reasonable reading is checked and the strictest
-decision wins: a rule can never be sidestepped by spelling the path
-differently.  A path that holds a control character once decoded (``%00``,
+``/admin``; ``/admin/..`` may reach it too, for an application that leaves
+dot segments alone), so every reasonable reading is checked and the
+strictest decision wins: a rule can never be sidestepped by spelling the
+path differently.  A path that holds a control character once decoded (``%00``,
 a tab, a line break) is refused outright: applications disagree on where
 such a path ends, and no real page needs one.
 """
@@ -28,6 +29,9 @@ _TRAILING_DOTS = re.compile(r"(?<=[^/])[. ]+(?=/|$)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: Percent-decoding stops after this many rounds (double-encoding tricks).
 _DECODE_ROUNDS = 4
+#: At most this many spellings are followed (decoding, ``;parameters``, backslashes
+#: in every order); a path with more is refused, as no real page has one.
+_MAX_SPELLINGS = 64
 
 
 class Rule(Protocol):
@@ -85,28 +89,55 @@ def _normalise(path: str) -> str:
     return _SLASHES.sub("/", resolved)
 
 
-def path_readings(path: str) -> list[str]:
-    """The ways an application might read ``path`` (no query string), normalised.
+def _spellings(path: str) -> list[str] | None:
+    """``path`` and what becomes of it through any order of the steps applications take.
 
-    As sent; percent-decoded (repeatedly, with backslashes as slashes);
-    each without ``;parameters``, and without trailing dots and spaces of its
-    segments.  All readings are case-folded (``fold_case``): rules match
-    regardless of case, so the case as sent never decides anything.
+    Decoding once more (up to ``_DECODE_ROUNDS`` times), dropping
+    ``;parameters`` (before or after decoding: Tomcat and Spring drop them
+    first), and reading backslashes as slashes (or not).  None when there
+    are more than ``_MAX_SPELLINGS``.
     """
-    decoded = path
-    for _ in range(_DECODE_ROUNDS):
-        once = unquote(decoded, errors="replace")
-        if once == decoded:
-            break
-        decoded = once
+    seen = {path: 0}  # each spelling with how many decodings made it
+    waiting = [path]
+    while waiting:
+        current = waiting.pop()
+        steps = (
+            (1, unquote(current, errors="replace")),
+            (0, _PATH_PARAMETERS.sub("", current)),
+            (0, current.replace("\\", "/")),
+        )
+        for decoded, following in steps:
+            decodings = seen[current] + decoded
+            if following in seen or decodings > _DECODE_ROUNDS:
+                continue
+            if len(seen) >= _MAX_SPELLINGS:
+                return None
+            seen[following] = decodings
+            waiting.append(following)
+    return list(seen)
+
+
+def path_readings(path: str) -> list[str] | None:
+    """The ways an application might read ``path`` (no query string), case-folded.
+
+    Every spelling of ``_spellings``, each with its dot segments resolved
+    and left alone (slashes collapsed either way), and without trailing dots
+    and spaces of its segments.  All readings are case-folded (``fold_case``):
+    rules match regardless of case, so the case as sent never decides
+    anything.  None for a path with too many spellings to follow.
+    """
+    spellings = _spellings(path)
+    if spellings is None:
+        return None
     readings: list[str] = []
-    for base in (path, decoded.replace("\\", "/")):
-        for variant in (base, _PATH_PARAMETERS.sub("", base)):
-            normalised = _normalise(fold_case(variant))
+    for spelling in spellings:
+        folded = fold_case(spelling)
+        collapsed = _SLASHES.sub("/", "/" + folded)
+        for reading in (_normalise(folded), collapsed):
             # Trimmed once dot segments are resolved, so that ".." keeps its meaning.
-            for reading in (normalised, _normalise(_TRAILING_DOTS.sub("", normalised))):
-                if reading not in readings:
-                    readings.append(reading)
+            for variant in (reading, _normalise(_TRAILING_DOTS.sub("", reading))):
+                if variant not in readings:
+                    readings.append(variant)
     return readings
 
 
@@ -133,11 +164,11 @@ def decide(rules: Sequence[Rule], host: str, path: str, role: str | None) -> Dec
     """What the rules say about ``host`` + ``path`` for a user with ``role`` (None: not signed in).
 
     No matching rule, or a ``deny`` rule, forbids; so does a control
-    character in any reading; the strictest decision over all readings of
-    the path wins.
+    character in any reading, or a path with too many readings to follow;
+    the strictest decision over all readings of the path wins.
     """
     readings = path_readings(path)
-    if any(_CONTROL.search(reading) for reading in readings):
+    if readings is None or any(_CONTROL.search(reading) for reading in readings):
         return Decision.FORBID
     return max(_decide_one(rules, host, reading, role) for reading in readings)
 
