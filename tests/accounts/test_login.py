@@ -586,3 +586,15 @@ def test_the_password_change_names_the_sessions_it_ended(client: Client, user: U
     said = " ".join(str(message) for message in with_another.context["messages"])
     assert "Your 1 other session was signed out." in said
     assert other.get("/account").status_code == 302
+
+
+@pytest.mark.parametrize(
+    "fields", [{}, {"username": "alice"}, {"password": PASSWORD}, {"username": " ", "password": "x"}]
+)
+def test_an_empty_field_is_named_not_called_wrong(user: User, fields: dict[str, str]) -> None:
+    """Nothing to check is not a wrong password: the page says what is missing, and nothing is counted."""
+    response = Client().post("/login", fields)
+    page = response.content.decode()
+    assert response.status_code == 200 and "Enter your username and your password." in page
+    assert "incorrect" not in page
+    assert not AuthEvent.objects.filter(kind="login.password").exists()

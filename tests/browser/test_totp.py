@@ -178,7 +178,7 @@ def test_user_enrols_from_qr_and_signs_in_with_codes(
     # again, then the reset asks to be confirmed, naming the user.
     expect(admin.page.get_by_role("heading", name="Confirm it's you")).to_be_visible()
     admin.page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    admin.page.get_by_role("button", name="Confirm and save").click()
+    admin.page.get_by_role("button", name="Continue").click()
     expect(admin.page.get_by_role("heading", name=f"Reset two-factor authentication of {USERNAME}?")).to_be_visible()
     admin.page.get_by_role("button", name=f"Reset two-factor authentication of {USERNAME}").click()
     expect(admin.page).to_have_url(re.compile(rf"/admin/users/{USERNAME}$"))

@@ -179,6 +179,16 @@ def test_a_new_user_with_another_accounts_address_is_created_with_a_warning(
     assert "warning: alice.backup@example.org is also on the account of alice" in capsys.readouterr().err
 
 
+def test_an_error_is_announced_and_a_search_that_finds_nobody_says_so(admin_client: Client, user: User) -> None:
+    """Error messages after a redirect are alerts (read out at once), other messages status; an empty search
+    result says so and offers the whole list back."""
+    refused = admin_client.post(f"/admin/users/{user.username}/delete", {"confirm": ""}, follow=True).content.decode()
+    assert '<p class="message error" role="alert">Type the username to confirm the deletion.</p>' in refused
+    found = admin_client.get("/admin/users?q=nobody-like-this").content.decode()
+    assert "No user's name or username contains “nobody-like-this”." in found and 'href="/admin/users"' in found
+    assert "No user's name" not in admin_client.get(f"/admin/users?q={user.username}").content.decode()
+
+
 def test_make_primary_buttons_name_their_entry(admin_client: Client, user: User) -> None:
     """Like "Remove", each "Make primary" says which address or number it acts on, to a screen reader too."""
     admin_client.post(f"/admin/users/{user.username}/phones", {"action": "add", "phone": "+15557654321"})

@@ -821,6 +821,12 @@ def test_trust_this_browser_stays_ticked_after_a_wrong_code(totp_user: tuple[Use
     client = Client()
     sign_in(client, user.username)
     ticked = client.post("/login/verify", {"code": a_wrong_code(key), "trust": "1"})
-    assert re.search(r'<input type="checkbox" name="trust" value="1" id="id_trust" checked>', ticked.content.decode())
+    assert re.search(
+        r'<input type="checkbox" name="trust" value="1" id="id_trust" aria-describedby="trust-hint" checked>',
+        ticked.content.decode(),
+    )
     unticked = client.post("/login/verify", {"code": a_wrong_code(key)})
-    assert re.search(r'<input type="checkbox" name="trust" value="1" id="id_trust">', unticked.content.decode())
+    assert re.search(
+        r'<input type="checkbox" name="trust" value="1" id="id_trust" aria-describedby="trust-hint">',
+        unticked.content.decode(),
+    )

@@ -143,7 +143,9 @@ def login_view(request: HttpRequest) -> HttpResponse:
         elif error is None:
             error = GENERIC_FAILURE
     elif request.method == "POST":
-        error = GENERIC_FAILURE
+        # An empty field is no attempt: say what is missing (it tells nothing about any account).
+        empty = not (request.POST.get("username", "").strip() and request.POST.get("password"))
+        error = "Enter your username and your password." if empty else GENERIC_FAILURE
     return render(
         request,
         "accounts/login.html",
@@ -212,9 +214,12 @@ def change_password_view(request: HttpRequest) -> HttpResponse:
                     f" Your {ended} other session{'s were' if ended != 1 else ' was'} signed out." if ended else ""
                 )
                 messages.success(request, f"Your password is changed.{signed_out}")
-                # A change the sign-in asked for goes on to where the sign-in was going.
-                destination = request.session.pop(NEXT_KEY, None) if forced else None
-                return redirect(safe_next(request, destination))
+                if not forced:
+                    return redirect(safe_next(request, None))
+                # A change the sign-in asked for goes on to where the sign-in was going,
+                # by way of the enrolment page when a second step is required.
+                destination = safe_next(request, request.session.pop(NEXT_KEY, None))
+                return enforcement.after_forced_password_change(request, user, destination)
     return render(request, "accounts/change_password.html", {"form": form, "forced": forced, "nav_limited": forced})
 
 

@@ -85,5 +85,6 @@ class TestEmailForm(_Form):
     to = forms.CharField(
         max_length=254,
         label="Send a test email to",
+        help_text="Uses the saved settings: save your changes first.",
         widget=forms.EmailInput(attrs={"autocomplete": "email", "spellcheck": "false"}),
     )

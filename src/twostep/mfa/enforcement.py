@@ -353,6 +353,17 @@ def after_password_only_sign_in(request: HttpRequest, user: User, response: Http
     return redirect(ENROL_URL)
 
 
+def after_forced_password_change(request: HttpRequest, user: User, destination: str) -> HttpResponse:
+    """Where a sign-in goes on after the password change it asked for: the enrolment page first when
+    ``user`` must (or should soon) set up a second step, as ``after_password_only_sign_in`` would have
+    sent them there; else ``destination``.  The sign-in was counted towards the grace already."""
+    state = requirement(user)
+    if not state.required or state.enrolled:
+        return redirect(destination)
+    request.session[AFTER_ENROL_KEY] = destination
+    return redirect(ENROL_URL)
+
+
 def grace_reminder(user: User) -> Requirement | None:
     """The user's requirement while their grace lasts (for a reminder on the Security page), else None."""
     state = requirement(user)
