@@ -82,3 +82,14 @@ def test_other_users_are_unaffected(admin_client: Client, user: User) -> None:
     response = admin_client.post(f"/admin/users/{user.username}/password", {"password": "a brand new long one"})
     assert response["Location"] == f"/admin/users/{user.username}"
     assert "Password of alice reset" in admin_client.get(response["Location"]).content.decode()
+
+
+def test_an_administrator_is_not_told_to_ask_an_administrator(
+    admin_client: Client, admin: User, make_user: Callable[..., User]
+) -> None:
+    """Where a user reads "an administrator can add one", an administrator gets the way to do it."""
+    page = admin_client.get("/account").content.decode()
+    assert f'href="/admin/users/{admin.username}"' in page and "An administrator can add one" not in page
+    plain = Client()
+    sign_in(plain, make_user("plain").username)
+    assert "An administrator can add one" in plain.get("/account").content.decode()
