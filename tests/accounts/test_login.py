@@ -598,3 +598,19 @@ def test_an_empty_field_is_named_not_called_wrong(user: User, fields: dict[str, 
     assert response.status_code == 200 and "Enter your username and your password." in page
     assert "incorrect" not in page
     assert not AuthEvent.objects.filter(kind="login.password").exists()
+
+
+def test_every_problem_of_a_password_change_is_said_at_once(user: User) -> None:
+    """A wrong current password, a new one that breaks the rules and a repeat that differs: all three in one
+    answer, each on its field; nothing changes."""
+    client = Client()
+    sign_in(client, user.username)
+    page = client.post(
+        "/account/password", {"current_password": "not it at all", "new_password": "short", "repeat_password": "other"}
+    ).content.decode()
+    for field in ("current_password", "new_password", "repeat_password"):
+        assert f'id="id_{field}_error"' in page, field
+    assert "That is not your current password." in page and "The two new passwords differ." in page
+    assert "too short" in page
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)

@@ -180,46 +180,61 @@ def account_view(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _every_problem_said(request: HttpRequest, user: User, form: ChangePasswordForm) -> bool:
+    """Whether the change may be made; else every field's problem is on ``form``, in one answer.
+
+    The current password is checked (and counted like a sign-in) whenever it
+    was typed, and the new one against the password rules whenever it was:
+    a user is not sent back three times for three problems.
+    """
+    valid = form.is_valid()
+    typed = form.cleaned_data.get("current_password")
+    correct = False
+    if typed:
+        try:
+            # Throttled like sign-in, so that an open session cannot be used to guess the password.
+            correct = check_reauthentication(user, typed, Origin.of(request), request)
+        except SignInThrottled as throttled:
+            form.add_error("current_password", throttled_message(throttled))
+        if not correct and not form.has_error("current_password"):
+            form.add_error("current_password", "That is not your current password.")
+    new = form.cleaned_data.get("new_password")
+    if new and not form.has_error("new_password"):
+        try:
+            services.check_password_rules(new, user)
+        except ValidationError as exc:
+            form.add_error("new_password", exc)
+    return valid and correct and not form.errors
+
+
 @signed_in
 @require_http_methods(["GET", "POST"])
 def change_password_view(request: HttpRequest) -> HttpResponse:
     user: User = request.user  # type: ignore[assignment]
     forced = user.must_change_password
     form = ChangePasswordForm(request.POST if request.method == "POST" else None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and _every_problem_said(request, user, form):
         try:
-            # Throttled like sign-in, so that an open session cannot be used to guess the password.
-            correct = check_reauthentication(user, form.cleaned_data["current_password"], Origin.of(request), request)
-        except SignInThrottled as throttled:
-            correct = False
-            form.add_error("current_password", throttled_message(throttled))
-        if not correct:
-            if not form.has_error("current_password"):
-                form.add_error("current_password", "That is not your current password.")
+            ended = services.set_password(
+                user,
+                form.cleaned_data["new_password"],
+                origin=Origin.of(request),
+                actor=user,
+                keep_session_key=request.session.session_key,
+            )
+        except ValidationError as exc:
+            form.add_error("new_password", exc)
         else:
-            try:
-                ended = services.set_password(
-                    user,
-                    form.cleaned_data["new_password"],
-                    origin=Origin.of(request),
-                    actor=user,
-                    keep_session_key=request.session.session_key,
-                )
-            except ValidationError as exc:
-                form.add_error("new_password", exc)
-            else:
-                # A new session id, and the session's password hash updated so it stays signed in.
-                update_session_auth_hash(request, user)
-                signed_out = (
-                    f" Your {ended} other session{'s were' if ended != 1 else ' was'} signed out." if ended else ""
-                )
-                messages.success(request, f"Your password is changed.{signed_out}")
-                if not forced:
-                    return redirect(safe_next(request, None))
-                # A change the sign-in asked for goes on to where the sign-in was going,
-                # by way of the enrolment page when a second step is required.
-                destination = safe_next(request, request.session.pop(NEXT_KEY, None))
-                return enforcement.after_forced_password_change(request, user, destination)
+            # A new session id, and the session's password hash updated so it stays signed in.
+            update_session_auth_hash(request, user)
+            signed_out = f" Your {ended} other session{'s were' if ended != 1 else ' was'} signed out." if ended else ""
+            messages.success(request, f"Your password is changed.{signed_out}")
+            if not forced:
+                return redirect(safe_next(request, None))
+            # A change the sign-in asked for goes on to where the sign-in was going,
+            # by way of the enrolment page when a second step is required.
+            destination = safe_next(request, request.session.pop(NEXT_KEY, None))
+            return enforcement.after_forced_password_change(request, user, destination)
     return render(request, "accounts/change_password.html", {"form": form, "forced": forced, "nav_limited": forced})
 
 
