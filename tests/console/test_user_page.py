@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from tests.conftest import sign_in
+from tests.conftest import PASSWORD, sign_in
 from tests.mfa.recovery_codes.helpers import enrol_totp
 from twostep.accounts import services
 from twostep.accounts.models import User
@@ -187,6 +187,19 @@ def test_an_error_is_announced_and_a_search_that_finds_nobody_says_so(admin_clie
     found = admin_client.get("/admin/users?q=nobody-like-this").content.decode()
     assert "No user's name or username contains “nobody-like-this”." in found and 'href="/admin/users"' in found
     assert "No user's name" not in admin_client.get(f"/admin/users?q={user.username}").content.decode()
+
+
+def test_a_refused_password_reset_says_why_on_the_field(admin_client: Client, user: User) -> None:
+    """An empty or too-short password is shown on the password field (focused), on the user's page; the
+    password is unchanged."""
+    for typed, said in (("", "Enter a new password."), ("short", "too short")):
+        response = admin_client.post(f"/admin/users/{user.username}/password", {"password": typed})
+        page = response.content.decode()
+        assert response.status_code == 400 and said in page, typed
+        field = re.search(r'<input[^>]*id="id_password"[^>]*>', page)
+        assert field is not None and "autofocus" in field.group(0) and 'aria-invalid="true"' in field.group(0)
+    user.refresh_from_db()
+    assert user.check_password(PASSWORD)
 
 
 def test_make_primary_buttons_name_their_entry(admin_client: Client, user: User) -> None:

@@ -105,6 +105,7 @@ class ResetPasswordForm(ConsoleForm):
         max_length=MAX_PASSWORD_LENGTH,
         strip=False,
         label="New password",
+        error_messages={"required": "Enter a new password."},
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text="The user must choose their own at the next sign-in. Their sessions end.",
     )

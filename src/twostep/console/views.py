@@ -171,14 +171,13 @@ def user_password_view(request: HttpRequest, username: str) -> HttpResponse:
                 user, form.cleaned_data["password"], must_change=True, origin=Origin.of(request), actor=_actor(request)
             )
         except ValidationError as exc:
-            _show_errors(request, exc)
+            form.add_error("password", exc)
         else:
             return _done(
                 request, f"Password of {user.username} reset; their sessions ended.", f"/admin/users/{user.username}"
             )
-    else:
-        messages.error(request, "Enter a new password.")
-    return redirect(f"/admin/users/{user.username}")
+    # The page again, the refusal on the field itself (focused), not in a banner at the top.
+    return _user_page(request, user, status=400, password_form=form)
 
 
 @admin_only
