@@ -13,6 +13,7 @@ from twostep.accounts.throttle import SignInThrottled
 from twostep.accounts.validators import MAX_PASSWORD_LENGTH, USERNAME_RE
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
+from twostep.core.wording import plural
 
 __all__ = [
     "GENERIC_FAILURE",
@@ -32,11 +33,7 @@ def throttled_message(refused: SignInThrottled) -> str:
     the same for a name that is no account, so it tells nothing about one.
     """
     seconds = max(1, math.ceil(refused.retry_after.total_seconds()))
-    if seconds < 60:
-        wait = f"{seconds} second{'s' if seconds != 1 else ''}"
-    else:
-        minutes = math.ceil(seconds / 60)
-        wait = f"{minutes} minute{'s' if minutes != 1 else ''}"
+    wait = plural(seconds, "second") if seconds < 60 else plural(math.ceil(seconds / 60), "minute")
     return f"Too many sign-in attempts. Try again in {wait}."
 
 

@@ -50,6 +50,7 @@ from twostep.core.runtime import (
     register_setting,
     set_setting,
 )
+from twostep.core.wording import plural
 from twostep.mfa.codes import mask_phone
 from twostep.mfa.models import OneTimeCode
 from twostep.mfa.throttle import LOCKED_MESSAGE
@@ -100,7 +101,7 @@ UNCONFIRMED_MESSAGE = (
 
 def unconfirmed_message(wait_seconds: int) -> str:
     """``UNCONFIRMED_MESSAGE`` for a resend allowed in ``wait_seconds`` (0: now)."""
-    wait = f" in {wait_seconds} second{'s' if wait_seconds != 1 else ''}" if wait_seconds > 0 else ""
+    wait = f" in {plural(wait_seconds, 'second')}" if wait_seconds > 0 else ""
     return UNCONFIRMED_MESSAGE.format(wait=wait)
 
 
@@ -126,10 +127,8 @@ class NotSent(Exception):
     @property
     def user_message(self) -> str:
         seconds = max(1, int((self.retry_after or timedelta(0)).total_seconds() + 0.999))
-        minutes = max(1, (seconds + 59) // 60)
         return USER_MESSAGES.get(self.reason, USER_MESSAGES["delivery_failed"]).format(
-            seconds=f"{seconds} second{'s' if seconds != 1 else ''}",
-            minutes=f"{minutes} minute{'s' if minutes != 1 else ''}",
+            seconds=plural(seconds, "second"), minutes=plural(max(1, (seconds + 59) // 60), "minute")
         )
 
 

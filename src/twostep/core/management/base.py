@@ -43,8 +43,3 @@ def read_password_stdin() -> str:
 def fail(message: str) -> CommandError:
     """A CommandError for bad input: exit code 2."""
     return CommandError(message, returncode=2)
-
-
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    """``count`` followed by the noun in the right number: ``1 user``, ``3 users``, ``0 users``."""
-    return f"{count} {singular if count == 1 else (plural_form or singular + 's')}"

@@ -20,6 +20,7 @@ from twostep.accounts.locking import lock_account
 from twostep.accounts.models import EmailAddress, User
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
+from twostep.core.wording import plural
 from twostep.factors.totp import is_well_formed
 from twostep.mail import MailDeliveryError, MailUnconfirmed, send_mail
 from twostep.mfa import codes, guesses
@@ -53,9 +54,8 @@ def refusal_message(refused: codes.SendRefused) -> str:
     """What a user is told when a send cap or the cooldown holds a code back."""
     seconds = max(1, int(refused.retry_after.total_seconds() + 0.999))
     if refused.reason == "cooldown":
-        return f"You can ask for a new code in {seconds} second{'s' if seconds != 1 else ''}."
-    minutes = max(1, (seconds + 59) // 60)
-    wait = f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+        return f"You can ask for a new code in {plural(seconds, 'second')}."
+    wait = f"Try again in {plural(max(1, (seconds + 59) // 60), 'minute')}."
     if refused.reason == "address_limit":
         return f"Too many codes were asked for from your network. {wait}"
     where = "this address" if refused.reason == "destination_limit" else "your account"

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 from twostep.accounts.models import User
 from twostep.audit.services import Origin
 from twostep.core.decorators import signed_in
+from twostep.core.wording import plural
 from twostep.mfa.methods import SecurityPanel, register_panel
 from twostep.mfa.trusted import services
 
@@ -48,8 +49,6 @@ def revoke_all_view(request: HttpRequest) -> HttpResponse:
     count = services.revoke_all(user, origin=Origin.of(request), actor=user, reason="user")
     messages.success(
         request,
-        f"{count} browser{'s' if count != 1 else ''} will ask for your second step again."
-        if count
-        else "No browser was trusted.",
+        f"{plural(count, 'browser')} will ask for your second step again." if count else "No browser was trusted.",
     )
     return redirect(PANEL_URL)

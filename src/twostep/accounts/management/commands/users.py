@@ -15,7 +15,8 @@ from twostep.accounts import services
 from twostep.accounts.models import Role, User
 from twostep.accounts.validators import normalize_phone
 from twostep.audit.services import CLI
-from twostep.core.management.base import NounCommand, fail, plural, read_password_stdin
+from twostep.core.management.base import NounCommand, fail, read_password_stdin
+from twostep.core.wording import plural
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator
 

@@ -11,8 +11,9 @@ from django.db import DatabaseError
 from twostep.core.clockcheck import database_offset, offset_warning
 from twostep.core.crypto import KeyFileError
 from twostep.core.keycheck import describe, instance_key_problems, stored_check
-from twostep.core.management.base import NounCommand, plural
+from twostep.core.management.base import NounCommand
 from twostep.core.migrations_state import pending_migrations, unknown_migrations, upgrade_lock
+from twostep.core.wording import plural
 
 NEWER_DATABASE = (
     "the database was upgraded by a newer version of twostep ({names}): this instance runs an older one "

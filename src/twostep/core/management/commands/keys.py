@@ -11,7 +11,8 @@ from twostep.audit.services import CLI, Outcome, record
 from twostep.core.crypto import DecryptionError, KeyFileError, key_id, read_key_file
 from twostep.core.keycheck import KeyMismatch, describe, instance_key_problems, stored_check
 from twostep.core.keyring import drop_old_keys, rotate_keys, stage_key
-from twostep.core.management.base import NounCommand, plural
+from twostep.core.management.base import NounCommand
+from twostep.core.wording import plural
 
 #: Printed by ``keys add`` and ``keys rotate``: the steps for instances sharing a database.
 SEVERAL_INSTANCES = """\

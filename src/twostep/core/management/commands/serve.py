@@ -16,9 +16,9 @@ from django.db import OperationalError
 from twostep.core.clockcheck import clock_warning
 from twostep.core.crypto import KeyFileError, read_keys
 from twostep.core.keycheck import describe, instance_key_problems, secret_key_problem, secret_key_source
-from twostep.core.management.base import plural
 from twostep.core.management.commands.db import NEWER_DATABASE
 from twostep.core.migrations_state import pending_migrations, unknown_migrations
+from twostep.core.wording import plural
 
 logger = logging.getLogger("twostep.serve")
 

@@ -8,7 +8,7 @@ from django.conf import settings as django_settings
 from django.core.management.base import CommandParser
 
 from twostep.audit.services import CLI, Outcome, record
-from twostep.core.management.base import NounCommand, fail, plural
+from twostep.core.management.base import NounCommand, fail
 from twostep.core.runtime import (
     DEFINITIONS,
     SettingError,
@@ -17,6 +17,7 @@ from twostep.core.runtime import (
     render_value,
     set_setting_from_text,
 )
+from twostep.core.wording import plural
 
 
 class Command(NounCommand):
