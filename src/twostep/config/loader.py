@@ -13,7 +13,6 @@ import ipaddress
 import json
 import os
 import re
-import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -378,8 +377,9 @@ def load_config(data_dir: Path | str | None = None, environ: Mapping[str, str] |
     config_file = directory / CONFIG_FILE_NAME
     if config_file.exists():
         try:
-            _refuse_names_twice(tomllib.loads(config_file.read_text(encoding="utf-8")), config_file)
-            file_values = TomlConfigSettingsSource(_EnvironmentShape, toml_file=config_file)()
+            source = TomlConfigSettingsSource(_EnvironmentShape, toml_file=config_file)
+            _refuse_names_twice(source.toml_data, config_file)
+            file_values = source()
         except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
             raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
     file_values["data_dir"] = directory
