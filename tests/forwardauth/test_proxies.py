@@ -147,6 +147,17 @@ def identity(page: Page) -> dict[str, str]:
     return dict(json.loads(page.locator("#identity").inner_text()))
 
 
+#: Identity headers a client sends itself, hoping the application believes them.
+FORGED_IDENTITY = {
+    "Remote-User": "carol",
+    "Remote-Groups": "admin",
+    "Remote-Email": "x@evil.example.org",
+    # Look-alikes an application server would read as Remote-User and Remote-Groups.
+    "Remote_User": "carol",
+    "Remote_Groups": "admin",
+}
+
+
 def echoed(html: str) -> dict[str, str | None]:
     """What the echo app saw, from its page."""
     return dict(json.loads(html.split('<pre id="identity">', 1)[1].split("</pre>", 1)[0]))
@@ -223,14 +234,7 @@ def test_open_redirects_are_refused(stack: Stack, context: BrowserContext, next_
 
 def test_clients_cannot_forge_identity_or_target(stack: Stack) -> None:
     """nginx replaces client-sent Remote-* and X-Original-URL headers; no session means no pass."""
-    forged = {
-        "Remote-User": "carol",
-        "Remote-Groups": "admin",
-        "Remote-Email": "x@evil.example.org",
-        # Look-alikes an application server would read as Remote-User and Remote-Groups.
-        "Remote_User": "carol",
-        "Remote_Groups": "admin",
-    }
+    forged = FORGED_IDENTITY
     with httpx.Client(
         base_url=f"http://127.0.0.1:{stack.port}", headers={"Host": f"{APP_HOST}:{stack.port}"}
     ) as client:
@@ -321,13 +325,7 @@ def test_caddy_forward_auth(stack: Stack) -> None:
         assert parse_qs(urlsplit(location).query)["next"] == [f"{stack.caddy_app}/notes?a=1"]
 
         client.cookies.set("twostep_session", password_session(stack, "dave"))
-        forged = {
-            "Remote-User": "carol",
-            "Remote-Groups": "admin",
-            "Remote-Email": "x@evil.example.org",
-            "Remote_User": "carol",
-            "Remote_Groups": "admin",
-        }
+        forged = FORGED_IDENTITY
         # No "underscored" entry: Caddy removed the look-alikes (request_header -*_*).
         assert echoed(client.get("/notes?a=1", headers=forged).text) == {
             "path": "/notes?a=1",
