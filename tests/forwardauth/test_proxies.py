@@ -234,16 +234,15 @@ def test_open_redirects_are_refused(stack: Stack, context: BrowserContext, next_
 
 def test_clients_cannot_forge_identity_or_target(stack: Stack) -> None:
     """nginx replaces client-sent Remote-* and X-Original-URL headers; no session means no pass."""
-    forged = FORGED_IDENTITY
     with httpx.Client(
         base_url=f"http://127.0.0.1:{stack.port}", headers={"Host": f"{APP_HOST}:{stack.port}"}
     ) as client:
-        response = client.get("/notes", headers=forged)
+        response = client.get("/notes", headers=FORGED_IDENTITY)
         assert response.status_code == 302
         assert response.headers["location"].startswith(f"{stack.login}/login?next=")
 
         client.cookies.set("twostep_session", password_session(stack, "dave"))
-        seen = echoed(client.get("/notes", headers=forged).text)
+        seen = echoed(client.get("/notes", headers=FORGED_IDENTITY).text)
         assert (seen["Remote-User"], seen["Remote-Groups"]) == ("dave", "user")
         assert "underscored" not in seen  # nginx drops headers with underscores
         assert seen["Remote-Email"] is None  # dave has no address: nginx sends none, not the forged one
@@ -325,9 +324,8 @@ def test_caddy_forward_auth(stack: Stack) -> None:
         assert parse_qs(urlsplit(location).query)["next"] == [f"{stack.caddy_app}/notes?a=1"]
 
         client.cookies.set("twostep_session", password_session(stack, "dave"))
-        forged = FORGED_IDENTITY
         # No "underscored" entry: Caddy removed the look-alikes (request_header -*_*).
-        assert echoed(client.get("/notes?a=1", headers=forged).text) == {
+        assert echoed(client.get("/notes?a=1", headers=FORGED_IDENTITY).text) == {
             "path": "/notes?a=1",
             "Remote-User": "dave",
             "Remote-Name": "dave",
