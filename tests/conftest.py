@@ -71,6 +71,20 @@ def sign_in(client: Client, username: str, password: str = PASSWORD) -> Any:
     return client.post("/login", {"username": username, "password": password})
 
 
+def headers_and_cookies(response: Any) -> tuple[list[tuple[str, str]], list[str]]:
+    """What a response says besides its body: each header, each cookie's name.
+
+    Not the date, nor the length: a page repeats the name typed; compare
+    the bodies apart.
+    """
+    headers = sorted(
+        (name.lower(), value)
+        for name, value in response.headers.items()
+        if name.lower() not in {"date", "content-length"}
+    )
+    return headers, sorted(response.cookies)
+
+
 def asked_for_password(response: Any) -> bool:
     """True when ``response`` is the password prompt standing in for a change posted with a stale password."""
     return response.status_code == 200 and "accounts/reauthenticate.html" in [t.name for t in response.templates]

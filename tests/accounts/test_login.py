@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from tests.conftest import PASSWORD, sign_in
+from tests.conftest import PASSWORD, headers_and_cookies, sign_in
 from tests.hashers import FastArgon2PasswordHasher
 from twostep.accounts import services, throttle
 from twostep.accounts.models import SignInThrottle, User
@@ -30,20 +30,6 @@ def failure_body(client: Client, username: str, password: str) -> tuple[int, byt
     body = response.content
     token = response.context["csrf_token"]
     return response.status_code, body.replace(str(token).encode(), b"")
-
-
-def headers_and_cookies(response: Any) -> tuple[list[tuple[str, str]], list[str]]:
-    """What a response says besides its body: each header, each cookie's name.
-
-    Not the date, nor the length: the page repeats the name typed, and the
-    bodies are compared with it taken out.
-    """
-    headers = sorted(
-        (name.lower(), value)
-        for name, value in response.headers.items()
-        if name.lower() not in {"date", "content-length"}
-    )
-    return headers, sorted(response.cookies)
 
 
 def test_failures_are_indistinguishable(make_user: Callable[..., User]) -> None:
