@@ -284,11 +284,15 @@ def test_spec_is_complete(api: Api, db: None) -> None:
 
 def test_spec_declares_the_transport_answers(api: Api, user: User, token_for) -> None:  # type: ignore[no-untyped-def]
     """Every operation declares 400, 411, 413 and 415: the transport checks answer them whatever the
-    operation (a body to GET /me, text/plain to a route that takes no body, a body too large)."""
+    operation (a body to GET /me, text/plain to a route that takes no body, a body too large); and
+    500 and 503, which any operation answers on a fault or with the database out of reach."""
     spec = api.get("/openapi.json").json()
     for path, methods in spec["paths"].items():
         for method, operation in methods.items():
-            assert {"400", "411", "413", "415"} <= set(operation["responses"]), (method, path)
+            assert {"400", "411", "413", "415", "500", "503"} <= set(operation["responses"]), (method, path)
+            assert operation["responses"]["503"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorBody"
+            }, (method, path)
     token = token_for(user)
     assert api.get("/me", raw=b"x" * (MAX_BODY_BYTES + 1), token=token).status_code == 413
     assert api.post("/me/factors/totp", raw=b"{}", content_type="text/plain", token=token).status_code == 415

@@ -220,19 +220,21 @@ def error_response(
     return response
 
 
-#: What any request can be refused with before an operation sees it (``api.transport``):
-#: a malformed query or header or a body where none is taken (400), a body without
-#: Content-Length (411), too large (413) or not JSON (415).  Every operation declares them.
-TRANSPORT_ERRORS = (400, 411, 413, 415)
+#: What any request can be answered with, whatever the operation: refused before the
+#: operation sees it (``api.transport``) because of a malformed query or header or a body
+#: where none is taken (400), a body without Content-Length (411), too large (413) or not
+#: JSON (415); an unexpected fault (500 ``internal_error``); the database out of reach
+#: (503 ``unavailable``).  Every operation declares them.
+ANY_REQUEST_ERRORS = (400, 411, 413, 415, 500, 503)
 
 
 def responses(*statuses: int) -> dict[int, type[ErrorBody]]:
     """The OpenAPI ``response`` entries for the error statuses an operation can answer.
 
-    ``TRANSPORT_ERRORS`` are always among them: the transport checks run on
-    every request, whatever the operation and its method.
+    ``ANY_REQUEST_ERRORS`` are always among them: the transport checks run and
+    the database is reached on every request, whatever the operation and its method.
     """
-    return dict.fromkeys(sorted({*TRANSPORT_ERRORS, *statuses}), ErrorBody)
+    return dict.fromkeys(sorted({*ANY_REQUEST_ERRORS, *statuses}), ErrorBody)
 
 
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="twostep"'}
