@@ -127,11 +127,16 @@ def test_empty_checkbox_groups_say_what_to_choose(admin_client: Client) -> None:
 
 
 def test_deleting_a_user_needs_their_name_typed(admin_client: Client, user: User) -> None:
-    """A delete without the username typed (or with another one) deletes nothing; with it, the user is gone."""
+    """A delete without the username typed (or with another one) deletes nothing and says why on the field,
+    focused; with it, the user is gone."""
     page = f"/admin/users/{user.username}"
     for typed in ({}, {"confirm": ""}, {"confirm": "someone-else"}, {"confirm": user.username.upper()}):
-        response = admin_client.post(f"{page}/delete", typed, follow=True)
-        assert "Type the username to confirm the deletion." in response.content.decode()
+        response = admin_client.post(f"{page}/delete", typed)
+        assert response.status_code == 400
+        html = response.content.decode()
+        field = re.search(r'<input[^>]*id="delete_confirm"[^>]*>', html)
+        assert field is not None and "autofocus" in field.group(0) and 'aria-invalid="true"' in field.group(0)
+        assert f"Type {user.username} exactly to confirm the deletion." in html
         assert User.objects.filter(pk=user.pk).exists()
     assert admin_client.post(f"{page}/delete", {"confirm": user.username})["Location"] == "/admin/users"
     assert not User.objects.filter(pk=user.pk).exists()
@@ -182,8 +187,9 @@ def test_a_new_user_with_another_accounts_address_is_created_with_a_warning(
 def test_an_error_is_announced_and_a_search_that_finds_nobody_says_so(admin_client: Client, user: User) -> None:
     """Error messages after a redirect are alerts (read out at once), other messages status; an empty search
     result says so and offers the whole list back."""
-    refused = admin_client.post(f"/admin/users/{user.username}/delete", {"confirm": ""}, follow=True).content.decode()
-    assert '<p class="message error" role="alert">Type the username to confirm the deletion.</p>' in refused
+    page = f"/admin/users/{user.username}"
+    refused = admin_client.post(f"{page}/trusted-browsers", {"id": "999"}, follow=True).content.decode()
+    assert '<p class="message error" role="alert">That browser is not trusted (any more).</p>' in refused
     found = admin_client.get("/admin/users?q=nobody-like-this").content.decode()
     assert "No user's name or username contains “nobody-like-this”." in found and 'href="/admin/users"' in found
     assert "No user's name" not in admin_client.get(f"/admin/users?q={user.username}").content.decode()

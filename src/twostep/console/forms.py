@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
+from django.utils.html import format_html
 
 from twostep.accounts.models import Role, User
 from twostep.accounts.services import check_password_rules
@@ -109,6 +110,26 @@ class ResetPasswordForm(ConsoleForm):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text="The user must choose their own at the next sign-in. Their sessions end.",
     )
+
+
+class DeleteUserForm(ConsoleForm):
+    """The username typed again, exactly, before a user is deleted."""
+
+    confirm = forms.CharField(
+        required=False, strip=False, widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"})
+    )
+
+    def __init__(self, username: str, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_id", "delete_%s")
+        super().__init__(*args, **kwargs)
+        self.username = username
+        self.fields["confirm"].label = format_html("Type <strong>{}</strong> to confirm", username)
+
+    def clean_confirm(self) -> str:
+        typed: str = self.cleaned_data["confirm"]
+        if typed != self.username:
+            raise forms.ValidationError(f"Type {self.username} exactly to confirm the deletion.")
+        return typed
 
 
 class AddEmailForm(ConsoleForm):

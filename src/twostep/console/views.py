@@ -26,6 +26,7 @@ from twostep.console.forms import (
     AddEmailForm,
     AddPhoneForm,
     CreateUserForm,
+    DeleteUserForm,
     EditUserForm,
     ResetPasswordForm,
     TwoFactorSettingsForm,
@@ -142,6 +143,7 @@ def _user_page(request: HttpRequest, user: User, status: int = 200, **forms: For
         "email_form": AddEmailForm(),
         "phone_form": AddPhoneForm(),
         "password_form": ResetPasswordForm(),
+        "delete_form": DeleteUserForm(user.username),
     }
     return render(
         request,
@@ -184,16 +186,17 @@ def user_password_view(request: HttpRequest, username: str) -> HttpResponse:
 @require_POST
 def user_delete_view(request: HttpRequest, username: str) -> HttpResponse:
     user = _user_or_404(username)
-    if request.POST.get("confirm") != user.username:
-        messages.error(request, "Type the username to confirm the deletion.")
-        return redirect(f"/admin/users/{user.username}")
-    try:
-        services.delete_user(user, origin=Origin.of(request), actor=_actor(request))
-    except ValidationError as exc:
-        _show_errors(request, exc)
-        return redirect(f"/admin/users/{user.username}")
-    messages.success(request, f"User {username} deleted.")
-    return redirect("/admin/users")
+    form = DeleteUserForm(user.username, request.POST)
+    if form.is_valid():
+        try:
+            services.delete_user(user, origin=Origin.of(request), actor=_actor(request))
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"User {user.username} deleted.")
+            return redirect("/admin/users")
+    # The page again, the refusal on the form itself (focused), not in a banner at the top.
+    return _user_page(request, user, status=400, delete_form=form)
 
 
 @admin_only
