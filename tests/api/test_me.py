@@ -51,6 +51,18 @@ def test_totp_enrolment_end_to_end(api: Api, user: User, two_factor_on: None, to
     assert AuthEvent.objects.filter(kind="totp.enabled", user=user).exists()
 
 
+def test_a_code_from_a_phone_whose_clock_is_off_says_so(  # type: ignore[no-untyped-def]
+    api: Api, user: User, two_factor_on: None, token_for, frozen_clock: clock.FrozenClock
+) -> None:
+    """A code of the app with its clock 4 minutes behind gets 422 invalid_code saying so; nothing is enrolled."""
+    token = token_for(user)
+    key = totp.decode_secret(api.post("/me/factors/totp", token=token).json()["secret"])
+    late = api.post("/me/factors/totp/confirm", {"code": totp.totp(key, clock.timestamp() - 240)}, token=token)
+    assert late.status_code == 422 and error_code(late) == "invalid_code"
+    assert "your phone's clock seems about 4 minutes slow" in late.json()["error"]["message"]
+    assert not Authenticator.objects.filter(user=user, confirmed_at__isnull=False).exists()
+
+
 def test_confirm_without_start(api: Api, user: User, two_factor_on: None, token_for) -> None:  # type: ignore[no-untyped-def]
     """Confirming with no set-up in progress answers 422 invalid_code and creates nothing."""
     response = api.post("/me/factors/totp/confirm", {"code": "123456"}, token=token_for(user))

@@ -104,6 +104,28 @@ def test_window_skew_zero_accepts_only_current() -> None:
     assert accepted == ["005924"]
 
 
+@pytest.mark.parametrize(
+    "device_offset", [-14 * 3600 - 30, -3600, -600, -95, -60, 60, 90, 185, 600, 3600 + 30, 2 * 3600, 14 * 3600]
+)
+def test_device_clock_offset_finds_a_clock_minutes_or_whole_hours_off(device_offset: int) -> None:
+    """A code from a device whose clock is off by up to ten minutes, or by whole hours (a wrong time zone set by
+    hand) give or take a step, tells how far off it is, to the step."""
+    now = 1234567890
+    code = totp.totp(RFC_SECRET, now + device_offset)
+    assert totp.match_step(RFC_SECRET, code, now) is None
+    found = totp.device_clock_offset(RFC_SECRET, code, now)
+    assert found is not None and abs(found - device_offset) < totp.DEFAULT_PERIOD
+
+
+def test_device_clock_offset_says_nothing_inside_the_window_or_beyond_its_reach() -> None:
+    """Codes the window accepts, codes of clocks off by 30 minutes or 15 hours, and malformed codes give None."""
+    now = 1234567890
+    for seconds in (-30, 0, 30, 1800, -1800, 15 * 3600, -15 * 3600):
+        assert totp.device_clock_offset(RFC_SECRET, totp.totp(RFC_SECRET, now + seconds), now) is None, seconds
+    assert totp.device_clock_offset(RFC_SECRET, "12345", now) is None
+    assert totp.device_clock_offset(RFC_SECRET, "\uff10" * 6, now) is None
+
+
 def test_all_candidates_compared_without_early_return() -> None:
     """Every window candidate goes through compare_digest, even when the first one matches (ENUM-06)."""
     with mock.patch("twostep.factors.totp.hmac.compare_digest", wraps=hmac.compare_digest) as compare:

@@ -114,6 +114,22 @@ def test_expired_setup_says_so_and_shows_a_new_key(signed_in: Client, frozen_clo
     assert not Authenticator.objects.filter(confirmed_at__isnull=False).exists()
 
 
+@pytest.mark.parametrize(("offset", "said"), [(180, "about 3 minutes fast"), (-2 * 3600, "about 2 hours slow")])
+def test_a_code_from_a_phone_whose_clock_is_off_says_so(
+    signed_in: Client, frozen_clock: clock.FrozenClock, offset: int, said: str
+) -> None:
+    """A code the app shows with its clock minutes or hours off is refused, and the page says the phone's clock
+    seems off and by how much, rather than only "didn't match"; the auth log keeps the offset."""
+    reauthenticate(signed_in)
+    key = totp.decode_secret(shown_secret(signed_in))
+    code = totp.totp(key, clock.timestamp() + offset)
+    page = signed_in.post("/account/security/totp", {"code": code}).content.decode()
+    assert f"your phone&#x27;s clock seems {said}" in page and "automatic date and time" in page
+    assert not Authenticator.objects.filter(confirmed_at__isnull=False).exists()
+    event = AuthEvent.objects.get(kind="totp.enrol", reason="wrong_code")
+    assert event.detail["device_clock_offset"] == offset
+
+
 def test_setup_code_field_has_focus(signed_in: Client) -> None:
     """The code field of the set-up page is focused when the page opens, as on the other code pages."""
     reauthenticate(signed_in)

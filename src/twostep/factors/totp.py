@@ -112,6 +112,52 @@ def match_step(
     return matched
 
 
+#: Where ``device_clock_offset`` looks: every step within ten minutes either way, and
+#: whole hours up to fourteen either way (a clock set by hand in the wrong time zone),
+#: each give or take one step.
+NEAR_STEPS = 20
+FAR_HOURS = 14
+
+
+def _offsets(skew: int, period: int) -> list[int]:
+    """The step offsets ``device_clock_offset`` tries, nearest first, outside ``-skew .. skew``."""
+    near = range(-NEAR_STEPS, NEAR_STEPS + 1)
+    per_hour = 3600 // period
+    far = (
+        sign * hours * per_hour + nudge for hours in range(1, FAR_HOURS + 1) for sign in (1, -1) for nudge in (-1, 0, 1)
+    )
+    return sorted({offset for offset in (*near, *far) if abs(offset) > skew}, key=lambda offset: (abs(offset), offset))
+
+
+def device_clock_offset(
+    key: bytes,
+    code: str,
+    unix_time: float,
+    *,
+    skew: int = 1,
+    digits: int = DEFAULT_DIGITS,
+    period: int = DEFAULT_PERIOD,
+    digest: str = DEFAULT_DIGEST,
+) -> int | None:
+    """How many seconds ahead of ``unix_time`` the clock that made ``code`` seems to run, or None.
+
+    For a code ``match_step`` refused: it looks only beyond ``T-skew .. T+skew``,
+    at the steps of a device whose clock is off by up to ten minutes or by whole
+    hours (the nearest match wins; negative means the device is behind).  It is
+    a diagnosis, never a reason to accept the code.  About 120 steps are tried,
+    so a mistyped code matches one by chance about once in 8 000 times: callers
+    should say the clock *seems* off.  A malformed ``code`` gives None.
+    """
+    if not is_well_formed(code, digits):
+        return None
+    current = time_step(unix_time, period)
+    for offset in _offsets(skew, period):
+        step = current + offset
+        if step >= 0 and hmac.compare_digest(hotp(key, step, digits, digest), code):
+            return offset * period
+    return None
+
+
 def generate_secret(nbytes: int = SECRET_BYTES) -> bytes:
     """Fresh random key material from ``secrets``.
 

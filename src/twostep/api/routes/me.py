@@ -365,8 +365,9 @@ def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]
     this token stays.  The confirming code cannot be used again to sign in.
 
     With the user's first factor the answer carries their recovery codes,
-    shown this once (as on the Security page).  Needs a recent re-authentication and, once a factor
-    signs you in, a second-factor proof (POST /me/step-up).
+    shown this once (as on the Security page).  A wrong code that the app would show with its clock
+    minutes or whole hours off gets a message saying how far off the phone's clock seems.  Needs a
+    recent re-authentication and, once a factor signs you in, a second-factor proof (POST /me/step-up).
     """
     token = require_reauthentication(request)
     require_second_factor(request)
@@ -380,6 +381,8 @@ def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]
                 raise ApiError("invalid_code", "There is no set-up in progress (or it expired): start again.") from None
             if str(exc) == "malformed_code":
                 raise ApiError("invalid_code", "A code is exactly 6 digits, from your authenticator app.") from None
+            if exc.device_clock_offset is not None:
+                raise ApiError("invalid_code", totp_flows.clock_advice(exc.device_clock_offset)) from None
             raise ApiError(
                 "invalid_code", "That code didn't match. Check the time on your phone and enter the current code."
             ) from None

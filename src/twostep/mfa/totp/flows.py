@@ -17,6 +17,7 @@ from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock, rawsql
 from twostep.core.crypto import DecryptionError, KeyFileError
 from twostep.core.keyring import secret_box
+from twostep.core.wording import plural
 from twostep.factors import totp
 from twostep.mfa.methods import CLOCK_BEHIND, SECRET_UNREADABLE, register
 from twostep.mfa.models import Authenticator, Method, PendingLogin
@@ -29,7 +30,26 @@ ENROLMENT_TTL = timedelta(minutes=10)
 
 
 class EnrolmentError(Exception):
-    """The confirmation code did not match the pending secret, or there is none."""
+    """The confirmation code did not match the pending secret, or there is none.
+
+    ``device_clock_offset``: for a ``wrong_code`` that the app would show with
+    its clock that many seconds off (``totp.device_clock_offset``), else None.
+    """
+
+    def __init__(self, reason: str, *, device_clock_offset: int | None = None) -> None:
+        super().__init__(reason)
+        self.device_clock_offset = device_clock_offset
+
+
+def clock_advice(offset: int) -> str:
+    """Tell a user whose code fits a clock ``offset`` seconds off (see ``EnrolmentError``) what to fix."""
+    size = abs(offset)
+    amount = plural((size + 1800) // 3600, "hour") if size >= 3600 else plural(max(1, (size + 30) // 60), "minute")
+    when, direction = (f"is due in about {amount}", "fast") if offset > 0 else (f"was due about {amount} ago", "slow")
+    return (
+        f"That code didn't match now: it {when}, so your phone's clock seems about {amount} {direction}. "
+        "Turn on automatic date and time in your phone's settings, then enter the code your app shows."
+    )
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,7 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
             raise EnrolmentError("no_pending_secret")
         key = totp.decode_secret(secret_box().decrypt(pending.secret))
         step = totp.match_step(key, code, clock.timestamp(), skew=_skew())
+        offset = None if step is not None else totp.device_clock_offset(key, code, clock.timestamp(), skew=_skew())
         if step is not None:
             previous = Authenticator.objects.filter(user=user, method=Method.TOTP, confirmed_at__isnull=False)
             replaced = previous.delete()[0]
@@ -128,8 +149,17 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
     if step is None:
         # Recorded after the block: inside it, the rollback that the raised
         # error causes would take the auth-log entry with it.
-        record("totp.enrol", Outcome.FAILURE, origin=origin, user=user, method=Method.TOTP, reason="wrong_code")
-        raise EnrolmentError("wrong_code")
+        detail = {} if offset is None else {"device_clock_offset": offset}
+        record(
+            "totp.enrol",
+            Outcome.FAILURE,
+            origin=origin,
+            user=user,
+            method=Method.TOTP,
+            reason="wrong_code",
+            detail=detail,
+        )
+        raise EnrolmentError("wrong_code", device_clock_offset=offset)
     record(
         "totp.enabled",
         Outcome.SUCCESS,

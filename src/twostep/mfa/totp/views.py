@@ -52,7 +52,7 @@ def totp_setup_view(request: HttpRequest) -> HttpResponse:
                 user, form.cleaned_data["code"], Origin.of(request), keep_session_key=request.session.session_key
             )
         except totp_flows.EnrolmentError as exc:
-            error = SETUP_EXPIRED if str(exc) == "no_pending_secret" else WRONG_CODE
+            error = _refusal(exc)
         else:
             request.session.cycle_key()
             messages.success(request, AFTER_SETUP if active else AFTER_SETUP_WHILE_OFF)
@@ -79,6 +79,14 @@ def totp_remove_view(request: HttpRequest) -> HttpResponse:
         request.session.cycle_key()
         messages.success(request, f"Your authenticator app was removed. {what_is_left(user)}")
     return redirect("/account/security")
+
+
+def _refusal(exc: totp_flows.EnrolmentError) -> str:
+    if str(exc) == "no_pending_secret":
+        return SETUP_EXPIRED
+    if exc.device_clock_offset is not None:
+        return totp_flows.clock_advice(exc.device_clock_offset)
+    return WRONG_CODE
 
 
 def panel_context(request: HttpRequest, user: Any) -> dict[str, Any]:
