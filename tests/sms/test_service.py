@@ -329,12 +329,23 @@ def test_test_messages_respect_the_daily_limit(fakes: FakeSet) -> None:
     assert AuthEvent.objects.filter(kind="sms.not_sent", reason="daily_limit").exists()
 
 
-@pytest.mark.parametrize(("limit", "countries"), [("0", ""), ("many", ""), ("10", "999"), ("10", "abc")])
+@pytest.mark.parametrize(
+    ("limit", "countries"),
+    [("0", ""), ("many", ""), ("10", "999"), ("10", "abc"), ("10", "1, \u00b2"), ("10", "4" * 4301), ("10", "0044")],
+)
 def test_invalid_limits_store_nothing(limit: str, countries: str) -> None:
-    """A bad daily limit or an unknown calling code is refused; neither value is stored."""
+    """A bad daily limit or an unknown calling code is refused; neither value is stored.  A superscript (a digit
+    that int() refuses) or thousands of digits are refused like any other text, not a server error."""
     with pytest.raises(service.LimitsError):
         service.save_limits(limit, countries, origin=CLI)
     assert service.limits() == (service.DEFAULT_DAILY_LIMIT, [])
+
+
+def test_calling_codes_in_other_scripts_are_kept_in_ascii() -> None:
+    """Full-width or Arabic-Indic digits are read as the calling code they spell and kept in ASCII, the form
+    numbers are compared in: full-width 44 allows +44 rather than silently blocking it."""
+    service.save_limits("10", "\uff14\uff14, \u0661", origin=CLI)
+    assert service.limits() == (10, ["1", "44"])
 
 
 def test_settings_cli_refuses_provider_keys_but_takes_limits() -> None:

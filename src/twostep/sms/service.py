@@ -233,8 +233,12 @@ def check_countries(value: Any) -> list[str]:
         raise SettingError("must be a list of country calling codes")
     codes: list[str] = []
     for item in value:
-        code = item.strip().lstrip("+")
-        if not code.isdigit() or phonenumbers.region_code_for_country_code(int(code)) == "ZZ":
+        typed = item.strip().lstrip("+")
+        # isdecimal, not isdigit: superscripts are digits that int() refuses.  Other
+        # scripts' decimal digits (full-width forty-four) are read, and kept as ASCII, the
+        # form phone numbers are compared in.  A calling code has at most 3 digits.
+        code = str(int(typed)) if typed.isdecimal() and len(typed) <= 3 else ""
+        if not code or phonenumbers.region_code_for_country_code(int(code)) == "ZZ":
             raise SettingError(f"{item!r} is not a country calling code (e.g. 1 for the US, 44 for the UK)")
         if code not in codes:
             codes.append(code)
