@@ -67,6 +67,20 @@ def test_duplicate_username_case_insensitive(make_user: Callable[..., User]) -> 
         make_user("DAVE")
 
 
+def test_a_username_the_console_uses_as_an_address_is_refused(client: Client, admin: User) -> None:
+    """ "new" (any case) cannot be a username: /admin/users/new is the page that creates users, so such a user
+    could never be opened, edited or deleted in the console.  Refused by the service (so by the API and the CLI)
+    and on the console page."""
+    with pytest.raises(ValidationError, match="cannot be a username"):
+        services.create_user("New", password="a long enough pass", origin=CLI)
+    sign_in(client, admin.username)
+    page = client.post(
+        "/admin/users/new", {"username": "new", "role": Role.USER, "password": "a long enough pass"}
+    ).content.decode()
+    assert "cannot be a username" in page
+    assert not User.objects.filter(username="new").exists()
+
+
 def test_weak_or_huge_password_rejected() -> None:
     """Password rules apply: too short, too common, or over 1024 characters."""
     for password in ("short", "password123", "x" * 1025):

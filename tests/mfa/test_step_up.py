@@ -97,6 +97,34 @@ def test_empty_or_wrong_code_changes_nothing_and_counts(with_app: tuple[Client, 
     assert AuthEvent.objects.filter(kind="reauthenticate.second_step", user=user, outcome="failure").exists()
 
 
+def test_impossible_codes_spend_none_of_the_step_ups_tries(
+    with_app: tuple[Client, AuthenticatorApp], user: User
+) -> None:
+    """Empty or malformed codes and recovery codes, more times than a step-up has tries, are each told what a
+    code looks like and spend nothing: the change is still carried and the right code then makes it."""
+    client, app = with_app
+    recovery_codes.regenerate(user, CLI)
+    client.post(REMOVE_TOTP, {"confirm": "yes"})
+    typings = [
+        ("code", "code", "", "Enter the code."),
+        ("code", "code", "\uff10" * 6, "digits only"),
+        ("recovery", "recovery_code", "", "Enter one of your recovery codes."),
+        ("recovery", "recovery_code", "ABC", "A recovery code has 16 letters and digits"),
+    ]
+    for action, field, typed, said in typings * 2:
+        answer = client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": action, f"stepup-{field}": typed})
+        assert asked_for_code(answer) and said in html.unescape(answer.content.decode()), (action, typed)
+        assert '<input type="hidden" name="confirm" value="yes">' in answer.content.decode()
+    user.refresh_from_db()
+    assert user.second_step_failures == 0
+    assert not AuthEvent.objects.filter(kind="reauthenticate.second_step", outcome="failure").exists()
+    assert (
+        client.post(REMOVE_TOTP, {"confirm": "yes", "stepup-action": "code", "stepup-code": app.code()}).status_code
+        == 302
+    )
+    assert not has_totp(user)
+
+
 def test_right_code_carries_the_change_through(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:
     client, app = with_app
     client.post(REMOVE_TOTP, {"confirm": "yes"})

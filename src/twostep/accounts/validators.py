@@ -13,12 +13,17 @@ USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}", re.ASCII)
 MAX_PASSWORD_LENGTH = 1024
 
 
+#: Names the console's addresses take for themselves: /admin/users/new creates a user,
+#: so a user called "new" would have no page of their own.
+RESERVED_USERNAMES = frozenset({"new"})
+
+
 def normalize_username(raw: str) -> str:
     """Lower-case ``raw`` and check it.
 
     Raises:
         ValidationError: not 1-64 characters of a-z, 0-9, '.', '_' or '-'
-            starting with a letter or digit.
+            starting with a letter or digit, or one of ``RESERVED_USERNAMES``.
     """
     username = raw.strip().lower()
     if not USERNAME_RE.fullmatch(username):
@@ -27,6 +32,8 @@ def normalize_username(raw: str) -> str:
             "starting with a letter or digit.",
             code="invalid_username",
         )
+    if username in RESERVED_USERNAMES:
+        raise ValidationError(f"“{username}” cannot be a username: choose another.", code="invalid_username")
     return username
 
 

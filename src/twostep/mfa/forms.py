@@ -2,11 +2,26 @@ from __future__ import annotations
 
 from django import forms
 
+from twostep.factors import recovery
 from twostep.factors.totp import is_well_formed
 
 #: What a user is told when the code field is empty, or holds something that cannot be a code.
 ENTER_THE_CODE = "Enter the code."
 DIGITS_ONLY = "Enter the 6-digit code (digits only)."
+ENTER_A_RECOVERY_CODE = "Enter one of your recovery codes."
+NOT_A_RECOVERY_CODE = "A recovery code has 16 letters and digits, such as K7QM-3XPD-9WTR-H2BF."
+WRONG_RECOVERY_CODE = "That recovery code didn't work. Check it and try again."
+
+
+def recovery_code_problem(typed: str) -> str:
+    """What makes ``typed`` impossible as a recovery code, or "" when it may be one.
+
+    Said before any check, as ``CodeForm`` does for codes: it can never be
+    right, so no try is spent on it.
+    """
+    if not typed.strip():
+        return ENTER_A_RECOVERY_CODE
+    return NOT_A_RECOVERY_CODE if recovery.normalise(typed) is None else ""
 
 
 class CodeForm(forms.Form):

@@ -230,7 +230,7 @@ def _attempt(fresh: PendingLogin, code: str, origin: Origin, known: object) -> s
     if reason == "malformed_code":
         # No guess at the code, so not the account's; but the sign-in's own tries,
         # so that a login token cannot write auth-log lines without end.
-        _spend_a_try(fresh)
+        spend_a_try(fresh)
     elif reason not in _NOT_COUNTED:
         count_failure(user, fresh, origin)
     _record_failure(user, fresh, origin, reason)
@@ -274,11 +274,11 @@ def count_failure(user: User, pending: PendingLogin, origin: Origin, now: dateti
     Shared by every way of passing the second step (codes of each method,
     recovery codes), so that they all spend one budget.
     """
-    _spend_a_try(pending)
+    spend_a_try(pending)
     guesses.count(user, origin, now)
 
 
-def _spend_a_try(pending: PendingLogin) -> None:
+def spend_a_try(pending: PendingLogin) -> None:
     """One of ``pending``'s own tries is used (``security.attempts_per_login`` in all)."""
     PendingLogin.objects.filter(pk=pending.pk).update(failures=F("failures") + 1)
 

@@ -31,7 +31,7 @@ from twostep.mail import MailDeliveryError
 from twostep.mfa import choice, codes, step_up
 from twostep.mfa import login as second_step
 from twostep.mfa.email import flows as email_flows
-from twostep.mfa.forms import CodeForm
+from twostep.mfa.forms import WRONG_RECOVERY_CODE, CodeForm, recovery_code_problem
 from twostep.mfa.methods import SECRET_UNREADABLE, NoCodeToResend, handler_for, resend, verify_context
 from twostep.mfa.models import PendingLogin
 from twostep.mfa.recovery_codes.services import remaining
@@ -51,7 +51,6 @@ SECURITY_URL = "/account/security"
 ENDED = "That code didn't work, and this confirmation has ended. Enter your password again to start over."
 EXPIRED = "This confirmation expired. Enter your password again to start over."
 CONFIRMED_ELSEWHERE = "This change was confirmed in another window. Make it again if it is not done yet."
-WRONG_RECOVERY_CODE = "That recovery code didn't work. Check it and try again."
 
 
 def recently_proven(request: HttpRequest) -> bool:
@@ -103,8 +102,10 @@ def _code_then(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> H
         elif action == "resend":
             error, notice = _resend(pending, origin)
         elif action in {"code", "recovery"}:
-            _confirm(request, pending, action, origin)
-            return _proven(request, view, *args, **kwargs)
+            error = _typing_problem(request, action)
+            if not error:
+                _confirm(request, pending, action, origin)
+                return _proven(request, view, *args, **kwargs)
     except codes.Ended:  # a new code was asked for just as the confirmation ended
         if step_up.ended_unproven(request.session.get(SESSION_KEY), user):
             return _start_over(request, EXPIRED)
@@ -118,10 +119,6 @@ def _code_then(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> H
         error = second_step.GENERIC_FAILURE if action != "recovery" else WRONG_RECOVERY_CODE
         if exc.reason == SECRET_UNREADABLE:
             error = second_step.CANNOT_CHECK
-        elif exc.reason == "malformed_code" and action == "code":
-            # No guess at the code (the account's count is untouched): the code
-            # form's own words for what a code looks like, as on the other pages.
-            error = str(CodeForm(request.POST, prefix=PREFIX).errors["code"][0])
     if pending is None:  # no factor could start one (method_unavailable), nor ever confirm
         return _start_over(request, EXPIRED)
     context = _prompt_context(request, pending, error, notice)
@@ -134,6 +131,14 @@ def _start_over(request: HttpRequest, message: str) -> HttpResponse:
     request.session.pop(REAUTH_KEY, None)
     messages.error(request, message)
     return redirect(SECURITY_URL)
+
+
+def _typing_problem(request: HttpRequest, action: str) -> str:
+    """What makes the typed code or recovery code impossible, or "": said before any check, no try spent."""
+    if action == "recovery":
+        return recovery_code_problem(request.POST.get(f"{PREFIX}-recovery_code", ""))
+    form = CodeForm(request.POST, prefix=PREFIX)
+    return "" if form.is_valid() else str(form.errors["code"][0])
 
 
 def _confirm(request: HttpRequest, pending: PendingLogin, action: str, origin: Origin) -> None:

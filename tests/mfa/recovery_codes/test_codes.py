@@ -186,11 +186,49 @@ def test_wrong_codes_share_the_account_counter(client: Client, codes_user: tuple
     sign_in(client, user.username)
     client.post("/login/verify", {"code": a_wrong_code(key)})
     client.post("/login/recovery", {"recovery_code": "AAAA-AAAA-AAAA-AAAA"})
-    client.post("/login/recovery", {"recovery_code": "not a code at all"})
     user.refresh_from_db()
-    assert user.second_step_failures == 3
+    assert user.second_step_failures == 2
     reasons = [e.reason for e in events("login.second_step", method="recovery_code")]
-    assert reasons == ["wrong_code", "malformed_code"]
+    assert reasons == ["wrong_code"]
+
+
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [("", "Enter one of your recovery codes."), ("   ", "Enter one of your recovery codes."),
+     ("not a code at all", "A recovery code has 16 letters and digits"), ("AAAA-AAAA-AAAA", "16 letters"),
+     ("\uff21" * 16, "16 letters")],
+)  # fmt: skip
+def test_text_that_cannot_be_a_code_is_said_and_spends_no_try(
+    client: Client, codes_user: tuple[User, bytes, list[str]], typed: str, said: str
+) -> None:
+    """Empty or impossible recovery codes are refused with what a code looks like, before any check: as many times
+    as typed, they spend none of the sign-in's tries nor the account's, and a right code still signs in.  Under a
+    lock they do not start the 15-minute wait either."""
+    user, _, codes = codes_user
+    User.objects.filter(pk=user.pk).update(second_step_locked_at=clock.now(), second_step_failures=20)
+    sign_in(client, user.username)
+    for _ in range(settings.CONFIG.security.attempts_per_login + 1):
+        response = client.post("/login/recovery", {"recovery_code": typed})
+        assert response.status_code == 200 and said in response.content.decode()
+    user.refresh_from_db()
+    assert user.second_step_failures == 20 and user.second_step_blocked_until is None
+    assert not events("login.second_step", method="recovery_code")
+    response = client.post("/login/recovery", {"recovery_code": codes[0]})
+    assert response.status_code == 302 and response["Location"] == "/account/security"
+
+
+def test_through_the_service_an_impossible_code_spends_the_sign_ins_try_only(
+    codes_user: tuple[User, bytes, list[str]],
+) -> None:
+    """The API has no form: text that cannot be a recovery code spends one of the sign-in's own tries (so a login
+    token cannot write auth-log lines without end), not the account's."""
+    user, _, _ = codes_user
+    pending = second_step.start(user, login_authenticators(user.pk)[0], CLI)[0]
+    with pytest.raises(second_step.SecondStepError, match="malformed_code"):
+        services.sign_in(pending, "not a code", CLI)
+    user.refresh_from_db()
+    pending.refresh_from_db()
+    assert user.second_step_failures == 0 and pending.failures == 1
 
 
 def test_wrong_codes_end_the_pending_sign_in(client: Client, codes_user: tuple[User, bytes, list[str]]) -> None:

@@ -132,6 +132,27 @@ def test_wrong_confirmation_code_does_not_enable(
     assert AuthEvent.objects.filter(kind="sms.enrol", reason="code_exhausted").exists()
 
 
+def test_an_empty_or_malformed_confirmation_code_is_said_and_not_checked(phone_user: User, twilio: FakeTwilio) -> None:
+    """An empty field, spaces, full-width digits or five digits are told what a code looks like (not "didn't
+    work"), as many times as typed; nothing is counted and the right code still confirms."""
+    client = signed_in(phone_user)
+    client.post("/account/security/sms", {"action": "send", "phone": phone_id(phone_user, PRIMARY)})
+    typings = [
+        ("", "Enter the code."),
+        ("123 456", "digits only"),
+        ("\uff11" * 6, "digits only"),
+        ("12345", "digits only"),
+    ]
+    for typed, said in typings * 2:
+        page = client.post("/account/security/sms", {"action": "confirm", "code": typed}).content.decode()
+        assert said in page and "didn" not in page, typed
+    phone_user.refresh_from_db()
+    assert phone_user.second_step_failures == 0
+    assert not AuthEvent.objects.filter(kind="sms.enrol", outcome="failure").exists()
+    response = client.post("/account/security/sms", {"action": "confirm", "code": twilio.last_code()})
+    assert response.status_code == 302 and response["Location"] == "/account/security"
+
+
 def test_code_for_one_number_does_not_confirm_another(
     phone_user: User, twilio: FakeTwilio, frozen_clock: clock.FrozenClock
 ) -> None:

@@ -24,7 +24,7 @@ from twostep.core import clock
 from twostep.core.crypto import keyed_hash
 from twostep.factors import recovery
 from twostep.mfa import throttle
-from twostep.mfa.login import SecondStepError, count_failure, event_of, is_live
+from twostep.mfa.login import SecondStepError, count_failure, event_of, is_live, spend_a_try
 from twostep.mfa.models import Authenticator, PendingLogin, RecoveryCode
 
 #: The ``method`` recorded in the auth log for recovery-code attempts.
@@ -184,7 +184,8 @@ def sign_in(pending: PendingLogin, typed: str, origin: Origin) -> tuple[User, in
     code also lifts a second-step lock: that is how a user recovers without
     an administrator.  While the account is locked, each wrong code makes it
     wait the longest delay before the next try; otherwise wrong codes count
-    like any wrong second-step code (the growing delay, then the lock).
+    like any wrong second-step code (the growing delay, then the lock).  Text
+    that cannot be a recovery code spends one of the sign-in's tries only.
 
     Raises:
         SecondStepError: ``throttled``, ``expired_login``, ``malformed_code``,
@@ -198,7 +199,11 @@ def sign_in(pending: PendingLogin, typed: str, origin: Origin) -> tuple[User, in
         user = User.objects.select_for_update().get(pk=pending.user_id)
         locked = user.second_step_locked_at is not None
         reason = _spend(user, pending, typed, now)
-        if reason not in (None, "throttled", "expired_login"):
+        if reason == "malformed_code":
+            # No guess at a code, so not the account's (nor a wait under a lock);
+            # but the sign-in's own tries, as for other codes (login._attempt).
+            spend_a_try(pending)
+        elif reason not in (None, "throttled", "expired_login"):
             _count_failure(user, pending, origin, locked, now)
     if reason is None:
         if locked:

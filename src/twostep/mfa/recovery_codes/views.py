@@ -17,13 +17,13 @@ from twostep.core.decorators import fresh_password, recently_authenticated
 from twostep.mfa import login as second_step
 from twostep.mfa import throttle
 from twostep.mfa.enforcement import AFTER_ENROL_KEY
+from twostep.mfa.forms import WRONG_RECOVERY_CODE, recovery_code_problem
 from twostep.mfa.methods import SecurityPanel, register_panel
 from twostep.mfa.models import Authenticator
 from twostep.mfa.recovery_codes import services
 from twostep.mfa.step_up_views import fresh_second_factor
 
 SECURITY_URL = "/account/security"
-FAILURE = "That recovery code didn't work. Check it and try again."
 #: Set on the request when the first set was just created, so the status panel does not repeat it.
 _JUST_CREATED = "_twostep_recovery_codes_created"
 
@@ -92,8 +92,12 @@ def login_recovery_view(request: HttpRequest) -> HttpResponse:
     pending = pending_sign_in(request)
     if pending is None:
         return sign_in_expired(request)
+    typed = request.POST.get("recovery_code", "")
+    problem = recovery_code_problem(typed)
+    if problem:
+        return render(request, "mfa/recovery_codes/login.html", {"error": problem}, status=200)
     try:
-        user, left = services.sign_in(pending, request.POST.get("recovery_code", ""), Origin.of(request))
+        user, left = services.sign_in(pending, typed, Origin.of(request))
     except second_step.SecondStepError:
         if second_step.resolve(token) is None:
             request.session.pop(PENDING_KEY, None)
@@ -101,7 +105,9 @@ def login_recovery_view(request: HttpRequest) -> HttpResponse:
             return redirect("/login")
         # The rule for recovery codes under a lock is told only to a user whose second step is locked.
         locked = throttle.is_locked(User.objects.get(pk=pending.user_id))
-        return render(request, "mfa/recovery_codes/login.html", {"error": FAILURE, "locked": locked}, status=200)
+        return render(
+            request, "mfa/recovery_codes/login.html", {"error": WRONG_RECOVERY_CODE, "locked": locked}, status=200
+        )
     request.session.pop(PENDING_KEY, None)
     # Someone who needed a recovery code should see what is left and fix their second step.
     request.session[NEXT_KEY] = SECURITY_URL

@@ -15,6 +15,7 @@ from twostep.audit.services import Origin
 from twostep.core.decorators import fresh_password
 from twostep.mfa import codes
 from twostep.mfa.email_check_views import email_checked
+from twostep.mfa.forms import CodeForm
 from twostep.mfa.methods import SecurityPanel, register_panel
 from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import two_factor_state
@@ -64,16 +65,17 @@ def sms_setup_view(request: HttpRequest) -> HttpResponse:
             flows.cancel_enrolment(user)
             return redirect(SETUP_URL)
         if action == "confirm":
-            factor = flows.confirm(
-                user, request.POST.get("code", ""), origin, keep_session_key=request.session.session_key
-            )
-            request.session.cycle_key()
-            messages.success(
-                request,
-                f"SMS codes are on: sign-in codes now go to {factor.destination}.",
-            )
-            return redirect("/account/security")
-        if action:
+            form = CodeForm(request.POST)
+            if form.is_valid():
+                factor = flows.confirm(
+                    user, form.cleaned_data["code"], origin, keep_session_key=request.session.session_key
+                )
+                request.session.cycle_key()
+                messages.success(request, f"SMS codes are on: sign-in codes now go to {factor.destination}.")
+                return redirect("/account/security")
+            # Empty, or not six digits: said so, and nothing is checked or counted.
+            error = str(form.errors["code"][0])
+        elif action:
             error = "Unknown action."
     except flows.EnrolmentError as exc:
         error = flows.enrolment_message(exc.reason)
