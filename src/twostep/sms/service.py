@@ -132,6 +132,25 @@ class NotSent(Exception):
         )
 
 
+#: Why a message did not go out, in words for administrators (``explain_test_refusal``).
+_ADMIN_REASONS = {
+    "not_configured": "no SMS provider is set up and working",
+    "country_not_allowed": "the number's country calling code is not among the allowed countries",
+    "daily_limit": "the daily limit of SMS messages is reached",
+    "delivery_failed": "the provider refused the message or could not be reached",
+}
+
+
+def explain_test_refusal(exc: NotSent) -> str:
+    """Why ``send_test`` raised ``exc``, for the administrator who asked (console, CLI): in words, with the
+    reason the auth log records and the provider's own error when there is one."""
+    detail = f": {exc.admin_detail}" if exc.admin_detail else ""
+    if exc.reason == "delivery_unconfirmed":
+        # It may still arrive: "not sent" would be wrong.
+        return f"The provider did not confirm the test SMS; it may still arrive{detail}"
+    return f"The test SMS was not sent, {_ADMIN_REASONS.get(exc.reason, 'it was refused')} ({exc.reason}){detail}"
+
+
 class Unconfirmed(Exception):
     """The provider may have sent the message but did not confirm it.
 

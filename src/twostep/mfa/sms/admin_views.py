@@ -104,15 +104,12 @@ def sms_admin_view(request: HttpRequest) -> HttpResponse:
         except ValueError as exc:
             test_errors["number"] = str(exc)
         except NotSent as exc:
-            detail = f": {exc.admin_detail}" if exc.admin_detail else ""
-            if exc.reason == "delivery_unconfirmed":
-                test_errors["number"] = f"The provider did not confirm the test SMS; it may still arrive{detail}"
-            else:
-                test_errors["number"] = f"The test SMS was not sent ({exc.reason}){detail}"
+            test_errors["number"] = service.explain_test_refusal(exc)
         else:
             suffix = f" (message id {receipt.message_id})" if receipt.message_id else ""
             messages.success(request, f"Test SMS handed to {receipt.provider} for {service.mask(test_number)}{suffix}.")
-            return redirect(PAGE)
+            # To the top, where the message is (a redirect without a fragment keeps the form's).
+            return redirect(f"{PAGE}#main")
 
     provider_cls = providers.get(chosen)
     daily_limit, countries = service.limits()

@@ -58,13 +58,7 @@ class Command(NounCommand):
         except ValueError as exc:
             raise fail(str(exc)) from None
         except NotSent as exc:
-            detail = f": {exc.admin_detail}" if exc.admin_detail else ""
-            if exc.reason == "delivery_unconfirmed":
-                # It may still arrive: "not sent" would be wrong.
-                raise CommandError(
-                    f"the provider did not confirm the test SMS; it may still arrive{detail}", returncode=1
-                ) from None
-            raise CommandError(f"test SMS not sent ({exc.reason}){detail}", returncode=1) from None
+            raise CommandError(service.explain_test_refusal(exc), returncode=1) from None
         message_id = f" (message id {receipt.message_id})" if receipt.message_id else ""
         self.stdout.write(f"Test SMS to {service.mask(number)} handed to {receipt.provider}{message_id}.")
 
