@@ -263,7 +263,7 @@ def test_sms_provider_failure_and_cooldown(
     """A provider error answers 503 delivery_failed with nothing consumed; a sent code starts a 429 cooldown."""
     token = token_for(user)
     target = {"phone_id": phone_id(user, "+15551234567")}
-    twilio.fail(500, {"code": 20500, "message": "down"})
+    twilio.fail(503, {"code": 20500, "message": "down"})
     failed = api.post("/me/factors/sms", target, token=token)
     assert failed.status_code == 503 and error_code(failed) == "delivery_failed"
     assert not OneTimeCode.objects.filter(user=user, consumed_at__isnull=True, superseded_at__isnull=True).exists()

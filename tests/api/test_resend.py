@@ -93,7 +93,7 @@ def test_sms_resend_cooldown_and_provider_failure(
     assert held.status_code == 429 and error_code(held) == "rate_limited" and int(held["Retry-After"]) >= 1
 
     frozen_clock.advance(61)
-    twilio.fail(500, {"code": 20500, "message": "down"})
+    twilio.fail(503, {"code": 20500, "message": "down"})
     failed = api.post("/auth/login/resend", {"login_token": step["login_token"]})
     assert failed.status_code == 503 and error_code(failed) == "delivery_failed"
     twilio.recover()
@@ -110,7 +110,7 @@ def test_login_says_when_no_code_could_be_sent(
     """The provider down at the password step: the answer says no code is out (not "sent to ..."); resend fixes it."""
     enrol_sms_codes(make_user("bob", phones=[PHONE]), twilio)
     frozen_clock.advance(61)
-    twilio.fail(500, {"code": 20500, "message": "down"})
+    twilio.fail(503, {"code": 20500, "message": "down"})
     step = login(api, "bob")
     assert step["code_sent"] is False
     assert "could not send" in step["prompt"] and "sent to" not in step["prompt"]

@@ -109,6 +109,18 @@ class HTTPProviderContract(SMSProviderContract):
         assert caught.value.possibly_sent is False
         assert fake.received == []
 
+    @pytest.mark.parametrize("status", [500, 502, 504])
+    def test_an_error_that_may_follow_acceptance_counts_as_possibly_sent(
+        self, provider: Any, fake: FakeProviderServer, status: int
+    ) -> None:
+        """A 500, or a gateway's 502 or 504, may come after the provider took the message: retryable, and
+        possibly sent, so that the code counts against the cooldown and limits rather than going back."""
+        fake.fail(status, {"error": "upstream"})
+        with pytest.raises(SMSDeliveryError) as caught:
+            provider.send(MESSAGE)
+        assert caught.value.retryable is True and caught.value.status == status
+        assert caught.value.possibly_sent is True
+
     def test_throttling_is_retryable(self, provider: Any, fake: FakeProviderServer) -> None:
         """A 429 answer may succeed later: retryable."""
         fake.fail(429, {"error": "slow down"})

@@ -306,18 +306,22 @@ class FakeVonage(FakeProviderServer):
             return 200, self.failed("4", "Bad Credentials"), None
         if not form["to"].isdigit():
             return 200, self.failed("3", "Invalid to address"), None
-        message_id = secrets.token_hex(8).upper()
+        # A long text goes in parts, each with its own entry: 160 characters fit in one
+        # SMS (70 as unicode), 153 (67) in each part of a longer one.
+        single, part = (70, 67) if form.get("type") == "unicode" else (160, 153)
+        count = 1 if len(form["text"]) <= single else -(-len(form["text"]) // part)
         answer = {
-            "message-count": "1",
+            "message-count": str(count),
             "messages": [
                 {
                     "to": form["to"],
-                    "message-id": message_id,
+                    "message-id": secrets.token_hex(8).upper(),
                     "status": "0",
                     "remaining-balance": "10.00000000",
                     "message-price": "0.03330000",
                     "network": "310004",
                 }
+                for _ in range(count)
             ],
         }
         return 200, answer, Received("+" + form["to"], form["text"], form["from"], form, headers)

@@ -159,6 +159,29 @@ class TestVonage(HTTPProviderContract):
         assert caught.value.retryable is retryable
         assert f"status {status}: Some reason" in str(caught.value)
 
+    def test_a_text_sent_in_parts_is_sent_when_every_part_is(self, provider: Any, fake: FakeVonage) -> None:
+        """A unicode text over 70 characters goes in two parts, each with status "0": sent, the first part's id."""
+        receipt = provider.send(SMSMessage(to="+15551234567", body="Código de inicio de sesión: 123456. " * 2))
+        assert receipt.message_id and len(fake.received) == 1
+
+    @pytest.mark.parametrize(
+        ("statuses", "possibly_sent"), [(("0", "5"), True), (("1", "0"), True), (("1", "1"), False)]
+    )
+    def test_a_part_refused_is_not_a_success(
+        self, provider: Any, fake: FakeVonage, statuses: tuple[str, str], possibly_sent: bool
+    ) -> None:
+        """Every part's status counts, not only the first: a refused part fails the send, and when another part
+        went out the text (and its code) may be read, so it is possibly sent; none accepted, certainly not."""
+        parts = [
+            {"status": status, "message-id": f"ID{n}"} if status == "0" else {"status": status, "error-text": "Nope"}
+            for n, status in enumerate(statuses)
+        ]
+        fake.fail(200, {"message-count": "2", "messages": parts})
+        with pytest.raises(SMSDeliveryError) as caught:
+            provider.send(MESSAGE)
+        assert caught.value.possibly_sent is possibly_sent
+        assert ("1 of 2 parts accepted" in str(caught.value)) is possibly_sent
+
     def test_sender_is_required(self, options: dict[str, str]) -> None:
         """Vonage needs a from: a missing sender is a configuration error."""
         with pytest.raises(ConfigurationError) as caught:

@@ -217,7 +217,7 @@ def test_code_is_scrubbed_even_if_the_provider_reformats_it(fakes: FakeSet) -> N
     """deliver() removes the code itself from errors, whatever encoding the provider echoed."""
     fake = fakes.webhook()
     configure(fake)
-    fake.fail(500, lambda raw: {"error": "rejected code 987654"})
+    fake.fail(400, lambda raw: {"error": "rejected code 987654"})
     with pytest.raises(service.NotSent):
         service.deliver(NUMBER, "your code is 987654", purpose="sign_in", origin=CLI, secret="987654")
     assert "987654" not in _all_events_text()

@@ -298,17 +298,31 @@ def without_body(text: str, body: str) -> str:
     return text
 
 
+#: Answers that may come after the provider took the message: its own fault while
+#: handling it (500), or a gateway in front of it that lost or timed out waiting for
+#: its answer (502, 504).  As unsure as a read timeout.
+AFTER_THE_FACT = frozenset({500, 502, 504})
+
+
 def status_error(provider: str, response: httpx.Response, body: str, detail: str = "") -> SMSDeliveryError:
     """The error for a non-success HTTP status: 5xx and 408/425/429 may be retried.
 
-    The provider answered and did not take the message, so it was not sent.
-    ``body`` is the message body, cut out of whatever the provider answered.
+    A 4xx, or a 503 (not available now), refuses the message: it was not sent.
+    After a 500, 502 or 504 it may have been (``AFTER_THE_FACT``): the code it
+    carried must count as sent, else every such answer would give back the
+    cooldown and the send limits, and a provider that delivers while its
+    gateway times out would send texts without end.  ``body`` is the message
+    body, cut out of whatever the provider answered.
     """
     status = response.status_code
     retryable = status >= 500 or status in RETRYABLE_4XX
     text = short(without_body(detail or response.text, body)) or response.reason_phrase
     return SMSDeliveryError(
-        f"{provider}: HTTP {status}: {text}", retryable=retryable, provider=provider, status=status, possibly_sent=False
+        f"{provider}: HTTP {status}: {text}",
+        retryable=retryable,
+        provider=provider,
+        status=status,
+        possibly_sent=status in AFTER_THE_FACT,
     )
 
 

@@ -3,7 +3,10 @@
 ``POST {base_url}/sms/json`` with the form fields ``api_key``, ``api_secret``,
 ``from``, ``to`` (E.164 without the ``+``) and ``text``.  Vonage answers 200
 with ``{"message-count": "1", "messages": [{"status": "0", "message-id": ...}]}``;
-a non-zero ``status`` is an error explained by ``error-text``.
+a non-zero ``status`` is an error explained by ``error-text``.  A text longer
+than one SMS (160 GSM characters, 70 in ``unicode``) is sent in parts, each
+with its own entry and status: the message went out whole only when every
+part's status is "0", and not at all only when none is.
 """
 
 from __future__ import annotations
@@ -94,9 +97,8 @@ class VonageProvider:
         if not response.is_success:
             raise sms_http.status_error(self.name, response, message.body)
         answer = sms_http.json_object(response)
-        messages = answer.get("messages")
-        first = messages[0] if isinstance(messages, list) and messages and isinstance(messages[0], dict) else None
-        if first is None:
+        parts = answer.get("messages")
+        if not isinstance(parts, list) or not parts or not all(isinstance(part, dict) for part in parts):
             # A success status without the per-message outcome: Vonage may have taken it.
             raise SMSDeliveryError(
                 f"{self.name}: unexpected answer without messages",
@@ -104,17 +106,21 @@ class VonageProvider:
                 provider=self.name,
                 possibly_sent=True,
             )
-        status = str(first.get("status", ""))
-        if status != "0":
-            text = sms_http.short(sms_http.without_body(str(first.get("error-text") or "no error text"), message.body))
+        refused = [part for part in parts if str(part.get("status", "")) != "0"]
+        if refused:
+            status = str(refused[0].get("status", ""))
+            text = sms_http.without_body(str(refused[0].get("error-text") or "no error text"), message.body)
+            taken = len(parts) - len(refused)
+            # Some parts went out: the text (and the code it carries) may be read.
+            also = f" ({taken} of {len(parts)} parts accepted)" if taken else ""
             raise SMSDeliveryError(
-                f"{self.name}: status {status or '?'}: {text}",
+                f"{self.name}: status {status or '?'}: {sms_http.short(text)}{also}",
                 retryable=status in RETRYABLE_STATUSES,
                 provider=self.name,
                 status=response.status_code,
-                possibly_sent=False,
+                possibly_sent=bool(taken),
             )
-        message_id = first.get("message-id")
+        message_id = parts[0].get("message-id")
         return DeliveryReceipt(self.name, str(message_id) if message_id else None)
 
     def close(self) -> None:

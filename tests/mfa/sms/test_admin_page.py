@@ -106,7 +106,7 @@ def test_test_sms_failure_shows_the_provider_error(admin_client: Client, fakes: 
     """When the test SMS fails, the admin sees the provider's answer."""
     fake = fakes.webhook()
     configure(fake)
-    fake.fail(500, {"error": "gateway on fire"})
+    fake.fail(503, {"error": "gateway on fire"})
     response = admin_client.post("/admin/sms", {"action": "test", "number": "+15551234567"})
     page = response.content.decode()
     assert (

@@ -115,7 +115,7 @@ def test_failed_resend_keeps_the_earlier_code(
     browser = start_sign_in(phone_user)
     code = twilio.last_code()
     frozen_clock.advance(61)
-    twilio.fail(500, {"message": "boom"})
+    twilio.fail(503, {"message": "boom"})
     response = browser.post("/login/verify/sms/resend", follow=True)
     assert "The code we sent before still works" in response.content.decode()
     assert browser.post("/login/verify", {"code": code})["Location"] == "/account"
@@ -196,7 +196,7 @@ def test_no_code_or_body_in_logs_or_auth_log(
     """Across enrolment, sign-in and a failure, no code, message body or full number is logged."""
     caplog.set_level("DEBUG")
     enrol(signed_in(phone_user), phone_user, twilio, SECOND)
-    twilio.fail(500, lambda raw: {"message": raw.decode()}, count=1)
+    twilio.fail(503, lambda raw: {"message": raw.decode()}, count=1)
     start_sign_in(phone_user)
     start_sign_in(phone_user)
     codes = twilio.codes()

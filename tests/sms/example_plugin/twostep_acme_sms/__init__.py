@@ -18,7 +18,6 @@ from twostep.sms.base import (
     ConfigurationError,
     DeliveryReceipt,
     Option,
-    SMSDeliveryError,
     SMSMessage,
     option_value,
     required_option,
@@ -65,16 +64,9 @@ class AcmeProvider:
             headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
         )
         if response.status_code != 202:
-            try:
-                reason = str(response.json().get("error", ""))
-            except ValueError:
-                reason = ""
-            raise SMSDeliveryError(
-                f"acme: HTTP {response.status_code} {reason}".strip(),
-                retryable=response.status_code >= 500 or response.status_code == 429,
-                provider=self.name,
-                status=response.status_code,
-            )
+            # Refused (4xx, 503), or possibly taken before the error (500, 502, 504):
+            # status_error sets retryable and possibly_sent, and leaves the body out.
+            raise sms_http.status_error(self.name, response, message.body)
         return DeliveryReceipt(self.name, str(response.json().get("id") or "") or None)
 
     def close(self) -> None:
