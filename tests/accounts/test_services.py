@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from datetime import timedelta
 from functools import partial
 
 import pytest
@@ -14,11 +16,12 @@ from tests.authenticator_app import a_wrong_code
 from tests.concurrency import at_once
 from tests.conftest import sign_in
 from tests.mfa.races import code_check
-from tests.mfa.recovery_codes.helpers import enrol_totp
+from tests.mfa.recovery_codes.helpers import enrol_totp, next_code
 from twostep.accounts import services
 from twostep.accounts.models import Role, User
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
+from twostep.core import clock
 from twostep.mfa import login as second_step
 from twostep.mfa.models import Authenticator
 from twostep.usersessions.models import UserSession
@@ -260,6 +263,40 @@ def test_deleting_a_user_while_a_code_of_theirs_is_checked_does_not_deadlock(
 
         assert sorted(at_once([code_check(pending, a_wrong_code(key)), delete])) == ["deleted", "refused"]
         assert not User.objects.filter(pk=user.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_signing_out_waits_for_a_sign_in_being_completed(user: User, two_factor_on: None) -> None:
+    """`twostep users sign-out` at the moment a sign-in's code is accepted: that sign-in's session must end too.
+
+    The sign-out takes the account's row as the code's check does, so it waits for the check's transaction
+    (here held open while the sign-in's session is written) and then ends that session with the others.
+    Without the lock, on PostgreSQL, it ended the sessions it could see and the new one outlived it.
+    """
+    key = enrol_totp(user)
+    pending, _ = second_step.start(user, Authenticator.objects.get(user=user, method="totp"), CLI)
+    writing, go_on = threading.Event(), threading.Event()
+
+    def open_session(signed_in: User) -> str:
+        UserSession.objects.create(
+            session_key="k" * 40, session_data="", expire_date=clock.now() + timedelta(hours=1),
+            user=signed_in, created_at=clock.now(),
+        )  # fmt: skip
+        writing.set()
+        go_on.wait(5)
+        return "signed in"
+
+    def complete() -> str:
+        return second_step.verify(pending, next_code(key), CLI, then=open_session)
+
+    def sign_out() -> str:
+        writing.wait(5)
+        threading.Timer(0.5, go_on.set).start()  # the sign-in commits half a second later
+        services.sign_out(user, origin=CLI)
+        return "signed out"
+
+    assert sorted(at_once([complete, sign_out])) == ["signed in", "signed out"]
+    assert not UserSession.objects.filter(user=user).exists()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -119,6 +119,33 @@ def test_clock_gone_back_refuses_without_counting(
     assert user.second_step_failures == 1  # a wrong code still counts
 
 
+def test_codes_older_than_one_a_fast_clock_accepted_are_not_counted_up_to_the_end(
+    totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
+) -> None:
+    """Another instance, 90 seconds fast, accepted a code: on this one the user's right codes are refused until
+    real time reaches that step, and none of them counts, including the last steps before it (within the
+    window of the accepted one), which used to count as reused codes.  The accepted code itself still counts."""
+    user, key = totp_user
+    frozen_clock.advance(90)
+    fast = Client()
+    sign_in(fast, user.username)
+    accepted = code_now(key)
+    assert verify(fast, accepted) == 1
+    frozen_clock.advance(-90)
+    for _ in range(3):
+        browser = Client()
+        sign_in(browser, user.username)
+        assert verify(browser, code_now(key)) == 0
+        frozen_clock.advance(30)
+    user.refresh_from_db()
+    assert user.second_step_failures == 0
+    replay = Client()
+    sign_in(replay, user.username)
+    assert verify(replay, accepted) == 0
+    user.refresh_from_db()
+    assert user.second_step_failures == 1
+
+
 @pytest.mark.parametrize("variant", [" {c}", "{c} ", "{c}\n", "{c3} {c3b}", "{wide}"])
 def test_padded_replay_refused(totp_user: tuple[User, bytes], variant: str) -> None:
     """Variants of an accepted code (spaces, full-width digits) never pass (RR-04, CVE-2025-6014)."""

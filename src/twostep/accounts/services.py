@@ -190,7 +190,12 @@ def sign_out(user: User, *, origin: Origin, actor: User | None = None) -> int:
     break-glass switch is off again, when sessions opened with the password
     alone must not last until they expire.
     """
-    ended = end_sessions(user)
+    with transaction.atomic():
+        # The account's row first, as a code's check takes it: a sign-in being
+        # completed now either commits before (and its session ends here) or
+        # waits, then finds its pending sign-in ended.
+        lock_account(user.pk, no_key=True)
+        ended = end_sessions(user)
     record("session.ended_by_admin", Outcome.INFO, origin=origin, user=user, actor=actor, detail={"count": ended})
     return ended
 

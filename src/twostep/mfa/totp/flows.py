@@ -221,17 +221,20 @@ class TOTPHandler:
         if won:
             return None
         last, current = authenticator.last_step or 0, totp.time_step(now.timestamp())
-        if last > current + _skew():
-            # The last accepted step lies beyond anything the clock allows
-            # now: the server clock went back since that sign-in.  The right
-            # code is refused until the clock passes that step again, but it
-            # is not a guess: not counted towards the lock.
-            logger.warning(
-                "TOTP of user %s last accepted step %s, ahead of the clock (step %s): did the server clock go back?",
-                authenticator.user_id,
-                last,
-                current,
-            )
+        if step < last and last > current:
+            # A right code, older than the last accepted one, which lies in
+            # this clock's future: the clock that accepted it was ahead (this
+            # one went back, or another instance runs fast).  Refused until
+            # the clock passes that step, but not a guess, nor the replay of
+            # the accepted code: not counted towards the lock.
+            if last > current + _skew():
+                logger.warning(
+                    "TOTP of user %s last accepted step %s, ahead of the clock (step %s): did the server clock go "
+                    "back, or does another instance's clock run fast?",
+                    authenticator.user_id,
+                    last,
+                    current,
+                )
             return CLOCK_BEHIND
         return "reused_code"
 
