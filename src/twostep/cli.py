@@ -58,6 +58,11 @@ def _run(args: list[str]) -> int:
 
         print(f"twostep {__version__}")
         return 0
+    if args[0] not in COMMANDS:
+        # Django's own commands (runserver, flush, dumpdata, changepassword...) would
+        # pass round serve's checks and twostep's services: not offered here.
+        print(f"twostep: unknown command {args[0]!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "twostep.settings")
     from django.db import InterfaceError, OperationalError
 

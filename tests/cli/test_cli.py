@@ -92,6 +92,16 @@ def test_init_of_a_second_instance_without_keys_writes_nothing(twostep: Runner, 
     assert "nothing was written" in refused.stderr
 
 
+@pytest.mark.parametrize("name", ["Bad Name!", "new", ""])
+def test_init_with_an_impossible_administrator_name_writes_nothing(tmp_path: Path, name: str) -> None:
+    """A first administrator's name that cannot be a username is refused (exit 2) before anything is written:
+    no keys, no database, no half installation without an administrator."""
+    other = Runner(tmp_path / "data")
+    refused = other("init", "--admin-username", name)
+    assert refused.returncode == 2 and "--admin-username:" in refused.stderr and "Traceback" not in refused.stderr
+    assert not other.data_dir.exists()
+
+
 def test_init_beside_keys_without_a_database_creates_no_second_installation(twostep: Runner, tmp_path: Path) -> None:
     """Keys and a config.toml naming no database, but no SQLite file: init refuses and writes nothing (no new admin)."""
     other = Runner(tmp_path / "data")
@@ -214,10 +224,21 @@ def test_output_cut_short_by_its_reader_ends_quietly(twostep: Runner, args: list
     assert (result.returncode, result.stderr) == (0, "")
 
 
-def test_unknown_command_fails(twostep: Runner) -> None:
-    """An unknown command is an error, not silence."""
-    result = twostep("frobnicate")
-    assert result.returncode != 0 and "Unknown command" in result.stderr
+@pytest.mark.parametrize(("option", "value", "said"), [("--port", "70000", "1 to 65535"), ("--workers", "0", "1 to 64"),
+                                                   ("--threads", "many", "1 to 256")])  # fmt: skip
+def test_serve_refuses_impossible_numbers(twostep: Runner, option: str, value: str, said: str) -> None:
+    """serve's options have the configuration's bounds: out of them, a usage error (exit 2), not a traceback."""
+    result = twostep("serve", option, value)
+    assert result.returncode == 2 and f"'{value}' is not a whole number from {said}" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["frobnicate", "runserver", "flush", "dumpdata", "changepassword"])
+def test_unknown_command_fails(twostep: Runner, command: str) -> None:
+    """An unknown command is bad input (exit 2, with the list of commands); so are Django's own commands, which
+    would pass round serve's checks and twostep's services (a development server, a wiped database)."""
+    result = twostep(command, "--noinput") if command == "flush" else twostep(command)
+    assert result.returncode == 2 and f"unknown command {command!r}" in result.stderr and "users" in result.stderr
+    assert (twostep.data_dir / "twostep.db").stat().st_size > 0
 
 
 def test_set_password_disable_enable(twostep: Runner) -> None:

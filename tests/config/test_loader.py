@@ -37,6 +37,16 @@ def test_bad_value_names_key_and_value(tmp_path: Path) -> None:
         load_config(tmp_path, {"TWOSTEP_SERVER__PORT": "abc"})
 
 
+@pytest.mark.parametrize("written", ["password = 84736251", 'password = ["hunter2secret"]'])
+def test_a_password_of_the_wrong_type_is_not_shown(tmp_path: Path, written: str) -> None:
+    """The SMTP password written as a number or a list is refused, naming the key but not the value."""
+    write(tmp_path, f"[email]\n{written}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(tmp_path, {})
+    assert "email.password" in str(refused.value) and "Input should be a valid string" in str(refused.value)
+    assert "84736251" not in str(refused.value) and "hunter2secret" not in str(refused.value)
+
+
 def test_out_of_range_value_refused(tmp_path: Path) -> None:
     """Limits from the security policy cannot be loosened past their ceilings (OTP-09)."""
     write(tmp_path, "[security]\npending_login_ttl = 3600\n")

@@ -371,6 +371,11 @@ def test_sms_cli_configure_reads_secrets_from_stdin(fakes: FakeSet, monkeypatch:
         "--secrets-stdin", stdout=out,
     )  # fmt: skip
     assert "twilio" in out.getvalue()
+    # The natural mistake, the bare secret piped in: refused without echoing it.
+    monkeypatch.setattr("sys.stdin", StringIO(f"{TWILIO_TOKEN}\n"))
+    with pytest.raises(CommandError) as caught:
+        call_command("sms", "configure", "twilio", "--sender", SENDER, "--secrets-stdin")
+    assert "line 1 has no '='" in str(caught.value) and TWILIO_TOKEN not in str(caught.value)
     out = StringIO()
     call_command("sms", "test", NUMBER, stdout=out)
     assert "handed to twilio" in out.getvalue() and "+1 ••• ••• 4567" in out.getvalue()

@@ -354,9 +354,12 @@ def _describe(error: Mapping[str, Any]) -> str:
     if isinstance(value, str) and (key == "database.url" or "://" in value):
         # database.url (or a URL given where another key was meant) may carry a password.
         return f"{key} = {database.redact_url(value)!r}: {message}"
-    if key.startswith("database") and not isinstance(value, str | int | float | bool):
-        # The whole [database] section as a table (TWOSTEP_DATABASE='{...}'): it holds the URL.
+    if key.startswith(("database", "email")) and not isinstance(value, str | int | float | bool):
+        # A whole section as a table (TWOSTEP_DATABASE='{...}'): it may hold the URL or the password.
         return f"{key}: {message}"
+    if key.endswith("password"):
+        # A password of the wrong type (a number, a list) is still a password.
+        return f"{key} (not shown): {message}"
     return f"{key} = {value!r}: {message}"
 
 

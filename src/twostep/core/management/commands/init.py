@@ -11,16 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from twostep.accounts import services
 from twostep.accounts.models import Role, User
+from twostep.accounts.validators import normalize_username
 from twostep.audit.services import CLI
 from twostep.config.loader import CONFIG_FILE_NAME
 from twostep.core.crypto import new_key, write_keys
 from twostep.core.keycheck import describe, instance_key_problems
+from twostep.core.management.base import fail
 from twostep.core.migrations_state import upgrade_lock
 
 
@@ -81,6 +84,10 @@ class Command(BaseCommand):
         missing = [path for path in wanted if not path.exists()]
         # Every refusal comes before anything is written: a refused init
         # leaves the data directory as it found it.
+        try:
+            admin_username = normalize_username(admin_username)
+        except ValidationError as exc:
+            raise fail(f"--admin-username: {exc.messages[0]}") from None
         self._refuse_a_second_installation(data_dir, config_file, [key_file, keys_file], missing)
         # Only the service's own user: the database holds sessions and password hashes.
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import logging
 import os
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +25,21 @@ from twostep.core.wording import plural
 logger = logging.getLogger("twostep.serve")
 
 
+def _between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``, else a usage error (exit 2) that says so."""
+
+    def whole_number(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {low} to {high}")
+        return number
+
+    return whole_number
+
+
 class Command(BaseCommand):
     help = "Run twostep's web server (granian, or gunicorn with gthread workers; see server.engine)."
     requires_system_checks: list[str] = []  # type: ignore[assignment]
@@ -30,10 +47,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         server = settings.CONFIG.server
         parser.add_argument("--host", default=server.host)
-        parser.add_argument("--port", type=int, default=server.port)
+        # The same bounds as server.port, server.workers and server.threads in the configuration.
+        parser.add_argument("--port", type=_between(1, 65535), default=server.port)
         parser.add_argument("--engine", choices=("granian", "gunicorn"), default=server.engine)
-        parser.add_argument("--workers", type=int, default=server.workers)
-        parser.add_argument("--threads", type=int, default=server.threads)
+        parser.add_argument("--workers", type=_between(1, 64), default=server.workers)
+        parser.add_argument("--threads", type=_between(1, 256), default=server.threads)
         parser.add_argument("--dev", action="store_true", help="Allow debug mode (never in production).")
 
     def handle(

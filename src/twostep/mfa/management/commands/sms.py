@@ -15,12 +15,14 @@ from twostep.sms.base import ConfigurationError
 from twostep.sms.service import NotSent
 
 
-def _pairs(items: list[str], source: str) -> dict[str, str]:
+def _pairs(items: list[str], source: str, *, secret: bool = False) -> dict[str, str]:
+    """``KEY=VALUE`` items as a dict; a ``secret`` source's malformed line is not echoed (it may be the bare secret)."""
     pairs: dict[str, str] = {}
-    for item in items:
+    for number, item in enumerate(items, start=1):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise fail(f"{source}: expected KEY=VALUE, got {item!r}")
+            got = f"line {number} has no '='" if secret else f"got {item!r}"
+            raise fail(f"{source}: expected KEY=VALUE (e.g. api_secret=...), {got}")
         pairs[key.strip()] = value.strip()
     return pairs
 
@@ -100,7 +102,9 @@ class Command(NounCommand):
         if leaked:
             raise fail(f"{', '.join(leaked)} is secret: pass it on standard input with --secrets-stdin")
         if secrets_stdin:
-            secrets = _pairs([line for line in sys.stdin.read().splitlines() if line.strip()], "standard input")
+            secrets = _pairs(
+                [line for line in sys.stdin.read().splitlines() if line.strip()], "standard input", secret=True
+            )
             values.update(secrets)
         unknown = sorted(set(values) - known)
         if unknown:
