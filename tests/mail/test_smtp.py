@@ -114,6 +114,30 @@ def test_wrong_password_is_reported_in_plain_words(certificates: Certificates, m
         server.stop()
 
 
+@pytest.mark.parametrize(
+    ("security", "username", "said"),
+    [
+        ("starttls", "", "requires a login before it takes mail (530"),
+        ("starttls", SMTP_USER, "a username is set but no password is stored: set the password"),
+        ("none", "", "requires encryption before it takes mail (530"),
+    ],
+)
+def test_a_server_that_wants_a_login_or_encryption_first_says_so(
+    certificates: Certificates, monkeypatch: pytest.MonkeyPatch, security: str, username: str, said: str
+) -> None:
+    """A 530 to the sender (login or STARTTLS required) is not blamed on the From address: the error says what
+    the server wants first."""
+    server = SmtpServer(certificates, mode="starttls", auth=True).start()
+    try:
+        configure_twostep(monkeypatch, certificates, server.port, security=security, username=username)
+        with pytest.raises(MailDeliveryError) as caught:
+            send_mail("alice@example.com", "test", CONTEXT)
+        assert said in str(caught.value) and "From address" not in str(caught.value)
+        assert server.messages() == []
+    finally:
+        server.stop()
+
+
 def test_password_never_sent_unencrypted_to_a_remote_server() -> None:
     """With security = none the password is only ever sent to this machine."""
     mailer = SmtpMailer(SmtpSettings(host="smtp.example.com", port=25, security="none", username="u", password="p"))

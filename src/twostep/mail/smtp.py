@@ -331,6 +331,24 @@ def classify(exc: BaseException, settings: SmtpSettings) -> tuple[str, MailDeliv
             f"login refused{_codes(exc)}",
             MailDeliveryError(f"The mail server at {where} refused the username or password ({reply}).", reply),
         )
+    if isinstance(exc, smtplib.SMTPSenderRefused) and exc.smtp_code == 530:
+        # 530 to MAIL FROM (RFC 4954, RFC 3207): not the address, but a login or
+        # encryption the server wants before it takes any mail.
+        reply = _reply(exc.smtp_code, exc.smtp_error)
+        if "STARTTLS" in reply.upper():
+            return f"encryption required{_codes(exc)}", MailDeliveryError(
+                f"The mail server at {where} requires encryption before it takes mail ({reply}): "
+                "set Security to STARTTLS (usually port 587) or TLS (usually port 465).",
+                reply,
+            )
+        missing = (
+            "a username is set but no password is stored: set the password"
+            if settings.username and not settings.password
+            else "set the username and password it expects"
+        )
+        return f"login required{_codes(exc)}", MailDeliveryError(
+            f"The mail server at {where} requires a login before it takes mail ({reply}): {missing}.", reply
+        )
     if isinstance(exc, smtplib.SMTPSenderRefused):
         reply = _reply(exc.smtp_code, exc.smtp_error)
         return f"sender address refused{_codes(exc)}", MailDeliveryError(
