@@ -266,6 +266,40 @@ def test_address_limit(
     send(users[4], new_pending(users[4]), "fifth@example.com", ip="2001:db8:1:2::10")
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("shared", ["destination", "address"])
+def test_caps_shared_by_accounts_hold_under_concurrency(
+    make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch, shared: str
+) -> None:
+    """Twenty accounts asking at the same moment for a code to one mailbox (or from one network) get exactly the
+    cap's worth: the account's lock does not hold other accounts' rows still, the locks on the destination and
+    the address do (on PostgreSQL; SQLite's one writer queues them anyway)."""
+    from tests.concurrency import at_once
+
+    monkeypatch.setattr(settings.CONFIG.security, "codes_per_address", 5)
+    users = [make_user() for _ in range(20)]
+    pendings = [new_pending(member) for member in users]
+
+    def ask(member: User, pending: PendingLogin, number: int) -> str:
+        destination = "shared@example.com" if shared == "destination" else f"own{number}@example.com"
+        try:
+            codes.issue(
+                member,
+                "email",
+                destination,
+                pending=pending,
+                ip=f"203.0.113.{number if shared == 'destination' else 7}",
+            )
+        except codes.SendRefused as refused:
+            return refused.reason
+        return "sent"
+
+    tasks = [lambda m=m, p=p, n=n: ask(m, p, n) for n, (m, p) in enumerate(zip(users, pendings, strict=True))]
+    results = at_once(tasks)
+    assert results.count("sent") == 5
+    assert set(results) == {"sent", "destination_limit" if shared == "destination" else "address_limit"}
+
+
 def test_address_limit_can_be_switched_off(make_user: Callable[..., User], monkeypatch: pytest.MonkeyPatch) -> None:
     """``security.codes_per_address = 0``: no per-address cap, the others still hold."""
     monkeypatch.setattr(settings.CONFIG.security, "codes_per_address", 0)

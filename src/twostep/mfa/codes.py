@@ -23,6 +23,7 @@ from twostep.accounts.models import User
 from twostep.core import clock
 from twostep.core.client import address_group
 from twostep.core.crypto import constant_time_equals, keyed_hash
+from twostep.core.namedlocks import lock_names
 from twostep.mfa.models import Authenticator, EmailCheck, OneTimeCode, PendingLogin
 
 CODE_TTL = timedelta(minutes=10)
@@ -197,10 +198,10 @@ def issue(
     """Create a code for ``destination`` at the request of client ``ip``; return the row and the code to deliver.
 
     The row is not live until ``mark_sent``.  Checks and creation run under
-    a lock on the user's row, so concurrent requests for one account cannot
-    both pass a cap.  Requests for several accounts from one address can
-    pass the per-address cap together, by up to as many codes as the server
-    runs requests at once: that cap is a brake on abuse, not an exact quota.
+    a lock on the user's row and locks on the destination and the client's
+    address group, so that concurrent requests (for one account, or for
+    several accounts sharing an address or asking from one network, on any
+    instance) cannot together pass a cap.
 
     Raises:
         SendRefused: cooldown or a send cap (see ``check_send_allowed``).
@@ -211,6 +212,10 @@ def issue(
         # Whoever deletes a set-up or a check holds this lock too, so the row
         # found here stays until the code's row refers to it.
         lock_account(user.pk)
+        # The destination and address caps count other accounts' rows, which the
+        # account's lock leaves free: queue with whoever sends there, or from there.
+        group = address_group(ip) if ip else ""
+        lock_names(f"codes to {destination.lower()}", *([f"codes from {group}"] if group else []))
         if not _binding_is_open(pending, authenticator, email_check):
             raise Ended
         check_send_allowed(
@@ -231,7 +236,7 @@ def issue(
             sent_at=now,
             expires_at=now + CODE_TTL,
             superseded_at=now,
-            requested_from=address_group(ip) if ip else "",
+            requested_from=group,
         )
     return row, code
 
