@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -130,12 +131,19 @@ def test_a_code_from_a_phone_whose_clock_is_off_says_so(
     assert event.detail["device_clock_offset"] == offset
 
 
-def test_setup_code_field_has_focus(signed_in: Client) -> None:
-    """The code field of the set-up page is focused when the page opens, as on the other code pages."""
+def test_setup_code_field_has_focus_after_a_refusal_only(signed_in: Client) -> None:
+    """The set-up page opens at its first step, the QR code (a focused code field would scroll a phone past it
+    and open its keyboard); after a refused code, the code field is focused.  A link opens the key in an app on
+    the same phone."""
     reauthenticate(signed_in)
     page = signed_in.get("/account/security/totp").content.decode()
     field = re.search(r'<input type="text" name="code"[^>]*>', page)
-    assert field and " autofocus" in field.group(0) and "maxlength" not in field.group(0)
+    assert field and " autofocus" not in field.group(0) and "maxlength" not in field.group(0)
+    uri = re.search(r'<a href="(otpauth://totp/[^"]+)">Open this key in your authenticator app</a>', page)
+    assert uri and html.unescape(uri.group(1)).startswith("otpauth://totp/")
+    refused = signed_in.post("/account/security/totp", {"code": "12345"}).content.decode()
+    field = re.search(r'<input type="text" name="code"[^>]*>', refused)
+    assert field and " autofocus" in field.group(0)
 
 
 def test_qr_code_encodes_the_key_uri(signed_in: Client, user: User) -> None:

@@ -135,9 +135,9 @@ def verify_view(request: HttpRequest) -> HttpResponse:
     extra = verify_context(pending, authenticator)
     delivery = extra.get("code_delivery")  # read from the method's own state, worked out once
     if delivery is not None and not delivery.sent:
-        # Not "Enter the code sent to ..." when none went out; the method's
-        # own box below says why and offers to send one.
-        prompt = "No code was sent for this sign-in yet. Enter a code once one arrives."
+        # Not "Enter the code sent to ..." when none went out; why is said
+        # above the field, and the method's own box below offers to send one.
+        prompt = "No code was sent for this sign-in yet."
     return render(
         request,
         "mfa/verify.html",
