@@ -296,12 +296,17 @@ def test_forced_password_change_goes_on_to_where_the_sign_in_was_going(make_user
 
 
 def test_idle_timeout_ends_session(user: User, frozen_clock: object) -> None:
-    """A session idle for more than an hour is signed out on its next request (SES-07)."""
+    """A session idle for more than an hour is signed out on its next request (SES-07); the sign-in page it
+    leads to says why, and that a form sent then was not saved, once."""
     client = Client()
     sign_in(client, user.username)
     assert client.get("/account").status_code == 200
     frozen_clock.advance(3601)  # type: ignore[attr-defined]
-    assert client.get("/account").status_code == 302
+    response = client.post("/account/password", {"current_password": "x"})
+    assert response.status_code == 302 and response["Location"].startswith("/login")
+    page = client.get(response["Location"]).content.decode()
+    assert "You were signed out after 1 hour without activity." in page and "was not saved" in page
+    assert "signed out after" not in client.get("/login").content.decode()
 
 
 def test_absolute_timeout_despite_activity(user: User, frozen_clock: object) -> None:
@@ -316,6 +321,16 @@ def test_absolute_timeout_despite_activity(user: User, frozen_clock: object) -> 
             break
     assert response.status_code == 302
     assert frozen_clock.value - start <= 86400 + 3500  # type: ignore[attr-defined]
+    assert "Sessions last at most 24 hours" in client.get(response["Location"]).content.decode()
+
+
+def test_after_a_wrong_password_the_password_field_has_the_focus(user: User) -> None:
+    """The username stays typed; the password, which is what to type again, is focused."""
+    page = Client().post("/login", {"username": user.username, "password": "not the password"}).content.decode()
+    password = re.search(r'<input type="password"[^>]*>', page)
+    username = re.search(r'<input type="text" name="username"[^>]*>', page)
+    assert password and " autofocus" in password.group(0)
+    assert username and " autofocus" not in username.group(0) and f'value="{user.username}"' in username.group(0)
 
 
 def test_password_failures_throttled_per_name_known_or_not(make_user: Callable[..., User]) -> None:
@@ -524,6 +539,24 @@ def test_a_login_form_left_open_in_another_tab_sends_a_signed_in_browser_on(user
 
     stranger = Client(enforce_csrf_checks=True).post("/login", {**form, "csrfmiddlewaretoken": "x" * 64})
     assert stranger.status_code == 403
+    assert "nothing\nin it was saved" in stranger.content.decode() and 'href="/login"' in stranger.content.decode()
+
+
+def test_a_stale_sign_out_asks_again_and_ends_nothing(user: User) -> None:
+    """A "Sign out" from a page opened before the last sign-in carries an old CSRF token: refused, the browser is
+    sent to the sign-out page (which asks with a working form) and stays signed in until it confirms there."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.get("/login")
+    token = browser.cookies[settings.CSRF_COOKIE_NAME].value
+    browser.post("/login", {"username": user.username, "password": PASSWORD, "csrfmiddlewaretoken": token})
+    stale = browser.post("/logout", {"csrfmiddlewaretoken": "x" * 64})
+    assert stale.status_code == 302 and stale["Location"] == "/logout"
+    assert "_auth_user_id" in browser.session
+    page = browser.get("/logout").content.decode()
+    fresh = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert fresh is not None
+    assert browser.post("/logout", {"csrfmiddlewaretoken": fresh.group(1)}).status_code == 302
+    assert "_auth_user_id" not in browser.session
 
 
 def test_password_change_shows_the_rules_first_and_focuses_the_field_in_error(client: Client, user: User) -> None:

@@ -32,6 +32,10 @@ def test_create_shows_the_secret_once_and_it_works(signed_in_client: Client, use
     assert match is not None
     secret = match.group(1)
     assert Api(Client()).get("/me", token=secret).json()["username"] == "alice"
+    assert (
+        'data-copy-target="new-token"' in response.content.decode() and "twostep/copy.js" in response.content.decode()
+    )
+    assert '<label for="id_name">Name</label>' in response.content.decode()
     listing = signed_in_client.get("/account/tokens").content.decode()
     assert "backup" in listing and secret not in listing
     token = AccessToken.objects.get(user=user, kind="personal")
@@ -69,15 +73,19 @@ def test_admins_are_offered_the_admin_scope(client: Client, make_user) -> None: 
 
 
 def test_revoke(signed_in_client: Client, user: User, make_user) -> None:  # type: ignore[no-untyped-def]
-    """Revoking ends the token; another user's token id is ignored."""
+    """Revoking ends the token and says so; another user's token id, or one already revoked, changes nothing and
+    says that the token had already been revoked (the same words: another user's tokens are not revealed)."""
     from twostep.api import tokens
     from twostep.audit.services import CLI
 
     mine = tokens.create_personal_token(user, name="ci", scopes=["read"], origin=CLI)
     other = tokens.create_personal_token(make_user("bob"), name="bobs", scopes=["read"], origin=CLI)
-    signed_in_client.post(f"/account/tokens/{other.token.public_id}/revoke")
+    refused = signed_in_client.post(f"/account/tokens/{other.token.public_id}/revoke", follow=True).content.decode()
+    assert "That token had already been revoked, or has expired." in refused
     assert AccessToken.objects.filter(pk=other.token.pk).exists()
     response = signed_in_client.post(f"/account/tokens/{mine.token.public_id}/revoke")
     assert response.status_code == 302
     assert not AccessToken.objects.filter(pk=mine.token.pk).exists()
+    again = signed_in_client.post(f"/account/tokens/{mine.token.public_id}/revoke", follow=True).content.decode()
+    assert "That token had already been revoked, or has expired." in again
     assert signed_in_client.get(f"/account/tokens/{mine.token.public_id}/revoke").status_code == 405

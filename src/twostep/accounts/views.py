@@ -25,6 +25,7 @@ from twostep.accounts.signin import (
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
 from twostep.core.decorators import mark_reauthenticated, mark_second_factor_proven, signed_in
+from twostep.core.wording import duration
 from twostep.forwardauth.services import is_allowed_destination
 from twostep.mfa import enforcement
 from twostep.mfa import login as second_step
@@ -32,6 +33,7 @@ from twostep.mfa.models import PendingLogin
 from twostep.mfa.policy import login_authenticators, note_break_glass
 from twostep.mfa.trusted import services as trusted_browsers
 from twostep.usersessions.backend import LAST_SEEN_KEY, STARTED_KEY
+from twostep.usersessions.middleware import ENDED_KEY
 
 PENDING_KEY = "twostep_pending"
 NEXT_KEY = "twostep_next"
@@ -149,9 +151,26 @@ def login_view(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "accounts/login.html",
-        {"form": form, "error": error, "next": request.GET.get("next", "")},
+        {"form": form, "error": error, "next": request.GET.get("next", ""), "ended": _why_session_ended(request)},
         status=status,
     )
+
+
+def _why_session_ended(request: HttpRequest) -> str:
+    """What to tell someone whose session the lifetime limits just ended (``SessionLifetimeMiddleware``), or ""."""
+    reason = request.session.pop(ENDED_KEY, None)
+    security = settings.CONFIG.security
+    if reason == "idle":
+        return (
+            f"You were signed out after {duration(security.session_idle_timeout)} without activity. "
+            "Sign in again; anything you were about to send was not saved."
+        )
+    if reason == "limit":
+        return (
+            f"Sessions last at most {duration(security.session_absolute_timeout)}: sign in again. "
+            "Anything you were about to send was not saved."
+        )
+    return ""
 
 
 @require_http_methods(["GET", "POST"])

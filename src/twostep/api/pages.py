@@ -35,6 +35,7 @@ class TokenForm(forms.Form):
     )
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")  # labels sit above their fields, as on the other pages
         super().__init__(*args, **kwargs)
         if not user.is_admin:
             scopes = cast(forms.MultipleChoiceField, self.fields["scopes"])
@@ -96,6 +97,8 @@ def revoke_view(request: HttpRequest, token_id: str) -> HttpResponse:
     if target is not None:
         tokens.revoke(target, origin=Origin.of(request), actor=user)
         messages.success(request, f"Token “{target.name or target.public_id}” revoked.")
+    else:
+        messages.info(request, "That token had already been revoked, or has expired.")
     return redirect("/account/tokens")
 
 

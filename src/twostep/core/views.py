@@ -30,6 +30,10 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     if request.path == settings.LOGIN_URL and user is not None and user.is_authenticated:
         messages.info(request, "You are already signed in.")
         return redirect("/account")
+    if request.path == "/logout":
+        # "Sign out" from a page older than this browser's last sign-in: its
+        # own page asks again, with a form that works (nothing is ended yet).
+        return redirect("/logout")
     return render(request, "twostep/csrf_failure.html", status=403)
 
 

@@ -11,6 +11,9 @@ from django.http import HttpRequest, HttpResponse
 from twostep.core import clock
 from twostep.usersessions.backend import LAST_SEEN_KEY, STARTED_KEY
 
+#: Why the session was just ended for its age ("idle" or "limit"), for the sign-in page to say.
+ENDED_KEY = "twostep_session_ended"
+
 #: Write last-seen at most this often, so that reads do not become writes.
 LAST_SEEN_RESOLUTION = 60
 
@@ -31,6 +34,8 @@ class SessionLifetimeMiddleware:
             seen = session.get(LAST_SEEN_KEY, now)
             if now - seen > self.idle or now - started > self.absolute:
                 logout(request)
+                # For the sign-in page this request is sent to: why, and that nothing was kept.
+                session[ENDED_KEY] = "idle" if now - seen > self.idle else "limit"
             elif now - seen >= LAST_SEEN_RESOLUTION:
                 session[LAST_SEEN_KEY] = now
         return self.get_response(request)

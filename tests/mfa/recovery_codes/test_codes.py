@@ -91,7 +91,7 @@ def test_download_and_copy_need_no_inline_script(client: Client, user: User, two
     shown = [line for line in text.splitlines() if len(line) == 19]
     assert len(shown) == 10 and all(f"<code>{c}</code>" in html for c in shown)
     assert 'download="alice-recovery-codes.txt"' in html
-    assert "<script>" not in html and "mfa/recovery_codes/copy.js" in html
+    assert "<script>" not in html and "twostep/copy.js" in html
     assert "data-copy-target" in html
 
 
