@@ -195,7 +195,7 @@ def test_cli_email_test_reports_the_error(
     configure_twostep(monkeypatch, certificates, closed_port)
     with pytest.raises(CommandError, match="connection refused") as failed:
         call_command("email", "test", "ops@example.com")
-    assert str(failed.value).count("connection refused") == 1  # not repeated as "Server said: ..."
+    assert str(failed.value).count("connection refused") == 1  # not repeated as "Details: ..."
 
 
 def test_cli_password_is_read_from_stdin_and_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:

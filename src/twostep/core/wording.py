@@ -14,3 +14,8 @@ def duration(seconds: int) -> str:
         if seconds >= size and seconds % size == 0:
             return plural(seconds // size, unit)
     return plural(seconds, "second")
+
+
+def seconds(value: float) -> str:
+    """A timeout as people read it: ``1 second``, ``2.5 seconds``, ``10 seconds``."""
+    return f"{value:g} second{'' if value == 1 else 's'}"

@@ -29,6 +29,7 @@ from django.core.mail.backends.smtp import EmailBackend
 from django.core.mail.utils import DNS_NAME
 
 from twostep.core import lookup
+from twostep.core.wording import seconds
 from twostep.mail.base import MailDeliveryError, MailUnconfirmed, OutgoingMessage
 
 logger = logging.getLogger(__name__)
@@ -282,7 +283,7 @@ class SmtpMailer:
 def _silence(exc: OSError, settings: SmtpSettings) -> str:
     """How the server failed to confirm a message it received, in a few words."""
     if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
-        return f"no answer within {settings.timeout:g} seconds"
+        return f"no answer within {seconds(settings.timeout)}"
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return "the connection was closed"
     return exc.strerror or type(exc).__name__
@@ -380,13 +381,13 @@ def classify(exc: BaseException, settings: SmtpSettings) -> tuple[str, MailDeliv
         )
     if isinstance(exc, lookup.LookupTimeout):
         return "host name lookup timed out", MailDeliveryError(
-            f"The mail server name {settings.host!r} could not be looked up within {settings.timeout:g} seconds: "
+            f"The mail server name {settings.host!r} could not be looked up within {seconds(settings.timeout)}: "
             "check the server's DNS resolver.",
             "host name lookup timed out",
         )
     if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
-        return f"no answer within {settings.timeout:g} seconds", MailDeliveryError(
-            f"The mail server at {where} did not answer within {settings.timeout:g} seconds.", "timed out"
+        return f"no answer within {seconds(settings.timeout)}", MailDeliveryError(
+            f"The mail server at {where} did not answer within {seconds(settings.timeout)}.", "timed out"
         )
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = exc.verify_message or str(exc)

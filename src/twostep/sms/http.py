@@ -24,6 +24,7 @@ import httpcore
 import httpx
 
 from twostep.core import lookup
+from twostep.core.wording import seconds
 from twostep.sms.base import ConfigurationError, SMSDeliveryError
 
 #: How much of a provider's error answer is kept for the administrator.
@@ -217,21 +218,17 @@ class Deadline:
                 _shut(sock)
 
 
-def _seconds(value: float) -> str:
-    return f"{value:g} second{'' if value == 1 else 's'}"
-
-
 def transport_error(provider: str, timeout: float, exc: httpx.HTTPError, deadline: Deadline) -> SMSDeliveryError:
     """The retryable SMSDeliveryError for a request that failed with ``exc`` under ``deadline``."""
     sent = possibly_sent(exc) and (deadline.sending or not deadline.traced)
     timed_out = deadline.expired or isinstance(exc, httpx.TimeoutException)
     detail = short(str(exc)) or type(exc).__name__
     if sent and timed_out:
-        text = f"no answer within {_seconds(timeout)} after the request was sent"
+        text = f"no answer within {seconds(timeout)} after the request was sent"
     elif sent:
         text = f"the connection broke after the request was sent ({type(exc).__name__}: {detail})"
     elif timed_out:
-        text = f"cannot connect within {_seconds(timeout)}"
+        text = f"cannot connect within {seconds(timeout)}"
     elif isinstance(exc, httpx.ConnectError):
         text = f"cannot connect ({detail})"
     else:

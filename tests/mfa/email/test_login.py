@@ -244,7 +244,7 @@ def test_code_the_server_did_not_confirm_still_signs_in(
     assert COULD_NOT_SEND not in page and "Enter the code sent to al•••p@example.org." in page
     [received] = mail_server.wait_for(1)
     event = AuthEvent.objects.get(kind="login.code_sent", user=user)
-    assert event.outcome == "success" and event.detail["unconfirmed"] == "no answer within 1 seconds"
+    assert event.outcome == "success" and event.detail["unconfirmed"] == "no answer within 1 second"
     client.post(RESEND)
     assert len(mail_server.messages()) == 1
     client.post("/login/verify", {"code": received.code()})

@@ -34,7 +34,7 @@ class Command(NounCommand):
         except ValidationError as exc:
             raise fail(exc.messages[0]) from None
         except MailDeliveryError as exc:
-            said = f"\nServer said: {exc.smtp_error}" if exc.smtp_error and exc.smtp_error not in str(exc) else ""
+            said = f"\nDetails: {exc.smtp_error}" if exc.smtp_error and exc.smtp_error not in str(exc) else ""
             raise CommandError(f"The test email was not sent. {exc}{said}") from None
         self.stdout.write(f"Test email sent to {address.strip()}. Check that it arrived.")
 
