@@ -72,3 +72,16 @@ def test_moving_the_mail_server_away_from_its_password_warns(capsys: pytest.Capt
     err = settings_set("email.port", "2525", capsys)
     assert err.startswith("warning: ") and "twostep email set-password" in err
     assert "relay secret" not in err
+
+
+def test_turning_2fa_on_while_the_configuration_forces_it_off_warns(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`settings set two_factor.enabled true` stores the value, and warns that this instance's configuration keeps
+    two-factor authentication off (the break-glass switch wins); without the switch, no warning."""
+    from django.conf import settings
+
+    monkeypatch.setattr(settings.CONFIG.two_factor, "enabled", False)
+    assert "stays off on this instance" in settings_set("two_factor.enabled", "true", capsys)
+    monkeypatch.setattr(settings.CONFIG.two_factor, "enabled", True)
+    assert "stays off" not in settings_set("two_factor.enabled", "true", capsys)

@@ -96,8 +96,9 @@ CODES: dict[str, tuple[int, str]] = {
     "internal_error": (500, "An unexpected fault on the server; it is logged there. Please report it."),
     "second_step_unavailable": (
         503,
-        "The second step could not be started or the code could not be checked (a fault of the service, "
-        "e.g. a code could not be sent); nothing was counted against the user.",
+        "The second step (or a step-up) could not be started or the code could not be checked (a fault of the "
+        "service: e.g. a step-up's first code could not be sent, or this instance's encryption keys differ from "
+        "the others'); nothing was counted against the user.",
     ),
     "unavailable": (503, "The service cannot reach its database; nothing was changed and nobody was signed in."),
     "delivery_failed": (

@@ -45,6 +45,11 @@ class Command(NounCommand):
             raise fail(f"{key}: {exc}") from None
         record("settings.changed", Outcome.INFO, origin=CLI, detail={"key": key, "value": stored})
         self.stdout.write(f"{key} = {render_value(stored)}")
+        if key == "two_factor.enabled" and stored and not django_settings.CONFIG.two_factor.enabled:
+            self.stderr.write(
+                "warning: two-factor authentication stays off on this instance: its configuration file or "
+                "environment forces it off ([two_factor] enabled = false, TWOSTEP_TWO_FACTOR__ENABLED)."
+            )
         after = get_settings(*SWITCH_KEYS)
         if after != before:
             self._warn_affected(before, after)
