@@ -316,3 +316,18 @@ def test_the_edit_form_still_changes_what_the_administrator_changed(admin_client
     assert admin_client.post(page, {"display_name": "Alice", "role": "user", "is_active": "on"}).status_code == 302
     user.refresh_from_db()
     assert user.is_active and user.display_name == "Alice"
+
+
+def test_a_bad_line_of_a_new_users_numbers_or_addresses_is_named_once(admin_client: Client) -> None:
+    """Each bad line is named in its message once ("'12345' is not in international form"), not twice."""
+    form = {
+        "username": "zoe",
+        "role": "user",
+        "password": "a long enough pass",
+        "phones": "12345",
+        "emails": "zoe at x",
+    }
+    page = html.unescape(admin_client.post("/admin/users/new", form).content.decode())
+    assert "'12345' is not in international form" in page and "'12345': '12345'" not in page
+    assert "'zoe at x': " in page  # a message that does not name the line gets it in front
+    assert not User.objects.filter(username="zoe").exists()

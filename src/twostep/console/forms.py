@@ -74,7 +74,9 @@ def _each_line(lines: list[str], check: Callable[[str], str]) -> list[str]:
         try:
             checked.append(check(line))
         except forms.ValidationError as exc:
-            problems.append(f"{line!r}: {' '.join(exc.messages)}")
+            said = " ".join(exc.messages)
+            # Most messages name the value already ("'12345' is not in international form").
+            problems.append(said if repr(line) in said or line in said else f"{line!r}: {said}")
     if problems:
         raise forms.ValidationError(problems)
     return checked
