@@ -31,9 +31,9 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
         messages.info(request, "You are already signed in.")
         return redirect("/account")
     if request.path == "/logout":
-        # "Sign out" from a page older than this browser's last sign-in: its
-        # own page asks again, with a form that works (nothing is ended yet).
-        return redirect("/logout")
+        # "Sign out" from a page older than this browser's last sign-in: still
+        # refused, but with the sign-out page's own form, which works.
+        return render(request, "accounts/logout.html", {"stale": True}, status=403)
     return render(request, "twostep/csrf_failure.html", status=403)
 
 
