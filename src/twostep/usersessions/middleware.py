@@ -32,10 +32,11 @@ class SessionLifetimeMiddleware:
             now = clock.timestamp()
             started = session.get(STARTED_KEY, now)
             seen = session.get(LAST_SEEN_KEY, now)
-            if now - seen > self.idle or now - started > self.absolute:
+            idle = now - seen > self.idle
+            if idle or now - started > self.absolute:
                 logout(request)
                 # For the sign-in page this request is sent to: why, and that nothing was kept.
-                session[ENDED_KEY] = "idle" if now - seen > self.idle else "limit"
+                session[ENDED_KEY] = "idle" if idle else "limit"
             elif now - seen >= LAST_SEEN_RESOLUTION:
                 session[LAST_SEEN_KEY] = now
         return self.get_response(request)

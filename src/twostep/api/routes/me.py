@@ -381,11 +381,7 @@ def totp_confirm(request: HttpRequest, payload: CodeIn) -> Status[dict[str, Any]
                 raise ApiError("invalid_code", "There is no set-up in progress (or it expired): start again.") from None
             if str(exc) == "malformed_code":
                 raise ApiError("invalid_code", "A code is exactly 6 digits, from your authenticator app.") from None
-            if exc.device_clock_offset is not None:
-                raise ApiError("invalid_code", totp_flows.clock_advice(exc.device_clock_offset)) from None
-            raise ApiError(
-                "invalid_code", "That code didn't match. Check the time on your phone and enter the current code."
-            ) from None
+            raise ApiError("invalid_code", totp_flows.wrong_code_message(exc.device_clock_offset)) from None
     created = recovery_codes.create_first_set(token.user, Origin.of(request))
     return Status(201, {**factor(authenticator), "recovery_codes": created.formatted if created else None})
 

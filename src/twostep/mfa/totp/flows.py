@@ -41,8 +41,15 @@ class EnrolmentError(Exception):
         self.device_clock_offset = device_clock_offset
 
 
-def clock_advice(offset: int) -> str:
-    """Tell a user whose code fits a clock ``offset`` seconds off (see ``EnrolmentError``) what to fix."""
+#: A refused set-up code that fits no clock nearby (``EnrolmentError.device_clock_offset`` is None).
+WRONG_CODE = "That code didn't match. Check the time on your phone and enter the current code."
+
+
+def wrong_code_message(offset: int | None) -> str:
+    """What a user whose set-up code was wrong is told: how far off their phone's clock seems, when the code
+    fits a clock ``offset`` seconds off (``EnrolmentError.device_clock_offset``), else ``WRONG_CODE``."""
+    if offset is None:
+        return WRONG_CODE
     size = abs(offset)
     amount = plural((size + 1800) // 3600, "hour") if size >= 3600 else plural(max(1, (size + 30) // 60), "minute")
     when, direction = (f"is due in about {amount}", "fast") if offset > 0 else (f"was due about {amount} ago", "slow")
@@ -136,8 +143,9 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
         if pending is None:
             raise EnrolmentError("no_pending_secret")
         key = totp.decode_secret(secret_box().decrypt(pending.secret))
-        step = totp.match_step(key, code, clock.timestamp(), skew=_skew())
-        offset = None if step is not None else totp.device_clock_offset(key, code, clock.timestamp(), skew=_skew())
+        at = clock.timestamp()
+        step = totp.match_step(key, code, at, skew=_skew())
+        offset = None if step is not None else totp.device_clock_offset(key, code, at, skew=_skew())
         if step is not None:
             previous = Authenticator.objects.filter(user=user, method=Method.TOTP, confirmed_at__isnull=False)
             replaced = previous.delete()[0]

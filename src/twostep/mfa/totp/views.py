@@ -26,7 +26,6 @@ SETUP_EXPIRED = (
     "This set-up expired, so the key your app scanned no longer works. "
     "Delete that entry from your app, scan the new QR code below, and enter the code it shows."
 )
-WRONG_CODE = "That code didn't match. Check the time on your phone and enter the current code."
 AFTER_SETUP = "Your authenticator app is now required when you sign in."
 #: While two-factor authentication is off for everyone (the console's switch, or the configuration's).
 AFTER_SETUP_WHILE_OFF = (
@@ -52,7 +51,8 @@ def totp_setup_view(request: HttpRequest) -> HttpResponse:
                 user, form.cleaned_data["code"], Origin.of(request), keep_session_key=request.session.session_key
             )
         except totp_flows.EnrolmentError as exc:
-            error = _refusal(exc)
+            no_setup = str(exc) == "no_pending_secret"
+            error = SETUP_EXPIRED if no_setup else totp_flows.wrong_code_message(exc.device_clock_offset)
         else:
             request.session.cycle_key()
             messages.success(request, AFTER_SETUP if active else AFTER_SETUP_WHILE_OFF)
@@ -79,14 +79,6 @@ def totp_remove_view(request: HttpRequest) -> HttpResponse:
         request.session.cycle_key()
         messages.success(request, f"Your authenticator app was removed. {what_is_left(user)}")
     return redirect("/account/security")
-
-
-def _refusal(exc: totp_flows.EnrolmentError) -> str:
-    if str(exc) == "no_pending_secret":
-        return SETUP_EXPIRED
-    if exc.device_clock_offset is not None:
-        return totp_flows.clock_advice(exc.device_clock_offset)
-    return WRONG_CODE
 
 
 def panel_context(request: HttpRequest, user: Any) -> dict[str, Any]:
