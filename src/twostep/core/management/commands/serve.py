@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import OperationalError
 
+from twostep.config.loader import ServerConfig
 from twostep.core.clockcheck import clock_warning
 from twostep.core.crypto import KeyFileError, read_keys
 from twostep.core.keycheck import describe, instance_key_problems, secret_key_problem, secret_key_source
@@ -25,8 +26,11 @@ from twostep.core.wording import plural
 logger = logging.getLogger("twostep.serve")
 
 
-def _between(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from ``low`` to ``high``, else a usage error (exit 2) that says so."""
+def _as_in_config(name: str) -> Callable[[str], int]:
+    """An argparse type for the option that overrides ``server.<name>``: a whole number within that
+    setting's own bounds (``ServerConfig``), else a usage error (exit 2) that says so."""
+    bounds = ServerConfig.model_json_schema()["properties"][name]
+    low, high = int(bounds["minimum"]), int(bounds["maximum"])
 
     def whole_number(text: str) -> int:
         try:
@@ -47,11 +51,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         server = settings.CONFIG.server
         parser.add_argument("--host", default=server.host)
-        # The same bounds as server.port, server.workers and server.threads in the configuration.
-        parser.add_argument("--port", type=_between(1, 65535), default=server.port)
+        parser.add_argument("--port", type=_as_in_config("port"), default=server.port)
         parser.add_argument("--engine", choices=("granian", "gunicorn"), default=server.engine)
-        parser.add_argument("--workers", type=_between(1, 64), default=server.workers)
-        parser.add_argument("--threads", type=_between(1, 256), default=server.threads)
+        parser.add_argument("--workers", type=_as_in_config("workers"), default=server.workers)
+        parser.add_argument("--threads", type=_as_in_config("threads"), default=server.threads)
         parser.add_argument("--dev", action="store_true", help="Allow debug mode (never in production).")
 
     def handle(
