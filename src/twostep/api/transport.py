@@ -20,6 +20,7 @@ from ninja.operation import Operation
 from ninja.parser import Parser
 
 from twostep.api.errors import UnreadableBody, error_response
+from twostep.core.middleware import names_holding_nul
 
 #: Far above any legitimate request (a user with twenty addresses is < 4 KiB).
 MAX_BODY_BYTES = 32 * 1024
@@ -90,7 +91,7 @@ def check_request(request: HttpRequest) -> HttpResponse | None:
         return error_response("length_required", "Send the request body with a Content-Length header, not chunked.")
     if "" in request.GET:
         return error_response("invalid_request", "A query parameter has no name.")
-    with_nul = [name for name, values in request.GET.lists() if any("\x00" in text for text in (name, *values))]
+    with_nul = names_holding_nul(request.GET)
     if with_nul:
         # Refused whether or not the operation reads that parameter, as in a body.
         fields = [

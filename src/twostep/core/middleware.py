@@ -85,8 +85,9 @@ class ClientInfoMiddleware:
             )
 
 
-def _holds_nul(values: QueryDict) -> bool:
-    return any("\x00" in key or any("\x00" in value for value in items) for key, items in values.lists())
+def names_holding_nul(values: QueryDict) -> list[str]:
+    """The names of ``values`` (a query or a form) whose name or a value holds a NUL character."""
+    return [key for key, items in values.lists() if "\x00" in key or any("\x00" in value for value in items)]
 
 
 class RefuseNulMiddleware:
@@ -109,8 +110,8 @@ class RefuseNulMiddleware:
         # request.POST parses only form bodies, which the CSRF check reads anyway.
         if (
             "\x00" in request.path_info
-            or _holds_nul(request.GET)
-            or (request.method == "POST" and _holds_nul(request.POST))
+            or names_holding_nul(request.GET)
+            or (request.method == "POST" and names_holding_nul(request.POST))
         ):
             raise BadRequest("a NUL character in the request")
         return self.get_response(request)
