@@ -1,30 +1,30 @@
 // Counts down the "Send a new code" cooldown that the server rendered into
-// data-cooldown. Without JavaScript the server's own sentence stays and an
-// early press is refused with the remaining time.
+// data-cooldown, then says the button works again. Without JavaScript the
+// server's own sentence stays and an early press is refused with the time left.
 (function () {
   "use strict";
-  function plural(n) {
+  function seconds(n) {
     return n + (n === 1 ? " second." : " seconds.");
   }
-  document.querySelectorAll("form[data-cooldown]").forEach(function (form) {
+  document.querySelectorAll("form.resend[data-cooldown]").forEach(function (form) {
     var left = parseInt(form.getAttribute("data-cooldown"), 10);
     var button = form.querySelector("button[type=submit]");
     var note = form.querySelector("[data-cooldown-note]");
-    if (!button || !(left > 0)) {
+    var ready = form.querySelector("[data-ready-note]");
+    if (!button || !note || !(left > 0)) {
       return;
     }
     button.disabled = true;
     function tick() {
       if (left <= 0) {
         button.disabled = false;
-        if (note) {
-          note.textContent = "";
+        note.textContent = "You can ask for a new code now.";
+        if (ready) {
+          ready.textContent = note.textContent;
         }
         return;
       }
-      if (note) {
-        note.textContent = "You can ask for a new code in " + plural(left);
-      }
+      note.textContent = "You can ask for a new code in " + seconds(left);
       left -= 1;
       window.setTimeout(tick, 1000);
     }
