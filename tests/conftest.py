@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,6 +70,16 @@ def frozen_clock() -> Iterator[clock.FrozenClock]:
 
 def sign_in(client: Client, username: str, password: str = PASSWORD) -> Any:
     return client.post("/login", {"username": username, "password": password})
+
+
+def focused_field(page: str) -> str:
+    """The id of the one field of ``page`` (HTML) that asks for the focus; fails the test if several do."""
+    ids = [
+        re.search(r'\bid="([^"]+)"', tag).group(1)  # type: ignore[union-attr]
+        for tag in re.findall(r"<(?:input|select|textarea)\b[^>]*\bautofocus\b[^>]*>", page)
+    ]
+    assert len(ids) <= 1, f"several fields ask for the focus: {ids}"
+    return ids[0] if ids else ""
 
 
 def headers_and_cookies(response: Any) -> tuple[list[tuple[str, str]], list[str]]:

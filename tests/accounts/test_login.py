@@ -330,6 +330,7 @@ def test_after_a_wrong_password_the_password_field_has_the_focus(user: User) -> 
     password = re.search(r'<input type="password"[^>]*>', page)
     username = re.search(r'<input type="text" name="username"[^>]*>', page)
     assert password and " autofocus" in password.group(0)
+    assert 'aria-describedby="login-error"' in password.group(0) and 'aria-invalid="true"' in password.group(0)
     assert username and " autofocus" not in username.group(0) and f'value="{user.username}"' in username.group(0)
 
 

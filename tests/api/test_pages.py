@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from tests.api.conftest import Api
-from tests.conftest import PASSWORD, asked_for_password, sign_in
+from tests.conftest import PASSWORD, asked_for_password, focused_field, sign_in
 from twostep.accounts.models import Role, User
 from twostep.api.models import AccessToken
 from twostep.core import clock
@@ -63,6 +63,14 @@ def test_users_are_not_offered_the_admin_scope(signed_in_client: Client, user: U
     response = signed_in_client.post("/account/tokens", {"name": "sneaky", "scopes": ["admin"], "days": "7"})
     assert response.status_code == 200 and not SECRET.search(response.content.decode())
     assert not AccessToken.objects.filter(user=user).exists()
+    # The refused field takes the focus, so that its error is read with it.
+    assert focused_field(response.content.decode()) == "id_scopes_0"
+
+
+def test_a_refused_form_focuses_its_first_error(signed_in_client: Client) -> None:
+    """With an empty name and no scope, the name (the first field in error) has the focus."""
+    page = signed_in_client.post("/account/tokens", {"name": "", "days": "7"}).content.decode()
+    assert focused_field(page) == "id_name"
 
 
 def test_admins_are_offered_the_admin_scope(client: Client, make_user) -> None:  # type: ignore[no-untyped-def]

@@ -148,7 +148,7 @@ def test_several_methods_and_use_another_method(
 
     # Email as the default: asked first next time.
     page.goto("/account/security")
-    page.get_by_role("button", name=f"Make Email to {CODES_ADDRESS} the default").click()
+    page.get_by_role("button", name=f"Make default: Email to {CODES_ADDRESS}").click()
     expect(page.get_by_role("status")).to_contain_text("is now asked for first")
     sign_out(frank)
     sent = len(smtp_server.messages())

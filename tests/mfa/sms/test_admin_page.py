@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from tests.conftest import sign_in
+from tests.conftest import focused_field, sign_in
 from tests.sms.fakes import TWILIO_SID, TWILIO_TOKEN, WEBHOOK_SECRET, FakeSet
 from tests.sms.helpers import configure
 from twostep.accounts.models import User
@@ -96,6 +96,7 @@ def test_new_address_asks_for_the_secret_again(admin_client: Client, fakes: Fake
     )
     page = response.content.decode()
     assert 'id="opt_auth_token-error"' in page and "Enter it again" in page
+    assert focused_field(page) == "opt_auth_token"
     assert f'value="{elsewhere.url}"' in page
     assert get_setting(service.OPTIONS)["base_url"] == legit.url
     admin_client.post("/admin/sms", {"action": "test", "number": "+15551234567"})
@@ -117,6 +118,7 @@ def test_test_sms_failure_shows_the_provider_error(admin_client: Client, fakes: 
     assert "international form" in bad
     empty = admin_client.post("/admin/sms", {"action": "test", "number": ""}).content.decode()
     assert "Enter the phone number to send the test SMS to" in empty
+    assert focused_field(empty) == "test-number"
 
 
 def test_unconfirmed_test_sms_says_it_may_arrive(admin_client: Client, fakes: FakeSet) -> None:
@@ -137,7 +139,10 @@ def test_limits_form(admin_client: Client) -> None:
     response = admin_client.post("/admin/sms", {"action": "limits", "daily_limit": "-1", "countries": "999"})
     page = response.content.decode()
     assert "whole number from 1" in page and "not a country calling code" in page
+    assert focused_field(page) == "daily_limit", "the first refused field takes the focus"
     assert service.limits() == (40, ["1", "44"])
+    page = admin_client.post("/admin/sms", {"action": "limits", "daily_limit": "40", "countries": "x"}).content.decode()
+    assert focused_field(page) == "countries"
 
 
 def test_webhook_signing_secret_can_be_removed(admin_client: Client, fakes: FakeSet) -> None:

@@ -6,9 +6,12 @@ them for each form), never the form class.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import template
 from django.contrib.auth.password_validation import password_validators_help_texts
 from django.forms import BaseForm
+from django.forms.widgets import ChoiceWidget
 
 register = template.Library()
 
@@ -25,8 +28,24 @@ def focus_first_error(form: BaseForm) -> BaseForm:
     if first is not None:
         for field in form.fields.values():
             field.widget.attrs.pop("autofocus", None)
-        form.fields[first].widget.attrs["autofocus"] = True
+        widget = form.fields[first].widget
+        widget.attrs["autofocus"] = True
+        if isinstance(widget, ChoiceWidget):
+            _focus_first_option_only(widget)
     return form
+
+
+def _focus_first_option_only(widget: ChoiceWidget) -> None:
+    """Checkboxes and radio buttons copy the widget's attributes to every option: keep autofocus on the first."""
+    make_option = widget.create_option
+
+    def create_option(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = make_option(*args, **kwargs)
+        if option["index"] not in ("0", "0_0"):
+            option["attrs"].pop("autofocus", None)
+        return option
+
+    widget.create_option = create_option  # type: ignore[method-assign]
 
 
 @register.filter

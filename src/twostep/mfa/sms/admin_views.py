@@ -113,6 +113,11 @@ def sms_admin_view(request: HttpRequest) -> HttpResponse:
 
     provider_cls = providers.get(chosen)
     daily_limit, countries = service.limits()
+    # The refused field takes the focus, so that its error is read out with it.
+    in_error = [f"opt_{name}" for name in errors if name not in {"provider", "sender"}]
+    in_error += ["sender"] if "sender" in errors else []
+    in_error += [name for name in ("daily_limit", "countries") if name in limit_errors]
+    in_error += ["test-number"] if test_errors else []
     context = {
         "status": service.status(),
         # Plain data: templates would call (instantiate) provider classes.
@@ -134,5 +139,6 @@ def sms_admin_view(request: HttpRequest) -> HttpResponse:
         "test_error": test_errors.get("number", ""),
         "sent_today": service.sent_in_window(),
         "sms_allowed": "sms" in get_setting("two_factor.methods"),
+        "focus": in_error[0] if in_error else "",
     }
     return render(request, "mfa/sms/admin.html", context)
