@@ -171,6 +171,20 @@ def check_send_allowed(
             raise SendRefused(reason, times[-cap] + SEND_WINDOW - now)
 
 
+def was_sent(
+    *,
+    pending: PendingLogin | None = None,
+    authenticator: Authenticator | None = None,
+    email_check: EmailCheck | None = None,
+) -> bool:
+    """Whether any code of this binding reached (or may have reached) the mail server or SMS provider.
+
+    A set-up or check whose every send failed has none: its page must not ask for a code.
+    """
+    scope = _binding(pending, authenticator, email_check)
+    return OneTimeCode.objects.filter(scope, sent_at__isnull=False).exists()
+
+
 def cooldown_remaining(
     *,
     pending: PendingLogin | None = None,

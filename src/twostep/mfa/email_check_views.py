@@ -100,9 +100,12 @@ def email_check_view(request: HttpRequest) -> HttpResponse:
             return redirect(after)
     addresses = email_flows.addresses_of(user)
     pending = email_check.in_progress(user, holder)
-    choosing = pending is None or request.GET.get("change") == "1" or action == "send"
-    # Any address of theirs will do; preselect one other than the primary, as for email codes.
-    suggested = next((a for a in addresses if not a.is_primary), addresses[0] if addresses else None)
+    # Every send for the check failed: nothing to enter; choose and send again.
+    unsent_to = pending.destination if pending is not None and not codes.was_sent(email_check=pending) else ""
+    choosing = pending is None or bool(unsent_to) or request.GET.get("change") == "1" or action == "send"
+    # Any address of theirs will do; preselect the one tried, else one other than the primary.
+    suggested = next((a for a in addresses if unsent_to and a.email.lower() == unsent_to.lower()), None)
+    suggested = suggested or next((a for a in addresses if not a.is_primary), addresses[0] if addresses else None)
     return render(
         request,
         "mfa/enforcement/email_check.html",
@@ -111,6 +114,7 @@ def email_check_view(request: HttpRequest) -> HttpResponse:
             "selected_id": address_id(request) if action == "send" else (suggested.pk if suggested else 0),
             "pending": pending,
             "choosing": choosing,
+            "unsent_to": unsent_to,
             "cooldown": email_check.cooldown(pending) if pending else 0,
             "form": form,
             "error": error,

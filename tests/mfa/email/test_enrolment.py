@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import partial
 
@@ -166,6 +167,11 @@ def test_smtp_failure_during_enrolment(
     assert not OneTimeCode.objects.filter(user=user).exists()
     event = AuthEvent.objects.get(kind="email.code_sent", reason="delivery_failed")
     assert "connection refused" in event.detail["error"]
+    # Coming back, the page does not ask for a code that never went out: it offers the addresses again.
+    page = client.get(SETUP).content.decode()
+    assert "Enter the code sent to" not in page
+    assert f"No code could be sent to {BACKUP}. Try again, or choose another address." in page
+    assert re.search(rf'value="{address_id(user, BACKUP)}" checked', page), "the address tried is preselected"
 
 
 def test_turn_off(client: Client, user: User, enrolled: Authenticator, mail_server: SmtpServer) -> None:

@@ -170,6 +170,9 @@ def test_smtp_failure_lets_nobody_through(
     assert not OneTimeCode.objects.filter(user=user).exists()
     assert events("email_check.code_sent")[-1].reason == "delivery_failed"
     assert client.get(TOTP_SETUP)["Location"] == f"{CHECK}?method=totp"
+    # Coming back, the page does not ask for a code that never went out.
+    page = client.get(f"{CHECK}?method=totp").content.decode()
+    assert "Enter the code sent to" not in page and "No code could be sent to" in page
 
 
 def test_only_the_users_own_addresses(

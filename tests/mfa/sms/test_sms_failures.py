@@ -183,6 +183,10 @@ def test_enrolment_send_failure_is_explained(phone_user: User, fakes: FakeSet) -
     response = client.post("/account/security/sms", {"action": "send", "phone": phone_id(phone_user, PRIMARY)})
     assert COULD_NOT_SEND in response.content.decode()
     assert not OneTimeCode.objects.exists()
+    # Coming back, the page does not ask for a code that never went out.
+    page = client.get("/account/security/sms").content.decode()
+    assert "Enter the code sent to" not in page
+    assert f"No code could be sent to {PRIMARY}. Try again, or choose another number." in page
     fake.recover()
     response = client.post("/account/security/sms", {"action": "resend"}, follow=True)
     assert "We sent a new code" in response.content.decode()

@@ -101,10 +101,13 @@ def email_setup_view(request: HttpRequest) -> HttpResponse:
             return redirect("/account/security")
     addresses = flows.addresses_of(user)
     pending = flows.pending_enrolment(user)
-    choosing = pending is None or request.GET.get("change") == "1" or action == "send"
+    # Every send for the set-up failed: nothing to enter; choose and send again.
+    unsent_to = pending.destination if pending is not None and not codes.was_sent(authenticator=pending) else ""
+    choosing = pending is None or bool(unsent_to) or request.GET.get("change") == "1" or action == "send"
     primary = next((a for a in addresses if a.is_primary), None)
-    # Recommend (and preselect) an address other than the primary one.
-    suggested = next((a for a in addresses if not a.is_primary), primary)
+    # Preselect the address tried, else recommend one other than the primary one.
+    suggested = next((a for a in addresses if unsent_to and a.email.lower() == unsent_to.lower()), None)
+    suggested = suggested or next((a for a in addresses if not a.is_primary), primary)
     selected_id = address_id(request) if action == "send" else (suggested.pk if suggested else 0)
     current = flows.active_factor(user)
     return render(
@@ -116,6 +119,7 @@ def email_setup_view(request: HttpRequest) -> HttpResponse:
             "selected_id": selected_id,
             "pending": pending,
             "choosing": choosing,
+            "unsent_to": unsent_to,
             "pending_is_primary": bool(pending and primary and pending.destination.lower() == primary.email.lower()),
             "cooldown": codes.cooldown_remaining(authenticator=pending) if pending else 0,
             "current": current,
