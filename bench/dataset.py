@@ -275,6 +275,7 @@ def pending_browsers(population: Population, indexes: Sequence[int], csrf: str, 
 
     from twostep.accounts.views import NEXT_KEY, PENDING_KEY
     from twostep.core import clock
+    from twostep.mfa.login import PAGES_HOLDER
     from twostep.mfa.models import Method, PendingLogin
     from twostep.usersessions.backend import SessionStore, stored_key
     from twostep.usersessions.models import UserSession
@@ -295,6 +296,7 @@ def pending_browsers(population: Population, indexes: Sequence[int], csrf: str, 
                 created_at=now,
                 expires_at=now + ttl,
                 ip=client_ip,
+                holder=PAGES_HOLDER,
             )
         )
         key = get_random_string(32, "abcdefghijklmnopqrstuvwxyz0123456789")

@@ -13,6 +13,7 @@ from tests.conftest import PASSWORD, headers_and_cookies
 from twostep.accounts import services
 from twostep.accounts.models import User
 from twostep.accounts.signin import GENERIC_FAILURE
+from twostep.accounts.views import PENDING_KEY
 from twostep.api.models import AccessToken
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
@@ -65,6 +66,31 @@ def test_completed_login_token_cannot_sign_in_again(api: Api, user: User, two_fa
     again = api.post("/auth/login/verify", {"login_token": login_token, "code": totp.hotp(key, step + 1)})
     assert again.status_code == 401 and error_code(again) == "login_expired"
     assert AccessToken.objects.filter(user=user).count() == 1
+
+
+def test_a_sign_in_begun_on_the_pages_cannot_be_finished_through_the_api(
+    api: Api, client: Client, user: User, two_factor_on: None
+) -> None:
+    """The token a browser's session holds (readable in the sessions table) with the right code gets
+    login_expired from the API, and the browser's own sign-in is left as it was."""
+    key = enrol_totp(user)
+    assert client.post("/login", {"username": user.username, "password": PASSWORD})["Location"] == "/login/verify"
+    page_token = client.session[PENDING_KEY]
+    step = totp.time_step(clock.timestamp())
+    taken = api.post("/auth/login/verify", {"login_token": page_token, "code": totp.hotp(key, step)})
+    assert taken.status_code == 401 and error_code(taken) == "login_expired"
+    assert api.post("/auth/login/method", {"login_token": page_token, "method": "totp"}).status_code == 401
+    assert not AccessToken.objects.filter(user=user).exists()
+    finished = client.post("/login/verify", {"code": totp.hotp(key, step)})
+    assert finished.status_code == 302 and finished["Location"] == "/account"
+    # And the other way: the API's token in a browser's session does not finish a sign-in there.
+    api_token = login(api, user.username).json()["login_token"]
+    browser = Client()
+    assert browser.post("/login", {"username": user.username, "password": PASSWORD}).status_code == 302
+    session = browser.session
+    session[PENDING_KEY] = api_token
+    session.save()
+    assert browser.post("/login/verify", {"code": totp.hotp(key, step + 1)})["Location"].startswith("/login")
 
 
 def test_password_failures_are_indistinguishable(api: Api, user: User, make_user) -> None:  # type: ignore[no-untyped-def]

@@ -62,9 +62,10 @@ def safe_next(request: HttpRequest, candidate: str | None) -> str:
 def pending_sign_in(request: HttpRequest) -> PendingLogin | None:
     """The browser's live pending sign-in (password done, second step not yet), or None.
 
-    A dead one (expired, spent, exhausted) is forgotten from the session.
+    A dead one (expired, spent, exhausted), or one begun through the API, is
+    forgotten from the session.
     """
-    pending = second_step.resolve(request.session.get(PENDING_KEY))
+    pending = second_step.resolve(request.session.get(PENDING_KEY), holder=second_step.PAGES_HOLDER)
     if pending is None:
         request.session.pop(PENDING_KEY, None)
     return pending
@@ -136,7 +137,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
             if trusted_browsers.recognise(request, user) is not None:
                 return complete_sign_in(request, user)
             try:
-                _, token = second_step.start(user, authenticators[0], origin)
+                _, token = second_step.start(user, authenticators[0], origin, holder=second_step.PAGES_HOLDER)
             except second_step.SecondStepError:
                 error = "We could not start the second step. Try again in a moment."
             else:

@@ -44,6 +44,15 @@ class SecondStepError(Exception):
         self.reason = reason
 
 
+#: Who may answer a sign-in (``PendingLogin.holder``): the sign-in pages (the token sits in
+#: the browser's session) or the API (the client holds it). Neither finishes the other's:
+#: the sessions table stores session data signed, not encrypted, so whoever can read the
+#: database sees the token of every sign-in a browser is in the middle of, and must not be
+#: able to hand it to the API with a code instead of the password.
+PAGES_HOLDER = "pages"
+API_HOLDER = "api"
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
@@ -71,13 +80,14 @@ def start(
     return pending, token
 
 
-def resolve(token: str | None, purpose: str = Purpose.SIGN_IN) -> PendingLogin | None:
+def resolve(token: str | None, purpose: str = Purpose.SIGN_IN, holder: str | None = None) -> PendingLogin | None:
     """The live pending sign-in for ``token``: unexpired, unfinished, not exhausted.
 
     Only one of ``purpose``: a step-up's token can never complete a sign-in.
+    With ``holder``, only one begun by that holder (``API_HOLDER``, ``PAGES_HOLDER``).
     """
     pending = find(token, purpose)
-    if pending is None or not is_live(pending):
+    if pending is None or not is_live(pending) or (holder is not None and pending.holder != holder):
         return None
     return pending
 

@@ -79,7 +79,8 @@ class PendingLogin(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True)
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.SIGN_IN)
     #: A step-up begun through the API names the access token that began it
-    #: (``email_check.token_holder``): only that token may answer it.
+    #: (``email_check.token_holder``): only that token may answer it.  A sign-in
+    #: names the pages or the API (``login.PAGES_HOLDER``, ``login.API_HOLDER``).
     holder = models.CharField(max_length=64, blank=True, default="")
 
     def __str__(self) -> str:

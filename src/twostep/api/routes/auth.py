@@ -130,7 +130,7 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
             )
         chosen = asked
     try:
-        pending, token = second_step.start(user, chosen, origin)
+        pending, token = second_step.start(user, chosen, origin, holder=second_step.API_HOLDER)
     except second_step.SecondStepError:
         raise ApiError(
             "second_step_unavailable", "We could not start the second step. Try again in a moment."
@@ -182,8 +182,8 @@ def _login_over() -> ApiError:
 
 
 def _live_pending(login_token: str) -> PendingLogin:
-    """Raises ApiError(login_expired)."""
-    pending = second_step.resolve(login_token)
+    """Raises ApiError(login_expired), also for the token of a sign-in begun on the pages."""
+    pending = second_step.resolve(login_token, holder=second_step.API_HOLDER)
     if pending is None:
         raise _login_over()
     return pending
@@ -191,7 +191,7 @@ def _live_pending(login_token: str) -> PendingLogin:
 
 def _failed(login_token: str) -> ApiError:
     """The answer to a failed second step: generic, or login_expired once the sign-in is used up."""
-    if second_step.resolve(login_token) is None:
+    if second_step.resolve(login_token, holder=second_step.API_HOLDER) is None:
         return ApiError("login_expired", "That code didn't work, and this sign-in has ended. Please sign in again.")
     return ApiError("second_step_failed", second_step.GENERIC_FAILURE)
 
