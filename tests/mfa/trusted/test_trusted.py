@@ -131,6 +131,20 @@ def test_duration_is_configurable(
     assert not skips(client, user)
 
 
+def test_fewer_days_shorten_trust_already_given(
+    client: Client, totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
+) -> None:
+    """Trust given for 30 days ends after 3 once an administrator lowers the setting to 3."""
+    user, key = totp_user
+    trust(client, user, key)
+    frozen_clock.advance(2 * 86400)
+    set_setting("trusted_browsers.days", 3)
+    assert skips(client, user)
+    client.post("/logout")
+    frozen_clock.advance(86400 + 1)
+    assert not skips(client, user)
+
+
 def test_admin_can_turn_trust_off(client: Client, totp_user: tuple[User, bytes]) -> None:
     """With trusted browsers off, the box is not offered, a ticked box does nothing, and old trust no longer skips."""
     user, key = totp_user

@@ -124,18 +124,26 @@ def _tokens_in(request: HttpRequest) -> list[str]:
 def recognise(request: HttpRequest, user: User) -> TrustedBrowser | None:
     """The live trust this browser holds for ``user``, if it may skip the second step now.
 
-    Never for another user's token, an expired or revoked one, a user whose
-    password or factors changed since, a locked second step, or when the
-    admin turned trusted browsers off.  A match is recorded in the auth log.
+    Never for another user's token, an expired or revoked one, one older than
+    the number of days trust lasts now (an administrator may have lowered it
+    since), a user whose password or factors changed since, a locked second
+    step, or when the admin turned trusted browsers off.  A match is recorded
+    in the auth log.
     """
     tokens = _tokens_in(request)
     if not tokens or user.second_step_locked_at is not None:
         return None
-    if not policy().enabled:
+    current = policy()
+    if not current.enabled:
         return None
     now = clock.now()
     match = (
-        TrustedBrowser.objects.filter(user_id=user.pk, token_hash__in=[_hash(t) for t in tokens], expires_at__gt=now)
+        TrustedBrowser.objects.filter(
+            user_id=user.pk,
+            token_hash__in=[_hash(t) for t in tokens],
+            expires_at__gt=now,
+            created_at__gt=now - timedelta(days=current.days),
+        )
         .order_by("-created_at")
         .first()
     )
