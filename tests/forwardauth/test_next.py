@@ -55,7 +55,6 @@ def sign_in_with_next(client: Client, username: str, next_url: str, *, secure: b
         "https://wiki.example.com/",
         "https://wiki.example.com/page?a=1&b=%2F",
         "https://grafana.example.com:8443/admin",
-        "http://wiki.example.com/plain-http-is-fine-when-twostep-is-too",
     ],
 )
 def test_protected_application_is_a_valid_next(
@@ -63,6 +62,31 @@ def test_protected_application_is_a_valid_next(
 ) -> None:
     """A URL on a host that a forward-auth rule protects is where sign-in ends."""
     assert sign_in_with_next(client, user.username, next_url) == next_url
+
+
+def test_an_https_public_address_means_https_even_without_trusted_proxies(
+    client: Client, user: User, forward_config: Callable[..., TwostepConfig]
+) -> None:
+    """Behind a TLS proxy left out of trusted_proxies (no believed X-Forwarded-Proto), a request to an
+    https service is https: an http:// next is refused as a downgrade, and Django sees a secure request."""
+    forward_config(trusted_proxies=[])
+    response = client.post(
+        "/login", {"username": user.username, "password": PASSWORD, "next": "http://wiki.example.com/"}
+    )
+    assert response["Location"] == ACCOUNT
+    assert response.wsgi_request.is_secure()
+    # A proxy that is trusted and says plain http is believed.
+    forward_config(trusted_proxies=["127.0.0.1"])
+    told = Client().get("/login", HTTP_X_FORWARDED_PROTO="http")
+    assert not told.wsgi_request.is_secure()
+
+
+def test_plain_http_next_is_fine_when_twostep_is_plain_http_too(
+    client: Client, user: User, forward_config: Callable[..., TwostepConfig]
+) -> None:
+    """Served at an http:// address, twostep may send the browser on to a protected app's http:// URL."""
+    forward_config(public_url="http://login.example.com")
+    assert sign_in_with_next(client, user.username, "http://wiki.example.com/x") == "http://wiki.example.com/x"
 
 
 @pytest.mark.parametrize("next_url", REFUSED)

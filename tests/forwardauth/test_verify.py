@@ -159,7 +159,13 @@ def test_any_method_without_csrf_token(user: User, forward_config: Callable[...,
     """nginx asks with the original method: POST, PUT, DELETE get the same answer, no CSRF failure."""
     client = Client(enforce_csrf_checks=True)
     token = client.get("/login").cookies["twostep_csrf"].value
-    signed = client.post("/login", {"username": user.username, "password": PASSWORD, "csrfmiddlewaretoken": token})
+    # The browser's Origin, as over https (the public address is https): Django checks it there.
+    signed = client.post(
+        "/login",
+        {"username": user.username, "password": PASSWORD, "csrfmiddlewaretoken": token},
+        secure=True,
+        HTTP_ORIGIN="https://testserver",
+    )
     assert signed.status_code == 302
     for method in ("post", "put", "delete", "head", "options"):
         answer = getattr(client, method)(REQUEST, **NGINX_WIKI)

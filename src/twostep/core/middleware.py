@@ -42,7 +42,10 @@ class ClientInfoMiddleware:
     It also drops ``X-Forwarded-Proto`` unless the connection comes from a
     trusted proxy: Django believes that header (``SECURE_PROXY_SSL_HEADER``)
     from anyone once proxies are configured, and a client reaching the port
-    directly could otherwise pass plain HTTP off as HTTPS.
+    directly could otherwise pass plain HTTP off as HTTPS.  Without that
+    header, a request to a service whose public address is https counts as
+    https: it reached twostep through a proxy that ended TLS, even one left out
+    of ``trusted_proxies`` (HSTS is sent, ``next`` must be https).
     """
 
     def __init__(self, get_response: Handler) -> None:
@@ -51,6 +54,7 @@ class ClientInfoMiddleware:
         self.proxy_header = settings.CONFIG.server.client_ip_header
         self.proxy_header_key = "HTTP_" + self.proxy_header.upper().replace("-", "_")
         self.proxy_unconfigured_told = False
+        self.public_https = settings.CONFIG.server.https
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         meta = request.META
@@ -58,6 +62,8 @@ class ClientInfoMiddleware:
             self._tell_of_an_unconfigured_proxy(meta.get("REMOTE_ADDR", ""))
         if "HTTP_X_FORWARDED_PROTO" in meta and not is_trusted_peer(meta.get("REMOTE_ADDR", ""), self.trusted):
             del meta["HTTP_X_FORWARDED_PROTO"]
+        if self.public_https and "HTTP_X_FORWARDED_PROTO" not in meta:
+            meta["wsgi.url_scheme"] = "https"
         request.client_ip = client_ip(  # type: ignore[attr-defined]
             meta.get("REMOTE_ADDR", ""),
             proxy_chain(self.proxy_header, meta.get(self.proxy_header_key, "")),
