@@ -69,14 +69,16 @@ def test_an_https_public_address_means_https_even_without_trusted_proxies(
 ) -> None:
     """Behind a TLS proxy left out of trusted_proxies (no believed X-Forwarded-Proto), a request to an
     https service is https: an http:// next is refused as a downgrade, and Django sees a secure request."""
-    forward_config(trusted_proxies=[])
+    forward_config(trusted_proxies=[], public_url="https://testserver")
     response = client.post(
         "/login", {"username": user.username, "password": PASSWORD, "next": "http://wiki.example.com/"}
     )
     assert response["Location"] == ACCOUNT
     assert response.wsgi_request.is_secure()
+    # Another name (an SSH tunnel to the port) is left as it came.
+    assert not Client().get("/login", HTTP_HOST="127.0.0.1:8000").wsgi_request.is_secure()
     # A proxy that is trusted and says plain http is believed.
-    forward_config(trusted_proxies=["127.0.0.1"])
+    forward_config(trusted_proxies=["127.0.0.1"], public_url="https://testserver")
     told = Client().get("/login", HTTP_X_FORWARDED_PROTO="http")
     assert not told.wsgi_request.is_secure()
 

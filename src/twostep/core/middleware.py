@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import BadRequest
@@ -43,9 +44,10 @@ class ClientInfoMiddleware:
     trusted proxy: Django believes that header (``SECURE_PROXY_SSL_HEADER``)
     from anyone once proxies are configured, and a client reaching the port
     directly could otherwise pass plain HTTP off as HTTPS.  Without that
-    header, a request to a service whose public address is https counts as
-    https: it reached twostep through a proxy that ended TLS, even one left out
-    of ``trusted_proxies`` (HSTS is sent, ``next`` must be https).
+    header, a request for the host of an https public address counts as https:
+    it reached twostep through a proxy that ended TLS, even one left out of
+    ``trusted_proxies`` (HSTS is sent, ``next`` must be https).  A request for
+    another name (``127.0.0.1:8000`` through an SSH tunnel) stays what it is.
     """
 
     def __init__(self, get_response: Handler) -> None:
@@ -54,7 +56,8 @@ class ClientInfoMiddleware:
         self.proxy_header = settings.CONFIG.server.client_ip_header
         self.proxy_header_key = "HTTP_" + self.proxy_header.upper().replace("-", "_")
         self.proxy_unconfigured_told = False
-        self.public_https = settings.CONFIG.server.https
+        public = urlsplit(settings.CONFIG.server.public_url)
+        self.public_https_host = public.netloc.lower() if public.scheme == "https" else ""
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         meta = request.META
@@ -62,8 +65,10 @@ class ClientInfoMiddleware:
             self._tell_of_an_unconfigured_proxy(meta.get("REMOTE_ADDR", ""))
         if "HTTP_X_FORWARDED_PROTO" in meta and not is_trusted_peer(meta.get("REMOTE_ADDR", ""), self.trusted):
             del meta["HTTP_X_FORWARDED_PROTO"]
-        if self.public_https and "HTTP_X_FORWARDED_PROTO" not in meta:
-            meta["wsgi.url_scheme"] = "https"
+        if self.public_https_host and "HTTP_X_FORWARDED_PROTO" not in meta:
+            host = (meta.get("HTTP_HOST") or meta.get("SERVER_NAME", "")).lower()
+            if host == self.public_https_host or host.removesuffix(":443") == self.public_https_host:
+                meta["wsgi.url_scheme"] = "https"
         request.client_ip = client_ip(  # type: ignore[attr-defined]
             meta.get("REMOTE_ADDR", ""),
             proxy_chain(self.proxy_header, meta.get(self.proxy_header_key, "")),
