@@ -26,7 +26,8 @@ and administer users and settings.
 `POST /api/v1/auth/login` (and `/auth/login/verify` when a second step is required) or is a
 personal token created on `/account/tokens`. Session cookies are never accepted.
 Sign-in tokens end after 1 hour unused or 24 hours, personal tokens at their expiry, and all
-of a user's tokens end when their sessions do (password change, role change, deactivation, 2FA reset).
+of a user's tokens end when their sessions do (password change, role change, deactivation, 2FA reset,
+a factor added or removed, except the token that made that change).
 
 **Re-authentication.** Every step of setting up a factor (the email check included), removing
 one, new recovery codes, creating a personal token, each step of a step-up and, with a sign-in

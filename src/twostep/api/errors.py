@@ -97,8 +97,8 @@ CODES: dict[str, tuple[int, str]] = {
     "second_step_unavailable": (
         503,
         "The second step (or a step-up) could not be started or the code could not be checked (a fault of the "
-        "service: e.g. a step-up's first code could not be sent, or this instance's encryption keys differ from "
-        "the others'); nothing was counted against the user.",
+        "service: e.g. this instance's encryption keys differ from the others'); nothing was counted against "
+        "the user. A code that could not be sent is not this error: the answer is 200 with `code_sent: false`.",
     ),
     "unavailable": (503, "The service cannot reach its database; nothing was changed and nobody was signed in."),
     "delivery_failed": (

@@ -89,7 +89,8 @@ def login(request: HttpRequest, payload: LoginIn) -> dict[str, Any]:
     that address is in `server.trusted_proxies` and forwards theirs) get 429
     `rate_limited` with `Retry-After`, without checking the password.  Methods
     that send a code (email, SMS) send it now.
-    A `method` the user cannot use answers 409 `method_unavailable` and starts nothing.
+    When a second step is asked for, a `method` the user cannot use answers 409
+    `method_unavailable` and starts nothing (a user with no second step is signed in).
     """
     origin = Origin.of(request)
     try:

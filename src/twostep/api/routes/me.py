@@ -17,6 +17,7 @@ holds docs/api.md's list of them to the code as well).
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any
 
@@ -120,7 +121,7 @@ def reauthenticate(request: HttpRequest, payload: ReauthenticateIn) -> dict[str,
         raise ApiError(
             "rate_limited",
             "Too many wrong passwords; wait and retry.",
-            headers={"Retry-After": str(max(1, int(exc.retry_after.total_seconds())))},
+            headers={"Retry-After": str(max(1, math.ceil(exc.retry_after.total_seconds())))},
         ) from None
     if not correct:
         raise ApiError("invalid_password", "That password is incorrect.")
@@ -172,7 +173,7 @@ def step_up_begin(request: HttpRequest, payload: StepUpIn) -> dict[str, Any]:
                 f"{payload.method} is not one of your second-step methods ({', '.join(usable) or 'none'}).",
                 methods=usable,
             ) from None
-        raise ApiError("second_step_unavailable", "We could not send a code. Try again in a moment.") from None
+        raise ApiError("second_step_unavailable", "We could not start the step-up. Try again in a moment.") from None
     return {"step_up_token": step_up_token, **pending_state(pending)}
 
 
