@@ -150,6 +150,8 @@ def test_several_methods_and_use_another_method(
     page.goto("/account/security")
     page.get_by_role("button", name=f"Make default: Email to {CODES_ADDRESS}").click()
     expect(page.get_by_role("status")).to_contain_text("is now asked for first")
+    # Back where the button was (#methods), with the message there, not out of view at the top.
+    expect(page.get_by_role("region", name="Your sign-in methods").get_by_role("status")).to_be_in_viewport()
     sign_out(frank)
     sent = len(smtp_server.messages())
     sign_in(frank, "frank", PASSWORD)
@@ -229,6 +231,7 @@ def test_trusted_browser_skips_then_revoked(
     kiosk.assert_fits_width()
     trusted.get_by_role("button", name=re.compile(r"^Stop trusting Chrome on Linux")).click()
     expect(kiosk.page.get_by_role("status")).to_contain_text("will ask for your second step again")
+    expect(trusted.get_by_role("status")).to_be_in_viewport()
     sign_out(laptop)
     sign_in(laptop, "henry", PASSWORD)
     expect(laptop.page).to_have_url(re.compile(r"/login/verify$"))
