@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -13,6 +15,13 @@ from twostep.core import clock
 pytestmark = pytest.mark.django_db
 
 REAUTHENTICATE = "/account/reauthenticate"
+
+
+def carried_password(page: str) -> str:
+    """The value the prompt carries for the change's ``password`` field."""
+    found = re.search(r'<input type="hidden" name="password" value="([^"]*)">', page)
+    assert found is not None, "the prompt carries the password field"
+    return found.group(1)
 
 
 @pytest.fixture
@@ -51,7 +60,8 @@ def test_every_change_asks_for_the_password_again(stale_admin: Client, user: Use
     assert response.templates[0].name == "accounts/reauthenticate.html"
     page = response.content.decode()
     assert f'action="{path}"' in page
-    assert '<input type="hidden" name="password" value="a brand new long one">' in page
+    # Carried, but not written back into the page as typed: the prompt holds it encrypted.
+    assert carried_password(page) and "a brand new long one" not in page
     assert 'name="reauth-password"' in page
     assert '<a href="/admin/users/alice">Cancel</a>' in page
 
@@ -64,7 +74,9 @@ def test_the_change_goes_through_once_the_password_is_given(stale_admin: Client,
     assert prompt.status_code == 200
     assert User.objects.get(pk=user.pk).check_password(PASSWORD)
     key = stale_admin.session.session_key
-    done = stale_admin.post(f"{page}/password", {**change, "reauth-password": PASSWORD}, HTTP_REFERER=page)
+    # What the browser posts back: the carried field as the prompt holds it, and the password.
+    answer = {"password": carried_password(prompt.content.decode()), "reauth-password": PASSWORD}
+    done = stale_admin.post(f"{page}/password", answer, HTTP_REFERER=page)
     assert done.status_code == 302 and done["Location"] == page
     assert User.objects.get(pk=user.pk).check_password("a brand new long one")
     assert stale_admin.session.session_key != key
@@ -82,11 +94,15 @@ def test_a_wrong_password_makes_no_change_and_keeps_the_fields(stale_admin: Clie
     assert wrong.status_code == 200
     content = wrong.content.decode()
     assert "That password is incorrect." in content
-    assert '<input type="hidden" name="password" value="a brand new long one">' in content
+    assert carried_password(content) and "a brand new long one" not in content
     assert 'value="not it"' not in content
     assert User.objects.get(pk=user.pk).check_password(PASSWORD)
     failures = AuthEvent.objects.filter(kind="reauthenticate", outcome=Outcome.FAILURE)
     assert failures.count() == 1
+    # The field carried through the refusal still makes the change it was typed for.
+    answer = {"password": carried_password(content), "reauth-password": PASSWORD}
+    assert stale_admin.post(f"{page}/password", answer, HTTP_REFERER=page).status_code == 302
+    assert User.objects.get(pk=user.pk).check_password("a brand new long one")
 
 
 def test_wrong_passwords_at_the_prompt_are_throttled(stale_admin: Client, admin: User, user: User) -> None:

@@ -348,8 +348,12 @@ def test_every_console_change_needs_the_admins_code(admin: User, user: User, two
         "host": "mail.evil.example",
     }
     before = (User.objects.count(), get_settings("email.host"))
-    assert asked_for_code(console.post(path, change))
+    asked = console.post(path, change)
+    assert asked_for_code(asked)
     assert (User.objects.count(), get_settings("email.host")) == before
+    # The prompt carries the change, its password encrypted rather than written back into the page.
+    page = asked.content.decode()
+    assert 'name="password"' in page and change["password"] not in page and 'value="helper"' in page
 
 
 def test_a_sign_in_with_a_code_is_a_fresh_proof(with_app: tuple[Client, AuthenticatorApp], user: User) -> None:

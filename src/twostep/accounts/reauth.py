@@ -8,6 +8,7 @@ password added.  Only when the password is right does the change run.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,9 @@ from twostep.accounts.forms import PasswordForm
 from twostep.accounts.models import User
 from twostep.accounts.signin import SignInThrottled, check_reauthentication, throttled_message
 from twostep.audit.services import Origin
+from twostep.core.crypto import DecryptionError
 from twostep.core.decorators import mark_reauthenticated
+from twostep.core.keyring import secret_box
 
 # The prompt's fields get this prefix, so that they cannot collide with the
 # fields of the change they carry (a console form has its own "password").
@@ -27,6 +30,10 @@ INCORRECT = "That password is incorrect."
 
 # Fields not carried through the prompt: the prompt brings its own CSRF token.
 _NOT_CARRIED = {"csrfmiddlewaretoken"}
+#: Carried fields that hold a secret (a new password, the SMTP password, an SMS
+#: provider's token): the prompt carries them encrypted, never written back into
+#: the page as typed.
+_SECRET_FIELD = re.compile(r"password|secret|token", re.IGNORECASE)
 
 
 def confirm(request: HttpRequest, form: PasswordForm) -> int | None:
@@ -72,9 +79,15 @@ def password_then(
 
 
 def carried(posted: QueryDict, prefix: str) -> list[tuple[str, str]]:
-    """The posted fields a prompt (whose own fields start with ``prefix-``) carries on, in order."""
+    """The posted fields a prompt (whose own fields start with ``prefix-``) carries on, in order.
+
+    Secrets among them are encrypted (``without_prompt`` opens them again).
+
+    Raises:
+        twostep.core.crypto.KeyFileError: a secret is to be carried and the key file is missing or broken.
+    """
     return [
-        (name, value)
+        (name, _sealed(name, value))
         for name, values in posted.lists()
         if name not in _NOT_CARRIED and not name.startswith(f"{prefix}-")
         for value in values
@@ -82,9 +95,33 @@ def carried(posted: QueryDict, prefix: str) -> list[tuple[str, str]]:
 
 
 def without_prompt(posted: QueryDict, prefix: str = PREFIX) -> QueryDict:
-    """``posted`` without a prompt's fields (those starting with ``prefix-``), immutable as Django's own."""
+    """``posted`` without a prompt's fields (those starting with ``prefix-``), immutable as Django's own.
+
+    The secrets ``carried`` encrypted are decrypted.
+    """
     kept = QueryDict(mutable=True)
     for name, values in posted.lists():
         if not name.startswith(f"{prefix}-"):
-            kept.setlist(name, values)
+            kept.setlist(name, [_opened(name, value) for value in values])
     return QueryDict(kept.urlencode())
+
+
+def _sealed(name: str, value: str) -> str:
+    if not value or not _SECRET_FIELD.search(name) or _open(value) is not None:
+        return value  # not a secret, or carried sealed already (a prompt answered wrongly)
+    return secret_box().encrypt(value)
+
+
+def _opened(name: str, value: str) -> str:
+    if not _SECRET_FIELD.search(name):
+        return value
+    opened = _open(value)
+    return value if opened is None else opened
+
+
+def _open(value: str) -> str | None:
+    """What ``value`` holds if this service sealed it, else None (nobody else can make such a value)."""
+    try:
+        return secret_box().decrypt(value)
+    except DecryptionError:
+        return None
