@@ -76,6 +76,21 @@ def test_email_enrolment_end_to_end(
     assert again.status_code == 422 and error_code(again) == "invalid_code"
 
 
+def test_a_factor_whose_address_was_removed_is_listed_as_unusable(
+    api: Api, user: User, mail_server: SmtpServer, email_on: None, token_for: Callable[[User], str]
+) -> None:
+    """After an administrator removes the address email codes go to, /me/factors says the factor cannot sign in."""
+    token = token_for(user)
+    api.post("/me/factors/email", {"email_id": email_id(user, BACKUP)}, token=token)
+    assert api.post("/me/factors/email/confirm", {"code": mail_server.last_code(BACKUP)}, token=token).status_code == 201
+    token = token_for(user)  # the confirmation ended the user's other tokens
+    listed = api.get("/me/factors", token=token).json()
+    assert [(f["method"], f["usable"]) for f in listed] == [("email", True)]
+    services.remove_email(user, email_id(user, BACKUP), origin=CLI)
+    listed = api.get("/me/factors", token=token).json()
+    assert [(f["method"], f["destination"], f["usable"]) for f in listed] == [("email", BACKUP, False)]
+
+
 def test_email_wrong_code_and_removal(
     api: Api, user: User, mail_server: SmtpServer, email_on: None, token_for: Callable[[User], str]
 ) -> None:

@@ -9,6 +9,7 @@ from twostep.accounts.services import also_on
 from twostep.api import tokens
 from twostep.api.models import AccessToken
 from twostep.audit.models import AuthEvent
+from twostep.mfa import methods
 from twostep.mfa.models import Authenticator
 
 
@@ -37,6 +38,7 @@ def factor(authenticator: Authenticator) -> dict[str, Any]:
     return {
         "method": authenticator.method,
         "destination": authenticator.destination or None,
+        "usable": methods.is_usable(authenticator),
         "confirmed_at": authenticator.confirmed_at,
         "last_used_at": authenticator.last_used_at,
     }

@@ -216,6 +216,10 @@ class PhoneAddedOut(PhoneOut):
 class FactorOut(Schema):
     method: str
     destination: str | None = Field(description="Where codes go (email/SMS); null for an authenticator app.")
+    usable: bool = Field(
+        description="False when the address or number it sends codes to is no longer on the account: it cannot "
+        "sign in until it is set up again."
+    )
     confirmed_at: datetime
     last_used_at: datetime | None
 
