@@ -260,6 +260,21 @@ def test_error_codes_are_documented(api: Api, db: None) -> None:
                     assert ref.endswith("/ErrorBody"), (method, path, status)
 
 
+def test_error_headers_are_declared(api: Api, user: User, db: None) -> None:
+    """Retry-After on every 429 and WWW-Authenticate on every 401 are in the document, as the server sends them."""
+    spec = api.get("/openapi.json").json()
+    declared = {"401": "WWW-Authenticate", "429": "Retry-After"}
+    seen = set()
+    for methods in spec["paths"].values():
+        for operation in methods.values():
+            for status, header in declared.items():
+                if status in operation["responses"]:
+                    assert header in operation["responses"][status]["headers"]
+                    seen.add(status)
+    assert seen == set(declared)
+    assert api.get("/me")["WWW-Authenticate"] == 'Bearer realm="twostep"'
+
+
 def test_spec_is_complete(api: Api, db: None) -> None:
     """Every operation has an id, a summary, responses and (unless public sign-in) a bearer security scheme."""
     spec = api.get("/openapi.json").json()

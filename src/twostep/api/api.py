@@ -98,6 +98,22 @@ ADMIN_REAUTHENTICATION = (
 )
 
 
+_ERROR_HEADERS = {
+    "401": {
+        "WWW-Authenticate": {
+            "description": 'Bearer realm="twostep" when the access token is missing, unknown or ended.',
+            "schema": {"type": "string"},
+        }
+    },
+    "429": {
+        "Retry-After": {
+            "description": "Whole seconds to wait before trying again.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+
+
 def _describe_central_rules(schema: dict[str, Any]) -> None:
     """Add to ``schema`` what checks outside the operations decide, so that each operation says it."""
     for methods in schema["paths"].values():
@@ -108,6 +124,10 @@ def _describe_central_rules(schema: dict[str, Any]) -> None:
             for parameter in operation.get("parameters", []):
                 if parameter["in"] == "query" and not parameter.get("required"):
                     parameter["allowEmptyValue"] = True
+            # Headers the error handlers add (errors.install), for clients generated from the document.
+            for status, response in operation.get("responses", {}).items():
+                if str(status) in _ERROR_HEADERS:  # the keys are ints until the document is serialised
+                    response["headers"] = _ERROR_HEADERS[str(status)]
             # BearerToken.authenticate asks an admin's change made with a sign-in token for a recent password.
             admin = any("BearerAdmin" in item for item in operation.get("security", []))
             if admin and method.upper() not in SAFE_METHODS:
