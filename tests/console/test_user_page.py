@@ -67,6 +67,14 @@ def test_make_primary_and_remove(admin_client: Client, user: User) -> None:
     assert refused.status_code == 200 and "Invalid request." in refused.content.decode()
 
 
+def test_console_titles_say_where_you_are(admin_client: Client, user: User) -> None:
+    """A tab of the console says it is one, and which user's page it shows."""
+    page = admin_client.get(f"/admin/users/{user.username}").content.decode()
+    assert f"<title>User {user.username} · Admin · twostep</title>" in page
+    assert "<title>Users · Admin · twostep</title>" in admin_client.get("/admin/users").content.decode()
+    assert "<title>Security · twostep</title>" in admin_client.get("/account/security").content.decode()
+
+
 def test_user_page_ids_are_unique(admin_client: Client, user: User) -> None:
     """The address and number forms both have "Make primary": each label names its own checkbox."""
     import re
