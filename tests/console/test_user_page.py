@@ -102,6 +102,17 @@ def test_new_user_form_shows_every_problem_at_once(admin_client: Client) -> None
         assert f'id="id_{field}_error"' in page, field
     assert "&#x27;frank@&#x27;" in page and "&#x27;555 0100&#x27;" in page
     assert not User.objects.filter(username__icontains="frank").exists()
+    assert "Type it again" not in page, "the password was refused itself: its error says why"
+
+
+def test_a_good_password_beside_a_refused_field_is_asked_again(admin_client: Client) -> None:
+    """The password field comes back empty; its help says so, instead of a bare 'required' at the next try."""
+    page = admin_client.post(
+        "/admin/users/new",
+        {"username": "frank", "role": "user", "password": "a long enough passphrase", "emails": "x@"},
+    ).content.decode()
+    assert "Type it again: a password is never shown back." in page
+    assert "a long enough passphrase" not in page
 
 
 def test_removing_where_codes_go_asks_first(admin_client: Client, user: User) -> None:

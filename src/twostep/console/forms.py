@@ -64,6 +64,11 @@ class CreateUserForm(ConsoleForm):
                 check_password_rules(data["password"], User(username=data.get("username", "")))
             except forms.ValidationError as exc:
                 self.add_error("password", exc)
+            else:
+                if self._errors:
+                    # Another field was refused: the page comes back with this one empty.
+                    field = self.fields["password"]
+                    field.help_text = f"Type it again: a password is never shown back. {field.help_text}"
         return data
 
 
