@@ -65,7 +65,7 @@ class CreateUserForm(ConsoleForm):
             except forms.ValidationError as exc:
                 self.add_error("password", exc)
             else:
-                if self._errors:
+                if self.errors:
                     # Another field was refused: the page comes back with this one empty.
                     field = self.fields["password"]
                     field.help_text = f"Type it again: a password is never shown back. {field.help_text}"
