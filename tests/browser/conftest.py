@@ -70,12 +70,17 @@ def open_browser(browser: Browser, request: pytest.FixtureRequest) -> Iterator[C
         shots.mkdir(parents=True, exist_ok=True)
 
     def open_one(
-        name: str, base_url: str, viewport: dict[str, int] | None = None, color_scheme: str = "light"
+        name: str,
+        base_url: str,
+        viewport: dict[str, int] | None = None,
+        color_scheme: str = "light",
+        timezone_id: str | None = None,
     ) -> Person:
         context = browser.new_context(
             base_url=base_url,
             viewport=viewport or DESKTOP,  # type: ignore[arg-type]
             color_scheme=color_scheme,  # type: ignore[arg-type]
+            timezone_id=timezone_id,
         )
         context.set_default_timeout(10_000)
         page = context.new_page()

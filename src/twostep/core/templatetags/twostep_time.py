@@ -1,0 +1,29 @@
+"""Times on the pages: written in UTC, shown in the reader's own time zone by ``twostep/localtime.js``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django import template
+from django.utils import dateformat
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+register = template.Library()
+
+
+@register.filter
+def local_time(value: datetime | None, format_string: str = "Y-m-d H:i") -> SafeString | str:
+    """``value`` as a ``<time>`` element reading e.g. "2026-12-01 06:05 UTC" (``format_string`` in
+    Django's ``date`` notation); the page's script rewrites it in the reader's time zone, keeping the
+    UTC text as its tooltip.  Empty for None."""
+    if value is None:
+        return ""
+    utc = value.astimezone(UTC)
+    kind = "datetime" if "Y" in format_string else "time"
+    return format_html(
+        '<time datetime="{}" data-local="{}">{} UTC</time>',
+        utc.isoformat(),
+        kind,
+        dateformat.format(utc, format_string),
+    )
