@@ -82,7 +82,9 @@ def test_a_factor_whose_address_was_removed_is_listed_as_unusable(
     """After an administrator removes the address email codes go to, /me/factors says the factor cannot sign in."""
     token = token_for(user)
     api.post("/me/factors/email", {"email_id": email_id(user, BACKUP)}, token=token)
-    assert api.post("/me/factors/email/confirm", {"code": mail_server.last_code(BACKUP)}, token=token).status_code == 201
+    assert (
+        api.post("/me/factors/email/confirm", {"code": mail_server.last_code(BACKUP)}, token=token).status_code == 201
+    )
     token = token_for(user)  # the confirmation ended the user's other tokens
     listed = api.get("/me/factors", token=token).json()
     assert [(f["method"], f["usable"]) for f in listed] == [("email", True)]
