@@ -408,6 +408,23 @@ def test_concurrent_wrong_codes_all_counted_and_throttled(totp_user: tuple[User,
     assert results.count("throttled") == len(pendings) - evaluated
 
 
+@pytest.mark.django_db(transaction=True)
+def test_one_sign_in_gets_its_tries_and_no_more_under_concurrency(totp_user: tuple[User, bytes]) -> None:
+    """20 parallel wrong codes for one sign-in, with the account's delay far off: exactly its own tries
+    (security.attempts_per_login) are evaluated and counted, the rest find the sign-in over."""
+    user, key = totp_user
+    tries = settings.CONFIG.security.attempts_per_login
+    roomy = load_config(settings.DATA_DIR, {"TWOSTEP_SECURITY__SECOND_STEP_DELAY_AFTER": "20"})
+    with override_settings(CONFIG=roomy):
+        pending = second_step.start(user, login_authenticators(user.pk)[0], CLI)[0]
+        results = verify_all_at_once([pending] * 20, a_wrong_code(key))
+    user.refresh_from_db()
+    assert results.count("wrong_code") == tries, (connection.vendor, results)
+    assert results.count("expired_login") == 20 - tries
+    assert user.second_step_failures == tries
+    assert PendingLogin.objects.get(pk=pending.pk).failures == tries
+
+
 def test_timed_lock_ends_but_grants_no_fresh_budget(
     totp_user: tuple[User, bytes], frozen_clock: clock.FrozenClock
 ) -> None:

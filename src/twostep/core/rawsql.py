@@ -76,14 +76,14 @@ def fetchall(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return rows
 
 
-def lock_rows_of(alias: str) -> str:
-    """The clause that locks the selected rows of ``alias`` until the transaction ends.
+def lock_rows_of(*aliases: str) -> str:
+    """The clause that locks the selected rows of ``aliases``, in that order, until the transaction ends.
 
     Empty on SQLite, where a write transaction (``BEGIN IMMEDIATE``) already
     holds the database's single write lock.
     """
     if connection.vendor == "postgresql":
-        return f" FOR UPDATE OF {alias}"
+        return f" FOR UPDATE OF {', '.join(aliases)}"
     return ""
 
 

@@ -25,7 +25,11 @@ def _with_account(where: str, lock: bool) -> str:
     pending, user = rawsql.table(PendingLogin), rawsql.table(User)
     on = f"u.{rawsql.column(User, 'id')} = p.{rawsql.column(PendingLogin, 'user')}"
     condition = f"p.{rawsql.column(PendingLogin, where)} = %s"
-    locking = rawsql.lock_rows_of("u") if lock else ""
+    # The account first (the order every writer of an account's rows keeps), then the sign-in:
+    # a row that is only joined to a locked one is read as it was before the wait for the lock
+    # (PostgreSQL re-reads just the locked rows), and the sign-in's tries must be read as the
+    # competitor who held the lock left them.
+    locking = rawsql.lock_rows_of("u", "p") if lock else ""
     return (
         f"SELECT {_PENDING.select('p')}, {_USER.select('u')} "  # noqa: S608 - names from the models
         f"FROM {pending} p JOIN {user} u ON {on} WHERE {condition}{locking}"
@@ -48,8 +52,9 @@ def find(token_hash: str) -> PendingLogin | None:
 def lock(pending_id: int) -> PendingLogin | None:
     """Re-read a pending sign-in and its account inside a transaction, the account's row locked.
 
-    On PostgreSQL the account's row stays locked (``FOR UPDATE``) until the
-    transaction ends; on SQLite the transaction's write lock serialises it.
+    On PostgreSQL the account's row and the sign-in's stay locked (``FOR
+    UPDATE``) until the transaction ends; on SQLite the transaction's write
+    lock serialises it.
     """
     return _pending_and_account(rawsql.fetchone(_with_account("id", True), [pending_id]))
 
