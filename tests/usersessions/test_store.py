@@ -59,10 +59,20 @@ def test_cycle_key_renames_the_row_and_keeps_the_data() -> None:
     assert UserSession.objects.count() == 1
 
 
-def test_cycle_key_of_a_vanished_row_creates_one() -> None:
-    """When the old row is gone (ended elsewhere), cycling creates a new row with the data."""
-    store = stored({"pending": "token"})
+def test_cycle_key_of_a_vanished_row_brings_nothing_back() -> None:
+    """When the old row is gone (the session was ended while the request ran), cycling starts an empty
+    session: a sign-in it held is not revived under a new key."""
+    store = stored({"_auth_user_id": "7", "pending": "token"})
     UserSession.objects.all().delete()
+    store.cycle_key()
+    store.save()
+    assert SessionStore(store.session_key).load() == {}
+
+
+def test_cycle_key_of_a_session_never_saved_keeps_its_data() -> None:
+    """A session that had no row yet (its first request) keeps what it holds."""
+    store = SessionStore()
+    store["pending"] = "token"
     store.cycle_key()
     store.save()
     assert SessionStore(store.session_key)["pending"] == "token"

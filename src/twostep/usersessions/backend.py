@@ -138,7 +138,10 @@ class SessionStore(DBStore):
         The data is written when the session is next saved, as after
         Django's own ``cycle_key``.  A new key has 160 random bits (see
         ``new_session_key``), so it is not checked for a collision first;
-        the primary key would refuse one.
+        the primary key would refuse one.  When the row is gone, the session
+        was ended while this request ran (signed out everywhere, by an
+        administrator): the new session starts empty, rather than bringing
+        back what was ended under a new key.
         """
         data = self._session  # type: ignore[attr-defined]
         old = self.session_key
@@ -149,6 +152,7 @@ class SessionStore(DBStore):
                 self._session_cache = data
                 self.modified = True
                 return
+            data = {}
         self.create()
         self._session_cache = data
 
