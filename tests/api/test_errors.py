@@ -275,6 +275,15 @@ def test_error_headers_are_declared(api: Api, user: User, db: None) -> None:
     assert api.get("/me")["WWW-Authenticate"] == 'Bearer realm="twostep"'
 
 
+def test_fields_always_sent_are_required(api: Api, db: None) -> None:
+    """A field every answer carries, even when null or empty, is marked required, so that generated
+    clients do not make it optional."""
+    schemas = api.get("/openapi.json").json()["components"]["schemas"]
+    assert {"recovery_codes_left", "enrolment"} <= set(schemas["SignedInOut"]["required"])
+    assert "recovery_codes_left" in schemas["SecondFactorProvedOut"]["required"]
+    assert "problem" in schemas["CodeSentOut"]["required"]
+
+
 def test_spec_is_complete(api: Api, db: None) -> None:
     """Every operation has an id, a summary, responses and (unless public sign-in) a bearer security scheme."""
     spec = api.get("/openapi.json").json()

@@ -108,6 +108,13 @@ class Input(Schema):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class Output(Schema):
+    """An answer's body: every field is always sent (a null or empty one included), so the document
+    marks them all required."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
 # --- sign-in -----------------------------------------------------------------
 
 
@@ -118,7 +125,7 @@ class LoginIn(Input):
     method: MethodName | None = None
 
 
-class EnrolmentDueOut(Schema):
+class EnrolmentDueOut(Output):
     now: bool = Field(
         description="Set up a second factor before anything else: until then this token reaches only "
         "`/api/v1/me/factors…` and the email check (elsewhere 403 `enrolment_required`)."
@@ -129,7 +136,7 @@ class EnrolmentDueOut(Schema):
     )
 
 
-class SignedInOut(Schema):
+class SignedInOut(Output):
     status: Literal["signed_in"]
     access_token: str = Field(description="Send as `Authorization: Bearer <token>`. Shown once.")
     token_type: Literal["Bearer"]
@@ -146,7 +153,7 @@ class SignedInOut(Schema):
     )
 
 
-class SecondStepOut(Schema):
+class SecondStepOut(Output):
     status: Literal["second_step_required"]
     login_token: str = Field(description="Send with the code to /api/v1/auth/login/verify. Shown once.")
     method: str = Field(description="The method asked for.")
@@ -186,13 +193,13 @@ class LoginResendIn(Input):
 # --- the caller ----------------------------------------------------------------
 
 
-class EmailOut(Schema):
+class EmailOut(Output):
     id: int
     email: str
     primary: bool
 
 
-class PhoneOut(Schema):
+class PhoneOut(Output):
     id: int
     number: str
     primary: bool
@@ -213,7 +220,7 @@ class PhoneAddedOut(PhoneOut):
     also_on: list[str] = AlsoOn
 
 
-class FactorOut(Schema):
+class FactorOut(Output):
     method: str
     destination: str | None = Field(description="Where codes go (email/SMS); null for an authenticator app.")
     usable: bool = Field(
@@ -224,13 +231,13 @@ class FactorOut(Schema):
     last_used_at: datetime | None
 
 
-class TwoFactorStateOut(Schema):
+class TwoFactorStateOut(Output):
     active: bool = Field(description="Second factors are asked for at sign-in.")
     allowed_methods: list[str]
     forced_off_by_config: bool
 
 
-class TokenOut(Schema):
+class TokenOut(Output):
     id: str
     kind: Literal["sign_in", "personal"]
     name: str
@@ -242,7 +249,7 @@ class TokenOut(Schema):
     current: bool = Field(description="The token this request was made with.")
 
 
-class MeOut(Schema):
+class MeOut(Output):
     username: str
     display_name: str
     role: Role
@@ -263,7 +270,7 @@ class FactorConfirmedOut(FactorOut):
     )
 
 
-class RecoveryStatusOut(Schema):
+class RecoveryStatusOut(Output):
     exists: bool
     remaining: int
     total: int
@@ -271,7 +278,7 @@ class RecoveryStatusOut(Schema):
     last_used_at: datetime | None
 
 
-class RecoveryCodesOut(Schema):
+class RecoveryCodesOut(Output):
     codes: list[str] = Field(description="Shown once; each works once. Earlier codes no longer work.")
     created_at: datetime
 
@@ -280,7 +287,7 @@ class ReauthenticateIn(Input):
     password: Password
 
 
-class ReauthenticatedOut(Schema):
+class ReauthenticatedOut(Output):
     reauthenticated_until: datetime
 
 
@@ -293,7 +300,7 @@ class StepUpIn(Input):
     )
 
 
-class StepUpOut(Schema):
+class StepUpOut(Output):
     step_up_token: str = Field(
         description="Send with the code to /api/v1/me/step-up/verify, with the access token that began it "
         "(no other may answer it); the proof goes to that token. Shown once: hold it like a password."
@@ -345,7 +352,7 @@ class StepUpMethodIn(Input):
     method: MethodName
 
 
-class SecondFactorProvedOut(Schema):
+class SecondFactorProvedOut(Output):
     second_factor_until: datetime = Field(
         description="This token may change the second step until then (with a recent password)."
     )
@@ -354,7 +361,7 @@ class SecondFactorProvedOut(Schema):
     )
 
 
-class TotpProvisioningOut(Schema):
+class TotpProvisioningOut(Output):
     secret: str = Field(description="Base32 key for manual entry.")
     uri: str = Field(description="otpauth:// URI with issuer.")
     qr_svg: str = Field(description="The URI as an SVG QR code.")
@@ -383,7 +390,7 @@ class PhoneFactorIn(Input):
     )
 
 
-class FactorSetupOut(Schema):
+class FactorSetupOut(Output):
     allowed_methods: list[str] = Field(description="The methods the administrator allows.")
     emails: list[EmailOut] = Field(description="Addresses to pick for email codes or the email check (`email_id`).")
     phones: list[PhoneOut] = Field(description="Numbers to pick for SMS codes (`phone_id`).")
@@ -393,7 +400,7 @@ class FactorSetupOut(Schema):
     )
 
 
-class CodeSentOut(Schema):
+class CodeSentOut(Output):
     method: Literal["email", "sms"]
     destination: str = Field(description="The address or number the confirmation code was sent to.")
     expires_at: datetime = Field(description="Confirm before this, or start again.")
@@ -405,12 +412,12 @@ class CodeSentOut(Schema):
     )
 
 
-class EmailCheckSentOut(Schema):
+class EmailCheckSentOut(Output):
     destination: str = Field(description="The address the code was sent to.")
     resend_after: int = Field(description="Seconds before another code may be asked for (send again to resend).")
 
 
-class EmailCheckPassedOut(Schema):
+class EmailCheckPassedOut(Output):
     passed_until: datetime = Field(
         description="Set up an authenticator app or SMS codes with this token before this time."
     )
@@ -429,7 +436,7 @@ class TokenCreatedOut(TokenOut):
 # --- administration --------------------------------------------------------------
 
 
-class UserSummaryOut(Schema):
+class UserSummaryOut(Output):
     username: str
     display_name: str
     role: Role
@@ -439,7 +446,7 @@ class UserSummaryOut(Schema):
     created_at: datetime
 
 
-class UserPageOut(Schema):
+class UserPageOut(Output):
     items: list[UserSummaryOut]
     total: int
     page: int
@@ -491,15 +498,15 @@ class PhoneIn(Input):
     primary: bool = False
 
 
-class ResetOut(Schema):
+class ResetOut(Output):
     removed: int = Field(description="Confirmed factors removed.")
 
 
-class RevokedOut(Schema):
+class RevokedOut(Output):
     revoked: int
 
 
-class SettingOut(Schema):
+class SettingOut(Output):
     key: str
     value: Any = Field(description="null for a secret setting (see `secret`).")
     default: Any
@@ -507,7 +514,7 @@ class SettingOut(Schema):
     help: str
 
 
-class SettingsOut(Schema):
+class SettingsOut(Output):
     settings: list[SettingOut]
     forced_off_by_config: bool = Field(description="The config file switched 2FA off for everyone, whatever is stored.")
     warnings: list[str] = Field(
@@ -544,7 +551,7 @@ class SettingsIn(Input):
     )
 
 
-class EventOut(Schema):
+class EventOut(Output):
     id: int
     created_at: datetime
     kind: str
@@ -558,7 +565,7 @@ class EventOut(Schema):
     detail: dict[str, Any]
 
 
-class EventPageOut(Schema):
+class EventPageOut(Output):
     items: list[EventOut]
     total: int
     page: int
