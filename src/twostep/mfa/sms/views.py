@@ -86,11 +86,11 @@ def sms_setup_view(request: HttpRequest) -> HttpResponse:
     current = flows.active_factor(user)
     selected = enrolment.destination if enrolment else (current.destination if current else "")
     # Every send for the set-up failed: nothing to enter; choose and send again.
-    unsent = enrolment is not None and not codes.was_sent(authenticator=enrolment)
+    unsent_to = enrolment.destination if enrolment is not None and not codes.was_sent(authenticator=enrolment) else ""
     context: dict[str, Any] = {
         "error": error,
-        "pending": None if unsent else enrolment,
-        "unsent_to": enrolment.destination if unsent and enrolment else "",
+        "pending": None if unsent_to else enrolment,
+        "unsent_to": unsent_to,
         # The user's own numbers, on their own page, in full (as their addresses are): masks
         # are for the sign-in page, seen before the second step.
         "pending_to": enrolment.destination if enrolment else "",
