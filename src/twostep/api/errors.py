@@ -271,6 +271,9 @@ def _validation_fields(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
         message = str(error.get("msg", "invalid"))
         if error.get("type") == "extra_forbidden":
             message = "Unknown field."
+        elif error.get("type") == "value_error":
+            # Our own validators' words, without pydantic's "Value error, " before them.
+            message = message.removeprefix("Value error, ")
         said = messages.setdefault(_field_name(error.get("loc", ())), [])
         if message not in said:
             said.append(message)
