@@ -263,7 +263,7 @@ def test_error_codes_are_documented(api: Api, db: None) -> None:
                     assert ref.endswith("/ErrorBody"), (method, path, status)
 
 
-def test_error_headers_are_declared(api: Api, user: User, db: None) -> None:
+def test_error_headers_are_declared(api: Api, user: User, token_for) -> None:  # type: ignore[no-untyped-def]
     """Retry-After on every 429 and WWW-Authenticate on every 401 are in the document, as the server sends them."""
     spec = api.get("/openapi.json").json()
     declared = {"401": "WWW-Authenticate", "429": "Retry-After"}
@@ -275,7 +275,11 @@ def test_error_headers_are_declared(api: Api, user: User, db: None) -> None:
                     assert header in operation["responses"][status]["headers"]
                     seen.add(status)
     assert seen == set(declared)
-    assert api.get("/me")["WWW-Authenticate"] == 'Bearer realm="twostep"'
+    unauthorized = api.get("/me")
+    assert unauthorized["WWW-Authenticate"] == 'Bearer realm="twostep"'
+    # Errors are typed as successes are.
+    success = api.get("/me", token=token_for(user))
+    assert unauthorized["Content-Type"] == success["Content-Type"] == "application/json; charset=utf-8"
 
 
 def test_fields_always_sent_are_required(api: Api, db: None) -> None:

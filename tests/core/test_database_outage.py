@@ -59,7 +59,7 @@ def test_api_with_a_session_cookie_answers_503_in_the_api_error_shape(
 ) -> None:
     """Under /api/ the answer is the API's JSON error, not an HTML page."""
     response = cookie_client.get("/api/v1/me")
-    assert response.status_code == 503 and response["Content-Type"] == "application/json"
+    assert response.status_code == 503 and response["Content-Type"] == "application/json; charset=utf-8"
     error = response.json()["error"]
     assert error["code"] == "unavailable" and "cannot reach its database" in error["message"]
     assert len(outage_records(caplog)) == 1

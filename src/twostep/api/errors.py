@@ -21,7 +21,7 @@ from ninja.errors import AuthenticationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
 from pydantic import Field
 
-from twostep.core.middleware import OUTAGE_ERRORS, OUTAGE_MESSAGE, log_outage
+from twostep.core.middleware import JSON_CONTENT_TYPE, OUTAGE_ERRORS, OUTAGE_MESSAGE, log_outage
 from twostep.core.runtime import SettingError
 
 if TYPE_CHECKING:
@@ -215,7 +215,7 @@ def error_response(
         body["methods"] = methods
     if affected is not None:
         body["affected"] = affected
-    response = JsonResponse({"error": body}, status=CODES[code][0])
+    response = JsonResponse({"error": body}, status=CODES[code][0], content_type=JSON_CONTENT_TYPE)
     for name, value in (headers or {}).items():
         response[name] = value
     return response

@@ -26,6 +26,8 @@ proxy_logger = logging.getLogger("twostep.proxy")
 #: does not exist, locked too long), as opposed to a fault in a query.
 OUTAGE_ERRORS = (OperationalError, InterfaceError)
 OUTAGE_MESSAGE = "twostep cannot reach its database; nobody was signed in; try again in a moment."
+#: The API's answers, errors included, as django-ninja sends its own.
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 #: The page is rendered outside the middleware that adds these, and must not be framed or cached either.
 _OUTAGE_PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -227,7 +229,9 @@ def outage_response(request: HttpRequest) -> HttpResponse:
     if request.path == "/healthz":
         response = JsonResponse({"status": "unavailable"}, status=503)
     elif request.path.startswith("/api/"):
-        response = JsonResponse({"error": {"code": "unavailable", "message": OUTAGE_MESSAGE}}, status=503)
+        response = JsonResponse(
+            {"error": {"code": "unavailable", "message": OUTAGE_MESSAGE}}, status=503, content_type=JSON_CONTENT_TYPE
+        )
     else:
         # Without the request: context processors would read the session, from the database.
         page = render_to_string("twostep/database_unavailable.html", {"message": OUTAGE_MESSAGE})
