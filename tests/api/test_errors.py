@@ -173,6 +173,19 @@ def test_wrong_method_is_405_with_allow(api: Api, db: None) -> None:
     response = api.get("/auth/login")
     assert response.status_code == 405 and error_code(response) == "method_not_allowed"
     assert "POST" in response["Allow"]
+    assert api.call("HEAD", "/auth/login").status_code == 405
+
+
+def test_head_is_get_without_the_body(api: Api, user: User, token_for) -> None:  # type: ignore[no-untyped-def]
+    """HEAD works wherever GET does (RFC 9110): same status and headers, no body; Allow names it."""
+    token = token_for(user)
+    got = api.get("/me", token=token)
+    head = api.call("HEAD", "/me", token=token)
+    assert head.status_code == 200 and head.content == b""
+    assert head["Content-Length"] == str(len(got.content)) and head["Content-Type"] == got["Content-Type"]
+    assert api.call("HEAD", "/me").status_code == 401
+    refused = api.call("PUT", "/me", token=token)
+    assert refused.status_code == 405 and refused["Allow"] == "GET, HEAD"
 
 
 def test_unknown_routes_are_json_404(api: Api, db: None) -> None:

@@ -218,7 +218,7 @@ def drop_empty_query_parameters(request: HttpRequest) -> None:
 
 
 def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Wrap an API view: transport checks first, and JSON for 404 and 405."""
+    """Wrap an API view: transport checks first, HEAD wherever GET is, and JSON for 404 and 405."""
 
     @wraps(view)
     def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -227,17 +227,27 @@ def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
             _drain(request)
             return problem
         drop_empty_query_parameters(request)
+        # HEAD is GET without the body (RFC 9110): the operations name GET only.
+        head = request.method == "HEAD"
+        if head:
+            request.method = "GET"
         try:
             response = view(request, *args, **kwargs)
         except Http404:
             response = error_response("not_found", "Not found.")
+        finally:
+            if head:
+                request.method = "HEAD"
         _drain(request)
         if isinstance(response, HttpResponseNotAllowed):
-            return error_response(
-                "method_not_allowed",
-                f"{request.method} is not allowed here.",
-                headers={"Allow": response["Allow"]},
+            allowed = [method.strip() for method in response["Allow"].split(",")]
+            allowed += ["HEAD"] if "GET" in allowed and "HEAD" not in allowed else []
+            response = error_response(
+                "method_not_allowed", f"{request.method} is not allowed here.", headers={"Allow": ", ".join(allowed)}
             )
+        if head and not response.streaming:
+            response["Content-Length"] = str(len(response.content))
+            response.content = b""
         return response
 
     guarded.csrf_exempt = True  # type: ignore[attr-defined]
