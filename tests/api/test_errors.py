@@ -186,6 +186,8 @@ def test_head_is_get_without_the_body(api: Api, user: User, token_for) -> None: 
     assert api.call("HEAD", "/me").status_code == 401
     refused = api.call("PUT", "/me", token=token)
     assert refused.status_code == 405 and refused["Allow"] == "GET, HEAD"
+    document = api.post("/openapi.json", {})
+    assert document.status_code == 405 and error_code(document) == "method_not_allowed"
 
 
 def test_unknown_routes_are_json_404(api: Api, db: None) -> None:

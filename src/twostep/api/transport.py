@@ -16,6 +16,7 @@ from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import URLPattern, URLResolver
+from django.views.decorators.http import require_safe
 from ninja.operation import Operation
 from ninja.parser import Parser
 
@@ -255,11 +256,12 @@ def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
 
 
 def guarded_patterns(patterns: Iterable[URLPattern | URLResolver]) -> list[URLPattern | URLResolver]:
-    """``patterns`` with every view wrapped in ``guard``."""
+    """``patterns`` with every view wrapped in ``guard``; the OpenAPI document answers GET and HEAD only."""
     result: list[URLPattern | URLResolver] = []
     for pattern in patterns:
         if isinstance(pattern, URLPattern):
-            result.append(URLPattern(pattern.pattern, guard(pattern.callback), pattern.default_args, pattern.name))
+            view = require_safe(pattern.callback) if pattern.name == "openapi-json" else pattern.callback
+            result.append(URLPattern(pattern.pattern, guard(view), pattern.default_args, pattern.name))
         else:
             result.append(pattern)
     return result
