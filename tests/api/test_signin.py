@@ -19,7 +19,9 @@ from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
 from twostep.core import clock
 from twostep.factors import totp
+from twostep.mfa import login as second_step
 from twostep.mfa.login import GENERIC_FAILURE as CODE_FAILURE
+from twostep.mfa.policy import login_authenticators
 
 pytestmark = pytest.mark.django_db
 
@@ -91,6 +93,16 @@ def test_a_sign_in_begun_on_the_pages_cannot_be_finished_through_the_api(
     session[PENDING_KEY] = api_token
     session.save()
     assert browser.post("/login/verify", {"code": totp.hotp(key, step + 1)})["Location"].startswith("/login")
+
+
+def test_a_sign_in_begun_before_holders_were_recorded_finishes_either_way(
+    api: Api, user: User, two_factor_on: None
+) -> None:
+    """During an upgrade, a sign-in an older instance began (no holder) is not lost: the API finishes it."""
+    key = enrol_totp(user)
+    _, token = second_step.start(user, login_authenticators(user.pk)[0], CLI)
+    done = api.post("/auth/login/verify", {"login_token": token, "code": totp.totp(key, clock.timestamp())})
+    assert done.status_code == 200, done.content
 
 
 def test_password_failures_are_indistinguishable(api: Api, user: User, make_user) -> None:  # type: ignore[no-untyped-def]

@@ -166,3 +166,42 @@ def test_the_page_after_the_prompt_does_not_offer_it_again(stale_admin: Client, 
     answered = stale_admin.post(f"{page}/emails", {**bad, "reauth-password": PASSWORD}, HTTP_REFERER=page)
     assert answered.status_code == 400 and "Enter a valid email address" in answered.content.decode()
     assert "Changes on these pages need your password" not in answered.content.decode()
+
+
+def test_only_what_the_prompt_sealed_for_this_field_is_opened(
+    stale_admin: Client, admin: User, user: User, frozen_clock: clock.FrozenClock
+) -> None:
+    """A stored secret's ciphertext posted to a prompt stays what it is; a sealed value altered, sealed
+    for another field or another user, or older than an hour opens to nothing: the change asks again."""
+    from twostep.accounts import reauth
+    from twostep.core.keyring import secret_box
+
+    page = "/admin/users/alice"
+    stored = secret_box().encrypt("JBSWY3DPEHPK3PXP")  # as a TOTP key or the SMTP password is kept
+    done = stale_admin.post(f"{page}/password", {"password": stored, "reauth-password": PASSWORD}, HTTP_REFERER=page)
+    assert done.status_code == 302
+    alice = User.objects.get(pk=user.pk)
+    assert alice.check_password(stored) and not alice.check_password("JBSWY3DPEHPK3PXP")
+
+    wanted = "a brand new long one"
+    frozen_clock.advance(6 * 60)
+    sealed = carried_password(stale_admin.post(f"{page}/password", {"password": wanted}).content.decode())
+    forgeries = [
+        sealed[:-6] + "AAAAAA",
+        reauth._sealed(admin.pk, "new_password", wanted),
+        reauth._sealed(user.pk, "password", wanted),
+    ]
+    for forged in forgeries:
+        frozen_clock.advance(6 * 60)
+        refused = stale_admin.post(f"{page}/password", {"password": forged, "reauth-password": PASSWORD})
+        assert refused.status_code != 302, forged
+        assert not User.objects.get(pk=user.pk).check_password(wanted)
+    for _ in range(2):  # past the hour, the session kept alive in between
+        frozen_clock.advance(reauth.SEALED_FOR / 2 + 1)
+        assert stale_admin.get("/account").status_code == 200
+    late = stale_admin.post(f"{page}/password", {"password": sealed, "reauth-password": PASSWORD})
+    assert late.status_code != 302 and not User.objects.get(pk=user.pk).check_password(wanted)
+    frozen_clock.advance(6 * 60)
+    fresh = carried_password(stale_admin.post(f"{page}/password", {"password": wanted}).content.decode())
+    assert stale_admin.post(f"{page}/password", {"password": fresh, "reauth-password": PASSWORD}).status_code == 302
+    assert User.objects.get(pk=user.pk).check_password(wanted)

@@ -77,6 +77,10 @@ def test_an_https_public_address_means_https_even_without_trusted_proxies(
     assert response.wsgi_request.is_secure()
     # Another name (an SSH tunnel to the port) is left as it came.
     assert not Client().get("/login", HTTP_HOST="127.0.0.1:8000").wsgi_request.is_secure()
+    # The same name written otherwise is the same: a port 443 said or not, a trailing dot, capitals.
+    forward_config(trusted_proxies=[], public_url="https://testserver:443")
+    for host in ("testserver", "TESTSERVER.", "testserver:443"):
+        assert Client().get("/login", HTTP_HOST=host).wsgi_request.is_secure(), host
     # A proxy that is trusted and says plain http is believed.
     forward_config(trusted_proxies=["127.0.0.1"], public_url="https://testserver")
     told = Client().get("/login", HTTP_X_FORWARDED_PROTO="http")

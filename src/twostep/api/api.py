@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.conf import settings
@@ -127,7 +128,7 @@ def _describe_central_rules(schema: dict[str, Any]) -> None:
             # Headers the error handlers add (errors.install), for clients generated from the document.
             for status, response in operation.get("responses", {}).items():
                 if str(status) in _ERROR_HEADERS:  # the keys are ints until the document is serialised
-                    response["headers"] = _ERROR_HEADERS[str(status)]
+                    response["headers"] = copy.deepcopy(_ERROR_HEADERS[str(status)])
             # BearerToken.authenticate asks an admin's change made with a sign-in token for a recent password.
             admin = any("BearerAdmin" in item for item in operation.get("security", []))
             if admin and method.upper() not in SAFE_METHODS:

@@ -9,6 +9,7 @@ operation is turned into this shape here, so that bad input never becomes a
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
@@ -312,7 +313,7 @@ def install(api: NinjaAPI) -> None:
         )
 
     def on_throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
-        headers = {"Retry-After": str(int(exc.wait))} if exc.wait else {}
+        headers = {"Retry-After": str(max(1, math.ceil(exc.wait or 1)))}
         return error_response("rate_limited", "Too many requests; try again later.", headers=headers)
 
     def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:

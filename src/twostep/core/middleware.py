@@ -39,6 +39,17 @@ _OUTAGE_PAGE_HEADERS = {
 _OUTAGE_ATTRIBUTE = "_twostep_database_outage"
 
 
+def _host_and_port(authority: str) -> tuple[str, int] | None:
+    """``login.example.com`` and ``LOGIN.example.com.:443`` alike as (``login.example.com``, 443); None if malformed."""
+    try:
+        parts = urlsplit(f"//{authority}")
+        port = parts.port or 443
+    except ValueError:
+        return None
+    host = (parts.hostname or "").rstrip(".")
+    return (host, port) if host else None
+
+
 class ClientInfoMiddleware:
     """Sets ``request.client_ip`` and ``request.user_agent`` once, for everything after it.
 
@@ -59,7 +70,7 @@ class ClientInfoMiddleware:
         self.proxy_header_key = "HTTP_" + self.proxy_header.upper().replace("-", "_")
         self.proxy_unconfigured_told = False
         public = urlsplit(settings.CONFIG.server.public_url)
-        self.public_https_host = public.netloc.lower() if public.scheme == "https" else ""
+        self.public_https_host = _host_and_port(public.netloc) if public.scheme == "https" else None
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         meta = request.META
@@ -68,8 +79,8 @@ class ClientInfoMiddleware:
         if "HTTP_X_FORWARDED_PROTO" in meta and not is_trusted_peer(meta.get("REMOTE_ADDR", ""), self.trusted):
             del meta["HTTP_X_FORWARDED_PROTO"]
         if self.public_https_host and "HTTP_X_FORWARDED_PROTO" not in meta:
-            host = (meta.get("HTTP_HOST") or meta.get("SERVER_NAME", "")).lower()
-            if host == self.public_https_host or host.removesuffix(":443") == self.public_https_host:
+            named = _host_and_port(meta.get("HTTP_HOST") or meta.get("SERVER_NAME", ""))
+            if named == self.public_https_host:
                 meta["wsgi.url_scheme"] = "https"
         request.client_ip = client_ip(  # type: ignore[attr-defined]
             meta.get("REMOTE_ADDR", ""),

@@ -51,6 +51,10 @@ class SecondStepError(Exception):
 #: able to hand it to the API with a code instead of the password.
 PAGES_HOLDER = "pages"
 API_HOLDER = "api"
+#: A sign-in begun by a version that did not record its holder (an instance not yet upgraded):
+#: either side may finish it, so that no sign-in in progress fails during an upgrade. Such
+#: sign-ins end within ``security.pending_login_ttl``.
+_HOLDER_NOT_RECORDED = ""
 
 
 def _hash(token: str) -> str:
@@ -87,7 +91,9 @@ def resolve(token: str | None, purpose: str = Purpose.SIGN_IN, holder: str | Non
     With ``holder``, only one begun by that holder (``API_HOLDER``, ``PAGES_HOLDER``).
     """
     pending = find(token, purpose)
-    if pending is None or not is_live(pending) or (holder is not None and pending.holder != holder):
+    if pending is None or not is_live(pending):
+        return None
+    if holder is not None and pending.holder not in {holder, _HOLDER_NOT_RECORDED}:
         return None
     return pending
 

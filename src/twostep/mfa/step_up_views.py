@@ -175,13 +175,13 @@ def _proven(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> Http
     request.session.cycle_key()
     if request.POST.get(_WAS_GET):
         return redirect(request.get_full_path())
-    request.POST = without_prompt(request.POST, PREFIX)  # type: ignore[assignment]  # immutable, as Django's
+    request.POST = without_prompt(request, PREFIX)  # type: ignore[assignment]  # immutable, as Django's
     return view(request, *args, **kwargs)
 
 
 def _prompt_context(request: HttpRequest, pending: PendingLogin, error: str, notice: str) -> dict[str, Any]:
     authenticator = second_step.authenticator_for(pending)
-    fields = carried(request.POST, PREFIX)
+    fields = carried(request, PREFIX)
     if request.method == "GET" or request.POST.get(_WAS_GET):
         # Kept through every answer of the prompt (a wrong code, a new code, another method).
         fields.append((_WAS_GET, "1"))

@@ -152,7 +152,9 @@ class SessionStore(DBStore):
                 self._session_cache = data
                 self.modified = True
                 return
+            # create() writes what the session holds: empty it first, not only afterwards.
             data = {}
+            self._session_cache = data
         self.create()
         self._session_cache = data
 

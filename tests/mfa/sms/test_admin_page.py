@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
-from tests.conftest import focused_field, sign_in
+from tests.conftest import PASSWORD, focused_field, sign_in
 from tests.sms.fakes import TWILIO_SID, TWILIO_TOKEN, WEBHOOK_SECRET, FakeSet
 from tests.sms.helpers import configure
 from twostep.accounts.models import User
@@ -192,3 +194,23 @@ def test_provider_choice_lists_every_installed_provider(admin_client: Client) ->
     page = admin_client.get("/admin/sms").content.decode()
     for name, label in (("twilio", "Twilio"), ("vonage", "Vonage (SMS API)"), ("webhook", "Webhook")):
         assert f'<option value="{name}">{label}' in page
+
+
+def test_a_stale_session_carries_provider_secrets_sealed(admin_client: Client, frozen_clock) -> None:  # type: ignore[no-untyped-def]
+    """Options of any name (a webhook's Authorization header) go through the password prompt sealed,
+    not written into the page, and are saved as typed once the password is given."""
+    frozen_clock.advance(6 * 60)
+    form = {
+        "action": "save",
+        "provider": "webhook",
+        "opt_url": "https://sms.example.net/send",
+        "opt_authorization": "Bearer s3cret-webhook",
+        "sender": "twostep",
+    }
+    prompt = admin_client.post("/admin/sms", form).content.decode()
+    assert 'name="reauth-password"' in prompt and "s3cret-webhook" not in prompt
+    carried = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', prompt))
+    assert carried["opt_authorization"].startswith("sealed:")
+    done = admin_client.post("/admin/sms", {**carried, "reauth-password": PASSWORD})
+    assert done.status_code == 302
+    assert service.read_configuration().secrets["authorization"] == "Bearer s3cret-webhook"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
@@ -139,10 +140,13 @@ def test_fewer_days_shorten_trust_already_given(
     trust(client, user, key)
     frozen_clock.advance(2 * 86400)
     set_setting("trusted_browsers.days", 3)
+    assert services.count_trusted(user.pk) == 1
+    assert [b.expires_at - b.trusted_at for b in services.list_trusted(user)] == [timedelta(days=3)]
     assert skips(client, user)
     client.post("/logout")
     frozen_clock.advance(86400 + 1)
     assert not skips(client, user)
+    assert services.count_trusted(user.pk) == 0 and services.list_trusted(user) == []
 
 
 def test_admin_can_turn_trust_off(client: Client, totp_user: tuple[User, bytes]) -> None:

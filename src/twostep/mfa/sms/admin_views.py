@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from twostep.accounts.reauth import seal_fields_matching
 from twostep.audit.services import Origin
 from twostep.core.decorators import admin_only
 from twostep.core.runtime import get_setting
@@ -17,6 +18,10 @@ from twostep.sms.base import ConfigurationError, Option
 from twostep.sms.service import NotSent
 
 PAGE = "/admin/sms"
+
+# Providers name their options freely (a webhook's "authorization", a key of any
+# name): each option is carried sealed through the password and code prompts.
+seal_fields_matching(r"^opt_")
 
 
 def _stored_hint(value: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from twostep.accounts.models import User
@@ -138,12 +139,8 @@ def recognise(request: HttpRequest, user: User) -> TrustedBrowser | None:
         return None
     now = clock.now()
     match = (
-        TrustedBrowser.objects.filter(
-            user_id=user.pk,
-            token_hash__in=[_hash(t) for t in tokens],
-            expires_at__gt=now,
-            created_at__gt=now - timedelta(days=current.days),
-        )
+        _live(user.pk, now, current.days)
+        .filter(token_hash__in=[_hash(t) for t in tokens])
         .order_by("-created_at")
         .first()
     )
@@ -222,17 +219,24 @@ class BrowserInfo:
     current: bool
 
 
+def _live(user_id: int, now: datetime, days: int) -> QuerySet[TrustedBrowser]:
+    """The user's trust that has not ended: before its expiry, and younger than the ``days`` trust lasts
+    now (an administrator may have lowered them since it was given)."""
+    return TrustedBrowser.objects.filter(user_id=user_id, expires_at__gt=now, created_at__gt=now - timedelta(days=days))
+
+
 def list_trusted(user: User, request: HttpRequest | None = None) -> list[BrowserInfo]:
     """The user's live trusted browsers, newest first; ``current`` marks the one making ``request``."""
     mine = {_hash(t) for t in _tokens_in(request)} if request is not None else set()
-    rows = TrustedBrowser.objects.filter(user_id=user.pk, expires_at__gt=clock.now()).order_by("-created_at")
+    days = policy().days
+    rows = _live(user.pk, clock.now(), days).order_by("-created_at")
     return [
         BrowserInfo(
             handle=row.pk,
             device=describe_agent(row.user_agent),
             ip=row.ip,
             trusted_at=row.created_at,
-            expires_at=row.expires_at,
+            expires_at=min(row.expires_at, row.created_at + timedelta(days=days)),
             last_used_at=row.last_used_at,
             current=row.token_hash in mine,
         )
@@ -241,7 +245,7 @@ def list_trusted(user: User, request: HttpRequest | None = None) -> list[Browser
 
 
 def count_trusted(user_id: int) -> int:
-    return TrustedBrowser.objects.filter(user_id=user_id, expires_at__gt=clock.now()).count()
+    return _live(user_id, clock.now(), policy().days).count()
 
 
 def revoke(user: User, handle: int, *, origin: Origin, actor: User | None = None) -> bool:

@@ -4,7 +4,12 @@
 (function () {
   "use strict";
   var messages = document.querySelector("main > .messages");
-  var id = window.location.hash ? decodeURIComponent(window.location.hash.slice(1)) : "";
+  var id = "";
+  try {
+    id = decodeURIComponent(window.location.hash.slice(1));
+  } catch (malformed) {
+    return;
+  }
   var target = id ? document.getElementById(id) : null;
   if (!messages || !target || target.tagName === "MAIN" || target.contains(messages)) {
     return;
