@@ -74,7 +74,10 @@ CODES: dict[str, tuple[int, str]] = {
         "Too many wrong codes: the account's second step is locked until an administrator unlocks it.",
     ),
     "not_found": (404, "No such resource (or route)."),
-    "method_not_allowed": (405, "The route exists but not with this HTTP method; see the Allow header."),
+    "method_not_allowed": (
+        405,
+        "The route exists but not with this HTTP method; see the Allow header (HEAD works wherever GET does).",
+    ),
     "conflict": (
         409,
         "The change clashes with existing data (a username, address or number already there), "
