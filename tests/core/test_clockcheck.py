@@ -66,3 +66,19 @@ def test_serve_warns_at_start_up_when_the_clock_is_off(
     with caplog.at_level(logging.WARNING):
         Command().check_deployment(dev=False)
     assert not [record for record in caplog.records if "clock" in record.getMessage()]
+
+
+@pytest.mark.django_db
+def test_housekeeping_tells_of_a_clock_that_drifted_while_running(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not only at start: the housekeeping that runs beside requests logs a WARNING when the clock is off."""
+    from twostep.core.housekeeping import prune
+
+    with caplog.at_level(logging.WARNING):
+        prune()
+    assert not [r for r in caplog.records if "NTP" in r.getMessage()]
+    monkeypatch.setattr(clockcheck, "_database_timestamp", lambda: time.time() + 120)  # this instance 2 min behind
+    with caplog.at_level(logging.WARNING):
+        prune()
+    assert any("behind" in r.getMessage() and "NTP" in r.getMessage() for r in caplog.records)

@@ -1,7 +1,13 @@
-"""Deleting what has outlived its use: old auth events, expired sign-ins, codes and sessions."""
+"""Deleting what has outlived its use: old auth events, expired sign-ins, codes and sessions.
+
+Run now and then beside requests (``audit.services``), it also looks at this
+instance's clock against the database server's, as ``twostep serve`` does at
+start: a clock that drifts while the service runs is told in the server log.
+"""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from django.apps import apps
@@ -9,6 +15,9 @@ from django.conf import settings
 from django.db.models import Q
 
 from twostep.core import clock
+from twostep.core.clockcheck import clock_warning
+
+logger = logging.getLogger(__name__)
 
 #: Spent or expired short-lived records are kept this long for the auth log's context.
 SHORT_LIVED_GRACE = timedelta(days=1)
@@ -34,6 +43,9 @@ def prune() -> dict[str, int]:
     from twostep.notifications.services import retry_pending
 
     retry_pending()
+    warning = clock_warning()
+    if warning:
+        logger.warning(warning)
     return removed
 
 
