@@ -151,7 +151,7 @@ def _open(user_id: int, name: str, value: str) -> str | None:
             value.removeprefix(_SEALED).encode("ascii"), SEALED_FOR, int(clock.timestamp())
         )
         sealed_for, sealed_name, text = json.loads(plain)
-    except (InvalidToken, UnicodeError, ValueError):
+    except (InvalidToken, UnicodeError, ValueError, TypeError):
         return None
     return str(text) if (sealed_for, sealed_name) == (user_id, name) else None
 
