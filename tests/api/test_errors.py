@@ -188,6 +188,8 @@ def test_head_is_get_without_the_body(api: Api, user: User, token_for) -> None: 
     assert refused.status_code == 405 and refused["Allow"] == "GET, HEAD"
     document = api.post("/openapi.json", {})
     assert document.status_code == 405 and error_code(document) == "method_not_allowed"
+    signed_out = api.post("/auth/logout", token=token)
+    assert signed_out.status_code == 204 and signed_out.content == b"" and "Content-Type" not in signed_out
 
 
 def test_unknown_routes_are_json_404(api: Api, db: None) -> None:

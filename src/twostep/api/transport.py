@@ -249,6 +249,9 @@ def guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         if head and not response.streaming:
             response["Content-Length"] = str(len(response.content))
             response.content = b""
+        if response.status_code == 204:
+            # No content, so no type of it either (ninja names JSON for every answer).
+            del response["Content-Type"]
         return response
 
     guarded.csrf_exempt = True  # type: ignore[attr-defined]
