@@ -38,7 +38,10 @@ def test_create_shows_the_secret_once_and_it_works(signed_in_client: Client, use
     assert '<label for="id_name">Name</label>' in response.content.decode()
     listing = signed_in_client.get("/account/tokens").content.decode()
     assert "backup" in listing and secret not in listing
-    token = AccessToken.objects.get(user=user, kind="personal")
+    assert "<td>never</td>" not in listing, "it was used on the API just above"
+    signed_in_client.post("/account/tokens", {"name": "spare", "scopes": ["read"], "days": "30"})
+    assert "<td>never</td>" in signed_in_client.get("/account/tokens").content.decode(), "spare: not used yet"
+    token = AccessToken.objects.get(user=user, kind="personal", name="backup")
     assert token.scopes == ["read"] and token.name == "backup"
 
 

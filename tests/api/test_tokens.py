@@ -78,6 +78,22 @@ def test_personal_token_expiry(api: Api, user: User, frozen_clock: clock.FrozenC
     assert api.get("/me", token=token).status_code == 401
 
 
+def test_a_token_not_used_yet_says_so(api: Api, user: User, frozen_clock: clock.FrozenClock) -> None:
+    """last_used_at is null until the first use, which is recorded at once, not a minute later."""
+    unused = tokens.create_personal_token(user, name="unused", scopes=["read"], days=7, origin=CLI).secret
+    lister = tokens.create_personal_token(user, name="lister", scopes=["read"], days=7, origin=CLI).secret
+    frozen_clock.advance(5)
+
+    def last_used() -> dict[str, object]:
+        return {t["name"]: t["last_used_at"] for t in api.get("/me/tokens", token=lister).json()}
+
+    seen = last_used()
+    assert seen["unused"] is None and seen["lister"] is not None  # listing was the lister's first use
+    frozen_clock.advance(5)
+    assert api.get("/me", token=unused).status_code == 200
+    assert last_used()["unused"] is not None
+
+
 @pytest.mark.parametrize(
     "end",
     [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 
@@ -33,7 +35,8 @@ class AccessToken(models.Model):
     created_at = models.DateTimeField()
     #: The absolute end; sign-in tokens also end after the idle timeout.
     expires_at = models.DateTimeField()
-    #: Written at most once a minute, so that reads do not become writes.
+    #: Written at the first use, then at most once a minute, so that reads do not become writes.
+    #: Equal to ``created_at`` until the first use (the idle timeout counts from it).
     last_used_at = models.DateTimeField()
     #: When the password was last entered for this token (sensitive changes need it recent).
     reauthenticated_at = models.DateTimeField(null=True, blank=True)
@@ -46,6 +49,11 @@ class AccessToken(models.Model):
     class Meta:
         ordering = ("-created_at", "-id")
         indexes = (models.Index(fields=("user", "expires_at")),)
+
+    @property
+    def last_use(self) -> datetime | None:
+        """When the token was last used (within a minute); None before its first use."""
+        return None if self.last_used_at == self.created_at else self.last_used_at
 
     def __str__(self) -> str:
         return f"{self.kind} token {self.public_id} of user {self.user_id}"

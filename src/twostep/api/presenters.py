@@ -58,7 +58,7 @@ def token_out(token: AccessToken, *, current: AccessToken | None = None) -> dict
         "created_at": token.created_at,
         "expires_at": token.expires_at,
         "idle_expires_at": tokens.idle_expires_at(token),
-        "last_used_at": token.last_used_at,
+        "last_used_at": token.last_use,
         "current": current is not None and token.pk == current.pk,
     }
 

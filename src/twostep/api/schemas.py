@@ -245,7 +245,9 @@ class TokenOut(Output):
     created_at: datetime
     expires_at: datetime
     idle_expires_at: datetime | None
-    last_used_at: datetime
+    last_used_at: datetime | None = Field(
+        description="When it was last used (to the minute); null until its first use."
+    )
     current: bool = Field(description="The token this request was made with.")
 
 

@@ -229,7 +229,8 @@ def authenticate(secret: str) -> AccessToken | None:
     now = clock.now()
     if token is None or not is_live(token, now):
         return None
-    if (now - token.last_used_at).total_seconds() >= LAST_USED_RESOLUTION:
+    first_use = token.last_used_at == token.created_at
+    if first_use or (now - token.last_used_at).total_seconds() >= LAST_USED_RESOLUTION:
         AccessToken.objects.filter(pk=token.pk).update(last_used_at=now)
         token.last_used_at = now
     return token
