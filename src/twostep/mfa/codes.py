@@ -171,18 +171,13 @@ def check_send_allowed(
             raise SendRefused(reason, times[-cap] + SEND_WINDOW - now)
 
 
-def was_sent(
-    *,
-    pending: PendingLogin | None = None,
-    authenticator: Authenticator | None = None,
-    email_check: EmailCheck | None = None,
-) -> bool:
-    """Whether any code of this binding reached (or may have reached) the mail server or SMS provider.
-
-    A set-up or check whose every send failed has none: its page must not ask for a code.
-    """
-    scope = _binding(pending, authenticator, email_check)
-    return OneTimeCode.objects.filter(scope, sent_at__isnull=False).exists()
+def never_sent_to(started: Authenticator | EmailCheck | None) -> str:
+    """The destination of a set-up or check none of whose codes reached (or may have reached) the mail
+    server or SMS provider, else "": its page must not ask for a code that never went out."""
+    if started is None:
+        return ""
+    scope = _binding(None, started, None) if isinstance(started, Authenticator) else _binding(None, None, started)
+    return "" if OneTimeCode.objects.filter(scope, sent_at__isnull=False).exists() else started.destination
 
 
 def cooldown_remaining(

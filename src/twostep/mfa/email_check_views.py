@@ -101,11 +101,10 @@ def email_check_view(request: HttpRequest) -> HttpResponse:
     addresses = email_flows.addresses_of(user)
     pending = email_check.in_progress(user, holder)
     # Every send for the check failed: nothing to enter; choose and send again.
-    unsent_to = pending.destination if pending is not None and not codes.was_sent(email_check=pending) else ""
+    unsent_to = codes.never_sent_to(pending)
     choosing = pending is None or bool(unsent_to) or request.GET.get("change") == "1" or action == "send"
-    # Any address of theirs will do; preselect the one tried, else one other than the primary.
-    suggested = next((a for a in addresses if unsent_to and a.email.lower() == unsent_to.lower()), None)
-    suggested = suggested or next((a for a in addresses if not a.is_primary), addresses[0] if addresses else None)
+    # Any address of theirs will do.
+    suggested = email_flows.address_to_offer(addresses, unsent_to, addresses[0] if addresses else None)
     return render(
         request,
         "mfa/enforcement/email_check.html",

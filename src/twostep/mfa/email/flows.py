@@ -67,6 +67,13 @@ def addresses_of(user: User) -> list[EmailAddress]:
     return list(EmailAddress.objects.filter(user=user).order_by("-is_primary", "email"))
 
 
+def address_to_offer(addresses: list[EmailAddress], tried: str, otherwise: EmailAddress | None) -> EmailAddress | None:
+    """The address to preselect: ``tried`` (a send to it failed), else the first that is not the
+    primary (recommended for codes), else ``otherwise``."""
+    again = next((a for a in addresses if tried and a.email.lower() == tried.lower()), None)
+    return again or next((a for a in addresses if not a.is_primary), otherwise)
+
+
 def active_factor(user: User) -> Authenticator | None:
     """The user's confirmed email factor, if any."""
     return Authenticator.objects.filter(user=user, method=METHOD, confirmed_at__isnull=False).first()

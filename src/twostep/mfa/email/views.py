@@ -102,12 +102,10 @@ def email_setup_view(request: HttpRequest) -> HttpResponse:
     addresses = flows.addresses_of(user)
     pending = flows.pending_enrolment(user)
     # Every send for the set-up failed: nothing to enter; choose and send again.
-    unsent_to = pending.destination if pending is not None and not codes.was_sent(authenticator=pending) else ""
+    unsent_to = codes.never_sent_to(pending)
     choosing = pending is None or bool(unsent_to) or request.GET.get("change") == "1" or action == "send"
     primary = next((a for a in addresses if a.is_primary), None)
-    # Preselect the address tried, else recommend one other than the primary one.
-    suggested = next((a for a in addresses if unsent_to and a.email.lower() == unsent_to.lower()), None)
-    suggested = suggested or next((a for a in addresses if not a.is_primary), primary)
+    suggested = flows.address_to_offer(addresses, unsent_to, primary)
     selected_id = address_id(request) if action == "send" else (suggested.pk if suggested else 0)
     current = flows.active_factor(user)
     return render(

@@ -86,7 +86,7 @@ def sms_setup_view(request: HttpRequest) -> HttpResponse:
     current = flows.active_factor(user)
     selected = enrolment.destination if enrolment else (current.destination if current else "")
     # Every send for the set-up failed: nothing to enter; choose and send again.
-    unsent_to = enrolment.destination if enrolment is not None and not codes.was_sent(authenticator=enrolment) else ""
+    unsent_to = codes.never_sent_to(enrolment)
     context: dict[str, Any] = {
         "error": error,
         "pending": None if unsent_to else enrolment,
