@@ -13,7 +13,7 @@
     }
     var parts = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" }).formatToParts(when);
     var zone = parts.filter(function (part) { return part.type === "timeZoneName"; })[0];
-    if (!zone || zone.value === "UTC" || (when.getTimezoneOffset() === 0 && /^(GMT|UTC)$/.test(zone.value))) {
+    if (!zone || (when.getTimezoneOffset() === 0 && /^(GMT|UTC)$/.test(zone.value))) {
       return;
     }
     var text = pad(when.getHours()) + ":" + pad(when.getMinutes());
