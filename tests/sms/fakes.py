@@ -212,7 +212,8 @@ def _basic_auth(headers: dict[str, str]) -> tuple[str, str] | None:
 class FakeTwilio(FakeProviderServer):
     """Twilio's Messages resource: ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``.
 
-    Form-encoded ``To``, ``From`` or ``MessagingServiceSid``, ``Body``; HTTP
+    Form-encoded ``To``, ``From`` or ``MessagingServiceSid``, ``Body``,
+    optionally ``ValidityPeriod`` (whole seconds, 1 to 36 000); HTTP
     basic auth with the account SID (or an API key SID) and the auth token.
     Success is 201 with the message resource; errors are
     ``{"code", "message", "more_info", "status"}``.
@@ -252,6 +253,9 @@ class FakeTwilio(FakeProviderServer):
             return 400, self.error(400, 21603, "A 'From' phone number is required."), None
         if not re.fullmatch(r"\+[1-9]\d{6,14}", form["To"]):
             return 400, self.error(400, 21211, f"Invalid 'To' Phone Number: {form['To']}"), None
+        validity = form.get("ValidityPeriod")
+        if validity is not None and not (validity.isdigit() and 1 <= int(validity) <= 36_000):
+            return 400, self.error(400, 21624, "Invalid validity period value"), None
         sid = "SM" + secrets.token_hex(16)
         resource = {
             "sid": sid,
@@ -273,6 +277,8 @@ class FakeTwilio(FakeProviderServer):
 
 class FakeVonage(FakeProviderServer):
     """Vonage's SMS API: ``POST /sms/json`` with ``api_key``, ``api_secret``, ``from``, ``to``, ``text``.
+
+    Optionally ``ttl``, in milliseconds from 20 000 to 604 800 000.
 
     Always HTTP 200; the outcome is ``messages[0].status`` ("0" success,
     "2" missing parameters, "4" invalid credentials, ...) with ``error-text``.
@@ -306,6 +312,9 @@ class FakeVonage(FakeProviderServer):
             return 200, self.failed("4", "Bad Credentials"), None
         if not form["to"].isdigit():
             return 200, self.failed("3", "Invalid to address"), None
+        ttl = form.get("ttl")
+        if ttl is not None and not (ttl.isdigit() and 20_000 <= int(ttl) <= 604_800_000):
+            return 200, self.failed("3", "Invalid ttl"), None
         # A long text goes in parts, each with its own entry: 160 characters fit in one
         # SMS (70 as unicode), 153 (67) in each part of a longer one.
         single, part = (70, 67) if form.get("type") == "unicode" else (160, 153)

@@ -62,6 +62,14 @@ class TestTwilio(HTTPProviderContract):
         assert fake.received[0].fields == {"To": MESSAGE.to, "From": MESSAGE.sender, "Body": MESSAGE.body}
         assert receipt.message_id is not None and receipt.message_id.startswith("SM")
 
+    @pytest.mark.parametrize(("valid_for", "sent"), [(600, "600"), (0, "1"), (86_400, "36000")])
+    def test_a_code_is_dropped_from_the_queue_when_it_expires(
+        self, provider: Any, fake: FakeTwilio, valid_for: int, sent: str
+    ) -> None:
+        """A code's lifetime becomes ValidityPeriod, within the range Twilio accepts."""
+        provider.send(SMSMessage(to="+15551234567", body="code 123456", valid_for=valid_for))
+        assert fake.received[0].fields["ValidityPeriod"] == sent
+
     def test_sender_falls_back_to_configured_sender(self, provider: Any, fake: FakeTwilio) -> None:
         """A message without its own sender goes From the configured sender."""
         provider.send(SMSMessage(to="+15551234567", body="hello 123456"))
@@ -142,8 +150,16 @@ class TestVonage(HTTPProviderContract):
         assert fields["from"] == "15550001111"
         assert fields["text"] == MESSAGE.body
         assert (fields["api_key"], fields["api_secret"]) == (VONAGE_KEY, VONAGE_SECRET)
-        assert "type" not in fields
+        assert "type" not in fields and "ttl" not in fields  # a message without a code does not expire
         assert receipt.message_id
+
+    @pytest.mark.parametrize(("valid_for", "sent"), [(600, "600000"), (5, "20000"), (10**7, "604800000")])
+    def test_a_code_is_not_delivered_after_it_expires(
+        self, provider: Any, fake: FakeVonage, valid_for: int, sent: str
+    ) -> None:
+        """A code's lifetime becomes ttl in milliseconds, within the range Vonage accepts."""
+        provider.send(SMSMessage(to="+15551234567", body="code 123456", valid_for=valid_for))
+        assert fake.received[0].fields["ttl"] == sent
 
     def test_non_ascii_text_is_sent_as_unicode(self, provider: Any, fake: FakeVonage) -> None:
         """Text outside ASCII is flagged type=unicode so it is not mangled."""
@@ -223,13 +239,24 @@ class TestWebhook(HTTPProviderContract):
         receipt = provider.send(MESSAGE)
         request = fake.requests[-1]
         payload = json.loads(request["raw"])
-        assert payload == {"id": payload["id"], "to": MESSAGE.to, "body": MESSAGE.body, "sender": MESSAGE.sender}
+        assert payload == {
+            "id": payload["id"],
+            "to": MESSAGE.to,
+            "body": MESSAGE.body,
+            "sender": MESSAGE.sender,
+            "valid_for": None,
+        }
         timestamp = request["headers"]["x-twostep-timestamp"]
         assert abs(int(timestamp) - time.time()) < 60
         expected = hmac.new(WEBHOOK_SECRET.encode(), timestamp.encode() + b"." + request["raw"], hashlib.sha256)
         assert request["headers"]["x-twostep-signature"] == f"sha256={expected.hexdigest()}"
         assert request["headers"]["x-twostep-signature"] == signature(WEBHOOK_SECRET, timestamp, request["raw"])
         assert receipt.message_id is not None and receipt.message_id.startswith("hook-")
+
+    def test_a_codes_lifetime_is_sent(self, provider: Any, fake: FakeWebhook) -> None:
+        """valid_for tells the receiver how long the code in the message works."""
+        provider.send(SMSMessage(to="+15551234567", body="code 123456", valid_for=600))
+        assert fake.received[0].fields["valid_for"] == 600
 
     def test_unsigned_without_secret(self, options: dict[str, str]) -> None:
         """Without a signing secret no signature headers are sent."""

@@ -91,16 +91,24 @@ class SMSMessage:
 
     ``to`` is in E.164 form (``+15551234567``); ``sender`` is the number or
     alphanumeric name the administrator chose (may be empty: the provider's
-    own default then applies).
+    own default then applies).  ``valid_for`` is how many seconds the message
+    is worth delivering (the lifetime of the code it carries), or None for a
+    message that does not expire: a provider that can drop a message still
+    queued after that time passes it on, so that nobody receives a code that
+    no longer works.
     """
 
     to: str
     body: str
     sender: str = ""
+    valid_for: int | None = None
 
     def __repr__(self) -> str:
         # The body holds a one-time code: never let it reach a log through repr().
-        return f"SMSMessage(to='…{self.to[-4:]}', body=<{len(self.body)} characters>, sender={self.sender!r})"
+        return (
+            f"SMSMessage(to='…{self.to[-4:]}', body=<{len(self.body)} characters>, sender={self.sender!r}, "
+            f"valid_for={self.valid_for!r})"
+        )
 
 
 @dataclass(frozen=True)

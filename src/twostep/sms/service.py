@@ -685,8 +685,12 @@ def deliver(
     actor: Any = None,
     secret: str = "",
     code_id: int | None = None,
+    valid_for: int | None = None,
 ) -> DeliveryReceipt:
     """Send ``body`` to ``number`` with the configured provider and log the outcome.
+
+    ``valid_for`` is how many seconds the code in ``body`` works; providers
+    that can drop a message still queued after that are told.
 
     ``secret`` (the code in ``body``) is scrubbed from anything logged, in
     case a provider echoes it.  ``code_id``, the one-time code row the
@@ -716,7 +720,7 @@ def deliver(
         raise NotSent(
             exc.reason, admin_detail=f"+{country_code(number)} is not an allowed country calling code"
         ) from None
-    message = SMSMessage(to=number, body=body, sender=str(get_settings(SENDER)[SENDER] or ""))
+    message = SMSMessage(to=number, body=body, sender=str(get_settings(SENDER)[SENDER] or ""), valid_for=valid_for)
     detail["provider"] = provider.name
     try:
         receipt = provider.send(message)

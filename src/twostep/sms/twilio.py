@@ -1,7 +1,8 @@
 """The ``twilio`` provider: Twilio's Programmable Messaging REST API.
 
 ``POST {base_url}/2010-04-01/Accounts/{AccountSid}/Messages.json`` with the
-form fields ``To``, ``From`` (or ``MessagingServiceSid``) and ``Body``,
+form fields ``To``, ``From`` (or ``MessagingServiceSid``), ``Body`` and, for
+a code, ``ValidityPeriod`` (seconds Twilio may keep the message queued),
 authenticated with HTTP basic auth (Account SID, auth token).  Twilio answers
 201 with the message resource (its ``sid``), or an error object
 ``{"code", "message", "more_info", "status"}``.
@@ -31,6 +32,8 @@ DEFAULT_BASE_URL = "https://api.twilio.com"
 ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
 API_KEY_SID = re.compile(r"SK[0-9a-fA-F]{32}")
+#: The range Twilio accepts for ``ValidityPeriod``, in seconds.
+VALIDITY_PERIOD = (1, 36_000)
 
 
 class TwilioProvider:
@@ -124,6 +127,9 @@ class TwilioProvider:
             fields["MessagingServiceSid"] = self._service_sid
         else:
             fields["From"] = message.sender or self._sender
+        if message.valid_for is not None:
+            low, high = VALIDITY_PERIOD
+            fields["ValidityPeriod"] = str(min(max(message.valid_for, low), high))
         response = sms_http.post(
             self._http,
             self._url,

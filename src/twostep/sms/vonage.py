@@ -1,7 +1,8 @@
 """The ``vonage`` provider: Vonage's (formerly Nexmo's) SMS API.
 
 ``POST {base_url}/sms/json`` with the form fields ``api_key``, ``api_secret``,
-``from``, ``to`` (E.164 without the ``+``) and ``text``.  Vonage answers 200
+``from``, ``to`` (E.164 without the ``+``), ``text`` and, for a code, ``ttl``
+(milliseconds Vonage may go on trying to deliver it).  Vonage answers 200
 with ``{"message-count": "1", "messages": [{"status": "0", "message-id": ...}]}``;
 a non-zero ``status`` is an error explained by ``error-text``.  A text longer
 than one SMS (160 GSM characters, 70 in ``unicode``) is sent in parts, each
@@ -32,6 +33,8 @@ DEFAULT_BASE_URL = "https://rest.nexmo.com"
 #: Statuses after which the same message may go through later: throttled,
 #: internal error, communication failure.
 RETRYABLE_STATUSES = frozenset({"1", "5", "13"})
+#: The range Vonage accepts for ``ttl``, in milliseconds (20 seconds to 7 days).
+TTL = (20_000, 604_800_000)
 
 
 class VonageProvider:
@@ -86,6 +89,9 @@ class VonageProvider:
         }
         if not message.body.isascii():
             fields["type"] = "unicode"
+        if message.valid_for is not None:
+            low, high = TTL
+            fields["ttl"] = str(min(max(message.valid_for * 1000, low), high))
         response = sms_http.post(
             self._http,
             self._url,

@@ -1,6 +1,9 @@
 """The ``webhook`` provider: POSTs each message as JSON to a URL the administrator runs.
 
-Body: ``{"id": ..., "to": "+15551234567", "body": "...", "sender": "..."}``.
+Body: ``{"id": ..., "to": "+15551234567", "body": "...", "sender": "...", "valid_for": 600}``,
+where ``valid_for`` is how many seconds the code in the message works (null
+for a message without a code): a receiver that queues should drop the
+message after that.
 With a signing secret, the request carries ``X-Twostep-Timestamp`` (Unix
 seconds) and ``X-Twostep-Signature: sha256=<hex>``, the HMAC-SHA256 of
 ``<timestamp>.<raw body>`` under the secret, so the receiver can check both
@@ -94,7 +97,13 @@ class WebhookProvider:
 
     def send(self, message: SMSMessage) -> DeliveryReceipt:
         message_id = secrets.token_hex(12)
-        payload = {"id": message_id, "to": message.to, "body": message.body, "sender": message.sender or self._sender}
+        payload = {
+            "id": message_id,
+            "to": message.to,
+            "body": message.body,
+            "sender": message.sender or self._sender,
+            "valid_for": message.valid_for,
+        }
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._signing_secret:

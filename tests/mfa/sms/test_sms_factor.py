@@ -74,6 +74,8 @@ def test_enrol_on_the_chosen_number_and_sign_in_with_it(phone_user: User, twilio
     assert response.status_code == 302 and response["Location"] == "/account"
     assert browser.get("/account").status_code == 200
     assert "sign-in code" in twilio.received[-1].body
+    # Twilio drops a message still queued once its code has expired (10 minutes).
+    assert [m.fields["ValidityPeriod"] for m in twilio.received] == ["600", "600"]
 
 
 def test_security_page_shows_the_users_own_number_in_full(phone_user: User, twilio: FakeTwilio) -> None:

@@ -149,7 +149,16 @@ def _send_code(
         _refused(user, number, purpose, origin, NotSent("ended"))
         raise
     try:
-        service.deliver(number, body(code), purpose=purpose, origin=origin, user=user, secret=code, code_id=row.pk)
+        service.deliver(
+            number,
+            body(code),
+            purpose=purpose,
+            origin=origin,
+            user=user,
+            secret=code,
+            code_id=row.pk,
+            valid_for=int(codes.CODE_TTL.total_seconds()),
+        )
     except service.Unconfirmed:
         # It may have gone out: the code stays usable and counts like a sent
         # one.  Discarding it would waste the code the user may receive and
