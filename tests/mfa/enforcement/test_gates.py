@@ -150,6 +150,13 @@ def test_grace_by_date_runs_out_mid_session(
     require(until=deadline.isoformat())
     sign_in(client, user.username)
     assert client.get("/account").status_code == 200
+    page = client.get("/account/security")
+    # The deadline, in UTC for the page's script to show in the reader's zone.
+    stamp = midnight.strftime("%Y-%m-%d %H:%M")
+    assert (
+        f'from <time datetime="{midnight.isoformat()}" data-local="datetime">{stamp} UTC</time>'
+        in page.content.decode()
+    )
     frozen_clock.advance(29 * 60)
     assert client.get("/account").status_code == 200
     frozen_clock.advance(2 * 60)

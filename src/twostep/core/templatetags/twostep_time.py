@@ -27,3 +27,19 @@ def local_time(value: datetime | None, format_string: str = "Y-m-d H:i") -> Safe
         kind,
         dateformat.format(utc, format_string),
     )
+
+
+@register.filter
+def local_date(value: datetime | None) -> SafeString | str:
+    """The day of ``value`` as a ``<time>`` element reading e.g. "2026-12-10", the day in UTC with the
+    UTC time as its tooltip; the page's script rewrites it as the day in the reader's time zone (a
+    deadline at 03:00 UTC falls on the day before in America).  Empty for None."""
+    if value is None:
+        return ""
+    utc = value.astimezone(UTC)
+    return format_html(
+        '<time datetime="{}" data-local="date" title="{} UTC">{}</time>',
+        utc.isoformat(),
+        dateformat.format(utc, "Y-m-d H:i"),
+        dateformat.format(utc, "Y-m-d"),
+    )
