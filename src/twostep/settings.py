@@ -94,6 +94,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "twostep.core.context_processors.twostep",
+                "twostep.console.context_processors.console",
             ],
         },
     },

@@ -37,7 +37,14 @@ class AuthEvent(models.Model):
 
     class Meta:
         ordering = ("-created_at", "-id")
-        indexes = (models.Index(fields=("user", "created_at")),)
+        indexes = (
+            models.Index(fields=("user", "created_at")),
+            # What the break-glass switch did, for every instance's console
+            # (mfa.policy.recent_break_glass): few rows, so a partial index.
+            models.Index(
+                fields=("created_at",), condition=models.Q(reason="forced_off_by_config"), name="audit_break_glass"
+            ),
+        )
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.kind} {self.outcome} {self.username}"

@@ -6,12 +6,24 @@ is the break-glass switch for a locked-out administrator.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 
-from twostep.audit.services import Origin, Outcome, record
+from twostep.audit.models import AuthEvent
+from twostep.audit.services import SYSTEM, Origin, Outcome, record
+from twostep.core import clock
+from twostep.core.instance import instance_name
 from twostep.core.runtime import get_settings
 from twostep.mfa.models import Authenticator
+
+#: The auth log's reason on what the break-glass switch did (an instance
+#: started with it, a sign-in it let through); an index covers these events.
+FORCED_OFF = "forced_off_by_config"
+#: How far back the console looks for them, on any instance sharing the database.
+BREAK_GLASS_WINDOW = timedelta(days=1)
 
 
 def forced_off_by_config() -> bool:
@@ -80,4 +92,56 @@ def note_break_glass(user: AbstractBaseUser, origin: Origin) -> None:
     a switch left off by mistake) shows.
     """
     if forced_off_by_config() and Authenticator.objects.filter(user_id=user.pk, confirmed_at__isnull=False).exists():
-        record("login.second_step", Outcome.INFO, origin=origin, user=user, reason="forced_off_by_config")
+        record(
+            "login.second_step",
+            Outcome.INFO,
+            origin=origin,
+            user=user,
+            reason=FORCED_OFF,
+            detail={"instance": instance_name()},
+        )
+
+
+def note_break_glass_start(instance: str) -> None:
+    """Log that ``instance`` (``core.instance.instance_name``) starts with the break-glass switch on.
+
+    With several instances sharing a database, the switch is in one
+    instance's configuration only; this event (and each sign-in it lets
+    through) is how the others' consoles learn of it (``recent_break_glass``).
+    """
+    if forced_off_by_config():
+        record(
+            "server.two_factor_forced_off",
+            Outcome.INFO,
+            origin=SYSTEM,
+            reason=FORCED_OFF,
+            detail={"instance": instance},
+        )
+
+
+@dataclass(frozen=True)
+class BreakGlassSighting:
+    """The break-glass switch at work on some instance sharing the database, as the auth log tells it."""
+
+    last_seen: datetime
+    #: Where it was last seen (``core.instance.instance_name``); "" for events written before it was told.
+    instance: str
+    #: Sign-ins it let through by their password alone within the window.
+    sign_ins: int
+
+
+def recent_break_glass() -> BreakGlassSighting | None:
+    """The last ``BREAK_GLASS_WINDOW`` of break-glass events on any instance, or None when there were none.
+
+    Two indexed queries (the auth log's partial index on these events).
+    """
+    events = AuthEvent.objects.filter(reason=FORCED_OFF, created_at__gte=clock.now() - BREAK_GLASS_WINDOW)
+    last = events.order_by("-created_at", "-id").values("created_at", "detail").first()
+    if last is None:
+        return None
+    detail = last["detail"] if isinstance(last["detail"], dict) else {}
+    return BreakGlassSighting(
+        last_seen=last["created_at"],
+        instance=str(detail.get("instance", "")),
+        sign_ins=events.filter(kind="login.second_step").count(),
+    )

@@ -18,10 +18,12 @@ from django.db import OperationalError
 from twostep.config.loader import ServerConfig
 from twostep.core.clockcheck import clock_warning
 from twostep.core.crypto import KeyFileError, read_keys
+from twostep.core.instance import instance_name
 from twostep.core.keycheck import describe, instance_key_problems, secret_key_problem, secret_key_source
 from twostep.core.management.commands.db import NEWER_DATABASE
 from twostep.core.migrations_state import pending_migrations, unknown_migrations
 from twostep.core.wording import plural
+from twostep.mfa.policy import note_break_glass_start
 
 logger = logging.getLogger("twostep.serve")
 
@@ -60,7 +62,7 @@ class Command(BaseCommand):
     def handle(
         self, *args: Any, host: str, port: int, engine: str, workers: int, threads: int, dev: bool, **_: Any
     ) -> None:
-        self.check_deployment(dev)
+        self.check_deployment(dev, port)
         refuse_taken_address(host, port)
         build = granian_command if engine == "granian" else gunicorn_command
         command = [sys.executable, "-m", *build(host, port, workers, threads)]
@@ -73,11 +75,12 @@ class Command(BaseCommand):
         os.environ["TWOSTEP_SERVER__PORT"] = str(port)
         os.execv(sys.executable, command)
 
-    def check_deployment(self, dev: bool) -> None:
+    def check_deployment(self, dev: bool, port: int) -> None:
         """Refuse to start a server that would be unsafe or broken.
 
         Also warns (server log) when this instance's clock is off from the
-        database server's.
+        database server's, and when the break-glass switch is on, which it
+        then records in the auth log for every instance's console.
 
         Raises:
             CommandError: debug without --dev, missing or too short keys, an
@@ -117,6 +120,12 @@ class Command(BaseCommand):
         warning = clock_warning()
         if warning:
             logger.warning(warning)
+        if not settings.CONFIG.two_factor.enabled:
+            logger.warning(
+                "two-factor authentication is forced off by this instance's configuration: "
+                "every sign-in here is password-only until it is removed"
+            )
+            note_break_glass_start(instance_name(port))
 
 
 def refuse_taken_address(host: str, port: int) -> None:
