@@ -169,6 +169,13 @@ def test_secret_encrypted_at_rest(signed_in: Client, user: User) -> None:
     assert stored and all(secret not in value and value.startswith("gAAAA") for value in stored)
 
 
+def test_the_first_app_brings_the_first_recovery_codes(signed_in: Client) -> None:
+    """The set-up's code is the proof of a factor that new codes need: the page it leads to shows them."""
+    enrol_via_pages(signed_in)
+    page = signed_in.get("/account/security").content.decode()
+    assert len(re.findall(r"<li><code>[0-9A-Z-]{19}</code></li>", page)) == 10
+
+
 def test_secret_never_shown_after_confirmation(signed_in: Client) -> None:
     """After confirmation the Security page does not show the key; setup shows a new one (SEC-04)."""
     key = enrol_via_pages(signed_in)

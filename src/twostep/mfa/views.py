@@ -13,7 +13,8 @@ from django.views.decorators.http import require_http_methods
 from twostep.accounts.models import User
 from twostep.accounts.views import PENDING_KEY, complete_sign_in, pending_sign_in, sign_in_expired
 from twostep.audit.services import Origin
-from twostep.core.decorators import recently_authenticated, signed_in
+from twostep.core import clock
+from twostep.core.decorators import recently_authenticated, signed_in, stamped_recently
 from twostep.mfa import enforcement
 from twostep.mfa import login as second_step
 from twostep.mfa.choice_views import verify_page_context
@@ -50,6 +51,29 @@ def for_pending_factor(method: str) -> Callable[[FactorView], Callable[[HttpRequ
         return wrapper
 
     return decorate
+
+
+#: When a set-up's code was last right in this session (``factor_confirmed``).
+FACTOR_CONFIRMED_KEY = "twostep_factor_confirmed"
+
+
+def factor_confirmed(request: HttpRequest) -> None:
+    """After a set-up's code was right: a new session id (a raised privilege, as at sign-in), and a
+    note that lets the page this leads to create the first recovery codes (``just_confirmed_a_factor``)."""
+    request.session[FACTOR_CONFIRMED_KEY] = clock.timestamp()
+    request.session.cycle_key()
+
+
+def just_confirmed_a_factor(request: HttpRequest) -> bool:
+    """True once after ``factor_confirmed`` in this session, within ``security.reauth_max_age`` seconds.
+
+    The set-up's code proves the new factor, as a step-up's code proves one;
+    unlike a step-up, it allows nothing else (removing a factor still asks
+    for a code).
+    """
+    confirmed = stamped_recently(request, FACTOR_CONFIRMED_KEY)
+    request.session.pop(FACTOR_CONFIRMED_KEY, None)
+    return confirmed
 
 
 def what_is_left(user: User) -> str:

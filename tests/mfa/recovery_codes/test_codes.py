@@ -15,7 +15,7 @@ from django.test import Client
 
 from tests.authenticator_app import a_wrong_code
 from tests.concurrency import at_once
-from tests.conftest import asked_for_password, prove_second_factor, sign_in
+from tests.conftest import PASSWORD, asked_for_password, forget_second_factor_proof, prove_second_factor, sign_in
 from tests.mfa.recovery_codes.helpers import enrol_totp, events, fresh_codes, signed_in_with_totp
 from twostep.accounts import services as accounts
 from twostep.accounts.models import User
@@ -106,6 +106,30 @@ def test_no_codes_without_a_recent_password(client: Client, user: User, two_fact
     assert "Create recovery codes" in html and not RecoveryCode.objects.exists()
     assert asked_for_password(client.post("/account/security/recovery-codes"))
     assert not RecoveryCode.objects.exists()
+
+
+def test_a_stolen_session_and_the_password_do_not_print_the_first_codes(
+    client: Client, user: User, two_factor_on: None
+) -> None:
+    """A factor without codes (enrolled before recovery codes existed): with the session and the password
+    but no code, the Security page creates none, and its button asks for a code; with the code, they come."""
+    key = enrol_totp(user)
+    signed_in_with_totp(client, user, key)
+    forget_second_factor_proof(client)  # the thief has the session, not the factor
+    reauthenticated = client.post("/account/reauthenticate", {"password": PASSWORD, "next": "/account/security"})
+    assert reauthenticated.status_code == 302
+    page = client.get("/account/security").content.decode()
+    assert "<li><code>" not in page and "Create recovery codes" in page
+    assert not RecoveryCode.objects.filter(user=user).exists()
+    asked = client.post("/account/security/recovery-codes")
+    assert "mfa/step_up.html" in [t.name for t in asked.templates]
+    assert not RecoveryCode.objects.filter(user=user).exists()
+    # The owner, with the code: the same session now gets them on the page.
+    prove_second_factor(client)
+    assert (
+        len(re.findall(r"<li><code>([0-9A-Z-]{19})</code></li>", client.get("/account/security").content.decode()))
+        == 10
+    )
 
 
 def test_a_code_signs_in_once(client: Client, codes_user: tuple[User, bytes, list[str]]) -> None:

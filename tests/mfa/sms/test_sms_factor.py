@@ -78,6 +78,14 @@ def test_enrol_on_the_chosen_number_and_sign_in_with_it(phone_user: User, twilio
     assert [m.fields["ValidityPeriod"] for m in twilio.received] == ["600", "600"]
 
 
+def test_the_first_factor_brings_the_first_recovery_codes(phone_user: User, twilio: FakeTwilio) -> None:
+    """Confirming SMS codes as the first factor proves it: the Security page then shows the first codes."""
+    client = signed_in(phone_user)
+    enrol(client, phone_user, twilio)
+    page = client.get("/account/security").content.decode()
+    assert len(re.findall(r"<li><code>[0-9A-Z-]{19}</code></li>", page)) == 10
+
+
 def test_security_page_shows_the_users_own_number_in_full(phone_user: User, twilio: FakeTwilio) -> None:
     """Signed in, on their own Security page, the user sees the number their codes go to, as they see the
     address of email codes; masking is for the sign-in page, before the second step."""

@@ -18,7 +18,7 @@ from twostep.mfa.forms import CodeForm
 from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import two_factor_state
 from twostep.mfa.step_up_views import fresh_second_factor
-from twostep.mfa.views import confirm_if_last, for_pending_factor, what_is_left
+from twostep.mfa.views import confirm_if_last, factor_confirmed, for_pending_factor, what_is_left
 
 SETUP_URL = "/account/security/email"
 
@@ -91,7 +91,7 @@ def email_setup_view(request: HttpRequest) -> HttpResponse:
             except flows.EnrolmentError as exc:
                 error = ENROLMENT_ERRORS.get(exc.reason, ENROLMENT_ERRORS["wrong_code"])
             else:
-                request.session.cycle_key()
+                factor_confirmed(request)
                 messages.success(
                     request, f"Email codes are on. When you sign in, we will send a code to {factor.destination}."
                 )

@@ -15,13 +15,14 @@ from twostep.accounts.views import NEXT_KEY, PENDING_KEY, complete_sign_in, pend
 from twostep.audit.services import Origin
 from twostep.core.decorators import fresh_password, recently_authenticated
 from twostep.mfa import login as second_step
-from twostep.mfa import throttle
+from twostep.mfa import step_up, throttle
 from twostep.mfa.enforcement import AFTER_ENROL_KEY
 from twostep.mfa.forms import WRONG_RECOVERY_CODE, recovery_code_problem
 from twostep.mfa.methods import SecurityPanel, register_panel
 from twostep.mfa.models import Authenticator
 from twostep.mfa.recovery_codes import services
-from twostep.mfa.step_up_views import fresh_second_factor
+from twostep.mfa.step_up_views import fresh_second_factor, recently_proven
+from twostep.mfa.views import just_confirmed_a_factor
 
 SECURITY_URL = "/account/security"
 #: Set on the request when the first set was just created, so the status panel does not repeat it.
@@ -41,11 +42,19 @@ def new_codes_panel(request: HttpRequest, user: Any) -> dict[str, Any]:
     """The top of the Security page right after the first factor: the new codes, shown once.
 
     Codes come with the first factor: if the user has a factor but never had
-    codes, they are created here and shown this once.  With a stale password
-    (e.g. the factor was added through the API long ago) nothing is created:
-    the status panel offers to create them after the password.
+    codes, they are created here and shown this once, on the redirect after
+    the set-up's code (``mfa.views.factor_confirmed``).  They need what new
+    codes always need: a fresh password and, once a factor signs the user
+    in, a code right in the last few minutes (the set-up's, or a step-up's);
+    a stolen session and the password must not be enough.  Without them
+    (e.g. the factor was added through the API long ago, or before recovery
+    codes existed) nothing is created: the status panel offers to create
+    them, through the same checks.
     """
     if not recently_authenticated(request):
+        return {}
+    proven = just_confirmed_a_factor(request) or recently_proven(request)
+    if not proven and step_up.needed(user):
         return {}
     created = services.create_first_set(user, Origin.of(request))
     if created is None:

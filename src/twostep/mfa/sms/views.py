@@ -21,7 +21,7 @@ from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.policy import two_factor_state
 from twostep.mfa.sms import flows
 from twostep.mfa.step_up_views import fresh_second_factor
-from twostep.mfa.views import confirm_if_last, for_pending_factor, what_is_left
+from twostep.mfa.views import confirm_if_last, factor_confirmed, for_pending_factor, what_is_left
 from twostep.sms import service
 from twostep.sms.service import NotSent
 
@@ -70,7 +70,7 @@ def sms_setup_view(request: HttpRequest) -> HttpResponse:
                 factor = flows.confirm(
                     user, form.cleaned_data["code"], origin, keep_session_key=request.session.session_key
                 )
-                request.session.cycle_key()
+                factor_confirmed(request)
                 messages.success(request, f"SMS codes are on: sign-in codes now go to {factor.destination}.")
                 return redirect("/account/security")
             # Empty, or not six digits: said so, and nothing is checked or counted.

@@ -19,7 +19,7 @@ from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.policy import two_factor_state
 from twostep.mfa.step_up_views import fresh_second_factor
 from twostep.mfa.totp import flows as totp_flows
-from twostep.mfa.views import confirm_if_last, what_is_left
+from twostep.mfa.views import confirm_if_last, factor_confirmed, what_is_left
 
 #: The set-up key expired (``flows.ENROLMENT_TTL``): the page shows a new one, which the phone does not have.
 SETUP_EXPIRED = (
@@ -54,7 +54,7 @@ def totp_setup_view(request: HttpRequest) -> HttpResponse:
             no_setup = str(exc) == "no_pending_secret"
             error = SETUP_EXPIRED if no_setup else totp_flows.wrong_code_message(exc.device_clock_offset)
         else:
-            request.session.cycle_key()
+            factor_confirmed(request)
             messages.success(request, AFTER_SETUP if active else AFTER_SETUP_WHILE_OFF)
             return redirect("/account/security")
     elif request.method == "POST":
