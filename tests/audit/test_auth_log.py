@@ -97,11 +97,24 @@ def test_audit_tail_escapes_what_strangers_typed(user: User, capsys: pytest.Capt
     assert "2030-01-01" not in out and "(not a username)" in out
 
 
-def test_a_password_typed_as_the_username_is_not_logged(user: User) -> None:
-    """What cannot be a username (a password typed in the wrong field, typically) stays out of the auth log;
-    an unknown name that could be one is kept, for spotting who is being guessed."""
-    Client().post("/login", {"username": "Tr0ub4dor&3 horse", "password": "x" * 12})
+@pytest.mark.parametrize("password", ["Tr0ub4dor&3 horse", "Summer2024", "hunter2"])
+def test_a_password_typed_as_the_username_is_not_logged(user: User, password: str) -> None:
+    """A password typed in the username field stays out of the auth log, whether or not it could be a
+    username; tries at one unknown name share a label, so that guessing still shows."""
+    for _ in range(2):
+        Client().post("/login", {"username": password, "password": "x" * 12})
     Client().post("/login", {"username": "mallory", "password": "x" * 12})
-    typed = list(AuthEvent.objects.filter(kind="login.password").values_list("username", flat=True))
-    assert sorted(typed) == ["(not a username)", "mallory"]
-    assert "Tr0ub4dor" not in str(list(AuthEvent.objects.values_list("detail", "reason", "username")))
+    typed = list(AuthEvent.objects.filter(kind="login.password").order_by("pk").values_list("username", flat=True))
+    assert typed[0] == typed[1] != typed[2]
+    assert all(name.startswith(("(not a username)", "(unknown name #")) for name in typed)
+    stored = str(list(AuthEvent.objects.values_list("detail", "reason", "username")))
+    assert password.lower() not in stored.lower() and "mallory" not in stored
+
+
+def test_a_name_that_is_an_account_is_logged_as_typed(user: User) -> None:
+    """A failed or throttled try at a real account names it: that account is the one under attack."""
+    for _ in range(30):
+        Client().post("/login", {"username": "Alice", "password": "x" * 12})
+    events = AuthEvent.objects.filter(kind="login.password")
+    assert {(e.username, e.user_id) for e in events} == {("Alice", user.pk)}
+    assert set(events.values_list("reason", flat=True)) == {"credentials", "throttled"}

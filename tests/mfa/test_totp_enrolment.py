@@ -15,11 +15,13 @@ from tests.concurrency import at_once
 from tests.conftest import PASSWORD, asked_for_password, prove_second_factor, sign_in
 from twostep.accounts.models import User
 from twostep.audit.models import AuthEvent
+from twostep.audit.services import CLI
 from twostep.core import clock
 from twostep.core.keyring import secret_box
 from twostep.factors import totp
 from twostep.mfa.models import Authenticator
 from twostep.mfa.totp import flows as totp_flows
+from twostep.notifications.models import Notification
 from twostep.usersessions.models import UserSession
 
 pytestmark = pytest.mark.django_db
@@ -228,6 +230,19 @@ def test_removal_ends_other_sessions(signed_in: Client, user: User) -> None:
     assert not Authenticator.objects.filter(user=user).exists()
     assert other.get("/account").status_code == 302
     assert signed_in.get("/account").status_code == 200
+
+
+def test_dropping_a_set_up_never_confirmed_turns_nothing_off(signed_in: Client, user: User) -> None:
+    """A set-up in progress that is dropped was never an app: no other session ends, nothing is logged or
+    mailed as a removal, and the caller is told none was on."""
+    other = Client()
+    sign_in(other, user.username)
+    totp_flows.provisioning_for(user)
+    assert totp_flows.remove(user, CLI) is False
+    assert not Authenticator.objects.filter(user=user).exists()
+    assert other.get("/account").status_code == 200
+    assert not AuthEvent.objects.filter(kind="totp.disabled").exists()
+    assert not Notification.objects.filter(user=user).exists()
 
 
 def test_remove_needs_post_and_password(signed_in: Client, user: User) -> None:

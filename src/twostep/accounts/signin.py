@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.http import HttpRequest
 
@@ -13,6 +14,7 @@ from twostep.accounts.throttle import SignInThrottled
 from twostep.accounts.validators import MAX_PASSWORD_LENGTH, USERNAME_RE
 from twostep.audit.services import Origin, Outcome, record
 from twostep.core import clock
+from twostep.core.crypto import keyed_hash
 from twostep.core.wording import plural
 
 __all__ = [
@@ -41,14 +43,22 @@ def throttled_message(refused: SignInThrottled) -> str:
 NOT_A_USERNAME = "(not a username)"
 
 
-def logged_username(typed: str) -> str:
-    """What the auth log keeps of a typed username: itself, if it could be one, else ``NOT_A_USERNAME``.
+def logged_username(typed: str, *, names_an_account: bool) -> str:
+    """What the auth log keeps of a typed username: itself when it names an account; else a label.
 
-    People type their password into the username field now and then; a text
-    that no account could be named (spaces, capitals aside, symbols) is not
-    written down, so that the auth log does not collect passwords.
+    People type their password into the username field now and then, and
+    many passwords ("hunter2", "Summer2024") could be usernames: a name that
+    is no account is written as "(unknown name #1a2b3c4d)", a keyed digest
+    that groups the tries at one name without telling it (every
+    administrator reads the auth log), and a text that no account could be
+    named as ``NOT_A_USERNAME``.
     """
-    return typed if USERNAME_RE.fullmatch(typed.lower()) else NOT_A_USERNAME
+    if names_an_account:
+        return typed
+    if not USERNAME_RE.fullmatch(typed.lower()):
+        return NOT_A_USERNAME
+    digest = keyed_hash(settings.SECRET_KEY.encode(), "unknown name in the auth log", typed.lower())
+    return f"(unknown name #{digest[:8]})"
 
 
 def check_password_step(
@@ -66,20 +76,22 @@ def check_password_step(
             not) or this client IP; the password was not checked.
     """
     typed = username.strip()[:150]
-    logged = logged_username(typed)
     try:
         attempt = throttle.claim(typed, origin.ip, clock.now(), device=devices.device_id(request, typed))
     except throttle.SignInThrottled:
-        record("login.password", Outcome.FAILURE, origin=origin, username=logged, reason="throttled")
+        named = User.objects.filter(username=typed.lower()).only("id", "username").first()
+        logged = logged_username(typed, names_an_account=named is not None)
+        record("login.password", Outcome.FAILURE, origin=origin, user=named, username=logged, reason="throttled")
         raise
     if len(password) > MAX_PASSWORD_LENGTH:
         password = password[: MAX_PASSWORD_LENGTH + 1]
     user = authenticate(request, username=typed.lower(), password=password)
     throttle.settle(attempt, password_was_right=isinstance(user, User))
     if isinstance(user, User):
-        record("login.password", Outcome.SUCCESS, origin=origin, user=user, username=logged)
+        record("login.password", Outcome.SUCCESS, origin=origin, user=user, username=typed)
         return user
     known = User.objects.filter(username=typed.lower()).only("id", "is_active").first()
+    logged = logged_username(typed, names_an_account=known is not None)
     if known is None:
         reason = "unknown_user"
     elif not known.is_active:

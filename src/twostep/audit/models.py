@@ -22,8 +22,9 @@ class AuthEvent(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    #: The username as typed, kept even for unknown users; "(not a username)" for a text no account
-    #: could be named (a password typed in the wrong field, typically: ``accounts.signin.logged_username``).
+    #: The username as typed when it names an account; for a sign-in at a name that is no account, a
+    #: label that does not tell the name (a password typed in the wrong field, typically:
+    #: ``accounts.signin.logged_username``).
     username = models.CharField(max_length=150, blank=True)
     #: The admin who acted on ``user``, for admin actions.
     actor = models.ForeignKey(

@@ -33,7 +33,7 @@ from twostep.mfa import login as second_step
 from twostep.mfa.email import flows as email_flows
 from twostep.mfa.forms import WRONG_RECOVERY_CODE, CodeForm, recovery_code_problem
 from twostep.mfa.methods import SECRET_UNREADABLE, NoCodeToResend, handler_for, resend, verify_context
-from twostep.mfa.models import PendingLogin
+from twostep.mfa.models import Authenticator, Method, PendingLogin
 from twostep.mfa.recovery_codes.services import remaining
 from twostep.sms.service import NotSent
 
@@ -90,12 +90,18 @@ def _code_then(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> H
     origin = Origin.of(request)
     action = request.POST.get(f"{PREFIX}-action") if request.method == "POST" else None
     pending = step_up.resolve(request.session.get(SESSION_KEY), user)
-    if action is not None and pending is None:
+    if action not in {None, "begin"} and pending is None:
         return _start_over(request, EXPIRED)
+    if pending is None and action is None and request.method == "GET" and _sends_a_code(step_up.factors(user)[0]):
+        # A page followed from a link (any site's) must not send a text or an email: ask first.
+        return _choose_first(request, user)
     error = notice = ""
     try:
         if pending is None:
-            pending, request.session[SESSION_KEY] = step_up.begin(user, origin)
+            method = request.POST.get(f"{PREFIX}-method") if action == "begin" else None
+            pending, request.session[SESSION_KEY] = step_up.begin(user, origin, _one_of_users(user, method))
+        elif action == "begin":
+            pass  # the same choice sent twice (a double click): the step-up it began goes on
         elif action == "switch":
             # As at sign-in: the failure count and expiry stay, a code goes out for email and SMS.
             pending = choice.switch(pending, request.POST.get(f"{PREFIX}-method", ""), origin)
@@ -123,6 +129,35 @@ def _code_then(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> H
         return _start_over(request, EXPIRED)
     context = _prompt_context(request, pending, error, notice)
     return render(request, "mfa/step_up.html", context, status=503 if error == second_step.CANNOT_CHECK else 200)
+
+
+def _sends_a_code(factor: Authenticator) -> bool:
+    return factor.method in {Method.EMAIL, Method.SMS}
+
+
+def _one_of_users(user: User, method: str | None) -> str | None:
+    """``method`` when it is one of ``user``'s factors that may confirm a change; else None (their default)."""
+    return method if any(factor.method == method for factor in step_up.factors(user)) else None
+
+
+def _choose_first(request: HttpRequest, user: User) -> HttpResponse:
+    """The step-up asked for by a page (GET) whose default factor sends a code: a button per factor
+    sends it (POST), so that no link can make twostep send one."""
+    fields = carried(request, PREFIX)
+    fields.append((_WAS_GET, "1"))
+    return render(
+        request,
+        "mfa/step_up/begin.html",
+        {
+            "action": request.get_full_path(),
+            "carried": fields,
+            "choices": [
+                choice.Alternative(factor.method, choice.action_label(factor)) for factor in step_up.factors(user)
+            ],
+            "for_console": request.path.startswith("/admin/"),
+            "back": SECURITY_URL,
+        },
+    )
 
 
 def _start_over(request: HttpRequest, message: str) -> HttpResponse:

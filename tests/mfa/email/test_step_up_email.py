@@ -16,10 +16,19 @@ from twostep.accounts.models import User
 from twostep.core import clock
 from twostep.core.decorators import REAUTH_KEY
 from twostep.mfa import codes
-from twostep.mfa.models import Authenticator, PendingLogin, Purpose
+from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin, Purpose
 from twostep.mfa.step_up_views import EXPIRED
 
 pytestmark = pytest.mark.django_db
+
+
+def begin_step_up(client: Client, page: str) -> object:
+    """Open ``page``, which asks how to confirm; choose the email code; return the code prompt."""
+    chooser = client.get(page)
+    assert chooser.status_code == 200 and "mfa/step_up/begin.html" in [t.name for t in chooser.templates]
+    prompt = client.post(page, {"stepup-get": "1", "stepup-action": "begin", "stepup-method": "email"})
+    assert asked_for_code(prompt)
+    return prompt
 
 
 def test_email_code_confirms(user: User, mail_server: SmtpServer, enrolled: Authenticator) -> None:
@@ -29,8 +38,7 @@ def test_email_code_confirms(user: User, mail_server: SmtpServer, enrolled: Auth
     assert client.post("/login/verify", {"code": mail_server.last_code(BACKUP)})["Location"] == "/account"
     forget_second_factor_proof(client)  # the sign-in's code proved the factor just now
     mail_server.received.clear()
-    prompt = client.get("/account/security/totp")
-    assert asked_for_code(prompt)
+    begin_step_up(client, "/account/security/totp")
     message = mail_server.received[-1]
     assert "confirm a security change" in message.subject
     done = client.post(
@@ -38,6 +46,28 @@ def test_email_code_confirms(user: User, mail_server: SmtpServer, enrolled: Auth
         {"stepup-get": "1", "stepup-action": "code", "stepup-code": mail_server.last_code(BACKUP)},
     )
     assert done.status_code == 302 and done["Location"] == "/account/security/totp"
+
+
+def test_a_link_to_a_page_mails_nothing(user: User, mail_server: SmtpServer, enrolled: Authenticator) -> None:
+    """AZ-04: a set-up page opened from a link (any site's) asks how to confirm, and sends nothing until
+    a button is pressed; the button's POST needs the form's CSRF token."""
+    signed_in = Client()
+    sign_in(signed_in, user.username)
+    assert signed_in.post("/login/verify", {"code": mail_server.last_code(BACKUP)})["Location"] == "/account"
+    forget_second_factor_proof(signed_in)
+    client = Client(enforce_csrf_checks=True)  # the browser, as another site's page drives it
+    client.cookies = signed_in.cookies
+    mail_server.received.clear()
+    codes_before = OneTimeCode.objects.count()
+    for page in ("/account/security/totp", "/account/security/email", "/account/security/sms"):
+        chooser = client.get(page, HTTP_SEC_FETCH_SITE="cross-site")
+        assert "Email a code to" in chooser.content.decode(), page
+    forged = client.post(
+        "/account/security/totp", {"stepup-get": "1", "stepup-action": "begin", "stepup-method": "email"}
+    )
+    assert forged.status_code == 403
+    assert OneTimeCode.objects.count() == codes_before and not mail_server.received
+    assert not PendingLogin.objects.filter(user=user, purpose=Purpose.STEP_UP).exists()
 
 
 @pytest.mark.parametrize("ending", ["expired", "confirmed elsewhere"])
@@ -55,7 +85,7 @@ def test_a_new_code_asked_for_as_the_confirmation_ends(
     sign_in(client, user.username)
     assert client.post("/login/verify", {"code": mail_server.last_code(BACKUP)})["Location"] == "/account"
     forget_second_factor_proof(client)
-    assert asked_for_code(client.get("/account/security/totp"))
+    begin_step_up(client, "/account/security/totp")
     mailed = len(mail_server.messages())
     frozen_clock.advance(61)
     waiting = PendingLogin.objects.filter(user=user, purpose=Purpose.STEP_UP, completed_at__isnull=True)

@@ -180,15 +180,20 @@ def confirm(user: User, code: str, origin: Origin, *, keep_session_key: str | No
 
 
 def remove(user: User, origin: Origin, *, keep_session_key: str | None = None) -> bool:
-    """Turn the user's authenticator app off; return whether one was active."""
+    """Turn the user's authenticator app off; return whether one was active.
+
+    A set-up never confirmed goes too, without a word: it never signed
+    anyone in, so nothing was turned off (no sessions end, no notice).
+    """
     with transaction.atomic():
         lock_account(user.pk, no_key=True)  # before the factor's row, as a code's check
-        deleted = Authenticator.objects.filter(user=user, method=Method.TOTP).delete()[0]
-        if deleted:
+        active = Authenticator.objects.filter(user=user, method=Method.TOTP, confirmed_at__isnull=False).exists()
+        Authenticator.objects.filter(user=user, method=Method.TOTP).delete()
+        if active:
             end_sessions(user, except_key=keep_session_key)
-    if deleted:
+    if active:
         record("totp.disabled", Outcome.INFO, origin=origin, user=user, method=Method.TOTP)
-    return bool(deleted)
+    return active
 
 
 class TOTPHandler:
