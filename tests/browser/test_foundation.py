@@ -34,8 +34,8 @@ def test_admin_creates_user_who_signs_in(
     page.get_by_label("Username").fill("carol")
     page.get_by_label("Display name").fill("Carol Example")
     page.get_by_label("Password").fill(USER_PASSWORD)
-    page.get_by_label("Emails").fill("carol@example.com\ncarol.backup@example.org")
-    page.get_by_label("Phones").fill("+15551234567")
+    page.get_by_label("Email addresses").fill("carol@example.com\ncarol.backup@example.org")
+    page.get_by_label("Phone numbers").fill("+15551234567")
     admin.shot("new-user")
     page.get_by_role("button", name="Create user").click()
 

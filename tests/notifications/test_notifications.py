@@ -73,6 +73,10 @@ def test_password_change_and_admin_reset_notify(user: User, admin: User, outbox:
     assert any("administrator set a new password" in t for t in texts)
     assert any("administrator removed all your second-step methods" in t for t in texts)
     assert all("a brand new password" not in t for t in texts)
+    # What an administrator did is not "this was you"; the owner is told whom to turn to.
+    for message in outbox.sent:
+        for body in (message.text, message.html):
+            assert "If this was you" not in body and "If you asked an administrator for this" in body
 
 
 def test_lock_notifies(

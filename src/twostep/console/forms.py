@@ -37,11 +37,13 @@ class CreateUserForm(ConsoleForm):
     )
     emails = forms.CharField(
         required=False,
+        label="Email addresses",
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="One address per line; the first is primary.",
     )
     phones = forms.CharField(
         required=False,
+        label="Phone numbers",
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="One number per line in international form, e.g. +15551234567; the first is primary.",
     )

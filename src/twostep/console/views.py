@@ -36,6 +36,7 @@ from twostep.core.clockcheck import database_offset, offset_warning
 from twostep.core.decorators import admin_only
 from twostep.core.runtime import SettingError, get_settings, set_setting
 from twostep.core.search import search_term
+from twostep.core.wording import plural
 from twostep.mfa import email_check
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator, Method
@@ -219,7 +220,8 @@ def user_reset_2fa_view(request: HttpRequest, username: str) -> HttpResponse:
     removed = mfa_services.reset_two_factor(user, origin=Origin.of(request), actor=_actor(request))
     return _done(
         request,
-        f"Two-factor authentication of {user.username} reset ({removed} factor(s) removed); sessions ended.",
+        f"Two-factor authentication of {user.username} reset: {plural(removed, 'method')} removed and "
+        "every session ended. They can sign in with their password and set up a method again.",
         f"/admin/users/{user.username}",
     )
 

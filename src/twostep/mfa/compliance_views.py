@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -49,7 +51,8 @@ class PolicyForm(forms.Form):
         label="Grace period until (date)",
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Users may put off enrolling until 00:00 UTC on this date. Leave empty for no date.",
+        help_text="Users may put off enrolling until this date begins (00:00 UTC): the day before is their "
+        "last day of grace. Leave empty for no date.",
     )
     grace_sign_ins = forms.IntegerField(
         label="Grace period in sign-ins",
@@ -107,18 +110,36 @@ def _save(form: PolicyForm, request: HttpRequest) -> None:
     record("settings.two_factor_policy", Outcome.INFO, origin=Origin.of(request), actor=request.user, detail=values)
 
 
+def _locks_out(form: PolicyForm, admin: User) -> bool:
+    """Whether the policy in ``form`` would send ``admin`` to set up a second step at once (none, no grace)."""
+    data = form.cleaned_data
+    day = data.get("grace_until")
+    proposed = dataclasses.replace(
+        enforcement.current_policy(),
+        mode=data["required"],
+        roles=tuple(data.get("roles") or ()),
+        grace_until=datetime.combine(day, datetime.min.time(), UTC) if day else None,
+        grace_sign_ins=int(data.get("grace_sign_ins") or 0),
+    )
+    return enforcement.requirement(admin, proposed).must_enrol_now
+
+
 @admin_only
 @require_http_methods(["GET", "POST"])
 def two_factor_view(request: HttpRequest) -> HttpResponse:
     form = PolicyForm(request.POST if request.method == "POST" else None, initial=_initial())
+    admin: User = request.user  # type: ignore[assignment]
+    confirm_self = False
     if request.method == "POST" and form.is_valid():
-        try:
-            _save(form, request)
-        except SettingError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, "Two-step policy saved.")
-            return redirect(PAGE_URL)
+        confirm_self = _locks_out(form, admin) and request.POST.get("confirm_self") != "yes"
+        if not confirm_self:
+            try:
+                _save(form, request)
+            except SettingError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, "Two-step policy saved.")
+                return redirect(PAGE_URL)
     status = request.GET.get("status", "")
     if status not in compliance.STATUSES:
         status = ""
@@ -129,7 +150,6 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
     except ValueError:
         page_number = 1
     page, policy = compliance.overview(status=status, search=search, page=page_number)
-    admin: User = request.user  # type: ignore[assignment]
     # With the email check on, these users have no address to prove: they cannot enrol.
     stranded = compliance.cannot_prove_an_address(policy) if email_check.is_enabled() else (0, [])
     return render(
@@ -145,6 +165,7 @@ def two_factor_view(request: HttpRequest) -> HttpResponse:
             "search": search,
             "forced_off": forced_off_by_config(),
             "self_enrolled": enforcement.requirement(admin, policy).enrolled,
+            "confirm_self": confirm_self,
             "stranded_count": stranded[0],
             "stranded": stranded[1],
         },

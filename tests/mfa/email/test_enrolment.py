@@ -73,7 +73,19 @@ def test_no_address_no_setup(client: Client, make_user: Callable[..., User], ema
     signed_in(client, bare)
     assert "There is no email address on your account" in client.get("/account/security").content.decode()
     page = client.get(SETUP).content.decode()
-    assert "An administrator can add an address" in page and 'name="address"' not in page
+    assert "An administrator can add one." in page and 'name="address"' not in page
+
+
+def test_an_administrator_without_an_address_is_sent_to_their_user_page(
+    client: Client, make_user: Callable[..., User], email_on: None
+) -> None:
+    """An administrator reads where to add an address themselves, on the Security page and the set-up page."""
+    boss = make_user("boss", role="admin")
+    signed_in(client, boss)
+    for page in (client.get("/account/security"), client.get(SETUP)):
+        text = page.content.decode()
+        assert 'on <a href="/admin/users/boss">your user page</a> in the console' in text
+        assert "An administrator can add one" not in text
 
 
 def test_enrol_through_a_real_email(client: Client, user: User, mail_server: SmtpServer, email_on: None) -> None:

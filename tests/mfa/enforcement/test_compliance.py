@@ -144,3 +144,35 @@ def test_page_survives_odd_query_strings(console: Client) -> None:
     assert response.status_code == 200
     assert console.get(PAGE + "?q=ro%01ot&page=-3").status_code == 200
     assert console.get(PAGE + "?q=ro%00ot").status_code == 400
+
+
+def test_a_grace_by_date_and_count_reads_as_two_facts(console: Client, population: dict[str, User]) -> None:
+    """The grace cell says when it ends and how many sign-ins are left, apart."""
+    deadline = (clock.now() + timedelta(days=3)).date()
+    set_setting("two_factor.required", "everyone")
+    set_setting("two_factor.grace_until", deadline.isoformat())
+    set_setting("two_factor.grace_sign_ins", 2)
+    page = console.get(f"{PAGE}?status=grace").content.decode()
+    assert f"until {deadline.isoformat()}; 1 sign-in left" in page
+
+
+def test_a_policy_that_would_lock_out_the_admin_saving_it_asks_first(
+    client: Client, admin: User, two_factor_on: None
+) -> None:
+    """An administrator without a second step who requires one of everyone at once is told it applies to
+    them, and nothing is saved until they say so; with a grace period, no question."""
+    assert sign_in(client, admin.username).status_code == 302
+    form = {"required": "everyone", "grace_until": "", "grace_sign_ins": "0", "trusted_days": "30"}
+    asked = client.post(PAGE, form)
+    assert asked.status_code == 200 and 'id="applies-to-you"' in asked.content.decode()
+    assert get_setting("two_factor.required") == "nobody"
+    saved = client.post(PAGE, {**form, "confirm_self": "yes"})
+    assert saved.status_code == 302 and get_setting("two_factor.required") == "everyone"
+    assert client.get("/admin/users")["Location"] == "/account/security/enrol"
+
+
+def test_a_grace_period_needs_no_question(client: Client, admin: User, two_factor_on: None) -> None:
+    assert sign_in(client, admin.username).status_code == 302
+    form = {"required": "everyone", "grace_until": "", "grace_sign_ins": "3", "trusted_days": "30"}
+    assert client.post(PAGE, form).status_code == 302
+    assert get_setting("two_factor.required") == "everyone"
