@@ -6,6 +6,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
@@ -14,47 +15,24 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="AuthEvent",
+            name='AuthEvent',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("created_at", models.DateTimeField(db_index=True)),
-                ("kind", models.CharField(max_length=50)),
-                (
-                    "outcome",
-                    models.CharField(
-                        choices=[("success", "Success"), ("failure", "Failure"), ("info", "Info")], max_length=10
-                    ),
-                ),
-                ("reason", models.CharField(blank=True, max_length=50)),
-                ("username", models.CharField(blank=True, max_length=150)),
-                ("ip", models.GenericIPAddressField(blank=True, null=True)),
-                ("user_agent", models.CharField(blank=True, max_length=300)),
-                ("method", models.CharField(blank=True, max_length=20)),
-                ("detail", models.JSONField(blank=True, default=dict)),
-                (
-                    "actor",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "user",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('created_at', models.DateTimeField(db_index=True)),
+                ('kind', models.CharField(max_length=50)),
+                ('outcome', models.CharField(choices=[('success', 'Success'), ('failure', 'Failure'), ('info', 'Info')], max_length=10)),
+                ('reason', models.CharField(blank=True, max_length=50)),
+                ('username', models.CharField(blank=True, max_length=150)),
+                ('ip', models.GenericIPAddressField(blank=True, null=True)),
+                ('user_agent', models.CharField(blank=True, max_length=300)),
+                ('method', models.CharField(blank=True, max_length=20)),
+                ('detail', models.JSONField(blank=True, default=dict)),
+                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ("-created_at", "-id"),
-                "indexes": [models.Index(fields=["user", "created_at"], name="audit_authe_user_id_67dcb8_idx")],
+                'ordering': ('-created_at', '-id'),
+                'indexes': [models.Index(fields=['user', 'created_at'], name='audit_authe_user_id_67dcb8_idx')],
             },
         ),
     ]
