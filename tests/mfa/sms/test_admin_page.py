@@ -164,12 +164,17 @@ def test_authentication_page_refuses_sms_without_provider(admin_client: Client, 
     """Allowing SMS without a provider is refused on the Authentication page, which says why."""
     page = admin_client.get("/admin/authentication").content.decode()
     assert 'id="sms-method-problem"' in page and "/admin/sms" in page
+    # Not to be ticked until it can be allowed (a forged form is still refused, below).
+    assert '<input type="checkbox" name="methods" value="sms"' in page
+    assert 'sms-method-problem" disabled>' in page
     response = admin_client.post("/admin/authentication", {"enabled": "on", "methods": ["totp", "sms"]})
     assert response.status_code == 200
     assert "SMS codes need an SMS provider" in response.content.decode()
     assert get_setting("two_factor.methods") == ["totp"]
     configure(fakes.webhook())
-    assert 'id="sms-method-problem"' not in admin_client.get("/admin/authentication").content.decode()
+    ready = admin_client.get("/admin/authentication").content.decode()
+    assert 'id="sms-method-problem"' not in ready
+    assert "disabled" not in ready.split('value="sms"')[1].split("</label>")[0]
     response = admin_client.post("/admin/authentication", {"enabled": "on", "methods": ["totp", "sms"]})
     assert response.status_code == 302
     assert get_setting("two_factor.methods") == ["totp", "sms"]
