@@ -634,3 +634,21 @@ def test_every_problem_of_a_password_change_is_said_at_once(user: User) -> None:
     assert "too short" in page
     user.refresh_from_db()
     assert user.check_password(PASSWORD)
+
+
+def test_a_stale_form_leads_back_to_its_page_on_this_site_only(user: User) -> None:
+    """A refused form of this site links back to its page (which opens with a fresh token); one posted from
+    another site (its Referer elsewhere) gets no such link."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.get("/login")
+    token = browser.cookies[settings.CSRF_COOKIE_NAME].value
+    browser.post("/login", {"username": user.username, "password": PASSWORD, "csrfmiddlewaretoken": token})
+    stale = browser.post(
+        "/account/security/totp/remove",
+        {"csrfmiddlewaretoken": "x" * 64},
+        HTTP_REFERER="http://testserver/account/security",
+    )
+    assert stale.status_code == 403 and '<a href="/account/security">Back to the form</a>' in stale.content.decode()
+    for referer in ("https://evil.example/account/security", "//evil.example/admin/users", ""):
+        forged = browser.post("/account/security/totp/remove", {"csrfmiddlewaretoken": "x" * 64}, HTTP_REFERER=referer)
+        assert forged.status_code == 403 and "Back to the form" not in forged.content.decode(), referer

@@ -7,6 +7,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_safe
 
+from twostep.core.decorators import page_posted_from
+
 
 @require_safe
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -34,7 +36,9 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
         # "Sign out" from a page older than this browser's last sign-in: still
         # refused, but with the sign-out page's own form, which works.
         return render(request, "accounts/logout.html", {"stale": True}, status=403)
-    return render(request, "twostep/csrf_failure.html", status=403)
+    # Back to the form's page on this site (reloaded, it carries a valid token), when the Referer says which.
+    back = page_posted_from(request, "/account/", "") or page_posted_from(request, "/admin/", "")
+    return render(request, "twostep/csrf_failure.html", {"back": back}, status=403)
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
