@@ -52,6 +52,8 @@ def test_provider_error_at_sign_in(
     assert "Send a new code" in page
     # The field's label does not claim a code went to the number.
     assert "No code was sent for this sign-in yet" in page and "Enter the code sent to" not in page
+    # Nothing to type yet: the focus is not put in the field, the alert above it is read out.
+    assert "autofocus" not in page.split('id="id_code"')[1].split(">")[0]
     assert browser.get("/account").status_code == 302
     event = AuthEvent.objects.filter(kind="sms.not_sent", reason="delivery_failed").latest("id")
     assert f"HTTP {status}" in event.detail["error"]
