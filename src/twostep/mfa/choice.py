@@ -40,14 +40,15 @@ def method_label(method: str) -> str:
         return method
 
 
-def describe(authenticator: Authenticator) -> str:
-    """What the user calls this factor: their name for it, else the method and where codes go."""
+def describe(authenticator: Authenticator, *, masked: bool = True) -> str:
+    """What the user calls this factor: their name for it, else the method and where codes go
+    (masked, unless ``masked`` is False: on the user's own pages, once signed in)."""
     if authenticator.name:
         return authenticator.name
     if authenticator.method == Method.EMAIL:
-        return f"Email to {mask_email(authenticator.destination)}"
+        return f"Email to {mask_email(authenticator.destination) if masked else authenticator.destination}"
     if authenticator.method == Method.SMS:
-        return f"SMS to {mask_phone(authenticator.destination)}"
+        return f"SMS to {mask_phone(authenticator.destination) if masked else authenticator.destination}"
     return method_label(authenticator.method)
 
 

@@ -54,7 +54,7 @@ def set_default_view(request: HttpRequest) -> HttpResponse:
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(request, f"{choice.describe(factor)} is now asked for first when you sign in.")
+        messages.success(request, f"{choice.describe(factor, masked=False)} is now asked for first when you sign in.")
     return redirect(PANEL_URL)
 
 
@@ -67,7 +67,7 @@ def rename_view(request: HttpRequest) -> HttpResponse:
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        messages.success(request, f"Renamed to {choice.describe(factor)}.")
+        messages.success(request, f"Renamed to {choice.describe(factor, masked=False)}.")
     return redirect(PANEL_URL)
 
 

@@ -154,6 +154,9 @@ def test_default_method_is_asked_first(client: Client, both: tuple[User, bytes],
     response = client.post("/account/security/methods/default", {"method": "email"})
     assert response.status_code == 302
     assert DefaultMethod.objects.get(user=user).method == "email"
+    # On their own page, signed in, the user reads their own address in full.
+    address = Authenticator.objects.get(user=user, method="email").destination
+    assert f"Email to {address} is now asked for first" in client.get("/account/security").content.decode()
     assert [a.method for a in login_authenticators(user.pk)] == ["email", "totp"]
     client.post("/logout")
     sign_in(client, user.username)
