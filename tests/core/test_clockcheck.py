@@ -58,13 +58,13 @@ def test_serve_warns_at_start_up_when_the_clock_is_off(
 
     monkeypatch.setattr(clockcheck, "_database_timestamp", lambda: time.time() - 300)  # this instance 5 min ahead
     with caplog.at_level(logging.WARNING):
-        Command().check_deployment(dev=False, port=8000)
+        Command().check_deployment(dev=False)
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert any("300 s ahead of the database server's" in message for message in warnings)
     caplog.clear()
     monkeypatch.setattr(clockcheck, "_database_timestamp", time.time)
     with caplog.at_level(logging.WARNING):
-        Command().check_deployment(dev=False, port=8000)
+        Command().check_deployment(dev=False)
     assert not [record for record in caplog.records if "clock" in record.getMessage()]
 
 

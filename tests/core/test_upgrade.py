@@ -58,7 +58,7 @@ def test_an_older_instance_refuses_a_database_upgraded_by_a_newer_version() -> N
     MigrationRecorder(connection).record_applied("usersessions", "9999_from_a_newer_twostep")
     assert unknown_migrations() == ["usersessions.9999_from_a_newer_twostep"]
     with pytest.raises(CommandError, match="upgraded by a newer version of twostep"):
-        Command().check_deployment(dev=False, port=8000)
+        Command().check_deployment(dev=False)
     with pytest.raises(CommandError, match=r"usersessions\.9999_from_a_newer_twostep"):
         call_command("db", "status", stdout=io.StringIO())
 

@@ -37,7 +37,7 @@ from twostep.core.decorators import admin_only
 from twostep.core.runtime import SettingError, get_settings, set_setting
 from twostep.core.search import search_term
 from twostep.core.wording import plural
-from twostep.mfa import email_check
+from twostep.mfa import email_check, enforcement
 from twostep.mfa import services as mfa_services
 from twostep.mfa.models import Authenticator, Method
 from twostep.mfa.policy import SWITCH_KEYS, forced_off_by_config, methods_warning
@@ -384,11 +384,16 @@ def authentication_view(request: HttpRequest) -> HttpResponse:
         initial={"enabled": current["two_factor.enabled"], "methods": current["two_factor.methods"]},
     )
     affected = None
+    confirm_self = False
     if request.method == "POST" and form.is_valid():
         enabled, methods = form.cleaned_data["enabled"], list(form.cleaned_data["methods"])
         affected = mfa_services.affected_by(enabled, methods)
-        if affected and form.cleaned_data["confirm"] != affected:
-            # Show who loses protection before anything changes.
+        admin: User = request.user  # type: ignore[assignment]
+        confirm_self = request.POST.get("confirm_self") != "yes" and enforcement.sends_to_enrol(
+            admin, active=enabled and not forced_off_by_config(), methods=tuple(methods)
+        )
+        if (affected and form.cleaned_data["confirm"] != affected) or confirm_self:
+            # Show who loses protection (or that the administrator must enrol at once) before anything changes.
             form = TwoFactorSettingsForm(initial={"enabled": enabled, "methods": methods})
         else:
             try:
@@ -415,6 +420,8 @@ def authentication_view(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "affected": affected,
+            # The change would send this administrator to set up a second step at once: asked first.
+            "confirm_self": confirm_self,
             # Whether those users then prove an email address before setting up a new method.
             "enrolment_email_check": email_check.is_enabled(),
             "forced_off": forced_off_by_config(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,14 +113,13 @@ def _locks_out(form: PolicyForm, admin: User) -> bool:
     """Whether the policy in ``form`` would send ``admin`` to set up a second step at once (none, no grace)."""
     data = form.cleaned_data
     day = data.get("grace_until")
-    proposed = dataclasses.replace(
-        enforcement.current_policy(),
+    return enforcement.sends_to_enrol(
+        admin,
         mode=data["required"],
         roles=tuple(data.get("roles") or ()),
         grace_until=datetime.combine(day, datetime.min.time(), UTC) if day else None,
         grace_sign_ins=int(data.get("grace_sign_ins") or 0),
     )
-    return enforcement.requirement(admin, proposed).must_enrol_now
 
 
 @admin_only

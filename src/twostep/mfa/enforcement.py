@@ -24,6 +24,7 @@ the configuration file: the break-glass switch), nobody is required.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -203,6 +204,13 @@ class Policy:
     @property
     def has_grace(self) -> bool:
         return self.grace_until is not None or self.grace_sign_ins > 0
+
+
+def sends_to_enrol(user: User, **changes: Any) -> bool:
+    """Whether the current policy with ``changes`` (``Policy`` fields: ``active``, ``methods``, ``mode``...)
+    would send ``user`` to set up a second step before anything else: to ask an administrator before a
+    change that would do that to them."""
+    return requirement(user, dataclasses.replace(current_policy(), **changes)).must_enrol_now
 
 
 def current_policy() -> Policy:

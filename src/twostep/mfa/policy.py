@@ -24,6 +24,8 @@ from twostep.mfa.models import Authenticator
 FORCED_OFF = "forced_off_by_config"
 #: How far back the console looks for them, on any instance sharing the database.
 BREAK_GLASS_WINDOW = timedelta(days=1)
+#: How often an instance with the switch says again that it runs with it (``note_break_glass``).
+BREAK_GLASS_HEARTBEAT = timedelta(hours=1)
 
 
 def forced_off_by_config() -> bool:
@@ -89,21 +91,34 @@ def note_break_glass(user: AbstractBaseUser, origin: Origin) -> None:
 
     The break-glass switch lets an account with factors in by its password
     alone; the auth log says so at each such sign-in, so that its use (and
-    a switch left off by mistake) shows.
+    a switch left off by mistake) shows.  A sign-in of a user without
+    factors says, at most once an hour, that the instance still runs with
+    the switch: a quiet instance's start is a day old soon enough, and the
+    other consoles would stop showing it.
     """
-    if forced_off_by_config() and Authenticator.objects.filter(user_id=user.pk, confirmed_at__isnull=False).exists():
+    if not forced_off_by_config():
+        return
+    instance = instance_name()
+    if Authenticator.objects.filter(user_id=user.pk, confirmed_at__isnull=False).exists():
         record(
             "login.second_step",
             Outcome.INFO,
             origin=origin,
             user=user,
             reason=FORCED_OFF,
-            detail={"instance": instance_name()},
+            detail={"instance": instance},
         )
+        return
+    recently = AuthEvent.objects.filter(
+        reason=FORCED_OFF, created_at__gte=clock.now() - BREAK_GLASS_HEARTBEAT, detail__instance=instance
+    )
+    if not recently.exists():
+        note_break_glass_start(instance)
 
 
 def note_break_glass_start(instance: str) -> None:
-    """Log that ``instance`` (``core.instance.instance_name``) starts with the break-glass switch on.
+    """Log that ``instance`` (``core.instance.instance_name``) runs with the break-glass switch on: at its
+    start (``twostep serve``), and again now and then (``note_break_glass``).
 
     With several instances sharing a database, the switch is in one
     instance's configuration only; this event (and each sign-in it lets

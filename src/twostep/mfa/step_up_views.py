@@ -81,6 +81,9 @@ def code_first(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> H
     """
     user: User = request.user  # type: ignore[assignment]
     if recently_proven(request) or not step_up.needed(user):
+        if request.method == "POST" and request.POST.get(f"{PREFIX}-action") == "begin":
+            # A chooser left open while a code was confirmed in another tab: the page, not an empty form.
+            return redirect(request.get_full_path())
         return None
     return _code_then(request, view, *args, **kwargs)
 
@@ -92,8 +95,9 @@ def _code_then(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> H
     pending = step_up.resolve(request.session.get(SESSION_KEY), user)
     if action not in {None, "begin"} and pending is None:
         return _start_over(request, EXPIRED)
-    if pending is None and action is None and request.method == "GET" and _sends_a_code(step_up.factors(user)[0]):
-        # A page followed from a link (any site's) must not send a text or an email: ask first.
+    if pending is None and request.method != "POST" and _sends_a_code(step_up.factors(user)[0]):
+        # A page followed from a link (any site's), or fetched with HEAD, must not send a text or an
+        # email: ask first, and send on the button's POST.
         return _choose_first(request, user)
     error = notice = ""
     try:
@@ -101,7 +105,11 @@ def _code_then(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> H
             method = request.POST.get(f"{PREFIX}-method") if action == "begin" else None
             pending, request.session[SESSION_KEY] = step_up.begin(user, origin, _one_of_users(user, method))
         elif action == "begin":
-            pass  # the same choice sent twice (a double click): the step-up it began goes on
+            # Sent twice (a double click): the step-up it began goes on; another method chosen
+            # (a second chooser): as "Use another method".
+            method = _one_of_users(user, request.POST.get(f"{PREFIX}-method"))
+            if method is not None and method != pending.method:
+                pending = choice.switch(pending, method, origin)
         elif action == "switch":
             # As at sign-in: the failure count and expiry stay, a code goes out for email and SMS.
             pending = choice.switch(pending, request.POST.get(f"{PREFIX}-method", ""), origin)

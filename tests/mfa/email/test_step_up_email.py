@@ -15,9 +15,10 @@ from tests.mfa.test_step_up import asked_for_code
 from twostep.accounts.models import User
 from twostep.core import clock
 from twostep.core.decorators import REAUTH_KEY
-from twostep.mfa import codes
+from twostep.core.runtime import set_setting
+from twostep.mfa import codes, step_up
 from twostep.mfa.models import Authenticator, OneTimeCode, PendingLogin, Purpose
-from twostep.mfa.step_up_views import EXPIRED
+from twostep.mfa.step_up_views import EXPIRED, SESSION_KEY
 
 pytestmark = pytest.mark.django_db
 
@@ -62,12 +63,49 @@ def test_a_link_to_a_page_mails_nothing(user: User, mail_server: SmtpServer, enr
     for page in ("/account/security/totp", "/account/security/email", "/account/security/sms"):
         chooser = client.get(page, HTTP_SEC_FETCH_SITE="cross-site")
         assert "Email a code to" in chooser.content.decode(), page
+        # A script on a sibling site may fetch with HEAD or OPTIONS (no preflight, the cookie goes along).
+        assert client.head(page).status_code == 200 and client.options(page).status_code == 200
     forged = client.post(
         "/account/security/totp", {"stepup-get": "1", "stepup-action": "begin", "stepup-method": "email"}
     )
     assert forged.status_code == 403
     assert OneTimeCode.objects.count() == codes_before and not mail_server.received
     assert not PendingLogin.objects.filter(user=user, purpose=Purpose.STEP_UP).exists()
+
+
+def test_a_chooser_left_open_after_a_confirmation_elsewhere_shows_the_page(
+    user: User, mail_server: SmtpServer, enrolled: Authenticator
+) -> None:
+    """Its button, pressed after a code was confirmed in another tab, opens the page; no empty form is sent on."""
+    client = Client()
+    sign_in(client, user.username)
+    assert client.post("/login/verify", {"code": mail_server.last_code(BACKUP)})["Location"] == "/account"
+    # The sign-in's code is a fresh proof: the chooser's button arrives with nothing left to confirm.
+    pressed = client.post(
+        "/account/security/totp", {"stepup-get": "1", "stepup-action": "begin", "stepup-method": "email"}
+    )
+    assert pressed.status_code == 302 and pressed["Location"] == "/account/security/totp"
+
+
+def test_choosing_another_method_in_a_second_chooser_switches(
+    user: User, mail_server: SmtpServer, enrolled: Authenticator, two_factor_on: None
+) -> None:
+    """Two choosers open: email chosen in one, the app in the other; the app is what is asked for."""
+    from tests.mfa.recovery_codes.helpers import enrol_totp
+
+    enrol_totp(user)
+    set_setting("two_factor.methods", ["totp", "email"])
+    client = Client()
+    sign_in(client, user.username)
+    assert client.post("/login/verify", {"code": mail_server.last_code(BACKUP)})["Location"] == "/account"
+    forget_second_factor_proof(client)
+    begin_step_up(client, "/account/security/totp")
+    again = client.post(
+        "/account/security/totp", {"stepup-get": "1", "stepup-action": "begin", "stepup-method": "totp"}
+    )
+    assert asked_for_code(again) and "authenticator app" in again.content.decode()
+    live = step_up.resolve(client.session[SESSION_KEY], user)
+    assert live is not None and live.method == "totp"
 
 
 @pytest.mark.parametrize("ending", ["expired", "confirmed elsewhere"])

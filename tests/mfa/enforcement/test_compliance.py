@@ -176,3 +176,33 @@ def test_a_grace_period_needs_no_question(client: Client, admin: User, two_facto
     form = {"required": "everyone", "grace_until": "", "grace_sign_ins": "3", "trusted_days": "30"}
     assert client.post(PAGE, form).status_code == 302
     assert get_setting("two_factor.required") == "everyone"
+
+
+def test_turning_2fa_on_under_such_a_policy_asks_too(client: Client, admin: User) -> None:
+    """The policy saved while 2FA was off; switching 2FA on is what would send the administrator to enrol:
+    the Authentication page asks first."""
+    set_setting("two_factor.required", "everyone")
+    assert sign_in(client, admin.username).status_code == 302
+    asked = client.post("/admin/authentication", {"enabled": "on", "methods": ["totp"]})
+    assert asked.status_code == 200 and 'id="applies-to-you"' in asked.content.decode()
+    assert get_setting("two_factor.enabled") is False
+    saved = client.post("/admin/authentication", {"enabled": "on", "methods": ["totp"], "confirm_self": "yes"})
+    assert saved.status_code == 302 and get_setting("two_factor.enabled") is True
+    assert client.get("/admin/users")["Location"] == "/account/security/enrol"
+
+
+def test_withdrawing_the_admins_own_method_asks_too(client: Client, admin: User, two_factor_on: None) -> None:
+    """An administrator whose only method is email codes, withdrawing them: asked first, as that sends them
+    to enrol."""
+    Authenticator.objects.create(user=admin, method="email", destination="boss@example.com", confirmed_at=clock.now())
+    set_setting("email.host", "mail.invalid")
+    set_setting("two_factor.methods", ["totp", "email"])
+    client.force_login(admin)
+    session = client.session
+    from twostep.core.decorators import REAUTH_KEY, SECOND_FACTOR_KEY
+
+    session[REAUTH_KEY] = session[SECOND_FACTOR_KEY] = clock.timestamp()
+    session.save()
+    asked = client.post("/admin/authentication", {"enabled": "on", "methods": ["totp"]})
+    assert 'id="applies-to-you"' in asked.content.decode()
+    assert get_setting("two_factor.methods") == ["totp", "email"]

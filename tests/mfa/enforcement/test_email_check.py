@@ -392,7 +392,9 @@ def test_turning_2fa_on_cannot_strand_the_administrator_doing_it(client: Client,
     set_setting("two_factor.required", "everyone")
     set_setting(email_check.KEY, True)
     assert sign_in(client, admin.username).status_code == 302
-    refused = client.post("/admin/authentication", {"enabled": "on", "methods": ["totp"]})
+    asked = client.post("/admin/authentication", {"enabled": "on", "methods": ["totp"]})
+    assert 'id="applies-to-you"' in asked.content.decode()  # first: it applies to you
+    refused = client.post("/admin/authentication", {"enabled": "on", "methods": ["totp"], "confirm_self": "yes"})
     assert refused.status_code == 200 and "could not set up a second step yourself" in refused.content.decode()
     assert get_setting("two_factor.enabled") is False
 

@@ -7,7 +7,8 @@ from datetime import timedelta
 from functools import partial
 
 import pytest
-from django.test import Client
+from django.conf import settings
+from django.test import Client, override_settings
 
 from tests.concurrency import at_once
 from tests.conftest import asked_for_password, prove_second_factor, sign_in
@@ -19,6 +20,7 @@ from twostep.accounts.models import PhoneNumber, User
 from twostep.accounts.views import PENDING_KEY
 from twostep.audit.models import AuthEvent
 from twostep.audit.services import CLI
+from twostep.config import load_config
 from twostep.core import clock
 from twostep.core.runtime import set_setting
 from twostep.mfa import login as second_step
@@ -76,6 +78,21 @@ def test_enrol_on_the_chosen_number_and_sign_in_with_it(phone_user: User, twilio
     assert "sign-in code" in twilio.received[-1].body
     # Twilio drops a message still queued once its code has expired (10 minutes).
     assert [m.fields["ValidityPeriod"] for m in twilio.received] == ["600", "600"]
+
+
+def test_a_sign_in_code_is_announced_as_long_as_its_sign_in_lasts(
+    phone_user: User, twilio: FakeTwilio, frozen_clock: clock.FrozenClock
+) -> None:
+    """With sign-ins that last two minutes, the code's message may wait two minutes, and a new code sent a
+    minute later one: no longer than the code can still be used."""
+    enrol(signed_in(phone_user), phone_user, twilio)
+    short = load_config(settings.DATA_DIR, {"TWOSTEP_SECURITY__PENDING_LOGIN_TTL": "120"})
+    with override_settings(CONFIG=short):
+        browser = Client()
+        sign_in(browser, phone_user.username)
+        frozen_clock.advance(61)
+        assert browser.post("/login/verify/sms/resend").status_code == 302
+    assert [m.fields["ValidityPeriod"] for m in twilio.received[-2:]] == ["120", "59"]
 
 
 def test_the_first_factor_brings_the_first_recovery_codes(phone_user: User, twilio: FakeTwilio) -> None:

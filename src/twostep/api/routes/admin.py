@@ -140,7 +140,9 @@ class UserFilter(Page):
 
 class EventFilter(Page):
     user: Annotated[str, StringConstraints(max_length=150, pattern=NO_CONTROL)] | None = Field(
-        default=None, description="Events about this username (as typed at sign-in, or the account's)."
+        default=None,
+        description="Events about this username (the account's, or as typed at sign-in when it names an "
+        'account; a name that is no account is logged as a label such as "(unknown name #1a2b3c4d)").',
     )
     kind: Annotated[str, StringConstraints(max_length=50, pattern=NO_CONTROL)] | None = Field(
         default=None, description='e.g. "login.password", "login.second_step".'

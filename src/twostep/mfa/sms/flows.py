@@ -18,6 +18,7 @@ against the cooldown and every cap; the user is told so (``unconfirmed_problem``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -110,6 +111,12 @@ def _refused(user: User, number: str, purpose: str, origin: Origin, exc: NotSent
     )
 
 
+def _seconds_it_works(row: OneTimeCode, pending: PendingLogin | None) -> int:
+    """How long the code of ``row`` works from now: its own lifetime, or its sign-in's if that ends first."""
+    ends = min(row.expires_at, pending.expires_at) if pending is not None else row.expires_at
+    return max(1, math.ceil((ends - clock.now()).total_seconds()))
+
+
 def _send_code(
     user: User,
     number: str,
@@ -157,7 +164,7 @@ def _send_code(
             user=user,
             secret=code,
             code_id=row.pk,
-            valid_for=int(codes.CODE_TTL.total_seconds()),
+            valid_for=_seconds_it_works(row, pending),
         )
     except service.Unconfirmed:
         # It may have gone out: the code stays usable and counts like a sent

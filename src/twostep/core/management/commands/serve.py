@@ -62,8 +62,10 @@ class Command(BaseCommand):
     def handle(
         self, *args: Any, host: str, port: int, engine: str, workers: int, threads: int, dev: bool, **_: Any
     ) -> None:
-        self.check_deployment(dev, port)
+        self.check_deployment(dev)
         refuse_taken_address(host, port)
+        # Only once it will serve: a refused start lets nobody in by password alone.
+        note_break_glass_start(instance_name(port))
         build = granian_command if engine == "granian" else gunicorn_command
         command = [sys.executable, "-m", *build(host, port, workers, threads)]
         self.stdout.write(f"twostep serving on http://{host}:{port} ({engine}, {workers} x {threads})")
@@ -75,12 +77,12 @@ class Command(BaseCommand):
         os.environ["TWOSTEP_SERVER__PORT"] = str(port)
         os.execv(sys.executable, command)
 
-    def check_deployment(self, dev: bool, port: int) -> None:
+    def check_deployment(self, dev: bool) -> None:
         """Refuse to start a server that would be unsafe or broken.
 
         Also warns (server log) when this instance's clock is off from the
-        database server's, and when the break-glass switch is on, which it
-        then records in the auth log for every instance's console.
+        database server's, and when the break-glass switch is on (``handle``
+        records it in the auth log once the address is known to be free).
 
         Raises:
             CommandError: debug without --dev, missing or too short keys, an
@@ -125,7 +127,6 @@ class Command(BaseCommand):
                 "two-factor authentication is forced off by this instance's configuration: "
                 "every sign-in here is password-only until it is removed"
             )
-            note_break_glass_start(instance_name(port))
 
 
 def refuse_taken_address(host: str, port: int) -> None:
