@@ -95,10 +95,12 @@ def _code_then(request: HttpRequest, view: View, *args: Any, **kwargs: Any) -> H
     pending = step_up.resolve(request.session.get(SESSION_KEY), user)
     if action not in {None, "begin"} and pending is None:
         return _start_over(request, EXPIRED)
-    if pending is None and request.method != "POST" and _sends_a_code(step_up.factors(user)[0]):
-        # A page followed from a link (any site's), or fetched with HEAD, must not send a text or an
-        # email: ask first, and send on the button's POST.
-        return _choose_first(request, user)
+    if pending is None and request.method != "POST":
+        factors = step_up.factors(user)
+        if _sends_a_code(factors[0]):
+            # A page followed from a link (any site's), or fetched with HEAD, must not send a text or
+            # an email: ask first, and send on the button's POST.
+            return _choose_first(request, factors)
     error = notice = ""
     try:
         if pending is None:
@@ -148,7 +150,7 @@ def _one_of_users(user: User, method: str | None) -> str | None:
     return method if any(factor.method == method for factor in step_up.factors(user)) else None
 
 
-def _choose_first(request: HttpRequest, user: User) -> HttpResponse:
+def _choose_first(request: HttpRequest, factors: list[Authenticator]) -> HttpResponse:
     """The step-up asked for by a page (GET) whose default factor sends a code: a button per factor
     sends it (POST), so that no link can make twostep send one."""
     fields = carried(request, PREFIX)
@@ -159,9 +161,7 @@ def _choose_first(request: HttpRequest, user: User) -> HttpResponse:
         {
             "action": request.get_full_path(),
             "carried": fields,
-            "choices": [
-                choice.Alternative(factor.method, choice.action_label(factor)) for factor in step_up.factors(user)
-            ],
+            "choices": [choice.Alternative(factor.method, choice.action_label(factor)) for factor in factors],
             "for_console": request.path.startswith("/admin/"),
             "back": SECURITY_URL,
         },
