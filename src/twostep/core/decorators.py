@@ -88,8 +88,9 @@ def _password_then(request: HttpRequest, back: str, view: View, *args: Any, **kw
     return password_then(request, back, view, *args, **kwargs)
 
 
-def page_posted_from(request: HttpRequest, section: str, fallback: str) -> str:
-    """The page under ``section`` a form was posted from (its Referer, if on this site), else ``fallback``."""
+def page_posted_from(request: HttpRequest, section: str | tuple[str, ...], fallback: str) -> str:
+    """The page under ``section`` (or one of several) a form was posted from (its Referer, if on this
+    site), else ``fallback``."""
     referer = urlsplit(request.headers.get("Referer", ""))
     if referer.netloc in {"", request.get_host()} and referer.path.startswith(section):
         return referer.path + (f"?{referer.query}" if referer.query else "")

@@ -37,7 +37,7 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
         # refused, but with the sign-out page's own form, which works.
         return render(request, "accounts/logout.html", {"stale": True}, status=403)
     # Back to the form's page on this site (reloaded, it carries a valid token), when the Referer says which.
-    back = page_posted_from(request, "/account/", "") or page_posted_from(request, "/admin/", "")
+    back = page_posted_from(request, ("/account/", "/admin/"), "")
     return render(request, "twostep/csrf_failure.html", {"back": back}, status=403)
 
 

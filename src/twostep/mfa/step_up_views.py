@@ -245,5 +245,5 @@ def _prompt_context(request: HttpRequest, pending: PendingLogin, error: str, not
         # The console asks before every change an administrator makes, not only changes to their own sign-in.
         "for_console": request.path.startswith("/admin/"),
         # Cancel leads back to the page the change was asked from (the Security page, a console page).
-        "back": page_posted_from(request, "/admin/", "") or page_posted_from(request, "/account/", SECURITY_URL),
+        "back": page_posted_from(request, ("/admin/", "/account/"), SECURITY_URL),
     }
