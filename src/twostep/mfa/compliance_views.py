@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
@@ -117,7 +116,7 @@ def _locks_out(form: PolicyForm, admin: User) -> bool:
         admin,
         mode=data["required"],
         roles=tuple(data.get("roles") or ()),
-        grace_until=datetime.combine(day, datetime.min.time(), UTC) if day else None,
+        grace_until=enforcement.grace_ends(day) if day else None,
         grace_sign_ins=int(data.get("grace_sign_ins") or 0),
     )
 

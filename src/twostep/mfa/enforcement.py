@@ -206,6 +206,11 @@ class Policy:
         return self.grace_until is not None or self.grace_sign_ins > 0
 
 
+def grace_ends(day: date) -> datetime:
+    """When a grace period "until ``day``" ends: as that day begins, 00:00 UTC."""
+    return datetime.combine(day, datetime.min.time(), UTC)
+
+
 def sends_to_enrol(user: User, **changes: Any) -> bool:
     """Whether the current policy with ``changes`` (``Policy`` fields: ``active``, ``methods``, ``mode``...)
     would send ``user`` to set up a second step before anything else: to ask an administrator before a
@@ -221,7 +226,7 @@ def current_policy() -> Policy:
         methods=tuple(values["two_factor.methods"]),
         mode=str(values[REQUIRED_KEY]),
         roles=tuple(values[ROLES_KEY]),
-        grace_until=datetime.combine(date.fromisoformat(grace_day), datetime.min.time(), UTC) if grace_day else None,
+        grace_until=grace_ends(date.fromisoformat(grace_day)) if grace_day else None,
         grace_sign_ins=int(values[GRACE_SIGN_INS_KEY]),
     )
 
