@@ -61,6 +61,11 @@ def logged_username(typed: str, *, names_an_account: bool) -> str:
     return f"(unknown name #{digest[:8]})"
 
 
+def _account_named(typed: str) -> User | None:
+    """The account ``typed`` names (usernames are stored in lower case), active or not; None for none."""
+    return User.objects.filter(username=typed.lower()).only("id", "username", "is_active").first()
+
+
 def check_password_step(
     username: str, password: str, origin: Origin, request: HttpRequest | None = None
 ) -> User | None:
@@ -79,7 +84,7 @@ def check_password_step(
     try:
         attempt = throttle.claim(typed, origin.ip, clock.now(), device=devices.device_id(request, typed))
     except throttle.SignInThrottled:
-        named = User.objects.filter(username=typed.lower()).only("id", "username").first()
+        named = _account_named(typed)
         logged = logged_username(typed, names_an_account=named is not None)
         record("login.password", Outcome.FAILURE, origin=origin, user=named, username=logged, reason="throttled")
         raise
@@ -90,7 +95,7 @@ def check_password_step(
     if isinstance(user, User):
         record("login.password", Outcome.SUCCESS, origin=origin, user=user, username=typed)
         return user
-    known = User.objects.filter(username=typed.lower()).only("id", "is_active").first()
+    known = _account_named(typed)
     logged = logged_username(typed, names_an_account=known is not None)
     if known is None:
         reason = "unknown_user"
